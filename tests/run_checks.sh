@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs the Check binary (under valgrind when MH_VALGRIND=1) and prints the
+# number of skipped tests with their reasons.  Exit status: the binary's.
+set -u
+bin=$1
+skips=$(mktemp)
+export MH_SKIP_LOG=$skips
+status=0
+if [ "${MH_VALGRIND:-0}" = 1 ]; then
+  # Check forks each test; valgrind follows the children.  Definite and
+  # possible leaks and every memory error fail the run.
+  valgrind --quiet --error-exitcode=99 --leak-check=full \
+    --errors-for-leak-kinds=definite,possible --show-leak-kinds=definite,possible \
+    --suppressions=tests/valgrind.supp --trace-children=yes "$bin" || status=$?
+else
+  "$bin" || status=$?
+fi
+n=$(wc -l < "$skips")
+echo "Skipped tests: $n"
+[ "$n" -gt 0 ] && sed 's/^/  skipped: /' "$skips"
+rm -f "$skips"
+exit $status

@@ -1,0 +1,513 @@
+#!/usr/bin/python3
+"""Self-test for tests/mock_server.py (run with Debian's /usr/bin/python3).
+
+Starts its own mock servers (ignores MONGO_TEST_URI) and checks each feature
+by reading data back through pymongo.
+"""
+
+import atexit
+import datetime
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import pymongo
+from bson.int64 import Int64
+from pymongo.errors import (BulkWriteError, DuplicateKeyError, OperationFailure,
+                            AutoReconnect, NotMasterError, ServerSelectionTimeoutError)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCRIPT = os.path.join(HERE, 'mock_server.py')
+PY = '/usr/bin/python3'
+
+
+_ALL_PROCS = []
+
+
+@atexit.register
+def _kill_leftovers():
+    for p in _ALL_PROCS:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+class MockProc(object):
+    def __init__(self, *args, port=0):
+        self.tmp = tempfile.mkdtemp(prefix='mh_mock_test.')
+        self.args = list(args)
+        self.log = os.path.join(self.tmp, 'log')
+        self.port = port
+        self.start()
+
+    def start(self):
+        pf = os.path.join(self.tmp, 'port')
+        if os.path.exists(pf):
+            os.unlink(pf)
+        self.proc = subprocess.Popen(
+            [PY, SCRIPT, '--port', str(self.port), '--port-file', pf] + self.args,
+            stdout=open(self.log, 'a'), stderr=subprocess.STDOUT)
+        _ALL_PROCS.append(self.proc)
+        deadline = time.time() + 15
+        while not os.path.exists(pf):
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError('mock server failed to start:\n' + open(self.log).read())
+            time.sleep(0.02)
+        self.port = int(open(pf).read())
+
+    def uri(self, extra=''):
+        return 'mongodb://127.0.0.1:%d/mh_test%s' % (self.port, extra)
+
+    def client(self, **kw):
+        kw.setdefault('serverSelectionTimeoutMS', 5000)
+        return pymongo.MongoClient(self.uri(), **kw)
+
+    def kill(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(10)
+
+    def close(self):
+        self.kill()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class Base(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.cmdlog = tempfile.mktemp(prefix='mh_cmdlog.')
+        cls.srv = MockProc('--command-log', cls.cmdlog, '--ttl-interval', '0.2')
+        cls.client = cls.srv.client()
+        cls.db = cls.client.mh_test
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.client.close()
+        cls.srv.close()
+        if os.path.exists(cls.cmdlog):
+            os.unlink(cls.cmdlog)
+
+    def setUp(self):
+        self.client.drop_database('mh_test')
+
+    def err(self, fn, *a, **kw):
+        with self.assertRaises(OperationFailure) as cm:
+            fn(*a, **kw)
+        return cm.exception.details
+
+
+class TestBasics(Base):
+    def test_hello_and_buildinfo(self):
+        h = self.db.command('hello')
+        self.assertIs(h['isWritablePrimary'], True)
+        self.assertIs(h['helloOk'], True)
+        self.assertEqual(h['maxWireVersion'], 9)
+        self.assertEqual(h['maxBsonObjectSize'], 16777216)
+        self.assertEqual(h['maxWriteBatchSize'], 100000)
+        self.assertEqual(h['logicalSessionTimeoutMinutes'], 30)
+        self.assertNotIn('setName', h)
+        im = self.db.command('isMaster')
+        self.assertIs(im['ismaster'], True)
+        bi = self.db.command('buildInfo')
+        self.assertEqual(bi['version'], '4.4.0')
+        self.assertEqual(bi['versionArray'], [4, 4, 0, 0])
+        self.assertEqual(self.db.command('ping')['ok'], 1.0)
+
+    def test_unknown_command(self):
+        d = self.err(self.db.command, 'frobnicate')
+        self.assertEqual((d['code'], d['codeName']), (59, 'CommandNotFound'))
+        self.assertEqual(d['errmsg'], "no such command: 'frobnicate'")
+        self.assertEqual(d['ok'], 0.0)
+
+    def test_server_status(self):
+        s = self.client.admin.command('serverStatus')
+        self.assertEqual(s['process'], 'mongod')
+        self.assertEqual(s['version'], '4.4.0')
+        self.assertGreaterEqual(s['connections']['current'], 1)
+        self.assertIn('uptimeMillis', s)
+
+    def test_command_log(self):
+        self.db.logged.insert_one({'_id': 'marker-xyz', 'v': Int64(5)})
+        lines = [json.loads(l) for l in open(self.cmdlog)]
+        ins = [l for l in lines if l.get('insert') == 'logged']
+        self.assertTrue(ins)
+        self.assertEqual(ins[-1]['documents'], [{'_id': 'marker-xyz', 'v': {'$numberLong': '5'}}])
+        self.assertNotIn('lsid', ins[-1])
+
+
+class TestCrud(Base):
+    def test_insert_ordered_unordered(self):
+        c = self.db.c
+        c.create_index('name', unique=True, name='name_1')
+        with self.assertRaises(BulkWriteError) as cm:
+            c.insert_many([{'name': 'a'}, {'name': 'a'}, {'name': 'b'}], ordered=True)
+        we = cm.exception.details['writeErrors']
+        self.assertEqual(len(we), 1)
+        self.assertEqual(we[0]['index'], 1)
+        self.assertEqual(we[0]['code'], 11000)
+        self.assertEqual(we[0]['keyPattern'], {'name': 1})
+        self.assertEqual(we[0]['keyValue'], {'name': 'a'})
+        self.assertEqual(we[0]['errmsg'],
+                         'E11000 duplicate key error collection: mh_test.c index: name_1 dup key: { name: "a" }')
+        self.assertEqual(sorted(d['name'] for d in c.find()), ['a'])
+        with self.assertRaises(BulkWriteError) as cm:
+            c.insert_many([{'name': 'a'}, {'name': 'c'}, {'_id': 1, 'name': 'd'}, {'_id': 1}], ordered=False)
+        self.assertEqual([e['index'] for e in cm.exception.details['writeErrors']], [0, 3])
+        self.assertEqual(cm.exception.details['writeErrors'][1]['keyPattern'], {'_id': 1})
+        self.assertEqual(sorted(d['name'] for d in c.find()), ['a', 'c', 'd'])
+
+    def test_find_cursor_getmore_kill(self):
+        self.db.c.insert_many([{'_id': i} for i in range(250)])
+        r = self.db.command('find', 'c', batchSize=2, sort={'_id': -1})
+        self.assertEqual([d['_id'] for d in r['cursor']['firstBatch']], [249, 248])
+        cid = r['cursor']['id']
+        self.assertIsInstance(cid, Int64)
+        self.assertNotEqual(cid, 0)
+        r = self.db.command('getMore', cid, collection='c', batchSize=3)
+        self.assertEqual([d['_id'] for d in r['cursor']['nextBatch']], [247, 246, 245])
+        r = self.db.command('getMore', cid, collection='c')
+        self.assertEqual(len(r['cursor']['nextBatch']), 245)
+        self.assertEqual(r['cursor']['id'], 0)
+        d = self.err(self.db.command, 'getMore', cid, collection='c')
+        self.assertEqual((d['code'], d['codeName']), (43, 'CursorNotFound'))
+        # default first batch 101
+        r = self.db.command('find', 'c')
+        self.assertEqual(len(r['cursor']['firstBatch']), 101)
+        k = self.db.command('killCursors', 'c', cursors=[r['cursor']['id']])
+        self.assertEqual(k['cursorsKilled'], [r['cursor']['id']])
+        # filter/projection/skip/limit through the driver
+        docs = list(self.db.c.find({'_id': {'$gte': 10}}, {'_id': 1}).sort('_id', 1).skip(5).limit(7).batch_size(2))
+        self.assertEqual([d['_id'] for d in docs], list(range(15, 22)))
+        r = self.db.command('find', 'c', batchSize=2, singleBatch=True)
+        self.assertEqual(r['cursor']['id'], 0)
+
+    def test_find_16mb_batch_cap(self):
+        big = 'x' * (5 * 1024 * 1024)
+        self.db.big.insert_many([{'_id': i, 's': big} for i in range(5)])
+        r = self.db.command('find', 'big')
+        self.assertEqual(len(r['cursor']['firstBatch']), 3)
+        self.assertNotEqual(r['cursor']['id'], 0)
+        self.assertEqual(len(list(self.db.big.find())), 5)
+
+    def test_update_delete(self):
+        c = self.db.c
+        c.insert_many([{'_id': i, 'x': i % 2} for i in range(6)])
+        r = self.db.command('update', 'c', updates=[
+            {'q': {'x': 1}, 'u': {'$inc': {'y': 10}}, 'multi': True},
+            {'q': {'_id': 0}, 'u': {'_id': 0, 'replaced': True}},
+            {'q': {'_id': 'new'}, 'u': {'$set': {'z': 1}}, 'upsert': True},
+        ])
+        self.assertEqual(r['n'], 5)
+        self.assertEqual(r['nModified'], 4)
+        self.assertEqual(r['upserted'], [{'index': 2, '_id': 'new'}])
+        self.assertEqual(c.find_one({'_id': 0}), {'_id': 0, 'replaced': True})
+        self.assertEqual(sorted(d['y'] for d in c.find({'y': {'$exists': True}})), [10, 10, 10])
+        self.assertEqual(c.find_one({'_id': 'new'}), {'_id': 'new', 'z': 1})
+        # unique violation in update
+        c.create_index('k', unique=True, sparse=True, name='k_1')
+        c.update_one({'_id': 1}, {'$set': {'k': 1}})
+        with self.assertRaises(DuplicateKeyError):
+            c.update_one({'_id': 2}, {'$set': {'k': 1}})
+        self.assertNotIn('k', c.find_one({'_id': 2}))
+        # delete limit
+        r = self.db.command('delete', 'c', deletes=[{'q': {'x': 0}, 'limit': 1}])
+        self.assertEqual(r['n'], 1)
+        self.assertEqual(c.delete_many({'x': 0}).deleted_count, 1)
+        self.assertEqual(c.count_documents({'x': 0}), 0)
+
+    def test_find_and_modify(self):
+        c = self.db.c
+        c.insert_many([{'_id': 1, 'n': 5}, {'_id': 2, 'n': 3}])
+        r = self.db.command('findAndModify', 'c', query={}, sort={'n': 1},
+                            update={'$inc': {'n': 1}}, new=True)
+        self.assertEqual(r['value'], {'_id': 2, 'n': 4})
+        self.assertEqual(r['lastErrorObject'], {'n': 1, 'updatedExisting': True})
+        r = self.db.command('findAndModify', 'c', query={'_id': 9}, update={'$set': {'n': 0}},
+                            upsert=True, new=False)
+        self.assertIsNone(r['value'])
+        self.assertEqual(r['lastErrorObject'], {'n': 1, 'updatedExisting': False, 'upserted': 9})
+        r = self.db.command('findAndModify', 'c', query={'_id': 1}, remove=True, fields={'n': 1})
+        self.assertEqual(r['value'], {'_id': 1, 'n': 5})
+        self.assertIsNone(c.find_one({'_id': 1}))
+
+    def test_count_distinct_aggregate(self):
+        c = self.db.c
+        c.insert_many([{'_id': i, 'g': i % 3, 'tags': ['a', 'b']} for i in range(10)])
+        self.db.o.insert_many([{'_id': 0, 'name': 'zero'}])
+        self.assertEqual(self.db.command('count', 'c', query={'g': 0})['n'], 4)
+        self.assertEqual(self.db.command('count', 'c', skip=2, limit=5)['n'], 5)
+        self.assertEqual(sorted(self.db.command('distinct', 'c', key='g')['values']), [0, 1, 2])
+        r = self.db.command('aggregate', 'c', pipeline=[
+            {'$group': {'_id': '$g', 'n': {'$sum': 1}}}, {'$sort': {'_id': 1}}], cursor={'batchSize': 1})
+        self.assertEqual(r['cursor']['firstBatch'], [{'_id': 0, 'n': 4}])
+        r2 = self.db.command('getMore', r['cursor']['id'], collection='c')
+        self.assertEqual(r2['cursor']['nextBatch'], [{'_id': 1, 'n': 3}, {'_id': 2, 'n': 3}])
+        res = list(c.aggregate([{'$match': {'_id': 0}}, {'$unwind': '$tags'},
+                                {'$lookup': {'from': 'o', 'localField': 'g', 'foreignField': '_id', 'as': 'o'}},
+                                {'$facet': {'cnt': [{'$count': 'n'}], 'first': [{'$limit': 1}]}}]))
+        self.assertEqual(res[0]['cnt'], [{'n': 2}])
+        self.assertEqual(res[0]['first'][0]['o'], [{'_id': 0, 'name': 'zero'}])
+        d = self.err(self.db.command, 'aggregate', 'c', pipeline=[{'$bogus': {}}], cursor={})
+        self.assertEqual((d['code'], d['codeName']), (40324, 'Location40324'))
+        d = self.err(self.db.command, 'aggregate', 'c', pipeline=[{'$merge': {'into': 'x'}}], cursor={})
+        self.assertEqual(d['code'], 40324)
+        d = self.err(self.db.command, 'aggregate', 'c', pipeline=[{'$changeStream': {}}], cursor={})
+        self.assertEqual(d['code'], 40573)
+        d = self.err(lambda: list(c.find({'$text': {'$search': 'x'}})))
+        self.assertEqual(d['code'], 27)
+        cs = list(c.aggregate([{'$collStats': {'storageStats': {}}}]))[0]
+        self.assertEqual(cs['ns'], 'mh_test.c')
+        self.assertEqual(cs['storageStats']['count'], 10)
+        self.assertGreater(cs['storageStats']['size'], 0)
+
+
+class TestIndexesCollections(Base):
+    def test_indexes(self):
+        c = self.db.c
+        r = self.db.command('createIndexes', 'c', indexes=[
+            {'key': {'a': 1}, 'name': 'a_1', 'unique': True},
+            {'key': {'t': 1}, 'name': 't_ttl', 'expireAfterSeconds': 100}])
+        self.assertEqual((r['createdCollectionAutomatically'], r['numIndexesBefore'], r['numIndexesAfter']),
+                         (True, 1, 3))
+        r = self.db.command('createIndexes', 'c', indexes=[{'key': {'a': 1}, 'name': 'a_1', 'unique': True}])
+        self.assertEqual(r['numIndexesAfter'], 3)
+        d = self.err(self.db.command, 'createIndexes', 'c', indexes=[{'key': {'a': 1}, 'name': 'a_1'}])
+        self.assertEqual((d['code'], d['codeName']), (85, 'IndexOptionsConflict'))
+        d = self.err(self.db.command, 'createIndexes', 'c', indexes=[{'key': {'b': 1}, 'name': 'a_1'}])
+        self.assertEqual((d['code'], d['codeName']), (86, 'IndexKeySpecsConflict'))
+        ix = {i['name']: i for i in c.list_indexes()}
+        self.assertEqual(set(ix), {'_id_', 'a_1', 't_ttl'})
+        self.assertEqual(ix['a_1']['unique'], True)
+        self.assertEqual(ix['t_ttl']['expireAfterSeconds'], 100)
+        self.assertEqual(ix['a_1']['v'], 2)
+        r = self.db.command('collMod', 'c', index={'keyPattern': {'t': 1}, 'expireAfterSeconds': 7})
+        self.assertEqual((r['expireAfterSeconds_old'], r['expireAfterSeconds_new']), (100, 7))
+        self.assertEqual({i['name']: i for i in c.list_indexes()}['t_ttl']['expireAfterSeconds'], 7)
+        self.db.command('dropIndexes', 'c', index='a_1')
+        d = self.err(self.db.command, 'dropIndexes', 'c', index='a_1')
+        self.assertEqual((d['code'], d['codeName']), (27, 'IndexNotFound'))
+        self.db.command('dropIndexes', 'c', index={'t': 1})
+        self.assertEqual([i['name'] for i in c.list_indexes()], ['_id_'])
+        # unique build over duplicates fails with 11000
+        c.insert_many([{'q': 1}, {'q': 1}])
+        d = self.err(c.create_index, 'q', unique=True)
+        self.assertEqual(d['code'], 11000)
+        d = self.err(c.create_index, [('body', 'text')])
+        self.assertEqual(d['code'], 67)
+
+    def test_collections_databases(self):
+        self.db.create_collection('plain')
+        d = self.err(self.db.command, 'create', 'plain')
+        self.assertEqual(d['code'], 48)
+        d = self.err(self.db.command, 'create', 'ts', timeseries={'timeField': 't'})
+        self.assertEqual((d['code'], d['codeName']), (72, 'InvalidOptions'))
+        self.db.other.insert_one({'a': 1})
+        lc = self.db.command('listCollections', filter={'name': 'plain'})['cursor']['firstBatch']
+        self.assertEqual(len(lc), 1)
+        self.assertEqual((lc[0]['name'], lc[0]['type']), ('plain', 'collection'))
+        self.assertIn('uuid', lc[0]['info'])
+        names = self.db.list_collection_names()
+        self.assertEqual(sorted(names), ['other', 'plain'])
+        self.assertIn('mh_test', self.client.list_database_names())
+        st = self.db.command('dbStats')
+        self.assertEqual((st['db'], st['collections'], st['objects']), ('mh_test', 2, 1))
+        self.assertGreater(st['dataSize'], 0)
+        cs = self.db.command('collStats', 'other')
+        self.assertEqual((cs['ns'], cs['count'], cs['nindexes']), ('mh_test.other', 1, 1))
+        self.db.drop_collection('plain')
+        d = self.err(self.db.command, 'drop', 'plain')
+        self.assertEqual((d['code'], d['codeName']), (26, 'NamespaceNotFound'))
+        self.client.drop_database('mh_test')
+        self.assertNotIn('mh_test', self.client.list_database_names())
+
+    def test_ttl_monitor(self):
+        c = self.db.ttl
+        old = datetime.datetime.utcnow() - datetime.timedelta(seconds=30)
+        c.insert_many([{'_id': 1, 't': old}, {'_id': 2, 't': datetime.datetime.utcnow() + datetime.timedelta(hours=1)},
+                       {'_id': 3, 't': [datetime.datetime(2100, 1, 1), old]}, {'_id': 4, 't': 'notadate'}])
+        c.create_index('t', expireAfterSeconds=10)
+        deadline = time.time() + 5
+        while c.count_documents({}) > 2 and time.time() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(sorted(d['_id'] for d in c.find()), [2, 4])
+
+
+class TestTestCommands(Base):
+    def tearDown(self):
+        self.client.admin.command('configureFailPoint', 'failCommand', mode='off')
+
+    def test_sleep_does_not_block_others(self):
+        import threading
+        t = threading.Thread(target=lambda: self.client.admin.command('sleep', 1, millis=800))
+        t0 = time.time()
+        t.start()
+        time.sleep(0.1)
+        self.db.c.insert_one({'x': 1})
+        self.assertLess(time.time() - t0, 0.6)
+        t.join()
+        self.assertGreaterEqual(time.time() - t0, 0.75)
+
+    def test_fail_command(self):
+        admin = self.client.admin
+        admin.command('configureFailPoint', 'failCommand', mode={'times': 2},
+                      data={'failCommands': ['insert'], 'errorCode': 112, 'errorLabels': ['TransientTransactionError']})
+        cl = self.srv.client(retryWrites=False, retryReads=False)
+        for _ in range(2):
+            with self.assertRaises(OperationFailure) as cm:
+                cl.mh_test.c.insert_one({'x': 1})
+            self.assertEqual(cm.exception.code, 112)
+            self.assertEqual(cm.exception.details['errorLabels'], ['TransientTransactionError'])
+            self.assertEqual(cm.exception.details['codeName'], 'WriteConflict')
+        cl.mh_test.c.insert_one({'x': 2})
+        self.assertEqual(self.db.c.count_documents({}), 1)
+        admin.command('configureFailPoint', 'failCommand', mode='alwaysOn',
+                      data={'failCommands': ['find'], 'blockConnection': True, 'blockTimeMS': 400})
+        t0 = time.time()
+        self.assertEqual(len(list(self.db.c.find())), 1)
+        self.assertGreaterEqual(time.time() - t0, 0.38)
+        admin.command('configureFailPoint', 'failCommand', mode={'times': 1},
+                      data={'failCommands': ['find'], 'closeConnection': True})
+        with self.assertRaises(AutoReconnect):
+            list(cl.mh_test.c.find())
+        self.assertEqual(len(list(cl.mh_test.c.find())), 1)
+        admin.command('configureFailPoint', 'failCommand', mode='off')
+        cl.close()
+
+
+class TestPersistenceTlsReplset(unittest.TestCase):
+    def test_persistence_sigkill(self):
+        dbpath = tempfile.mkdtemp(prefix='mh_dbpath.')
+        srv = None
+        try:
+            srv = MockProc('--dbpath', dbpath, '--ttl-interval', '3600')
+            c = srv.client()
+            db = c.mh_test
+            db.p.insert_many([{'_id': i, 'v': i} for i in range(20)])
+            db.p.create_index('v', unique=True, name='v_1')
+            db.p.create_index('t', expireAfterSeconds=1, name='t_ttl')
+            db.p.update_many({'v': {'$lt': 5}}, {'$set': {'small': True}})
+            db.p.update_one({'_id': 'up'}, {'$set': {'v': 100}}, upsert=True)
+            db.p.delete_many({'v': {'$gte': 15, '$lt': 100}})
+            db.p.find_one_and_update({'_id': 7}, {'$inc': {'v': 1000}})
+            db.create_collection('empty')
+            db.gone.insert_one({'a': 1})
+            db.drop_collection('gone')
+            db.p.insert_one({'_id': 'exp', 't': datetime.datetime(2000, 1, 1)})
+            # TTL monitor has not run (interval 3600 s): expired doc still visible
+            self.assertEqual(db.p.count_documents({'_id': 'exp'}), 1)
+            port = srv.port
+            c.close()
+            self.assertEqual(srv.kill(signal.SIGKILL), -signal.SIGKILL)
+            srv.args = ['--dbpath', dbpath]
+            srv.port = port
+            srv.start()
+            c = srv.client()
+            db = c.mh_test
+            docs = {d['_id']: d for d in db.p.find()}
+            self.assertEqual(set(docs), set(range(15)) | {'up', 'exp'})
+            self.assertTrue(docs[3]['small'])
+            self.assertEqual(docs[7]['v'], 1007)
+            self.assertEqual(docs['up']['v'], 100)
+            self.assertEqual({i['name'] for i in db.p.list_indexes()}, {'_id_', 'v_1', 't_ttl'})
+            with self.assertRaises(DuplicateKeyError):
+                db.p.insert_one({'v': 1})
+            self.assertEqual(sorted(db.list_collection_names()), ['empty', 'p'])
+            # after restart the monitor (1 s) removes the expired doc
+            deadline = time.time() + 5
+            while db.p.count_documents({'_id': 'exp'}) and time.time() < deadline:
+                time.sleep(0.1)
+            self.assertEqual(db.p.count_documents({'_id': 'exp'}), 0)
+            c.close()
+        finally:
+            if srv is not None:
+                srv.close()
+            shutil.rmtree(dbpath, ignore_errors=True)
+
+    def test_tls(self):
+        tmp = tempfile.mkdtemp(prefix='mh_tls.')
+        try:
+            def run(*a):
+                subprocess.run(['openssl'] + list(a), cwd=tmp, check=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=mh-test-ca',
+                '-keyout', 'ca.key', '-out', 'ca.pem')
+            for name in ('server', 'client'):
+                run('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost',
+                    '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
+                    '-keyout', name + '.key', '-out', name + '.csr')
+                run('x509', '-req', '-in', name + '.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key',
+                    '-CAcreateserial', '-days', '2', '-copy_extensions', 'copy', '-out', name + '.pem')
+            with open(os.path.join(tmp, 'client-combined.pem'), 'w') as f:
+                f.write(open(os.path.join(tmp, 'client.pem')).read() + open(os.path.join(tmp, 'client.key')).read())
+            srv = MockProc('--tls-cert', os.path.join(tmp, 'server.pem'), '--tls-key', os.path.join(tmp, 'server.key'),
+                           '--tls-ca', os.path.join(tmp, 'ca.pem'))
+            try:
+                c = pymongo.MongoClient(srv.uri(), tls=True, tlsCAFile=os.path.join(tmp, 'ca.pem'),
+                                        tlsCertificateKeyFile=os.path.join(tmp, 'client-combined.pem'),
+                                        serverSelectionTimeoutMS=5000)
+                c.mh_test.t.insert_one({'_id': 'tls'})
+                self.assertEqual(c.mh_test.t.find_one(), {'_id': 'tls'})
+                c.close()
+                # no client certificate -> refused
+                c = pymongo.MongoClient(srv.uri(), tls=True, tlsCAFile=os.path.join(tmp, 'ca.pem'),
+                                        serverSelectionTimeoutMS=1000)
+                with self.assertRaises(ServerSelectionTimeoutError):
+                    c.admin.command('ping')
+                c.close()
+                # plain TCP -> refused
+                c = pymongo.MongoClient(srv.uri(), serverSelectionTimeoutMS=1000)
+                with self.assertRaises(ServerSelectionTimeoutError):
+                    c.admin.command('ping')
+                c.close()
+            finally:
+                srv.close()
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def test_replset_roles(self):
+        srv = MockProc('--replset', 'rs0', '--secondary', '--hosts', '127.0.0.1:1,127.0.0.1:2',
+                       '--me', '127.0.0.1:2')
+        try:
+            c = pymongo.MongoClient(srv.uri('?directConnection=true'), serverSelectionTimeoutMS=3000)
+            h = c.admin.command('hello')
+            self.assertEqual(h['setName'], 'rs0')
+            self.assertEqual(h['hosts'], ['127.0.0.1:1', '127.0.0.1:2'])
+            self.assertIs(h['secondary'], True)
+            self.assertIs(h['isWritablePrimary'], False)
+            self.assertEqual(h['me'], '127.0.0.1:2')
+            self.assertEqual(h['primary'], '127.0.0.1:1')
+            raw = socket.create_connection(('127.0.0.1', srv.port))
+            raw.close()
+            with self.assertRaises(NotMasterError) as cm:
+                c.admin.command('insert', 'x', documents=[{'a': 1}])
+            self.assertEqual((cm.exception.details['code'], cm.exception.details['codeName']),
+                             (10107, 'NotWritablePrimary'))
+            c.admin.command('mockSetRole', 'primary')
+            h = c.admin.command('hello')
+            self.assertIs(h['isWritablePrimary'], True)
+            self.assertEqual(h['primary'], '127.0.0.1:2')
+            c.close()
+            c = pymongo.MongoClient(srv.uri('?directConnection=true'), serverSelectionTimeoutMS=3000)
+            c.mh_test.x.insert_one({'_id': 1})
+            self.assertEqual(c.mh_test.x.find_one(), {'_id': 1})
+            c.close()
+        finally:
+            srv.close()
+
+    def test_sigterm_exits_cleanly(self):
+        srv = MockProc()
+        try:
+            self.assertEqual(srv.kill(signal.SIGTERM), 0)
+        finally:
+            srv.close()
+
+
+if __name__ == '__main__':
+    unittest.main(verbosity=2)
