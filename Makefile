@@ -145,7 +145,7 @@ memcheck: deps-valgrind
 
 # A separate build tree so sanitizer objects never mix with the normal ones.
 sanitize: deps
-	@$(MAKE) --no-print-directory BUILD_SAN=1 build/san/check_mongo_helper
+	@$(MAKE) --no-print-directory build/san/check_mongo_helper
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  bash tests/with_server.sh bash tests/run_checks.sh build/san/check_mongo_helper
 

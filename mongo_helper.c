@@ -1130,8 +1130,12 @@ mh_atfork_child (void)
       mh_orphan (p);
       atomic_store (&mh_g.current, NULL);
    }
-   /* Slots of threads that do not exist in the child stay reachable. */
-   for (mh_slot_t *s = mh_g.slots; s; s = s->next) {
+   /* Slots of threads that do not exist in the child stay reachable; the
+    * forking thread's own slot is re-registered on its next use. */
+   for (mh_slot_t *s = mh_g.slots, *next; s; s = next) {
+      next = s->next;
+      s->prev = s->next = NULL;
+      s->registered = false;
       mh_orphan (s);
    }
    mh_g.slots = NULL;

@@ -202,6 +202,10 @@ START_TEST (forked_child_gets_its_own_pool_and_parent_keeps_working)
       }
       mongoc_collection_destroy (cc);
       mongo_helper_shutdown ();
+      /* free what this child inherited from the test, for leak checkers */
+      mongoc_collection_destroy (coll);
+      bson_destroy (parent_doc);
+      bson_destroy (child_doc);
       _exit (code);
    }
    ck_assert_int_eq (waitpid (pid, &wstatus, 0), pid);
