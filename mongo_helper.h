@@ -426,8 +426,8 @@ bool mongo_helper_gridfs_get_stream (const mongo_helper_gridfs_opts_t *opts,
                                      mongoc_stream_t *destination,
                                      mongo_helper_error_t *error);
 
-/* Hands the file's content to `write` in pieces of at most one chunk,
- * in order.  When `write` returns false the download stops and fails with
+/* Hands the file's content to `write` in order, in pieces of up to
+ * 255 KiB.  When `write` returns false the download stops and fails with
  * INVALID_ARGUMENT ("aborted by the callback"). */
 bool mongo_helper_gridfs_get_writer (const mongo_helper_gridfs_opts_t *opts,
                                      const bson_value_t *file_id,
