@@ -2901,7 +2901,9 @@ mh_one_op (mongoc_client_t *client,
    return ok;
 }
 
-/* What an operation needs, checked before any of them runs. */
+#define MH_OPS_MAX_DOC (16 * 1024 * 1024)
+
+/* What an operation needs, checked before it runs. */
 static bool
 mh_one_check (const mongo_helper_op_t *op, size_t i, mongo_helper_error_t *error)
 {
@@ -2929,6 +2931,17 @@ mh_one_check (const mongo_helper_op_t *op, size_t i, mongo_helper_error_t *error
    case MONGO_HELPER_OP_UPDATE_MANY:
       if (!op->document || bson_empty (op->document)) {
          return mh_ops_bad (error, fn, "document is NULL or empty");
+      }
+      /* The server's limit, checked here so the message says what to do
+       * instead of the driver's generic "document too large". */
+      if (op->document->len > MH_OPS_MAX_DOC) {
+         return mh_fail (error,
+                         MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                         0,
+                         "%s: the document is %u bytes, over MongoDB's 16 MiB "
+                         "limit: store large data with GridFS",
+                         fn,
+                         (unsigned) op->document->len);
       }
       break;
    case MONGO_HELPER_OP_COMMAND:

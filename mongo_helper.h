@@ -551,8 +551,13 @@ typedef struct {
  * false with INVALID_ARGUMENT (NULL ops or results, n_ops or K of 0; the
  * results are then still initialised when n_ops > 0 and results is not
  * NULL), or with the first failed operation's category and a message
- * naming how many failed (each result holds its own error).  K above the
- * pool size only makes workers wait for a client (up to the pool wait).
+ * naming how many failed (each result holds its own error).  An invalid
+ * descriptor (missing collection, field or document, a document over
+ * 16 MiB) fails only its own result, with INVALID_ARGUMENT.  Workers need
+ * K free clients: K above the pool size, or a pool held by other threads
+ * (the calling thread's cached client included), only makes workers wait
+ * for a client, at most the pool wait, then that operation fails with
+ * TIMEOUT.
  */
 bool mongo_helper_run_concurrent (const mongo_helper_op_t *ops,
                                   size_t n_ops,

@@ -1116,6 +1116,28 @@ START_TEST (run_concurrent_never_runs_more_than_k_at_once)
    mongo_helper_op_results_cleanup (res, SLEEPERS);
 
    /* K larger than the list: one worker per operation. */
+   /* An oversized document fails its own operation only. */
+   {
+      size_t big = 16u * 1024u * 1024u + 10u;
+      uint8_t *blob = calloc (1, big);
+      bson_t *huge = bson_new ();
+
+      ck_assert_ptr_nonnull (blob);
+      ck_assert (bson_append_binary (huge, "blob", -1, BSON_SUBTYPE_BINARY, blob, (uint32_t) big));
+      ops[SLEEPERS - 1].type = MONGO_HELPER_OP_INSERT_ONE;
+      ops[SLEEPERS - 1].collection = name;
+      ops[SLEEPERS - 1].document = huge;
+      ck_assert (!mongo_helper_run_concurrent (ops + SLEEPERS - 2, 2, 2, res, &err));
+      ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_INVALID_ARGUMENT);
+      ck_assert_int_eq (res[0].error.category, MONGO_HELPER_ERROR_NONE);
+      ck_assert_int_eq (res[1].error.category, MONGO_HELPER_ERROR_INVALID_ARGUMENT);
+      ck_assert_ptr_nonnull (strstr (res[1].error.message, "16 MiB"));
+      mongo_helper_op_results_cleanup (res, 2);
+      ck_assert_int_eq (count_docs (name, NULL), 0);
+      bson_destroy (huge);
+      free (blob);
+   }
+
    MH_ASSERT_OK (mongo_helper_run_concurrent (ops, 2, 64, res, &err), err);
    ck_assert_int_le (res[0].concurrent, 2);
    ck_assert_int_le (res[1].concurrent, 2);
