@@ -1707,6 +1707,1708 @@ mongo_helper_command (const bson_t *command,
 
 /* ---- Connector operations: files, streams, concurrency, stats ------ */
 
+/* Helpers shared by this section.  Every public function below checks its
+ * arguments first (INVALID_ARGUMENT, before any network traffic), then runs
+ * one mh_op_fn through mh_run(). */
+
+/* Operations whose effects reach the caller while they run (bytes handed
+ * to a write callback, change events): mh_run must never repeat them, and
+ * a write without MH_OP_IDEMPOTENT is the flag set it never repeats. */
+#define MH_OPS_ONCE MH_OP_WRITE
+
+static bool
+mh_ops_bad (mongo_helper_error_t *error, const char *fn, const char *what)
+{
+   return mh_fail (
+      error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "%s: %s", fn, what);
+}
+
+/* A collection name: required, non-empty, no NUL tricks, no "$". */
+static bool
+mh_ops_check_coll (mongo_helper_error_t *error, const char *fn, const char *name)
+{
+   if (!name || !*name) {
+      return mh_ops_bad (
+         error, fn, "the collection name is NULL or empty: pass a name");
+   }
+   if (strchr (name, '$') || strlen (name) > 255) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "%s: '%.64s' is not a valid collection name (no '$', at "
+                      "most 255 bytes)",
+                      fn,
+                      name);
+   }
+   return true;
+}
+
+/* A database name: NULL means the default database. */
+static bool
+mh_ops_check_db (mongo_helper_error_t *error, const char *fn, const char *name)
+{
+   if (name && !mh_valid_db_name (name)) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "%s: '%.64s' is not a valid database name (1-63 bytes, "
+                      "none of /\\. \"$*<>:|?): pass NULL for the default "
+                      "database",
+                      fn,
+                      name);
+   }
+   return true;
+}
+
+/* The database an operation works on: the thread's default one (borrowed)
+ * or a named one (owned, *owned set). */
+static mongoc_database_t *
+mh_ops_database (mongoc_client_t *client,
+                 mongoc_database_t *db,
+                 const char *name,
+                 bool *owned)
+{
+   *owned = name != NULL;
+   return name ? mongoc_client_get_database (client, name) : db;
+}
+
+static void
+mh_ops_database_done (mongoc_database_t *db, bool owned)
+{
+   if (owned) {
+      mongoc_database_destroy (db);
+   }
+}
+
+/* Any numeric field as int64 (servers answer int32, int64 or double for
+ * the same statistic depending on size and version); 0 when absent. */
+static int64_t
+mh_ops_int64 (const bson_t *doc, const char *dotted)
+{
+   bson_iter_t it, f;
+
+   if (doc && bson_iter_init (&it, doc) &&
+       bson_iter_find_descendant (&it, dotted, &f) &&
+       (BSON_ITER_HOLDS_NUMBER (&f) || BSON_ITER_HOLDS_BOOL (&f))) {
+      return bson_iter_as_int64 (&f);
+   }
+   return 0;
+}
+
+/* Changes the category mh_run chose, for the few driver errors this
+ * section knows better (a missing GridFS file is NOT_FOUND, not SERVER). */
+static void
+mh_ops_recategorize (mongo_helper_error_t *error, mongo_helper_category_t cat)
+{
+   if (error) {
+      error->category = cat;
+   }
+}
+
+/* ---- GridFS ---- */
+
+typedef enum {
+   MH_GFS_PUT_READER, /* open_upload_stream + the read callback */
+   MH_GFS_PUT_STREAM, /* libmongoc's upload_from_stream */
+   MH_GFS_GET,        /* open_download_stream + the write callback */
+   MH_GFS_FIND,
+   MH_GFS_DELETE
+} mh_gfs_kind_t;
+
+typedef struct {
+   mh_gfs_kind_t kind;
+   const mongo_helper_gridfs_opts_t *opts;
+   const char *filename;
+   const bson_t *upload_opts;      /* {metadata: ...} */
+   mongoc_stream_t *stream;        /* PUT_STREAM source */
+   mongo_helper_read_fn read;      /* PUT_READER */
+   mongo_helper_write_fn write;    /* GET */
+   void *user_data;
+   void (*restart) (void *user_data); /* rewinds a library-owned callback */
+   const bson_value_t *file_id_in; /* GET, DELETE */
+   bson_value_t file_id;           /* PUT: the new id */
+   bool have_id;
+   bson_t *files;                  /* FIND */
+   size_t count;
+   bool not_found;
+   bool aborted; /* a caller callback asked to stop */
+} mh_gfs_ctx_t;
+
+static bool
+mh_gfs_check_opts (mongo_helper_error_t *error,
+                   const char *fn,
+                   const mongo_helper_gridfs_opts_t *opts)
+{
+   if (!opts) {
+      return true;
+   }
+   if (!mh_ops_check_db (error, fn, opts->database)) {
+      return false;
+   }
+   if (opts->bucket && (!*opts->bucket || strchr (opts->bucket, '$') ||
+                        strlen (opts->bucket) > 200)) {
+      return mh_ops_bad (error,
+                         fn,
+                         "the bucket name is empty or invalid: pass NULL "
+                         "for \"fs\" or a plain name");
+   }
+   if (opts->chunk_size < 0 || opts->chunk_size > 15 * 1024 * 1024) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "%s: chunk_size %d is out of range (0 for the default, "
+                      "else 1 byte to 15 MiB so a chunk fits a document)",
+                      fn,
+                      (int) opts->chunk_size);
+   }
+   return true;
+}
+
+static void
+mh_gfs_note_error (mh_gfs_ctx_t *c, const bson_error_t *berr)
+{
+   if (berr->domain == MONGOC_ERROR_GRIDFS &&
+       berr->code == MONGOC_ERROR_GRIDFS_BUCKET_FILE_NOT_FOUND) {
+      c->not_found = true;
+   }
+}
+
+/* Size of the pieces moved through the callbacks: one default chunk. */
+#define MH_GFS_IO_SIZE (255 * 1024)
+
+static bool
+mh_gfs_op (mongoc_client_t *client,
+           mongoc_database_t *db,
+           void *ctx,
+           bson_error_t *berr)
+{
+   mh_gfs_ctx_t *c = ctx;
+   const mongo_helper_gridfs_opts_t *o = c->opts;
+   mongoc_gridfs_bucket_t *bucket;
+   mongoc_database_t *dbh;
+   mongoc_stream_t *st = NULL;
+   mongoc_cursor_t *cur;
+   bson_t bopts = BSON_INITIALIZER;
+   uint8_t *buf = NULL;
+   bool owned, ok = false;
+
+   /* The path may run us again: start from a clean slate. */
+   if (c->have_id) {
+      bson_value_destroy (&c->file_id);
+      c->have_id = false;
+   }
+   c->not_found = c->aborted = false;
+   if (c->restart) {
+      c->restart (c->user_data);
+   }
+   if (o && o->bucket) {
+      BSON_APPEND_UTF8 (&bopts, "bucketName", o->bucket);
+   }
+   if (o && o->chunk_size > 0) {
+      BSON_APPEND_INT32 (&bopts, "chunkSizeBytes", o->chunk_size);
+   }
+   dbh = mh_ops_database (client, db, o ? o->database : NULL, &owned);
+   bucket = mongoc_gridfs_bucket_new (dbh, &bopts, NULL, berr);
+   bson_destroy (&bopts);
+   if (!bucket) {
+      mh_ops_database_done (dbh, owned);
+      return false;
+   }
+
+   switch (c->kind) {
+   case MH_GFS_PUT_STREAM:
+      ok = mongoc_gridfs_bucket_upload_from_stream (
+         bucket, c->filename, c->stream, c->upload_opts, &c->file_id, berr);
+      c->have_id = ok;
+      break;
+
+   case MH_GFS_PUT_READER:
+      st = mongoc_gridfs_bucket_open_upload_stream (
+         bucket, c->filename, c->upload_opts, &c->file_id, berr);
+      if (!st) {
+         break;
+      }
+      c->have_id = true;
+      buf = bson_malloc (MH_GFS_IO_SIZE);
+      ok = true;
+      for (;;) {
+         int64_t n = c->read (buf, MH_GFS_IO_SIZE, c->user_data);
+
+         if (n == 0) {
+            break;
+         }
+         if (n < 0 || n > MH_GFS_IO_SIZE) {
+            c->aborted = true;
+            bson_set_error (berr,
+                            MONGOC_ERROR_GRIDFS,
+                            MONGOC_ERROR_GRIDFS_BUCKET_STREAM,
+                            "the read callback returned %" PRId64
+                            " (expected 0..%d); upload aborted",
+                            n,
+                            MH_GFS_IO_SIZE);
+            ok = false;
+            break;
+         }
+         if (mongoc_stream_write (st, buf, (size_t) n, 0) != (ssize_t) n) {
+            mongoc_gridfs_bucket_stream_error (st, berr);
+            ok = false;
+            break;
+         }
+      }
+      /* Close writes the last chunk and the files document; an upload
+       * that failed is aborted instead, which deletes its chunks. */
+      if (ok && mongoc_stream_close (st) != 0) {
+         mongoc_gridfs_bucket_stream_error (st, berr);
+         ok = false;
+      }
+      if (!ok) {
+         mongoc_gridfs_bucket_abort_upload (st);
+      }
+      mongoc_stream_destroy (st);
+      if (!ok) {
+         bson_value_destroy (&c->file_id);
+         c->have_id = false;
+      }
+      break;
+
+   case MH_GFS_GET:
+      st = mongoc_gridfs_bucket_open_download_stream (bucket, c->file_id_in, berr);
+      if (!st) {
+         mh_gfs_note_error (c, berr);
+         break;
+      }
+      buf = bson_malloc (MH_GFS_IO_SIZE);
+      ok = true;
+      for (;;) {
+         ssize_t n = mongoc_stream_read (st, buf, MH_GFS_IO_SIZE, 1, 0);
+
+         if (n == 0) {
+            break;
+         }
+         if (n < 0) {
+            if (!mongoc_gridfs_bucket_stream_error (st, berr)) {
+               bson_set_error (berr,
+                               MONGOC_ERROR_GRIDFS,
+                               MONGOC_ERROR_GRIDFS_BUCKET_STREAM,
+                               "reading the file failed");
+            }
+            ok = false;
+            break;
+         }
+         if (!c->write (buf, (size_t) n, c->user_data)) {
+            c->aborted = true;
+            bson_set_error (berr,
+                            MONGOC_ERROR_GRIDFS,
+                            MONGOC_ERROR_GRIDFS_BUCKET_STREAM,
+                            "download aborted by the write callback");
+            ok = false;
+            break;
+         }
+      }
+      mongoc_stream_destroy (st);
+      break;
+
+   case MH_GFS_FIND: {
+      bson_t filter = BSON_INITIALIZER;
+      bson_t *fopts = BCON_NEW ("sort", "{", "uploadDate", BCON_INT32 (1), "}");
+      const bson_t *doc;
+      char key[16];
+      const char *k;
+
+      if (c->filename) {
+         BSON_APPEND_UTF8 (&filter, "filename", c->filename);
+      }
+      cur = mongoc_gridfs_bucket_find (bucket, &filter, fopts);
+      while (mongoc_cursor_next (cur, &doc)) {
+         bson_uint32_to_string ((uint32_t) c->count, &k, key, sizeof key);
+         BSON_APPEND_DOCUMENT (c->files, k, doc);
+         c->count++;
+      }
+      ok = !mongoc_cursor_error (cur, berr);
+      mongoc_cursor_destroy (cur);
+      bson_destroy (fopts);
+      bson_destroy (&filter);
+      break;
+   }
+
+   case MH_GFS_DELETE:
+      ok = mongoc_gridfs_bucket_delete_by_id (bucket, c->file_id_in, berr);
+      if (!ok) {
+         mh_gfs_note_error (c, berr);
+      }
+      break;
+   }
+
+   bson_free (buf);
+   mongoc_gridfs_bucket_destroy (bucket);
+   mh_ops_database_done (dbh, owned);
+   return ok;
+}
+
+/* Runs a GridFS operation and refines the category of its error. */
+static bool
+mh_gfs_run (const char *what,
+            unsigned flags,
+            mh_gfs_ctx_t *c,
+            mongo_helper_error_t *error)
+{
+   if (mh_run (what, flags, mh_gfs_op, c, error)) {
+      return true;
+   }
+   if (c->not_found) {
+      mh_ops_recategorize (error, MONGO_HELPER_ERROR_NOT_FOUND);
+   } else if (c->aborted) {
+      mh_ops_recategorize (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT);
+   }
+   return false;
+}
+
+/* {metadata: caller's metadata with contentType set}, or empty. */
+static void
+mh_gfs_upload_opts (bson_t *out, const char *content_type, const bson_t *metadata)
+{
+   bson_t meta;
+
+   bson_init (out);
+   if (!content_type && !metadata) {
+      return;
+   }
+   BSON_APPEND_DOCUMENT_BEGIN (out, "metadata", &meta);
+   if (metadata) {
+      if (content_type) {
+         bson_copy_to_excluding_noinit (metadata, &meta, "contentType", NULL);
+      } else {
+         bson_concat (&meta, metadata);
+      }
+   }
+   if (content_type) {
+      BSON_APPEND_UTF8 (&meta, "contentType", content_type);
+   }
+   bson_append_document_end (out, &meta);
+}
+
+static bool
+mh_gfs_check_put (mongo_helper_error_t *error,
+                  const char *fn,
+                  const mongo_helper_gridfs_opts_t *opts,
+                  const char *filename,
+                  const bson_t *metadata)
+{
+   if (!mh_gfs_check_opts (error, fn, opts)) {
+      return false;
+   }
+   if (!filename || !*filename) {
+      return mh_ops_bad (error, fn, "the filename is NULL or empty: pass a name");
+   }
+   if (metadata && metadata->len > BSON_MAX_SIZE / 2) {
+      return mh_ops_bad (error, fn, "the metadata document is too large");
+   }
+   return true;
+}
+
+static bool
+mh_gfs_put_common (const char *fn,
+                   mh_gfs_ctx_t *c,
+                   const char *content_type,
+                   const bson_t *metadata,
+                   bson_value_t *file_id,
+                   mongo_helper_error_t *error)
+{
+   bson_t uopts;
+   char what[300];
+   bool ok;
+
+   mh_gfs_upload_opts (&uopts, content_type, metadata);
+   c->upload_opts = &uopts;
+   bson_snprintf (what, sizeof what, "%s '%.200s'", fn, c->filename);
+   ok = mh_gfs_run (what, MH_OP_WRITE, c, error);
+   bson_destroy (&uopts);
+   if (ok && file_id) {
+      *file_id = c->file_id; /* ownership moves to the caller */
+   } else if (c->have_id) {
+      bson_value_destroy (&c->file_id);
+   }
+   return ok;
+}
+
+typedef struct {
+   const uint8_t *data;
+   size_t len, pos;
+} mh_gfs_mem_t;
+
+static int64_t
+mh_gfs_mem_read (void *buf, size_t len, void *user_data)
+{
+   mh_gfs_mem_t *m = user_data;
+   size_t n = m->len - m->pos < len ? m->len - m->pos : len;
+
+   if (n) {
+      memcpy (buf, m->data + m->pos, n);
+   }
+   m->pos += n;
+   return (int64_t) n;
+}
+
+static void
+mh_gfs_mem_restart (void *user_data)
+{
+   ((mh_gfs_mem_t *) user_data)->pos = 0;
+}
+
+bool
+mongo_helper_gridfs_put (const mongo_helper_gridfs_opts_t *opts,
+                         const char *filename,
+                         const void *data,
+                         size_t len,
+                         const char *content_type,
+                         const bson_t *metadata,
+                         bson_value_t *file_id,
+                         mongo_helper_error_t *error)
+{
+   static const char fn[] = "mongo_helper_gridfs_put";
+   mh_gfs_ctx_t c = {0};
+   mh_gfs_mem_t m = {data, len, 0};
+
+   mh_error_clear (error);
+   if (!mh_gfs_check_put (error, fn, opts, filename, metadata)) {
+      return false;
+   }
+   if (!data && len > 0) {
+      return mh_ops_bad (error, fn, "data is NULL but len is not 0");
+   }
+   c.kind = MH_GFS_PUT_READER;
+   c.opts = opts;
+   c.filename = filename;
+   c.read = mh_gfs_mem_read;
+   c.restart = mh_gfs_mem_restart;
+   c.user_data = &m;
+   return mh_gfs_put_common (fn, &c, content_type, metadata, file_id, error);
+}
+
+bool
+mongo_helper_gridfs_put_reader (const mongo_helper_gridfs_opts_t *opts,
+                                const char *filename,
+                                mongo_helper_read_fn read,
+                                void *user_data,
+                                const char *content_type,
+                                const bson_t *metadata,
+                                bson_value_t *file_id,
+                                mongo_helper_error_t *error)
+{
+   static const char fn[] = "mongo_helper_gridfs_put_reader";
+   mh_gfs_ctx_t c = {0};
+
+   mh_error_clear (error);
+   if (!mh_gfs_check_put (error, fn, opts, filename, metadata)) {
+      return false;
+   }
+   if (!read) {
+      return mh_ops_bad (error, fn, "the read callback is NULL");
+   }
+   c.kind = MH_GFS_PUT_READER;
+   c.opts = opts;
+   c.filename = filename;
+   c.read = read;
+   c.user_data = user_data;
+   return mh_gfs_put_common (fn, &c, content_type, metadata, file_id, error);
+}
+
+bool
+mongo_helper_gridfs_put_stream (const mongo_helper_gridfs_opts_t *opts,
+                                const char *filename,
+                                mongoc_stream_t *source,
+                                const char *content_type,
+                                const bson_t *metadata,
+                                bson_value_t *file_id,
+                                mongo_helper_error_t *error)
+{
+   static const char fn[] = "mongo_helper_gridfs_put_stream";
+   mh_gfs_ctx_t c = {0};
+
+   mh_error_clear (error);
+   if (!mh_gfs_check_put (error, fn, opts, filename, metadata)) {
+      return false;
+   }
+   if (!source) {
+      return mh_ops_bad (error, fn, "the source stream is NULL");
+   }
+   c.kind = MH_GFS_PUT_STREAM;
+   c.opts = opts;
+   c.filename = filename;
+   c.stream = source;
+   return mh_gfs_put_common (fn, &c, content_type, metadata, file_id, error);
+}
+
+bool
+mongo_helper_gridfs_put_file (const mongo_helper_gridfs_opts_t *opts,
+                              const char *filename,
+                              const char *path,
+                              const char *content_type,
+                              const bson_t *metadata,
+                              bson_value_t *file_id,
+                              mongo_helper_error_t *error)
+{
+   static const char fn[] = "mongo_helper_gridfs_put_file";
+   mongoc_stream_t *src;
+   const char *base;
+   bool ok;
+
+   mh_error_clear (error);
+   if (!path || !*path) {
+      return mh_ops_bad (error, fn, "the path is NULL or empty");
+   }
+   base = strrchr (path, '/');
+   base = base ? base + 1 : path;
+   if (!filename) {
+      filename = base;
+   }
+   if (!mh_gfs_check_put (error, fn, opts, filename, metadata)) {
+      return false;
+   }
+   src = mongoc_stream_file_new_for_path (path, O_RDONLY, 0);
+   if (!src) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      errno,
+                      "%s: cannot open '%.300s' for reading (%s)",
+                      fn,
+                      path,
+                      strerror (errno));
+   }
+   ok = mongo_helper_gridfs_put_stream (
+      opts, filename, src, content_type, metadata, file_id, error);
+   mongoc_stream_destroy (src);
+   return ok;
+}
+
+static bool
+mh_gfs_check_id (mongo_helper_error_t *error,
+                 const char *fn,
+                 const mongo_helper_gridfs_opts_t *opts,
+                 const bson_value_t *file_id)
+{
+   if (!mh_gfs_check_opts (error, fn, opts)) {
+      return false;
+   }
+   if (!file_id || file_id->value_type == BSON_TYPE_EOD) {
+      return mh_ops_bad (error, fn, "file_id is NULL or empty");
+   }
+   return true;
+}
+
+static bool
+mh_gfs_get_common (const char *fn,
+                   const mongo_helper_gridfs_opts_t *opts,
+                   const bson_value_t *file_id,
+                   unsigned flags,
+                   mongo_helper_write_fn write,
+                   void (*restart) (void *),
+                   void *user_data,
+                   mongo_helper_error_t *error)
+{
+   mh_gfs_ctx_t c = {0};
+
+   c.kind = MH_GFS_GET;
+   c.opts = opts;
+   c.file_id_in = file_id;
+   c.write = write;
+   c.restart = restart;
+   c.user_data = user_data;
+   return mh_gfs_run (fn, flags, &c, error);
+}
+
+bool
+mongo_helper_gridfs_get_writer (const mongo_helper_gridfs_opts_t *opts,
+                                const bson_value_t *file_id,
+                                mongo_helper_write_fn write,
+                                void *user_data,
+                                mongo_helper_error_t *error)
+{
+   static const char fn[] = "mongo_helper_gridfs_get_writer";
+
+   mh_error_clear (error);
+   if (!mh_gfs_check_id (error, fn, opts, file_id)) {
+      return false;
+   }
+   if (!write) {
+      return mh_ops_bad (error, fn, "the write callback is NULL");
+   }
+   return mh_gfs_get_common (
+      fn, opts, file_id, MH_OPS_ONCE, write, NULL, user_data, error);
+}
+
+typedef struct {
+   uint8_t *data;
+   size_t len, cap;
+} mh_gfs_buf_t;
+
+static bool
+mh_gfs_buf_write (const void *buf, size_t len, void *user_data)
+{
+   mh_gfs_buf_t *b = user_data;
+
+   if (b->len + len + 1 > b->cap) {
+      size_t cap = b->cap ? b->cap : 1024 * 1024;
+
+      while (cap < b->len + len + 1) {
+         cap *= 2;
+      }
+      b->data = bson_realloc (b->data, cap);
+      b->cap = cap;
+   }
+   memcpy (b->data + b->len, buf, len);
+   b->len += len;
+   return true;
+}
+
+static void
+mh_gfs_buf_restart (void *user_data)
+{
+   ((mh_gfs_buf_t *) user_data)->len = 0;
+}
+
+bool
+mongo_helper_gridfs_get (const mongo_helper_gridfs_opts_t *opts,
+                         const bson_value_t *file_id,
+                         uint8_t **data,
+                         size_t *len,
+                         mongo_helper_error_t *error)
+{
+   static const char fn[] = "mongo_helper_gridfs_get";
+   mh_gfs_buf_t b = {0};
+
+   mh_error_clear (error);
+   if (data) {
+      *data = NULL;
+   }
+   if (len) {
+      *len = 0;
+   }
+   if (!data || !len) {
+      return mh_ops_bad (error, fn, "data and len must not be NULL");
+   }
+   if (!mh_gfs_check_id (error, fn, opts, file_id)) {
+      return false;
+   }
+   /* The buffer restarts if the path repeats the read: safe as MH_OP_READ. */
+   if (!mh_gfs_get_common (fn,
+                           opts,
+                           file_id,
+                           MH_OP_READ,
+                           mh_gfs_buf_write,
+                           mh_gfs_buf_restart,
+                           &b,
+                           error)) {
+      bson_free (b.data);
+      return false;
+   }
+   if (!b.data) {
+      b.data = bson_malloc (1); /* an empty file is an empty string */
+   }
+   b.data[b.len] = '\0';
+   *data = b.data;
+   *len = b.len;
+   return true;
+}
+
+static bool
+mh_gfs_file_write (const void *buf, size_t len, void *user_data)
+{
+   return fwrite (buf, 1, len, (FILE *) user_data) == len;
+}
+
+static void
+mh_gfs_file_restart (void *user_data)
+{
+   FILE *f = user_data;
+
+   rewind (f);
+   if (ftruncate (fileno (f), 0) != 0) {
+      /* a later write error reports it */
+   }
+}
+
+bool
+mongo_helper_gridfs_get_file (const mongo_helper_gridfs_opts_t *opts,
+                              const bson_value_t *file_id,
+                              const char *path,
+                              mongo_helper_error_t *error)
+{
+   static const char fn[] = "mongo_helper_gridfs_get_file";
+   FILE *f;
+   bool ok;
+
+   mh_error_clear (error);
+   if (!path || !*path) {
+      return mh_ops_bad (error, fn, "the path is NULL or empty");
+   }
+   if (!mh_gfs_check_id (error, fn, opts, file_id)) {
+      return false;
+   }
+   f = fopen (path, "wb");
+   if (!f) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      errno,
+                      "%s: cannot open '%.300s' for writing (%s)",
+                      fn,
+                      path,
+                      strerror (errno));
+   }
+   ok = mh_gfs_get_common (fn,
+                           opts,
+                           file_id,
+                           MH_OP_READ,
+                           mh_gfs_file_write,
+                           mh_gfs_file_restart,
+                           f,
+                           error);
+   if (fclose (f) != 0 && ok) {
+      ok = mh_fail (error,
+                    MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                    errno,
+                    "%s: writing '%.300s' failed (%s)",
+                    fn,
+                    path,
+                    strerror (errno));
+   }
+   if (!ok) {
+      unlink (path); /* never leave a truncated copy behind */
+   }
+   return ok;
+}
+
+static bool
+mh_gfs_stream_write (const void *buf, size_t len, void *user_data)
+{
+   return mongoc_stream_write ((mongoc_stream_t *) user_data, (void *) buf, len, -1) ==
+          (ssize_t) len;
+}
+
+bool
+mongo_helper_gridfs_get_stream (const mongo_helper_gridfs_opts_t *opts,
+                                const bson_value_t *file_id,
+                                mongoc_stream_t *destination,
+                                mongo_helper_error_t *error)
+{
+   static const char fn[] = "mongo_helper_gridfs_get_stream";
+
+   mh_error_clear (error);
+   if (!mh_gfs_check_id (error, fn, opts, file_id)) {
+      return false;
+   }
+   if (!destination) {
+      return mh_ops_bad (error, fn, "the destination stream is NULL");
+   }
+   return mh_gfs_get_common (fn,
+                             opts,
+                             file_id,
+                             MH_OPS_ONCE,
+                             mh_gfs_stream_write,
+                             NULL,
+                             destination,
+                             error);
+}
+
+static void
+mh_gfs_find_restart (void *user_data)
+{
+   mh_gfs_ctx_t *c = user_data;
+
+   bson_reinit (c->files);
+   c->count = 0;
+}
+
+bool
+mongo_helper_gridfs_find (const mongo_helper_gridfs_opts_t *opts,
+                          const char *filename,
+                          bson_t *files,
+                          size_t *count,
+                          mongo_helper_error_t *error)
+{
+   static const char fn[] = "mongo_helper_gridfs_find";
+   mh_gfs_ctx_t c = {0};
+
+   mh_error_clear (error);
+   if (count) {
+      *count = 0;
+   }
+   if (!files) {
+      return mh_ops_bad (error, fn, "files is NULL");
+   }
+   bson_init (files);
+   if (!mh_gfs_check_opts (error, fn, opts)) {
+      return false;
+   }
+   if (filename && !*filename) {
+      return mh_ops_bad (
+         error, fn, "the filename is empty: pass NULL to list every file");
+   }
+   c.kind = MH_GFS_FIND;
+   c.opts = opts;
+   c.filename = filename;
+   c.files = files;
+   c.restart = mh_gfs_find_restart;
+   c.user_data = &c;
+   if (!mh_gfs_run (fn, MH_OP_READ, &c, error)) {
+      bson_reinit (files);
+      return false;
+   }
+   if (count) {
+      *count = c.count;
+   }
+   return true;
+}
+
+bool
+mongo_helper_gridfs_delete (const mongo_helper_gridfs_opts_t *opts,
+                            const bson_value_t *file_id,
+                            mongo_helper_error_t *error)
+{
+   static const char fn[] = "mongo_helper_gridfs_delete";
+   mh_gfs_ctx_t c = {0};
+
+   mh_error_clear (error);
+   if (!mh_gfs_check_id (error, fn, opts, file_id)) {
+      return false;
+   }
+   c.kind = MH_GFS_DELETE;
+   c.opts = opts;
+   c.file_id_in = file_id;
+   /* Deleting twice ends in NOT_FOUND, not in damage: safe to repeat. */
+   return mh_gfs_run (fn, MH_OP_WRITE | MH_OP_IDEMPOTENT, &c, error);
+}
+
+/* ---- Change streams ---- */
+
+typedef struct {
+   const char *collection;
+   const mongo_helper_watch_opts_t *opts;
+   mongo_helper_change_fn fn;
+   void *user_data;
+   bson_t *token; /* always a valid document */
+} mh_watch_ctx_t;
+
+static void
+mh_watch_keep_token (mh_watch_ctx_t *c, mongoc_change_stream_t *cs)
+{
+   const bson_t *t = mongoc_change_stream_get_resume_token (cs);
+
+   if (t && !bson_empty (t)) {
+      bson_reinit (c->token);
+      bson_concat (c->token, t);
+   }
+}
+
+static bool
+mh_watch_op (mongoc_client_t *client,
+             mongoc_database_t *db,
+             void *ctx,
+             bson_error_t *berr)
+{
+   mh_watch_ctx_t *c = ctx;
+   const mongo_helper_watch_opts_t *o = c->opts;
+   mongoc_database_t *dbh;
+   mongoc_collection_t *coll = NULL;
+   mongoc_change_stream_t *cs;
+   bson_t wopts = BSON_INITIALIZER;
+   bson_t empty = BSON_INITIALIZER;
+   const bson_t *ev, *edoc;
+   int64_t deadline = 0;
+   int32_t await_ms = 1000;
+   bool owned, ok = true;
+
+   if (o->full_document_update_lookup) {
+      BSON_APPEND_UTF8 (&wopts, "fullDocument", "updateLookup");
+   }
+   if (o->resume_after) {
+      BSON_APPEND_DOCUMENT (&wopts, "resumeAfter", o->resume_after);
+   }
+   if (o->start_after) {
+      BSON_APPEND_DOCUMENT (&wopts, "startAfter", o->start_after);
+   }
+   if (o->max_await_time_ms > 0) {
+      await_ms = o->max_await_time_ms;
+   }
+   if (o->timeout_ms > 0) {
+      deadline = bson_get_monotonic_time () + o->timeout_ms * 1000;
+      if (o->timeout_ms < await_ms) {
+         await_ms = (int32_t) o->timeout_ms; /* never wait past the end */
+      }
+   }
+   BSON_APPEND_INT64 (&wopts, "maxAwaitTimeMS", await_ms);
+   if (o->batch_size > 0) {
+      BSON_APPEND_INT32 (&wopts, "batchSize", o->batch_size);
+   }
+
+   dbh = mh_ops_database (client, db, o->database, &owned);
+   if (c->collection) {
+      coll = mongoc_database_get_collection (dbh, c->collection);
+      cs = mongoc_collection_watch (
+         coll, o->pipeline ? o->pipeline : &empty, &wopts);
+   } else {
+      cs = mongoc_database_watch (dbh, o->pipeline ? o->pipeline : &empty, &wopts);
+   }
+   for (;;) {
+      if (mongoc_change_stream_next (cs, &ev)) {
+         mh_watch_keep_token (c, cs);
+         if (!c->fn (ev, c->user_data)) {
+            break;
+         }
+      } else {
+         /* Also the initial aggregate's error (e.g. 40573 standalone). */
+         if (mongoc_change_stream_error_document (cs, berr, &edoc)) {
+            ok = false;
+            break;
+         }
+         mh_watch_keep_token (c, cs); /* postBatchResumeToken moves on */
+      }
+      if (deadline && bson_get_monotonic_time () >= deadline) {
+         break;
+      }
+   }
+   mongoc_change_stream_destroy (cs);
+   mongoc_collection_destroy (coll);
+   mh_ops_database_done (dbh, owned);
+   bson_destroy (&wopts);
+   bson_destroy (&empty);
+   return ok;
+}
+
+bool
+mongo_helper_watch (const char *collection,
+                    const mongo_helper_watch_opts_t *opts,
+                    mongo_helper_change_fn fn,
+                    void *user_data,
+                    bson_t *resume_token,
+                    mongo_helper_error_t *error)
+{
+   static const char fn_name[] = "mongo_helper_watch";
+   mongo_helper_watch_opts_t defaults = {0};
+   mh_watch_ctx_t c;
+   bson_t scratch;
+   char what[320];
+   bool ok;
+
+   mh_error_clear (error);
+   if (resume_token) {
+      bson_init (resume_token);
+   }
+   if (!opts) {
+      opts = &defaults;
+   }
+   if (!fn) {
+      return mh_ops_bad (error, fn_name, "the event callback is NULL");
+   }
+   if (collection && !mh_ops_check_coll (error, fn_name, collection)) {
+      return false;
+   }
+   if (!mh_ops_check_db (error, fn_name, opts->database)) {
+      return false;
+   }
+   if (opts->resume_after && opts->start_after) {
+      return mh_ops_bad (error,
+                         fn_name,
+                         "resume_after and start_after are exclusive: "
+                         "pass one token");
+   }
+   if ((opts->resume_after && bson_empty (opts->resume_after)) ||
+       (opts->start_after && bson_empty (opts->start_after))) {
+      return mh_ops_bad (error, fn_name, "the resume token is empty");
+   }
+   bson_init (&scratch);
+   c.collection = collection;
+   c.opts = opts;
+   c.fn = fn;
+   c.user_data = user_data;
+   c.token = resume_token ? resume_token : &scratch;
+   bson_snprintf (what,
+                  sizeof what,
+                  "change stream on %s%.200s",
+                  collection ? "collection " : "the database",
+                  collection ? collection : "");
+   ok = mh_run (what, MH_OPS_ONCE, mh_watch_op, &c, error);
+   bson_destroy (&scratch);
+   return ok;
+}
+
+/* ---- Concurrent operations ---- */
+
+typedef struct {
+   const mongo_helper_op_t *op;
+   bson_t *result;
+} mh_one_ctx_t;
+
+static const char *
+mh_op_type_name (mongo_helper_op_type_t t)
+{
+   static const char *names[] = {"count",
+                                 "find one",
+                                 "distinct",
+                                 "insert one",
+                                 "update one",
+                                 "update many",
+                                 "delete one",
+                                 "delete many",
+                                 "aggregate",
+                                 "command"};
+
+   return (unsigned) t < sizeof names / sizeof *names ? names[t] : "unknown";
+}
+
+static bool
+mh_one_op (mongoc_client_t *client,
+           mongoc_database_t *db,
+           void *ctx,
+           bson_error_t *berr)
+{
+   mh_one_ctx_t *c = ctx;
+   const mongo_helper_op_t *op = c->op;
+   bson_t empty = BSON_INITIALIZER;
+   const bson_t *filter = op->filter ? op->filter : &empty;
+   mongoc_database_t *dbh;
+   mongoc_collection_t *coll = NULL;
+   mongoc_cursor_t *cur;
+   const bson_t *doc;
+   bson_t reply, opts, child;
+   bool owned, ok = false;
+
+   bson_reinit (c->result);
+   dbh = mh_ops_database (client, db, op->database, &owned);
+   if (op->type != MONGO_HELPER_OP_COMMAND) {
+      coll = mongoc_database_get_collection (dbh, op->collection);
+   }
+   switch (op->type) {
+   case MONGO_HELPER_OP_COUNT: {
+      int64_t n = mongoc_collection_count_documents (
+         coll, filter, NULL, NULL, NULL, berr);
+
+      ok = n >= 0;
+      if (ok) {
+         BSON_APPEND_INT64 (c->result, "count", n);
+      }
+      break;
+   }
+   case MONGO_HELPER_OP_FIND_ONE:
+      bson_init (&opts);
+      BSON_APPEND_INT64 (&opts, "limit", 1);
+      cur = mongoc_collection_find_with_opts (coll, filter, &opts, NULL);
+      if (mongoc_cursor_next (cur, &doc)) {
+         BSON_APPEND_DOCUMENT (c->result, "document", doc);
+      }
+      ok = !mongoc_cursor_error (cur, berr);
+      mongoc_cursor_destroy (cur);
+      bson_destroy (&opts);
+      break;
+   case MONGO_HELPER_OP_DISTINCT: {
+      bson_t *cmd = BCON_NEW ("distinct",
+                              BCON_UTF8 (op->collection),
+                              "key",
+                              BCON_UTF8 (op->field),
+                              "query",
+                              BCON_DOCUMENT (filter));
+      bson_iter_t it;
+
+      ok = mongoc_collection_read_command_with_opts (
+         coll, cmd, NULL, NULL, &reply, berr);
+      if (ok && bson_iter_init_find (&it, &reply, "values") &&
+          BSON_ITER_HOLDS_ARRAY (&it)) {
+         bson_append_iter (c->result, "values", -1, &it);
+      } else if (ok) {
+         BSON_APPEND_ARRAY_BEGIN (c->result, "values", &child);
+         bson_append_array_end (c->result, &child);
+      }
+      bson_destroy (&reply);
+      bson_destroy (cmd);
+      break;
+   }
+   case MONGO_HELPER_OP_INSERT_ONE: {
+      bson_t with_id;
+      bson_iter_t it;
+
+      /* Generate the _id here, so it can be reported. */
+      bson_init (&with_id);
+      if (!bson_iter_init_find (&it, op->document, "_id")) {
+         bson_oid_t oid;
+
+         bson_oid_init (&oid, NULL);
+         BSON_APPEND_OID (&with_id, "_id", &oid);
+      }
+      bson_concat (&with_id, op->document);
+      ok = mongoc_collection_insert_one (coll, &with_id, NULL, &reply, berr);
+      if (ok && bson_iter_init_find (&it, &with_id, "_id")) {
+         bson_append_iter (c->result, "insertedId", -1, &it);
+         BSON_APPEND_INT32 (c->result, "insertedCount", 1);
+      }
+      bson_destroy (&reply);
+      bson_destroy (&with_id);
+      break;
+   }
+   case MONGO_HELPER_OP_UPDATE_ONE:
+   case MONGO_HELPER_OP_UPDATE_MANY:
+      bson_init (&opts);
+      if (op->upsert) {
+         BSON_APPEND_BOOL (&opts, "upsert", true);
+      }
+      ok = (op->type == MONGO_HELPER_OP_UPDATE_ONE
+               ? mongoc_collection_update_one
+               : mongoc_collection_update_many) (
+         coll, filter, op->document, &opts, &reply, berr);
+      if (ok) {
+         bson_concat (c->result, &reply);
+      }
+      bson_destroy (&reply);
+      bson_destroy (&opts);
+      break;
+   case MONGO_HELPER_OP_DELETE_ONE:
+   case MONGO_HELPER_OP_DELETE_MANY:
+      ok = (op->type == MONGO_HELPER_OP_DELETE_ONE
+               ? mongoc_collection_delete_one
+               : mongoc_collection_delete_many) (
+         coll, filter, NULL, &reply, berr);
+      if (ok) {
+         bson_concat (c->result, &reply);
+      }
+      bson_destroy (&reply);
+      break;
+   case MONGO_HELPER_OP_AGGREGATE: {
+      uint32_t i = 0;
+      char key[16];
+      const char *k;
+
+      cur = mongoc_collection_aggregate (
+         coll, MONGOC_QUERY_NONE, op->pipeline, NULL, NULL);
+      BSON_APPEND_ARRAY_BEGIN (c->result, "documents", &child);
+      while (mongoc_cursor_next (cur, &doc)) {
+         bson_uint32_to_string (i++, &k, key, sizeof key);
+         BSON_APPEND_DOCUMENT (&child, k, doc);
+      }
+      bson_append_array_end (c->result, &child);
+      ok = !mongoc_cursor_error (cur, berr);
+      mongoc_cursor_destroy (cur);
+      break;
+   }
+   case MONGO_HELPER_OP_COMMAND:
+      ok = mongoc_database_command_simple (dbh, op->document, NULL, &reply, berr);
+      if (ok) {
+         bson_concat (c->result, &reply);
+      }
+      bson_destroy (&reply);
+      break;
+   }
+   if (!ok) {
+      bson_reinit (c->result);
+   }
+   mongoc_collection_destroy (coll);
+   mh_ops_database_done (dbh, owned);
+   bson_destroy (&empty);
+   return ok;
+}
+
+#define MH_OPS_MAX_DOC (16 * 1024 * 1024)
+
+/* What an operation needs, checked before it runs. */
+static bool
+mh_one_check (const mongo_helper_op_t *op, size_t i, mongo_helper_error_t *error)
+{
+   char fn[64];
+
+   bson_snprintf (fn, sizeof fn, "operation %zu (%s)", i, mh_op_type_name (op->type));
+   if ((unsigned) op->type > MONGO_HELPER_OP_COMMAND) {
+      return mh_ops_bad (error, fn, "unknown operation type");
+   }
+   if (!mh_ops_check_db (error, fn, op->database)) {
+      return false;
+   }
+   if (op->type != MONGO_HELPER_OP_COMMAND &&
+       !mh_ops_check_coll (error, fn, op->collection)) {
+      return false;
+   }
+   switch (op->type) {
+   case MONGO_HELPER_OP_DISTINCT:
+      if (!op->field || !*op->field) {
+         return mh_ops_bad (error, fn, "field is NULL or empty");
+      }
+      break;
+   case MONGO_HELPER_OP_INSERT_ONE:
+   case MONGO_HELPER_OP_UPDATE_ONE:
+   case MONGO_HELPER_OP_UPDATE_MANY:
+      if (!op->document || bson_empty (op->document)) {
+         return mh_ops_bad (error, fn, "document is NULL or empty");
+      }
+      /* The server's limit, checked here so the message says what to do
+       * instead of the driver's generic "document too large". */
+      if (op->document->len > MH_OPS_MAX_DOC) {
+         return mh_fail (error,
+                         MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                         0,
+                         "%s: the document is %u bytes, over MongoDB's 16 MiB "
+                         "limit: store large data with GridFS",
+                         fn,
+                         (unsigned) op->document->len);
+      }
+      break;
+   case MONGO_HELPER_OP_COMMAND:
+      if (!op->document || bson_empty (op->document)) {
+         return mh_ops_bad (error, fn, "document (the command) is NULL or empty");
+      }
+      break;
+   case MONGO_HELPER_OP_AGGREGATE:
+      if (!op->pipeline) {
+         return mh_ops_bad (error, fn, "pipeline is NULL");
+      }
+      break;
+   default:
+      break;
+   }
+   return true;
+}
+
+static unsigned
+mh_one_flags (mongo_helper_op_type_t t)
+{
+   switch (t) {
+   case MONGO_HELPER_OP_COUNT:
+   case MONGO_HELPER_OP_FIND_ONE:
+   case MONGO_HELPER_OP_DISTINCT:
+   case MONGO_HELPER_OP_AGGREGATE:
+      return MH_OP_READ;
+   default:
+      return MH_OP_WRITE;
+   }
+}
+
+typedef struct {
+   const mongo_helper_op_t *ops;
+   mongo_helper_op_result_t *results;
+   size_t n;
+   atomic_size_t next;
+   atomic_int active;
+} mh_conc_t;
+
+static void *
+mh_conc_worker (void *arg)
+{
+   mh_conc_t *w = arg;
+   size_t i;
+
+   while ((i = atomic_fetch_add (&w->next, 1)) < w->n) {
+      const mongo_helper_op_t *op = &w->ops[i];
+      mongo_helper_op_result_t *r = &w->results[i];
+      mh_one_ctx_t c = {op, &r->result};
+      char what[300];
+
+      r->concurrent = atomic_fetch_add (&w->active, 1) + 1;
+      if (mh_one_check (op, i, &r->error)) {
+         bson_snprintf (what,
+                        sizeof what,
+                        "operation %zu (%s on %.200s)",
+                        i,
+                        mh_op_type_name (op->type),
+                        op->collection ? op->collection : "the database");
+         mh_run (what, mh_one_flags (op->type), mh_one_op, &c, &r->error);
+      }
+      atomic_fetch_sub (&w->active, 1);
+   }
+   /* The worker's pooled client goes back now, not at some later exit. */
+   mongo_helper_thread_release ();
+   return NULL;
+}
+
+bool
+mongo_helper_run_concurrent (const mongo_helper_op_t *ops,
+                             size_t n_ops,
+                             size_t max_concurrent,
+                             mongo_helper_op_result_t *results,
+                             mongo_helper_error_t *error)
+{
+   static const char fn[] = "mongo_helper_run_concurrent";
+   mh_conc_t w;
+   pthread_t *threads;
+   size_t n_threads, started = 0, failed = 0, first = 0;
+
+   mh_error_clear (error);
+   if (results) {
+      for (size_t i = 0; i < n_ops; i++) {
+         bson_init (&results[i].result);
+         mh_error_clear (&results[i].error);
+         results[i].concurrent = 0;
+      }
+   }
+   if (!ops || !results) {
+      return mh_ops_bad (error, fn, "ops or results is NULL");
+   }
+   if (n_ops == 0) {
+      return mh_ops_bad (error, fn, "the list of operations is empty");
+   }
+   if (max_concurrent == 0) {
+      return mh_ops_bad (
+         error, fn, "max_concurrent is 0: allow at least one operation at once");
+   }
+   w.ops = ops;
+   w.results = results;
+   w.n = n_ops;
+   atomic_init (&w.next, 0);
+   atomic_init (&w.active, 0);
+   n_threads = max_concurrent < n_ops ? max_concurrent : n_ops;
+   threads = bson_malloc (n_threads * sizeof *threads);
+   for (size_t t = 0; t < n_threads; t++) {
+      if (pthread_create (&threads[t], NULL, mh_conc_worker, &w) != 0) {
+         break; /* fewer workers still finish the list */
+      }
+      started++;
+   }
+   if (started == 0) {
+      mh_conc_worker (&w); /* no thread at all: run them here, one by one */
+   }
+   for (size_t t = 0; t < started; t++) {
+      pthread_join (threads[t], NULL);
+   }
+   bson_free (threads);
+   for (size_t i = 0; i < n_ops; i++) {
+      if (results[i].error.category != MONGO_HELPER_ERROR_NONE) {
+         if (failed++ == 0) {
+            first = i;
+         }
+      }
+   }
+   if (failed) {
+      return mh_fail (error,
+                      results[first].error.category,
+                      results[first].error.code,
+                      "%zu of %zu operations failed (each result holds its "
+                      "own error); the first: %s",
+                      failed,
+                      n_ops,
+                      results[first].error.message);
+   }
+   return true;
+}
+
+void
+mongo_helper_op_results_cleanup (mongo_helper_op_result_t *results,
+                                 size_t n_results)
+{
+   if (!results) {
+      return;
+   }
+   for (size_t i = 0; i < n_results; i++) {
+      bson_destroy (&results[i].result);
+      bson_init (&results[i].result); /* a second cleanup stays harmless */
+   }
+}
+
+/* ---- Statistics and metadata ---- */
+
+typedef struct {
+   const char *database;
+   const char *collection;
+   bson_t *reply;  /* always initialised */
+   char **names;   /* collection names */
+   bool fell_back; /* collStats command used */
+} mh_stats_ctx_t;
+
+static bool
+mh_dbstats_op (mongoc_client_t *client,
+               mongoc_database_t *db,
+               void *ctx,
+               bson_error_t *berr)
+{
+   mh_stats_ctx_t *c = ctx;
+   bson_t *cmd = BCON_NEW ("dbStats", BCON_INT32 (1));
+   mongoc_database_t *dbh;
+   bool owned, ok;
+
+   dbh = mh_ops_database (client, db, c->database, &owned);
+   bson_destroy (c->reply);
+   ok = mongoc_database_command_simple (dbh, cmd, NULL, c->reply, berr);
+   mh_ops_database_done (dbh, owned);
+   bson_destroy (cmd);
+   return ok;
+}
+
+bool
+mongo_helper_db_stats (const char *database,
+                       mongo_helper_db_stats_t *stats,
+                       bson_t *reply,
+                       mongo_helper_error_t *error)
+{
+   static const char fn[] = "mongo_helper_db_stats";
+   mh_stats_ctx_t c = {0};
+   bson_t scratch;
+   bool ok;
+
+   mh_error_clear (error);
+   if (reply) {
+      bson_init (reply);
+   }
+   if (stats) {
+      memset (stats, 0, sizeof *stats);
+   }
+   if (!mh_ops_check_db (error, fn, database)) {
+      return false;
+   }
+   bson_init (&scratch);
+   c.database = database;
+   c.reply = reply ? reply : &scratch;
+   ok = mh_run ("dbStats", MH_OP_READ, mh_dbstats_op, &c, error);
+   if (ok && stats) {
+      stats->collections = mh_ops_int64 (c.reply, "collections");
+      stats->objects = mh_ops_int64 (c.reply, "objects");
+      stats->data_size = mh_ops_int64 (c.reply, "dataSize");
+      stats->storage_size = mh_ops_int64 (c.reply, "storageSize");
+      stats->indexes = mh_ops_int64 (c.reply, "indexes");
+      stats->index_size = mh_ops_int64 (c.reply, "indexSize");
+   }
+   if (!ok) {
+      bson_reinit (c.reply);
+   }
+   bson_destroy (&scratch);
+   return ok;
+}
+
+static bool
+mh_collstats_op (mongoc_client_t *client,
+                 mongoc_database_t *db,
+                 void *ctx,
+                 bson_error_t *berr)
+{
+   mh_stats_ctx_t *c = ctx;
+   bson_t *pipeline = BCON_NEW ("pipeline",
+                                "[",
+                                "{",
+                                "$collStats",
+                                "{",
+                                "storageStats",
+                                "{",
+                                "}",
+                                "}",
+                                "}",
+                                "]");
+   mongoc_database_t *dbh;
+   mongoc_collection_t *coll;
+   mongoc_cursor_t *cur;
+   const bson_t *doc;
+   bson_iter_t it, sub;
+   bool owned, ok = false, got = false;
+
+   bson_reinit (c->reply);
+   c->fell_back = false;
+   dbh = mh_ops_database (client, db, c->database, &owned);
+   coll = mongoc_database_get_collection (dbh, c->collection);
+   cur = mongoc_collection_aggregate (coll, MONGOC_QUERY_NONE, pipeline, NULL, NULL);
+   if (mongoc_cursor_next (cur, &doc)) {
+      got = true;
+      if (bson_iter_init_find (&it, doc, "ns") && BSON_ITER_HOLDS_UTF8 (&it)) {
+         bson_append_iter (c->reply, "ns", -1, &it);
+      }
+      if (bson_iter_init_find (&it, doc, "storageStats") &&
+          BSON_ITER_HOLDS_DOCUMENT (&it) && bson_iter_recurse (&it, &sub)) {
+         while (bson_iter_next (&sub)) {
+            if (strcmp (bson_iter_key (&sub), "ns") != 0) {
+               bson_append_iter (c->reply, NULL, 0, &sub);
+            }
+         }
+      }
+   }
+   ok = !mongoc_cursor_error (cur, berr);
+   mongoc_cursor_destroy (cur);
+   if (!ok && berr->domain == MONGOC_ERROR_SERVER && berr->code == 40324) {
+      /* A server without the stage: the old command has the same fields. */
+      bson_t *cmd = BCON_NEW ("collStats", BCON_UTF8 (c->collection));
+
+      bson_destroy (c->reply);
+      ok = mongoc_database_command_simple (dbh, cmd, NULL, c->reply, berr);
+      c->fell_back = ok;
+      bson_destroy (cmd);
+   } else if (ok && !got) {
+      /* Older servers answer nothing for a missing collection. */
+      bson_set_error (berr,
+                      MONGOC_ERROR_SERVER,
+                      26,
+                      "collection '%s' not found",
+                      c->collection);
+      ok = false;
+   }
+   mongoc_collection_destroy (coll);
+   mh_ops_database_done (dbh, owned);
+   bson_destroy (pipeline);
+   return ok;
+}
+
+bool
+mongo_helper_collection_stats (const char *database,
+                               const char *collection,
+                               mongo_helper_coll_stats_t *stats,
+                               bson_t *reply,
+                               mongo_helper_error_t *error)
+{
+   static const char fn[] = "mongo_helper_collection_stats";
+   mh_stats_ctx_t c = {0};
+   bson_t scratch;
+   char what[300];
+   bool ok;
+
+   mh_error_clear (error);
+   if (reply) {
+      bson_init (reply);
+   }
+   if (stats) {
+      memset (stats, 0, sizeof *stats);
+   }
+   if (!mh_ops_check_db (error, fn, database) ||
+       !mh_ops_check_coll (error, fn, collection)) {
+      return false;
+   }
+   bson_init (&scratch);
+   c.database = database;
+   c.collection = collection;
+   c.reply = reply ? reply : &scratch;
+   bson_snprintf (what, sizeof what, "collection stats of '%.200s'", collection);
+   ok = mh_run (what, MH_OP_READ, mh_collstats_op, &c, error);
+   if (ok && stats) {
+      stats->count = mh_ops_int64 (c.reply, "count");
+      stats->size = mh_ops_int64 (c.reply, "size");
+      stats->avg_obj_size = mh_ops_int64 (c.reply, "avgObjSize");
+      stats->storage_size = mh_ops_int64 (c.reply, "storageSize");
+      stats->nindexes = mh_ops_int64 (c.reply, "nindexes");
+      stats->total_index_size = mh_ops_int64 (c.reply, "totalIndexSize");
+   }
+   if (!ok) {
+      bson_reinit (c.reply);
+      if (error && error->category == MONGO_HELPER_ERROR_SERVER &&
+          error->code == 26) {
+         mh_ops_recategorize (error, MONGO_HELPER_ERROR_NOT_FOUND);
+      }
+   }
+   bson_destroy (&scratch);
+   return ok;
+}
+
+bool
+mongo_helper_index_sizes (const char *database,
+                          const char *collection,
+                          bson_t *sizes,
+                          mongo_helper_error_t *error)
+{
+   bson_t reply;
+   bson_iter_t it, sub;
+
+   mh_error_clear (error);
+   if (!sizes) {
+      return mh_ops_bad (error, "mongo_helper_index_sizes", "sizes is NULL");
+   }
+   bson_init (sizes);
+   if (!mongo_helper_collection_stats (database, collection, NULL, &reply, error)) {
+      bson_destroy (&reply);
+      return false;
+   }
+   if (bson_iter_init_find (&it, &reply, "indexSizes") &&
+       BSON_ITER_HOLDS_DOCUMENT (&it) && bson_iter_recurse (&it, &sub)) {
+      while (bson_iter_next (&sub)) {
+         if (BSON_ITER_HOLDS_NUMBER (&sub)) {
+            BSON_APPEND_INT64 (sizes, bson_iter_key (&sub), bson_iter_as_int64 (&sub));
+         }
+      }
+   }
+   bson_destroy (&reply);
+   return true;
+}
+
+static bool
+mh_names_op (mongoc_client_t *client,
+             mongoc_database_t *db,
+             void *ctx,
+             bson_error_t *berr)
+{
+   mh_stats_ctx_t *c = ctx;
+   mongoc_database_t *dbh;
+   bool owned;
+
+   bson_strfreev (c->names);
+   dbh = mh_ops_database (client, db, c->database, &owned);
+   c->names = mongoc_database_get_collection_names_with_opts (dbh, NULL, berr);
+   mh_ops_database_done (dbh, owned);
+   return c->names != NULL;
+}
+
+char **
+mongo_helper_collection_names (const char *database, mongo_helper_error_t *error)
+{
+   mh_stats_ctx_t c = {0};
+
+   mh_error_clear (error);
+   if (!mh_ops_check_db (error, "mongo_helper_collection_names", database)) {
+      return NULL;
+   }
+   c.database = database;
+   if (!mh_run ("listCollections", MH_OP_READ, mh_names_op, &c, error)) {
+      bson_strfreev (c.names);
+      return NULL;
+   }
+   return c.names;
+}
+
+static bool
+mh_server_status_op (mongoc_client_t *client,
+                     mongoc_database_t *db,
+                     void *ctx,
+                     bson_error_t *berr)
+{
+   mh_stats_ctx_t *c = ctx;
+   bson_t *cmd = BCON_NEW ("serverStatus", BCON_INT32 (1));
+   bool ok;
+
+   (void) db;
+   bson_destroy (c->reply);
+   ok = mongoc_client_command_simple (client, "admin", cmd, NULL, c->reply, berr);
+   bson_destroy (cmd);
+   return ok;
+}
+
+bool
+mongo_helper_server_status (mongo_helper_server_status_t *status,
+                            bson_t *reply,
+                            mongo_helper_error_t *error)
+{
+   mh_stats_ctx_t c = {0};
+   bson_t scratch;
+   bson_iter_t it;
+   bool ok;
+
+   mh_error_clear (error);
+   if (reply) {
+      bson_init (reply);
+   }
+   if (status) {
+      memset (status, 0, sizeof *status);
+   }
+   bson_init (&scratch);
+   c.reply = reply ? reply : &scratch;
+   ok = mh_run ("serverStatus", MH_OP_READ, mh_server_status_op, &c, error);
+   if (ok && status) {
+      if (bson_iter_init_find (&it, c.reply, "version") &&
+          BSON_ITER_HOLDS_UTF8 (&it)) {
+         bson_strncpy (status->version, bson_iter_utf8 (&it, NULL), sizeof status->version);
+      }
+      if (bson_iter_init_find (&it, c.reply, "host") &&
+          BSON_ITER_HOLDS_UTF8 (&it)) {
+         bson_strncpy (status->host, bson_iter_utf8 (&it, NULL), sizeof status->host);
+      }
+      status->uptime_s = mh_ops_int64 (c.reply, "uptime");
+      status->connections_current = mh_ops_int64 (c.reply, "connections.current");
+      status->connections_available =
+         mh_ops_int64 (c.reply, "connections.available");
+      status->connections_total_created =
+         mh_ops_int64 (c.reply, "connections.totalCreated");
+   }
+   if (!ok) {
+      bson_reinit (c.reply);
+   }
+   bson_destroy (&scratch);
+   return ok;
+}
+
 
 /* ---- Web-backend helpers ------------------------------------------- */
 

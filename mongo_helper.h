@@ -330,6 +330,322 @@ bool mongo_helper_command (const bson_t *command,
 
 /* GridFS, change streams, concurrent operations, statistics. */
 
+/*
+ * Which database and bucket a GridFS call uses.  Pass NULL for all
+ * defaults.  Content type: the GridFS specification dropped the top-level
+ * `contentType` field of the files collection, so this library stores the
+ * content type as `metadata.contentType` (what current drivers and tools
+ * read); a `contentType` key already in the caller's metadata is replaced
+ * by the `content_type` argument when that argument is not NULL.
+ */
+typedef struct {
+   const char *database; /* NULL: the default database */
+   const char *bucket;   /* NULL: "fs" (collections fs.files, fs.chunks) */
+   int32_t chunk_size;   /* bytes per chunk; 0: libmongoc's 255 KiB */
+} mongo_helper_gridfs_opts_t;
+
+/* Supplies the bytes of an upload: copy at most `len` bytes into `buf` and
+ * return how many were copied, 0 at end of data, or -1 to abort the upload
+ * (the chunks written so far are removed). */
+typedef int64_t (*mongo_helper_read_fn) (void *buf, size_t len, void *user_data);
+
+/* Receives the bytes of a download in order; return false to abort. */
+typedef bool (*mongo_helper_write_fn) (const void *buf,
+                                       size_t len,
+                                       void *user_data);
+
+/* Stores `len` bytes at `data` as a GridFS file named `filename` (any
+ * size, also over 16 MB: GridFS splits it into chunks).  `content_type`
+ * and `metadata` may be NULL.  On success `file_id` (if not NULL) holds the
+ * new file's ObjectId: bson_value_destroy() it.  Fails with
+ * INVALID_ARGUMENT (NULL/empty filename, NULL data with len > 0, bad
+ * options) or the server's error; a failed upload leaves no chunks. */
+bool mongo_helper_gridfs_put (const mongo_helper_gridfs_opts_t *opts,
+                              const char *filename,
+                              const void *data,
+                              size_t len,
+                              const char *content_type,
+                              const bson_t *metadata,
+                              bson_value_t *file_id,
+                              mongo_helper_error_t *error);
+
+/* Like mongo_helper_gridfs_put() with the content of the file at `path`.
+ * `filename` NULL: the last component of `path`.  A missing or unreadable
+ * file fails with INVALID_ARGUMENT naming the path. */
+bool mongo_helper_gridfs_put_file (const mongo_helper_gridfs_opts_t *opts,
+                                   const char *filename,
+                                   const char *path,
+                                   const char *content_type,
+                                   const bson_t *metadata,
+                                   bson_value_t *file_id,
+                                   mongo_helper_error_t *error);
+
+/* Like mongo_helper_gridfs_put() with the bytes read from `source` until
+ * it reports end of stream.  The stream is borrowed: not closed or freed. */
+bool mongo_helper_gridfs_put_stream (const mongo_helper_gridfs_opts_t *opts,
+                                     const char *filename,
+                                     mongoc_stream_t *source,
+                                     const char *content_type,
+                                     const bson_t *metadata,
+                                     bson_value_t *file_id,
+                                     mongo_helper_error_t *error);
+
+/* Like mongo_helper_gridfs_put() with the bytes `read` supplies until it
+ * returns 0.  When it returns -1 the upload fails with INVALID_ARGUMENT
+ * and leaves no chunks behind. */
+bool mongo_helper_gridfs_put_reader (const mongo_helper_gridfs_opts_t *opts,
+                                     const char *filename,
+                                     mongo_helper_read_fn read,
+                                     void *user_data,
+                                     const char *content_type,
+                                     const bson_t *metadata,
+                                     bson_value_t *file_id,
+                                     mongo_helper_error_t *error);
+
+/* Reads the whole file with id `file_id` into memory.  On success `*data`
+ * is a new buffer of `*len` bytes plus a terminating NUL (so text can be
+ * used as a string); the caller frees it with bson_free().  On failure
+ * `*data` is NULL and `*len` 0.  A missing file fails with NOT_FOUND. */
+bool mongo_helper_gridfs_get (const mongo_helper_gridfs_opts_t *opts,
+                              const bson_value_t *file_id,
+                              uint8_t **data,
+                              size_t *len,
+                              mongo_helper_error_t *error);
+
+/* Writes the file's content to `path` (created or truncated).  On failure
+ * a partly written file is removed.  NOT_FOUND for a missing file,
+ * INVALID_ARGUMENT when `path` cannot be written. */
+bool mongo_helper_gridfs_get_file (const mongo_helper_gridfs_opts_t *opts,
+                                   const bson_value_t *file_id,
+                                   const char *path,
+                                   mongo_helper_error_t *error);
+
+/* Writes the file's content to `destination` (borrowed, not closed). */
+bool mongo_helper_gridfs_get_stream (const mongo_helper_gridfs_opts_t *opts,
+                                     const bson_value_t *file_id,
+                                     mongoc_stream_t *destination,
+                                     mongo_helper_error_t *error);
+
+/* Hands the file's content to `write` in order, in pieces of up to
+ * 255 KiB.  When `write` returns false the download stops and fails with
+ * INVALID_ARGUMENT ("aborted by the callback"). */
+bool mongo_helper_gridfs_get_writer (const mongo_helper_gridfs_opts_t *opts,
+                                     const bson_value_t *file_id,
+                                     mongo_helper_write_fn write,
+                                     void *user_data,
+                                     mongo_helper_error_t *error);
+
+/* Finds the files named `filename` (NULL: every file of the bucket),
+ * oldest upload first.  On success `files` is initialised as a BSON array
+ * ("0", "1", ...) of the files documents (_id, length, chunkSize,
+ * uploadDate, filename, metadata) and `*count` (if not NULL) holds their
+ * number; on failure `files` is initialised empty.  The caller always
+ * bson_destroy()s `files`.  No match is success with zero files. */
+bool mongo_helper_gridfs_find (const mongo_helper_gridfs_opts_t *opts,
+                               const char *filename,
+                               bson_t *files,
+                               size_t *count,
+                               mongo_helper_error_t *error);
+
+/* Deletes the file with id `file_id` and all its chunks.  A missing file
+ * fails with NOT_FOUND. */
+bool mongo_helper_gridfs_delete (const mongo_helper_gridfs_opts_t *opts,
+                                 const bson_value_t *file_id,
+                                 mongo_helper_error_t *error);
+
+/* Receives one change event (the server's document: operationType,
+ * documentKey, fullDocument, ...; valid only during the call).  Return
+ * true to keep watching, false to stop. */
+typedef bool (*mongo_helper_change_fn) (const bson_t *event, void *user_data);
+
+/* Options of mongo_helper_watch().  Zero-initialise, then set what you
+ * need. */
+typedef struct {
+   const char *database; /* NULL: the default database */
+   /* Stages after $changeStream ($match, $project, ...): a BSON array
+    * document or {"pipeline": [...]}; NULL: none. */
+   const bson_t *pipeline;
+   bool full_document_update_lookup; /* fullDocument: "updateLookup" */
+   const bson_t *resume_after; /* resume token: continue after that event */
+   const bson_t *start_after;  /* like resume_after, also after an
+                                  invalidate event (MongoDB 4.2+) */
+   int64_t timeout_ms;         /* stop after this long; <= 0: only when the
+                                  callback says stop */
+   int32_t max_await_time_ms;  /* server wait per getMore; 0: 1000 */
+   int32_t batch_size;         /* 0: server default */
+} mongo_helper_watch_opts_t;
+
+/*
+ * Watches `collection` (NULL: every collection of the database) and calls
+ * `fn` for each change, in order, until `fn` returns false or
+ * `opts->timeout_ms` passes; both end with success.  libmongoc resumes once
+ * by itself after a resumable error (network error, primary step-down).
+ * To survive anything longer, keep the resume token: on return, success or
+ * not, `resume_token` (if not NULL) is initialised with the token of the
+ * last event delivered (or the stream's start point), empty when none is
+ * known; the caller bson_destroy()s it and passes it as resume_after (or
+ * start_after) to continue where it stopped.  Change streams need a
+ * replica set or sharded cluster: a standalone server answers with SERVER
+ * error code 40573.  Fails with INVALID_ARGUMENT for a NULL callback or an
+ * empty collection name.
+ */
+bool mongo_helper_watch (const char *collection,
+                         const mongo_helper_watch_opts_t *opts,
+                         mongo_helper_change_fn fn,
+                         void *user_data,
+                         bson_t *resume_token,
+                         mongo_helper_error_t *error);
+
+/* The kinds of operation mongo_helper_run_concurrent() runs. */
+typedef enum {
+   MONGO_HELPER_OP_COUNT = 0,   /* filter          -> {"count": n} */
+   MONGO_HELPER_OP_FIND_ONE,    /* filter          -> {"document": doc},
+                                                      {} when none matched */
+   MONGO_HELPER_OP_DISTINCT,    /* field, filter   -> {"values": [...]} */
+   MONGO_HELPER_OP_INSERT_ONE,  /* document        -> {"insertedId": id,
+                                                       "insertedCount": 1} */
+   MONGO_HELPER_OP_UPDATE_ONE,  /* filter, document (update operators),
+                                   upsert          -> {"matchedCount",
+                                   "modifiedCount", "upsertedCount"[,
+                                   "upsertedId"]} */
+   MONGO_HELPER_OP_UPDATE_MANY, /* as UPDATE_ONE */
+   MONGO_HELPER_OP_DELETE_ONE,  /* filter          -> {"deletedCount": n} */
+   MONGO_HELPER_OP_DELETE_MANY, /* as DELETE_ONE */
+   MONGO_HELPER_OP_AGGREGATE,   /* pipeline        -> {"documents": [...]} */
+   MONGO_HELPER_OP_COMMAND      /* document = the command, on the
+                                   database; collection unused -> reply */
+} mongo_helper_op_type_t;
+
+/* One operation for mongo_helper_run_concurrent().  Pointers are borrowed
+ * for the duration of the call.  A NULL filter matches everything. */
+typedef struct {
+   mongo_helper_op_type_t type;
+   const char *database;   /* NULL: the default database */
+   const char *collection; /* required except for COMMAND */
+   const bson_t *filter;
+   const bson_t *document; /* INSERT_ONE: the document (an _id is added
+                              when absent); UPDATE_*: the update; COMMAND:
+                              the command */
+   const bson_t *pipeline; /* AGGREGATE: array document or
+                              {"pipeline": [...]} */
+   const char *field;      /* DISTINCT: the field */
+   bool upsert;            /* UPDATE_*: insert when nothing matches */
+} mongo_helper_op_t;
+
+/* One operation's outcome. */
+typedef struct {
+   bson_t result;              /* see mongo_helper_op_type_t; empty on
+                                  failure */
+   mongo_helper_error_t error; /* this operation's own error */
+   int32_t concurrent;         /* operations running, this one included,
+                                  when it started: never above K */
+} mongo_helper_op_result_t;
+
+/*
+ * Runs `ops[0..n_ops)` on the pool with at most `max_concurrent` (K) at
+ * once: K worker threads (fewer when there are fewer operations), each
+ * with its own pooled client, take the next operation in turn.  Fills
+ * `results[i]` for `ops[i]`, in input order; the caller passes an array of
+ * n_ops results and frees them with mongo_helper_op_results_cleanup()
+ * whatever the outcome.  Returns true when every operation succeeded;
+ * false with INVALID_ARGUMENT (NULL ops or results, n_ops or K of 0; the
+ * results are then still initialised when n_ops > 0 and results is not
+ * NULL), or with the first failed operation's category and a message
+ * naming how many failed (each result holds its own error).  An invalid
+ * descriptor (missing collection, field or document, a document over
+ * 16 MiB) fails only its own result, with INVALID_ARGUMENT.  Workers need
+ * K free clients: K above the pool size, or a pool held by other threads
+ * (the calling thread's cached client included), only makes workers wait
+ * for a client, at most the pool wait, then that operation fails with
+ * TIMEOUT.
+ */
+bool mongo_helper_run_concurrent (const mongo_helper_op_t *ops,
+                                  size_t n_ops,
+                                  size_t max_concurrent,
+                                  mongo_helper_op_result_t *results,
+                                  mongo_helper_error_t *error);
+
+/* Frees what mongo_helper_run_concurrent() put in `results` (not the
+ * array itself).  NULL is allowed. */
+void mongo_helper_op_results_cleanup (mongo_helper_op_result_t *results,
+                                      size_t n_results);
+
+/* The numbers of dbStats, as 64-bit integers (the server mixes types). */
+typedef struct {
+   int64_t collections;
+   int64_t objects;      /* documents in all collections */
+   int64_t data_size;    /* bytes of uncompressed documents */
+   int64_t storage_size; /* bytes allocated for documents */
+   int64_t indexes;
+   int64_t index_size;   /* bytes of all indexes */
+} mongo_helper_db_stats_t;
+
+/* Runs dbStats on `database` (NULL: the default database).  `stats` and
+ * `reply` may each be NULL; a non-NULL `reply` is always initialised (the
+ * server's whole answer on success) and the caller bson_destroy()s it. */
+bool mongo_helper_db_stats (const char *database,
+                            mongo_helper_db_stats_t *stats,
+                            bson_t *reply,
+                            mongo_helper_error_t *error);
+
+/* The numbers of collection statistics. */
+typedef struct {
+   int64_t count;            /* documents */
+   int64_t size;             /* bytes of uncompressed documents */
+   int64_t avg_obj_size;
+   int64_t storage_size;
+   int64_t nindexes;
+   int64_t total_index_size;
+} mongo_helper_coll_stats_t;
+
+/*
+ * Statistics of `collection` in `database` (NULL: default), read with the
+ * aggregation stage {$collStats: {storageStats: {}}} because the collStats
+ * command is deprecated since MongoDB 6.2.  Only when the server does not
+ * know the stage (code 40324, before 3.4) does it fall back to the
+ * collStats command.  A non-NULL `reply` is always initialised; on success
+ * it holds the storage statistics (count, size, avgObjSize, storageSize,
+ * nindexes, totalIndexSize, indexSizes, ...) at top level, whichever way
+ * they were read, plus "ns".  A missing collection fails with NOT_FOUND
+ * (server code 26).
+ */
+bool mongo_helper_collection_stats (const char *database,
+                                    const char *collection,
+                                    mongo_helper_coll_stats_t *stats,
+                                    bson_t *reply,
+                                    mongo_helper_error_t *error);
+
+/* The size in bytes of each index of `collection`, from the collection
+ * statistics: on success `sizes` is initialised as {index name: bytes
+ * (int64)}; on failure empty.  The caller bson_destroy()s it. */
+bool mongo_helper_index_sizes (const char *database,
+                               const char *collection,
+                               bson_t *sizes,
+                               mongo_helper_error_t *error);
+
+/* The names of the collections of `database` (NULL: default), as a
+ * NULL-terminated array in the server's order (none: an array holding only
+ * NULL).  The caller frees it with bson_strfreev().  NULL on failure. */
+char **mongo_helper_collection_names (const char *database,
+                                      mongo_helper_error_t *error);
+
+/* The basics of serverStatus. */
+typedef struct {
+   char version[32];
+   char host[256];
+   int64_t uptime_s;
+   int64_t connections_current;
+   int64_t connections_available;
+   int64_t connections_total_created;
+} mongo_helper_server_status_t;
+
+/* Runs serverStatus on admin.  `status` and `reply` may each be NULL; a
+ * non-NULL `reply` is always initialised (the whole answer on success, it
+ * is large on a real server) and the caller bson_destroy()s it. */
+bool mongo_helper_server_status (mongo_helper_server_status_t *status,
+                                 bson_t *reply,
+                                 mongo_helper_error_t *error);
+
 
 /* ---- Web-backend helpers ------------------------------------------- */
 
