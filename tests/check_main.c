@@ -75,9 +75,13 @@ mh_test_skip_note (const char *test, const char *reason)
    const char *log = getenv ("MH_SKIP_LOG");
    FILE *f;
 
-   printf ("SKIP %s: %s\n", test, reason);
+   /* Check names the function behind a test "<test>_fn": drop that. */
+   size_t len = strlen (test);
+   int shown = (int) (len > 3 && strcmp (test + len - 3, "_fn") == 0 ? len - 3 : len);
+
+   printf ("SKIP %.*s: %s\n", shown, test, reason);
    if (log && (f = fopen (log, "a"))) {
-      fprintf (f, "%s: %s\n", test, reason);
+      fprintf (f, "%.*s: %s\n", shown, test, reason);
       fclose (f);
    }
 }
