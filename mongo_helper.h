@@ -331,11 +331,11 @@ bool mongo_helper_command (const bson_t *command,
  * Every operation below names its collection as (database, collection):
  * `database` NULL means the singleton's default database (see
  * Configuration), any other value a database of that name on the same
- * deployment.  `collection` must be a non-empty name; an empty `database`,
- * a NULL or empty `collection`, or a name with a NUL-free but forbidden
- * character ('$' in a collection, "/\. \"$" in a database) fails with
- * INVALID_ARGUMENT before anything is sent.  Each call runs on the calling
- * thread's pooled client (see mongo_helper_database()).
+ * deployment.  `collection` must be a non-empty name.  An empty
+ * `database` or one containing any of / \ . space " $, and a NULL or empty
+ * `collection` or one containing '$', fail with INVALID_ARGUMENT before
+ * anything is sent.  Each call runs on the calling thread's pooled client
+ * (see mongo_helper_database()).
  *
  * Documents, filters and JSON, in one paragraph
  * ---------------------------------------------
@@ -393,7 +393,7 @@ bool mongo_helper_insert_one_json (const char *database,
                                    bson_value_t *id,
                                    mongo_helper_error_t *error);
 
-/* Inserts `n` documents in one insertMany.  `ordered`: stop at the first
+/* Inserts `n` (at least 1) documents in one insertMany.  `ordered`: stop at the first
  * failure (true) or try every document (false).  `inserted` (may be NULL)
  * receives how many landed, also on failure.  For large arrays, per-document
  * failures and batching use mongo_helper_bulk_insert(). */
@@ -505,8 +505,9 @@ typedef struct {
 void mongo_helper_update_result_cleanup (mongo_helper_update_result_t *result);
 
 /* Applies `update` (operators such as {"$set": {...}}) to the first
- * document matching `filter`; with `upsert`, inserts one when none
- * matches.  `result` may be NULL; if not, it is always filled (zeroes on
+ * document matching `filter` (not NULL: pass {} for "any"); with `upsert`,
+ * inserts one when none matches.  An update without operators is
+ * INVALID_ARGUMENT (that is what replace_one is for).  `result` may be NULL; if not, it is always filled (zeroes on
  * failure) and must be passed to mongo_helper_update_result_cleanup(). */
 bool mongo_helper_update_one (const char *database,
                               const char *collection,
@@ -547,9 +548,9 @@ bool mongo_helper_replace_one (const char *database,
                                mongo_helper_error_t *error);
 
 /* Deletes the first (delete_one) or every (delete_many) document matching
- * `filter`.  delete_many refuses a NULL filter with INVALID_ARGUMENT, so an
- * unset variable never empties a collection: pass an empty document to
- * mean "all".  `deleted` (may be NULL) receives the count. */
+ * `filter`.  Both refuse a NULL filter with INVALID_ARGUMENT, so an unset
+ * variable never empties a collection: pass an empty document to mean
+ * "all".  `deleted` (may be NULL) receives the count. */
 bool mongo_helper_delete_one (const char *database,
                               const char *collection,
                               const bson_t *filter,
