@@ -611,11 +611,14 @@ void mongo_helper_bulk_result_destroy (mongo_helper_bulk_result_t *result);
  * run stops at the first failing document.  Unordered: every document is
  * tried, and the failures are reported while the rest land.  Every
  * document is checked (not NULL, at most 16 MB) before anything is sent.
- * `result` (may be NULL) receives a new result whenever documents were
- * sent, even when the call fails; NULL otherwise.  Returns true only when
- * every document was inserted; false with INVALID_ARGUMENT (batch_size 0,
- * n 0 with docs NULL, a bad document — naming its index), DUPLICATE_KEY
- * when the first failure was one, or the category of the failure. */
+ * `result` (may be NULL) receives a new result once the input passed
+ * those checks, also when the call then fails (it says how many landed);
+ * it stays NULL after an INVALID_ARGUMENT.  Returns true only when every
+ * document was inserted; false with INVALID_ARGUMENT (batch_size 0, docs
+ * NULL or n 0, a bad document, named by its index), DUPLICATE_KEY when the
+ * first failing document was a duplicate (the message names its index and
+ * key), SERVER for other per-document failures, or the category of a
+ * connection or server error that stopped the run. */
 bool mongo_helper_bulk_insert (const char *database,
                                const char *collection,
                                const bson_t *const *docs,
