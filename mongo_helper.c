@@ -3695,8 +3695,8 @@ bool
 mongo_helper_geo_within_polygon (const char *database,
                                  const char *collection,
                                  const char *field,
-                                 const double (*points)[2],
-                                 size_t n,
+                                 const double *lng_lat,
+                                 size_t n_points,
                                  bson_t *results,
                                  mongo_helper_error_t *error)
 {
@@ -3704,13 +3704,14 @@ mongo_helper_geo_within_polygon (const char *database,
    char buf[16];
    const char *key;
    uint32_t k = 0;
+   size_t n = n_points;
    bool closed, ok;
 
    if (!mh_results_init ("geo_within_polygon", results, error) ||
        !mh_target_check ("geo_within_polygon", database, collection, error)) {
       return false;
    }
-   if (!points || n < 3) {
+   if (!lng_lat || n < 3) {
       return mh_fail (error,
                       MONGO_HELPER_ERROR_INVALID_ARGUMENT,
                       0,
@@ -3718,11 +3719,12 @@ mongo_helper_geo_within_polygon (const char *database,
    }
    for (size_t i = 0; i < n; i++) {
       if (!mh_geo_check (
-             "geo_within_polygon", field, points[i][0], points[i][1], 0, error)) {
+             "geo_within_polygon", field, lng_lat[2 * i], lng_lat[2 * i + 1], 0, error)) {
          return false;
       }
    }
-   closed = points[0][0] == points[n - 1][0] && points[0][1] == points[n - 1][1];
+   closed = lng_lat[0] == lng_lat[2 * (n - 1)] &&
+            lng_lat[1] == lng_lat[2 * (n - 1) + 1];
    if (closed && n < 4) {
       return mh_fail (error,
                       MONGO_HELPER_ERROR_INVALID_ARGUMENT,
@@ -3741,8 +3743,8 @@ mongo_helper_geo_within_polygon (const char *database,
       size_t j = i < n ? i : 0;
       bson_uint32_to_string (k++, &key, buf, sizeof buf);
       bson_append_array_begin (&ring, key, -1, &pt);
-      BSON_APPEND_DOUBLE (&pt, "0", points[j][0]);
-      BSON_APPEND_DOUBLE (&pt, "1", points[j][1]);
+      BSON_APPEND_DOUBLE (&pt, "0", lng_lat[2 * j]);
+      BSON_APPEND_DOUBLE (&pt, "1", lng_lat[2 * j + 1]);
       bson_append_array_end (&ring, &pt);
    }
    bson_append_array_end (&coords, &ring);

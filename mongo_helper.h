@@ -726,15 +726,16 @@ bool mongo_helper_geo_near (const char *database,
                             bson_t *results,
                             mongo_helper_error_t *error);
 
-/* Documents whose `field` lies within the polygon `points[0..n-1]`
- * (longitude, latitude pairs; at least 3 distinct points; the ring is
- * closed here if the caller did not repeat the first point), using
- * $geoWithin with a GeoJSON Polygon.  No index is needed. */
+/* Documents whose `field` lies within a polygon of `n_points` corners given
+ * as longitude, latitude pairs in `lng_lat[0 .. 2 * n_points - 1]` (at least
+ * 3 distinct corners; the ring is closed here if the caller did not repeat
+ * the first corner), using $geoWithin with a GeoJSON Polygon.  No index is
+ * needed.  A `double corners[N][2]` array is passed as &corners[0][0]. */
 bool mongo_helper_geo_within_polygon (const char *database,
                                       const char *collection,
                                       const char *field,
-                                      const double (*points)[2],
-                                      size_t n,
+                                      const double *lng_lat,
+                                      size_t n_points,
                                       bson_t *results,
                                       mongo_helper_error_t *error);
 

@@ -351,7 +351,7 @@ START_TEST (bad_find_options_and_geo_input_are_invalid_argument)
    ASSERT_FAILS_WITH (mongo_helper_geo_within_circle (NULL, "c", "loc", 0, -91, 10, &results, &err),
                       MONGO_HELPER_ERROR_INVALID_ARGUMENT);
    bson_destroy (&results);
-   ASSERT_FAILS_WITH (mongo_helper_geo_within_polygon (NULL, "c", "loc", (const double (*)[2]) two, 2, &results, &err),
+   ASSERT_FAILS_WITH (mongo_helper_geo_within_polygon (NULL, "c", "loc", &two[0][0], 2, &results, &err),
                       MONGO_HELPER_ERROR_INVALID_ARGUMENT);
    bson_destroy (&results);
    ASSERT_FAILS_WITH (mongo_helper_text_search (NULL, "c", "", NULL, NULL, 0, &results, &err),
@@ -1264,7 +1264,7 @@ END_TEST
 
 START_TEST (geo_query_commands_are_exact)
 {
-   const double tri[3][2] = {{2.0, 48.0}, {3.0, 48.0}, {2.5, 49.0}};
+   double tri[3][2] = {{2.0, 48.0}, {3.0, 48.0}, {2.5, 49.0}};
    bson_t results;
    char *json;
 
@@ -1284,7 +1284,7 @@ START_TEST (geo_query_commands_are_exact)
    bson_free (json);
 
    /* mongomock has no $geoWithin: the server answers 238 (not implemented). */
-   ck_assert (!mongo_helper_geo_within_polygon (NULL, "places", "loc", tri, 3, &results, &err));
+   ck_assert (!mongo_helper_geo_within_polygon (NULL, "places", "loc", &tri[0][0], 3, &results, &err));
    bson_destroy (&results);
    json = captured ("find");
    ck_assert_str_eq (json,
@@ -1380,7 +1380,7 @@ START_TEST (geo_near_and_within_find_the_right_places_on_a_real_server)
    const char *coll = mh_test_collection ("geo");
    bson_t *keys;
    /* Paris centre, the Eiffel tower (~3.6 km away), Lyon (~390 km). */
-   const double tri[3][2] = {{2.2, 48.8}, {2.5, 48.8}, {2.35, 48.95}};
+   double tri[3][2] = {{2.2, 48.8}, {2.5, 48.8}, {2.35, 48.95}};
    bson_t results, d;
 
    if (on_mock ()) {
@@ -1398,7 +1398,7 @@ START_TEST (geo_near_and_within_find_the_right_places_on_a_real_server)
    arr_doc (&results, 1, &d);
    ck_assert_str_eq (get_str (&d, "name"), "eiffel");
    bson_destroy (&results);
-   MH_ASSERT_OK (mongo_helper_geo_within_polygon (NULL, coll, "loc", tri, 3, &results, &err), err);
+   MH_ASSERT_OK (mongo_helper_geo_within_polygon (NULL, coll, "loc", &tri[0][0], 3, &results, &err), err);
    ck_assert_uint_eq (arr_len (&results), 2);
    bson_destroy (&results);
    MH_ASSERT_OK (mongo_helper_geo_within_circle (NULL, coll, "loc", 2.35, 48.85, 500000, &results, &err), err);
