@@ -1704,6 +1704,2107 @@ mongo_helper_command (const bson_t *command,
 
 /* ---- Connector operations: documents ------------------------------- */
 
+/* Shared by every document operation: where it runs and what it checks. */
+
+#define MH_EARTH_RADIUS_M 6378100.0
+
+static bool
+mh_target_check (const char *what,
+                 const char *database,
+                 const char *collection,
+                 mongo_helper_error_t *error)
+{
+   mh_error_clear (error);
+   if (database && (!*database || strpbrk (database, "/\\. \"$"))) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "%s: database name '%s' is empty or contains one of "
+                      "/\\. \"$: pass NULL for the default database",
+                      what,
+                      database);
+   }
+   if (!collection || !*collection) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "%s: the collection name is NULL or empty",
+                      what);
+   }
+   if (strchr (collection, '$')) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "%s: collection name '%s' contains '$'",
+                      what,
+                      collection);
+   }
+   return true;
+}
+
+/* The server would refuse an oversized document only after the whole of it
+ * crossed the network; refusing here is cheaper and names the culprit. */
+static bool
+mh_doc_check (const char *what,
+              const char *label,
+              const bson_t *doc,
+              mongo_helper_error_t *error)
+{
+   if (!doc) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "%s: the %s is NULL",
+                      what,
+                      label);
+   }
+   if (doc->len > MONGO_HELPER_MAX_DOCUMENT_SIZE) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "%s: the %s is %u bytes, over MongoDB's limit of %d "
+                      "bytes: split it or store large content with GridFS",
+                      what,
+                      label,
+                      (unsigned) doc->len,
+                      MONGO_HELPER_MAX_DOCUMENT_SIZE);
+   }
+   return true;
+}
+
+/* The collection, on the default database unless `database` names one. */
+static mongoc_collection_t *
+mh_collection (mongoc_client_t *client,
+               mongoc_database_t *db,
+               const char *database,
+               const char *collection)
+{
+   if (database) {
+      return mongoc_client_get_collection (client, database, collection);
+   }
+   return mongoc_database_get_collection (db, collection);
+}
+
+static void
+mh_array_append (bson_t *array, uint32_t i, const bson_t *doc)
+{
+   char buf[16];
+   const char *key;
+   size_t len = bson_uint32_to_string (i, &key, buf, sizeof buf);
+
+   bson_append_document (array, key, (int) len, doc);
+}
+
+/* Appends the current value of `it` under the next array index. */
+static void
+mh_array_append_iter (bson_t *array, uint32_t i, const bson_iter_t *it)
+{
+   char buf[16];
+   const char *key;
+   size_t len = bson_uint32_to_string (i, &key, buf, sizeof buf);
+
+   bson_append_iter (array, key, (int) len, it);
+}
+
+/* Drains a cursor into `results` (reinitialised first, so a repeated
+ * operation never appends twice).  Takes ownership of `cursor`. */
+static bool
+mh_cursor_drain (mongoc_cursor_t *cursor, bson_t *results, bson_error_t *berr)
+{
+   const bson_t *doc;
+   uint32_t i = 0;
+   bool ok;
+
+   bson_reinit (results);
+   while (mongoc_cursor_next (cursor, &doc)) {
+      mh_array_append (results, i++, doc);
+   }
+   ok = !mongoc_cursor_error (cursor, berr);
+   mongoc_cursor_destroy (cursor);
+   return ok;
+}
+
+static const char *
+mh_ns (char *buf, size_t size, const char *database, const char *collection)
+{
+   bson_snprintf (buf,
+                  size,
+                  "%s.%s",
+                  database ? database : "(default)",
+                  collection ? collection : "");
+   return buf;
+}
+
+bson_t *
+mongo_helper_json_to_bson (const char *json, mongo_helper_error_t *error)
+{
+   bson_error_t berr;
+   bson_t *b;
+
+   mh_error_clear (error);
+   if (!json) {
+      mh_fail (error,
+               MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+               0,
+               "JSON text is NULL");
+      return NULL;
+   }
+   b = bson_new_from_json ((const uint8_t *) json, -1, &berr);
+   if (!b) {
+      mh_fail (error,
+               MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+               (int32_t) berr.code,
+               "invalid JSON: %s",
+               berr.message);
+   }
+   return b;
+}
+
+char *
+mongo_helper_array_to_json (const bson_t *array, mongo_helper_error_t *error)
+{
+   bson_string_t *out;
+   bson_iter_t it;
+   bool first = true;
+
+   mh_error_clear (error);
+   if (!array || !bson_iter_init (&it, array)) {
+      mh_fail (error,
+               MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+               0,
+               "mongo_helper_array_to_json: the array is NULL or corrupt");
+      return NULL;
+   }
+   out = bson_string_new ("[");
+   while (bson_iter_next (&it)) {
+      const uint8_t *data;
+      uint32_t len;
+      bson_t doc;
+      char *json;
+
+      if (!BSON_ITER_HOLDS_DOCUMENT (&it)) {
+         bson_string_free (out, true);
+         mh_fail (error,
+                  MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                  0,
+                  "mongo_helper_array_to_json: element %s is not a document",
+                  bson_iter_key (&it));
+         return NULL;
+      }
+      bson_iter_document (&it, &len, &data);
+      bson_init_static (&doc, data, len);
+      json = bson_as_relaxed_extended_json (&doc, NULL);
+      if (!first) {
+         bson_string_append (out, ", ");
+      }
+      bson_string_append (out, json);
+      bson_free (json);
+      first = false;
+   }
+   bson_string_append (out, "]");
+   return bson_string_free (out, false);
+}
+
+/* Parses optional JSON text: NULL stays NULL (meaning "none"). */
+static bool
+mh_json_opt (const char *json, bson_t **out, mongo_helper_error_t *error)
+{
+   *out = NULL;
+   if (!json) {
+      return true;
+   }
+   *out = mongo_helper_json_to_bson (json, error);
+   return *out != NULL;
+}
+
+/* ---- insert ---- */
+
+typedef struct {
+   const char *database;
+   const char *collection;
+   const bson_t *doc;
+} mh_insert_ctx_t;
+
+static bool
+mh_insert_one_op (mongoc_client_t *client,
+                  mongoc_database_t *db,
+                  void *ctx,
+                  bson_error_t *berr)
+{
+   mh_insert_ctx_t *c = ctx;
+   mongoc_collection_t *coll =
+      mh_collection (client, db, c->database, c->collection);
+   bool ok = mongoc_collection_insert_one (coll, c->doc, NULL, NULL, berr);
+
+   mongoc_collection_destroy (coll);
+   return ok;
+}
+
+bool
+mongo_helper_insert_one (const char *database,
+                         const char *collection,
+                         const bson_t *doc,
+                         bson_value_t *id,
+                         mongo_helper_error_t *error)
+{
+   mh_insert_ctx_t ctx = {database, collection, NULL};
+   bson_t *with_id = NULL;
+   bson_iter_t it;
+   char what[256], ns[200];
+   bool ok;
+
+   if (id) {
+      memset (id, 0, sizeof *id);
+      id->value_type = BSON_TYPE_EOD;
+   }
+   if (!mh_target_check ("insert_one", database, collection, error) ||
+       !mh_doc_check ("insert_one", "document", doc, error)) {
+      return false;
+   }
+   /* The driver would add an _id too, but would not tell us which: making
+    * it here is what lets the caller learn it. */
+   if (!bson_iter_init_find (&it, doc, "_id")) {
+      bson_oid_t oid;
+
+      bson_oid_init (&oid, NULL);
+      with_id = bson_sized_new (doc->len + 20);
+      BSON_APPEND_OID (with_id, "_id", &oid);
+      bson_concat (with_id, doc);
+      bson_iter_init_find (&it, with_id, "_id");
+      if (!mh_doc_check ("insert_one", "document", with_id, error)) {
+         bson_destroy (with_id);
+         return false;
+      }
+   }
+   ctx.doc = with_id ? with_id : doc;
+   bson_snprintf (what,
+                  sizeof what,
+                  "insert into %s",
+                  mh_ns (ns, sizeof ns, database, collection));
+   ok = mh_run (what, MH_OP_WRITE, mh_insert_one_op, &ctx, error);
+   if (ok && id) {
+      bson_value_copy (bson_iter_value (&it), id);
+   }
+   bson_destroy (with_id);
+   return ok;
+}
+
+bool
+mongo_helper_insert_one_json (const char *database,
+                              const char *collection,
+                              const char *json,
+                              bson_value_t *id,
+                              mongo_helper_error_t *error)
+{
+   bson_t *doc;
+   bool ok;
+
+   if (id) {
+      memset (id, 0, sizeof *id);
+      id->value_type = BSON_TYPE_EOD;
+   }
+   if (!mh_target_check ("insert_one", database, collection, error)) {
+      return false;
+   }
+   doc = mongo_helper_json_to_bson (json, error);
+   if (!doc) {
+      return false;
+   }
+   ok = mongo_helper_insert_one (database, collection, doc, id, error);
+   bson_destroy (doc);
+   return ok;
+}
+
+typedef struct {
+   const char *database;
+   const char *collection;
+   const bson_t **docs;
+   size_t n;
+   bool ordered;
+   int64_t inserted;
+} mh_insert_many_ctx_t;
+
+static int64_t
+mh_reply_int (const bson_t *reply, const char *key)
+{
+   bson_iter_t it;
+
+   if (bson_iter_init_find (&it, reply, key) && BSON_ITER_HOLDS_NUMBER (&it)) {
+      return bson_iter_as_int64 (&it);
+   }
+   return 0;
+}
+
+static bool
+mh_insert_many_op (mongoc_client_t *client,
+                   mongoc_database_t *db,
+                   void *ctx,
+                   bson_error_t *berr)
+{
+   mh_insert_many_ctx_t *c = ctx;
+   mongoc_collection_t *coll =
+      mh_collection (client, db, c->database, c->collection);
+   bson_t *opts = BCON_NEW ("ordered", BCON_BOOL (c->ordered));
+   bson_t reply;
+   bool ok = mongoc_collection_insert_many (
+      coll, c->docs, c->n, opts, &reply, berr);
+
+   c->inserted = mh_reply_int (&reply, "insertedCount");
+   bson_destroy (&reply);
+   bson_destroy (opts);
+   mongoc_collection_destroy (coll);
+   return ok;
+}
+
+bool
+mongo_helper_insert_many (const char *database,
+                          const char *collection,
+                          const bson_t *const *docs,
+                          size_t n,
+                          bool ordered,
+                          int64_t *inserted,
+                          mongo_helper_error_t *error)
+{
+   mh_insert_many_ctx_t ctx = {database, collection, NULL, n, ordered, 0};
+   char what[256], ns[200], label[48];
+   bool ok;
+
+   if (inserted) {
+      *inserted = 0;
+   }
+   if (!mh_target_check ("insert_many", database, collection, error)) {
+      return false;
+   }
+   if (!docs || n == 0) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "insert_many: no documents given (docs NULL or n 0)");
+   }
+   for (size_t i = 0; i < n; i++) {
+      bson_snprintf (label, sizeof label, "document at index %zu", i);
+      if (!mh_doc_check ("insert_many", label, docs[i], error)) {
+         return false;
+      }
+   }
+   /* libmongoc's prototype lacks the inner const. */
+   ctx.docs = (const bson_t **) docs;
+   bson_snprintf (what,
+                  sizeof what,
+                  "insert_many into %s",
+                  mh_ns (ns, sizeof ns, database, collection));
+   ok = mh_run (what, MH_OP_WRITE, mh_insert_many_op, &ctx, error);
+   if (inserted) {
+      *inserted = ctx.inserted;
+   }
+   return ok;
+}
+
+/* ---- find ---- */
+
+/* Turns the options struct into the find command's options. */
+static bool
+mh_find_opts (const char *what,
+              const mongo_helper_find_opts_t *o,
+              bson_t *out,
+              mongo_helper_error_t *error)
+{
+   bson_init (out);
+   if (!o) {
+      return true;
+   }
+   if (o->skip < 0 || o->limit < 0 || o->batch_size < 0) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "%s: skip, limit and batch_size must not be negative",
+                      what);
+   }
+   if (o->projection) {
+      BSON_APPEND_DOCUMENT (out, "projection", o->projection);
+   }
+   if (o->sort) {
+      BSON_APPEND_DOCUMENT (out, "sort", o->sort);
+   }
+   if (o->skip) {
+      BSON_APPEND_INT64 (out, "skip", o->skip);
+   }
+   if (o->limit) {
+      BSON_APPEND_INT64 (out, "limit", o->limit);
+   }
+   if (o->batch_size) {
+      BSON_APPEND_INT32 (out, "batchSize", o->batch_size);
+   }
+   return true;
+}
+
+typedef struct {
+   const char *database;
+   const char *collection;
+   const bson_t *filter;
+   const bson_t *opts;
+   bson_t *results;
+} mh_find_ctx_t;
+
+static bool
+mh_find_op (mongoc_client_t *client,
+            mongoc_database_t *db,
+            void *ctx,
+            bson_error_t *berr)
+{
+   mh_find_ctx_t *c = ctx;
+   mongoc_collection_t *coll =
+      mh_collection (client, db, c->database, c->collection);
+   bson_t empty = BSON_INITIALIZER;
+   bool ok = mh_cursor_drain (
+      mongoc_collection_find_with_opts (
+         coll, c->filter ? c->filter : &empty, c->opts, NULL),
+      c->results,
+      berr);
+
+   mongoc_collection_destroy (coll);
+   return ok;
+}
+
+/* Runs a find with ready-made options: the path of every read below. */
+static bool
+mh_find_exec (const char *op,
+              const char *database,
+              const char *collection,
+              const bson_t *filter,
+              const bson_t *opts,
+              bson_t *results,
+              mongo_helper_error_t *error)
+{
+   mh_find_ctx_t ctx = {database, collection, filter, opts, results};
+   char what[256], ns[200];
+
+   if (filter && !mh_doc_check (op, "filter", filter, error)) {
+      return false;
+   }
+   bson_snprintf (what,
+                  sizeof what,
+                  "%s on %s",
+                  op,
+                  mh_ns (ns, sizeof ns, database, collection));
+   return mh_run (what, MH_OP_READ, mh_find_op, &ctx, error);
+}
+
+bool
+mongo_helper_find (const char *database,
+                   const char *collection,
+                   const bson_t *filter,
+                   const mongo_helper_find_opts_t *opts,
+                   bson_t *results,
+                   mongo_helper_error_t *error)
+{
+   bson_t o;
+   bool ok;
+
+   if (!results) {
+      mh_error_clear (error);
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "find: results is NULL");
+   }
+   bson_init (results);
+   if (!mh_target_check ("find", database, collection, error)) {
+      return false;
+   }
+   if (!mh_find_opts ("find", opts, &o, error)) {
+      bson_destroy (&o);
+      return false;
+   }
+   ok = mh_find_exec ("find", database, collection, filter, &o, results, error);
+   bson_destroy (&o);
+   return ok;
+}
+
+/* The first document of an array document, copied, or NULL. */
+static bson_t *
+mh_array_first (const bson_t *array)
+{
+   bson_iter_t it;
+   const uint8_t *data;
+   uint32_t len;
+
+   if (bson_iter_init (&it, array) && bson_iter_next (&it) &&
+       BSON_ITER_HOLDS_DOCUMENT (&it)) {
+      bson_iter_document (&it, &len, &data);
+      return bson_new_from_data (data, len);
+   }
+   return NULL;
+}
+
+static bson_t *
+mh_find_one_opts (const char *op,
+                  const char *database,
+                  const char *collection,
+                  const bson_t *filter,
+                  const bson_t *opts,
+                  mongo_helper_error_t *error)
+{
+   bson_t results = BSON_INITIALIZER;
+   bson_t *doc = NULL;
+   char ns[200];
+
+   if (mh_find_exec (op, database, collection, filter, opts, &results, error)) {
+      doc = mh_array_first (&results);
+      if (!doc) {
+         mh_fail (error,
+                  MONGO_HELPER_ERROR_NOT_FOUND,
+                  0,
+                  "%s: no document in %s matches the filter",
+                  op,
+                  mh_ns (ns, sizeof ns, database, collection));
+      }
+   }
+   bson_destroy (&results);
+   return doc;
+}
+
+bson_t *
+mongo_helper_find_one (const char *database,
+                       const char *collection,
+                       const bson_t *filter,
+                       const mongo_helper_find_opts_t *opts,
+                       mongo_helper_error_t *error)
+{
+   mongo_helper_find_opts_t one;
+   bson_t o;
+   bson_t *doc = NULL;
+
+   if (!mh_target_check ("find_one", database, collection, error)) {
+      return NULL;
+   }
+   memset (&one, 0, sizeof one);
+   if (opts) {
+      one = *opts;
+   }
+   one.limit = 1;
+   if (mh_find_opts ("find_one", &one, &o, error)) {
+      /* One document: no cursor left open on the server. */
+      BSON_APPEND_BOOL (&o, "singleBatch", true);
+      doc = mh_find_one_opts ("find_one", database, collection, filter, &o, error);
+   }
+   bson_destroy (&o);
+   return doc;
+}
+
+static char *
+mh_doc_to_json_free (bson_t *doc)
+{
+   char *json = NULL;
+
+   if (doc) {
+      json = bson_as_relaxed_extended_json (doc, NULL);
+      bson_destroy (doc);
+   }
+   return json;
+}
+
+char *
+mongo_helper_find_one_json (const char *database,
+                            const char *collection,
+                            const char *filter_json,
+                            const char *projection_json,
+                            mongo_helper_error_t *error)
+{
+   mongo_helper_find_opts_t opts;
+   bson_t *filter = NULL, *projection = NULL;
+   char *json = NULL;
+
+   if (!mh_target_check ("find_one", database, collection, error)) {
+      return NULL;
+   }
+   if (mh_json_opt (filter_json, &filter, error) &&
+       mh_json_opt (projection_json, &projection, error)) {
+      memset (&opts, 0, sizeof opts);
+      opts.projection = projection;
+      json = mh_doc_to_json_free (
+         mongo_helper_find_one (database, collection, filter, &opts, error));
+   }
+   bson_destroy (filter);
+   bson_destroy (projection);
+   return json;
+}
+
+char *
+mongo_helper_find_by_id_json (const char *database,
+                              const char *collection,
+                              const char *oid_hex,
+                              mongo_helper_error_t *error)
+{
+   bson_oid_t oid;
+   bson_t filter = BSON_INITIALIZER;
+   char *json;
+
+   if (!mh_target_check ("find_by_id", database, collection, error)) {
+      return NULL;
+   }
+   /* bson_oid_is_valid() accepts any 24 hex digits; bson_oid_init_from_string
+    * would silently read garbage from anything else. */
+   if (!oid_hex || strlen (oid_hex) != 24 || !bson_oid_is_valid (oid_hex, 24)) {
+      mh_fail (error,
+               MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+               0,
+               "find_by_id: '%.40s' is not an ObjectId (24 hexadecimal digits)",
+               oid_hex ? oid_hex : "(null)");
+      return NULL;
+   }
+   bson_oid_init_from_string (&oid, oid_hex);
+   BSON_APPEND_OID (&filter, "_id", &oid);
+   json = mh_doc_to_json_free (
+      mongo_helper_find_one (database, collection, &filter, NULL, error));
+   bson_destroy (&filter);
+   return json;
+}
+
+char *
+mongo_helper_find_json (const char *database,
+                        const char *collection,
+                        const char *filter_json,
+                        const char *opts_json,
+                        mongo_helper_error_t *error)
+{
+   bson_t *filter = NULL, *opts = NULL;
+   bson_t results = BSON_INITIALIZER;
+   char *json = NULL;
+
+   if (!mh_target_check ("find", database, collection, error)) {
+      return NULL;
+   }
+   if (mh_json_opt (filter_json, &filter, error) &&
+       mh_json_opt (opts_json, &opts, error) &&
+       mh_find_exec ("find", database, collection, filter, opts, &results, error)) {
+      json = mongo_helper_array_to_json (&results, error);
+   }
+   bson_destroy (&results);
+   bson_destroy (filter);
+   bson_destroy (opts);
+   return json;
+}
+
+/* ---- streaming (find and aggregate) ---- */
+
+typedef struct {
+   const char *database;
+   const char *collection;
+   const bson_t *filter;   /* find */
+   const bson_t *pipeline; /* aggregate, when not NULL */
+   const bson_t *opts;
+   size_t chunk_size;
+   mongo_helper_chunk_fn fn;
+   void *user_data;
+} mh_stream_ctx_t;
+
+static bool
+mh_stream_op (mongoc_client_t *client,
+              mongoc_database_t *db,
+              void *ctx,
+              bson_error_t *berr)
+{
+   mh_stream_ctx_t *c = ctx;
+   mongoc_collection_t *coll =
+      mh_collection (client, db, c->database, c->collection);
+   bson_t empty = BSON_INITIALIZER;
+   mongoc_cursor_t *cursor;
+   bson_t **chunk = bson_malloc0 (c->chunk_size * sizeof *chunk);
+   const bson_t *doc;
+   size_t n = 0;
+   bool more = true, ok;
+
+   if (c->pipeline) {
+      cursor = mongoc_collection_aggregate (
+         coll, MONGOC_QUERY_NONE, c->pipeline, c->opts, NULL);
+   } else {
+      cursor = mongoc_collection_find_with_opts (
+         coll, c->filter ? c->filter : &empty, c->opts, NULL);
+   }
+   /* Copies are needed because a cursor's document is only valid until the
+    * next call; holding at most chunk_size of them bounds the memory. */
+   while (more && mongoc_cursor_next (cursor, &doc)) {
+      chunk[n++] = bson_copy (doc);
+      if (n == c->chunk_size) {
+         more = c->fn ((const bson_t *const *) chunk, n, c->user_data);
+         for (size_t i = 0; i < n; i++) {
+            bson_destroy (chunk[i]);
+         }
+         n = 0;
+      }
+   }
+   ok = !mongoc_cursor_error (cursor, berr);
+   if (ok && more && n > 0) {
+      c->fn ((const bson_t *const *) chunk, n, c->user_data);
+   }
+   for (size_t i = 0; i < n; i++) {
+      bson_destroy (chunk[i]);
+   }
+   bson_free (chunk);
+   /* Destroying a cursor that was stopped early sends killCursors, so the
+    * server frees its side too. */
+   mongoc_cursor_destroy (cursor);
+   mongoc_collection_destroy (coll);
+   return ok;
+}
+
+static bool
+mh_stream_run (const char *op,
+               mh_stream_ctx_t *ctx,
+               mongo_helper_error_t *error)
+{
+   char what[256], ns[200];
+
+   if (ctx->chunk_size == 0 || !ctx->fn) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "%s: chunk_size must be at least 1 and the callback "
+                      "must not be NULL",
+                      op);
+   }
+   if (ctx->chunk_size > INT32_MAX) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "%s: chunk_size %zu is too large",
+                      op,
+                      ctx->chunk_size);
+   }
+   bson_snprintf (what,
+                  sizeof what,
+                  "%s on %s",
+                  op,
+                  mh_ns (ns, sizeof ns, ctx->database, ctx->collection));
+   /* Flagged as a write: chunks already handed to the callback cannot be
+    * taken back, so the execution path must never repeat the stream. */
+   return mh_run (what, MH_OP_WRITE, mh_stream_op, ctx, error);
+}
+
+bool
+mongo_helper_find_stream (const char *database,
+                          const char *collection,
+                          const bson_t *filter,
+                          const mongo_helper_find_opts_t *opts,
+                          size_t chunk_size,
+                          mongo_helper_chunk_fn fn,
+                          void *user_data,
+                          mongo_helper_error_t *error)
+{
+   mh_stream_ctx_t ctx = {
+      database, collection, filter, NULL, NULL, chunk_size, fn, user_data};
+   mongo_helper_find_opts_t o;
+   bson_t b;
+   bool ok;
+
+   if (!mh_target_check ("find_stream", database, collection, error) ||
+       (filter && !mh_doc_check ("find_stream", "filter", filter, error))) {
+      return false;
+   }
+   memset (&o, 0, sizeof o);
+   if (opts) {
+      o = *opts;
+   }
+   if (o.batch_size == 0 && chunk_size <= INT32_MAX) {
+      o.batch_size = (int32_t) chunk_size;
+   }
+   if (!mh_find_opts ("find_stream", &o, &b, error)) {
+      bson_destroy (&b);
+      return false;
+   }
+   ctx.opts = &b;
+   ok = mh_stream_run ("find_stream", &ctx, error);
+   bson_destroy (&b);
+   return ok;
+}
+
+/* ---- update, replace, delete ---- */
+
+typedef enum { MH_UPDATE_ONE, MH_UPDATE_MANY, MH_REPLACE_ONE } mh_update_kind_t;
+
+typedef struct {
+   const char *database;
+   const char *collection;
+   mh_update_kind_t kind;
+   const bson_t *filter;
+   const bson_t *update;
+   bool upsert;
+   mongo_helper_update_result_t *result;
+} mh_update_ctx_t;
+
+void
+mongo_helper_update_result_cleanup (mongo_helper_update_result_t *result)
+{
+   if (result) {
+      bson_value_destroy (&result->upserted_id);
+      memset (result, 0, sizeof *result);
+      result->upserted_id.value_type = BSON_TYPE_EOD;
+   }
+}
+
+static void
+mh_update_result_reset (mongo_helper_update_result_t *result)
+{
+   if (result) {
+      memset (result, 0, sizeof *result);
+      result->upserted_id.value_type = BSON_TYPE_EOD;
+   }
+}
+
+static bool
+mh_update_op (mongoc_client_t *client,
+              mongoc_database_t *db,
+              void *ctx,
+              bson_error_t *berr)
+{
+   mh_update_ctx_t *c = ctx;
+   mongoc_collection_t *coll =
+      mh_collection (client, db, c->database, c->collection);
+   bson_t *opts = BCON_NEW ("upsert", BCON_BOOL (c->upsert));
+   bson_t reply;
+   bson_iter_t it;
+   bool ok;
+
+   switch (c->kind) {
+   case MH_UPDATE_ONE:
+      ok = mongoc_collection_update_one (
+         coll, c->filter, c->update, opts, &reply, berr);
+      break;
+   case MH_UPDATE_MANY:
+      ok = mongoc_collection_update_many (
+         coll, c->filter, c->update, opts, &reply, berr);
+      break;
+   default:
+      ok = mongoc_collection_replace_one (
+         coll, c->filter, c->update, opts, &reply, berr);
+      break;
+   }
+   if (ok && c->result) {
+      mongo_helper_update_result_cleanup (c->result);
+      c->result->matched = mh_reply_int (&reply, "matchedCount");
+      c->result->modified = mh_reply_int (&reply, "modifiedCount");
+      c->result->upserted = mh_reply_int (&reply, "upsertedCount");
+      if (bson_iter_init_find (&it, &reply, "upsertedId")) {
+         bson_value_copy (bson_iter_value (&it), &c->result->upserted_id);
+         c->result->upserted = 1;
+      }
+   }
+   bson_destroy (&reply);
+   bson_destroy (opts);
+   mongoc_collection_destroy (coll);
+   return ok;
+}
+
+static bool
+mh_update_run (const char *op,
+               mh_update_ctx_t *ctx,
+               mongo_helper_error_t *error)
+{
+   char what[256], ns[200];
+
+   mh_update_result_reset (ctx->result);
+   if (!mh_target_check (op, ctx->database, ctx->collection, error) ||
+       !mh_doc_check (op, "filter", ctx->filter, error) ||
+       !mh_doc_check (op,
+                      ctx->kind == MH_REPLACE_ONE ? "replacement" : "update",
+                      ctx->update,
+                      error)) {
+      return false;
+   }
+   bson_snprintf (what,
+                  sizeof what,
+                  "%s on %s",
+                  op,
+                  mh_ns (ns, sizeof ns, ctx->database, ctx->collection));
+   /* update_many is never safe to repeat; a single-document update is,
+    * under the driver's retryable-writes protocol. */
+   return mh_run (what, MH_OP_WRITE, mh_update_op, ctx, error);
+}
+
+bool
+mongo_helper_update_one (const char *database,
+                         const char *collection,
+                         const bson_t *filter,
+                         const bson_t *update,
+                         bool upsert,
+                         mongo_helper_update_result_t *result,
+                         mongo_helper_error_t *error)
+{
+   mh_update_ctx_t ctx = {
+      database, collection, MH_UPDATE_ONE, filter, update, upsert, result};
+   return mh_update_run ("update_one", &ctx, error);
+}
+
+bool
+mongo_helper_update_many (const char *database,
+                          const char *collection,
+                          const bson_t *filter,
+                          const bson_t *update,
+                          bool upsert,
+                          mongo_helper_update_result_t *result,
+                          mongo_helper_error_t *error)
+{
+   mh_update_ctx_t ctx = {
+      database, collection, MH_UPDATE_MANY, filter, update, upsert, result};
+   return mh_update_run ("update_many", &ctx, error);
+}
+
+bool
+mongo_helper_replace_one (const char *database,
+                          const char *collection,
+                          const bson_t *filter,
+                          const bson_t *replacement,
+                          bool upsert,
+                          mongo_helper_update_result_t *result,
+                          mongo_helper_error_t *error)
+{
+   mh_update_ctx_t ctx = {
+      database, collection, MH_REPLACE_ONE, filter, replacement, upsert, result};
+   return mh_update_run ("replace_one", &ctx, error);
+}
+
+bool
+mongo_helper_update_json (const char *database,
+                          const char *collection,
+                          const char *filter_json,
+                          const char *update_json,
+                          bool many,
+                          bool upsert,
+                          mongo_helper_update_result_t *result,
+                          mongo_helper_error_t *error)
+{
+   bson_t *filter = NULL, *update = NULL;
+   bool ok = false;
+
+   mh_update_result_reset (result);
+   if (!mh_target_check ("update", database, collection, error)) {
+      return false;
+   }
+   filter = mongo_helper_json_to_bson (filter_json, error);
+   if (filter) {
+      update = mongo_helper_json_to_bson (update_json, error);
+   }
+   if (filter && update) {
+      ok = many ? mongo_helper_update_many (
+                     database, collection, filter, update, upsert, result, error)
+                : mongo_helper_update_one (
+                     database, collection, filter, update, upsert, result, error);
+   }
+   bson_destroy (filter);
+   bson_destroy (update);
+   return ok;
+}
+
+typedef struct {
+   const char *database;
+   const char *collection;
+   const bson_t *filter;
+   bool many;
+   int64_t deleted;
+} mh_delete_ctx_t;
+
+static bool
+mh_delete_op (mongoc_client_t *client,
+              mongoc_database_t *db,
+              void *ctx,
+              bson_error_t *berr)
+{
+   mh_delete_ctx_t *c = ctx;
+   mongoc_collection_t *coll =
+      mh_collection (client, db, c->database, c->collection);
+   bson_t reply;
+   bool ok = c->many ? mongoc_collection_delete_many (
+                          coll, c->filter, NULL, &reply, berr)
+                     : mongoc_collection_delete_one (
+                          coll, c->filter, NULL, &reply, berr);
+
+   c->deleted = mh_reply_int (&reply, "deletedCount");
+   bson_destroy (&reply);
+   mongoc_collection_destroy (coll);
+   return ok;
+}
+
+static bool
+mh_delete (const char *op,
+           const char *database,
+           const char *collection,
+           const bson_t *filter,
+           bool many,
+           int64_t *deleted,
+           mongo_helper_error_t *error)
+{
+   mh_delete_ctx_t ctx = {database, collection, filter, many, 0};
+   char what[256], ns[200];
+   bool ok;
+
+   if (deleted) {
+      *deleted = 0;
+   }
+   if (!mh_target_check (op, database, collection, error) ||
+       !mh_doc_check (op, "filter", filter, error)) {
+      return false;
+   }
+   bson_snprintf (what,
+                  sizeof what,
+                  "%s on %s",
+                  op,
+                  mh_ns (ns, sizeof ns, database, collection));
+   ok = mh_run (what, MH_OP_WRITE, mh_delete_op, &ctx, error);
+   if (deleted) {
+      *deleted = ctx.deleted;
+   }
+   return ok;
+}
+
+bool
+mongo_helper_delete_one (const char *database,
+                         const char *collection,
+                         const bson_t *filter,
+                         int64_t *deleted,
+                         mongo_helper_error_t *error)
+{
+   return mh_delete ("delete_one", database, collection, filter, false, deleted, error);
+}
+
+bool
+mongo_helper_delete_many (const char *database,
+                          const char *collection,
+                          const bson_t *filter,
+                          int64_t *deleted,
+                          mongo_helper_error_t *error)
+{
+   return mh_delete ("delete_many", database, collection, filter, true, deleted, error);
+}
+
+/* ---- counts and distinct ---- */
+
+/* True if `doc` uses $near/$nearSphere anywhere (count cannot). */
+static bool
+mh_has_near (const bson_t *doc)
+{
+   bson_iter_t it;
+
+   if (!doc || !bson_iter_init (&it, doc)) {
+      return false;
+   }
+   while (bson_iter_next (&it)) {
+      const char *k = bson_iter_key (&it);
+      if (strcmp (k, "$near") == 0 || strcmp (k, "$nearSphere") == 0) {
+         return true;
+      }
+      if (BSON_ITER_HOLDS_DOCUMENT (&it) || BSON_ITER_HOLDS_ARRAY (&it)) {
+         const uint8_t *data;
+         uint32_t len;
+         bson_t sub;
+
+         if (BSON_ITER_HOLDS_DOCUMENT (&it)) {
+            bson_iter_document (&it, &len, &data);
+         } else {
+            bson_iter_array (&it, &len, &data);
+         }
+         if (bson_init_static (&sub, data, len) && mh_has_near (&sub)) {
+            return true;
+         }
+      }
+   }
+   return false;
+}
+
+typedef struct {
+   const char *database;
+   const char *collection;
+   const bson_t *filter;
+   bool estimated;
+   int64_t count;
+} mh_count_ctx_t;
+
+static bool
+mh_count_op (mongoc_client_t *client,
+             mongoc_database_t *db,
+             void *ctx,
+             bson_error_t *berr)
+{
+   mh_count_ctx_t *c = ctx;
+   mongoc_collection_t *coll =
+      mh_collection (client, db, c->database, c->collection);
+   bson_t empty = BSON_INITIALIZER;
+
+   if (c->estimated) {
+      c->count = mongoc_collection_estimated_document_count (
+         coll, NULL, NULL, NULL, berr);
+   } else {
+      c->count = mongoc_collection_count_documents (
+         coll, c->filter ? c->filter : &empty, NULL, NULL, NULL, berr);
+   }
+   mongoc_collection_destroy (coll);
+   return c->count >= 0;
+}
+
+static bool
+mh_count (const char *op,
+          const char *database,
+          const char *collection,
+          const bson_t *filter,
+          bool estimated,
+          int64_t *count,
+          mongo_helper_error_t *error)
+{
+   mh_count_ctx_t ctx = {database, collection, filter, estimated, 0};
+   char what[256], ns[200];
+   bool ok;
+
+   if (count) {
+      *count = 0;
+   }
+   if (!mh_target_check (op, database, collection, error) ||
+       (filter && !mh_doc_check (op, "filter", filter, error))) {
+      return false;
+   }
+   if (!count) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "%s: count is NULL",
+                      op);
+   }
+   if (mh_has_near (filter)) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "%s: the server cannot count with $near/$nearSphere; "
+                      "use $geoWithin with $centerSphere instead",
+                      op);
+   }
+   bson_snprintf (what,
+                  sizeof what,
+                  "%s on %s",
+                  op,
+                  mh_ns (ns, sizeof ns, database, collection));
+   ok = mh_run (what, MH_OP_READ, mh_count_op, &ctx, error);
+   *count = ok ? ctx.count : 0;
+   return ok;
+}
+
+bool
+mongo_helper_count_documents (const char *database,
+                              const char *collection,
+                              const bson_t *filter,
+                              int64_t *count,
+                              mongo_helper_error_t *error)
+{
+   return mh_count ("count_documents", database, collection, filter, false, count, error);
+}
+
+bool
+mongo_helper_estimated_count (const char *database,
+                              const char *collection,
+                              int64_t *count,
+                              mongo_helper_error_t *error)
+{
+   return mh_count ("estimated_count", database, collection, NULL, true, count, error);
+}
+
+typedef struct {
+   const char *database;
+   const char *collection;
+   const bson_t *command;
+   bson_t *values;
+} mh_distinct_ctx_t;
+
+static bool
+mh_distinct_op (mongoc_client_t *client,
+                mongoc_database_t *db,
+                void *ctx,
+                bson_error_t *berr)
+{
+   mh_distinct_ctx_t *c = ctx;
+   mongoc_collection_t *coll =
+      mh_collection (client, db, c->database, c->collection);
+   bson_t reply;
+   bson_iter_t it, child;
+   uint32_t i = 0;
+   bool ok = mongoc_collection_read_command_with_opts (
+      coll, c->command, NULL, NULL, &reply, berr);
+
+   bson_reinit (c->values);
+   if (ok && bson_iter_init_find (&it, &reply, "values") &&
+       BSON_ITER_HOLDS_ARRAY (&it) && bson_iter_recurse (&it, &child)) {
+      while (bson_iter_next (&child)) {
+         mh_array_append_iter (c->values, i++, &child);
+      }
+   }
+   bson_destroy (&reply);
+   mongoc_collection_destroy (coll);
+   return ok;
+}
+
+bool
+mongo_helper_distinct (const char *database,
+                       const char *collection,
+                       const char *field,
+                       const bson_t *filter,
+                       bson_t *values,
+                       mongo_helper_error_t *error)
+{
+   mh_distinct_ctx_t ctx = {database, collection, NULL, values};
+   bson_t cmd = BSON_INITIALIZER;
+   char what[256], ns[200];
+   bool ok;
+
+   if (!values) {
+      mh_error_clear (error);
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "distinct: values is NULL");
+   }
+   bson_init (values);
+   if (!mh_target_check ("distinct", database, collection, error) ||
+       (filter && !mh_doc_check ("distinct", "filter", filter, error))) {
+      return false;
+   }
+   if (!field || !*field) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "distinct: the field name is NULL or empty");
+   }
+   BSON_APPEND_UTF8 (&cmd, "distinct", collection);
+   BSON_APPEND_UTF8 (&cmd, "key", field);
+   if (filter) {
+      BSON_APPEND_DOCUMENT (&cmd, "query", filter);
+   }
+   ctx.command = &cmd;
+   bson_snprintf (what,
+                  sizeof what,
+                  "distinct '%s' on %s",
+                  field,
+                  mh_ns (ns, sizeof ns, database, collection));
+   ok = mh_run (what, MH_OP_READ, mh_distinct_op, &ctx, error);
+   bson_destroy (&cmd);
+   return ok;
+}
+
+/* ---- bulk insert ---- */
+
+void
+mongo_helper_bulk_result_destroy (mongo_helper_bulk_result_t *result)
+{
+   if (!result) {
+      return;
+   }
+   for (size_t i = 0; i < result->n_failures; i++) {
+      bson_free (result->failures[i].message);
+   }
+   bson_free (result->failures);
+   bson_free (result);
+}
+
+typedef struct {
+   const char *database;
+   const char *collection;
+   const bson_t *const *docs; /* this batch */
+   size_t n;
+   size_t offset; /* index of docs[0] in the caller's array */
+   bool ordered;
+   mongo_helper_bulk_result_t *result;
+   size_t cap;
+} mh_bulk_ctx_t;
+
+static void
+mh_bulk_record (mh_bulk_ctx_t *c, size_t index, int32_t code, const char *msg)
+{
+   mongo_helper_bulk_result_t *r = c->result;
+
+   if (r->n_failures == c->cap) {
+      c->cap = c->cap ? c->cap * 2 : 8;
+      r->failures = bson_realloc (r->failures, c->cap * sizeof *r->failures);
+   }
+   r->failures[r->n_failures].index = index;
+   r->failures[r->n_failures].code = code;
+   r->failures[r->n_failures].message = bson_strdup (msg ? msg : "");
+   r->n_failures++;
+}
+
+static bool
+mh_bulk_op (mongoc_client_t *client,
+            mongoc_database_t *db,
+            void *ctx,
+            bson_error_t *berr)
+{
+   mh_bulk_ctx_t *c = ctx;
+   mongoc_collection_t *coll =
+      mh_collection (client, db, c->database, c->collection);
+   bson_t *opts = BCON_NEW ("ordered", BCON_BOOL (c->ordered));
+   mongoc_bulk_operation_t *bulk =
+      mongoc_collection_create_bulk_operation_with_opts (coll, opts);
+   bson_t reply;
+   bson_iter_t it, errs, one;
+   size_t before = c->result->n_failures;
+   bool ok = true;
+
+   for (size_t i = 0; ok && i < c->n; i++) {
+      ok = mongoc_bulk_operation_insert_with_opts (bulk, c->docs[i], NULL, berr);
+   }
+   if (!ok) {
+      /* The documents were checked before: this is a driver-side refusal
+       * (e.g. invalid keys) and nothing of this batch was sent. */
+      bson_init (&reply);
+   } else {
+      ok = mongoc_bulk_operation_execute (bulk, &reply, berr) != 0;
+      c->result->inserted += mh_reply_int (&reply, "nInserted");
+      c->result->batches++;
+      /* Per-document failures are the result, not a failure of the call:
+       * the documents around them landed and must not be sent again. */
+      if (bson_iter_init_find (&it, &reply, "writeErrors") &&
+          BSON_ITER_HOLDS_ARRAY (&it) && bson_iter_recurse (&it, &errs)) {
+         while (bson_iter_next (&errs)) {
+            int64_t index = 0;
+            int32_t code = 0;
+            const char *msg = NULL;
+
+            if (!BSON_ITER_HOLDS_DOCUMENT (&errs) ||
+                !bson_iter_recurse (&errs, &one)) {
+               continue;
+            }
+            while (bson_iter_next (&one)) {
+               if (strcmp (bson_iter_key (&one), "index") == 0) {
+                  index = bson_iter_as_int64 (&one);
+               } else if (strcmp (bson_iter_key (&one), "code") == 0) {
+                  code = (int32_t) bson_iter_as_int64 (&one);
+               } else if (strcmp (bson_iter_key (&one), "errmsg") == 0 &&
+                          BSON_ITER_HOLDS_UTF8 (&one)) {
+                  msg = bson_iter_utf8 (&one, NULL);
+               }
+            }
+            mh_bulk_record (c, c->offset + (size_t) index, code, msg);
+         }
+      }
+      if (!ok && c->result->n_failures > before &&
+          !(bson_iter_init_find (&it, &reply, "writeConcernErrors") &&
+            BSON_ITER_HOLDS_ARRAY (&it) && bson_iter_recurse (&it, &errs) &&
+            bson_iter_next (&errs))) {
+         ok = true;
+      }
+   }
+   bson_destroy (&reply);
+   mongoc_bulk_operation_destroy (bulk);
+   bson_destroy (opts);
+   mongoc_collection_destroy (coll);
+   return ok;
+}
+
+bool
+mongo_helper_bulk_insert (const char *database,
+                          const char *collection,
+                          const bson_t *const *docs,
+                          size_t n,
+                          size_t batch_size,
+                          bool ordered,
+                          mongo_helper_bulk_result_t **result,
+                          mongo_helper_error_t *error)
+{
+   mh_bulk_ctx_t ctx;
+   char what[256], ns[200], label[48];
+   bool ok = true;
+
+   if (result) {
+      *result = NULL;
+   }
+   if (!mh_target_check ("bulk_insert", database, collection, error)) {
+      return false;
+   }
+   if (batch_size == 0) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "bulk_insert: batch_size is 0: give the number of "
+                      "documents per batch (e.g. 1000)");
+   }
+   if (!docs || n == 0) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "bulk_insert: no documents given (docs NULL or n 0)");
+   }
+   /* All or nothing for bad input: checking everything first means a bad
+    * document at the end never leaves half the array inserted. */
+   for (size_t i = 0; i < n; i++) {
+      bson_snprintf (label, sizeof label, "document at index %zu", i);
+      if (!mh_doc_check ("bulk_insert", label, docs[i], error)) {
+         return false;
+      }
+   }
+   memset (&ctx, 0, sizeof ctx);
+   ctx.database = database;
+   ctx.collection = collection;
+   ctx.ordered = ordered;
+   ctx.result = bson_malloc0 (sizeof *ctx.result);
+   bson_snprintf (what,
+                  sizeof what,
+                  "bulk_insert into %s",
+                  mh_ns (ns, sizeof ns, database, collection));
+   for (size_t off = 0; off < n; off += batch_size) {
+      ctx.docs = docs + off;
+      ctx.offset = off;
+      ctx.n = n - off < batch_size ? n - off : batch_size;
+      if (!mh_run (what, MH_OP_WRITE, mh_bulk_op, &ctx, error)) {
+         ok = false;
+         break;
+      }
+      if (ordered && ctx.result->n_failures > 0) {
+         break; /* the ordered contract: nothing after the first failure */
+      }
+   }
+   if (ok && ctx.result->n_failures > 0) {
+      const mongo_helper_bulk_failure_t *f = &ctx.result->failures[0];
+      mh_fail (error,
+               f->code == 11000 || f->code == 11001
+                  ? MONGO_HELPER_ERROR_DUPLICATE_KEY
+                  : MONGO_HELPER_ERROR_SERVER,
+               f->code,
+               "%s: %zu of %zu documents failed (%lld inserted); first, at "
+               "index %zu: %s",
+               what,
+               ctx.result->n_failures,
+               n,
+               (long long) ctx.result->inserted,
+               f->index,
+               f->message);
+      ok = false;
+   }
+   if (result) {
+      *result = ctx.result;
+   } else {
+      mongo_helper_bulk_result_destroy (ctx.result);
+   }
+   return ok;
+}
+
+/* ---- aggregation ---- */
+
+static bool
+mh_aggregate_opts (const mongo_helper_aggregate_opts_t *o,
+                   int32_t default_batch,
+                   bson_t *out,
+                   mongo_helper_error_t *error)
+{
+   int32_t batch = o ? o->batch_size : 0;
+
+   bson_init (out);
+   if (batch < 0) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "aggregate: batch_size must not be negative");
+   }
+   if (o && o->allow_disk_use) {
+      BSON_APPEND_BOOL (out, "allowDiskUse", true);
+   }
+   if (batch == 0) {
+      batch = default_batch;
+   }
+   if (batch > 0) {
+      BSON_APPEND_INT32 (out, "batchSize", batch);
+   }
+   return true;
+}
+
+typedef struct {
+   const char *database;
+   const char *collection;
+   const bson_t *pipeline;
+   const bson_t *opts;
+   bson_t *results;
+} mh_aggregate_ctx_t;
+
+static bool
+mh_aggregate_op (mongoc_client_t *client,
+                 mongoc_database_t *db,
+                 void *ctx,
+                 bson_error_t *berr)
+{
+   mh_aggregate_ctx_t *c = ctx;
+   mongoc_collection_t *coll =
+      mh_collection (client, db, c->database, c->collection);
+   bool ok = mh_cursor_drain (
+      mongoc_collection_aggregate (
+         coll, MONGOC_QUERY_NONE, c->pipeline, c->opts, NULL),
+      c->results,
+      berr);
+
+   mongoc_collection_destroy (coll);
+   return ok;
+}
+
+/* A pipeline with a $merge or $out stage writes: it must not be repeated. */
+static unsigned
+mh_pipeline_flags (const bson_t *pipeline)
+{
+   bson_iter_t it, stage;
+
+   if (bson_iter_init (&it, pipeline)) {
+      while (bson_iter_next (&it)) {
+         if (BSON_ITER_HOLDS_DOCUMENT (&it) && bson_iter_recurse (&it, &stage) &&
+             bson_iter_next (&stage) &&
+             (strcmp (bson_iter_key (&stage), "$out") == 0 ||
+              strcmp (bson_iter_key (&stage), "$merge") == 0)) {
+            return MH_OP_WRITE;
+         }
+      }
+   }
+   return MH_OP_READ;
+}
+
+bool
+mongo_helper_aggregate (const char *database,
+                        const char *collection,
+                        const bson_t *pipeline,
+                        const mongo_helper_aggregate_opts_t *opts,
+                        bson_t *results,
+                        mongo_helper_error_t *error)
+{
+   mh_aggregate_ctx_t ctx = {database, collection, pipeline, NULL, results};
+   char what[256], ns[200];
+   bson_t o;
+   bool ok;
+
+   if (!results) {
+      mh_error_clear (error);
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "aggregate: results is NULL");
+   }
+   bson_init (results);
+   if (!mh_target_check ("aggregate", database, collection, error) ||
+       !mh_doc_check ("aggregate", "pipeline", pipeline, error)) {
+      return false;
+   }
+   if (!mh_aggregate_opts (opts, 0, &o, error)) {
+      bson_destroy (&o);
+      return false;
+   }
+   ctx.opts = &o;
+   bson_snprintf (what,
+                  sizeof what,
+                  "aggregate on %s",
+                  mh_ns (ns, sizeof ns, database, collection));
+   ok = mh_run (what, mh_pipeline_flags (pipeline), mh_aggregate_op, &ctx, error);
+   bson_destroy (&o);
+   return ok;
+}
+
+char *
+mongo_helper_aggregate_json (const char *database,
+                             const char *collection,
+                             const char *pipeline_json,
+                             const mongo_helper_aggregate_opts_t *opts,
+                             mongo_helper_error_t *error)
+{
+   bson_t *pipeline;
+   bson_t results;
+   char *json = NULL;
+
+   if (!mh_target_check ("aggregate", database, collection, error)) {
+      return NULL;
+   }
+   pipeline = mongo_helper_json_to_bson (pipeline_json, error);
+   if (!pipeline) {
+      return NULL;
+   }
+   if (mongo_helper_aggregate (
+          database, collection, pipeline, opts, &results, error)) {
+      json = mongo_helper_array_to_json (&results, error);
+   }
+   bson_destroy (&results);
+   bson_destroy (pipeline);
+   return json;
+}
+
+bool
+mongo_helper_aggregate_stream (const char *database,
+                               const char *collection,
+                               const bson_t *pipeline,
+                               const mongo_helper_aggregate_opts_t *opts,
+                               size_t chunk_size,
+                               mongo_helper_chunk_fn fn,
+                               void *user_data,
+                               mongo_helper_error_t *error)
+{
+   mh_stream_ctx_t ctx = {
+      database, collection, NULL, pipeline, NULL, chunk_size, fn, user_data};
+   bson_t o;
+   bool ok;
+
+   if (!mh_target_check ("aggregate_stream", database, collection, error) ||
+       !mh_doc_check ("aggregate_stream", "pipeline", pipeline, error)) {
+      return false;
+   }
+   if (!mh_aggregate_opts (
+          opts, chunk_size <= INT32_MAX ? (int32_t) chunk_size : 0, &o, error)) {
+      bson_destroy (&o);
+      return false;
+   }
+   ctx.opts = &o;
+   ok = mh_stream_run ("aggregate_stream", &ctx, error);
+   bson_destroy (&o);
+   return ok;
+}
+
+/* ---- indexes ---- */
+
+typedef struct {
+   const char *database;
+   const char *collection;
+   const bson_t *command;
+   const char *name;
+   bson_t *results;
+} mh_index_ctx_t;
+
+static bool
+mh_create_index_op (mongoc_client_t *client,
+                    mongoc_database_t *db,
+                    void *ctx,
+                    bson_error_t *berr)
+{
+   mh_index_ctx_t *c = ctx;
+   mongoc_collection_t *coll =
+      mh_collection (client, db, c->database, c->collection);
+   bson_t reply;
+   bool ok = mongoc_collection_write_command_with_opts (
+      coll, c->command, NULL, &reply, berr);
+
+   bson_destroy (&reply);
+   mongoc_collection_destroy (coll);
+   return ok;
+}
+
+bool
+mongo_helper_create_index (const char *database,
+                           const char *collection,
+                           const bson_t *keys,
+                           const bson_t *options,
+                           char **name_out,
+                           mongo_helper_error_t *error)
+{
+   mh_index_ctx_t ctx = {database, collection, NULL, NULL, NULL};
+   bson_t cmd = BSON_INITIALIZER, indexes, index;
+   bson_iter_t it;
+   char *name = NULL;
+   char what[400], ns[200];
+   bool ok;
+
+   if (name_out) {
+      *name_out = NULL;
+   }
+   if (!mh_target_check ("create_index", database, collection, error) ||
+       !mh_doc_check ("create_index", "key pattern", keys, error)) {
+      return false;
+   }
+   if (bson_empty (keys)) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "create_index: the key pattern is empty: name at least "
+                      "one field, e.g. {\"email\": 1}");
+   }
+   if (options && bson_iter_init_find (&it, options, "name")) {
+      if (!BSON_ITER_HOLDS_UTF8 (&it) || !*bson_iter_utf8 (&it, NULL)) {
+         return mh_fail (error,
+                         MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                         0,
+                         "create_index: option \"name\" must be a non-empty "
+                         "string");
+      }
+      name = bson_strdup (bson_iter_utf8 (&it, NULL));
+   } else {
+      name = mongoc_collection_keys_to_index_string (keys);
+   }
+   if (!name) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "create_index: the key pattern's values must be numbers "
+                      "or strings such as \"text\" and \"2dsphere\"");
+   }
+   BSON_APPEND_UTF8 (&cmd, "createIndexes", collection);
+   BSON_APPEND_ARRAY_BEGIN (&cmd, "indexes", &indexes);
+   BSON_APPEND_DOCUMENT_BEGIN (&indexes, "0", &index);
+   BSON_APPEND_DOCUMENT (&index, "key", keys);
+   BSON_APPEND_UTF8 (&index, "name", name);
+   if (options && bson_iter_init (&it, options)) {
+      while (bson_iter_next (&it)) {
+         if (strcmp (bson_iter_key (&it), "name") != 0 &&
+             strcmp (bson_iter_key (&it), "key") != 0) {
+            bson_append_iter (&index, NULL, 0, &it);
+         }
+      }
+   }
+   bson_append_document_end (&indexes, &index);
+   bson_append_array_end (&cmd, &indexes);
+   ctx.command = &cmd;
+   bson_snprintf (what,
+                  sizeof what,
+                  "create_index '%s' on %s",
+                  name,
+                  mh_ns (ns, sizeof ns, database, collection));
+   /* createIndexes with the same specification is a no-op on the server. */
+   ok = mh_run (what,
+                MH_OP_WRITE | MH_OP_IDEMPOTENT,
+                mh_create_index_op,
+                &ctx,
+                error);
+   bson_destroy (&cmd);
+   if (ok && name_out) {
+      *name_out = name;
+   } else {
+      bson_free (name);
+   }
+   return ok;
+}
+
+static bool
+mh_list_indexes_op (mongoc_client_t *client,
+                    mongoc_database_t *db,
+                    void *ctx,
+                    bson_error_t *berr)
+{
+   mh_index_ctx_t *c = ctx;
+   mongoc_collection_t *coll =
+      mh_collection (client, db, c->database, c->collection);
+   bool ok = mh_cursor_drain (
+      mongoc_collection_find_indexes_with_opts (coll, NULL), c->results, berr);
+
+   mongoc_collection_destroy (coll);
+   return ok;
+}
+
+bool
+mongo_helper_list_indexes (const char *database,
+                           const char *collection,
+                           bson_t *indexes,
+                           mongo_helper_error_t *error)
+{
+   mh_index_ctx_t ctx = {database, collection, NULL, NULL, indexes};
+   char what[256], ns[200];
+
+   if (!indexes) {
+      mh_error_clear (error);
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "list_indexes: indexes is NULL");
+   }
+   bson_init (indexes);
+   if (!mh_target_check ("list_indexes", database, collection, error)) {
+      return false;
+   }
+   bson_snprintf (what,
+                  sizeof what,
+                  "list_indexes on %s",
+                  mh_ns (ns, sizeof ns, database, collection));
+   return mh_run (what, MH_OP_READ, mh_list_indexes_op, &ctx, error);
+}
+
+static bool
+mh_drop_index_op (mongoc_client_t *client,
+                  mongoc_database_t *db,
+                  void *ctx,
+                  bson_error_t *berr)
+{
+   mh_index_ctx_t *c = ctx;
+   mongoc_collection_t *coll =
+      mh_collection (client, db, c->database, c->collection);
+   bool ok = mongoc_collection_drop_index_with_opts (coll, c->name, NULL, berr);
+
+   mongoc_collection_destroy (coll);
+   return ok;
+}
+
+bool
+mongo_helper_drop_index (const char *database,
+                         const char *collection,
+                         const char *name,
+                         mongo_helper_error_t *error)
+{
+   mh_index_ctx_t ctx = {database, collection, NULL, name, NULL};
+   char what[400], ns[200];
+
+   if (!mh_target_check ("drop_index", database, collection, error)) {
+      return false;
+   }
+   if (!name || !*name || strcmp (name, "*") == 0) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "drop_index: give the name of one index (not NULL, "
+                      "empty or \"*\")");
+   }
+   bson_snprintf (what,
+                  sizeof what,
+                  "drop_index '%s' on %s",
+                  name,
+                  mh_ns (ns, sizeof ns, database, collection));
+   return mh_run (what, MH_OP_WRITE, mh_drop_index_op, &ctx, error);
+}
+
+/* ---- text and geospatial search ---- */
+
+static bool
+mh_results_init (const char *op, bson_t *results, mongo_helper_error_t *error)
+{
+   mh_error_clear (error);
+   if (!results) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "%s: results is NULL",
+                      op);
+   }
+   bson_init (results);
+   return true;
+}
+
+bool
+mongo_helper_text_search (const char *database,
+                          const char *collection,
+                          const char *search,
+                          const char *language,
+                          const bson_t *filter,
+                          int64_t limit,
+                          bson_t *results,
+                          mongo_helper_error_t *error)
+{
+   bson_t f = BSON_INITIALIZER, text, opts = BSON_INITIALIZER, sub;
+   bool ok;
+
+   if (!mh_results_init ("text_search", results, error) ||
+       !mh_target_check ("text_search", database, collection, error)) {
+      return false;
+   }
+   if (!search || !*search || limit < 0 || (language && !*language)) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "text_search: the search text must be non-empty, the "
+                      "language NULL or non-empty, the limit not negative");
+   }
+   BSON_APPEND_DOCUMENT_BEGIN (&f, "$text", &text);
+   BSON_APPEND_UTF8 (&text, "$search", search);
+   if (language) {
+      BSON_APPEND_UTF8 (&text, "$language", language);
+   }
+   bson_append_document_end (&f, &text);
+   if (filter) {
+      bson_concat (&f, filter);
+   }
+   BSON_APPEND_DOCUMENT_BEGIN (&opts, "projection", &sub);
+   BCON_APPEND (&sub, "score", "{", "$meta", BCON_UTF8 ("textScore"), "}");
+   bson_append_document_end (&opts, &sub);
+   BSON_APPEND_DOCUMENT_BEGIN (&opts, "sort", &sub);
+   BCON_APPEND (&sub, "score", "{", "$meta", BCON_UTF8 ("textScore"), "}");
+   bson_append_document_end (&opts, &sub);
+   if (limit > 0) {
+      BSON_APPEND_INT64 (&opts, "limit", limit);
+   }
+   ok = mh_find_exec (
+      "text_search", database, collection, &f, &opts, results, error);
+   bson_destroy (&f);
+   bson_destroy (&opts);
+   return ok;
+}
+
+static bool
+mh_geo_check (const char *op,
+              const char *field,
+              double lng,
+              double lat,
+              double meters,
+              mongo_helper_error_t *error)
+{
+   /* The negated forms also reject NaN. */
+   if (!field || !*field || !(lng >= -180.0 && lng <= 180.0) ||
+       !(lat >= -90.0 && lat <= 90.0) || !(meters >= 0.0)) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "%s: need a field name, longitude in [-180, 180], "
+                      "latitude in [-90, 90] and a distance >= 0 (got %g, %g, "
+                      "%g)",
+                      op,
+                      lng,
+                      lat,
+                      meters);
+   }
+   return true;
+}
+
+bool
+mongo_helper_geo_near (const char *database,
+                       const char *collection,
+                       const char *field,
+                       double longitude,
+                       double latitude,
+                       double max_meters,
+                       int64_t limit,
+                       bson_t *results,
+                       mongo_helper_error_t *error)
+{
+   bson_t *filter, opts = BSON_INITIALIZER;
+   bool ok;
+
+   if (!mh_results_init ("geo_near", results, error) ||
+       !mh_target_check ("geo_near", database, collection, error) ||
+       !mh_geo_check ("geo_near", field, longitude, latitude, max_meters, error)) {
+      return false;
+   }
+   if (limit < 0) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "geo_near: the limit must not be negative");
+   }
+   /* $nearSphere with GeoJSON measures in meters on the WGS84 sphere and
+    * returns nearest first, which is what "near me" means. */
+   filter = BCON_NEW (field,
+                      "{",
+                      "$nearSphere",
+                      "{",
+                      "$geometry",
+                      "{",
+                      "type",
+                      BCON_UTF8 ("Point"),
+                      "coordinates",
+                      "[",
+                      BCON_DOUBLE (longitude),
+                      BCON_DOUBLE (latitude),
+                      "]",
+                      "}",
+                      "$maxDistance",
+                      BCON_DOUBLE (max_meters),
+                      "}",
+                      "}");
+   if (limit > 0) {
+      BSON_APPEND_INT64 (&opts, "limit", limit);
+   }
+   ok = mh_find_exec ("geo_near", database, collection, filter, &opts, results, error);
+   bson_destroy (filter);
+   bson_destroy (&opts);
+   return ok;
+}
+
+bool
+mongo_helper_geo_within_polygon (const char *database,
+                                 const char *collection,
+                                 const char *field,
+                                 const double *lng_lat,
+                                 size_t n_points,
+                                 bson_t *results,
+                                 mongo_helper_error_t *error)
+{
+   bson_t filter = BSON_INITIALIZER, f, w, g, coords, ring, pt;
+   char buf[16];
+   const char *key;
+   uint32_t k = 0;
+   size_t n = n_points;
+   bool closed, ok;
+
+   if (!mh_results_init ("geo_within_polygon", results, error) ||
+       !mh_target_check ("geo_within_polygon", database, collection, error)) {
+      return false;
+   }
+   if (!lng_lat || n < 3) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "geo_within_polygon: a polygon needs at least 3 points");
+   }
+   for (size_t i = 0; i < n; i++) {
+      if (!mh_geo_check (
+             "geo_within_polygon", field, lng_lat[2 * i], lng_lat[2 * i + 1], 0, error)) {
+         return false;
+      }
+   }
+   closed = lng_lat[0] == lng_lat[2 * (n - 1)] &&
+            lng_lat[1] == lng_lat[2 * (n - 1) + 1];
+   if (closed && n < 4) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "geo_within_polygon: a closed ring needs at least 4 "
+                      "points (3 distinct)");
+   }
+   BSON_APPEND_DOCUMENT_BEGIN (&filter, field, &f);
+   BSON_APPEND_DOCUMENT_BEGIN (&f, "$geoWithin", &w);
+   BSON_APPEND_DOCUMENT_BEGIN (&w, "$geometry", &g);
+   BSON_APPEND_UTF8 (&g, "type", "Polygon");
+   BSON_APPEND_ARRAY_BEGIN (&g, "coordinates", &coords);
+   BSON_APPEND_ARRAY_BEGIN (&coords, "0", &ring);
+   /* GeoJSON rings must end where they start. */
+   for (size_t i = 0; i < n + (closed ? 0 : 1); i++) {
+      size_t j = i < n ? i : 0;
+      bson_uint32_to_string (k++, &key, buf, sizeof buf);
+      bson_append_array_begin (&ring, key, -1, &pt);
+      BSON_APPEND_DOUBLE (&pt, "0", lng_lat[2 * j]);
+      BSON_APPEND_DOUBLE (&pt, "1", lng_lat[2 * j + 1]);
+      bson_append_array_end (&ring, &pt);
+   }
+   bson_append_array_end (&coords, &ring);
+   bson_append_array_end (&g, &coords);
+   bson_append_document_end (&w, &g);
+   bson_append_document_end (&f, &w);
+   bson_append_document_end (&filter, &f);
+   ok = mh_find_exec (
+      "geo_within_polygon", database, collection, &filter, NULL, results, error);
+   bson_destroy (&filter);
+   return ok;
+}
+
+bool
+mongo_helper_geo_within_circle (const char *database,
+                                const char *collection,
+                                const char *field,
+                                double longitude,
+                                double latitude,
+                                double radius_meters,
+                                bson_t *results,
+                                mongo_helper_error_t *error)
+{
+   bson_t *filter;
+   bool ok;
+
+   if (!mh_results_init ("geo_within_circle", results, error) ||
+       !mh_target_check ("geo_within_circle", database, collection, error) ||
+       !mh_geo_check ("geo_within_circle",
+                      field,
+                      longitude,
+                      latitude,
+                      radius_meters,
+                      error)) {
+      return false;
+   }
+   filter = BCON_NEW (field,
+                      "{",
+                      "$geoWithin",
+                      "{",
+                      "$centerSphere",
+                      "[",
+                      "[",
+                      BCON_DOUBLE (longitude),
+                      BCON_DOUBLE (latitude),
+                      "]",
+                      BCON_DOUBLE (radius_meters / MH_EARTH_RADIUS_M),
+                      "]",
+                      "}",
+                      "}");
+   ok = mh_find_exec (
+      "geo_within_circle", database, collection, filter, NULL, results, error);
+   bson_destroy (filter);
+   return ok;
+}
+
 
 /* ---- Connector operations: files, streams, concurrency, stats ------ */
 

@@ -325,6 +325,433 @@ bool mongo_helper_command (const bson_t *command,
 
 /* CRUD, bulk, aggregation, streaming, indexes, text and geo search. */
 
+/*
+ * Targets, in one paragraph
+ * -------------------------
+ * Every operation below names its collection as (database, collection):
+ * `database` NULL means the singleton's default database (see
+ * Configuration), any other value a database of that name on the same
+ * deployment.  `collection` must be a non-empty name.  An empty
+ * `database` or one containing any of / \ . space " $, and a NULL or empty
+ * `collection` or one containing '$', fail with INVALID_ARGUMENT before
+ * anything is sent.  Each call runs on the calling thread's pooled client
+ * (see mongo_helper_database()).
+ *
+ * Documents, filters and JSON, in one paragraph
+ * ---------------------------------------------
+ * Filters, documents, updates and pipelines are borrowed bson_t's.  NULL
+ * as a filter means "every document".  A document larger than 16 MB
+ * (MONGO_HELPER_MAX_DOCUMENT_SIZE) is refused with INVALID_ARGUMENT before
+ * it is sent.  Web handlers that hold JSON text use the *_json variants,
+ * or turn any JSON into a bson_t with mongo_helper_json_to_bson(); malformed
+ * JSON is INVALID_ARGUMENT with libbson's message (line and position).
+ * Functions that return JSON return relaxed extended JSON (numbers as
+ * numbers, dates as {"$date": "..."}) in a string the caller frees with
+ * bson_free().  Functions that return many documents fill a caller's
+ * `bson_t *results` as a BSON array ("0", "1", ...): it is initialised on
+ * success AND on failure, so the caller always bson_destroy()s it.
+ * A unique index violation is DUPLICATE_KEY with the server's message,
+ * which names the index and the duplicate key value.
+ */
+
+/* The server's limit on one document (and one command). */
+#define MONGO_HELPER_MAX_DOCUMENT_SIZE (16 * 1024 * 1024)
+
+/* Parses JSON text (canonical or relaxed extended JSON; a top-level array
+ * becomes an array document "0", "1", ...).  Returns a new bson_t the
+ * caller frees with bson_destroy(), or NULL with INVALID_ARGUMENT quoting
+ * libbson's parse error (it names the line and position) when `json` is
+ * NULL or malformed. */
+bson_t *mongo_helper_json_to_bson (const char *json,
+                                   mongo_helper_error_t *error);
+
+/* Renders the documents of an array document (as filled by
+ * mongo_helper_find() and friends) as one relaxed extended JSON array,
+ * "[{...}, {...}]".  Returns a string the caller frees with bson_free(),
+ * or NULL with INVALID_ARGUMENT when `array` is NULL or holds something
+ * other than documents. */
+char *mongo_helper_array_to_json (const bson_t *array,
+                                  mongo_helper_error_t *error);
+
+/* Inserts one document.  When `doc` has no _id, one ObjectId is generated
+ * here (so the caller learns it) and sent.  If `id` is not NULL it
+ * receives a copy of the _id on success, which the caller frees with
+ * bson_value_destroy(); on failure it is left with value_type BSON_TYPE_EOD
+ * (destroying it is harmless).  Fails with DUPLICATE_KEY, INVALID_ARGUMENT
+ * (NULL / oversized document, bad names) or the category of the server's
+ * error. */
+bool mongo_helper_insert_one (const char *database,
+                              const char *collection,
+                              const bson_t *doc,
+                              bson_value_t *id,
+                              mongo_helper_error_t *error);
+
+/* mongo_helper_insert_one() with the document as JSON text. */
+bool mongo_helper_insert_one_json (const char *database,
+                                   const char *collection,
+                                   const char *json,
+                                   bson_value_t *id,
+                                   mongo_helper_error_t *error);
+
+/* Inserts `n` (at least 1) documents in one insertMany.  `ordered`: stop at the first
+ * failure (true) or try every document (false).  `inserted` (may be NULL)
+ * receives how many landed, also on failure.  For large arrays, per-document
+ * failures and batching use mongo_helper_bulk_insert(). */
+bool mongo_helper_insert_many (const char *database,
+                               const char *collection,
+                               const bson_t *const *docs,
+                               size_t n,
+                               bool ordered,
+                               int64_t *inserted,
+                               mongo_helper_error_t *error);
+
+/* Options of the find family.  Zero-initialise it ({0} or memset) and set
+ * what you need; every pointer is borrowed.  NULL options mean defaults. */
+typedef struct {
+   const bson_t *projection; /* e.g. {"name": 1, "_id": 0}; NULL: all */
+   const bson_t *sort;       /* e.g. {"age": -1}; NULL: server order */
+   int64_t skip;             /* documents to skip; < 0 is invalid */
+   int64_t limit;            /* at most this many; 0: no limit; < 0 is
+                                invalid */
+   int32_t batch_size;       /* documents per server round trip; 0: the
+                                server's default (streams: the chunk) */
+} mongo_helper_find_opts_t;
+
+/* Returns the first document matching `filter` (after `opts`' sort and
+ * skip, with its projection) as a new bson_t the caller bson_destroy()s.
+ * Returns NULL with NOT_FOUND when nothing matches, or with the category
+ * of the failure. */
+bson_t *mongo_helper_find_one (const char *database,
+                               const char *collection,
+                               const bson_t *filter,
+                               const mongo_helper_find_opts_t *opts,
+                               mongo_helper_error_t *error);
+
+/* mongo_helper_find_one() for web handlers: filter and projection as JSON
+ * text (`projection_json` may be NULL), the document as relaxed extended
+ * JSON the caller frees with bson_free().  NULL with NOT_FOUND when nothing
+ * matches. */
+char *mongo_helper_find_one_json (const char *database,
+                                  const char *collection,
+                                  const char *filter_json,
+                                  const char *projection_json,
+                                  mongo_helper_error_t *error);
+
+/* Finds the document whose _id is the ObjectId written as 24 hex digits in
+ * `oid_hex` and returns it as relaxed extended JSON (bson_free() it).
+ * Fails with INVALID_ARGUMENT when `oid_hex` is not a valid ObjectId, and
+ * NOT_FOUND when no document has it. */
+char *mongo_helper_find_by_id_json (const char *database,
+                                    const char *collection,
+                                    const char *oid_hex,
+                                    mongo_helper_error_t *error);
+
+/* Fills `results` (always initialised, see above) with every document
+ * matching `filter`, shaped by `opts` (projection, sort, skip, limit).  The
+ * whole result is held in memory: for large results use
+ * mongo_helper_find_stream(). */
+bool mongo_helper_find (const char *database,
+                        const char *collection,
+                        const bson_t *filter,
+                        const mongo_helper_find_opts_t *opts,
+                        bson_t *results,
+                        mongo_helper_error_t *error);
+
+/* mongo_helper_find() for web handlers.  `filter_json` may be NULL (all
+ * documents); `opts_json` (may be NULL) uses the find command's own names:
+ * {"projection": {...}, "sort": {...}, "skip": n, "limit": n}.  Returns the
+ * documents as a relaxed extended JSON array the caller bson_free()s. */
+char *mongo_helper_find_json (const char *database,
+                              const char *collection,
+                              const char *filter_json,
+                              const char *opts_json,
+                              mongo_helper_error_t *error);
+
+/* Receives one chunk of a stream: `docs[0..n-1]`, valid only during the
+ * call (copy what you keep).  Return true for the next chunk, false to
+ * stop the stream early (which is not an error). */
+typedef bool (*mongo_helper_chunk_fn) (const bson_t *const *docs,
+                                       size_t n,
+                                       void *user_data);
+
+/* Streams the documents matching `filter` (with `opts`' sort, projection,
+ * skip and limit) to `fn` in chunks of `chunk_size` (the last may be
+ * shorter).  Memory stays bounded by one chunk plus one server batch
+ * (batch_size defaults to chunk_size), whatever the collection's size.
+ * Returns true when the cursor was exhausted or `fn` stopped it; false
+ * with INVALID_ARGUMENT for chunk_size 0 or a NULL `fn`, or the category
+ * of a server failure (chunks already delivered stay delivered; the call
+ * is never repeated behind the caller's back). */
+bool mongo_helper_find_stream (const char *database,
+                               const char *collection,
+                               const bson_t *filter,
+                               const mongo_helper_find_opts_t *opts,
+                               size_t chunk_size,
+                               mongo_helper_chunk_fn fn,
+                               void *user_data,
+                               mongo_helper_error_t *error);
+
+/* What an update or replace did. */
+typedef struct {
+   int64_t matched;  /* documents the filter matched */
+   int64_t modified; /* documents actually changed */
+   int64_t upserted; /* 1 when an upsert inserted a document, else 0 */
+   bson_value_t upserted_id; /* that document's _id; value_type
+                                BSON_TYPE_EOD when none */
+} mongo_helper_update_result_t;
+
+/* Frees the upserted _id held by `result` (NULL allowed).  Call it after
+ * every update/replace that was given a result, success or not. */
+void mongo_helper_update_result_cleanup (mongo_helper_update_result_t *result);
+
+/* Applies `update` (operators such as {"$set": {...}}) to the first
+ * document matching `filter` (not NULL: pass {} for "any"); with `upsert`,
+ * inserts one when none matches.  An update without operators is
+ * INVALID_ARGUMENT (that is what replace_one is for).  `result` may be NULL; if not, it is always filled (zeroes on
+ * failure) and must be passed to mongo_helper_update_result_cleanup(). */
+bool mongo_helper_update_one (const char *database,
+                              const char *collection,
+                              const bson_t *filter,
+                              const bson_t *update,
+                              bool upsert,
+                              mongo_helper_update_result_t *result,
+                              mongo_helper_error_t *error);
+
+/* Like mongo_helper_update_one() for every matching document. */
+bool mongo_helper_update_many (const char *database,
+                               const char *collection,
+                               const bson_t *filter,
+                               const bson_t *update,
+                               bool upsert,
+                               mongo_helper_update_result_t *result,
+                               mongo_helper_error_t *error);
+
+/* mongo_helper_update_one() / _many() (`many`) with JSON text. */
+bool mongo_helper_update_json (const char *database,
+                               const char *collection,
+                               const char *filter_json,
+                               const char *update_json,
+                               bool many,
+                               bool upsert,
+                               mongo_helper_update_result_t *result,
+                               mongo_helper_error_t *error);
+
+/* Replaces the first document matching `filter` by `replacement` (no
+ * operators; its _id, if any, must match).  `upsert` and `result` as for
+ * mongo_helper_update_one(). */
+bool mongo_helper_replace_one (const char *database,
+                               const char *collection,
+                               const bson_t *filter,
+                               const bson_t *replacement,
+                               bool upsert,
+                               mongo_helper_update_result_t *result,
+                               mongo_helper_error_t *error);
+
+/* Deletes the first (delete_one) or every (delete_many) document matching
+ * `filter`.  Both refuse a NULL filter with INVALID_ARGUMENT, so an unset
+ * variable never empties a collection: pass an empty document to mean
+ * "all".  `deleted` (may be NULL) receives the count. */
+bool mongo_helper_delete_one (const char *database,
+                              const char *collection,
+                              const bson_t *filter,
+                              int64_t *deleted,
+                              mongo_helper_error_t *error);
+bool mongo_helper_delete_many (const char *database,
+                               const char *collection,
+                               const bson_t *filter,
+                               int64_t *deleted,
+                               mongo_helper_error_t *error);
+
+/* Counts the documents matching `filter` exactly (an aggregation on the
+ * server).  The server cannot count with $near / $nearSphere: such a
+ * filter is refused with INVALID_ARGUMENT (use $geoWithin instead). */
+bool mongo_helper_count_documents (const char *database,
+                                   const char *collection,
+                                   const bson_t *filter,
+                                   int64_t *count,
+                                   mongo_helper_error_t *error);
+
+/* The collection's document count from its metadata: fast, but may be off
+ * after an unclean shutdown and ignores filters. */
+bool mongo_helper_estimated_count (const char *database,
+                                   const char *collection,
+                                   int64_t *count,
+                                   mongo_helper_error_t *error);
+
+/* Fills `values` (always initialised, an array) with the distinct values
+ * of `field` (dotted paths allowed) among documents matching `filter`. */
+bool mongo_helper_distinct (const char *database,
+                            const char *collection,
+                            const char *field,
+                            const bson_t *filter,
+                            bson_t *values,
+                            mongo_helper_error_t *error);
+
+/* One document a bulk insert could not insert. */
+typedef struct {
+   size_t index;  /* position in the caller's array */
+   int32_t code;  /* server error code, e.g. 11000 */
+   char *message; /* the server's message */
+} mongo_helper_bulk_failure_t;
+
+/* What a bulk insert did.  Owned by the caller: free it with
+ * mongo_helper_bulk_result_destroy(). */
+typedef struct {
+   int64_t inserted;     /* documents that landed */
+   size_t batches;       /* batches sent */
+   size_t n_failures;    /* entries in `failures` */
+   mongo_helper_bulk_failure_t *failures; /* in input order */
+} mongo_helper_bulk_result_t;
+
+/* Frees a bulk result and its messages.  NULL is allowed. */
+void mongo_helper_bulk_result_destroy (mongo_helper_bulk_result_t *result);
+
+/* Inserts `n` documents in batches of `batch_size` (one
+ * mongoc_bulk_operation_t each).  Ordered: batches run in order and the
+ * run stops at the first failing document.  Unordered: every document is
+ * tried, and the failures are reported while the rest land.  Every
+ * document is checked (not NULL, at most 16 MB) before anything is sent.
+ * `result` (may be NULL) receives a new result once the input passed
+ * those checks, also when the call then fails (it says how many landed);
+ * it stays NULL after an INVALID_ARGUMENT.  Returns true only when every
+ * document was inserted; false with INVALID_ARGUMENT (batch_size 0, docs
+ * NULL or n 0, a bad document, named by its index), DUPLICATE_KEY when the
+ * first failing document was a duplicate (the message names its index and
+ * key), SERVER for other per-document failures, or the category of a
+ * connection or server error that stopped the run. */
+bool mongo_helper_bulk_insert (const char *database,
+                               const char *collection,
+                               const bson_t *const *docs,
+                               size_t n,
+                               size_t batch_size,
+                               bool ordered,
+                               mongo_helper_bulk_result_t **result,
+                               mongo_helper_error_t *error);
+
+/* Aggregation options.  Zero-initialise; NULL options mean defaults. */
+typedef struct {
+   bool allow_disk_use; /* let stages spill to disk (allowDiskUse) */
+   int32_t batch_size;  /* documents per round trip (cursor.batchSize);
+                           0: server default (streams: the chunk) */
+} mongo_helper_aggregate_opts_t;
+
+/* Runs `pipeline` (an array document of stages, e.g. $match, $group,
+ * $lookup, $facet, $graphLookup) and fills `results` (always initialised)
+ * with every output document.  For large outputs use
+ * mongo_helper_aggregate_stream(). */
+bool mongo_helper_aggregate (const char *database,
+                             const char *collection,
+                             const bson_t *pipeline,
+                             const mongo_helper_aggregate_opts_t *opts,
+                             bson_t *results,
+                             mongo_helper_error_t *error);
+
+/* mongo_helper_aggregate() with the pipeline as a JSON array of stages;
+ * returns a relaxed extended JSON array the caller bson_free()s. */
+char *mongo_helper_aggregate_json (const char *database,
+                                   const char *collection,
+                                   const char *pipeline_json,
+                                   const mongo_helper_aggregate_opts_t *opts,
+                                   mongo_helper_error_t *error);
+
+/* Streams the pipeline's output to `fn` in chunks of `chunk_size`, with
+ * the same contract as mongo_helper_find_stream(). */
+bool mongo_helper_aggregate_stream (const char *database,
+                                    const char *collection,
+                                    const bson_t *pipeline,
+                                    const mongo_helper_aggregate_opts_t *opts,
+                                    size_t chunk_size,
+                                    mongo_helper_chunk_fn fn,
+                                    void *user_data,
+                                    mongo_helper_error_t *error);
+
+/* Creates one index with the createIndexes command.  `keys` is the key
+ * pattern: {"a": 1} (single), {"a": 1, "b": -1} (compound),
+ * {"title": "text", "body": "text"} (text), {"loc": "2dsphere"}.
+ * `options` (may be NULL) holds the index options as the server names
+ * them: {"unique": true}, {"expireAfterSeconds": 3600} (TTL, on a date
+ * field), {"weights": {"title": 10}, "default_language": "english"},
+ * {"name": "..."}.  Without a name the server's convention is used
+ * (mongoc_collection_keys_to_index_string(), e.g. "a_1_b_-1").  If
+ * `name_out` is not NULL it receives the index name (bson_free() it).
+ * Creating an index that exists with the same options succeeds. */
+bool mongo_helper_create_index (const char *database,
+                                const char *collection,
+                                const bson_t *keys,
+                                const bson_t *options,
+                                char **name_out,
+                                mongo_helper_error_t *error);
+
+/* Fills `indexes` (always initialised, an array) with the collection's
+ * index descriptions as listIndexes returns them ({"v", "key", "name",
+ * ...}). */
+bool mongo_helper_list_indexes (const char *database,
+                                const char *collection,
+                                bson_t *indexes,
+                                mongo_helper_error_t *error);
+
+/* Drops the index called `name`.  Fails with SERVER code 27
+ * (IndexNotFound) when there is none. */
+bool mongo_helper_drop_index (const char *database,
+                              const char *collection,
+                              const char *name,
+                              mongo_helper_error_t *error);
+
+/* Full-text search: documents matching {"$text": {"$search": search,
+ * "$language": language}} (language NULL: the index's default) and, if
+ * given, `filter`'s other conditions; each with a "score" field
+ * ({"$meta": "textScore"}), best score first, at most `limit` (0: all).
+ * Needs a text index on the collection (SERVER code 27 otherwise). */
+bool mongo_helper_text_search (const char *database,
+                               const char *collection,
+                               const char *search,
+                               const char *language,
+                               const bson_t *filter,
+                               int64_t limit,
+                               bson_t *results,
+                               mongo_helper_error_t *error);
+
+/* Documents whose GeoJSON point in `field` lies within `max_meters` of
+ * (longitude, latitude), nearest first ($nearSphere with $geometry), at
+ * most `limit` (0: all).  Needs a 2dsphere index on `field`.  Coordinates
+ * outside [-180, 180] x [-90, 90] or a negative distance are
+ * INVALID_ARGUMENT. */
+bool mongo_helper_geo_near (const char *database,
+                            const char *collection,
+                            const char *field,
+                            double longitude,
+                            double latitude,
+                            double max_meters,
+                            int64_t limit,
+                            bson_t *results,
+                            mongo_helper_error_t *error);
+
+/* Documents whose `field` lies within a polygon of `n_points` corners given
+ * as longitude, latitude pairs in `lng_lat[0 .. 2 * n_points - 1]` (at least
+ * 3 distinct corners; the ring is closed here if the caller did not repeat
+ * the first corner), using $geoWithin with a GeoJSON Polygon.  No index is
+ * needed.  A `double corners[N][2]` array is passed as &corners[0][0]. */
+bool mongo_helper_geo_within_polygon (const char *database,
+                                      const char *collection,
+                                      const char *field,
+                                      const double *lng_lat,
+                                      size_t n_points,
+                                      bson_t *results,
+                                      mongo_helper_error_t *error);
+
+/* Documents whose `field` lies within `radius_meters` of (longitude,
+ * latitude) on the sphere ($geoWithin with $centerSphere, radius in
+ * radians of the Earth's 6378.1 km).  Unlike mongo_helper_geo_near() the
+ * result is unsorted, needs no index, and works with count_documents. */
+bool mongo_helper_geo_within_circle (const char *database,
+                                     const char *collection,
+                                     const char *field,
+                                     double longitude,
+                                     double latitude,
+                                     double radius_meters,
+                                     bson_t *results,
+                                     mongo_helper_error_t *error);
+
 
 /* ---- Connector operations: files, streams, concurrency, stats ------ */
 
