@@ -2465,14 +2465,22 @@ mh_session_insert (mongo_helper_sessions_t *s,
    bool ok;
 
    if (!mh_session_id_new (id, error) || !mh_session_key (id, hex, error)) {
+      bson_destroy (&doc);
+      bson_destroy (&empty);
       return false;
+   }
+   if (created == 0) { /* a new session, not a regenerated one */
+      created = now;
+      abs_exp = s->opt.absolute_lifetime_ms > 0
+                   ? now + s->opt.absolute_lifetime_ms
+                   : 0;
    }
    BSON_APPEND_UTF8 (&doc, "_id", hex);
    BSON_APPEND_DOCUMENT (&doc, "data", data ? data : &empty);
    if (user_id) {
       BSON_APPEND_UTF8 (&doc, "userId", user_id);
    }
-   mh_web_append_date (&doc, "createdAt", created ? created : now);
+   mh_web_append_date (&doc, "createdAt", created);
    mh_web_append_date (&doc, "lastSeen", now);
    mh_web_append_date (&doc, "expiresAt", mh_session_expiry (s, now, abs_exp));
    if (abs_exp > 0) {
@@ -2497,8 +2505,6 @@ mongo_helper_sessions_create (mongo_helper_sessions_t *sessions,
                               char id_out[MONGO_HELPER_SESSION_ID_SIZE],
                               mongo_helper_error_t *error)
 {
-   int64_t now = mh_web_now_ms ();
-
    if (!mh_sessions_begin (sessions, NULL, NULL, error)) {
       return false;
    }
@@ -2513,11 +2519,7 @@ mongo_helper_sessions_create (mongo_helper_sessions_t *sessions,
       return false;
    }
    return mh_session_insert (
-      sessions, "create session", data, user_id, now,
-      sessions->opt.absolute_lifetime_ms > 0
-         ? now + sessions->opt.absolute_lifetime_ms
-         : 0,
-      id_out, error);
+      sessions, "create session", data, user_id, 0, 0, id_out, error);
 }
 
 /* Reads the live session document (all fields) into `doc`. */
