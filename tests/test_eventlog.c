@@ -347,10 +347,19 @@ END_TEST
 
 /* ---- outage: our own server, killed and restarted ---- */
 
+static void
+remove_dir (const char *dir)
+{
+   char cmd[600];
+
+   snprintf (cmd, sizeof cmd, "rm -rf '%s'", dir);
+   ck_assert_int_eq (system (cmd), 0);
+}
+
 static pid_t
 start_server (const char *dir, int port)
 {
-   char portarg[16], portfile[512], dbpath[512], logpath[512];
+   char portarg[16], portfile[512], dbpath[512], logpath[512], cmdlog[512];
    const char *script = getenv ("MH_MOCK_SERVER_SCRIPT");
    pid_t pid;
 
@@ -358,6 +367,7 @@ start_server (const char *dir, int port)
    snprintf (portfile, sizeof portfile, "%s/port", dir);
    snprintf (dbpath, sizeof dbpath, "%s/db", dir);
    snprintf (logpath, sizeof logpath, "%s/server.log", dir);
+   snprintf (cmdlog, sizeof cmdlog, "%s/commands.log", dir);
    unlink (portfile);
    pid = fork ();
    ck_assert_int_ge (pid, 0);
@@ -370,7 +380,7 @@ start_server (const char *dir, int port)
       }
       execl ("/usr/bin/python3", "python3", script, "--host", "127.0.0.1",
              "--port", portarg, "--port-file", portfile, "--dbpath", dbpath,
-             (char *) NULL);
+             "--command-log", cmdlog, (char *) NULL);
       _exit (127);
    }
    return pid;
@@ -473,6 +483,7 @@ START_TEST (writer_survives_a_server_outage_and_accounts_for_every_event)
    mongo_helper_shutdown ();
    kill (pid, SIGTERM);
    waitpid (pid, NULL, 0);
+   remove_dir (dir);
 }
 END_TEST
 
@@ -518,6 +529,65 @@ START_TEST (destroy_deadline_counts_unwritable_events_as_dropped)
    ck_assert_uint_eq (st.queued, 0);
    mongo_helper_eventlog_destroy (l);
    mongo_helper_shutdown ();
+   remove_dir (dir);
+}
+END_TEST
+
+
+/* Counts lines of the server's command log that contain `needle`. */
+static int
+log_lines (const char *dir, const char *needle)
+{
+   char path[512], line[8192];
+   FILE *f;
+   int n = 0;
+
+   snprintf (path, sizeof path, "%s/commands.log", dir);
+   f = fopen (path, "r");
+   ck_assert_ptr_nonnull (f);
+   while (fgets (line, sizeof line, f)) {
+      n += strstr (line, needle) != NULL;
+   }
+   fclose (f);
+   return n;
+}
+
+START_TEST (setup_asks_build_info_and_sends_the_4_4_layout_once)
+{
+   char dir[] = "/tmp/mh_evsetup_XXXXXX";
+   char uri[256];
+   mongo_helper_eventlog_t *l;
+   pid_t pid;
+   int port;
+
+   if (!getenv ("MH_MOCK_SERVER_SCRIPT")) {
+      MH_SKIP ("needs tests/mock_server.py for its command log");
+   }
+   ck_assert_ptr_nonnull (mkdtemp (dir));
+   pid = start_server (dir, 0);
+   port = wait_server (dir);
+   mh_test_clean_env ();
+   setenv ("MONGO_HELPER_CONFIG", "/dev/null", 1);
+   snprintf (uri, sizeof uri, "mongodb://127.0.0.1:%d/mh_cmd", port);
+   MH_ASSERT_OK (mongo_helper_init_uri (uri, &err), err);
+   l = log_on ("ev");
+   for (int i = 0; i < 5; i++) {
+      MH_ASSERT_OK (mongo_helper_eventlog_log (l, "u", "e", NULL, 0, &err), err);
+   }
+   /* Lazy set-up ran once: buildInfo, then the pre-5.0 layout (no
+    * time-series create, which the 4.4 test server would refuse). */
+   ck_assert_int_eq (log_lines (dir, "{\"buildInfo\": {\"$numberInt\": \"1\"}"), 1);
+   ck_assert_int_eq (log_lines (dir, "{\"create\""), 0);
+   ck_assert_int_eq (log_lines (dir, "{\"createIndexes\": \"ev\""), 1);
+   ck_assert_int_eq (log_lines (dir, "\"expireAfterSeconds\": {\"$numberLong\": \"7776000\"}"), 1);
+   ck_assert_int_eq (log_lines (dir, "\"key\": {\"user_id\": {\"$numberInt\": \"1\"}, "
+                                     "\"timestamp\": {\"$numberInt\": \"-1\"}}"), 1);
+   ck_assert_int_eq (log_lines (dir, "{\"insert\": \"ev\""), 5);
+   mongo_helper_eventlog_destroy (l);
+   mongo_helper_shutdown ();
+   kill (pid, SIGTERM);
+   waitpid (pid, NULL, 0);
+   remove_dir (dir);
 }
 END_TEST
 
@@ -542,6 +612,7 @@ eventlog_suite (void)
    tcase_set_timeout (outage, 60);
    tcase_add_test (outage, writer_survives_a_server_outage_and_accounts_for_every_event);
    tcase_add_test (outage, destroy_deadline_counts_unwritable_events_as_dropped);
+   tcase_add_test (outage, setup_asks_build_info_and_sends_the_4_4_layout_once);
    suite_add_tcase (s, outage);
    return s;
 }

@@ -2,9 +2,19 @@
  * ids), expiry through the read filter, lazy touch, regenerate, user-wide
  * delete and index set-up, against the test server. */
 #define _POSIX_C_SOURCE 200809L
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <openssl/evp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "mh_test.h"
 
@@ -565,12 +575,133 @@ START_TEST (ensure_reports_a_conflicting_index_clearly_and_lazy_use_fails)
 }
 END_TEST
 
+
+/* ---- write counting through our own test server's command log ---- */
+
+static pid_t
+start_logging_server (const char *dir)
+{
+   char portfile[512], cmdlog[512];
+   const char *script = getenv ("MH_MOCK_SERVER_SCRIPT");
+   pid_t pid;
+
+   snprintf (portfile, sizeof portfile, "%s/port", dir);
+   snprintf (cmdlog, sizeof cmdlog, "%s/commands.log", dir);
+   pid = fork ();
+   ck_assert_int_ge (pid, 0);
+   if (pid == 0) {
+      int fd = open ("/dev/null", O_WRONLY);
+      prctl (PR_SET_PDEATHSIG, SIGKILL);
+      dup2 (fd, 1);
+      dup2 (fd, 2);
+      execl ("/usr/bin/python3", "python3", script, "--host", "127.0.0.1", "--port", "0",
+             "--port-file", portfile, "--command-log", cmdlog, (char *) NULL);
+      _exit (127);
+   }
+   return pid;
+}
+
+static int
+wait_port (const char *dir)
+{
+   char portfile[512];
+   int port = 0;
+
+   snprintf (portfile, sizeof portfile, "%s/port", dir);
+   for (int i = 0; i < 150; i++) {
+      FILE *f = fopen (portfile, "r");
+      if (f) {
+         if (fscanf (f, "%d", &port) != 1) {
+            port = 0;
+         }
+         fclose (f);
+      }
+      if (port > 0) {
+         struct sockaddr_in a = {0};
+         int s = socket (AF_INET, SOCK_STREAM, 0);
+         int ok;
+
+         a.sin_family = AF_INET;
+         a.sin_port = htons ((uint16_t) port);
+         a.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+         ok = connect (s, (struct sockaddr *) &a, sizeof a) == 0;
+         close (s);
+         if (ok) {
+            return port;
+         }
+      }
+      sleep_ms (100);
+   }
+   ck_abort_msg ("own test server did not start");
+   return 0;
+}
+
+static int
+log_lines (const char *dir, const char *needle)
+{
+   char path[512], line[8192];
+   FILE *f;
+   int n = 0;
+
+   snprintf (path, sizeof path, "%s/commands.log", dir);
+   f = fopen (path, "r");
+   ck_assert_ptr_nonnull (f);
+   while (fgets (line, sizeof line, f)) {
+      n += strstr (line, needle) != NULL;
+   }
+   fclose (f);
+   return n;
+}
+
+START_TEST (server_sees_one_update_per_touch_interval_and_one_index_setup)
+{
+   char dir[] = "/tmp/mh_touchlog_XXXXXX";
+   char uri[256], cmd[600], id[MONGO_HELPER_SESSION_ID_SIZE];
+   mongo_helper_sessions_t *s;
+   pid_t pid;
+   int port;
+   bool wrote;
+
+   if (!getenv ("MH_MOCK_SERVER_SCRIPT")) {
+      MH_SKIP ("needs tests/mock_server.py for its command log");
+   }
+   ck_assert_ptr_nonnull (mkdtemp (dir));
+   pid = start_logging_server (dir);
+   port = wait_port (dir);
+   mh_test_clean_env ();
+   setenv ("MONGO_HELPER_CONFIG", "/dev/null", 1);
+   snprintf (uri, sizeof uri, "mongodb://127.0.0.1:%d/mh_touch", port);
+   MH_ASSERT_OK (mongo_helper_init_uri (uri, &err), err);
+   s = store ("web_sessions", 0, 300, true);
+   MH_ASSERT_OK (mongo_helper_sessions_create (s, NULL, NULL, id, &err), err);
+   for (int i = 0; i < 20; i++) {
+      MH_ASSERT_OK (mongo_helper_sessions_touch (s, id, &wrote, &err), err);
+   }
+   ck_assert_int_eq (log_lines (dir, "{\"update\": \"web_sessions\""), 0);
+   sleep_ms (350);
+   for (int i = 0; i < 20; i++) {
+      MH_ASSERT_OK (mongo_helper_sessions_touch (s, id, &wrote, &err), err);
+   }
+   ck_assert_int_eq (log_lines (dir, "{\"update\": \"web_sessions\""), 1);
+   ck_assert_int_eq (log_lines (dir, "{\"createIndexes\": \"web_sessions\""), 1);
+   /* the raw id never travels to the server, only its digest */
+   ck_assert_int_eq (log_lines (dir, id), 0);
+   mongo_helper_sessions_destroy (s);
+   mongo_helper_shutdown ();
+   kill (pid, SIGTERM);
+   waitpid (pid, NULL, 0);
+   snprintf (cmd, sizeof cmd, "rm -rf '%s'", dir);
+   ck_assert_int_eq (system (cmd), 0);
+}
+END_TEST
+
 Suite *
 sessions_suite (void)
 {
    Suite *s = suite_create ("sessions");
    TCase *core = tcase_create ("core");
    TCase *live = tcase_create ("live");
+   TCase *own = tcase_create ("own_server");
 
    tcase_add_test (core, options_init_gives_documented_defaults);
    suite_add_tcase (s, core);
@@ -590,5 +721,8 @@ sessions_suite (void)
    tcase_add_test (live, ensure_changes_a_different_ttl_with_collmod_instead_of_failing);
    tcase_add_test (live, ensure_reports_a_conflicting_index_clearly_and_lazy_use_fails);
    suite_add_tcase (s, live);
+   tcase_set_timeout (own, 60);
+   tcase_add_test (own, server_sees_one_update_per_touch_interval_and_one_index_setup);
+   suite_add_tcase (s, own);
    return s;
 }
