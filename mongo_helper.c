@@ -2828,12 +2828,16 @@ mongo_helper_sessions_delete (mongo_helper_sessions_t *sessions,
    char hex[65];
    bson_t f = BSON_INITIALIZER;
    mh_w_op_t o = {0};
+   mongo_helper_error_t local;
    bool ok;
 
+   if (!error) {
+      error = &local;
+   }
    if (!mh_sessions_begin (sessions, id, hex, error)) {
       bson_destroy (&f);
       /* A malformed id names no session, so it is already deleted. */
-      if (error && error->category == MONGO_HELPER_ERROR_NOT_FOUND) {
+      if (error->category == MONGO_HELPER_ERROR_NOT_FOUND) {
          mh_error_clear (error);
          return true;
       }

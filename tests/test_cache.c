@@ -84,6 +84,11 @@ cache_on (const char *coll, bool lazy)
    o.lazy_ensure = lazy;
    c = mongo_helper_cache_new (&o, &err);
    MH_ASSERT_OK (c != NULL, err);
+   {  /* connect now, so slow first connections do not eat short TTLs */
+      bson_t *ping = BCON_NEW ("ping", BCON_INT32 (1));
+      MH_ASSERT_OK (mongo_helper_command (ping, NULL, &err), err);
+      bson_destroy (ping);
+   }
    return c;
 }
 
@@ -232,13 +237,13 @@ START_TEST (add_only_stores_when_absent_or_expired)
 
    snprintf (coll, sizeof coll, "%s", mh_test_collection ("cache"));
    c = cache_on (coll, false); /* no TTL index: the expired doc stays */
-   MH_ASSERT_OK (mongo_helper_cache_add (c, "k", a, 200, &err), err);
+   MH_ASSERT_OK (mongo_helper_cache_add (c, "k", a, 800, &err), err);
    ck_assert (!mongo_helper_cache_add (c, "k", b, 0, &err));
    ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_DUPLICATE_KEY);
    MH_ASSERT_OK (mongo_helper_cache_get (c, "k", &out, &err), err);
    ck_assert (bson_equal (&out, a));
    bson_destroy (&out);
-   sleep_ms (300);
+   sleep_ms (1000);
    ck_assert (!mongo_helper_cache_get (c, "k", &out, &err));
    ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_NOT_FOUND);
    bson_destroy (&out);
@@ -264,9 +269,9 @@ START_TEST (incr_counts_atomically_and_restarts_after_expiry)
 
    snprintf (coll, sizeof coll, "%s", mh_test_collection ("cache"));
    c = cache_on (coll, false);
-   MH_ASSERT_OK (mongo_helper_cache_incr (c, "hits", 1, 300, &r, &err), err);
+   MH_ASSERT_OK (mongo_helper_cache_incr (c, "hits", 1, 800, &r, &err), err);
    ck_assert_int_eq (r, 1);
-   MH_ASSERT_OK (mongo_helper_cache_incr (c, "hits", 5, 300, &r, &err), err);
+   MH_ASSERT_OK (mongo_helper_cache_incr (c, "hits", 5, 800, &r, &err), err);
    ck_assert_int_eq (r, 6);
    doc = raw_first (coll, f);
    ck_assert (bson_iter_init_find (&it, doc, "value"));
@@ -274,7 +279,7 @@ START_TEST (incr_counts_atomically_and_restarts_after_expiry)
    ck_assert (BSON_ITER_HOLDS_INT32 (&it) || BSON_ITER_HOLDS_INT64 (&it));
    ck_assert_int_eq (bson_iter_as_int64 (&it), 6);
    bson_destroy (doc);
-   sleep_ms (400);
+   sleep_ms (1000);
    MH_ASSERT_OK (mongo_helper_cache_incr (c, "hits", 2, 300, &r, &err), err);
    ck_assert_int_eq (r, 2);
    ck_assert_int_eq (raw_count (coll, f), 1);
@@ -330,10 +335,10 @@ START_TEST (delete_touch_and_clear_keep_the_indexes)
 
    snprintf (coll, sizeof coll, "%s", mh_test_collection ("cache"));
    c = cache_on (coll, true);
-   MH_ASSERT_OK (mongo_helper_cache_set (c, "t", v, 300, &err), err);
-   sleep_ms (150);
+   MH_ASSERT_OK (mongo_helper_cache_set (c, "t", v, 800, &err), err);
+   sleep_ms (400);
    MH_ASSERT_OK (mongo_helper_cache_touch (c, "t", 60000, &err), err);
-   sleep_ms (250);
+   sleep_ms (600);
    MH_ASSERT_OK (mongo_helper_cache_get (c, "t", &out, &err), err);
    bson_destroy (&out);
    ck_assert (!mongo_helper_cache_touch (c, "none", 100, &err));

@@ -106,6 +106,16 @@ date_of (const bson_t *doc, const char *field)
    return bson_iter_date_time (&it);
 }
 
+/* Connects before a timed test starts, so slow first connections (e.g.
+ * under valgrind) do not eat into short lifetimes. */
+static void
+warm_up (void)
+{
+   bson_t *ping = BCON_NEW ("ping", BCON_INT32 (1));
+   MH_ASSERT_OK (mongo_helper_command (ping, NULL, &err), err);
+   bson_destroy (ping);
+}
+
 static mongo_helper_sessions_t *
 store (const char *coll, int64_t idle_ms, int64_t touch_ms, bool lazy)
 {
@@ -121,6 +131,7 @@ store (const char *coll, int64_t idle_ms, int64_t touch_ms, bool lazy)
    o.lazy_ensure = lazy;
    s = mongo_helper_sessions_new (&o, &err);
    MH_ASSERT_OK (s != NULL, err);
+   warm_up ();
    return s;
 }
 
@@ -265,11 +276,11 @@ START_TEST (expired_session_is_not_returned_before_the_ttl_monitor_runs)
 
    snprintf (coll, sizeof coll, "%s", mh_test_collection ("sess"));
    /* No TTL index (lazy ensure off), so only the read filter can hide it. */
-   s = store (coll, 300, 0, false);
+   s = store (coll, 1000, 0, false);
    MH_ASSERT_OK (mongo_helper_sessions_create (s, NULL, NULL, id, &err), err);
    MH_ASSERT_OK (mongo_helper_sessions_load (s, id, &out, &err), err);
    bson_destroy (&out);
-   sleep_ms (450);
+   sleep_ms (1150);
    ck_assert_int_eq (raw_count (coll), 1);
    ck_assert (!mongo_helper_sessions_load (s, id, &out, &err));
    ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_NOT_FOUND);
@@ -314,7 +325,7 @@ START_TEST (touch_writes_only_when_last_seen_is_older_than_the_interval)
    bool wrote = true;
 
    snprintf (coll, sizeof coll, "%s", mh_test_collection ("sess"));
-   s = store (coll, 0, 300, true);
+   s = store (coll, 0, 1000, true);
    MH_ASSERT_OK (mongo_helper_sessions_create (s, NULL, NULL, id, &err), err);
    sha256_hex (id, hex);
    d0 = raw_doc (coll, hex);
@@ -328,13 +339,13 @@ START_TEST (touch_writes_only_when_last_seen_is_older_than_the_interval)
    ck_assert_int_eq (date_of (d1, "lastSeen"), date_of (d0, "lastSeen"));
    ck_assert_int_eq (date_of (d1, "expiresAt"), date_of (d0, "expiresAt"));
 
-   sleep_ms (350);
+   sleep_ms (1100);
    MH_ASSERT_OK (mongo_helper_sessions_touch (s, id, &wrote, &err), err);
    ck_assert (wrote);
    MH_ASSERT_OK (mongo_helper_sessions_touch (s, id, &wrote, &err), err);
    ck_assert (!wrote);
    d2 = raw_doc (coll, hex);
-   ck_assert_int_ge (date_of (d2, "lastSeen") - date_of (d0, "lastSeen"), 300);
+   ck_assert_int_ge (date_of (d2, "lastSeen") - date_of (d0, "lastSeen"), 1000);
    ck_assert_int_eq (date_of (d2, "expiresAt") - date_of (d2, "lastSeen"),
                      14LL * 24 * 3600 * 1000);
    ck_assert_int_eq (date_of (d2, "createdAt"), date_of (d0, "createdAt"));
@@ -356,19 +367,20 @@ START_TEST (absolute_lifetime_caps_the_sliding_expiry)
    snprintf (coll, sizeof coll, "%s", mh_test_collection ("sess"));
    mongo_helper_sessions_options_init (&o);
    o.collection = coll;
-   o.absolute_lifetime_ms = 400;
+   o.absolute_lifetime_ms = 1000;
    o.touch_interval_ms = 0;
    o.lazy_ensure = false;
    s = mongo_helper_sessions_new (&o, &err);
+   warm_up ();
    MH_ASSERT_OK (mongo_helper_sessions_create (s, NULL, NULL, id, &err), err);
    sha256_hex (id, hex);
    d = raw_doc (coll, hex);
-   ck_assert_int_eq (date_of (d, "expiresAt"), date_of (d, "createdAt") + 400);
-   ck_assert_int_eq (date_of (d, "absoluteExpiresAt"), date_of (d, "createdAt") + 400);
+   ck_assert_int_eq (date_of (d, "expiresAt"), date_of (d, "createdAt") + 1000);
+   ck_assert_int_eq (date_of (d, "absoluteExpiresAt"), date_of (d, "createdAt") + 1000);
    bson_destroy (d);
-   sleep_ms (200);
+   sleep_ms (500);
    MH_ASSERT_OK (mongo_helper_sessions_touch (s, id, NULL, &err), err);
-   sleep_ms (300);
+   sleep_ms (600);
    ck_assert (!mongo_helper_sessions_load (s, id, &out, &err));
    ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_NOT_FOUND);
    bson_destroy (&out);
@@ -423,14 +435,15 @@ START_TEST (regenerate_with_grace_keeps_the_old_id_briefly)
 
    mongo_helper_sessions_options_init (&o);
    o.collection = mh_test_collection ("sess");
-   o.regenerate_grace_ms = 300;
+   o.regenerate_grace_ms = 1000;
    o.lazy_ensure = false;
    s = mongo_helper_sessions_new (&o, &err);
+   warm_up ();
    MH_ASSERT_OK (mongo_helper_sessions_create (s, NULL, NULL, id, &err), err);
    MH_ASSERT_OK (mongo_helper_sessions_regenerate (s, id, nid, &err), err);
    MH_ASSERT_OK (mongo_helper_sessions_load (s, id, &out, &err), err);
    bson_destroy (&out);
-   sleep_ms (400);
+   sleep_ms (1100);
    ck_assert (!mongo_helper_sessions_load (s, id, &out, &err));
    bson_destroy (&out);
    MH_ASSERT_OK (mongo_helper_sessions_load (s, nid, &out, &err), err);
@@ -672,13 +685,13 @@ START_TEST (server_sees_one_update_per_touch_interval_and_one_index_setup)
    setenv ("MONGO_HELPER_CONFIG", "/dev/null", 1);
    snprintf (uri, sizeof uri, "mongodb://127.0.0.1:%d/mh_touch", port);
    MH_ASSERT_OK (mongo_helper_init_uri (uri, &err), err);
-   s = store ("web_sessions", 0, 300, true);
+   s = store ("web_sessions", 0, 1000, true);
    MH_ASSERT_OK (mongo_helper_sessions_create (s, NULL, NULL, id, &err), err);
    for (int i = 0; i < 20; i++) {
       MH_ASSERT_OK (mongo_helper_sessions_touch (s, id, &wrote, &err), err);
    }
    ck_assert_int_eq (log_lines (dir, "{\"update\": \"web_sessions\""), 0);
-   sleep_ms (350);
+   sleep_ms (1100);
    for (int i = 0; i < 20; i++) {
       MH_ASSERT_OK (mongo_helper_sessions_touch (s, id, &wrote, &err), err);
    }
