@@ -772,10 +772,12 @@ bool mongo_helper_event_writer_flush (mongo_helper_event_writer_t *writer,
 void mongo_helper_event_writer_stats (mongo_helper_event_writer_t *writer,
                                       mongo_helper_event_writer_stats_t *stats);
 
-/* Writes what is queued for at most `deadline_ms` (<= 0: one attempt),
+/* Writes what is queued for at most `deadline_ms` (<= 0: one attempt; a
+ * write already under way finishes within the driver's timeouts first),
  * counts whatever is still unwritten as dropped, stops the thread and
  * frees the writer.  `final_stats` (may be NULL) receives the last
- * counters.  NULL writer is allowed. */
+ * counters.  NULL writer is allowed.  Destroy every writer before
+ * mongo_helper_shutdown(): its thread uses the pool. */
 void mongo_helper_event_writer_destroy (mongo_helper_event_writer_t *writer,
                                         int32_t deadline_ms,
                                         mongo_helper_event_writer_stats_t *final_stats);
