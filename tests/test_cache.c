@@ -363,6 +363,52 @@ START_TEST (delete_touch_and_clear_keep_the_indexes)
 }
 END_TEST
 
+
+typedef struct {
+   mongo_helper_cache_t *c;
+   bool ok;
+   mongo_helper_error_t e;
+} incr_worker_t;
+
+static void *
+incr_worker (void *arg)
+{
+   incr_worker_t *w = arg;
+
+   w->ok = true;
+   for (int i = 0; i < 10 && w->ok; i++) {
+      w->ok = mongo_helper_cache_incr (w->c, "shared", 1, 60000, NULL, &w->e);
+   }
+   mongo_helper_thread_release ();
+   return NULL;
+}
+
+START_TEST (incr_from_16_threads_loses_no_update)
+{
+   mongo_helper_cache_t *c = cache_on (mh_test_collection ("cache"), true);
+   incr_worker_t w[16];
+   pthread_t t[16];
+   int64_t r = 0;
+
+   MH_ASSERT_OK (mongo_helper_cache_ensure (c, &err), err);
+   MH_ASSERT_OK (mongo_helper_cache_incr (c, "shared", 0, 60000, &r, &err), err);
+   for (int i = 0; i < 16; i++) {
+      memset (&w[i], 0, sizeof w[i]);
+      w[i].c = c;
+      ck_assert_int_eq (pthread_create (&t[i], NULL, incr_worker, &w[i]), 0);
+   }
+   for (int i = 0; i < 16; i++) {
+      pthread_join (t[i], NULL);
+   }
+   for (int i = 0; i < 16; i++) {
+      ck_assert_msg (w[i].ok, "thread %d: %s", i, w[i].e.message);
+   }
+   MH_ASSERT_OK (mongo_helper_cache_incr (c, "shared", 0, 60000, &r, &err), err);
+   ck_assert_int_eq (r, 160);
+   mongo_helper_cache_destroy (c);
+}
+END_TEST
+
 /* ---- stampede ---- */
 
 typedef struct {
@@ -533,6 +579,7 @@ cache_suite (void)
    tcase_add_test (live, add_only_stores_when_absent_or_expired);
    tcase_add_test (live, incr_counts_atomically_and_restarts_after_expiry);
    tcase_add_test (live, get_many_returns_only_live_keys_under_their_names);
+   tcase_add_test (live, incr_from_16_threads_loses_no_update);
    tcase_add_test (live, delete_touch_and_clear_keep_the_indexes);
    tcase_add_test (live, get_or_compute_runs_the_compute_function_once_for_16_threads);
    tcase_add_test (live, waiters_time_out_on_a_held_lease_and_take_over_an_expired_one);

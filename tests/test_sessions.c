@@ -3,6 +3,7 @@
  * delete and index set-up, against the test server. */
 #define _POSIX_C_SOURCE 200809L
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
@@ -483,6 +484,52 @@ START_TEST (delete_user_removes_every_session_of_that_user_only)
 }
 END_TEST
 
+
+typedef struct {
+   mongo_helper_sessions_t *s;
+   const char *id;
+   bool ok, wrote;
+   mongo_helper_error_t e;
+} toucher_t;
+
+static void *
+toucher (void *arg)
+{
+   toucher_t *t = arg;
+
+   t->ok = mongo_helper_sessions_touch (t->s, t->id, &t->wrote, &t->e);
+   mongo_helper_thread_release ();
+   return NULL;
+}
+
+START_TEST (concurrent_touches_of_a_stale_session_write_once)
+{
+   char id[MONGO_HELPER_SESSION_ID_SIZE];
+   mongo_helper_sessions_t *s = store (mh_test_collection ("sess"), 0, 500, true);
+   toucher_t t[8];
+   pthread_t th[8];
+   int wrote = 0;
+
+   MH_ASSERT_OK (mongo_helper_sessions_create (s, NULL, NULL, id, &err), err);
+   sleep_ms (600);
+   for (int i = 0; i < 8; i++) {
+      memset (&t[i], 0, sizeof t[i]);
+      t[i].s = s;
+      t[i].id = id;
+      ck_assert_int_eq (pthread_create (&th[i], NULL, toucher, &t[i]), 0);
+   }
+   for (int i = 0; i < 8; i++) {
+      pthread_join (th[i], NULL);
+   }
+   for (int i = 0; i < 8; i++) {
+      ck_assert_msg (t[i].ok, "thread %d: %s", i, t[i].e.message);
+      wrote += t[i].wrote;
+   }
+   ck_assert_int_eq (wrote, 1);
+   mongo_helper_sessions_destroy (s);
+}
+END_TEST
+
 /* Finds index `name` in `coll`; returns its expireAfterSeconds or -1 when
  * it has none, -2 when the index is missing. */
 static int64_t
@@ -730,6 +777,7 @@ sessions_suite (void)
    tcase_add_test (live, regenerate_moves_data_to_a_new_id_and_deletes_the_old);
    tcase_add_test (live, regenerate_with_grace_keeps_the_old_id_briefly);
    tcase_add_test (live, delete_user_removes_every_session_of_that_user_only);
+   tcase_add_test (live, concurrent_touches_of_a_stale_session_write_once);
    tcase_add_test (live, ensure_creates_ttl_and_user_indexes_and_is_idempotent);
    tcase_add_test (live, ensure_changes_a_different_ttl_with_collmod_instead_of_failing);
    tcase_add_test (live, ensure_reports_a_conflicting_index_clearly_and_lazy_use_fails);
