@@ -52,6 +52,8 @@ deps:
 	done; \
 	[ -f /usr/include/iniparser/iniparser.h ] || missing="$$missing libiniparser-dev"; \
 	[ -f /usr/include/openssl/sha.h ] || missing="$$missing libssl-dev"; \
+	[ -f /usr/include/microhttpd.h ] || missing="$$missing libmicrohttpd-dev"; \
+	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
 	[ -x $(PYTHON) ] || missing="$$missing python3"; \
 	for pair in mockupdb:python3-mockupdb mongomock:python3-mongomock bson:python3-pymongo; do \
 	  mod=$${pair%%:*}; deb=$${pair#*:}; \
@@ -114,7 +116,7 @@ uninstall:
 
 # ---- examples and demo ----------------------------------------------------
 build/%: examples/%.c $(STATIC) | build
-	$(CC) $(ALL_CFLAGS) $< -o $@ $(STATIC) $(PKG_LIBS)
+	$(CC) $(ALL_CFLAGS) $< -o $@ $(STATIC) $(PKG_LIBS) $(shell pkg-config --libs libmicrohttpd)
 
 examples: $(EXAMPLES)
 
@@ -122,9 +124,9 @@ examples: $(EXAMPLES)
 demo: deps
 	@$(MAKE) --no-print-directory examples
 	@if [ -n "$$MONGO_CACHE_URI" ]; then \
-	  ./build/events_demo; \
+	  ./build/events_demo && bash examples/web_demo.sh; \
 	else \
-	  bash tests/with_server.sh sh -c 'MONGO_CACHE_URI=$$MONGO_TEST_URI ./build/events_demo'; \
+	  bash tests/with_server.sh sh -c 'export MONGO_CACHE_URI=$$MONGO_TEST_URI; ./build/events_demo && bash examples/web_demo.sh'; \
 	fi
 
 # ---- tests ----------------------------------------------------------------

@@ -5513,3 +5513,2883 @@ mongo_helper_server_status (mongo_helper_server_status_t *status,
 
 /* ---- Web-backend helpers ------------------------------------------- */
 
+
+/* Sessions, caches and user event logs.  libcrypto supplies the CSPRNG and
+ * SHA-256 (libmongoc already links it); the includes sit here so the
+ * section stays self-contained. */
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+/* The server's document limit; values near it cannot be stored with their
+ * envelope, so the check keeps a small margin for _id and dates. */
+#define MH_WEB_MAX_BSON (16 * 1024 * 1024)
+#define MH_WEB_ENVELOPE 4096
+
+static int64_t
+mh_web_now_ms (void)
+{
+   struct timespec ts;
+
+   clock_gettime (CLOCK_REALTIME, &ts);
+   return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+mh_web_sleep_ms (int64_t ms)
+{
+   struct timespec ts;
+
+   if (ms <= 0) {
+      return;
+   }
+   ts.tv_sec = (time_t) (ms / 1000);
+   ts.tv_nsec = (long) (ms % 1000) * 1000000L;
+   while (nanosleep (&ts, &ts) != 0 && errno == EINTR) {
+   }
+}
+
+/* SHA-256 as 64 lowercase hex characters.  EVP_Digest rather than SHA256()
+ * because the latter's low-level family is deprecated in OpenSSL 3. */
+static bool
+mh_web_sha256_hex (const void *data, size_t len, char out[65])
+{
+   static const char hex[] = "0123456789abcdef";
+   unsigned char md[EVP_MAX_MD_SIZE];
+   unsigned int mdlen = 0;
+
+   if (!EVP_Digest (data, len, md, &mdlen, EVP_sha256 (), NULL) || mdlen != 32) {
+      return false;
+   }
+   for (unsigned i = 0; i < 32; i++) {
+      out[2 * i] = hex[md[i] >> 4];
+      out[2 * i + 1] = hex[md[i] & 15];
+   }
+   out[64] = '\0';
+   return true;
+}
+
+/* A collection name the server accepts and that cannot address another
+ * namespace ('$' and system. are reserved). */
+static bool
+mh_web_coll_name_ok (const char *name, mongo_helper_error_t *error)
+{
+   if (!name || !*name || strlen (name) > 120 || strchr (name, '$') ||
+       strncmp (name, "system.", 7) == 0) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "collection name '%s' is empty, longer than 120 bytes, "
+                      "contains '$' or starts with 'system.': choose another",
+                      name ? name : "(null)");
+   }
+   return true;
+}
+
+static bool
+mh_web_str_ok (const char *s, const char *what, mongo_helper_error_t *error)
+{
+   if (!s || !*s || !bson_utf8_validate (s, strlen (s), false)) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "%s must be a non-empty UTF-8 string",
+                      what);
+   }
+   return true;
+}
+
+static bool
+mh_web_size_ok (size_t len, const char *what, mongo_helper_error_t *error)
+{
+   if (len > MH_WEB_MAX_BSON - MH_WEB_ENVELOPE) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "%s is %zu bytes: more than fits in one 16 MB MongoDB "
+                      "document; store it in GridFS or split it",
+                      what,
+                      len);
+   }
+   return true;
+}
+
+/* Reports a condition the library itself detected inside an operation, so
+ * mh_run() maps it like a server error (category SERVER, the given code). */
+static bool
+mh_web_berr (bson_error_t *berr, uint32_t code, const char *fmt, ...)
+   BSON_GNUC_PRINTF (3, 4);
+
+static bool
+mh_web_berr (bson_error_t *berr, uint32_t code, const char *fmt, ...)
+{
+   va_list ap;
+
+   berr->domain = MONGOC_ERROR_SERVER;
+   berr->code = code;
+   va_start (ap, fmt);
+   vsnprintf (berr->message, sizeof berr->message, fmt, ap);
+   va_end (ap);
+   return false;
+}
+
+/* -- Generic single-collection operations.  One op function covers the
+ * handful of shapes the helpers need; the context carries the request and
+ * receives the results, which are reset on entry so a repeated attempt
+ * never sees a previous one's state. */
+typedef enum {
+   MH_W_FIND_ONE,
+   MH_W_FIND_ALL,
+   MH_W_INSERT,
+   MH_W_UPDATE,
+   MH_W_REPLACE,
+   MH_W_DELETE,
+   MH_W_COUNT,
+   MH_W_FAM
+} mh_w_kind_t;
+
+typedef struct {
+   mh_w_kind_t kind;
+   const char *coll;
+   const bson_t *filter; /* the document for INSERT */
+   const bson_t *update; /* UPDATE/REPLACE/FAM */
+   const bson_t *opts;   /* find options (projection, sort, limit) */
+   bool upsert;
+   bool many;
+   /* results */
+   bson_t *found; /* FIND_ONE, FAM: initialised by the caller */
+   bson_t *array; /* FIND_ALL: initialised by the caller */
+   bool hit;
+   int64_t n; /* matched, deleted, counted or found */
+} mh_w_op_t;
+
+static int64_t
+mh_w_reply_int (const bson_t *reply, const char *field)
+{
+   bson_iter_t it;
+
+   if (bson_iter_init_find (&it, reply, field) && BSON_ITER_HOLDS_NUMBER (&it)) {
+      return bson_iter_as_int64 (&it);
+   }
+   return 0;
+}
+
+static bool
+mh_w_op_fn (mongoc_client_t *client,
+            mongoc_database_t *db,
+            void *ctx,
+            bson_error_t *berr)
+{
+   mh_w_op_t *o = ctx;
+   mongoc_collection_t *coll = mongoc_database_get_collection (db, o->coll);
+   bson_t reply = BSON_INITIALIZER;
+   bson_t uopts = BSON_INITIALIZER;
+   const bson_t *doc;
+   bool ok = false;
+
+   (void) client;
+   o->hit = false;
+   o->n = 0;
+   if (o->upsert) {
+      BSON_APPEND_BOOL (&uopts, "upsert", true);
+   }
+   switch (o->kind) {
+   case MH_W_FIND_ONE:
+   case MH_W_FIND_ALL: {
+      mongoc_cursor_t *cur;
+
+      if (o->array) {
+         bson_reinit (o->array);
+      }
+      cur = mongoc_collection_find_with_opts (coll, o->filter, o->opts, NULL);
+      while (mongoc_cursor_next (cur, &doc)) {
+         if (o->kind == MH_W_FIND_ONE) {
+            if (!o->hit) {
+               bson_destroy (o->found);
+               bson_copy_to (doc, o->found);
+               o->hit = true;
+            }
+         } else {
+            char key[16];
+            const char *k;
+
+            bson_uint32_to_string ((uint32_t) o->n, &k, key, sizeof key);
+            BSON_APPEND_DOCUMENT (o->array, k, doc);
+         }
+         o->n++;
+      }
+      ok = !mongoc_cursor_error (cur, berr);
+      mongoc_cursor_destroy (cur);
+      break;
+   }
+   case MH_W_INSERT:
+      ok = mongoc_collection_insert_one (coll, o->filter, NULL, NULL, berr);
+      o->n = ok ? 1 : 0;
+      break;
+   case MH_W_UPDATE:
+      bson_destroy (&reply);
+      ok = o->many ? mongoc_collection_update_many (
+                        coll, o->filter, o->update, &uopts, &reply, berr)
+                   : mongoc_collection_update_one (
+                        coll, o->filter, o->update, &uopts, &reply, berr);
+      o->n = mh_w_reply_int (&reply, "matchedCount") +
+             mh_w_reply_int (&reply, "upsertedCount");
+      break;
+   case MH_W_REPLACE:
+      bson_destroy (&reply);
+      ok = mongoc_collection_replace_one (
+         coll, o->filter, o->update, &uopts, &reply, berr);
+      o->n = mh_w_reply_int (&reply, "matchedCount") +
+             mh_w_reply_int (&reply, "upsertedCount");
+      break;
+   case MH_W_DELETE:
+      bson_destroy (&reply);
+      ok = o->many ? mongoc_collection_delete_many (
+                        coll, o->filter, NULL, &reply, berr)
+                   : mongoc_collection_delete_one (
+                        coll, o->filter, NULL, &reply, berr);
+      o->n = mh_w_reply_int (&reply, "deletedCount");
+      break;
+   case MH_W_COUNT:
+      o->n = mongoc_collection_count_documents (
+         coll, o->filter, NULL, NULL, NULL, berr);
+      ok = o->n >= 0;
+      break;
+   case MH_W_FAM: {
+      mongoc_find_and_modify_opts_t *fam = mongoc_find_and_modify_opts_new ();
+      bson_iter_t it;
+
+      mongoc_find_and_modify_opts_set_update (fam, o->update);
+      mongoc_find_and_modify_opts_set_flags (
+         fam,
+         MONGOC_FIND_AND_MODIFY_RETURN_NEW |
+            (o->upsert ? MONGOC_FIND_AND_MODIFY_UPSERT : 0));
+      bson_destroy (&reply);
+      ok = mongoc_collection_find_and_modify_with_opts (
+         coll, o->filter, fam, &reply, berr);
+      if (ok && bson_iter_init_find (&it, &reply, "value") &&
+          BSON_ITER_HOLDS_DOCUMENT (&it)) {
+         uint32_t len;
+         const uint8_t *data;
+         bson_t v;
+
+         bson_iter_document (&it, &len, &data);
+         if (bson_init_static (&v, data, len)) {
+            bson_destroy (o->found);
+            bson_copy_to (&v, o->found);
+            o->hit = true;
+            o->n = 1;
+         }
+      }
+      mongoc_find_and_modify_opts_destroy (fam);
+      break;
+   }
+   }
+   bson_destroy (&reply);
+   bson_destroy (&uopts);
+   mongoc_collection_destroy (coll);
+   return ok;
+}
+
+static bool
+mh_w_run (const char *what, mh_w_op_t *o, mongo_helper_error_t *error)
+{
+   unsigned flags;
+
+   switch (o->kind) {
+   case MH_W_FIND_ONE:
+   case MH_W_FIND_ALL:
+   case MH_W_COUNT:
+      flags = MH_OP_READ;
+      break;
+   case MH_W_REPLACE:
+   case MH_W_DELETE:
+      flags = MH_OP_WRITE | MH_OP_IDEMPOTENT;
+      break;
+   default:
+      flags = MH_OP_WRITE;
+      break;
+   }
+   return mh_run (what, flags, mh_w_op_fn, o, error);
+}
+
+/* -- Index set-up shared by the three helpers. */
+typedef struct {
+   const char *name;
+   const char *f1;
+   int d1;
+   const char *f2; /* NULL: one-field key */
+   int d2;
+   int64_t ttl_s; /* < 0: not a TTL index */
+} mh_web_index_t;
+
+typedef struct {
+   const char *coll;
+   const mh_web_index_t *ix;
+   size_t n;
+} mh_web_ensure_t;
+
+static bool
+mh_web_key_is (const bson_t *key, const mh_web_index_t *w)
+{
+   bson_iter_t it;
+   const char *f[2] = {w->f1, w->f2};
+   int d[2] = {w->d1, w->d2};
+   int want = w->f2 ? 2 : 1;
+   int i = 0;
+
+   if (!bson_iter_init (&it, key)) {
+      return false;
+   }
+   while (bson_iter_next (&it)) {
+      if (i >= want || strcmp (bson_iter_key (&it), f[i]) != 0 ||
+          !BSON_ITER_HOLDS_NUMBER (&it) || bson_iter_as_int64 (&it) != d[i]) {
+         return false;
+      }
+      i++;
+   }
+   return i == want;
+}
+
+static void
+mh_web_append_key (bson_t *dst, const char *field, const mh_web_index_t *w)
+{
+   bson_t key;
+
+   BSON_APPEND_DOCUMENT_BEGIN (dst, field, &key);
+   BSON_APPEND_INT32 (&key, w->f1, w->d1);
+   if (w->f2) {
+      BSON_APPEND_INT32 (&key, w->f2, w->d2);
+   }
+   bson_append_document_end (dst, &key);
+}
+
+/* Reads the existing indexes first, so an index with the right key but
+ * another TTL is changed with collMod (what "index already exists with
+ * different options" users had to do by hand), one with the right key but
+ * no TTL (or a TTL where none is wanted) is a clear error, and only the
+ * missing ones are sent to createIndexes. */
+static bool
+mh_web_ensure_op (mongoc_client_t *client,
+                  mongoc_database_t *db,
+                  void *ctx,
+                  bson_error_t *berr)
+{
+   mh_web_ensure_t *e = ctx;
+   mongoc_collection_t *coll = mongoc_database_get_collection (db, e->coll);
+   mongoc_cursor_t *cur = mongoc_collection_find_indexes_with_opts (coll, NULL);
+   bool present[8] = {false};
+   bson_t cmd = BSON_INITIALIZER;
+   bson_t arr;
+   const bson_t *doc;
+   bson_error_t cerr;
+   size_t missing = 0;
+   bool ok = true;
+
+   (void) client;
+   BSON_ASSERT (e->n <= 8);
+   while (ok && mongoc_cursor_next (cur, &doc)) {
+      bson_iter_t it;
+      uint32_t len;
+      const uint8_t *data;
+      bson_t key;
+      const char *name = "";
+      bool has_ttl = false;
+      int64_t ttl = 0;
+
+      if (!bson_iter_init_find (&it, doc, "key") ||
+          !BSON_ITER_HOLDS_DOCUMENT (&it)) {
+         continue;
+      }
+      bson_iter_document (&it, &len, &data);
+      if (!bson_init_static (&key, data, len)) {
+         continue;
+      }
+      if (bson_iter_init_find (&it, doc, "name") && BSON_ITER_HOLDS_UTF8 (&it)) {
+         name = bson_iter_utf8 (&it, NULL);
+      }
+      if (bson_iter_init_find (&it, doc, "expireAfterSeconds") &&
+          BSON_ITER_HOLDS_NUMBER (&it)) {
+         has_ttl = true;
+         ttl = bson_iter_as_int64 (&it);
+      }
+      for (size_t i = 0; ok && i < e->n; i++) {
+         const mh_web_index_t *w = &e->ix[i];
+
+         if (!mh_web_key_is (&key, w)) {
+            if (strcmp (name, w->name) == 0) {
+               ok = mh_web_berr (berr,
+                                 86,
+                                 "index '%s' on %s has another key than the "
+                                 "library needs: drop it "
+                                 "(db.%s.dropIndex('%s')) and ensure again",
+                                 name, e->coll, e->coll, name);
+            }
+            continue;
+         }
+         present[i] = true;
+         if ((w->ttl_s >= 0) != has_ttl) {
+            ok = mh_web_berr (berr,
+                              85,
+                              "index '%s' on %s.%s %s expireAfterSeconds: "
+                              "drop it (db.%s.dropIndex('%s')) and ensure "
+                              "again",
+                              name, e->coll, w->f1,
+                              has_ttl ? "has an unwanted" : "lacks the needed",
+                              e->coll, name);
+         } else if (has_ttl && ttl != w->ttl_s) {
+            bson_t *mod = BCON_NEW ("collMod", BCON_UTF8 (e->coll),
+                                    "index", "{",
+                                    "name", BCON_UTF8 (name),
+                                    "expireAfterSeconds", BCON_INT64 (w->ttl_s),
+                                    "}");
+            ok = mongoc_database_command_simple (db, mod, NULL, NULL, berr);
+            bson_destroy (mod);
+         }
+      }
+   }
+   if (ok && mongoc_cursor_error (cur, &cerr)) {
+      /* 26 NamespaceNotFound: no collection yet, so no indexes. */
+      if (cerr.code != 26) {
+         *berr = cerr;
+         ok = false;
+      }
+   }
+   mongoc_cursor_destroy (cur);
+   if (ok) {
+      BSON_APPEND_UTF8 (&cmd, "createIndexes", e->coll);
+      BSON_APPEND_ARRAY_BEGIN (&cmd, "indexes", &arr);
+      for (size_t i = 0; i < e->n; i++) {
+         char k[16];
+         const char *kk;
+         bson_t one;
+
+         if (present[i]) {
+            continue;
+         }
+         bson_uint32_to_string ((uint32_t) missing++, &kk, k, sizeof k);
+         BSON_APPEND_DOCUMENT_BEGIN (&arr, kk, &one);
+         mh_web_append_key (&one, "key", &e->ix[i]);
+         BSON_APPEND_UTF8 (&one, "name", e->ix[i].name);
+         if (e->ix[i].ttl_s >= 0) {
+            BSON_APPEND_INT64 (&one, "expireAfterSeconds", e->ix[i].ttl_s);
+         }
+         bson_append_document_end (&arr, &one);
+      }
+      bson_append_array_end (&cmd, &arr);
+      if (missing > 0) {
+         ok = mongoc_database_command_simple (db, &cmd, NULL, NULL, berr);
+      }
+   }
+   bson_destroy (&cmd);
+   mongoc_collection_destroy (coll);
+   return ok;
+}
+
+/* Lazy set-up state of one handle: ensure runs once (under the lock so
+ * many first requests send one createIndexes), and again after a failure. */
+typedef struct {
+   bool lazy;
+   atomic_bool done;
+   pthread_mutex_t lock;
+} mh_web_setup_t;
+
+static void
+mh_web_setup_init (mh_web_setup_t *s, bool lazy)
+{
+   s->lazy = lazy;
+   atomic_init (&s->done, false);
+   pthread_mutex_init (&s->lock, NULL);
+}
+
+typedef bool (*mh_web_ensure_fn) (void *handle, mongo_helper_error_t *error);
+
+static bool
+mh_web_ready (mh_web_setup_t *s,
+              mh_web_ensure_fn fn,
+              void *handle,
+              mongo_helper_error_t *error)
+{
+   bool ok = true;
+
+   if (!s->lazy || atomic_load (&s->done)) {
+      return true;
+   }
+   pthread_mutex_lock (&s->lock);
+   if (!atomic_load (&s->done)) {
+      ok = fn (handle, error);
+   }
+   pthread_mutex_unlock (&s->lock);
+   return ok;
+}
+
+static void
+mh_web_append_date (bson_t *b, const char *key, int64_t ms)
+{
+   bson_append_date_time (b, key, -1, ms);
+}
+
+/* { field: { $gt: now } } */
+static void
+mh_web_append_live (bson_t *b, const char *field, int64_t now)
+{
+   bson_t gt;
+
+   BSON_APPEND_DOCUMENT_BEGIN (b, field, &gt);
+   mh_web_append_date (&gt, "$gt", now);
+   bson_append_document_end (b, &gt);
+}
+
+/* ---- Sessions ---- */
+
+struct mongo_helper_sessions_t {
+   char *coll;
+   mongo_helper_sessions_options_t opt;
+   mh_web_setup_t setup;
+};
+
+void
+mongo_helper_sessions_options_init (mongo_helper_sessions_options_t *options)
+{
+   if (!options) {
+      return;
+   }
+   memset (options, 0, sizeof *options);
+   options->collection = "sessions";
+   options->idle_lifetime_ms = INT64_C (14) * 24 * 3600 * 1000;
+   options->absolute_lifetime_ms = 0;
+   options->touch_interval_ms = 60000;
+   options->regenerate_grace_ms = 0;
+   options->lazy_ensure = true;
+}
+
+mongo_helper_sessions_t *
+mongo_helper_sessions_new (const mongo_helper_sessions_options_t *options,
+                           mongo_helper_error_t *error)
+{
+   mongo_helper_sessions_options_t o;
+   mongo_helper_sessions_t *s;
+
+   mh_error_clear (error);
+   mongo_helper_sessions_options_init (&o);
+   if (options) {
+      o = *options;
+   }
+   if (!mh_web_coll_name_ok (o.collection, error)) {
+      return NULL;
+   }
+   if (o.idle_lifetime_ms <= 0 || o.absolute_lifetime_ms < 0 ||
+       o.touch_interval_ms < 0 || o.regenerate_grace_ms < 0) {
+      mh_fail (error,
+               MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+               0,
+               "session options: idle_lifetime_ms must be > 0 and the other "
+               "times >= 0");
+      return NULL;
+   }
+   s = bson_malloc0 (sizeof *s);
+   s->coll = bson_strdup (o.collection);
+   s->opt = o;
+   s->opt.collection = s->coll;
+   mh_web_setup_init (&s->setup, o.lazy_ensure);
+   return s;
+}
+
+void
+mongo_helper_sessions_destroy (mongo_helper_sessions_t *sessions)
+{
+   if (!sessions) {
+      return;
+   }
+   pthread_mutex_destroy (&sessions->setup.lock);
+   bson_free (sessions->coll);
+   bson_free (sessions);
+}
+
+bool
+mongo_helper_sessions_ensure (mongo_helper_sessions_t *sessions,
+                              mongo_helper_error_t *error)
+{
+   mh_web_index_t ix[] = {
+      {"expiresAt_ttl", "expiresAt", 1, NULL, 0, 0},
+      {"userId_1", "userId", 1, NULL, 0, -1},
+   };
+   mh_web_ensure_t e;
+
+   mh_error_clear (error);
+   if (!sessions) {
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                      "mongo_helper_sessions_ensure: sessions is NULL");
+   }
+   e.coll = sessions->coll;
+   e.ix = ix;
+   e.n = 2;
+   if (!mh_run ("ensure sessions indexes",
+                MH_OP_WRITE | MH_OP_IDEMPOTENT,
+                mh_web_ensure_op,
+                &e,
+                error)) {
+      return false;
+   }
+   atomic_store (&sessions->setup.done, true);
+   return true;
+}
+
+static bool
+mh_sessions_ensure_cb (void *h, mongo_helper_error_t *error)
+{
+   return mongo_helper_sessions_ensure (h, error);
+}
+
+/* base64url without padding (RFC 4648 section 5). */
+static void
+mh_b64url (const uint8_t *in, size_t n, char *out)
+{
+   static const char a[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+   size_t i, o = 0;
+
+   for (i = 0; i + 2 < n; i += 3) {
+      uint32_t v = (uint32_t) in[i] << 16 | (uint32_t) in[i + 1] << 8 | in[i + 2];
+      out[o++] = a[(v >> 18) & 63];
+      out[o++] = a[(v >> 12) & 63];
+      out[o++] = a[(v >> 6) & 63];
+      out[o++] = a[v & 63];
+   }
+   if (n - i == 1) {
+      uint32_t v = (uint32_t) in[i] << 16;
+      out[o++] = a[(v >> 18) & 63];
+      out[o++] = a[(v >> 12) & 63];
+   } else if (n - i == 2) {
+      uint32_t v = (uint32_t) in[i] << 16 | (uint32_t) in[i + 1] << 8;
+      out[o++] = a[(v >> 18) & 63];
+      out[o++] = a[(v >> 12) & 63];
+      out[o++] = a[(v >> 6) & 63];
+   }
+   out[o] = '\0';
+}
+
+static bool
+mh_session_id_new (char out[MONGO_HELPER_SESSION_ID_SIZE],
+                   mongo_helper_error_t *error)
+{
+   uint8_t raw[32];
+
+   if (RAND_bytes (raw, (int) sizeof raw) != 1) {
+      return mh_fail (error, MONGO_HELPER_ERROR_INTERNAL, 0,
+                      "the operating system's random generator failed "
+                      "(OpenSSL RAND_bytes): no session id was made");
+   }
+   mh_b64url (raw, sizeof raw, out);
+   return true;
+}
+
+/* Validates a client-supplied id (exact length and alphabet, so nothing
+ * else ever reaches a filter) and hashes it to the stored _id.  A
+ * malformed id is NOT_FOUND: it comes from a cookie, not from code. */
+static bool
+mh_session_key (const char *id, char hex[65], mongo_helper_error_t *error)
+{
+   size_t i;
+
+   if (!id) {
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                      "session id is NULL");
+   }
+   for (i = 0; id[i] && i <= MONGO_HELPER_SESSION_ID_LEN; i++) {
+      char c = id[i];
+      if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+            (c >= '0' && c <= '9') || c == '-' || c == '_')) {
+         break;
+      }
+   }
+   if (i != MONGO_HELPER_SESSION_ID_LEN || id[i] != '\0') {
+      return mh_fail (error, MONGO_HELPER_ERROR_NOT_FOUND, 0,
+                      "no such session: the id is not a well-formed session "
+                      "id (43 base64url characters)");
+   }
+   if (!mh_web_sha256_hex (id, MONGO_HELPER_SESSION_ID_LEN, hex)) {
+      return mh_fail (error, MONGO_HELPER_ERROR_INTERNAL, 0,
+                      "SHA-256 of the session id failed (OpenSSL)");
+   }
+   return true;
+}
+
+static bool
+mh_sessions_begin (mongo_helper_sessions_t *s,
+                   const char *id,
+                   char hex[65],
+                   mongo_helper_error_t *error)
+{
+   mh_error_clear (error);
+   if (!s) {
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                      "sessions handle is NULL");
+   }
+   if (hex && !mh_session_key (id, hex, error)) {
+      return false;
+   }
+   return mh_web_ready (&s->setup, mh_sessions_ensure_cb, s, error);
+}
+
+static bool
+mh_session_not_found (mongo_helper_error_t *error)
+{
+   return mh_fail (error, MONGO_HELPER_ERROR_NOT_FOUND, 0,
+                   "no such session (unknown or expired): start a new one");
+}
+
+/* { _id: hex, expiresAt: { $gt: now } } */
+static void
+mh_session_filter (bson_t *f, const char *hex, int64_t now)
+{
+   BSON_APPEND_UTF8 (f, "_id", hex);
+   mh_web_append_live (f, "expiresAt", now);
+}
+
+static int64_t
+mh_session_expiry (const mongo_helper_sessions_t *s, int64_t now, int64_t abs_exp)
+{
+   int64_t e = now + s->opt.idle_lifetime_ms;
+   return abs_exp > 0 && abs_exp < e ? abs_exp : e;
+}
+
+static bool
+mh_session_insert (mongo_helper_sessions_t *s,
+                   const char *what,
+                   const bson_t *data,
+                   const char *user_id,
+                   int64_t created,
+                   int64_t abs_exp,
+                   char id_out[MONGO_HELPER_SESSION_ID_SIZE],
+                   mongo_helper_error_t *error)
+{
+   char id[MONGO_HELPER_SESSION_ID_SIZE];
+   char hex[65];
+   bson_t doc = BSON_INITIALIZER;
+   bson_t empty = BSON_INITIALIZER;
+   int64_t now = mh_web_now_ms ();
+   mh_w_op_t o = {0};
+   bool ok;
+
+   if (!mh_session_id_new (id, error) || !mh_session_key (id, hex, error)) {
+      bson_destroy (&doc);
+      bson_destroy (&empty);
+      return false;
+   }
+   if (created == 0) { /* a new session, not a regenerated one */
+      created = now;
+      abs_exp = s->opt.absolute_lifetime_ms > 0
+                   ? now + s->opt.absolute_lifetime_ms
+                   : 0;
+   }
+   BSON_APPEND_UTF8 (&doc, "_id", hex);
+   BSON_APPEND_DOCUMENT (&doc, "data", data ? data : &empty);
+   if (user_id) {
+      BSON_APPEND_UTF8 (&doc, "userId", user_id);
+   }
+   mh_web_append_date (&doc, "createdAt", created);
+   mh_web_append_date (&doc, "lastSeen", now);
+   mh_web_append_date (&doc, "expiresAt", mh_session_expiry (s, now, abs_exp));
+   if (abs_exp > 0) {
+      mh_web_append_date (&doc, "absoluteExpiresAt", abs_exp);
+   }
+   o.kind = MH_W_INSERT;
+   o.coll = s->coll;
+   o.filter = &doc;
+   ok = mh_w_run (what, &o, error);
+   if (ok) {
+      memcpy (id_out, id, sizeof id);
+   }
+   bson_destroy (&doc);
+   bson_destroy (&empty);
+   return ok;
+}
+
+bool
+mongo_helper_sessions_create (mongo_helper_sessions_t *sessions,
+                              const bson_t *data,
+                              const char *user_id,
+                              char id_out[MONGO_HELPER_SESSION_ID_SIZE],
+                              mongo_helper_error_t *error)
+{
+   if (!mh_sessions_begin (sessions, NULL, NULL, error)) {
+      return false;
+   }
+   if (!id_out) {
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                      "mongo_helper_sessions_create: id_out is NULL");
+   }
+   if (user_id && !mh_web_str_ok (user_id, "user_id", error)) {
+      return false;
+   }
+   if (data && !mh_web_size_ok (data->len, "session data", error)) {
+      return false;
+   }
+   return mh_session_insert (
+      sessions, "create session", data, user_id, 0, 0, id_out, error);
+}
+
+/* Reads the live session document (all fields) into `doc`. */
+static bool
+mh_session_read (mongo_helper_sessions_t *s,
+                 const char *hex,
+                 bson_t *doc,
+                 mongo_helper_error_t *error)
+{
+   bson_t f = BSON_INITIALIZER;
+   mh_w_op_t o = {0};
+   bool ok;
+
+   mh_session_filter (&f, hex, mh_web_now_ms ());
+   o.kind = MH_W_FIND_ONE;
+   o.coll = s->coll;
+   o.filter = &f;
+   o.found = doc;
+   ok = mh_w_run ("load session", &o, error);
+   bson_destroy (&f);
+   if (ok && !o.hit) {
+      return mh_session_not_found (error);
+   }
+   return ok;
+}
+
+static int64_t
+mh_doc_date (const bson_t *doc, const char *field)
+{
+   bson_iter_t it;
+
+   if (bson_iter_init_find (&it, doc, field) && BSON_ITER_HOLDS_DATE_TIME (&it)) {
+      return bson_iter_date_time (&it);
+   }
+   return 0;
+}
+
+bool
+mongo_helper_sessions_load (mongo_helper_sessions_t *sessions,
+                            const char *id,
+                            bson_t *data_out,
+                            mongo_helper_error_t *error)
+{
+   char hex[65];
+   bson_t doc = BSON_INITIALIZER;
+   bson_iter_t it;
+   bool ok;
+
+   if (data_out) {
+      bson_init (data_out);
+   }
+   if (!mh_sessions_begin (sessions, id, hex, error)) {
+      bson_destroy (&doc);
+      return false;
+   }
+   if (!data_out) {
+      bson_destroy (&doc);
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                      "mongo_helper_sessions_load: data_out is NULL");
+   }
+   ok = mh_session_read (sessions, hex, &doc, error);
+   if (ok && bson_iter_init_find (&it, &doc, "data") &&
+       BSON_ITER_HOLDS_DOCUMENT (&it)) {
+      uint32_t len;
+      const uint8_t *d;
+      bson_t v;
+
+      bson_iter_document (&it, &len, &d);
+      if (bson_init_static (&v, d, len)) {
+         bson_destroy (data_out);
+         bson_copy_to (&v, data_out);
+      }
+   }
+   bson_destroy (&doc);
+   return ok;
+}
+
+/* One update on a live session; NOT_FOUND when it matched nothing. */
+static bool
+mh_session_update (mongo_helper_sessions_t *s,
+                   const char *what,
+                   const char *hex,
+                   const bson_t *update,
+                   mongo_helper_error_t *error)
+{
+   bson_t f = BSON_INITIALIZER;
+   mh_w_op_t o = {0};
+   bool ok;
+
+   mh_session_filter (&f, hex, mh_web_now_ms ());
+   o.kind = MH_W_UPDATE;
+   o.coll = s->coll;
+   o.filter = &f;
+   o.update = update;
+   ok = mh_w_run (what, &o, error);
+   bson_destroy (&f);
+   if (ok && o.n == 0) {
+      return mh_session_not_found (error);
+   }
+   return ok;
+}
+
+bool
+mongo_helper_sessions_save (mongo_helper_sessions_t *sessions,
+                            const char *id,
+                            const bson_t *data,
+                            mongo_helper_error_t *error)
+{
+   char hex[65];
+   bson_t *u;
+   bool ok;
+
+   if (!mh_sessions_begin (sessions, id, hex, error)) {
+      return false;
+   }
+   if (!data) {
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                      "mongo_helper_sessions_save: data is NULL");
+   }
+   if (!mh_web_size_ok (data->len, "session data", error)) {
+      return false;
+   }
+   u = BCON_NEW ("$set", "{", "data", BCON_DOCUMENT (data), "}");
+   ok = mh_session_update (sessions, "save session", hex, u, error);
+   bson_destroy (u);
+   return ok;
+}
+
+bool
+mongo_helper_sessions_set (mongo_helper_sessions_t *sessions,
+                           const char *id,
+                           const bson_t *fields,
+                           mongo_helper_error_t *error)
+{
+   char hex[65];
+   bson_t u = BSON_INITIALIZER;
+   bson_t set;
+   bson_iter_t it;
+   bool ok = true;
+   int n = 0;
+
+   if (!mh_sessions_begin (sessions, id, hex, error)) {
+      bson_destroy (&u);
+      return false;
+   }
+   if (!fields || !mh_web_size_ok (fields->len, "session fields", error) ||
+       !bson_iter_init (&it, fields)) {
+      bson_destroy (&u);
+      return fields ? false
+                    : mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                               "mongo_helper_sessions_set: fields is NULL");
+   }
+   BSON_APPEND_DOCUMENT_BEGIN (&u, "$set", &set);
+   while (ok && bson_iter_next (&it)) {
+      const char *k = bson_iter_key (&it);
+      char *path;
+
+      if (!*k || k[0] == '$') {
+         ok = mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                       "session field name '%s' is empty or starts with '$'", k);
+         break;
+      }
+      path = bson_strdup_printf ("data.%s", k);
+      bson_append_iter (&set, path, -1, &it);
+      bson_free (path);
+      n++;
+   }
+   bson_append_document_end (&u, &set);
+   if (ok && n == 0) {
+      ok = mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                    "mongo_helper_sessions_set: fields is empty");
+   }
+   if (ok) {
+      ok = mh_session_update (sessions, "set session fields", hex, &u, error);
+   }
+   bson_destroy (&u);
+   return ok;
+}
+
+bool
+mongo_helper_sessions_unset (mongo_helper_sessions_t *sessions,
+                             const char *id,
+                             const char *const *fields,
+                             size_t n,
+                             mongo_helper_error_t *error)
+{
+   char hex[65];
+   bson_t u = BSON_INITIALIZER;
+   bson_t unset;
+   bool ok = true;
+
+   if (!mh_sessions_begin (sessions, id, hex, error)) {
+      bson_destroy (&u);
+      return false;
+   }
+   if (!fields || n == 0) {
+      bson_destroy (&u);
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                      "mongo_helper_sessions_unset: no fields given");
+   }
+   BSON_APPEND_DOCUMENT_BEGIN (&u, "$unset", &unset);
+   for (size_t i = 0; ok && i < n; i++) {
+      char *path;
+
+      if (!fields[i] || !*fields[i] || fields[i][0] == '$') {
+         ok = mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                       "session field name %zu is NULL, empty or starts "
+                       "with '$'", i);
+         break;
+      }
+      path = bson_strdup_printf ("data.%s", fields[i]);
+      BSON_APPEND_UTF8 (&unset, path, "");
+      bson_free (path);
+   }
+   bson_append_document_end (&u, &unset);
+   if (ok) {
+      ok = mh_session_update (sessions, "unset session fields", hex, &u, error);
+   }
+   bson_destroy (&u);
+   return ok;
+}
+
+bool
+mongo_helper_sessions_set_user (mongo_helper_sessions_t *sessions,
+                                const char *id,
+                                const char *user_id,
+                                mongo_helper_error_t *error)
+{
+   char hex[65];
+   bson_t *u;
+   bool ok;
+
+   if (!mh_sessions_begin (sessions, id, hex, error)) {
+      return false;
+   }
+   if (user_id && !mh_web_str_ok (user_id, "user_id", error)) {
+      return false;
+   }
+   u = user_id ? BCON_NEW ("$set", "{", "userId", BCON_UTF8 (user_id), "}")
+               : BCON_NEW ("$unset", "{", "userId", BCON_UTF8 (""), "}");
+   ok = mh_session_update (sessions, "set session user", hex, u, error);
+   bson_destroy (u);
+   return ok;
+}
+
+bool
+mongo_helper_sessions_touch (mongo_helper_sessions_t *sessions,
+                             const char *id,
+                             bool *wrote,
+                             mongo_helper_error_t *error)
+{
+   char hex[65];
+   bson_t doc = BSON_INITIALIZER;
+   bson_t f = BSON_INITIALIZER;
+   bson_t u = BSON_INITIALIZER;
+   bson_t set, lt;
+   mh_w_op_t o = {0};
+   int64_t now = mh_web_now_ms ();
+   int64_t threshold;
+   bool ok;
+
+   if (wrote) {
+      *wrote = false;
+   }
+   ok = mh_sessions_begin (sessions, id, hex, error) &&
+        mh_session_read (sessions, hex, &doc, error);
+   if (!ok) {
+      goto cleanup;
+   }
+   threshold = now - sessions->opt.touch_interval_ms;
+   if (mh_doc_date (&doc, "lastSeen") >= threshold) {
+      goto cleanup; /* fresh enough: the whole point is not writing */
+   }
+   /* The lastSeen condition makes concurrent touches of one session write
+    * once between them. */
+   mh_session_filter (&f, hex, now);
+   BSON_APPEND_DOCUMENT_BEGIN (&f, "lastSeen", &lt);
+   mh_web_append_date (&lt, "$lt", threshold);
+   bson_append_document_end (&f, &lt);
+   BSON_APPEND_DOCUMENT_BEGIN (&u, "$set", &set);
+   mh_web_append_date (&set, "lastSeen", now);
+   mh_web_append_date (&set, "expiresAt",
+                       mh_session_expiry (sessions, now,
+                                          mh_doc_date (&doc, "absoluteExpiresAt")));
+   bson_append_document_end (&u, &set);
+   o.kind = MH_W_UPDATE;
+   o.coll = sessions->coll;
+   o.filter = &f;
+   o.update = &u;
+   ok = mh_w_run ("touch session", &o, error);
+   if (ok && wrote) {
+      *wrote = o.n > 0;
+   }
+cleanup:
+   bson_destroy (&doc);
+   bson_destroy (&f);
+   bson_destroy (&u);
+   return ok;
+}
+
+bool
+mongo_helper_sessions_delete (mongo_helper_sessions_t *sessions,
+                              const char *id,
+                              mongo_helper_error_t *error)
+{
+   char hex[65];
+   bson_t f = BSON_INITIALIZER;
+   mh_w_op_t o = {0};
+   mongo_helper_error_t local;
+   bool ok;
+
+   if (!error) {
+      error = &local;
+   }
+   if (!mh_sessions_begin (sessions, id, hex, error)) {
+      bson_destroy (&f);
+      /* A malformed id names no session, so it is already deleted. */
+      if (error->category == MONGO_HELPER_ERROR_NOT_FOUND) {
+         mh_error_clear (error);
+         return true;
+      }
+      return false;
+   }
+   BSON_APPEND_UTF8 (&f, "_id", hex);
+   o.kind = MH_W_DELETE;
+   o.coll = sessions->coll;
+   o.filter = &f;
+   ok = mh_w_run ("delete session", &o, error);
+   bson_destroy (&f);
+   return ok;
+}
+
+bool
+mongo_helper_sessions_regenerate (mongo_helper_sessions_t *sessions,
+                                  const char *old_id,
+                                  char new_id_out[MONGO_HELPER_SESSION_ID_SIZE],
+                                  mongo_helper_error_t *error)
+{
+   char hex[65];
+   bson_t doc = BSON_INITIALIZER;
+   bson_t data = BSON_INITIALIZER;
+   bson_t f = BSON_INITIALIZER;
+   bson_iter_t it;
+   const char *user = NULL;
+   mh_w_op_t o = {0};
+   bson_t *u = NULL;
+   bool ok;
+
+   ok = mh_sessions_begin (sessions, old_id, hex, error);
+   if (ok && !new_id_out) {
+      ok = mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                    "mongo_helper_sessions_regenerate: new_id_out is NULL");
+   }
+   ok = ok && mh_session_read (sessions, hex, &doc, error);
+   if (!ok) {
+      goto cleanup;
+   }
+   if (bson_iter_init_find (&it, &doc, "data") && BSON_ITER_HOLDS_DOCUMENT (&it)) {
+      uint32_t len;
+      const uint8_t *d;
+      bson_t v;
+
+      bson_iter_document (&it, &len, &d);
+      if (bson_init_static (&v, d, len)) {
+         bson_destroy (&data);
+         bson_copy_to (&v, &data);
+      }
+   }
+   if (bson_iter_init_find (&it, &doc, "userId") && BSON_ITER_HOLDS_UTF8 (&it)) {
+      user = bson_iter_utf8 (&it, NULL);
+   }
+   ok = mh_session_insert (sessions, "regenerate session", &data, user,
+                           mh_doc_date (&doc, "createdAt"),
+                           mh_doc_date (&doc, "absoluteExpiresAt"),
+                           new_id_out, error);
+   if (!ok) {
+      goto cleanup;
+   }
+   BSON_APPEND_UTF8 (&f, "_id", hex);
+   o.coll = sessions->coll;
+   o.filter = &f;
+   if (sessions->opt.regenerate_grace_ms > 0) {
+      int64_t grace = mh_web_now_ms () + sessions->opt.regenerate_grace_ms;
+      int64_t cur = mh_doc_date (&doc, "expiresAt");
+
+      u = BCON_NEW ("$set", "{", "expiresAt",
+                    BCON_DATE_TIME (cur && cur < grace ? cur : grace), "}");
+      o.kind = MH_W_UPDATE;
+      o.update = u;
+      ok = mh_w_run ("shorten the old session", &o, error);
+   } else {
+      o.kind = MH_W_DELETE;
+      ok = mh_w_run ("delete the old session", &o, error);
+   }
+cleanup:
+   bson_destroy (u);
+   bson_destroy (&doc);
+   bson_destroy (&data);
+   bson_destroy (&f);
+   return ok;
+}
+
+bool
+mongo_helper_sessions_delete_user (mongo_helper_sessions_t *sessions,
+                                   const char *user_id,
+                                   int64_t *deleted,
+                                   mongo_helper_error_t *error)
+{
+   bson_t f = BSON_INITIALIZER;
+   mh_w_op_t o = {0};
+   bool ok;
+
+   if (deleted) {
+      *deleted = 0;
+   }
+   if (!mh_sessions_begin (sessions, NULL, NULL, error) ||
+       !mh_web_str_ok (user_id, "user_id", error)) {
+      bson_destroy (&f);
+      return false;
+   }
+   BSON_APPEND_UTF8 (&f, "userId", user_id);
+   o.kind = MH_W_DELETE;
+   o.many = true;
+   o.coll = sessions->coll;
+   o.filter = &f;
+   ok = mh_w_run ("delete a user's sessions", &o, error);
+   if (ok && deleted) {
+      *deleted = o.n;
+   }
+   bson_destroy (&f);
+   return ok;
+}
+
+bool
+mongo_helper_sessions_count (mongo_helper_sessions_t *sessions,
+                             const char *user_id,
+                             int64_t *count,
+                             mongo_helper_error_t *error)
+{
+   bson_t f = BSON_INITIALIZER;
+   mh_w_op_t o = {0};
+   bool ok;
+
+   if (count) {
+      *count = 0;
+   }
+   if (!mh_sessions_begin (sessions, NULL, NULL, error) ||
+       (user_id && !mh_web_str_ok (user_id, "user_id", error))) {
+      bson_destroy (&f);
+      return false;
+   }
+   if (!count) {
+      bson_destroy (&f);
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                      "mongo_helper_sessions_count: count is NULL");
+   }
+   if (user_id) {
+      BSON_APPEND_UTF8 (&f, "userId", user_id);
+   }
+   mh_web_append_live (&f, "expiresAt", mh_web_now_ms ());
+   o.kind = MH_W_COUNT;
+   o.coll = sessions->coll;
+   o.filter = &f;
+   ok = mh_w_run ("count sessions", &o, error);
+   if (ok) {
+      *count = o.n;
+   }
+   bson_destroy (&f);
+   return ok;
+}
+
+/* ---- Cache ---- */
+
+struct mongo_helper_cache_t {
+   char *coll;
+   mongo_helper_cache_options_t opt;
+   mh_web_setup_t setup;
+};
+
+void
+mongo_helper_cache_options_init (mongo_helper_cache_options_t *options)
+{
+   if (!options) {
+      return;
+   }
+   memset (options, 0, sizeof *options);
+   options->collection = "cache";
+   options->default_ttl_ms = 300000;
+   options->max_key_length = 200;
+   options->lease_ms = 10000;
+   options->wait_ms = 5000;
+   options->poll_ms = 25;
+   options->lazy_ensure = true;
+}
+
+mongo_helper_cache_t *
+mongo_helper_cache_new (const mongo_helper_cache_options_t *options,
+                        mongo_helper_error_t *error)
+{
+   mongo_helper_cache_options_t o;
+   mongo_helper_cache_t *c;
+
+   mh_error_clear (error);
+   mongo_helper_cache_options_init (&o);
+   if (options) {
+      o = *options;
+   }
+   if (!mh_web_coll_name_ok (o.collection, error)) {
+      return NULL;
+   }
+   if (o.max_key_length < 1 || o.max_key_length > 1000 || o.lease_ms <= 0 ||
+       o.wait_ms < 0 || o.poll_ms <= 0) {
+      mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+               "cache options: max_key_length must be 1..1000, lease_ms and "
+               "poll_ms > 0, wait_ms >= 0");
+      return NULL;
+   }
+   c = bson_malloc0 (sizeof *c);
+   c->coll = bson_strdup (o.collection);
+   c->opt = o;
+   c->opt.collection = c->coll;
+   mh_web_setup_init (&c->setup, o.lazy_ensure);
+   return c;
+}
+
+void
+mongo_helper_cache_destroy (mongo_helper_cache_t *cache)
+{
+   if (!cache) {
+      return;
+   }
+   pthread_mutex_destroy (&cache->setup.lock);
+   bson_free (cache->coll);
+   bson_free (cache);
+}
+
+bool
+mongo_helper_cache_ensure (mongo_helper_cache_t *cache,
+                           mongo_helper_error_t *error)
+{
+   mh_web_index_t ix[] = {{"expiresAt_ttl", "expiresAt", 1, NULL, 0, 0}};
+   mh_web_ensure_t e;
+
+   mh_error_clear (error);
+   if (!cache) {
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                      "mongo_helper_cache_ensure: cache is NULL");
+   }
+   e.coll = cache->coll;
+   e.ix = ix;
+   e.n = 1;
+   if (!mh_run ("ensure cache indexes", MH_OP_WRITE | MH_OP_IDEMPOTENT,
+                mh_web_ensure_op, &e, error)) {
+      return false;
+   }
+   atomic_store (&cache->setup.done, true);
+   return true;
+}
+
+static bool
+mh_cache_ensure_cb (void *h, mongo_helper_error_t *error)
+{
+   return mongo_helper_cache_ensure (h, error);
+}
+
+/* Appends the stored _id of `key` under `field`: the key itself, or for a
+ * long key { p: prefix, h: SHA-256 } (a document never equals a string,
+ * so a crafted short key cannot collide with a hashed one). */
+static bool
+mh_cache_append_id (const mongo_helper_cache_t *c,
+                    bson_t *dst,
+                    const char *field,
+                    const char *key,
+                    mongo_helper_error_t *error)
+{
+   size_t len;
+
+   if (!mh_web_str_ok (key, "cache key", error)) {
+      return false;
+   }
+   len = strlen (key);
+   if (len <= c->opt.max_key_length) {
+      BSON_APPEND_UTF8 (dst, field, key);
+   } else {
+      char hex[65];
+      bson_t sub;
+      size_t p = 64;
+
+      if (!mh_web_sha256_hex (key, len, hex)) {
+         return mh_fail (error, MONGO_HELPER_ERROR_INTERNAL, 0,
+                         "SHA-256 of the cache key failed (OpenSSL)");
+      }
+      /* Cut the readable prefix on a UTF-8 character boundary. */
+      while (p > 0 && ((unsigned char) key[p] & 0xC0) == 0x80) {
+         p--;
+      }
+      BSON_APPEND_DOCUMENT_BEGIN (dst, field, &sub);
+      bson_append_utf8 (&sub, "p", 1, key, (int) p);
+      BSON_APPEND_UTF8 (&sub, "h", hex);
+      bson_append_document_end (dst, &sub);
+   }
+   return true;
+}
+
+/* Live: no expiresAt (never expires) or expiresAt in the future. */
+static void
+mh_cache_append_live (bson_t *f, int64_t now)
+{
+   bson_t or, a, b, ex;
+
+   BSON_APPEND_ARRAY_BEGIN (f, "$or", &or);
+   BSON_APPEND_DOCUMENT_BEGIN (&or, "0", &a);
+   mh_web_append_live (&a, "expiresAt", now);
+   bson_append_document_end (&or, &a);
+   BSON_APPEND_DOCUMENT_BEGIN (&or, "1", &b);
+   BSON_APPEND_DOCUMENT_BEGIN (&b, "expiresAt", &ex);
+   BSON_APPEND_BOOL (&ex, "$exists", false);
+   bson_append_document_end (&b, &ex);
+   bson_append_document_end (&or, &b);
+   bson_append_array_end (f, &or);
+}
+
+static bool
+mh_cache_begin (mongo_helper_cache_t *c,
+                const char *key,
+                bson_t *filter,
+                bool live,
+                mongo_helper_error_t *error)
+{
+   mh_error_clear (error);
+   if (!c) {
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                      "cache handle is NULL");
+   }
+   if (filter) {
+      if (!mh_cache_append_id (c, filter, "_id", key, error)) {
+         return false;
+      }
+      if (live) {
+         mh_cache_append_live (filter, mh_web_now_ms ());
+      }
+   }
+   return mh_web_ready (&c->setup, mh_cache_ensure_cb, c, error);
+}
+
+static int64_t
+mh_cache_ttl (const mongo_helper_cache_t *c, int64_t ttl_ms)
+{
+   return ttl_ms == 0 ? c->opt.default_ttl_ms : ttl_ms;
+}
+
+static void
+mh_cache_append_expiry (const mongo_helper_cache_t *c, bson_t *b, int64_t ttl_ms)
+{
+   int64_t ttl = mh_cache_ttl (c, ttl_ms);
+
+   if (ttl > 0) {
+      mh_web_append_date (b, "expiresAt", mh_web_now_ms () + ttl);
+   }
+}
+
+static bool
+mh_cache_not_found (const char *key, mongo_helper_error_t *error)
+{
+   return mh_fail (error, MONGO_HELPER_ERROR_NOT_FOUND, 0,
+                   "cache key '%.64s' has no live value", key);
+}
+
+/* Stores { value: <value_iter's value>, expiresAt } under key (upsert). */
+static bool
+mh_cache_store (mongo_helper_cache_t *c,
+                const char *key,
+                bson_t *entry,
+                mongo_helper_error_t *error)
+{
+   bson_t f = BSON_INITIALIZER;
+   mh_w_op_t o = {0};
+   bool ok;
+
+   ok = mh_cache_begin (c, key, &f, false, error);
+   if (ok) {
+      o.kind = MH_W_REPLACE;
+      o.coll = c->coll;
+      o.filter = &f;
+      o.update = entry;
+      o.upsert = true;
+      ok = mh_w_run ("cache set", &o, error);
+   }
+   bson_destroy (&f);
+   return ok;
+}
+
+bool
+mongo_helper_cache_set (mongo_helper_cache_t *cache,
+                        const char *key,
+                        const bson_t *value,
+                        int64_t ttl_ms,
+                        mongo_helper_error_t *error)
+{
+   bson_t entry = BSON_INITIALIZER;
+   bool ok;
+
+   mh_error_clear (error);
+   if (!value) {
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                      "mongo_helper_cache_set: value is NULL");
+   }
+   if (!cache || !mh_web_size_ok (value->len, "cache value", error)) {
+      return cache ? false
+                   : mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                              "cache handle is NULL");
+   }
+   BSON_APPEND_DOCUMENT (&entry, "value", value);
+   mh_cache_append_expiry (cache, &entry, ttl_ms);
+   ok = mh_cache_store (cache, key, &entry, error);
+   bson_destroy (&entry);
+   return ok;
+}
+
+bool
+mongo_helper_cache_set_bytes (mongo_helper_cache_t *cache,
+                              const char *key,
+                              const uint8_t *data,
+                              size_t len,
+                              int64_t ttl_ms,
+                              mongo_helper_error_t *error)
+{
+   bson_t entry = BSON_INITIALIZER;
+   static const uint8_t none = 0;
+   bool ok;
+
+   mh_error_clear (error);
+   if ((!data && len > 0) || !cache) {
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                      "mongo_helper_cache_set_bytes: cache or data is NULL");
+   }
+   if (!mh_web_size_ok (len, "cache value", error)) {
+      return false;
+   }
+   bson_append_binary (&entry, "value", 5, BSON_SUBTYPE_BINARY,
+                       data ? data : &none, (uint32_t) len);
+   mh_cache_append_expiry (cache, &entry, ttl_ms);
+   ok = mh_cache_store (cache, key, &entry, error);
+   bson_destroy (&entry);
+   return ok;
+}
+
+/* Removes `key`'s document if it is expired but not yet reaped by the TTL
+ * monitor; returns true if it did (so an insert may be retried). */
+static bool
+mh_cache_reap (mongo_helper_cache_t *c, const bson_t *id_filter)
+{
+   bson_t f = BSON_INITIALIZER;
+   bson_t lte;
+   bson_iter_t it;
+   mh_w_op_t o = {0};
+   bool ok;
+
+   if (bson_iter_init_find (&it, id_filter, "_id")) {
+      bson_append_iter (&f, "_id", 3, &it);
+   }
+   BSON_APPEND_DOCUMENT_BEGIN (&f, "expiresAt", &lte);
+   mh_web_append_date (&lte, "$lte", mh_web_now_ms ());
+   bson_append_document_end (&f, &lte);
+   o.kind = MH_W_DELETE;
+   o.coll = c->coll;
+   o.filter = &f;
+   ok = mh_w_run ("cache reap expired", &o, NULL);
+   bson_destroy (&f);
+   return ok && o.n > 0;
+}
+
+/* Inserts `doc` (which carries its _id); one retry after reaping an
+ * expired document that still holds the _id. */
+static bool
+mh_cache_insert (mongo_helper_cache_t *c,
+                 const char *what,
+                 const bson_t *doc,
+                 mongo_helper_error_t *error)
+{
+   mh_w_op_t o = {0};
+
+   o.kind = MH_W_INSERT;
+   o.coll = c->coll;
+   o.filter = doc;
+   if (mh_w_run (what, &o, error)) {
+      return true;
+   }
+   if (error && error->category == MONGO_HELPER_ERROR_DUPLICATE_KEY &&
+       mh_cache_reap (c, doc)) {
+      mh_error_clear (error);
+      return mh_w_run (what, &o, error);
+   }
+   return false;
+}
+
+bool
+mongo_helper_cache_add (mongo_helper_cache_t *cache,
+                        const char *key,
+                        const bson_t *value,
+                        int64_t ttl_ms,
+                        mongo_helper_error_t *error)
+{
+   bson_t doc = BSON_INITIALIZER;
+   mongo_helper_error_t local;
+   bool ok;
+
+   if (!error) {
+      error = &local;
+   }
+   ok = mh_cache_begin (cache, key, &doc, false, error);
+   if (ok && !value) {
+      ok = mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                    "mongo_helper_cache_add: value is NULL");
+   }
+   ok = ok && mh_web_size_ok (value->len, "cache value", error);
+   if (ok) {
+      BSON_APPEND_DOCUMENT (&doc, "value", value);
+      mh_cache_append_expiry (cache, &doc, ttl_ms);
+      ok = mh_cache_insert (cache, "cache add", &doc, error);
+      if (!ok && error->category == MONGO_HELPER_ERROR_DUPLICATE_KEY) {
+         mh_fail (error, MONGO_HELPER_ERROR_DUPLICATE_KEY, 11000,
+                  "cache key '%.64s' already has a live value: nothing added",
+                  key);
+      }
+   }
+   bson_destroy (&doc);
+   return ok;
+}
+
+/* Reads the live entry of `key` and positions `it` on its value. */
+static bool
+mh_cache_read (mongo_helper_cache_t *c,
+               const char *key,
+               bson_t *entry,
+               bson_iter_t *it,
+               mongo_helper_error_t *error)
+{
+   bson_t f = BSON_INITIALIZER;
+   mh_w_op_t o = {0};
+   bool ok;
+
+   ok = mh_cache_begin (c, key, &f, true, error);
+   if (ok) {
+      o.kind = MH_W_FIND_ONE;
+      o.coll = c->coll;
+      o.filter = &f;
+      o.found = entry;
+      ok = mh_w_run ("cache get", &o, error);
+      if (ok && (!o.hit || !bson_iter_init_find (it, entry, "value"))) {
+         ok = mh_cache_not_found (key, error);
+      }
+   }
+   bson_destroy (&f);
+   return ok;
+}
+
+static bool
+mh_cache_wrong_type (const char *key, const char *use, mongo_helper_error_t *error)
+{
+   return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                   "cache key '%.64s' holds another kind of value: read it "
+                   "with %s",
+                   key, use);
+}
+
+static const char *
+mh_cache_reader_for (const bson_iter_t *it)
+{
+   if (BSON_ITER_HOLDS_BINARY (it)) {
+      return "mongo_helper_cache_get_bytes()";
+   }
+   if (BSON_ITER_HOLDS_DOCUMENT (it)) {
+      return "mongo_helper_cache_get()";
+   }
+   return "mongo_helper_cache_incr() with delta 0";
+}
+
+bool
+mongo_helper_cache_get (mongo_helper_cache_t *cache,
+                        const char *key,
+                        bson_t *value_out,
+                        mongo_helper_error_t *error)
+{
+   bson_t entry = BSON_INITIALIZER;
+   bson_iter_t it;
+   bool ok;
+
+   if (!value_out) {
+      bson_destroy (&entry);
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                      "mongo_helper_cache_get: value_out is NULL");
+   }
+   bson_init (value_out);
+   ok = mh_cache_read (cache, key, &entry, &it, error);
+   if (ok && !BSON_ITER_HOLDS_DOCUMENT (&it)) {
+      ok = mh_cache_wrong_type (key, mh_cache_reader_for (&it), error);
+   } else if (ok) {
+      uint32_t len;
+      const uint8_t *d;
+      bson_t v;
+
+      bson_iter_document (&it, &len, &d);
+      if (bson_init_static (&v, d, len)) {
+         bson_destroy (value_out);
+         bson_copy_to (&v, value_out);
+      }
+   }
+   bson_destroy (&entry);
+   return ok;
+}
+
+bool
+mongo_helper_cache_get_bytes (mongo_helper_cache_t *cache,
+                              const char *key,
+                              uint8_t **data,
+                              size_t *len,
+                              mongo_helper_error_t *error)
+{
+   bson_t entry = BSON_INITIALIZER;
+   bson_iter_t it;
+   bool ok;
+
+   if (!data || !len) {
+      bson_destroy (&entry);
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                      "mongo_helper_cache_get_bytes: data or len is NULL");
+   }
+   *data = NULL;
+   *len = 0;
+   ok = mh_cache_read (cache, key, &entry, &it, error);
+   if (ok && !BSON_ITER_HOLDS_BINARY (&it)) {
+      ok = mh_cache_wrong_type (key, mh_cache_reader_for (&it), error);
+   } else if (ok) {
+      bson_subtype_t st;
+      uint32_t n;
+      const uint8_t *d;
+
+      bson_iter_binary (&it, &st, &n, &d);
+      *data = bson_malloc (n ? n : 1);
+      memcpy (*data, d, n);
+      *len = n;
+   }
+   bson_destroy (&entry);
+   return ok;
+}
+
+bool
+mongo_helper_cache_get_many (mongo_helper_cache_t *cache,
+                             const char *const *keys,
+                             size_t n,
+                             bson_t *found_out,
+                             mongo_helper_error_t *error)
+{
+   bson_t f = BSON_INITIALIZER;
+   bson_t ids = BSON_INITIALIZER; /* "i": stored id of keys[i] */
+   bson_t res = BSON_INITIALIZER;
+   bson_t idf;
+   mh_w_op_t o = {0};
+   bson_iter_t r;
+   bool ok;
+
+   if (found_out) {
+      bson_init (found_out);
+   }
+   ok = mh_cache_begin (cache, NULL, NULL, false, error);
+   if (ok && (!found_out || !keys || n == 0)) {
+      ok = mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                    "mongo_helper_cache_get_many: no keys or found_out is "
+                    "NULL");
+   }
+   for (size_t i = 0; ok && i < n; i++) {
+      char k[16];
+      const char *kk;
+
+      bson_uint32_to_string ((uint32_t) i, &kk, k, sizeof k);
+      ok = mh_cache_append_id (cache, &ids, kk, keys[i], error);
+   }
+   if (!ok) {
+      goto cleanup;
+   }
+   BSON_APPEND_DOCUMENT_BEGIN (&f, "_id", &idf);
+   bson_append_array (&idf, "$in", 3, &ids);
+   bson_append_document_end (&f, &idf);
+   mh_cache_append_live (&f, mh_web_now_ms ());
+   o.kind = MH_W_FIND_ALL;
+   o.coll = cache->coll;
+   o.filter = &f;
+   o.array = &res;
+   ok = mh_w_run ("cache get many", &o, error);
+   if (!ok || !bson_iter_init (&r, &res)) {
+      goto cleanup;
+   }
+   /* Map each stored _id back to the caller's key. */
+   while (bson_iter_next (&r)) {
+      bson_iter_t d, id, v, k;
+      size_t i = 0;
+
+      if (!BSON_ITER_HOLDS_DOCUMENT (&r) || !bson_iter_recurse (&r, &d)) {
+         continue;
+      }
+      if (!bson_iter_find (&d, "_id")) {
+         continue;
+      }
+      id = d;
+      if (!bson_iter_recurse (&r, &v) || !bson_iter_find (&v, "value") ||
+          !bson_iter_init (&k, &ids)) {
+         continue;
+      }
+      while (bson_iter_next (&k)) {
+         bool same = false;
+
+         if (bson_iter_type (&k) == bson_iter_type (&id)) {
+            if (BSON_ITER_HOLDS_UTF8 (&k)) {
+               same = strcmp (bson_iter_utf8 (&k, NULL), bson_iter_utf8 (&id, NULL)) == 0;
+            } else {
+               uint32_t l1, l2;
+               const uint8_t *p1, *p2;
+
+               bson_iter_document (&k, &l1, &p1);
+               bson_iter_document (&id, &l2, &p2);
+               same = l1 == l2 && memcmp (p1, p2, l1) == 0;
+            }
+         }
+         if (same) {
+            bson_append_iter (found_out, keys[i], -1, &v);
+            break;
+         }
+         i++;
+      }
+   }
+cleanup:
+   bson_destroy (&f);
+   bson_destroy (&ids);
+   bson_destroy (&res);
+   return ok;
+}
+
+bool
+mongo_helper_cache_incr (mongo_helper_cache_t *cache,
+                         const char *key,
+                         int64_t delta,
+                         int64_t ttl_ms,
+                         int64_t *result,
+                         mongo_helper_error_t *error)
+{
+   bson_t f = BSON_INITIALIZER;
+   bson_t u = BSON_INITIALIZER;
+   bson_t doc = BSON_INITIALIZER;
+   bson_t inc, soi;
+   mh_w_op_t o = {0};
+   bson_iter_t it;
+   mongo_helper_error_t local;
+   bool ok;
+
+   if (!error) {
+      error = &local;
+   }
+   if (result) {
+      *result = 0;
+   }
+   ok = mh_cache_begin (cache, key, &f, true, error);
+   if (!ok) {
+      goto cleanup;
+   }
+   BSON_APPEND_DOCUMENT_BEGIN (&u, "$inc", &inc);
+   BSON_APPEND_INT64 (&inc, "value", delta);
+   bson_append_document_end (&u, &inc);
+   if (mh_cache_ttl (cache, ttl_ms) > 0) {
+      BSON_APPEND_DOCUMENT_BEGIN (&u, "$setOnInsert", &soi);
+      mh_cache_append_expiry (cache, &soi, ttl_ms);
+      bson_append_document_end (&u, &soi);
+   }
+   o.kind = MH_W_FAM;
+   o.coll = cache->coll;
+   o.filter = &f;
+   o.update = &u;
+   o.upsert = true;
+   o.found = &doc;
+   ok = mh_w_run ("cache incr", &o, error);
+   if (!ok && error->category == MONGO_HELPER_ERROR_DUPLICATE_KEY &&
+       mh_cache_reap (cache, &f)) {
+      ok = mh_w_run ("cache incr", &o, error);
+   }
+   if (ok) {
+      if (!o.hit || !bson_iter_init_find (&it, &doc, "value") ||
+          !BSON_ITER_HOLDS_NUMBER (&it)) {
+         ok = mh_cache_wrong_type (key, "mongo_helper_cache_get()", error);
+      } else if (result) {
+         *result = bson_iter_as_int64 (&it);
+      }
+   } else if (error->category == MONGO_HELPER_ERROR_SERVER) {
+      /* 14: TypeMismatch ($inc on a non-number). */
+      mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, error->code,
+               "cache key '%.64s' does not hold a number: %s", key,
+               error->message);
+   }
+cleanup:
+   bson_destroy (&f);
+   bson_destroy (&u);
+   bson_destroy (&doc);
+   return ok;
+}
+
+bool
+mongo_helper_cache_delete (mongo_helper_cache_t *cache,
+                           const char *key,
+                           bool *deleted,
+                           mongo_helper_error_t *error)
+{
+   bson_t f = BSON_INITIALIZER;
+   mh_w_op_t o = {0};
+   bool ok;
+
+   if (deleted) {
+      *deleted = false;
+   }
+   ok = mh_cache_begin (cache, key, &f, false, error);
+   if (ok) {
+      o.kind = MH_W_DELETE;
+      o.coll = cache->coll;
+      o.filter = &f;
+      ok = mh_w_run ("cache delete", &o, error);
+      if (ok && deleted) {
+         *deleted = o.n > 0;
+      }
+   }
+   bson_destroy (&f);
+   return ok;
+}
+
+bool
+mongo_helper_cache_touch (mongo_helper_cache_t *cache,
+                          const char *key,
+                          int64_t ttl_ms,
+                          mongo_helper_error_t *error)
+{
+   bson_t f = BSON_INITIALIZER;
+   bson_t u = BSON_INITIALIZER;
+   bson_t sub;
+   mh_w_op_t o = {0};
+   bool ok;
+
+   ok = mh_cache_begin (cache, key, &f, true, error);
+   if (ok) {
+      if (mh_cache_ttl (cache, ttl_ms) > 0) {
+         BSON_APPEND_DOCUMENT_BEGIN (&u, "$set", &sub);
+         mh_cache_append_expiry (cache, &sub, ttl_ms);
+      } else {
+         BSON_APPEND_DOCUMENT_BEGIN (&u, "$unset", &sub);
+         BSON_APPEND_UTF8 (&sub, "expiresAt", "");
+      }
+      bson_append_document_end (&u, &sub);
+      o.kind = MH_W_UPDATE;
+      o.coll = cache->coll;
+      o.filter = &f;
+      o.update = &u;
+      ok = mh_w_run ("cache touch", &o, error);
+      if (ok && o.n == 0) {
+         ok = mh_cache_not_found (key, error);
+      }
+   }
+   bson_destroy (&f);
+   bson_destroy (&u);
+   return ok;
+}
+
+bool
+mongo_helper_cache_clear (mongo_helper_cache_t *cache,
+                          mongo_helper_error_t *error)
+{
+   bson_t f = BSON_INITIALIZER;
+   mh_w_op_t o = {0};
+   bool ok;
+
+   /* deleteMany rather than drop: the indexes (and their TTL) stay. */
+   ok = mh_cache_begin (cache, NULL, NULL, false, error);
+   if (ok) {
+      o.kind = MH_W_DELETE;
+      o.many = true;
+      o.coll = cache->coll;
+      o.filter = &f;
+      ok = mh_w_run ("cache clear", &o, error);
+   }
+   bson_destroy (&f);
+   return ok;
+}
+
+/* The lease of a key: _id { lease: <stored id> } (a document of another
+ * shape than any value's _id), a random token naming its holder, and an
+ * expiresAt so the TTL index removes leases of crashed holders. */
+static bool
+mh_cache_lease_doc (mongo_helper_cache_t *c,
+                    const char *key,
+                    bson_t *doc,
+                    const char *token,
+                    bool with_body,
+                    mongo_helper_error_t *error)
+{
+   bson_t id;
+
+   BSON_APPEND_DOCUMENT_BEGIN (doc, "_id", &id);
+   if (!mh_cache_append_id (c, &id, "lease", key, error)) {
+      bson_append_document_end (doc, &id);
+      return false;
+   }
+   bson_append_document_end (doc, &id);
+   BSON_APPEND_UTF8 (doc, "token", token);
+   if (with_body) {
+      mh_web_append_date (doc, "expiresAt", mh_web_now_ms () + c->opt.lease_ms);
+   }
+   return true;
+}
+
+static void
+mh_cache_lease_release (mongo_helper_cache_t *c, const char *key, const char *token)
+{
+   bson_t f = BSON_INITIALIZER;
+   mh_w_op_t o = {0};
+
+   if (mh_cache_lease_doc (c, key, &f, token, false, NULL)) {
+      o.kind = MH_W_DELETE;
+      o.coll = c->coll;
+      o.filter = &f;
+      mh_w_run ("cache lease release", &o, NULL); /* else TTL cleans it */
+   }
+   bson_destroy (&f);
+}
+
+bool
+mongo_helper_cache_get_or_compute (mongo_helper_cache_t *cache,
+                                   const char *key,
+                                   int64_t ttl_ms,
+                                   mongo_helper_cache_compute_fn compute,
+                                   void *user_data,
+                                   bson_t *value_out,
+                                   bool *computed,
+                                   mongo_helper_error_t *error)
+{
+   mongo_helper_error_t local;
+   char token[MONGO_HELPER_SESSION_ID_SIZE];
+   int64_t deadline;
+
+   if (!error) {
+      error = &local;
+   }
+   if (computed) {
+      *computed = false;
+   }
+   if (!value_out || !compute) {
+      if (value_out) {
+         bson_init (value_out);
+      }
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                      "mongo_helper_cache_get_or_compute: value_out or "
+                      "compute is NULL");
+   }
+   bson_init (value_out);
+   if (!cache) {
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                      "cache handle is NULL");
+   }
+   if (!mh_session_id_new (token, error)) {
+      return false;
+   }
+   deadline = mh_web_now_ms () + cache->opt.wait_ms;
+   for (;;) {
+      bson_t lease = BSON_INITIALIZER;
+      bool ok;
+
+      bson_destroy (value_out);
+      if (mongo_helper_cache_get (cache, key, value_out, error)) {
+         return true;
+      }
+      if (error->category != MONGO_HELPER_ERROR_NOT_FOUND) {
+         return false;
+      }
+      if (!mh_cache_lease_doc (cache, key, &lease, token, true, error)) {
+         bson_destroy (&lease);
+         return false;
+      }
+      ok = mh_cache_insert (cache, "cache lease", &lease, error);
+      bson_destroy (&lease);
+      if (ok) {
+         /* Re-check: the previous holder may have stored the value
+          * between our miss and our lease. */
+         bson_destroy (value_out);
+         if (mongo_helper_cache_get (cache, key, value_out, error)) {
+            mh_cache_lease_release (cache, key, token);
+            return true;
+         }
+         bson_reinit (value_out);
+         mh_error_clear (error);
+         ok = compute (key, value_out, user_data, error);
+         if (ok) {
+            if (computed) {
+               *computed = true;
+            }
+            ok = mongo_helper_cache_set (cache, key, value_out, ttl_ms, error);
+         } else if (error->category == MONGO_HELPER_ERROR_NONE) {
+            mh_fail (error, MONGO_HELPER_ERROR_INTERNAL, 0,
+                     "the compute function for cache key '%.64s' failed "
+                     "without saying why", key);
+         }
+         mh_cache_lease_release (cache, key, token);
+         return ok;
+      }
+      if (error->category != MONGO_HELPER_ERROR_DUPLICATE_KEY) {
+         return false;
+      }
+      /* Someone else holds the lease (an expired one was reaped by
+       * mh_cache_insert's retry already): wait for their value. */
+      if (mh_web_now_ms () >= deadline) {
+         return mh_fail (error, MONGO_HELPER_ERROR_TIMEOUT, 0,
+                         "cache key '%.64s': another caller is computing "
+                         "the value and it did not arrive within %lld ms; "
+                         "raise wait_ms or retry",
+                         key, (long long) cache->opt.wait_ms);
+      }
+      mh_web_sleep_ms (cache->opt.poll_ms);
+   }
+}
+
+/* ---- Event log ---- */
+
+struct mongo_helper_eventlog_t {
+   char *coll;
+   char *granularity;
+   int64_t retention_s;
+   mh_web_setup_t setup;
+};
+
+void
+mongo_helper_eventlog_options_init (mongo_helper_eventlog_options_t *options)
+{
+   if (!options) {
+      return;
+   }
+   memset (options, 0, sizeof *options);
+   options->collection = "user_events";
+   options->retention_s = INT64_C (90) * 24 * 3600;
+   options->granularity = "seconds";
+   options->lazy_ensure = true;
+}
+
+mongo_helper_eventlog_t *
+mongo_helper_eventlog_new (const mongo_helper_eventlog_options_t *options,
+                           mongo_helper_error_t *error)
+{
+   mongo_helper_eventlog_options_t o;
+   mongo_helper_eventlog_t *l;
+
+   mh_error_clear (error);
+   mongo_helper_eventlog_options_init (&o);
+   if (options) {
+      o = *options;
+   }
+   if (!mh_web_coll_name_ok (o.collection, error)) {
+      return NULL;
+   }
+   if (o.retention_s < 0 || !o.granularity ||
+       (strcmp (o.granularity, "seconds") != 0 &&
+        strcmp (o.granularity, "minutes") != 0 &&
+        strcmp (o.granularity, "hours") != 0)) {
+      mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+               "event log options: retention_s must be >= 0 and granularity "
+               "\"seconds\", \"minutes\" or \"hours\"");
+      return NULL;
+   }
+   l = bson_malloc0 (sizeof *l);
+   l->coll = bson_strdup (o.collection);
+   l->granularity = bson_strdup (o.granularity);
+   l->retention_s = o.retention_s;
+   mh_web_setup_init (&l->setup, o.lazy_ensure);
+   return l;
+}
+
+void
+mongo_helper_eventlog_destroy (mongo_helper_eventlog_t *log)
+{
+   if (!log) {
+      return;
+   }
+   pthread_mutex_destroy (&log->setup.lock);
+   bson_free (log->coll);
+   bson_free (log->granularity);
+   bson_free (log);
+}
+
+typedef struct {
+   mongo_helper_eventlog_t *log;
+   bool time_series;
+} mh_eventlog_ensure_t;
+
+/* Reads the server's major version from buildInfo (0 when unknown). */
+static int
+mh_server_major (mongoc_client_t *client, bson_error_t *berr, bool *ok)
+{
+   bson_t *cmd = BCON_NEW ("buildInfo", BCON_INT32 (1));
+   bson_t reply;
+   bson_iter_t it;
+   int major = 0;
+
+   *ok = mongoc_client_command_simple (client, "admin", cmd, NULL, &reply, berr);
+   if (*ok && bson_iter_init_find (&it, &reply, "version") &&
+       BSON_ITER_HOLDS_UTF8 (&it)) {
+      major = atoi (bson_iter_utf8 (&it, NULL));
+   }
+   bson_destroy (&reply);
+   bson_destroy (cmd);
+   return major;
+}
+
+static bool
+mh_eventlog_ensure_op (mongoc_client_t *client,
+                       mongoc_database_t *db,
+                       void *ctx,
+                       bson_error_t *berr)
+{
+   mh_eventlog_ensure_t *e = ctx;
+   mongo_helper_eventlog_t *l = e->log;
+   mh_web_index_t ix[2] = {
+      {"user_id_1_timestamp_-1", "user_id", 1, "timestamp", -1, -1},
+      {"timestamp_ttl", "timestamp", 1, NULL, 0, l->retention_s},
+   };
+   mh_web_ensure_t ens;
+   bool ok;
+   int major = mh_server_major (client, berr, &ok);
+
+   e->time_series = false;
+   if (!ok) {
+      return false;
+   }
+   if (major >= 5) {
+      /* Time-series collections exist from 5.0; they are created
+       * explicitly, and only when the collection does not exist yet (an
+       * existing regular one keeps working with the index layout). */
+      bson_t *filter = BCON_NEW ("name", BCON_UTF8 (l->coll));
+      bson_t opts = BSON_INITIALIZER;
+      mongoc_cursor_t *cur;
+      const bson_t *doc;
+      bool exists = false;
+
+      BSON_APPEND_DOCUMENT (&opts, "filter", filter);
+      cur = mongoc_database_find_collections_with_opts (db, &opts);
+      while (mongoc_cursor_next (cur, &doc)) {
+         bson_iter_t it;
+
+         exists = true;
+         if (bson_iter_init_find (&it, doc, "type") && BSON_ITER_HOLDS_UTF8 (&it) &&
+             strcmp (bson_iter_utf8 (&it, NULL), "timeseries") == 0) {
+            e->time_series = true;
+         }
+      }
+      ok = !mongoc_cursor_error (cur, berr);
+      mongoc_cursor_destroy (cur);
+      bson_destroy (filter);
+      bson_destroy (&opts);
+      if (ok && !exists) {
+         bson_t *create = BCON_NEW ("create", BCON_UTF8 (l->coll),
+                                    "timeseries", "{",
+                                    "timeField", BCON_UTF8 ("timestamp"),
+                                    "metaField", BCON_UTF8 ("user_id"),
+                                    "granularity", BCON_UTF8 (l->granularity),
+                                    "}");
+         if (l->retention_s > 0) {
+            BSON_APPEND_INT64 (create, "expireAfterSeconds", l->retention_s);
+         }
+         ok = mongoc_database_command_simple (db, create, NULL, NULL, berr);
+         if (!ok && berr->code == 48) { /* NamespaceExists: a racing ensure */
+            ok = true;
+         }
+         e->time_series = ok;
+         bson_destroy (create);
+      }
+      if (!ok) {
+         return false;
+      }
+   }
+   ens.coll = l->coll;
+   ens.ix = ix;
+   /* A time-series collection expires by its own expireAfterSeconds; a
+    * regular one needs the TTL index (none when retention is 0). */
+   ens.n = (e->time_series || l->retention_s == 0) ? 1 : 2;
+   return mh_web_ensure_op (client, db, &ens, berr);
+}
+
+bool
+mongo_helper_eventlog_ensure (mongo_helper_eventlog_t *log,
+                              bool *time_series,
+                              mongo_helper_error_t *error)
+{
+   mh_eventlog_ensure_t e = {0};
+
+   mh_error_clear (error);
+   if (time_series) {
+      *time_series = false;
+   }
+   if (!log) {
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                      "mongo_helper_eventlog_ensure: log is NULL");
+   }
+   e.log = log;
+   if (!mh_run ("ensure event log collection", MH_OP_WRITE | MH_OP_IDEMPOTENT,
+                mh_eventlog_ensure_op, &e, error)) {
+      return false;
+   }
+   if (time_series) {
+      *time_series = e.time_series;
+   }
+   atomic_store (&log->setup.done, true);
+   return true;
+}
+
+static bool
+mh_eventlog_ensure_cb (void *h, mongo_helper_error_t *error)
+{
+   return mongo_helper_eventlog_ensure (h, NULL, error);
+}
+
+/* Builds the stored event (with its own ObjectId, so a retried insert is
+ * recognised as a duplicate) after validating every input. */
+static bson_t *
+mh_event_build (const char *user_id,
+                const char *event_type,
+                const bson_t *metadata,
+                int64_t timestamp_ms,
+                mongo_helper_error_t *error)
+{
+   bson_t *doc;
+   bson_t empty = BSON_INITIALIZER;
+   bson_oid_t oid;
+
+   if (!mh_web_str_ok (user_id, "user_id", error) ||
+       !mh_web_str_ok (event_type, "event_type", error) ||
+       (metadata && !mh_web_size_ok (metadata->len, "event metadata", error))) {
+      return NULL;
+   }
+   if (timestamp_ms < 0) {
+      mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+               "timestamp_ms is negative: pass 0 for now");
+      return NULL;
+   }
+   bson_oid_init (&oid, NULL);
+   doc = bson_new ();
+   BSON_APPEND_OID (doc, "_id", &oid);
+   BSON_APPEND_UTF8 (doc, "user_id", user_id);
+   BSON_APPEND_UTF8 (doc, "event_type", event_type);
+   BSON_APPEND_DOCUMENT (doc, "metadata", metadata ? metadata : &empty);
+   mh_web_append_date (doc, "timestamp", timestamp_ms ? timestamp_ms : mh_web_now_ms ());
+   return doc;
+}
+
+bool
+mongo_helper_eventlog_log (mongo_helper_eventlog_t *log,
+                           const char *user_id,
+                           const char *event_type,
+                           const bson_t *metadata,
+                           int64_t timestamp_ms,
+                           mongo_helper_error_t *error)
+{
+   bson_t *doc;
+   mh_w_op_t o = {0};
+   bool ok;
+
+   mh_error_clear (error);
+   if (!log) {
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                      "event log handle is NULL");
+   }
+   doc = mh_event_build (user_id, event_type, metadata, timestamp_ms, error);
+   if (!doc) {
+      return false;
+   }
+   ok = mh_web_ready (&log->setup, mh_eventlog_ensure_cb, log, error);
+   if (ok) {
+      o.kind = MH_W_INSERT;
+      o.coll = log->coll;
+      o.filter = doc;
+      ok = mh_w_run ("log user event", &o, error);
+   }
+   bson_destroy (doc);
+   return ok;
+}
+
+bool
+mongo_helper_eventlog_query (mongo_helper_eventlog_t *log,
+                             const mongo_helper_event_query_t *query,
+                             bson_t *events_out,
+                             int32_t *count,
+                             mongo_helper_error_t *error)
+{
+   bson_t f = BSON_INITIALIZER;
+   bson_t ts;
+   bson_t *opts;
+   mh_w_op_t o = {0};
+   bool ok;
+
+   mh_error_clear (error);
+   if (count) {
+      *count = 0;
+   }
+   if (events_out) {
+      bson_init (events_out);
+   }
+   if (!log || !query || !events_out) {
+      bson_destroy (&f);
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                      "mongo_helper_eventlog_query: log, query or "
+                      "events_out is NULL");
+   }
+   if (!mh_web_str_ok (query->user_id, "query user_id", error) ||
+       (query->event_type &&
+        !mh_web_str_ok (query->event_type, "query event_type", error)) ||
+       !mh_web_ready (&log->setup, mh_eventlog_ensure_cb, log, error)) {
+      bson_destroy (&f);
+      return false;
+   }
+   BSON_APPEND_UTF8 (&f, "user_id", query->user_id);
+   if (query->event_type) {
+      BSON_APPEND_UTF8 (&f, "event_type", query->event_type);
+   }
+   if (query->since_ms > 0 || query->until_ms > 0) {
+      BSON_APPEND_DOCUMENT_BEGIN (&f, "timestamp", &ts);
+      if (query->since_ms > 0) {
+         mh_web_append_date (&ts, "$gte", query->since_ms);
+      }
+      if (query->until_ms > 0) {
+         mh_web_append_date (&ts, "$lt", query->until_ms);
+      }
+      bson_append_document_end (&f, &ts);
+   }
+   opts = BCON_NEW ("sort", "{", "timestamp", BCON_INT32 (-1), "}",
+                    "limit", BCON_INT64 (query->limit > 0 ? query->limit : 100));
+   o.kind = MH_W_FIND_ALL;
+   o.coll = log->coll;
+   o.filter = &f;
+   o.opts = opts;
+   o.array = events_out;
+   ok = mh_w_run ("query user events", &o, error);
+   if (ok && count) {
+      *count = (int32_t) o.n;
+   }
+   bson_destroy (opts);
+   bson_destroy (&f);
+   return ok;
+}
+
+/* -- Buffered writer. */
+
+struct mongo_helper_event_writer_t {
+   mongo_helper_eventlog_t *log;
+   mongo_helper_event_writer_options_t opt;
+   pthread_mutex_t lock;
+   pthread_cond_t wake; /* to the flusher: work, flush request, stop */
+   pthread_cond_t room; /* to producers and flush waiters: progress */
+   bson_t **ring;
+   size_t head, len;
+   size_t inflight; /* events in the batch being written */
+   bool stop;
+   bool flush_now;
+   int64_t stop_deadline; /* monotonic µs */
+   mongo_helper_event_writer_stats_t st;
+   pthread_t thread;
+};
+
+void
+mongo_helper_event_writer_options_init (
+   mongo_helper_event_writer_options_t *options)
+{
+   if (!options) {
+      return;
+   }
+   memset (options, 0, sizeof *options);
+   options->queue_size = 10000;
+   options->batch_size = 500;
+   options->flush_interval_ms = 1000;
+   options->policy = MONGO_HELPER_QUEUE_BLOCK;
+   options->block_timeout_ms = 100;
+   options->backoff_min_ms = 100;
+   options->backoff_max_ms = 5000;
+}
+
+/* Absolute time for pthread_cond_timedwait on a CLOCK_MONOTONIC cond. */
+static struct timespec
+mh_ew_abstime (int64_t mono_us)
+{
+   struct timespec ts;
+
+   ts.tv_sec = (time_t) (mono_us / 1000000);
+   ts.tv_nsec = (long) (mono_us % 1000000) * 1000L;
+   return ts;
+}
+
+static int64_t
+mh_ew_mono_us (void)
+{
+   struct timespec ts;
+
+   clock_gettime (CLOCK_MONOTONIC, &ts);
+   return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+typedef struct {
+   mongo_helper_eventlog_t *log;
+   bson_t **docs;
+   size_t n;
+   uint64_t stored, refused;
+} mh_ew_batch_t;
+
+/* One unordered bulk insert.  Success means the server answered for every
+ * event: inserted, or already there from an attempt whose reply was lost
+ * (11000 on our own ObjectId: stored), or refused for good (dropped).
+ * Anything else (no answer) fails so the batch is retried as a whole. */
+static bool
+mh_ew_write_op (mongoc_client_t *client,
+                mongoc_database_t *db,
+                void *ctx,
+                bson_error_t *berr)
+{
+   mh_ew_batch_t *b = ctx;
+   mongoc_collection_t *coll = mongoc_database_get_collection (db, b->log->coll);
+   bson_t *opts = BCON_NEW ("ordered", BCON_BOOL (false));
+   mongoc_bulk_operation_t *bulk =
+      mongoc_collection_create_bulk_operation_with_opts (coll, opts);
+   bson_t reply;
+   bson_iter_t it, we;
+   uint64_t inserted, dup = 0, other = 0;
+   bool ok = true;
+
+   (void) client;
+   b->stored = b->refused = 0;
+   for (size_t i = 0; ok && i < b->n; i++) {
+      ok = mongoc_bulk_operation_insert_with_opts (bulk, b->docs[i], NULL, berr);
+   }
+   if (!ok) {
+      bson_init (&reply);
+   } else if (mongoc_bulk_operation_execute (bulk, &reply, berr) != 0) {
+      b->stored = b->n;
+   } else {
+      inserted = (uint64_t) mh_w_reply_int (&reply, "nInserted");
+      if (bson_iter_init_find (&it, &reply, "writeErrors") &&
+          BSON_ITER_HOLDS_ARRAY (&it) && bson_iter_recurse (&it, &we)) {
+         while (bson_iter_next (&we)) {
+            bson_iter_t c;
+
+            if (bson_iter_recurse (&we, &c) && bson_iter_find (&c, "code") &&
+                bson_iter_as_int64 (&c) == 11000) {
+               dup++;
+            } else {
+               other++;
+            }
+         }
+      }
+      if (inserted + dup + other == b->n) {
+         b->stored = inserted + dup;
+         b->refused = other;
+      } else {
+         ok = false;
+      }
+   }
+   bson_destroy (&reply);
+   mongoc_bulk_operation_destroy (bulk);
+   bson_destroy (opts);
+   mongoc_collection_destroy (coll);
+   return ok;
+}
+
+static bool
+mh_ew_past_deadline (const mongo_helper_event_writer_t *w)
+{
+   return w->stop && mh_ew_mono_us () >= w->stop_deadline;
+}
+
+static void *
+mh_ew_thread (void *arg)
+{
+   mongo_helper_event_writer_t *w = arg;
+   bson_t **batch = bson_malloc (w->opt.batch_size * sizeof *batch);
+   int64_t next = mh_ew_mono_us () + (int64_t) w->opt.flush_interval_ms * 1000;
+
+   pthread_mutex_lock (&w->lock);
+   for (;;) {
+      mh_ew_batch_t b = {w->log, batch, 0, 0, 0};
+      int64_t backoff = w->opt.backoff_min_ms;
+
+      while (!w->stop && !w->flush_now && w->len < w->opt.batch_size &&
+             mh_ew_mono_us () < next) {
+         struct timespec at = mh_ew_abstime (next);
+         pthread_cond_timedwait (&w->wake, &w->lock, &at);
+      }
+      next = mh_ew_mono_us () + (int64_t) w->opt.flush_interval_ms * 1000;
+      if (w->len == 0) {
+         w->flush_now = false;
+         pthread_cond_broadcast (&w->room);
+         if (w->stop) {
+            break;
+         }
+         continue;
+      }
+      while (b.n < w->opt.batch_size && w->len > 0) {
+         batch[b.n++] = w->ring[w->head];
+         w->head = (w->head + 1) % w->opt.queue_size;
+         w->len--;
+      }
+      w->inflight = b.n;
+      pthread_cond_broadcast (&w->room);
+      for (;;) {
+         mongo_helper_error_t e;
+         bool ok;
+
+         pthread_mutex_unlock (&w->lock);
+         ok = mh_web_ready (&w->log->setup, mh_eventlog_ensure_cb, w->log, &e) &&
+              mh_run ("write buffered user events", MH_OP_WRITE,
+                      mh_ew_write_op, &b, &e);
+         pthread_mutex_lock (&w->lock);
+         if (ok) {
+            w->st.stored += b.stored;
+            w->st.dropped += b.refused;
+            break;
+         }
+         w->st.failed_batches++;
+         if (mh_ew_past_deadline (w)) {
+            w->st.dropped += b.n;
+            break;
+         }
+         /* Server unreachable (or refusing): keep the batch, back off, and
+          * let the queue absorb new events meanwhile. */
+         {
+            int64_t until = mh_ew_mono_us () + backoff * 1000;
+            struct timespec at;
+
+            if (w->stop && w->stop_deadline < until) {
+               until = w->stop_deadline;
+            }
+            at = mh_ew_abstime (until);
+            while (mh_ew_mono_us () < until) {
+               if (pthread_cond_timedwait (&w->wake, &w->lock, &at) != 0) {
+                  break;
+               }
+               if (w->stop && w->stop_deadline < until) {
+                  until = w->stop_deadline;
+                  at = mh_ew_abstime (until);
+               }
+            }
+         }
+         backoff = backoff * 2 > w->opt.backoff_max_ms ? w->opt.backoff_max_ms
+                                                        : backoff * 2;
+      }
+      for (size_t i = 0; i < b.n; i++) {
+         bson_destroy (batch[i]);
+      }
+      w->inflight = 0;
+      if (mh_ew_past_deadline (w)) {
+         while (w->len > 0) {
+            bson_destroy (w->ring[w->head]);
+            w->head = (w->head + 1) % w->opt.queue_size;
+            w->len--;
+            w->st.dropped++;
+         }
+      }
+      pthread_cond_broadcast (&w->room);
+   }
+   pthread_mutex_unlock (&w->lock);
+   bson_free (batch);
+   /* Give this thread's pooled client back now rather than at exit. */
+   mongo_helper_thread_release ();
+   return NULL;
+}
+
+mongo_helper_event_writer_t *
+mongo_helper_event_writer_new (mongo_helper_eventlog_t *log,
+                               const mongo_helper_event_writer_options_t *options,
+                               mongo_helper_error_t *error)
+{
+   mongo_helper_event_writer_options_t o;
+   mongo_helper_event_writer_t *w;
+   pthread_condattr_t ca;
+   int rc;
+
+   mh_error_clear (error);
+   mongo_helper_event_writer_options_init (&o);
+   if (options) {
+      o = *options;
+   }
+   if (!log || o.queue_size == 0 || o.batch_size == 0 ||
+       o.batch_size > 100000 || o.flush_interval_ms <= 0 ||
+       o.block_timeout_ms < 0 || o.backoff_min_ms <= 0 ||
+       o.backoff_max_ms < o.backoff_min_ms ||
+       (o.policy != MONGO_HELPER_QUEUE_BLOCK &&
+        o.policy != MONGO_HELPER_QUEUE_DROP_NEWEST &&
+        o.policy != MONGO_HELPER_QUEUE_DROP_OLDEST)) {
+      mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+               "event writer: log is NULL or an option is out of range "
+               "(queue_size and batch_size (<= 100000) > 0, "
+               "flush_interval_ms > 0, 0 < backoff_min_ms <= backoff_max_ms, "
+               "a known policy)");
+      return NULL;
+   }
+   w = bson_malloc0 (sizeof *w);
+   w->log = log;
+   w->opt = o;
+   w->ring = bson_malloc0 (o.queue_size * sizeof *w->ring);
+   pthread_mutex_init (&w->lock, NULL);
+   pthread_condattr_init (&ca);
+   pthread_condattr_setclock (&ca, CLOCK_MONOTONIC);
+   pthread_cond_init (&w->wake, &ca);
+   pthread_cond_init (&w->room, &ca);
+   pthread_condattr_destroy (&ca);
+   rc = pthread_create (&w->thread, NULL, mh_ew_thread, w);
+   if (rc != 0) {
+      pthread_cond_destroy (&w->wake);
+      pthread_cond_destroy (&w->room);
+      pthread_mutex_destroy (&w->lock);
+      bson_free (w->ring);
+      bson_free (w);
+      mh_fail (error, MONGO_HELPER_ERROR_INTERNAL, rc,
+               "event writer: cannot start its thread (%s)", strerror (rc));
+      return NULL;
+   }
+   return w;
+}
+
+bool
+mongo_helper_event_writer_log (mongo_helper_event_writer_t *writer,
+                               const char *user_id,
+                               const char *event_type,
+                               const bson_t *metadata,
+                               int64_t timestamp_ms,
+                               mongo_helper_error_t *error)
+{
+   bson_t *doc;
+   bool queued = true;
+
+   mh_error_clear (error);
+   if (!writer) {
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                      "event writer is NULL");
+   }
+   doc = mh_event_build (user_id, event_type, metadata, timestamp_ms, error);
+   if (!doc) {
+      return false;
+   }
+   pthread_mutex_lock (&writer->lock);
+   writer->st.accepted++;
+   if (writer->len == writer->opt.queue_size) {
+      switch (writer->opt.policy) {
+      case MONGO_HELPER_QUEUE_BLOCK: {
+         int64_t until = mh_ew_mono_us () + (int64_t) writer->opt.block_timeout_ms * 1000;
+         struct timespec at = mh_ew_abstime (until);
+
+         while (writer->len == writer->opt.queue_size && !writer->stop &&
+                pthread_cond_timedwait (&writer->room, &writer->lock, &at) == 0) {
+         }
+         queued = writer->len < writer->opt.queue_size && !writer->stop;
+         break;
+      }
+      case MONGO_HELPER_QUEUE_DROP_NEWEST:
+         queued = false;
+         break;
+      case MONGO_HELPER_QUEUE_DROP_OLDEST:
+         bson_destroy (writer->ring[writer->head]);
+         writer->head = (writer->head + 1) % writer->opt.queue_size;
+         writer->len--;
+         writer->st.dropped++;
+         break;
+      }
+   }
+   if (queued) {
+      writer->ring[(writer->head + writer->len) % writer->opt.queue_size] = doc;
+      writer->len++;
+      if (writer->len >= writer->opt.batch_size) {
+         pthread_cond_signal (&writer->wake);
+      }
+   } else {
+      writer->st.dropped++;
+   }
+   pthread_mutex_unlock (&writer->lock);
+   if (!queued) {
+      bson_destroy (doc);
+      return mh_fail (error, MONGO_HELPER_ERROR_TIMEOUT, 0,
+                      "event writer queue is full (%zu events; the server "
+                      "may be unreachable): event dropped and counted",
+                      writer->opt.queue_size);
+   }
+   return true;
+}
+
+bool
+mongo_helper_event_writer_flush (mongo_helper_event_writer_t *writer,
+                                 int32_t timeout_ms,
+                                 mongo_helper_error_t *error)
+{
+   int64_t until = mh_ew_mono_us () + (int64_t) (timeout_ms > 0 ? timeout_ms : 0) * 1000;
+   struct timespec at = mh_ew_abstime (until);
+   size_t left;
+
+   mh_error_clear (error);
+   if (!writer) {
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                      "event writer is NULL");
+   }
+   pthread_mutex_lock (&writer->lock);
+   writer->flush_now = true;
+   pthread_cond_signal (&writer->wake);
+   while (writer->len + writer->inflight > 0 &&
+          pthread_cond_timedwait (&writer->room, &writer->lock, &at) == 0) {
+      if (writer->len > 0) {
+         writer->flush_now = true;
+         pthread_cond_signal (&writer->wake);
+      }
+   }
+   left = writer->len + writer->inflight;
+   pthread_mutex_unlock (&writer->lock);
+   if (left > 0) {
+      return mh_fail (error, MONGO_HELPER_ERROR_TIMEOUT, 0,
+                      "event writer: %zu events still queued after %d ms "
+                      "(is the server reachable?)",
+                      left, (int) timeout_ms);
+   }
+   return true;
+}
+
+void
+mongo_helper_event_writer_stats (mongo_helper_event_writer_t *writer,
+                                 mongo_helper_event_writer_stats_t *stats)
+{
+   if (!stats) {
+      return;
+   }
+   memset (stats, 0, sizeof *stats);
+   if (!writer) {
+      return;
+   }
+   pthread_mutex_lock (&writer->lock);
+   *stats = writer->st;
+   stats->queued = writer->len + writer->inflight;
+   pthread_mutex_unlock (&writer->lock);
+}
+
+void
+mongo_helper_event_writer_destroy (mongo_helper_event_writer_t *writer,
+                                   int32_t deadline_ms,
+                                   mongo_helper_event_writer_stats_t *final_stats)
+{
+   if (!writer) {
+      if (final_stats) {
+         memset (final_stats, 0, sizeof *final_stats);
+      }
+      return;
+   }
+   pthread_mutex_lock (&writer->lock);
+   writer->stop = true;
+   writer->stop_deadline =
+      mh_ew_mono_us () + (int64_t) (deadline_ms > 0 ? deadline_ms : 0) * 1000;
+   pthread_cond_broadcast (&writer->wake);
+   pthread_cond_broadcast (&writer->room);
+   pthread_mutex_unlock (&writer->lock);
+   pthread_join (writer->thread, NULL);
+   mongo_helper_event_writer_stats (writer, final_stats);
+   pthread_cond_destroy (&writer->wake);
+   pthread_cond_destroy (&writer->room);
+   pthread_mutex_destroy (&writer->lock);
+   bson_free (writer->ring);
+   bson_free (writer);
+}

@@ -1078,6 +1078,453 @@ bool mongo_helper_server_status (mongo_helper_server_status_t *status,
 
 /* Sessions, caches and user event logs. */
 
+/*
+ * Common to the three helpers below
+ * ---------------------------------
+ * Each helper is an opaque handle made once (at start-up) with *_new()
+ * from an options struct that its *_options_init() fills with defaults;
+ * the handle is thread-safe and meant to be shared by every worker thread.
+ * Operations run on the calling thread's pooled client (see
+ * mongo_helper_database()): no connection per request.  Each helper's
+ * *_ensure() creates its collection and indexes idempotently; unless the
+ * options' `lazy_ensure` is false it also runs once on first use (turn it
+ * off where the application user has no index privilege).  Documents expire
+ * through a TTL index on `expiresAt` (expireAfterSeconds 0) AND every read
+ * filters on `expiresAt > now`, because the server's TTL monitor only runs
+ * every 60 s.  When an existing TTL index has another expireAfterSeconds,
+ * ensure changes it with collMod instead of failing; an index that cannot
+ * be reconciled (same key without TTL, same name with another key) is a
+ * SERVER error (code 85 or 86) that names the index to drop.
+ */
+
+/* ---- Sessions ---- */
+
+/* Length of a session id (43 base64url characters for 256 random bits)
+ * and the buffer size that holds one with its NUL. */
+#define MONGO_HELPER_SESSION_ID_LEN 43
+#define MONGO_HELPER_SESSION_ID_SIZE 44
+
+/* Session store settings.  Strings are copied by mongo_helper_sessions_new. */
+typedef struct {
+   const char *collection;        /* default "sessions" */
+   int64_t idle_lifetime_ms;      /* sliding lifetime; default 14 days */
+   int64_t absolute_lifetime_ms;  /* hard limit from creation; 0 (default):
+                                     none */
+   int64_t touch_interval_ms;     /* touch writes only when lastSeen is older
+                                     than this; default 60000 */
+   int64_t regenerate_grace_ms;   /* how long the old id of a regenerated
+                                     session stays valid; default 0 (deleted
+                                     at once) */
+   bool lazy_ensure;              /* run ensure on first use; default true */
+} mongo_helper_sessions_options_t;
+
+/* Fills `options` with the defaults above. */
+void mongo_helper_sessions_options_init (mongo_helper_sessions_options_t *options);
+
+/* A session store: one collection of documents
+ * { _id: SHA-256 of the id (64 hex chars), data: {...}, userId?: string,
+ *   createdAt, lastSeen, expiresAt, absoluteExpiresAt?: BSON dates }.
+ * The id itself is never stored, so read access to the database does not
+ * leak live session tokens. */
+typedef struct mongo_helper_sessions_t mongo_helper_sessions_t;
+
+/* Makes a store (no server contact).  `options` NULL: defaults.  Returns
+ * NULL with INVALID_ARGUMENT for a bad collection name or a lifetime <= 0.
+ * Free with mongo_helper_sessions_destroy(). */
+mongo_helper_sessions_t *
+mongo_helper_sessions_new (const mongo_helper_sessions_options_t *options,
+                           mongo_helper_error_t *error);
+
+/* Frees the handle (not the stored sessions).  NULL is allowed. */
+void mongo_helper_sessions_destroy (mongo_helper_sessions_t *sessions);
+
+/* Creates the TTL index on expiresAt and the index on userId (idempotent;
+ * changes a different TTL with collMod).  Fails with SERVER on a conflict
+ * it cannot reconcile, or the driver's category. */
+bool mongo_helper_sessions_ensure (mongo_helper_sessions_t *sessions,
+                                   mongo_helper_error_t *error);
+
+/* Creates a session holding a copy of `data` (NULL: empty) and owned by
+ * `user_id` (NULL: anonymous) and writes its new id (from OpenSSL's CSPRNG,
+ * 256 bits, URL-safe, NUL-terminated) to `id_out`.  Fails with
+ * INVALID_ARGUMENT for NULL `id_out`, or the driver's category. */
+bool mongo_helper_sessions_create (mongo_helper_sessions_t *sessions,
+                                   const bson_t *data,
+                                   const char *user_id,
+                                   char id_out[MONGO_HELPER_SESSION_ID_SIZE],
+                                   mongo_helper_error_t *error);
+
+/* Reads a live session's data document into `data_out` (always
+ * initialised; the caller bson_destroy()s it).  Does not write: call
+ * mongo_helper_sessions_touch() to slide the expiry.  A missing, expired
+ * or malformed id fails with NOT_FOUND. */
+bool mongo_helper_sessions_load (mongo_helper_sessions_t *sessions,
+                                 const char *id,
+                                 bson_t *data_out,
+                                 mongo_helper_error_t *error);
+
+/* Replaces the whole data document of a live session.  NOT_FOUND when the
+ * session is missing or expired. */
+bool mongo_helper_sessions_save (mongo_helper_sessions_t *sessions,
+                                 const char *id,
+                                 const bson_t *data,
+                                 mongo_helper_error_t *error);
+
+/* Sets the top-level fields of `fields` inside the session's data with one
+ * $set (other fields untouched, no read-modify-write).  A key may be a
+ * dotted path; keys starting with '$' are INVALID_ARGUMENT.  NOT_FOUND
+ * when the session is missing or expired. */
+bool mongo_helper_sessions_set (mongo_helper_sessions_t *sessions,
+                                const char *id,
+                                const bson_t *fields,
+                                mongo_helper_error_t *error);
+
+/* Removes `n` fields (dotted paths allowed) from the session's data with
+ * one $unset.  NOT_FOUND when the session is missing or expired. */
+bool mongo_helper_sessions_unset (mongo_helper_sessions_t *sessions,
+                                  const char *id,
+                                  const char *const *fields,
+                                  size_t n,
+                                  mongo_helper_error_t *error);
+
+/* Sets (or with NULL removes) the session's owner, e.g. at login. */
+bool mongo_helper_sessions_set_user (mongo_helper_sessions_t *sessions,
+                                     const char *id,
+                                     const char *user_id,
+                                     mongo_helper_error_t *error);
+
+/* Slides the expiry of a live session, lazily: it writes lastSeen and
+ * expiresAt only when lastSeen is older than touch_interval_ms.  `wrote`
+ * (may be NULL) says whether it wrote.  NOT_FOUND when the session is
+ * missing or expired (a normal outcome: start a new session). */
+bool mongo_helper_sessions_touch (mongo_helper_sessions_t *sessions,
+                                  const char *id,
+                                  bool *wrote,
+                                  mongo_helper_error_t *error);
+
+/* Deletes one session.  Deleting a missing session succeeds. */
+bool mongo_helper_sessions_delete (mongo_helper_sessions_t *sessions,
+                                   const char *id,
+                                   mongo_helper_error_t *error);
+
+/* Gives a live session a new id (written to `new_id_out`) with the same
+ * data, owner and creation time, e.g. at login against session fixation.
+ * The old id is deleted, or with regenerate_grace_ms > 0 stays valid for
+ * that long for requests already in flight.  NOT_FOUND when the old
+ * session is missing or expired. */
+bool mongo_helper_sessions_regenerate (mongo_helper_sessions_t *sessions,
+                                       const char *old_id,
+                                       char new_id_out[MONGO_HELPER_SESSION_ID_SIZE],
+                                       mongo_helper_error_t *error);
+
+/* Deletes every session of `user_id` ("log out everywhere") and reports
+ * how many in `deleted` (may be NULL). */
+bool mongo_helper_sessions_delete_user (mongo_helper_sessions_t *sessions,
+                                        const char *user_id,
+                                        int64_t *deleted,
+                                        mongo_helper_error_t *error);
+
+/* Counts live (unexpired) sessions, of `user_id` only unless it is NULL. */
+bool mongo_helper_sessions_count (mongo_helper_sessions_t *sessions,
+                                  const char *user_id,
+                                  int64_t *count,
+                                  mongo_helper_error_t *error);
+
+/* ---- Cache ---- */
+
+/* Cache settings.  Strings are copied by mongo_helper_cache_new. */
+typedef struct {
+   const char *collection;  /* default "cache" */
+   int64_t default_ttl_ms;  /* used when a call passes ttl_ms 0; default
+                               300000 (5 min); a negative ttl never expires */
+   size_t max_key_length;   /* longer keys are hashed; default 200 */
+   int64_t lease_ms;        /* how long a get-or-compute caller may compute
+                               before others take over; default 10000 */
+   int64_t wait_ms;         /* how long the other callers wait for it;
+                               default 5000 */
+   int64_t poll_ms;         /* how often they look; default 25 */
+   bool lazy_ensure;        /* run ensure on first use; default true */
+} mongo_helper_cache_options_t;
+
+/* Fills `options` with the defaults above. */
+void mongo_helper_cache_options_init (mongo_helper_cache_options_t *options);
+
+/* A cache: documents { _id: key, value: document | binary | int64,
+ * expiresAt?: date }.  Keys are non-empty UTF-8; a key longer than
+ * max_key_length is stored as _id { p: its first 64 bytes, h: SHA-256 hex }
+ * so it fits any index and never collides with a short key. */
+typedef struct mongo_helper_cache_t mongo_helper_cache_t;
+
+/* Makes a cache handle (no server contact).  `options` NULL: defaults.
+ * NULL with INVALID_ARGUMENT on bad options.  Free with
+ * mongo_helper_cache_destroy(). */
+mongo_helper_cache_t *
+mongo_helper_cache_new (const mongo_helper_cache_options_t *options,
+                        mongo_helper_error_t *error);
+
+/* Frees the handle (not the cached data).  NULL is allowed. */
+void mongo_helper_cache_destroy (mongo_helper_cache_t *cache);
+
+/* Creates the TTL index on expiresAt (idempotent, collMod on a different
+ * TTL).  Fails like mongo_helper_sessions_ensure(). */
+bool mongo_helper_cache_ensure (mongo_helper_cache_t *cache,
+                                mongo_helper_error_t *error);
+
+/* Stores a copy of `value` under `key` for `ttl_ms` (0: default_ttl_ms;
+ * negative: no expiry), replacing any value (upsert).  A value too big for
+ * one 16 MB document fails with INVALID_ARGUMENT before any write. */
+bool mongo_helper_cache_set (mongo_helper_cache_t *cache,
+                             const char *key,
+                             const bson_t *value,
+                             int64_t ttl_ms,
+                             mongo_helper_error_t *error);
+
+/* Like mongo_helper_cache_set() for `len` bytes of binary data. */
+bool mongo_helper_cache_set_bytes (mongo_helper_cache_t *cache,
+                                   const char *key,
+                                   const uint8_t *data,
+                                   size_t len,
+                                   int64_t ttl_ms,
+                                   mongo_helper_error_t *error);
+
+/* Stores `value` only if `key` has no live value (the unique _id decides,
+ * so two racing callers cannot both win).  Fails with DUPLICATE_KEY when
+ * the key exists. */
+bool mongo_helper_cache_add (mongo_helper_cache_t *cache,
+                             const char *key,
+                             const bson_t *value,
+                             int64_t ttl_ms,
+                             mongo_helper_error_t *error);
+
+/* Copies the live document value of `key` into `value_out` (always
+ * initialised; the caller bson_destroy()s it).  NOT_FOUND when missing or
+ * expired; INVALID_ARGUMENT when the key holds bytes or a counter. */
+bool mongo_helper_cache_get (mongo_helper_cache_t *cache,
+                             const char *key,
+                             bson_t *value_out,
+                             mongo_helper_error_t *error);
+
+/* Copies the live binary value of `key` into a new buffer `*data` of
+ * `*len` bytes (free with bson_free()).  NOT_FOUND as above;
+ * INVALID_ARGUMENT when the key holds something else. */
+bool mongo_helper_cache_get_bytes (mongo_helper_cache_t *cache,
+                                   const char *key,
+                                   uint8_t **data,
+                                   size_t *len,
+                                   mongo_helper_error_t *error);
+
+/* Looks up `n` keys with one query.  `found_out` (always initialised;
+ * caller destroys) maps each key that has a live value to that value;
+ * missing keys are simply absent. */
+bool mongo_helper_cache_get_many (mongo_helper_cache_t *cache,
+                                  const char *const *keys,
+                                  size_t n,
+                                  bson_t *found_out,
+                                  mongo_helper_error_t *error);
+
+/* Adds `delta` to the int64 counter at `key` atomically ($inc), creating
+ * it with `delta` and `ttl_ms` when missing or expired; the new value goes
+ * to `result` (may be NULL).  The expiry of an existing counter is kept. */
+bool mongo_helper_cache_incr (mongo_helper_cache_t *cache,
+                              const char *key,
+                              int64_t delta,
+                              int64_t ttl_ms,
+                              int64_t *result,
+                              mongo_helper_error_t *error);
+
+/* Deletes `key`; `deleted` (may be NULL) says whether it existed. */
+bool mongo_helper_cache_delete (mongo_helper_cache_t *cache,
+                                const char *key,
+                                bool *deleted,
+                                mongo_helper_error_t *error);
+
+/* Gives a live key a new lifetime.  NOT_FOUND when missing or expired. */
+bool mongo_helper_cache_touch (mongo_helper_cache_t *cache,
+                               const char *key,
+                               int64_t ttl_ms,
+                               mongo_helper_error_t *error);
+
+/* Deletes every entry; the collection and its indexes stay. */
+bool mongo_helper_cache_clear (mongo_helper_cache_t *cache,
+                               mongo_helper_error_t *error);
+
+/* Computes the value for a cold key: fill `value_out` (already
+ * initialised) and return true, or return false and fill `error`. */
+typedef bool (*mongo_helper_cache_compute_fn) (const char *key,
+                                               bson_t *value_out,
+                                               void *user_data,
+                                               mongo_helper_error_t *error);
+
+/* Returns the cached value of `key` in `value_out` (always initialised;
+ * the caller destroys it), computing and storing it when missing, with
+ * stampede protection: of many callers (threads or processes) that miss
+ * at once, the one that inserts a short-lived lease document runs
+ * `compute`; the others poll for the value up to wait_ms and then fail
+ * with TIMEOUT.  A lease older than lease_ms (a crashed computer) is taken
+ * over.  `computed` (may be NULL) says whether this call ran `compute`.
+ * A failing `compute` releases the lease and its error is returned. */
+bool mongo_helper_cache_get_or_compute (mongo_helper_cache_t *cache,
+                                        const char *key,
+                                        int64_t ttl_ms,
+                                        mongo_helper_cache_compute_fn compute,
+                                        void *user_data,
+                                        bson_t *value_out,
+                                        bool *computed,
+                                        mongo_helper_error_t *error);
+
+/* ---- Event log ---- */
+
+/* Event log settings.  Strings are copied by mongo_helper_eventlog_new. */
+typedef struct {
+   const char *collection;  /* default "user_events" */
+   int64_t retention_s;     /* events older than this are removed by the
+                               server; default 90 days; 0: kept forever */
+   const char *granularity; /* time-series granularity: "seconds"
+                               (default), "minutes" or "hours" */
+   bool lazy_ensure;        /* run ensure on first use; default true */
+} mongo_helper_eventlog_options_t;
+
+/* Fills `options` with the defaults above. */
+void mongo_helper_eventlog_options_init (mongo_helper_eventlog_options_t *options);
+
+/* A user event log: documents { user_id: string, event_type: string,
+ * metadata: document, timestamp: BSON date }. */
+typedef struct mongo_helper_eventlog_t mongo_helper_eventlog_t;
+
+/* Makes a handle (no server contact).  `options` NULL: defaults.  NULL
+ * with INVALID_ARGUMENT on bad options.  Free with
+ * mongo_helper_eventlog_destroy() after every writer made from it. */
+mongo_helper_eventlog_t *
+mongo_helper_eventlog_new (const mongo_helper_eventlog_options_t *options,
+                           mongo_helper_error_t *error);
+
+/* Frees the handle (not the events).  NULL is allowed. */
+void mongo_helper_eventlog_destroy (mongo_helper_eventlog_t *log);
+
+/* Sets the collection up after asking the server its version (buildInfo):
+ * on 5.0 and later a missing collection is created as a time-series
+ * collection (timeField "timestamp", metaField "user_id", the configured
+ * granularity, expireAfterSeconds = retention_s); before 5.0, or when the
+ * collection already exists as a regular one, a TTL index on timestamp.
+ * Both get the index { user_id: 1, timestamp: -1 }.  `time_series` (may be
+ * NULL) says which layout was chosen. */
+bool mongo_helper_eventlog_ensure (mongo_helper_eventlog_t *log,
+                                   bool *time_series,
+                                   mongo_helper_error_t *error);
+
+/* Stores one event now (a synchronous insert).  `metadata` may be NULL;
+ * `timestamp_ms` is milliseconds since the epoch, 0 for the current time
+ * (taken here, not by the server: a buffered event keeps the time it
+ * happened).  INVALID_ARGUMENT for NULL/empty user or type or an event
+ * over 16 MB. */
+bool mongo_helper_eventlog_log (mongo_helper_eventlog_t *log,
+                                const char *user_id,
+                                const char *event_type,
+                                const bson_t *metadata,
+                                int64_t timestamp_ms,
+                                mongo_helper_error_t *error);
+
+/* What mongo_helper_eventlog_query() looks for. */
+typedef struct {
+   const char *user_id;    /* required */
+   const char *event_type; /* NULL: any type */
+   int64_t since_ms;       /* timestamp >= since_ms; 0: no lower bound */
+   int64_t until_ms;       /* timestamp < until_ms; 0: no upper bound */
+   int32_t limit;          /* <= 0: 100 */
+} mongo_helper_event_query_t;
+
+/* Finds a user's events, newest first, and appends them to `events_out`
+ * as a BSON array ("0", "1", ...; always initialised, caller destroys).
+ * `count` (may be NULL) receives how many. */
+bool mongo_helper_eventlog_query (mongo_helper_eventlog_t *log,
+                                  const mongo_helper_event_query_t *query,
+                                  bson_t *events_out,
+                                  int32_t *count,
+                                  mongo_helper_error_t *error);
+
+/* What the buffered writer does with a new event when its queue is full. */
+typedef enum {
+   MONGO_HELPER_QUEUE_BLOCK = 0,   /* wait up to block_timeout_ms for room,
+                                      then drop the new event */
+   MONGO_HELPER_QUEUE_DROP_NEWEST, /* drop the new event at once */
+   MONGO_HELPER_QUEUE_DROP_OLDEST  /* drop the oldest queued event */
+} mongo_helper_queue_policy_t;
+
+/* Buffered writer settings. */
+typedef struct {
+   size_t queue_size;          /* events held at most; default 10000 */
+   size_t batch_size;          /* flush at this many; default 500 */
+   int32_t flush_interval_ms;  /* or after this long; default 1000 */
+   mongo_helper_queue_policy_t policy; /* default BLOCK */
+   int32_t block_timeout_ms;   /* BLOCK's wait; default 100 */
+   int32_t backoff_min_ms;     /* first retry delay after a failed batch;
+                                  default 100, doubling ... */
+   int32_t backoff_max_ms;     /* ... up to this; default 5000 */
+} mongo_helper_event_writer_options_t;
+
+/* Fills `options` with the defaults above. */
+void mongo_helper_event_writer_options_init (
+   mongo_helper_event_writer_options_t *options);
+
+/* Counters of a buffered writer.  accepted = stored + dropped + queued
+ * (queued includes the batch being written); after destroy, queued is 0. */
+typedef struct {
+   uint64_t accepted;       /* valid events handed to the writer */
+   uint64_t stored;         /* confirmed written by the server */
+   uint64_t dropped;        /* dropped by the queue policy, at the destroy
+                               deadline, or refused by the server */
+   uint64_t failed_batches; /* batch attempts that failed and were retried */
+   uint64_t queued;         /* not yet confirmed */
+} mongo_helper_event_writer_stats_t;
+
+/* A background writer for request paths: log calls only queue the event;
+ * one thread writes batches with unordered bulk inserts, every
+ * flush_interval_ms or batch_size events.  While the server is unreachable
+ * it keeps the batch and retries with exponential backoff, and the queue
+ * fills up to queue_size (then `policy` applies).  Each event gets its
+ * ObjectId when queued, so a batch retried after a lost reply is not
+ * stored twice (duplicates are counted as stored). */
+typedef struct mongo_helper_event_writer_t mongo_helper_event_writer_t;
+
+/* Starts a writer on `log` (which must outlive it).  `options` NULL:
+ * defaults.  NULL with INVALID_ARGUMENT on bad options or INTERNAL when
+ * the thread cannot start. */
+mongo_helper_event_writer_t *
+mongo_helper_event_writer_new (mongo_helper_eventlog_t *log,
+                               const mongo_helper_event_writer_options_t *options,
+                               mongo_helper_error_t *error);
+
+/* Queues one event (arguments as mongo_helper_eventlog_log(), copied).
+ * Returns true when queued.  Returns false with INVALID_ARGUMENT for bad
+ * input (not counted), or with TIMEOUT when the full queue made the
+ * policy drop this event (counted as accepted and dropped). */
+bool mongo_helper_event_writer_log (mongo_helper_event_writer_t *writer,
+                                    const char *user_id,
+                                    const char *event_type,
+                                    const bson_t *metadata,
+                                    int64_t timestamp_ms,
+                                    mongo_helper_error_t *error);
+
+/* Asks for an immediate write and waits up to `timeout_ms` until the queue
+ * is empty.  TIMEOUT when events are still queued at the deadline. */
+bool mongo_helper_event_writer_flush (mongo_helper_event_writer_t *writer,
+                                      int32_t timeout_ms,
+                                      mongo_helper_error_t *error);
+
+/* Reads the counters (a consistent snapshot). */
+void mongo_helper_event_writer_stats (mongo_helper_event_writer_t *writer,
+                                      mongo_helper_event_writer_stats_t *stats);
+
+/* Writes what is queued for at most `deadline_ms` (<= 0: one attempt; a
+ * write already under way finishes within the driver's timeouts first),
+ * counts whatever is still unwritten as dropped, stops the thread and
+ * frees the writer.  `final_stats` (may be NULL) receives the last
+ * counters.  NULL writer is allowed.  Destroy every writer before
+ * mongo_helper_shutdown(): its thread uses the pool. */
+void mongo_helper_event_writer_destroy (mongo_helper_event_writer_t *writer,
+                                        int32_t deadline_ms,
+                                        mongo_helper_event_writer_stats_t *final_stats);
+
 
 #ifdef __cplusplus
 }
