@@ -120,8 +120,7 @@ mh_category_of (const bson_error_t *e)
    case MONGOC_ERROR_SERVER_SELECTION:
       return MONGO_HELPER_ERROR_CONNECTION;
    case MONGOC_ERROR_STREAM:
-      if (e->code == MONGOC_ERROR_STREAM_SOCKET &&
-          strstr (e->message, "timed out")) {
+      if (strstr (e->message, "timed out")) {
          return MONGO_HELPER_ERROR_TIMEOUT;
       }
       return MONGO_HELPER_ERROR_CONNECTION;
@@ -1579,8 +1578,8 @@ mh_run (const char *what,
    mongo_helper_retry_policy_t pol;
    mh_slot_t *s;
    bson_error_t berr;
-   int32_t attempt = 0, failures;
-   int64_t wait_ms;
+   int32_t attempt = 0, failures, socket_ms;
+   int64_t wait_ms, t_attempt;
    bool probe;
 
    if (!error) {
@@ -1607,12 +1606,25 @@ mh_run (const char *what,
          return false;
       }
       pol = s->owner->config->retry;
+      socket_ms = mongoc_uri_get_option_as_int32 (
+         s->owner->config->muri, MONGOC_URI_SOCKETTIMEOUTMS, 0);
       attempt++;
       memset (&berr, 0, sizeof berr);
+      t_attempt = bson_get_monotonic_time ();
       if (fn (s->client, s->db, ctx, &berr)) {
          mh_breaker_record (NULL, probe);
          mh_metrics_op (what, t0, attempt - 1, MONGO_HELPER_ERROR_NONE);
          return true;
+      }
+      /* libmongoc says "socket error or timeout" for both; the clock tells
+       * them apart, so the caller learns it was a timeout. */
+      if (berr.domain == MONGOC_ERROR_STREAM && socket_ms > 0 &&
+          bson_get_monotonic_time () - t_attempt >= (int64_t) socket_ms * 950) {
+         size_t len = strlen (berr.message);
+         bson_snprintf (berr.message + len,
+                        sizeof berr.message - len,
+                        " (timed out after socketTimeoutMS=%d)",
+                        (int) socket_ms);
       }
       mh_breaker_record (&berr, probe);
       probe = false; /* the probe has given its verdict */
