@@ -2825,21 +2825,37 @@ mh_filter_doc (mh_filter_walk_t *w,
                bool filter_context,
                int depth)
 {
-   bool is_array = bson_iter_type (doc) == BSON_TYPE_ARRAY;
    bson_iter_t child;
 
    if (depth > MH_FILTER_MAX_DEPTH) {
       return mh_filter_reject (w, "is nested too deeply (more than 100 levels)");
    }
-   if (!bson_iter_recurse (doc, &child)) {
-      return mh_filter_reject (w, "is not a valid BSON document");
+   {
+      /* bson_validate() lets some corrupt nested documents through, and
+       * the iterator would stop at them without a word (found by
+       * fuzzing): check each one's framing here. */
+      const uint8_t *raw = NULL;
+      uint32_t raw_len = 0;
+      bson_t sub;
+
+      if (BSON_ITER_HOLDS_ARRAY (doc)) {
+         bson_iter_array (doc, &raw_len, &raw);
+      } else {
+         bson_iter_document (doc, &raw_len, &raw);
+      }
+      if (!raw || !bson_init_static (&sub, raw, raw_len) ||
+          !bson_iter_recurse (doc, &child)) {
+         return mh_filter_reject (w, "is not valid BSON");
+      }
    }
    while (bson_iter_next (&child)) {
       const char *key = bson_iter_key (&child);
       size_t mark = mh_filter_push (w, key);
       bool ok = true;
 
-      if (!is_array && key[0] == '$') {
+      /* Array keys are checked too: hand-made BSON may give an array
+       * element a key like "$where" (found by fuzzing). */
+      if (key[0] == '$') {
          if (strcmp (key, "$where") == 0 || strcmp (key, "$function") == 0 ||
              strcmp (key, "$accumulator") == 0) {
             if (!(w->flags & MONGO_HELPER_FILTER_ALLOW_JAVASCRIPT)) {
@@ -2866,11 +2882,18 @@ mh_filter_doc (mh_filter_walk_t *w,
             }
             while (ok && bson_iter_next (&el)) {
                size_t m2 = mh_filter_push (w, bson_iter_key (&el));
+               if (bson_iter_key (&el)[0] == '$') {
+                  return mh_filter_reject (
+                     w, "is a query operator where a filter is expected");
+               }
                if (!BSON_ITER_HOLDS_DOCUMENT (&el)) {
                   return mh_filter_reject (w, "must be a filter document");
                }
                ok = mh_filter_doc (w, &el, true, depth + 1);
                w->path[m2] = '\0';
+            }
+            if (ok && el.err_off) {
+               return mh_filter_reject (w, "is not valid BSON");
             }
          } else if (!(w->flags & MONGO_HELPER_FILTER_ALLOW_OPERATORS)) {
             return mh_filter_reject (
@@ -2885,6 +2908,9 @@ mh_filter_doc (mh_filter_walk_t *w,
          return false;
       }
       w->path[mark] = '\0';
+   }
+   if (child.err_off) {
+      return mh_filter_reject (w, "is not valid BSON");
    }
    return true;
 }

@@ -520,6 +520,55 @@ START_TEST (checked_json_filter_is_handed_back_parsed)
 }
 END_TEST
 
+/* Found by tests/fuzz/fuzz_filter: an array whose element key is
+ * "$where" (hand-made BSON; JSON cannot express it) was accepted. */
+START_TEST (array_element_with_an_operator_key_is_rejected)
+{
+   bson_t filter = BSON_INITIALIZER, arr;
+
+   bson_append_array_begin (&filter, "t", 1, &arr);
+   BSON_APPEND_UTF8 (&arr, "0", "x");
+   bson_append_minkey (&arr, "$where", -1);
+   bson_append_array_end (&filter, &arr);
+   ck_assert (!mongo_helper_filter_check (&filter, 0, &err));
+   ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_INVALID_ARGUMENT);
+   ck_assert_ptr_nonnull (strstr (err.message, "'t.$where'"));
+   bson_destroy (&filter);
+}
+END_TEST
+
+/* Found by tests/fuzz/fuzz_filter: a corrupt nested document (which
+ * bson_validate() lets through) and an $or element keyed "$..." were
+ * accepted. */
+START_TEST (corrupt_nested_document_and_operator_keyed_or_element_are_rejected)
+{
+   static const uint8_t crash[] = {
+      0x55, 0x00, 0x00, 0x00, 0x03, 0x75, 0x73, 0x65, 0x72, 0x00, 0x0a, 0x00,
+      0x00, 0x00, 0x0a, 0x24, 0x6c, 0x65, 0x68, 0xff, 0x04, 0x24, 0x6f, 0x72,
+      0x00, 0x14, 0x00, 0x00, 0x00, 0x03, 0x24, 0x18, 0x6f, 0x72, 0x3c, 0x61,
+      0x00, 0x01, 0x00, 0x00, 0x00, 0x26, 0x00, 0x00, 0x56, 0x04, 0x65, 0x72,
+      0x00, 0x0a, 0x00, 0x00, 0x00, 0x0a, 0x24, 0x6e, 0x65, 0x68, 0xff, 0x04,
+      0x24, 0x6f, 0x72, 0x00, 0x14, 0x00, 0x00, 0x00, 0x03, 0x30, 0x00, 0x68,
+      0x65, 0x72, 0x65, 0x00, 0x02, 0x00, 0x00, 0x24, 0x00, 0x00, 0x00, 0x02,
+      0x00};
+   bson_t b, filter = BSON_INITIALIZER, arr, el;
+
+   ck_assert (bson_init_static (&b, crash, sizeof crash));
+   ck_assert (!mongo_helper_filter_check (&b, 0, &err));
+   ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_INVALID_ARGUMENT);
+   ck_assert_msg (strstr (err.message, "not valid BSON"), "%s", err.message);
+
+   bson_append_array_begin (&filter, "$or", -1, &arr);
+   bson_append_document_begin (&arr, "$x", -1, &el);
+   BSON_APPEND_INT32 (&el, "a", 1);
+   bson_append_document_end (&arr, &el);
+   bson_append_array_end (&filter, &arr);
+   ck_assert (!mongo_helper_filter_check (&filter, MONGO_HELPER_FILTER_ALLOW_OPERATORS, &err));
+   ck_assert_ptr_nonnull (strstr (err.message, "'$or.$x'"));
+   bson_destroy (&filter);
+}
+END_TEST
+
 /* ---- ObjectId ------------------------------------------------------------ */
 
 START_TEST (object_id_text_must_be_exactly_24_hex_digits)
@@ -567,6 +616,8 @@ security_suite (void)
    tcase_add_test (core, expr_needs_its_own_flag);
    tcase_add_test (core, bad_filter_input_is_an_invalid_argument_not_a_crash);
    tcase_add_test (core, checked_json_filter_is_handed_back_parsed);
+   tcase_add_test (core, array_element_with_an_operator_key_is_rejected);
+   tcase_add_test (core, corrupt_nested_document_and_operator_keyed_or_element_are_rejected);
    tcase_add_test (core, object_id_text_must_be_exactly_24_hex_digits);
    tcase_set_timeout (core, 20);
    suite_add_tcase (s, core);
