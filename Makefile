@@ -53,6 +53,7 @@ deps:
 	done; \
 	[ -f /usr/include/iniparser/iniparser.h ] || missing="$$missing libiniparser-dev"; \
 	[ -f /usr/include/openssl/sha.h ] || missing="$$missing libssl-dev"; \
+	pkg-config --exists libmicrohttpd 2>/dev/null || missing="$$missing libmicrohttpd-dev"; \
 	[ -x $(PYTHON) ] || missing="$$missing python3"; \
 	for pair in mockupdb:python3-mockupdb mongomock:python3-mongomock bson:python3-pymongo; do \
 	  mod=$${pair%%:*}; deb=$${pair#*:}; \
@@ -122,7 +123,7 @@ uninstall:
 
 # ---- examples and demo ----------------------------------------------------
 build/%: examples/%.c $(STATIC) | build
-	$(CC) $(ALL_CFLAGS) $< -o $@ $(STATIC) $(PKG_LIBS)
+	$(CC) $(ALL_CFLAGS) $< -o $@ $(STATIC) $(PKG_LIBS) $(shell pkg-config --libs libmicrohttpd)
 
 examples: $(EXAMPLES)
 
@@ -146,6 +147,7 @@ check: deps
 	@if [ -z "$$MONGO_TEST_URI" ]; then $(PYTHON) tests/test_mock_server.py 2>&1 | tail -3; \
 	  test $${PIPESTATUS[0]} -eq 0; fi
 	bash tests/with_server.sh bash tests/run_checks.sh $(TEST_BIN)
+	@$(MAKE) --no-print-directory build/metrics_server && bash tests/with_server.sh bash tests/test_metrics_http.sh build/metrics_server
 
 memcheck: deps-valgrind
 	@$(MAKE) --no-print-directory $(TEST_BIN)
