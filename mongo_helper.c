@@ -1602,7 +1602,7 @@ mh_run (const char *what,
       s = mh_thread_slot (error);
       if (!s) {
          mh_breaker_abstain (probe);
-         mh_metrics_op (what, t0, attempt > 0 ? attempt - 1 : 0, error->category);
+         mh_metrics_op (what, t0, attempt, error->category);
          return false;
       }
       pol = s->owner->config->retry;
@@ -2432,9 +2432,10 @@ mh_prometheus_text (void)
             bson_string_append_printf (
                o,
                "mongo_helper_operation_duration_seconds_bucket{op=\"%s\","
-               "le=\"%g\"} %" PRIu64 "\n",
+               "le=\"%d.%03d\"} %" PRIu64 "\n",
                s->ops[i].name,
-               mh_hist_le_ms[b] / 1000.0,
+               (int) (mh_hist_le_ms[b] / 1000),
+               (int) (mh_hist_le_ms[b] % 1000),
                cum);
          } else {
             bson_string_append_printf (
@@ -2447,11 +2448,13 @@ mh_prometheus_text (void)
       }
       bson_string_append_printf (
          o,
-         "mongo_helper_operation_duration_seconds_sum{op=\"%s\"} %.6f\n"
+         "mongo_helper_operation_duration_seconds_sum{op=\"%s\"} %" PRIu64
+         ".%06" PRIu64 "\n"
          "mongo_helper_operation_duration_seconds_count{op=\"%s\"} %" PRIu64
          "\n",
          s->ops[i].name,
-         (double) s->ops[i].sum_us / 1e6,
+         s->ops[i].sum_us / 1000000u,
+         s->ops[i].sum_us % 1000000u,
          s->ops[i].name,
          s->ops[i].calls);
    }
@@ -2496,9 +2499,11 @@ mh_prometheus_text (void)
    for (size_t i = 0; i < s->n_cmds; i++) {
       bson_string_append_printf (
          o,
-         "mongo_helper_command_duration_seconds_total{command=\"%s\"} %.6f\n",
+         "mongo_helper_command_duration_seconds_total{command=\"%s\"} %" PRIu64
+         ".%06" PRIu64 "\n",
          s->cmds[i].name,
-         (double) s->cmds[i].duration_us / 1e6);
+         s->cmds[i].duration_us / 1000000u,
+         s->cmds[i].duration_us % 1000000u);
    }
    mh_prom_family (o,
                    "mongo_helper_pool_in_use",
