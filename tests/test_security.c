@@ -195,7 +195,7 @@ tls_init (const char *const *server_extra, const char *opts)
    args[n] = NULL;
    port = tls_server_start (args);
    snprintf (uri, sizeof uri,
-             "mongodb://127.0.0.1:%d/mh_sec?serverSelectionTimeoutMS=1500%s", port, opts);
+             "mongodb://127.0.0.1:%d/mh_sec?serverSelectionTimeoutMS=5000%s", port, opts);
    MH_ASSERT_OK (mongo_helper_init_uri (uri, &err), err);
 }
 
@@ -252,7 +252,7 @@ START_TEST (tls_from_environment_parts_uses_the_ca_file)
    setenv ("MONGO_DB", "mh_sec", 1);
    setenv ("MONGO_USE_SSL", "true", 1);
    setenv ("MONGO_SSL_CA_CERTS", ca, 1);
-   setenv ("MONGO_SERVER_SELECTION_TIMEOUT_MS", "1500", 1);
+   setenv ("MONGO_SERVER_SELECTION_TIMEOUT_MS", "5000", 1);
    MH_ASSERT_OK (ping (), err);
 }
 END_TEST
