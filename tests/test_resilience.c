@@ -98,8 +98,13 @@ typedef struct {
    char dir[64];
 } mock_t;
 
-#define MAX_MOCKS 4
-static mock_t *mocks[MAX_MOCKS];
+/* What teardown must clean up, copied: the mock_t itself lives on the
+ * test's stack, which is gone by then. */
+#define MAX_MOCKS 8
+static struct {
+   pid_t pid;
+   char dir[64];
+} started[MAX_MOCKS];
 
 static void
 mock_start (mock_t *m, int port, const char *const *extra)
@@ -138,8 +143,9 @@ mock_start (mock_t *m, int port, const char *const *extra)
       _exit (127);
    }
    for (int i = 0; i < MAX_MOCKS; i++) {
-      if (!mocks[i] || mocks[i] == m) {
-         mocks[i] = m;
+      if (started[i].pid == 0) {
+         started[i].pid = m->pid;
+         bson_strncpy (started[i].dir, m->dir, sizeof started[i].dir);
          break;
       }
    }
@@ -159,6 +165,11 @@ mock_kill (mock_t *m)
    if (m->pid > 0) {
       kill (m->pid, SIGKILL);
       waitpid (m->pid, NULL, 0);
+      for (int i = 0; i < MAX_MOCKS; i++) {
+         if (started[i].pid == m->pid) {
+            started[i].pid = -1; /* stopped; its directory stays listed */
+         }
+      }
       m->pid = 0;
    }
 }
@@ -167,17 +178,19 @@ static void
 kill_all_mocks (void)
 {
    for (int i = 0; i < MAX_MOCKS; i++) {
-      if (mocks[i]) {
-         mock_kill (mocks[i]);
-         if (mocks[i]->dir[0]) {
-            char cmd[128];
-            snprintf (cmd, sizeof cmd, "rm -rf '%s'", mocks[i]->dir);
-            if (system (cmd) != 0) {
-               /* best effort */
-            }
-         }
-         mocks[i] = NULL;
+      if (started[i].pid > 0) {
+         kill (started[i].pid, SIGKILL);
+         waitpid (started[i].pid, NULL, 0);
       }
+      if (started[i].dir[0]) {
+         char cmd[128];
+         snprintf (cmd, sizeof cmd, "rm -rf '%s'", started[i].dir);
+         if (system (cmd) != 0) {
+            /* best effort */
+         }
+      }
+      started[i].pid = 0;
+      started[i].dir[0] = '\0';
    }
 }
 
