@@ -488,6 +488,8 @@ bool mongo_helper_metrics_prometheus (char *buf,
  * {NAME: {"started", "succeeded", "failed", "duration_us_sum"}}, "pool":
  * {"in_use", "waiting", "checkouts", "wait_timeouts"}, "circuit":
  * {"state", "consecutive_failures", "opened_at_ms", "rejected"}}.
+ * Latency buckets count the calls that fell into each bucket (upper bound
+ * LE ms, "inf" last), not cumulatively as Prometheus does.
  * Returns a new string the caller frees with bson_free(). */
 char *mongo_helper_metrics_json_dup (mongo_helper_error_t *error);
 
