@@ -7,6 +7,7 @@
 #   make sanitize   the tests built with ASan + UBSan
 #   make install PREFIX=/usr/local [DESTDIR=...]
 #   make deps       install missing Debian packages (done by demo and check)
+#   make fuzz       build the libFuzzer targets (clang) and run each FUZZ_SECONDS
 
 SHELL     := /bin/bash
 NAME      := mongo_helper
@@ -36,7 +37,7 @@ TEST_BIN  := build/check_mongo_helper
 EXAMPLES  := $(patsubst examples/%.c,build/%,$(wildcard examples/*.c))
 
 
-.PHONY: deps-valgrind
+.PHONY: deps-valgrind deps-fuzz fuzz
 .PHONY: all deps demo check memcheck sanitize install uninstall clean examples
 
 all: $(STATIC) $(SHARED)
@@ -52,7 +53,7 @@ deps:
 	done; \
 	[ -f /usr/include/iniparser/iniparser.h ] || missing="$$missing libiniparser-dev"; \
 	[ -f /usr/include/openssl/sha.h ] || missing="$$missing libssl-dev"; \
-	[ -f /usr/include/microhttpd.h ] || missing="$$missing libmicrohttpd-dev"; \
+	pkg-config --exists libmicrohttpd 2>/dev/null || missing="$$missing libmicrohttpd-dev"; \
 	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
 	[ -x $(PYTHON) ] || missing="$$missing python3"; \
 	for pair in mockupdb:python3-mockupdb mongomock:python3-mongomock bson:python3-pymongo; do \
@@ -73,6 +74,13 @@ deps:
 deps-valgrind: deps
 	@command -v valgrind >/dev/null 2>&1 || { echo "make deps: installing valgrind"; \
 	  apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
+
+# clang's libFuzzer runtime is needed only by fuzz (Debian: libclang-rt-14-dev).
+deps-fuzz: deps
+	@printf 'int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n){(void)d;(void)n;return 0;}\n' \
+	  | clang -x c -fsanitize=fuzzer - -o /dev/null >/dev/null 2>&1 || { echo "make deps: installing clang libclang-rt-14-dev"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends clang libclang-rt-14-dev >/dev/null; }
 
 # ---- library --------------------------------------------------------------
 build:
@@ -140,6 +148,7 @@ check: deps
 	@if [ -z "$$MONGO_TEST_URI" ]; then $(PYTHON) tests/test_mock_server.py 2>&1 | tail -3; \
 	  test $${PIPESTATUS[0]} -eq 0; fi
 	bash tests/with_server.sh bash tests/run_checks.sh $(TEST_BIN)
+	@$(MAKE) --no-print-directory build/metrics_server && bash tests/with_server.sh bash tests/test_metrics_http.sh build/metrics_server
 
 memcheck: deps-valgrind
 	@$(MAKE) --no-print-directory $(TEST_BIN)
@@ -159,3 +168,24 @@ build/san/check_mongo_helper: mongo_helper.c mongo_helper.h $(TEST_SRCS) tests/c
 
 clean:
 	rm -rf build $(STATIC) lib$(NAME).so* mongo_helper.pc
+
+# ---- fuzzing --------------------------------------------------------------
+# Each target runs FUZZ_SECONDS from its seed corpus; a crash stops the run
+# and leaves the input in build/fuzz/ (add it to tests/fuzz/regressions/).
+FUZZ_SECONDS ?= 20
+FUZZERS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+build/fuzz/%: tests/fuzz/%.c mongo_helper.c mongo_helper.h
+	@mkdir -p build/fuzz
+	clang $(STD_WARN) -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
+	  $(PKG_CFLAGS) -I. $< mongo_helper.c -o $@ $(PKG_LIBS)
+
+fuzz: deps-fuzz
+	@$(MAKE) --no-print-directory $(FUZZERS)
+	@set -e; for f in $(FUZZERS); do n=$$(basename $$f); mkdir -p build/fuzz/corpus/$$n; \
+	  if ls tests/fuzz/regressions/$$n/* >/dev/null 2>&1; then \
+	    echo "fuzz: $$n regressions"; $$f tests/fuzz/regressions/$$n/* >/dev/null 2>&1 || { echo "fuzz: $$n regression failed" >&2; exit 1; }; fi; \
+	  echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=0 \
+	    -artifact_prefix=build/fuzz/$$n- build/fuzz/corpus/$$n tests/fuzz/corpus/$$n 2>build/fuzz/$$n.log \
+	    || { tail -40 build/fuzz/$$n.log >&2; exit 1; }; \
+	  grep -E '^#[0-9]+.*DONE' build/fuzz/$$n.log | tail -1; done

@@ -9,6 +9,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -119,8 +120,7 @@ mh_category_of (const bson_error_t *e)
    case MONGOC_ERROR_SERVER_SELECTION:
       return MONGO_HELPER_ERROR_CONNECTION;
    case MONGOC_ERROR_STREAM:
-      if (e->code == MONGOC_ERROR_STREAM_SOCKET &&
-          strstr (e->message, "timed out")) {
+      if (strstr (e->message, "timed out")) {
          return MONGO_HELPER_ERROR_TIMEOUT;
       }
       return MONGO_HELPER_ERROR_CONNECTION;
@@ -369,6 +369,7 @@ struct mongo_helper_config_t {
    char *database;
    char *source;
    mongoc_uri_t *muri; /* with every setting applied */
+   mongo_helper_retry_policy_t retry; /* see "Which operations retry" */
 };
 
 void
@@ -798,6 +799,46 @@ mh_load_ini (const char *config_path,
    return true;
 }
 
+/* One of the library's own integer settings (not a URI option): the
+ * environment wins over the INI key, then the default. */
+static bool
+mh_config_int (dictionary *ini,
+               const char *ini_path,
+               const char *ini_key,
+               const char *env,
+               int32_t def,
+               int32_t min,
+               int32_t max,
+               int32_t *out,
+               mongo_helper_error_t *error)
+{
+   const char *v = mh_env (env);
+   char key[64], label[300];
+
+   if (v) {
+      bson_snprintf (label, sizeof label, "environment %s", env);
+   } else if (ini) {
+      bson_snprintf (key, sizeof key, "db:%s", ini_key);
+      v = iniparser_getstring (ini, key, NULL);
+      bson_snprintf (label, sizeof label, "%s [db] %s", ini_path, ini_key);
+   }
+   if (!v) {
+      *out = def;
+      return true;
+   }
+   if (!mh_parse_int32 (v, out) || *out < min || *out > max) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_CONFIG,
+                      0,
+                      "%s='%s' is not a whole number from %d to %d",
+                      label,
+                      v,
+                      (int) min,
+                      (int) max);
+   }
+   return true;
+}
+
 mongo_helper_config_t *
 mongo_helper_config_new (const char *config_path,
                          const char *uri,
@@ -929,6 +970,27 @@ mongo_helper_config_new (const char *config_path,
                                       MONGO_HELPER_DEFAULT_POOL_WAIT_MS);
    }
 
+   /* Retries and the circuit breaker are the library's, not the URI's. */
+   if (!mh_config_int (ini, ini_path, "retry_attempts", "MONGO_RETRY_ATTEMPTS",
+                       MONGO_HELPER_DEFAULT_RETRY_ATTEMPTS, 1, 10,
+                       &cfg->retry.attempts, error) ||
+       !mh_config_int (ini, ini_path, "retry_base_ms", "MONGO_RETRY_BASE_MS",
+                       MONGO_HELPER_DEFAULT_RETRY_BASE_MS, 0, 60000,
+                       &cfg->retry.base_ms, error) ||
+       !mh_config_int (ini, ini_path, "retry_max_ms", "MONGO_RETRY_MAX_MS",
+                       MONGO_HELPER_DEFAULT_RETRY_MAX_MS, 0, 600000,
+                       &cfg->retry.max_ms, error) ||
+       !mh_config_int (ini, ini_path, "circuit_failure_threshold",
+                       "MONGO_CIRCUIT_FAILURE_THRESHOLD",
+                       MONGO_HELPER_DEFAULT_CIRCUIT_THRESHOLD, 0, 1000000,
+                       &cfg->retry.circuit_threshold, error) ||
+       !mh_config_int (ini, ini_path, "circuit_cooldown_ms",
+                       "MONGO_CIRCUIT_COOLDOWN_MS",
+                       MONGO_HELPER_DEFAULT_CIRCUIT_COOLDOWN_MS, 1, 3600000,
+                       &cfg->retry.circuit_cooldown_ms, error)) {
+      goto fail;
+   }
+
    /* The default database: URI path, MONGO_DB, [db] database. */
    if ((v = mongoc_uri_get_database (cfg->muri)) && *v) {
       bson_snprintf (label, sizeof label, "%s (path of the URI)", source);
@@ -976,6 +1038,15 @@ fail:
 }
 
 /* ---- Singleton ------------------------------------------------------ */
+
+/* Hooks into the pool and execution paths, implemented under "Resilience
+ * and metrics". */
+static void mh_resil_pool_created (mongoc_client_pool_t *pool,
+                                   const mongo_helper_config_t *cfg);
+static void mh_pool_wait_begin (void);
+static void mh_pool_wait_end (bool got);
+static void mh_pool_returned (void);
+static void mh_pool_stats_after_fork (void);
 
 /* One pool and its configuration.  Reference-counted: the singleton holds
  * one reference, every thread slot and acquired connection another, so a
@@ -1061,6 +1132,7 @@ mh_slot_drop (mh_slot_t *s)
    mongoc_database_destroy (s->db);
    if (s->owner->fork_epoch == atomic_load (&mh_fork_epoch)) {
       mongoc_client_pool_push (s->owner->pool, s->client);
+      mh_pool_returned ();
       mh_pool_unref (s->owner);
    } else {
       mh_orphan (s->client); /* the parent's socket: leave it alone */
@@ -1126,6 +1198,7 @@ mh_atfork_child (void)
    mh_pool_t *p = atomic_load (&mh_g.current);
 
    atomic_fetch_add (&mh_fork_epoch, 1);
+   mh_pool_stats_after_fork ();
    if (p) {
       mh_orphan (p);
       atomic_store (&mh_g.current, NULL);
@@ -1190,6 +1263,8 @@ mh_start_locked (const char *config_path,
    /* Error API 2 puts server errors in their own domain, which is what
     * mh_category_of() relies on. */
    mongoc_client_pool_set_error_api (p->pool, MONGOC_ERROR_API_VERSION_2);
+   /* APM callbacks must be on the pool before its first client is popped. */
+   mh_resil_pool_created (p->pool, cfg);
    p->config = cfg;
    p->fork_epoch = atomic_load (&mh_fork_epoch);
    atomic_init (&p->refs, 1);
@@ -1311,8 +1386,11 @@ mh_pool_get (mongo_helper_error_t *error)
 static mongoc_client_t *
 mh_pool_pop (mh_pool_t *p, mongo_helper_error_t *error)
 {
-   mongoc_client_t *c = mongoc_client_pool_pop (p->pool);
+   mongoc_client_t *c;
 
+   mh_pool_wait_begin ();
+   c = mongoc_client_pool_pop (p->pool);
+   mh_pool_wait_end (c != NULL);
    if (!c) {
       mh_fail (error,
                MONGO_HELPER_ERROR_TIMEOUT,
@@ -1446,6 +1524,7 @@ mongo_helper_release (mongo_helper_conn_t *conn)
    mongoc_database_destroy (conn->db);
    if (conn->owner->fork_epoch == atomic_load (&mh_fork_epoch)) {
       mongoc_client_pool_push (conn->owner->pool, conn->client);
+      mh_pool_returned ();
       mh_pool_unref (conn->owner);
    } else {
       pthread_mutex_lock (&mh_g.lock);
@@ -1475,6 +1554,21 @@ enum {
                                   upsert by _id, createIndexes) */
 };
 
+/* Implemented under "Resilience and metrics". */
+static bool mh_breaker_admit (bool *probe, int64_t *wait_ms, int32_t *failures);
+static void mh_breaker_record (const bson_error_t *e, bool probe);
+static void mh_breaker_abstain (bool probe);
+static bool mh_breaker_closed (void);
+static void mh_backoff_sleep (const mongo_helper_retry_policy_t *pol,
+                              int32_t attempt);
+static void mh_metrics_op (const char *what,
+                           int64_t t0_us,
+                           int32_t retries,
+                           mongo_helper_category_t cat);
+
+/* Runs `fn`, retrying transient failures of reads and idempotent writes
+ * with backoff (see "Which operations retry" in the header), behind the
+ * circuit breaker, and records metrics for every call. */
 static bool
 mh_run (const char *what,
         unsigned flags,
@@ -1482,18 +1576,71 @@ mh_run (const char *what,
         void *ctx,
         mongo_helper_error_t *error)
 {
-   mh_slot_t *s = mh_thread_slot (error);
+   const bool may_retry = (flags & (MH_OP_READ | MH_OP_IDEMPOTENT)) != 0;
+   const int64_t t0 = bson_get_monotonic_time ();
+   mongo_helper_error_t local;
+   mongo_helper_retry_policy_t pol;
+   mh_slot_t *s;
    bson_error_t berr;
+   int32_t attempt = 0, failures, socket_ms;
+   int64_t wait_ms, t_attempt;
+   bool probe;
 
-   (void) flags;
-   if (!s) {
+   if (!error) {
+      error = &local;
+   }
+   if (!mh_breaker_admit (&probe, &wait_ms, &failures)) {
+      mh_fail (error,
+               MONGO_HELPER_ERROR_CIRCUIT_OPEN,
+               0,
+               "%s failed: circuit open after %d consecutive connection "
+               "failures; failing fast for %" PRId64 " more ms: check that "
+               "MongoDB is running and reachable",
+               what,
+               (int) failures,
+               wait_ms);
+      mh_metrics_op (what, t0, 0, MONGO_HELPER_ERROR_CIRCUIT_OPEN);
       return false;
    }
-   memset (&berr, 0, sizeof berr);
-   if (fn (s->client, s->db, ctx, &berr)) {
-      return true;
+   for (;;) {
+      s = mh_thread_slot (error);
+      if (!s) {
+         mh_breaker_abstain (probe);
+         mh_metrics_op (what, t0, attempt, error->category);
+         return false;
+      }
+      pol = s->owner->config->retry;
+      socket_ms = mongoc_uri_get_option_as_int32 (
+         s->owner->config->muri, MONGOC_URI_SOCKETTIMEOUTMS, 0);
+      attempt++;
+      memset (&berr, 0, sizeof berr);
+      t_attempt = bson_get_monotonic_time ();
+      if (fn (s->client, s->db, ctx, &berr)) {
+         mh_breaker_record (NULL, probe);
+         mh_metrics_op (what, t0, attempt - 1, MONGO_HELPER_ERROR_NONE);
+         return true;
+      }
+      /* libmongoc says "socket error or timeout" for both; the clock tells
+       * them apart, so the caller learns it was a timeout. */
+      if (berr.domain == MONGOC_ERROR_STREAM && socket_ms > 0 &&
+          bson_get_monotonic_time () - t_attempt >= (int64_t) socket_ms * 950) {
+         size_t len = strlen (berr.message);
+         bson_snprintf (berr.message + len,
+                        sizeof berr.message - len,
+                        " (timed out after socketTimeoutMS=%d)",
+                        (int) socket_ms);
+      }
+      mh_breaker_record (&berr, probe);
+      probe = false; /* the probe has given its verdict */
+      if (!may_retry || attempt >= pol.attempts ||
+          !mongo_helper_error_is_transient (&berr) || !mh_breaker_closed ()) {
+         break;
+      }
+      mh_backoff_sleep (&pol, attempt);
    }
-   return mh_fail_bson (error, what, &berr);
+   mh_fail_bson (error, what, &berr);
+   mh_metrics_op (what, t0, attempt - 1, error->category);
+   return false;
 }
 
 /* ---- Health --------------------------------------------------------- */
@@ -1700,6 +1847,1205 @@ mongo_helper_command (const bson_t *command,
 }
 
 /* ---- Resilience and metrics ---------------------------------------- */
+
+void
+mongo_helper_config_retry_policy (const mongo_helper_config_t *config,
+                                  mongo_helper_retry_policy_t *policy)
+{
+   if (!policy) {
+      return;
+   }
+   memset (policy, 0, sizeof *policy);
+   if (config) {
+      *policy = config->retry;
+   }
+}
+
+/* Server codes MongoDB documents as retryable (retryable reads/writes
+ * specifications): the primary stepped down or is shutting down, or the
+ * network between servers failed. */
+static bool
+mh_code_is_transient (uint32_t code)
+{
+   switch (code) {
+   case 6:     /* HostUnreachable */
+   case 7:     /* HostNotFound */
+   case 89:    /* NetworkTimeout */
+   case 91:    /* ShutdownInProgress */
+   case 134:   /* ReadConcernMajorityNotAvailableYet */
+   case 189:   /* PrimarySteppedDown */
+   case 262:   /* ExceededTimeLimit */
+   case 9001:  /* SocketException */
+   case 10107: /* NotWritablePrimary */
+   case 11600: /* InterruptedAtShutdown */
+   case 11602: /* InterruptedDueToReplStateChange */
+   case 13435: /* NotPrimaryNoSecondaryOk */
+   case 13436: /* NotPrimaryOrSecondary */
+      return true;
+   default:
+      return false;
+   }
+}
+
+bool
+mongo_helper_error_is_transient (const bson_error_t *error)
+{
+   if (!error) {
+      return false;
+   }
+   switch (error->domain) {
+   case MONGOC_ERROR_STREAM:
+   case MONGOC_ERROR_SERVER_SELECTION:
+      return true;
+   /* Server-reported codes: only these domains carry the server's own
+    * numbers (driver codes overlap them numerically). */
+   case MONGOC_ERROR_SERVER:
+   case MONGOC_ERROR_QUERY:
+   case MONGOC_ERROR_WRITE_CONCERN:
+      return mh_code_is_transient (error->code);
+   default:
+      return false;
+   }
+}
+
+/* A failure to reach or talk to a server at all: what the breaker counts.
+ * Garbage on the wire (protocol errors) counts too: the server is not
+ * usable either way. */
+static bool
+mh_is_connection_failure (const bson_error_t *e)
+{
+   return e->domain == MONGOC_ERROR_STREAM ||
+          e->domain == MONGOC_ERROR_SERVER_SELECTION ||
+          e->domain == MONGOC_ERROR_PROTOCOL;
+}
+
+/* -- circuit breaker -- */
+
+static struct {
+   pthread_mutex_t lock;
+   mongo_helper_circuit_state_t state;
+   int32_t consecutive;
+   int64_t opened_mono_us;
+   int64_t opened_wall_ms;
+   bool probe_in_flight;
+   uint64_t rejected;
+   int32_t threshold;
+   int32_t cooldown_ms;
+} mh_cb = {.lock = PTHREAD_MUTEX_INITIALIZER,
+           .threshold = MONGO_HELPER_DEFAULT_CIRCUIT_THRESHOLD,
+           .cooldown_ms = MONGO_HELPER_DEFAULT_CIRCUIT_COOLDOWN_MS};
+
+static int64_t
+mh_wall_ms (void)
+{
+   struct timespec ts;
+
+   clock_gettime (CLOCK_REALTIME, &ts);
+   return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Decides whether a call may go out.  *probe is set for the one call that
+ * tests a half-open circuit.  On refusal, *wait_ms says how long the
+ * circuit stays open. */
+static bool
+mh_breaker_admit (bool *probe, int64_t *wait_ms, int32_t *failures)
+{
+   bool ok = true;
+   int64_t now = bson_get_monotonic_time ();
+
+   *probe = false;
+   *wait_ms = 0;
+   pthread_mutex_lock (&mh_cb.lock);
+   *failures = mh_cb.consecutive;
+   if (mh_cb.state == MONGO_HELPER_CIRCUIT_OPEN) {
+      int64_t left =
+         mh_cb.opened_mono_us + (int64_t) mh_cb.cooldown_ms * 1000 - now;
+      if (left > 0) {
+         ok = false;
+         *wait_ms = (left + 999) / 1000;
+      } else {
+         mh_cb.state = MONGO_HELPER_CIRCUIT_HALF_OPEN;
+         mh_cb.probe_in_flight = false;
+      }
+   }
+   if (ok && mh_cb.state == MONGO_HELPER_CIRCUIT_HALF_OPEN) {
+      if (mh_cb.probe_in_flight) {
+         ok = false; /* another call is probing: fail fast meanwhile */
+      } else {
+         mh_cb.probe_in_flight = true;
+         *probe = true;
+      }
+   }
+   if (!ok) {
+      mh_cb.rejected++;
+   }
+   pthread_mutex_unlock (&mh_cb.lock);
+   return ok;
+}
+
+/* Records one attempt's outcome (NULL: success). */
+static void
+mh_breaker_record (const bson_error_t *e, bool probe)
+{
+   pthread_mutex_lock (&mh_cb.lock);
+   if (e && mh_is_connection_failure (e)) {
+      mh_cb.consecutive++;
+      if ((probe && mh_cb.state == MONGO_HELPER_CIRCUIT_HALF_OPEN) ||
+          (mh_cb.state == MONGO_HELPER_CIRCUIT_CLOSED && mh_cb.threshold > 0 &&
+           mh_cb.consecutive >= mh_cb.threshold)) {
+         mh_cb.state = MONGO_HELPER_CIRCUIT_OPEN;
+         mh_cb.opened_mono_us = bson_get_monotonic_time ();
+         mh_cb.opened_wall_ms = mh_wall_ms ();
+         mh_cb.probe_in_flight = false;
+      }
+   } else if (!probe && mh_cb.state == MONGO_HELPER_CIRCUIT_OPEN) {
+      /* A call admitted before the circuit opened came back: it does not
+       * decide; only the probe does. */
+   } else {
+      /* The server answered (even with a server error): it is reachable. */
+      mh_cb.consecutive = 0;
+      mh_cb.state = MONGO_HELPER_CIRCUIT_CLOSED;
+      mh_cb.probe_in_flight = false;
+   }
+   pthread_mutex_unlock (&mh_cb.lock);
+}
+
+/* The probe never reached the network (e.g. no pooled client free): let
+ * the next call probe instead. */
+static void
+mh_breaker_abstain (bool probe)
+{
+   if (probe) {
+      pthread_mutex_lock (&mh_cb.lock);
+      mh_cb.probe_in_flight = false;
+      pthread_mutex_unlock (&mh_cb.lock);
+   }
+}
+
+static bool
+mh_breaker_closed (void)
+{
+   bool closed;
+
+   pthread_mutex_lock (&mh_cb.lock);
+   closed = mh_cb.state == MONGO_HELPER_CIRCUIT_CLOSED;
+   pthread_mutex_unlock (&mh_cb.lock);
+   return closed;
+}
+
+void
+mongo_helper_circuit_status (mongo_helper_circuit_t *circuit)
+{
+   if (!circuit) {
+      return;
+   }
+   memset (circuit, 0, sizeof *circuit);
+   pthread_mutex_lock (&mh_cb.lock);
+   circuit->state = mh_cb.state;
+   circuit->consecutive_failures = mh_cb.consecutive;
+   circuit->opened_at_ms = mh_cb.opened_wall_ms;
+   circuit->rejected = mh_cb.rejected;
+   if (mh_cb.state == MONGO_HELPER_CIRCUIT_OPEN) {
+      int64_t left = mh_cb.opened_mono_us +
+                     (int64_t) mh_cb.cooldown_ms * 1000 -
+                     bson_get_monotonic_time ();
+      circuit->retry_in_ms = left > 0 ? (left + 999) / 1000 : 0;
+   }
+   pthread_mutex_unlock (&mh_cb.lock);
+}
+
+const char *
+mongo_helper_circuit_state_name (mongo_helper_circuit_state_t state)
+{
+   switch (state) {
+   case MONGO_HELPER_CIRCUIT_CLOSED:
+      return "closed";
+   case MONGO_HELPER_CIRCUIT_OPEN:
+      return "open";
+   case MONGO_HELPER_CIRCUIT_HALF_OPEN:
+      return "half_open";
+   }
+   return "unknown";
+}
+
+/* -- backoff -- */
+
+/* Full jitter (a uniform wait in [0, ceiling]) spreads the retries of many
+ * clients hit by the same blip instead of having them return together. */
+static void
+mh_backoff_sleep (const mongo_helper_retry_policy_t *pol, int32_t attempt)
+{
+   static _Thread_local uint64_t rng;
+   int64_t ceiling = pol->base_ms;
+   int64_t ms;
+   struct timespec ts;
+
+   for (int32_t i = 1; i < attempt && ceiling < pol->max_ms; i++) {
+      ceiling *= 2;
+   }
+   if (ceiling > pol->max_ms) {
+      ceiling = pol->max_ms;
+   }
+   if (ceiling <= 0) {
+      return;
+   }
+   if (!rng) {
+      rng = (uint64_t) bson_get_monotonic_time () ^
+            ((uint64_t) (uintptr_t) &rng << 16) ^ 0x9E3779B97F4A7C15ull;
+   }
+   rng ^= rng >> 12; /* xorshift64* */
+   rng ^= rng << 25;
+   rng ^= rng >> 27;
+   ms = (int64_t) ((rng * 0x2545F4914F6CDD1Dull) % (uint64_t) (ceiling + 1));
+   ts.tv_sec = (time_t) (ms / 1000);
+   ts.tv_nsec = (long) (ms % 1000) * 1000000L;
+   while (nanosleep (&ts, &ts) != 0 && errno == EINTR) {
+   }
+}
+
+/* -- metrics -- */
+
+#define MH_METRIC_SLOTS 64
+#define MH_METRIC_NAME 48
+#define MH_CATEGORIES (MONGO_HELPER_ERROR_INTERNAL + 1)
+
+static const int32_t mh_hist_le_ms[] = {
+   1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000};
+#define MH_HIST_N (sizeof mh_hist_le_ms / sizeof *mh_hist_le_ms)
+
+typedef struct {
+   char name[MH_METRIC_NAME];
+   uint64_t calls, ok, retries;
+   uint64_t errors[MH_CATEGORIES];
+   uint64_t buckets[MH_HIST_N + 1]; /* per bucket, +Inf last */
+   uint64_t sum_us;
+} mh_op_metric_t;
+
+typedef struct {
+   char name[MH_METRIC_NAME];
+   uint64_t started, succeeded, failed, duration_us;
+} mh_cmd_metric_t;
+
+static struct {
+   pthread_mutex_t lock;
+   mh_op_metric_t ops[MH_METRIC_SLOTS];
+   size_t n_ops;
+   mh_cmd_metric_t cmds[MH_METRIC_SLOTS];
+   size_t n_cmds;
+} mh_m = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static atomic_llong mh_pool_in_use, mh_pool_waiting;
+static atomic_ullong mh_pool_checkouts, mh_pool_timeouts;
+
+/* Metric names become Prometheus label values and JSON keys: keep them to
+ * [A-Za-z0-9_] so no escaping is ever needed and nothing else leaks. */
+static void
+mh_metric_name (const char *in, char out[MH_METRIC_NAME])
+{
+   size_t n = 0;
+
+   for (; in && *in && n + 1 < MH_METRIC_NAME; in++) {
+      if (isalnum ((unsigned char) *in) || *in == '_') {
+         out[n++] = *in;
+      } else {
+         break;
+      }
+   }
+   if (n == 0) {
+      memcpy (out, "other", 6);
+      return;
+   }
+   out[n] = '\0';
+}
+
+/* Finds or adds a slot; the last slot collects everything past the limit.
+ * Called with mh_m.lock held. */
+#define MH_FIND_SLOT(arr, count, key, out)                                  \
+   do {                                                                     \
+      (out) = NULL;                                                         \
+      for (size_t i_ = 0; i_ < (count); i_++) {                             \
+         if (strcmp ((arr)[i_].name, (key)) == 0) {                         \
+            (out) = &(arr)[i_];                                             \
+            break;                                                          \
+         }                                                                  \
+      }                                                                     \
+      if (!(out)) {                                                         \
+         if ((count) < MH_METRIC_SLOTS - 1) {                               \
+            (out) = &(arr)[(count)++];                                      \
+            bson_strncpy ((out)->name, (key), MH_METRIC_NAME);              \
+         } else {                                                           \
+            (out) = &(arr)[MH_METRIC_SLOTS - 1];                            \
+            if ((count) < MH_METRIC_SLOTS) {                                \
+               (count)++;                                                   \
+               bson_strncpy ((out)->name, "other", MH_METRIC_NAME);         \
+            }                                                               \
+         }                                                                  \
+      }                                                                     \
+   } while (0)
+
+static void
+mh_metrics_op (const char *what,
+               int64_t t0_us,
+               int32_t retries,
+               mongo_helper_category_t cat)
+{
+   char name[MH_METRIC_NAME];
+   mh_op_metric_t *m;
+   int64_t us = bson_get_monotonic_time () - t0_us;
+   size_t b = 0;
+
+   mh_metric_name (what, name);
+   while (b < MH_HIST_N && us > (int64_t) mh_hist_le_ms[b] * 1000) {
+      b++;
+   }
+   pthread_mutex_lock (&mh_m.lock);
+   MH_FIND_SLOT (mh_m.ops, mh_m.n_ops, name, m);
+   m->calls++;
+   m->retries += (uint64_t) retries;
+   if (cat == MONGO_HELPER_ERROR_NONE) {
+      m->ok++;
+   } else if ((int) cat >= 0 && (int) cat < MH_CATEGORIES) {
+      m->errors[cat]++;
+   }
+   m->buckets[b]++;
+   m->sum_us += (uint64_t) (us > 0 ? us : 0);
+   pthread_mutex_unlock (&mh_m.lock);
+}
+
+static void
+mh_metrics_cmd (const char *command, int kind, int64_t duration_us)
+{
+   char name[MH_METRIC_NAME];
+   mh_cmd_metric_t *m;
+
+   mh_metric_name (command, name);
+   pthread_mutex_lock (&mh_m.lock);
+   MH_FIND_SLOT (mh_m.cmds, mh_m.n_cmds, name, m);
+   if (kind == 0) {
+      m->started++;
+   } else {
+      if (kind == 1) {
+         m->succeeded++;
+      } else {
+         m->failed++;
+      }
+      m->duration_us += (uint64_t) (duration_us > 0 ? duration_us : 0);
+   }
+   pthread_mutex_unlock (&mh_m.lock);
+}
+
+static void
+mh_apm_started (const mongoc_apm_command_started_t *event)
+{
+   mh_metrics_cmd (
+      mongoc_apm_command_started_get_command_name (event), 0, 0);
+}
+
+static void
+mh_apm_succeeded (const mongoc_apm_command_succeeded_t *event)
+{
+   mh_metrics_cmd (mongoc_apm_command_succeeded_get_command_name (event),
+                   1,
+                   mongoc_apm_command_succeeded_get_duration (event));
+}
+
+static void
+mh_apm_failed (const mongoc_apm_command_failed_t *event)
+{
+   mh_metrics_cmd (mongoc_apm_command_failed_get_command_name (event),
+                   2,
+                   mongoc_apm_command_failed_get_duration (event));
+}
+
+/* Called by mh_start_locked() for every new pool, before any client is
+ * popped (libmongoc requires that for APM on a pool). */
+static void
+mh_resil_pool_created (mongoc_client_pool_t *pool,
+                       const mongo_helper_config_t *cfg)
+{
+   mongoc_apm_callbacks_t *cbs = mongoc_apm_callbacks_new ();
+
+   mongoc_apm_set_command_started_cb (cbs, mh_apm_started);
+   mongoc_apm_set_command_succeeded_cb (cbs, mh_apm_succeeded);
+   mongoc_apm_set_command_failed_cb (cbs, mh_apm_failed);
+   mongoc_client_pool_set_apm_callbacks (pool, cbs, NULL);
+   mongoc_apm_callbacks_destroy (cbs);
+
+   pthread_mutex_lock (&mh_cb.lock);
+   mh_cb.state = MONGO_HELPER_CIRCUIT_CLOSED;
+   mh_cb.consecutive = 0;
+   mh_cb.opened_mono_us = 0;
+   mh_cb.opened_wall_ms = 0;
+   mh_cb.probe_in_flight = false;
+   mh_cb.rejected = 0;
+   mh_cb.threshold = cfg->retry.circuit_threshold;
+   mh_cb.cooldown_ms = cfg->retry.circuit_cooldown_ms;
+   pthread_mutex_unlock (&mh_cb.lock);
+}
+
+static void
+mh_pool_wait_begin (void)
+{
+   atomic_fetch_add (&mh_pool_waiting, 1);
+}
+
+static void
+mh_pool_wait_end (bool got)
+{
+   atomic_fetch_sub (&mh_pool_waiting, 1);
+   if (got) {
+      atomic_fetch_add (&mh_pool_in_use, 1);
+      atomic_fetch_add (&mh_pool_checkouts, 1);
+   } else {
+      atomic_fetch_add (&mh_pool_timeouts, 1);
+   }
+}
+
+static void
+mh_pool_returned (void)
+{
+   atomic_fetch_sub (&mh_pool_in_use, 1);
+}
+
+/* A forked child starts with none of the parent's clients in use. */
+static void
+mh_pool_stats_after_fork (void)
+{
+   atomic_store (&mh_pool_in_use, 0);
+   atomic_store (&mh_pool_waiting, 0);
+}
+
+void
+mongo_helper_pool_stats (mongo_helper_pool_stats_t *stats)
+{
+   if (!stats) {
+      return;
+   }
+   stats->in_use = atomic_load (&mh_pool_in_use);
+   stats->waiting = atomic_load (&mh_pool_waiting);
+   stats->checkouts = atomic_load (&mh_pool_checkouts);
+   stats->wait_timeouts = atomic_load (&mh_pool_timeouts);
+}
+
+void
+mongo_helper_metrics_reset (void)
+{
+   pthread_mutex_lock (&mh_m.lock);
+   memset (mh_m.ops, 0, sizeof mh_m.ops);
+   memset (mh_m.cmds, 0, sizeof mh_m.cmds);
+   mh_m.n_ops = 0;
+   mh_m.n_cmds = 0;
+   pthread_mutex_unlock (&mh_m.lock);
+   atomic_store (&mh_pool_checkouts, 0);
+   atomic_store (&mh_pool_timeouts, 0);
+   pthread_mutex_lock (&mh_cb.lock);
+   mh_cb.rejected = 0;
+   pthread_mutex_unlock (&mh_cb.lock);
+}
+
+/* A consistent copy, so formatting happens without the lock. */
+typedef struct {
+   mh_op_metric_t ops[MH_METRIC_SLOTS];
+   size_t n_ops;
+   mh_cmd_metric_t cmds[MH_METRIC_SLOTS];
+   size_t n_cmds;
+   mongo_helper_pool_stats_t pool;
+   mongo_helper_circuit_t circuit;
+} mh_snapshot_t;
+
+static mh_snapshot_t *
+mh_snapshot_new (void)
+{
+   mh_snapshot_t *s = bson_malloc0 (sizeof *s);
+
+   pthread_mutex_lock (&mh_m.lock);
+   memcpy (s->ops, mh_m.ops, sizeof s->ops);
+   memcpy (s->cmds, mh_m.cmds, sizeof s->cmds);
+   s->n_ops = mh_m.n_ops;
+   s->n_cmds = mh_m.n_cmds;
+   pthread_mutex_unlock (&mh_m.lock);
+   mongo_helper_pool_stats (&s->pool);
+   mongo_helper_circuit_status (&s->circuit);
+   return s;
+}
+
+static void
+mh_prom_family (bson_string_t *out,
+                const char *name,
+                const char *type,
+                const char *help)
+{
+   bson_string_append_printf (
+      out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static char *
+mh_prometheus_text (void)
+{
+   mh_snapshot_t *s = mh_snapshot_new ();
+   bson_string_t *o = bson_string_new (NULL);
+
+   mh_prom_family (o,
+                   "mongo_helper_operations_total",
+                   "counter",
+                   "Operations run through the library's execution path.");
+   for (size_t i = 0; i < s->n_ops; i++) {
+      bson_string_append_printf (o,
+                                 "mongo_helper_operations_total{op=\"%s\"} "
+                                 "%" PRIu64 "\n",
+                                 s->ops[i].name,
+                                 s->ops[i].calls);
+   }
+   mh_prom_family (o,
+                   "mongo_helper_operation_errors_total",
+                   "counter",
+                   "Failed operations by error category.");
+   for (size_t i = 0; i < s->n_ops; i++) {
+      for (int c = 1; c < MH_CATEGORIES; c++) {
+         if (s->ops[i].errors[c]) {
+            bson_string_append_printf (
+               o,
+               "mongo_helper_operation_errors_total{op=\"%s\",category=\"%s\"}"
+               " %" PRIu64 "\n",
+               s->ops[i].name,
+               mongo_helper_category_name ((mongo_helper_category_t) c),
+               s->ops[i].errors[c]);
+         }
+      }
+   }
+   mh_prom_family (o,
+                   "mongo_helper_operation_retries_total",
+                   "counter",
+                   "Extra attempts made after transient failures.");
+   for (size_t i = 0; i < s->n_ops; i++) {
+      bson_string_append_printf (
+         o,
+         "mongo_helper_operation_retries_total{op=\"%s\"} %" PRIu64 "\n",
+         s->ops[i].name,
+         s->ops[i].retries);
+   }
+   mh_prom_family (o,
+                   "mongo_helper_operation_duration_seconds",
+                   "histogram",
+                   "Time of a whole operation including retries.");
+   for (size_t i = 0; i < s->n_ops; i++) {
+      uint64_t cum = 0;
+      for (size_t b = 0; b <= MH_HIST_N; b++) {
+         cum += s->ops[i].buckets[b];
+         if (b < MH_HIST_N) {
+            bson_string_append_printf (
+               o,
+               "mongo_helper_operation_duration_seconds_bucket{op=\"%s\","
+               "le=\"%d.%03d\"} %" PRIu64 "\n",
+               s->ops[i].name,
+               (int) (mh_hist_le_ms[b] / 1000),
+               (int) (mh_hist_le_ms[b] % 1000),
+               cum);
+         } else {
+            bson_string_append_printf (
+               o,
+               "mongo_helper_operation_duration_seconds_bucket{op=\"%s\","
+               "le=\"+Inf\"} %" PRIu64 "\n",
+               s->ops[i].name,
+               cum);
+         }
+      }
+      bson_string_append_printf (
+         o,
+         "mongo_helper_operation_duration_seconds_sum{op=\"%s\"} %" PRIu64
+         ".%06" PRIu64 "\n"
+         "mongo_helper_operation_duration_seconds_count{op=\"%s\"} %" PRIu64
+         "\n",
+         s->ops[i].name,
+         s->ops[i].sum_us / 1000000u,
+         s->ops[i].sum_us % 1000000u,
+         s->ops[i].name,
+         s->ops[i].calls);
+   }
+   mh_prom_family (o,
+                   "mongo_helper_commands_started_total",
+                   "counter",
+                   "Server commands started (libmongoc command monitoring).");
+   for (size_t i = 0; i < s->n_cmds; i++) {
+      bson_string_append_printf (
+         o,
+         "mongo_helper_commands_started_total{command=\"%s\"} %" PRIu64 "\n",
+         s->cmds[i].name,
+         s->cmds[i].started);
+   }
+   mh_prom_family (o,
+                   "mongo_helper_commands_succeeded_total",
+                   "counter",
+                   "Server commands that succeeded.");
+   for (size_t i = 0; i < s->n_cmds; i++) {
+      bson_string_append_printf (
+         o,
+         "mongo_helper_commands_succeeded_total{command=\"%s\"} %" PRIu64
+         "\n",
+         s->cmds[i].name,
+         s->cmds[i].succeeded);
+   }
+   mh_prom_family (o,
+                   "mongo_helper_commands_failed_total",
+                   "counter",
+                   "Server commands that failed (server or network error).");
+   for (size_t i = 0; i < s->n_cmds; i++) {
+      bson_string_append_printf (
+         o,
+         "mongo_helper_commands_failed_total{command=\"%s\"} %" PRIu64 "\n",
+         s->cmds[i].name,
+         s->cmds[i].failed);
+   }
+   mh_prom_family (o,
+                   "mongo_helper_command_duration_seconds_total",
+                   "counter",
+                   "Total time of finished server commands.");
+   for (size_t i = 0; i < s->n_cmds; i++) {
+      bson_string_append_printf (
+         o,
+         "mongo_helper_command_duration_seconds_total{command=\"%s\"} %" PRIu64
+         ".%06" PRIu64 "\n",
+         s->cmds[i].name,
+         s->cmds[i].duration_us / 1000000u,
+         s->cmds[i].duration_us % 1000000u);
+   }
+   mh_prom_family (o,
+                   "mongo_helper_pool_in_use",
+                   "gauge",
+                   "Pooled clients taken and not given back.");
+   bson_string_append_printf (
+      o, "mongo_helper_pool_in_use %" PRId64 "\n", s->pool.in_use);
+   mh_prom_family (o,
+                   "mongo_helper_pool_waiting",
+                   "gauge",
+                   "Threads waiting for a pooled client.");
+   bson_string_append_printf (
+      o, "mongo_helper_pool_waiting %" PRId64 "\n", s->pool.waiting);
+   mh_prom_family (o,
+                   "mongo_helper_pool_checkouts_total",
+                   "counter",
+                   "Clients taken from the pool.");
+   bson_string_append_printf (
+      o, "mongo_helper_pool_checkouts_total %" PRIu64 "\n", s->pool.checkouts);
+   mh_prom_family (o,
+                   "mongo_helper_pool_wait_timeouts_total",
+                   "counter",
+                   "Waits for a pooled client that timed out.");
+   bson_string_append_printf (o,
+                              "mongo_helper_pool_wait_timeouts_total %" PRIu64
+                              "\n",
+                              s->pool.wait_timeouts);
+   mh_prom_family (o,
+                   "mongo_helper_circuit_state",
+                   "gauge",
+                   "Circuit breaker: 0 closed, 1 open, 2 half-open.");
+   bson_string_append_printf (
+      o, "mongo_helper_circuit_state %d\n", (int) s->circuit.state);
+   mh_prom_family (o,
+                   "mongo_helper_circuit_consecutive_failures",
+                   "gauge",
+                   "Consecutive connection failures seen by the breaker.");
+   bson_string_append_printf (o,
+                              "mongo_helper_circuit_consecutive_failures %d\n",
+                              (int) s->circuit.consecutive_failures);
+   mh_prom_family (o,
+                   "mongo_helper_circuit_rejected_total",
+                   "counter",
+                   "Calls failed fast by an open circuit.");
+   bson_string_append_printf (o,
+                              "mongo_helper_circuit_rejected_total %" PRIu64
+                              "\n",
+                              s->circuit.rejected);
+   bson_free (s);
+   return bson_string_free (o, false);
+}
+
+bool
+mongo_helper_metrics_prometheus (char *buf,
+                                 size_t size,
+                                 size_t *needed,
+                                 mongo_helper_error_t *error)
+{
+   char *text = mh_prometheus_text ();
+   size_t len = strlen (text);
+
+   mh_error_clear (error);
+   if (needed) {
+      *needed = len + 1;
+   }
+   if (!buf || size < len + 1) {
+      if (buf && size > 0) {
+         buf[0] = '\0';
+      }
+      bson_free (text);
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "mongo_helper_metrics_prometheus: the buffer holds %zu "
+                      "bytes but the metrics need %zu: pass a larger buffer",
+                      buf ? size : (size_t) 0,
+                      len + 1);
+   }
+   memcpy (buf, text, len + 1);
+   bson_free (text);
+   return true;
+}
+
+char *
+mongo_helper_metrics_json_dup (mongo_helper_error_t *error)
+{
+   mh_snapshot_t *s = mh_snapshot_new ();
+   bson_t doc = BSON_INITIALIZER, ops, cmds, child, sub;
+   char *json;
+
+   mh_error_clear (error);
+   bson_append_document_begin (&doc, "operations", -1, &ops);
+   for (size_t i = 0; i < s->n_ops; i++) {
+      const mh_op_metric_t *m = &s->ops[i];
+      char le[16];
+
+      bson_append_document_begin (&ops, m->name, -1, &child);
+      BSON_APPEND_INT64 (&child, "calls", (int64_t) m->calls);
+      BSON_APPEND_INT64 (&child, "ok", (int64_t) m->ok);
+      BSON_APPEND_INT64 (&child, "retries", (int64_t) m->retries);
+      bson_append_document_begin (&child, "errors", -1, &sub);
+      for (int c = 1; c < MH_CATEGORIES; c++) {
+         if (m->errors[c]) {
+            BSON_APPEND_INT64 (
+               &sub,
+               mongo_helper_category_name ((mongo_helper_category_t) c),
+               (int64_t) m->errors[c]);
+         }
+      }
+      bson_append_document_end (&child, &sub);
+      BSON_APPEND_INT64 (&child, "latency_us_sum", (int64_t) m->sum_us);
+      bson_append_document_begin (&child, "latency_buckets_ms", -1, &sub);
+      for (size_t b = 0; b <= MH_HIST_N; b++) {
+         if (b < MH_HIST_N) {
+            bson_snprintf (le, sizeof le, "%d", (int) mh_hist_le_ms[b]);
+         } else {
+            bson_strncpy (le, "inf", sizeof le);
+         }
+         BSON_APPEND_INT64 (&sub, le, (int64_t) m->buckets[b]);
+      }
+      bson_append_document_end (&child, &sub);
+      bson_append_document_end (&ops, &child);
+   }
+   bson_append_document_end (&doc, &ops);
+   bson_append_document_begin (&doc, "commands", -1, &cmds);
+   for (size_t i = 0; i < s->n_cmds; i++) {
+      const mh_cmd_metric_t *m = &s->cmds[i];
+
+      bson_append_document_begin (&cmds, m->name, -1, &child);
+      BSON_APPEND_INT64 (&child, "started", (int64_t) m->started);
+      BSON_APPEND_INT64 (&child, "succeeded", (int64_t) m->succeeded);
+      BSON_APPEND_INT64 (&child, "failed", (int64_t) m->failed);
+      BSON_APPEND_INT64 (&child, "duration_us_sum", (int64_t) m->duration_us);
+      bson_append_document_end (&cmds, &child);
+   }
+   bson_append_document_end (&doc, &cmds);
+   bson_append_document_begin (&doc, "pool", -1, &child);
+   BSON_APPEND_INT64 (&child, "in_use", s->pool.in_use);
+   BSON_APPEND_INT64 (&child, "waiting", s->pool.waiting);
+   BSON_APPEND_INT64 (&child, "checkouts", (int64_t) s->pool.checkouts);
+   BSON_APPEND_INT64 (&child, "wait_timeouts", (int64_t) s->pool.wait_timeouts);
+   bson_append_document_end (&doc, &child);
+   bson_append_document_begin (&doc, "circuit", -1, &child);
+   BSON_APPEND_UTF8 (
+      &child, "state", mongo_helper_circuit_state_name (s->circuit.state));
+   BSON_APPEND_INT32 (
+      &child, "consecutive_failures", s->circuit.consecutive_failures);
+   BSON_APPEND_INT64 (&child, "opened_at_ms", s->circuit.opened_at_ms);
+   BSON_APPEND_INT64 (&child, "rejected", (int64_t) s->circuit.rejected);
+   bson_append_document_end (&doc, &child);
+   json = bson_as_relaxed_extended_json (&doc, NULL);
+   bson_destroy (&doc);
+   bson_free (s);
+   if (!json) {
+      mh_fail (error,
+               MONGO_HELPER_ERROR_INTERNAL,
+               0,
+               "mongo_helper_metrics_json_dup: cannot encode the metrics");
+   }
+   return json;
+}
+
+/* -- per-call time limit and retried reads -- */
+
+bool
+mongo_helper_opts_set_max_time (bson_t *opts,
+                                int32_t max_time_ms,
+                                mongo_helper_error_t *error)
+{
+   mh_error_clear (error);
+   if (!opts || max_time_ms <= 0) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "mongo_helper_opts_set_max_time: %s",
+                      opts ? "the limit must be a positive number of ms"
+                           : "opts is NULL");
+   }
+   if (bson_has_field (opts, "maxTimeMS")) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "mongo_helper_opts_set_max_time: opts already has "
+                      "maxTimeMS: set it once");
+   }
+   if (!BSON_APPEND_INT32 (opts, "maxTimeMS", max_time_ms)) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INTERNAL,
+                      0,
+                      "mongo_helper_opts_set_max_time: cannot append");
+   }
+   return true;
+}
+
+typedef struct {
+   const bson_t *command;
+   const bson_t *opts;
+   bson_t *reply;
+} mh_read_command_ctx_t;
+
+static bool
+mh_read_command_op (mongoc_client_t *client,
+                    mongoc_database_t *db,
+                    void *ctx,
+                    bson_error_t *berr)
+{
+   mh_read_command_ctx_t *c = ctx;
+
+   (void) client;
+   bson_destroy (c->reply); /* the driver initialises it again */
+   return mongoc_database_read_command_with_opts (
+      db, c->command, NULL, c->opts, c->reply, berr);
+}
+
+bool
+mongo_helper_read_command (const bson_t *command,
+                           int32_t max_time_ms,
+                           bson_t *reply,
+                           mongo_helper_error_t *error)
+{
+   mh_read_command_ctx_t ctx;
+   bson_t scratch, opts = BSON_INITIALIZER;
+   bson_iter_t it;
+   char what[96];
+   bool ok;
+
+   if (reply) {
+      bson_init (reply);
+   }
+   if (!command || bson_empty (command) || !bson_iter_init (&it, command) ||
+       !bson_iter_next (&it)) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "mongo_helper_read_command: the command is NULL or "
+                      "empty");
+   }
+   if (max_time_ms > 0) {
+      BSON_APPEND_INT32 (&opts, "maxTimeMS", max_time_ms);
+   }
+   bson_snprintf (
+      what, sizeof what, "read_command '%s'", bson_iter_key (&it));
+   bson_init (&scratch);
+   ctx.command = command;
+   ctx.opts = &opts;
+   ctx.reply = reply ? reply : &scratch;
+   ok = mh_run (what, MH_OP_READ, mh_read_command_op, &ctx, error);
+   bson_destroy (&scratch);
+   bson_destroy (&opts);
+   return ok;
+}
+
+/* -- query injection -- */
+
+#define MH_FILTER_MAX_DEPTH 100
+
+typedef struct {
+   unsigned flags;
+   char path[512];
+   mongo_helper_error_t *error;
+} mh_filter_walk_t;
+
+static bool mh_filter_doc (mh_filter_walk_t *w,
+                           const bson_iter_t *doc,
+                           bool filter_context,
+                           int depth);
+
+/* Appends ".key" (or "key" at the start) and returns the old length. */
+static size_t
+mh_filter_push (mh_filter_walk_t *w, const char *key)
+{
+   size_t len = strlen (w->path);
+
+   bson_snprintf (w->path + len,
+                  sizeof w->path - len,
+                  "%s%s",
+                  len ? "." : "",
+                  key);
+   return len;
+}
+
+static bool
+mh_filter_reject (mh_filter_walk_t *w, const char *why)
+{
+   return mh_fail (w->error,
+                   MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                   0,
+                   "filter key '%s' %s",
+                   w->path,
+                   why);
+}
+
+/* Checks one value where a plain value (or, with ALLOW_OPERATORS, an
+ * operator expression) is expected. */
+static bool
+mh_filter_value (mh_filter_walk_t *w, const bson_iter_t *it, int depth)
+{
+   switch (bson_iter_type (it)) {
+   case BSON_TYPE_CODE:
+   case BSON_TYPE_CODEWSCOPE:
+      if (!(w->flags & MONGO_HELPER_FILTER_ALLOW_JAVASCRIPT)) {
+         return mh_filter_reject (
+            w, "holds JavaScript code, which the filter may not run");
+      }
+      return true;
+   case BSON_TYPE_REGEX:
+      if (!(w->flags & MONGO_HELPER_FILTER_ALLOW_OPERATORS)) {
+         return mh_filter_reject (w,
+                                  "holds a regular expression where a plain "
+                                  "value is expected");
+      }
+      return true;
+   case BSON_TYPE_DOCUMENT:
+   case BSON_TYPE_ARRAY:
+      return mh_filter_doc (w, it, false, depth + 1);
+   default:
+      return true;
+   }
+}
+
+static bool
+mh_filter_doc (mh_filter_walk_t *w,
+               const bson_iter_t *doc,
+               bool filter_context,
+               int depth)
+{
+   bson_iter_t child;
+
+   if (depth > MH_FILTER_MAX_DEPTH) {
+      return mh_filter_reject (w, "is nested too deeply (more than 100 levels)");
+   }
+   {
+      /* bson_validate() lets some corrupt nested documents through, and
+       * the iterator would stop at them without a word (found by
+       * fuzzing): check each one's framing here. */
+      const uint8_t *raw = NULL;
+      uint32_t raw_len = 0;
+      bson_t sub;
+
+      if (BSON_ITER_HOLDS_ARRAY (doc)) {
+         bson_iter_array (doc, &raw_len, &raw);
+      } else {
+         bson_iter_document (doc, &raw_len, &raw);
+      }
+      if (!raw || !bson_init_static (&sub, raw, raw_len) ||
+          !bson_iter_recurse (doc, &child)) {
+         return mh_filter_reject (w, "is not valid BSON");
+      }
+   }
+   while (bson_iter_next (&child)) {
+      const char *key = bson_iter_key (&child);
+      size_t mark = mh_filter_push (w, key);
+      bool ok = true;
+
+      /* Array keys are checked too: hand-made BSON may give an array
+       * element a key like "$where" (found by fuzzing). */
+      if (key[0] == '$') {
+         if (strcmp (key, "$where") == 0 || strcmp (key, "$function") == 0 ||
+             strcmp (key, "$accumulator") == 0) {
+            if (!(w->flags & MONGO_HELPER_FILTER_ALLOW_JAVASCRIPT)) {
+               return mh_filter_reject (
+                  w, "runs server-side JavaScript, which request data may "
+                     "not do");
+            }
+            ok = mh_filter_value (w, &child, depth);
+         } else if (strcmp (key, "$expr") == 0) {
+            if (!(w->flags & MONGO_HELPER_FILTER_ALLOW_EXPR)) {
+               return mh_filter_reject (
+                  w, "is an aggregation expression ($expr), which is not "
+                     "allowed here (MONGO_HELPER_FILTER_ALLOW_EXPR)");
+            }
+            ok = mh_filter_value (w, &child, depth);
+         } else if (filter_context &&
+                    (strcmp (key, "$and") == 0 || strcmp (key, "$or") == 0 ||
+                     strcmp (key, "$nor") == 0)) {
+            bson_iter_t el;
+
+            if (!BSON_ITER_HOLDS_ARRAY (&child) ||
+                !bson_iter_recurse (&child, &el)) {
+               return mh_filter_reject (w, "must be an array of filters");
+            }
+            while (ok && bson_iter_next (&el)) {
+               size_t m2 = mh_filter_push (w, bson_iter_key (&el));
+               if (bson_iter_key (&el)[0] == '$') {
+                  return mh_filter_reject (
+                     w, "is a query operator where a filter is expected");
+               }
+               if (!BSON_ITER_HOLDS_DOCUMENT (&el)) {
+                  return mh_filter_reject (w, "must be a filter document");
+               }
+               ok = mh_filter_doc (w, &el, true, depth + 1);
+               w->path[m2] = '\0';
+            }
+            if (ok && el.err_off) {
+               return mh_filter_reject (w, "is not valid BSON");
+            }
+         } else if (!(w->flags & MONGO_HELPER_FILTER_ALLOW_OPERATORS)) {
+            return mh_filter_reject (
+               w, "is a query operator where a plain value is expected");
+         } else {
+            ok = mh_filter_value (w, &child, depth);
+         }
+      } else {
+         ok = mh_filter_value (w, &child, depth);
+      }
+      if (!ok) {
+         return false;
+      }
+      w->path[mark] = '\0';
+   }
+   if (child.err_off) {
+      return mh_filter_reject (w, "is not valid BSON");
+   }
+   return true;
+}
+
+bool
+mongo_helper_filter_check (const bson_t *filter,
+                           unsigned flags,
+                           mongo_helper_error_t *error)
+{
+   mh_filter_walk_t w;
+   bson_iter_t top;
+   bson_t wrapper = BSON_INITIALIZER;
+   bool ok;
+
+   mh_error_clear (error);
+   if (!filter) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "mongo_helper_filter_check: the filter is NULL");
+   }
+   if (!bson_validate (filter, BSON_VALIDATE_NONE, NULL)) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "mongo_helper_filter_check: the filter is not valid "
+                      "BSON");
+   }
+   /* The walker descends from an iterator; wrap the filter in one. */
+   BSON_APPEND_DOCUMENT (&wrapper, "f", filter);
+   memset (&w, 0, sizeof w);
+   w.flags = flags;
+   w.error = error;
+   ok = bson_iter_init_find (&top, &wrapper, "f") &&
+        mh_filter_doc (&w, &top, true, 0);
+   bson_destroy (&wrapper);
+   return ok;
+}
+
+bool
+mongo_helper_filter_check_json (const char *json,
+                                unsigned flags,
+                                bson_t *out,
+                                mongo_helper_error_t *error)
+{
+   bson_t parsed;
+   bson_error_t berr;
+   size_t len;
+
+   if (out) {
+      bson_init (out);
+   }
+   mh_error_clear (error);
+   if (!json) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "mongo_helper_filter_check_json: the JSON is NULL");
+   }
+   len = strlen (json);
+   if (len > (size_t) 16 * 1024 * 1024) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "mongo_helper_filter_check_json: the JSON is %zu bytes, "
+                      "more than the 16 MB a document may have",
+                      len);
+   }
+   if (!bson_init_from_json (&parsed, json, (ssize_t) len, &berr)) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "mongo_helper_filter_check_json: malformed JSON (%s)",
+                      berr.message);
+   }
+   if (!mongo_helper_filter_check (&parsed, flags, error)) {
+      bson_destroy (&parsed);
+      return false;
+   }
+   if (out) {
+      bson_destroy (out);
+      bson_steal (out, &parsed);
+   } else {
+      bson_destroy (&parsed);
+   }
+   return true;
+}
+
+bool
+mongo_helper_oid_from_string (const char *text,
+                              bson_oid_t *oid,
+                              mongo_helper_error_t *error)
+{
+   size_t len;
+
+   mh_error_clear (error);
+   if (!text || !oid) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "mongo_helper_oid_from_string: %s is NULL",
+                      text ? "oid" : "the text");
+   }
+   len = strnlen (text, 25);
+   if (len != 24) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "invalid ObjectId: expected exactly 24 hexadecimal "
+                      "digits, got %s%zu characters",
+                      len > 24 ? "more than " : "",
+                      len > 24 ? (size_t) 24 : len);
+   }
+   for (size_t i = 0; i < 24; i++) {
+      if (!isxdigit ((unsigned char) text[i])) {
+         return mh_fail (error,
+                         MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                         0,
+                         "invalid ObjectId: character %zu is not a "
+                         "hexadecimal digit (0-9, a-f)",
+                         i + 1);
+      }
+   }
+   bson_oid_init_from_string (oid, text);
+   return true;
+}
 
 
 /* ---- Connector operations: documents ------------------------------- */

@@ -320,6 +320,242 @@ bool mongo_helper_command (const bson_t *command,
 
 /* Retries, circuit breaker, metrics and query checks (see README). */
 
+/*
+ * Which operations retry
+ * ----------------------
+ * Every operation runs through one execution path.  When an attempt fails
+ * with a TRANSIENT error, the path waits (exponential backoff with full
+ * jitter: a random time between 0 and min(retry_max_ms, retry_base_ms *
+ * 2^(n-1)) before retry n) and runs the whole operation again, up to
+ * retry_attempts attempts in all, but ONLY for operations that read
+ * (mongo_helper_read_command(), and every library read) or writes the
+ * library marks idempotent (an upsert by _id, index creation).  Plain
+ * writes, including mongo_helper_command(), are never repeated by the
+ * library: they rely on libmongoc's own retryable writes (retryWrites=true,
+ * the default), which retries a single insert/update/delete/findAndModify
+ * once, safely, with a server-side transaction number.  Likewise libmongoc
+ * retries a read once by itself (retryReads=true) before the library's own
+ * retries start.
+ *
+ * Transient means: a network error (libmongoc's stream domain), a server
+ * selection failure (no reachable server / no primary within
+ * serverSelectionTimeoutMS), or a server error with one of the codes that
+ * MongoDB marks as retryable: 10107 NotWritablePrimary, 13435
+ * NotPrimaryNoSecondaryOk, 13436 NotPrimaryOrSecondary, 11600
+ * InterruptedAtShutdown, 11602 InterruptedDueToReplStateChange, 189
+ * PrimarySteppedDown, 91 ShutdownInProgress, 6 HostUnreachable, 7
+ * HostNotFound, 89 NetworkTimeout, 9001 SocketException, 134
+ * ReadConcernMajorityNotAvailableYet, 262 ExceededTimeLimit.  The
+ * RetryableWriteError label is NOT seen by the library (it travels in the
+ * server's reply, which the execution path does not receive); the server
+ * attaches it to exactly these codes and to network errors, and libmongoc
+ * acts on the label itself for writes.  Never retried: duplicate keys,
+ * validation, syntax or any other server error, bad arguments, pool wait
+ * timeouts, authentication failures, garbage from the server (protocol
+ * errors), maxTimeMS expiry (50).
+ *
+ * Settings (INI [db] key / environment variable, default):
+ *   retry_attempts / MONGO_RETRY_ATTEMPTS, 3 (1 = no retries, max 10)
+ *   retry_base_ms / MONGO_RETRY_BASE_MS, 100
+ *   retry_max_ms / MONGO_RETRY_MAX_MS, 2000 (the cap of one wait)
+ *   circuit_failure_threshold / MONGO_CIRCUIT_FAILURE_THRESHOLD, 5
+ *      (0 disables the circuit breaker)
+ *   circuit_cooldown_ms / MONGO_CIRCUIT_COOLDOWN_MS, 5000
+ * The environment wins over the INI file; a value that is not a whole
+ * number in range is a CONFIG error naming its source.
+ */
+
+#ifndef MONGO_HELPER_DEFAULT_RETRY_ATTEMPTS
+#define MONGO_HELPER_DEFAULT_RETRY_ATTEMPTS 3
+#endif
+#ifndef MONGO_HELPER_DEFAULT_RETRY_BASE_MS
+#define MONGO_HELPER_DEFAULT_RETRY_BASE_MS 100
+#endif
+#ifndef MONGO_HELPER_DEFAULT_RETRY_MAX_MS
+#define MONGO_HELPER_DEFAULT_RETRY_MAX_MS 2000
+#endif
+#ifndef MONGO_HELPER_DEFAULT_CIRCUIT_THRESHOLD
+#define MONGO_HELPER_DEFAULT_CIRCUIT_THRESHOLD 5
+#endif
+#ifndef MONGO_HELPER_DEFAULT_CIRCUIT_COOLDOWN_MS
+#define MONGO_HELPER_DEFAULT_CIRCUIT_COOLDOWN_MS 5000
+#endif
+
+/* The retry and circuit-breaker settings of a configuration. */
+typedef struct {
+   int32_t attempts;            /* attempts in all, >= 1 */
+   int32_t base_ms;             /* first backoff ceiling */
+   int32_t max_ms;              /* cap of one backoff */
+   int32_t circuit_threshold;   /* consecutive connection failures that
+                                   open the circuit; 0 = never */
+   int32_t circuit_cooldown_ms; /* how long an open circuit fails fast */
+} mongo_helper_retry_policy_t;
+
+/* Fills `policy` with the configuration's settings (all zero when either
+ * argument is NULL). */
+void mongo_helper_config_retry_policy (const mongo_helper_config_t *config,
+                                       mongo_helper_retry_policy_t *policy);
+
+/* Whether the execution path would retry after this driver error (see
+ * "Which operations retry"), for callers that run libmongoc directly. */
+bool mongo_helper_error_is_transient (const bson_error_t *error);
+
+/* Appends maxTimeMS to an options document for libmongoc calls that take
+ * `opts` (find, aggregate, count, *_command_with_opts): the server stops
+ * the operation after `max_time_ms` and it fails with TIMEOUT (code 50).
+ * libmongoc 1.23 has no client-side per-call deadline; socketTimeoutMS is
+ * the client-side bound.  Fails with INVALID_ARGUMENT for a NULL `opts` or
+ * a limit <= 0. */
+bool mongo_helper_opts_set_max_time (bson_t *opts,
+                                     int32_t max_time_ms,
+                                     mongo_helper_error_t *error);
+
+/* Runs a read-only `command` (e.g. find, count, aggregate without $out,
+ * dbStats) on the default database, with maxTimeMS `max_time_ms` when it
+ * is > 0.  Unlike mongo_helper_command() it is retried on transient
+ * errors.  `reply` as for mongo_helper_command(): always initialised when
+ * not NULL, the caller bson_destroy()s it. */
+bool mongo_helper_read_command (const bson_t *command,
+                                int32_t max_time_ms,
+                                bson_t *reply,
+                                mongo_helper_error_t *error);
+
+/*
+ * Circuit breaker
+ * ---------------
+ * After circuit_failure_threshold consecutive CONNECTION failures
+ * (network errors, server selection failures, socket timeouts; counted
+ * per attempt, across all threads) the circuit OPENS: every operation
+ * fails at once with MONGO_HELPER_ERROR_CIRCUIT_OPEN ("circuit open")
+ * without touching the network, for circuit_cooldown_ms.  Then it is
+ * HALF_OPEN: exactly one call goes through as a probe while the others
+ * keep failing fast.  A probe that reaches the server (even with a server
+ * error such as a duplicate key) closes the circuit; a probe that fails
+ * to connect opens it for another cool-down.  Any success resets the count.
+ * mongo_helper_ping() bypasses the breaker, so a health endpoint sees the
+ * server itself.  A new initialisation starts with a closed circuit.
+ */
+typedef enum {
+   MONGO_HELPER_CIRCUIT_CLOSED = 0,
+   MONGO_HELPER_CIRCUIT_OPEN,
+   MONGO_HELPER_CIRCUIT_HALF_OPEN
+} mongo_helper_circuit_state_t;
+
+typedef struct {
+   mongo_helper_circuit_state_t state;
+   int32_t consecutive_failures;
+   int64_t opened_at_ms;  /* wall clock (ms since 1970) of the last
+                             opening, 0 if it never opened */
+   int64_t retry_in_ms;   /* while OPEN: time left until the probe */
+   uint64_t rejected;     /* calls failed fast since initialisation */
+} mongo_helper_circuit_t;
+
+/* Fills `circuit` with the breaker's current state.  Never fails. */
+void mongo_helper_circuit_status (mongo_helper_circuit_t *circuit);
+
+/* "closed", "open", "half_open" or "unknown".  Never NULL. */
+const char *
+mongo_helper_circuit_state_name (mongo_helper_circuit_state_t state);
+
+/*
+ * Metrics
+ * -------
+ * Collected from the execution path (per operation kind: calls, errors by
+ * category, retries, latency histogram over the whole call including
+ * retries), from libmongoc's command monitoring (per server command name:
+ * started, succeeded, failed, total duration) and from the library's pool
+ * paths (clients in use, threads waiting, checkouts, wait timeouts).  The
+ * operation kind is the first word of the operation's description (e.g.
+ * "command", "read_command"); at most 64 kinds and 64 command names are
+ * kept, later ones count under "other".  Metrics survive shutdown and
+ * re-initialisation; they hold names and numbers only, never a URI, user
+ * or password.
+ */
+
+/* Writes every metric in the Prometheus text exposition format (version
+ * 0.0.4) into `buf`, NUL-terminated.  `*needed` (if not NULL) receives the
+ * size the text needs including the NUL.  Fails with INVALID_ARGUMENT when
+ * `buf` is NULL or `size` is smaller than that; call again with a buffer of
+ * `*needed` bytes (it can grow between calls: add some room). */
+bool mongo_helper_metrics_prometheus (char *buf,
+                                      size_t size,
+                                      size_t *needed,
+                                      mongo_helper_error_t *error);
+
+/* The same metrics as one JSON object (relaxed extended JSON):
+ * {"operations": {KIND: {"calls", "ok", "retries", "errors": {CATEGORY:
+ * n}, "latency_us_sum", "latency_buckets_ms": {LE: n}}}, "commands":
+ * {NAME: {"started", "succeeded", "failed", "duration_us_sum"}}, "pool":
+ * {"in_use", "waiting", "checkouts", "wait_timeouts"}, "circuit":
+ * {"state", "consecutive_failures", "opened_at_ms", "rejected"}}.
+ * Latency buckets count the calls that fell into each bucket (upper bound
+ * LE ms, "inf" last), not cumulatively as Prometheus does.
+ * Returns a new string the caller frees with bson_free(). */
+char *mongo_helper_metrics_json_dup (mongo_helper_error_t *error);
+
+/* Pool statistics only, as kept by the library's acquire/release paths. */
+typedef struct {
+   int64_t in_use;        /* clients taken from the pool, not given back */
+   int64_t waiting;       /* threads waiting for a client right now */
+   uint64_t checkouts;    /* clients taken since the process started */
+   uint64_t wait_timeouts;/* waits that ended in TIMEOUT */
+} mongo_helper_pool_stats_t;
+
+/* Fills `stats`.  Never fails. */
+void mongo_helper_pool_stats (mongo_helper_pool_stats_t *stats);
+
+/* Sets every counter and histogram to zero (gauges such as in_use keep
+ * their value).  For tests and for a process that reports deltas. */
+void mongo_helper_metrics_reset (void);
+
+/*
+ * Query injection
+ * ---------------
+ * Request data (a form field, a JSON body) must never become a query
+ * operator.  mongo_helper_filter_check() walks a filter at every depth,
+ * through embedded documents and arrays, and rejects:
+ *   - server-side JavaScript: $where, $function, $accumulator and values of
+ *     BSON type code, unless MONGO_HELPER_FILTER_ALLOW_JAVASCRIPT;
+ *   - $expr, unless MONGO_HELPER_FILTER_ALLOW_EXPR;
+ *   - any other key starting with '$' where a plain value is expected, e.g.
+ *     {user: {$ne: null}} or {user: {$gt: ""}}, and regular expression
+ *     values (they match more than the value itself), unless
+ *     MONGO_HELPER_FILTER_ALLOW_OPERATORS.  The logical operators $and,
+ *     $or and $nor at the top level (and inside each other) are always
+ *     allowed; their array elements are checked as filters.
+ * The error is INVALID_ARGUMENT and names the offending key by its path,
+ * e.g. "filter key 'profile.age.$gt' is a query operator where a plain
+ * value is expected".
+ */
+#define MONGO_HELPER_FILTER_STRICT 0u
+#define MONGO_HELPER_FILTER_ALLOW_OPERATORS (1u << 0)
+#define MONGO_HELPER_FILTER_ALLOW_EXPR (1u << 1)
+#define MONGO_HELPER_FILTER_ALLOW_JAVASCRIPT (1u << 2)
+
+/* Checks `filter` as described above.  Returns true when it is safe to
+ * use, false with INVALID_ARGUMENT (NULL filter, or a rejected key). */
+bool mongo_helper_filter_check (const bson_t *filter,
+                                unsigned flags,
+                                mongo_helper_error_t *error);
+
+/* Parses `json` (MongoDB extended JSON, at most 16 MB) and checks it like
+ * mongo_helper_filter_check().  On success and when `out` is not NULL,
+ * `out` is initialised with the filter and the caller bson_destroy()s it;
+ * on failure `out` is initialised empty (and still destroyed by the
+ * caller).  Fails with INVALID_ARGUMENT for malformed JSON too. */
+bool mongo_helper_filter_check_json (const char *json,
+                                     unsigned flags,
+                                     bson_t *out,
+                                     mongo_helper_error_t *error);
+
+/* Parses an ObjectId that arrived as text: exactly 24 hexadecimal digits
+ * (either case), nothing before or after.  Fills `oid` and returns true,
+ * or fails with INVALID_ARGUMENT saying what is wrong (NULL, length,
+ * which character is not hexadecimal).  `oid` is untouched on failure. */
+bool mongo_helper_oid_from_string (const char *text,
+                                   bson_oid_t *oid,
+                                   mongo_helper_error_t *error);
+
 
 /* ---- Connector operations: documents ------------------------------- */
 
