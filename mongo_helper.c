@@ -732,6 +732,50 @@ mh_valid_db_name (const char *name)
    return len > 0 && len < 64 && !strpbrk (name, "/\\. \"$*<>:|?");
 }
 
+/* Database and collection names a caller passes: checked here, once, so
+ * every area refuses the same names with the same words.  A NULL database
+ * means the default one. */
+static bool
+mh_check_db_name (const char *what, const char *name, mongo_helper_error_t *error)
+{
+   if (name && !mh_valid_db_name (name)) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "%s: database name '%.64s' is not valid (1-63 bytes, "
+                      "none of /\\. \"$*<>:|?): pass NULL for the default "
+                      "database",
+                      what,
+                      name);
+   }
+   return true;
+}
+
+static bool
+mh_check_coll_name (const char *what,
+                    const char *name,
+                    mongo_helper_error_t *error)
+{
+   if (!name || !*name) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "%s: the collection name is NULL or empty: pass a name",
+                      what);
+   }
+   if (strchr (name, '$') || strlen (name) > 255 ||
+       !bson_utf8_validate (name, strlen (name), false)) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "%s: collection name '%.64s' is not valid (UTF-8, no "
+                      "'$', at most 255 bytes)",
+                      what,
+                      name);
+   }
+   return true;
+}
+
 /* Reads the INI file.  *dict stays NULL when the default file is absent. */
 static bool
 mh_load_ini (const char *config_path,
@@ -3061,31 +3105,8 @@ mh_target_check (const char *what,
                  mongo_helper_error_t *error)
 {
    mh_error_clear (error);
-   if (database && (!*database || strpbrk (database, "/\\. \"$"))) {
-      return mh_fail (error,
-                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
-                      0,
-                      "%s: database name '%s' is empty or contains one of "
-                      "/\\. \"$: pass NULL for the default database",
-                      what,
-                      database);
-   }
-   if (!collection || !*collection) {
-      return mh_fail (error,
-                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
-                      0,
-                      "%s: the collection name is NULL or empty",
-                      what);
-   }
-   if (strchr (collection, '$')) {
-      return mh_fail (error,
-                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
-                      0,
-                      "%s: collection name '%s' contains '$'",
-                      what,
-                      collection);
-   }
-   return true;
+   return mh_check_db_name (what, database, error) &&
+          mh_check_coll_name (what, collection, error);
 }
 
 /* The server would refuse an oversized document only after the whole of it
@@ -5170,43 +5191,6 @@ mh_ops_bad (mongo_helper_error_t *error, const char *fn, const char *what)
       error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "%s: %s", fn, what);
 }
 
-/* A collection name: required, non-empty, no NUL tricks, no "$". */
-static bool
-mh_ops_check_coll (mongo_helper_error_t *error, const char *fn, const char *name)
-{
-   if (!name || !*name) {
-      return mh_ops_bad (
-         error, fn, "the collection name is NULL or empty: pass a name");
-   }
-   if (strchr (name, '$') || strlen (name) > 255) {
-      return mh_fail (error,
-                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
-                      0,
-                      "%s: '%.64s' is not a valid collection name (no '$', at "
-                      "most 255 bytes)",
-                      fn,
-                      name);
-   }
-   return true;
-}
-
-/* A database name: NULL means the default database. */
-static bool
-mh_ops_check_db (mongo_helper_error_t *error, const char *fn, const char *name)
-{
-   if (name && !mh_valid_db_name (name)) {
-      return mh_fail (error,
-                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
-                      0,
-                      "%s: '%.64s' is not a valid database name (1-63 bytes, "
-                      "none of /\\. \"$*<>:|?): pass NULL for the default "
-                      "database",
-                      fn,
-                      name);
-   }
-   return true;
-}
-
 /* The database an operation works on: the thread's default one (borrowed)
  * or a named one (owned, *owned set). */
 static mongoc_database_t *
@@ -5289,7 +5273,7 @@ mh_gfs_check_opts (mongo_helper_error_t *error,
    if (!opts) {
       return true;
    }
-   if (!mh_ops_check_db (error, fn, opts->database)) {
+   if (!mh_check_db_name (fn, opts->database, error)) {
       return false;
    }
    if (opts->bucket && (!*opts->bucket || strchr (opts->bucket, '$') ||
@@ -6147,10 +6131,10 @@ mongo_helper_watch (const char *collection,
    if (!fn) {
       return mh_ops_bad (error, fn_name, "the event callback is NULL");
    }
-   if (collection && !mh_ops_check_coll (error, fn_name, collection)) {
+   if (collection && !mh_check_coll_name (fn_name, collection, error)) {
       return false;
    }
-   if (!mh_ops_check_db (error, fn_name, opts->database)) {
+   if (!mh_check_db_name (fn_name, opts->database, error)) {
       return false;
    }
    if (opts->resume_after && opts->start_after) {
@@ -6364,11 +6348,11 @@ mh_one_check (const mongo_helper_op_t *op, size_t i, mongo_helper_error_t *error
    if ((unsigned) op->type > MONGO_HELPER_OP_COMMAND) {
       return mh_ops_bad (error, fn, "unknown operation type");
    }
-   if (!mh_ops_check_db (error, fn, op->database)) {
+   if (!mh_check_db_name (fn, op->database, error)) {
       return false;
    }
    if (op->type != MONGO_HELPER_OP_COMMAND &&
-       !mh_ops_check_coll (error, fn, op->collection)) {
+       !mh_check_coll_name (fn, op->collection, error)) {
       return false;
    }
    switch (op->type) {
@@ -6592,7 +6576,7 @@ mongo_helper_db_stats (const char *database,
    if (stats) {
       memset (stats, 0, sizeof *stats);
    }
-   if (!mh_ops_check_db (error, fn, database)) {
+   if (!mh_check_db_name (fn, database, error)) {
       return false;
    }
    bson_init (&scratch);
@@ -6703,8 +6687,8 @@ mongo_helper_collection_stats (const char *database,
    if (stats) {
       memset (stats, 0, sizeof *stats);
    }
-   if (!mh_ops_check_db (error, fn, database) ||
-       !mh_ops_check_coll (error, fn, collection)) {
+   if (!mh_check_db_name (fn, database, error) ||
+       !mh_check_coll_name (fn, collection, error)) {
       return false;
    }
    bson_init (&scratch);
@@ -6785,7 +6769,7 @@ mongo_helper_collection_names (const char *database, mongo_helper_error_t *error
    mh_stats_ctx_t c = {0};
 
    mh_error_clear (error);
-   if (!mh_ops_check_db (error, "mongo_helper_collection_names", database)) {
+   if (!mh_check_db_name ("mongo_helper_collection_names", database, error)) {
       return NULL;
    }
    c.database = database;
@@ -6919,14 +6903,16 @@ mh_web_sha256_hex (const void *data, size_t len, char out[65])
 static bool
 mh_web_coll_name_ok (const char *name, mongo_helper_error_t *error)
 {
-   if (!name || !*name || strlen (name) > 120 || strchr (name, '$') ||
-       strncmp (name, "system.", 7) == 0) {
+   if (!mh_check_coll_name ("collection option", name, error)) {
+      return false;
+   }
+   if (strncmp (name, "system.", 7) == 0) {
       return mh_fail (error,
                       MONGO_HELPER_ERROR_INVALID_ARGUMENT,
                       0,
-                      "collection name '%s' is empty, longer than 120 bytes, "
-                      "contains '$' or starts with 'system.': choose another",
-                      name ? name : "(null)");
+                      "collection option: '%.64s' starts with 'system.', "
+                      "which MongoDB reserves: choose another name",
+                      name);
    }
    return true;
 }
