@@ -1992,19 +1992,20 @@ conc_thread (void *arg)
          /* helper API: switch to mongo_helper_find_one / _insert_one /
           * _update_one after merge (the thread's pooled client stays the
           * singleton's) */
-         mongoc_collection_t *f = h_coll ("bench_flat", &r);
-         mongoc_collection_t *i = f ? h_coll (name, &r) : NULL;
-         mongoc_collection_t *u = i ? h_coll ("bench_conc_upd", &r) : NULL;
-         if (!u) {
+         /* only the handle this operation uses, as a name-based call would */
+         const char *which = j % 4 < 2 ? "bench_flat" : j % 4 == 2 ? name : "bench_conc_upd";
+         mongoc_collection_t *h = h_coll (which, &r);
+         mongoc_collection_t *f = j % 4 < 2 ? h : NULL;
+         mongoc_collection_t *i = j % 4 == 2 ? h : NULL;
+         mongoc_collection_t *u = j % 4 == 3 ? h : NULL;
+         if (!h) {
             a->ok = false;
             snprintf (a->err, sizeof a->err, "%.250s", r.err);
          } else if (!op_mix (f, i, u, j, &e)) {
             a->ok = false;
             snprintf (a->err, sizeof a->err, "%.250s", e.message);
          }
-         mongoc_collection_destroy (f);
-         mongoc_collection_destroy (i);
-         mongoc_collection_destroy (u);
+         mongoc_collection_destroy (h);
       }
       mongo_helper_thread_release ();
    } else {
@@ -2523,8 +2524,9 @@ why_missed (const task_t *t, bool pymongo_ratio)
              "pymongo encodes Python str objects, valid by construction, without that pass";
    }
    if (!pymongo_ratio && strstr (t->note, "stand-in")) {
-      return "helper side is still a stand-in (a collection handle per call through "
-             "mongo_helper_database()); on a shared machine single-op ratios are noisy: see min/max";
+      return "the helper side is still a stand-in (mongo_helper_database() + libmongoc, see the "
+             "status table) and small runs on a shared machine are noisy (see min/max): "
+             "re-measure after the merge before profiling";
    }
    return NULL;
 }
@@ -2605,8 +2607,8 @@ targets (bson_string_t *out)
          miss = g.max / 1024.0 >= TARGET_STREAM_MB;
          missed += miss;
          bson_string_append_printf (
-            out, "%s stream (%s): peak RSS growth %.1f MB streaming %ld docs (max over reps), "
-            "%.1f MB streaming %ld docs (warm-up), target < %.0f MB\n",
+            out, "%s stream (%s): peak RSS growth %.2f MB streaming %ld docs (max over reps), "
+            "%.2f MB streaming %ld docs (warm-up), target < %.0f MB\n",
             miss ? "WARNING: missed" : "met:", side_name[s], g.max / 1024.0, buf->ops,
             (double) sr->warm_peak_growth_kb / 1024.0, sr->warm_ops, TARGET_STREAM_MB);
       }
@@ -2854,9 +2856,21 @@ write_md (const char *path, const char *target_lines)
                "- **pymongo**: Debian's python3-pymongo in a separate /usr/bin/python3 process, one "
                "MongoClient, driven over a pipe so its runs interleave with the C runs; its CPU is "
                "resource.getrusage of that process.\n"
+               "- One operation is what the \"one operation\" column says: per document for find_many, "
+               "insert_many_*, bulk_insert and stream; per pipeline run for aggregate; per upload + "
+               "download for gridfs; per event for the logging tasks.\n"
                "- Untimed: dropping/seeding collections before a run, result verification that is not part "
                "of the operation (counts). Timed: the operations, including draining cursors and the "
                "buffered writer's final flush.\n"
+               "- Buffered logging: events/s is wall time from the first event to the end of the final "
+               "flush; request-path CPU is CLOCK_THREAD_CPUTIME_ID of the logging thread only, the flusher "
+               "thread's work is in the process CPU column.\n"
+               "- Streaming memory: RSS from /proc/self/statm before the stream, peak (VmHWM) during it; "
+               "the warm-up streams a fifth of the documents, so the growth at two sizes shows whether "
+               "memory depends on the number of documents.\n"
+               "- Concurrent tasks: N threads each take an equal share of the operations (2/4 find one by "
+               "_id, 1/4 insert one, 1/4 update one $inc); thread start-up is inside the timing for all sides "
+               "(pymongo: N threading.Thread on one MongoClient).\n"
                "- Against the local test server (tests/mock_server.py, Python + mongomock) wall times and "
                "throughput are bounded by the server, not the client: compare CPU columns, and rerun "
                "against a real mongod (MONGO_TEST_URI=...) for wall-time numbers.\n");
@@ -2933,12 +2947,14 @@ write_chart (const char *dir)
             "set yrange [0:*]\n"
             "plot '%s' using 2:3:4:xtic(1) title 'helper / raw (lower is better)' lc rgb '#3366cc', "
             "1.05 with lines dt 2 lw 2 lc rgb '#cc0000' title 'target <= 1.05 single-doc', "
-            "1.02 with lines dt 3 lw 2 lc rgb '#ff9900' title 'target <= 1.02 bulk/streaming'\n"
+            "1.02 with lines dt 3 lw 2 lc rgb '#ff9900' title 'target <= 1.02 bulk/streaming', "
+            "'' using 0:2:(sprintf('%%.2f', $2)) with labels offset char 2.2,0.6 font ',8' notitle\n"
             "set ylabel 'pymongo / helper (log scale)'\n"
             "set logscale y\n"
             "set yrange [0.1:*]\n"
             "plot '%s' using 5:6:7:xtic(1) title 'pymongo / helper (higher is better)' lc rgb '#109618', "
-            "2 with lines dt 2 lw 2 lc rgb '#cc0000' title 'target >= 2'\n"
+            "2 with lines dt 2 lw 2 lc rgb '#cc0000' title 'target >= 2', "
+            "'' using 0:5:(sprintf('%%.1f', $5)) with labels offset char 2.2,0.6 font ',8' notitle\n"
             "unset multiplot\n",
             png, mode_name (), B.reps, server_short, dat, dat);
    fclose (f);
