@@ -685,7 +685,10 @@ helper_find_one (run_t *r)
    bson_error_t e;
 
    for (long j = 0; j < r->ops; j++) {
-      /* helper API: switch to mongo_helper_find_one after merge */
+      /* helper API: switch to mongo_helper_find_one after merge:
+       *   bson_t *doc = mongo_helper_find_one (NULL, "bench_flat", &filter,
+       *                                        NULL, &me);
+       *   check _id, bson_destroy (doc)  (filter {_id: j % B.flat_coll_n}) */
       mongoc_collection_t *coll = h_coll ("bench_flat", r);
       bool ok;
 
@@ -747,7 +750,8 @@ helper_insert_one_common (run_t *r, const char *what, bool large)
 
    coll_name (name, sizeof name, what, SIDE_HELPER);
    for (long j = 0; j < r->ops; j++) {
-      /* helper API: switch to mongo_helper_insert_one after merge */
+      /* helper API: switch to mongo_helper_insert_one after merge:
+       *   mongo_helper_insert_one (NULL, name, doc, NULL, &me) */
       mongoc_collection_t *coll = h_coll (name, r);
       bool ok;
 
@@ -851,7 +855,12 @@ op_find_all (mongoc_collection_t *coll, const bson_t *opts, long *n, bson_error_
 static status_t
 helper_find_many (run_t *r)
 {
-   /* helper API: switch to mongo_helper_find (cursor handed out) after merge */
+   /* helper API: switch after merge.  mongo_helper_find() returns every
+    * document in one bson_t (find_many then measures materialising them,
+    * which raw does not do); the like-for-like call is
+    *   mongo_helper_find_stream (NULL, "bench_nested", &empty, NULL, 1000,
+    *                             count_chunk_fn, &n, &me)
+    * Report both if the lead wants mongo_helper_find() too. */
    mongoc_collection_t *coll = h_coll ("bench_nested", r);
    bson_error_t e;
    long n;
@@ -945,7 +954,8 @@ helper_many_common (run_t *r, const char *what, bool large)
    status_t st;
 
    coll_name (name, sizeof name, what, SIDE_HELPER);
-   /* helper API: switch to mongo_helper_insert_many after merge */
+   /* helper API: switch to mongo_helper_insert_many after merge:
+    *   mongo_helper_insert_many (NULL, name, docs, n, true, &inserted, &me) */
    coll = h_coll (name, r);
    if (!coll) {
       return ST_FAIL;
@@ -1049,8 +1059,9 @@ helper_bulk (run_t *r)
    status_t st;
 
    coll_name (name, sizeof name, "bulk", SIDE_HELPER);
-   /* helper API: switch to mongo_helper_bulk_insert (batch size, unordered)
-    * after merge */
+   /* helper API: switch to mongo_helper_bulk_insert after merge:
+    *   mongo_helper_bulk_insert (NULL, name, docs, r->ops, r->param, false,
+    *                             &result, &me); mongo_helper_bulk_result_destroy */
    coll = h_coll (name, r);
    if (!coll) {
       return ST_FAIL;
@@ -1144,7 +1155,10 @@ helper_aggregate (run_t *r)
    status_t st = ST_OK;
 
    for (long j = 0; j < r->ops && st == ST_OK; j++) {
-      /* helper API: switch to mongo_helper_aggregate after merge */
+      /* helper API: switch to mongo_helper_aggregate after merge:
+       *   bson_t out; mongo_helper_aggregate (NULL, "bench_flat", pipeline,
+       *                                       NULL, &out, &me)
+       * (it materialises the 10 groups, as raw's loop reads them) */
       mongoc_collection_t *coll = h_coll ("bench_flat", r);
 
       if (!coll) {
@@ -1225,8 +1239,11 @@ stream_in (mongoc_collection_t *coll, run_t *r)
 static status_t
 helper_stream (run_t *r)
 {
-   /* helper API: switch to mongo_helper_stream_find (chunk size
-    * STREAM_CHUNK, callback per chunk) after merge */
+   /* helper API: switch to mongo_helper_find_stream after merge:
+    *   mongo_helper_find_stream (NULL, "bench_stream", &empty, &fo,
+    *                             STREAM_CHUNK, count_chunk_fn, &n, &me)
+    * with fo.limit = r->ops only when r->ops < B.stream_docs (warm-up);
+    * keep the rss_kb()/hwm_kb() bracketing of stream_in() */
    mongoc_collection_t *coll = h_coll ("bench_stream", r);
    status_t st;
 
@@ -1330,8 +1347,12 @@ static status_t
 helper_gridfs (run_t *r)
 {
    mongo_helper_error_t me;
-   /* helper API: switch to mongo_helper_gridfs_put / mongo_helper_gridfs_get
-    * (from memory, to memory) after merge */
+   /* helper API: switch after merge, per operation:
+    *   mongo_helper_gridfs_opts_t go = {NULL, "bench_fs_helper", 0};
+    *   mongo_helper_gridfs_put (&go, fname, B.blob, r->param, NULL, NULL,
+    *                            &id, &me);
+    *   mongo_helper_gridfs_get (&go, &id, &data, &len, &me);  memcmp, free
+    * (check how gridfs_get's buffer is freed in the merged header) */
    mongoc_database_t *db = mongo_helper_database (&me);
 
    if (!db) {
@@ -1354,15 +1375,18 @@ raw_gridfs (run_t *r)
 
 /* ---- Task: session load + lazy touch --------------------------------- */
 
-/* Sessions are stored under the SHA-256 (hex) of their token, never the
- * token itself (issue 3); tokens here are "sess-%06d". */
+/* Sessions are stored under the lowercase hex SHA-256 of their id, never
+ * the id itself (issue 3).  Ids here are deterministic but well-formed for
+ * mongo_helper_sessions_*: 43 base64url characters, "sess" + 39 digits; the
+ * documents have the store's shape (data, userId, createdAt, lastSeen,
+ * expiresAt), so the helper's load finds the sessions seeded here. */
 static void
 session_key (long i, char hex[65])
 {
-   char token[32];
+   char token[48];
    unsigned char md[SHA256_DIGEST_LENGTH];
 
-   snprintf (token, sizeof token, "sess-%06ld", i);
+   snprintf (token, sizeof token, "sess%039ld", i);
    SHA256 ((const unsigned char *) token, strlen (token), md);
    for (int k = 0; k < SHA256_DIGEST_LENGTH; k++) {
       snprintf (hex + 2 * k, 3, "%02x", md[k]);
@@ -1382,7 +1406,11 @@ gen_session (long i)
    BSON_APPEND_INT32 (&data, "counter", (int32_t) i);
    BSON_APPEND_UTF8 (&data, "theme", "dark");
    bson_append_document_end (d, &data);
-   BSON_APPEND_INT32 (d, "userId", (int32_t) (i % 100));
+   {
+      char uid[16];
+      snprintf (uid, sizeof uid, "user%ld", i % 100);
+      BSON_APPEND_UTF8 (d, "userId", uid);
+   }
    BSON_APPEND_DATE_TIME (d, "createdAt", now);
    BSON_APPEND_DATE_TIME (d, "lastSeen", now);
    BSON_APPEND_DATE_TIME (d, "expiresAt", now + (int64_t) SESSION_IDLE_S * 1000);
@@ -1467,8 +1495,12 @@ helper_session (run_t *r)
    bson_error_t e;
 
    for (long j = 0; j < r->ops; j++) {
-      /* helper API: switch to mongo_helper_session_load +
-       * mongo_helper_session_touch after merge */
+      /* helper API: switch after merge (one mongo_helper_sessions_t made
+       * once with options collection "bench_sessions", lazy_ensure false):
+       *   bson_t data; mongo_helper_sessions_load (S, token, &data, &me);
+       *   bson_destroy (&data);
+       *   bool wrote; mongo_helper_sessions_touch (S, token, &wrote, &me);
+       * token = the "sess%039ld" id of session_key() */
       mongoc_collection_t *coll = h_coll ("bench_sessions", r);
       bool ok;
 
@@ -1621,7 +1653,9 @@ raw_coll_loop (run_t *r, const char *name, coll_op_fn op, long modulo, const cha
 static status_t
 helper_cache_get (run_t *r)
 {
-   /* helper API: switch to mongo_helper_cache_get after merge */
+   /* helper API: switch after merge (one mongo_helper_cache_t, collection
+    * "bench_cache", lazy_ensure false):
+    *   bson_t v; mongo_helper_cache_get (C, key, &v, &me); bson_destroy (&v) */
    return helper_coll_loop (r, "bench_cache", op_cache_get, B.cache_n, "cache get");
 }
 
@@ -1634,7 +1668,9 @@ raw_cache_get (run_t *r)
 static status_t
 helper_cache_set (run_t *r)
 {
-   /* helper API: switch to mongo_helper_cache_set after merge */
+   /* helper API: switch after merge:
+    *   mongo_helper_cache_set (C, key, B.flat[i % B.flat_n],
+    *                           CACHE_TTL_S * 1000, &me) */
    return helper_coll_loop (r, "bench_cache", op_cache_set, B.flat_n, "cache set");
 }
 
@@ -1663,13 +1699,14 @@ event_doc (bson_t *d, long i)
    rng_t r;
    static const char *types[] = {"login", "view", "click", "purchase",
                                  "logout"};
-   int32_t uid;
+   char uid[16];
 
-   /* user id and type are the first two draws of gen_meta()'s stream */
+   /* user id and type are the first two draws of gen_meta()'s stream; the
+    * user id is text, as mongo_helper's event log takes it */
    rng_init (&r, 5, (uint64_t) k);
-   uid = (int32_t) (rng_next (&r) % 10000);
+   snprintf (uid, sizeof uid, "u%d", (int) (rng_next (&r) % 10000));
    bson_init (d);
-   BSON_APPEND_INT32 (d, "user_id", uid);
+   BSON_APPEND_UTF8 (d, "user_id", uid);
    BSON_APPEND_UTF8 (d, "event_type", types[rng_next (&r) % 5]);
    BSON_APPEND_DOCUMENT (d, "metadata", B.meta[k]);
    BSON_APPEND_DATE_TIME (d, "timestamp", now_ms ());
@@ -1693,7 +1730,9 @@ helper_event_sync (run_t *r)
    char name[64];
 
    coll_name (name, sizeof name, "events", SIDE_HELPER);
-   /* helper API: switch to mongo_helper_event_log after merge */
+   /* helper API: switch after merge (one mongo_helper_eventlog_t on
+    * "bench_events_helper", made in prep):
+    *   mongo_helper_eventlog_log (L, uid, type, B.meta[k], 0, &me) */
    return helper_coll_loop (r, name, op_event_sync, B.meta_n, "log event");
 }
 
@@ -1707,9 +1746,14 @@ raw_event_sync (run_t *r)
 }
 
 /*
- * helper API: switch to the buffered writer of mongo_helper
- * (mongo_helper_event_writer_new / _log / _flush / _destroy, names as in
- * /work/wt/web/mongo_helper.h) after merge.  Until then this stand-in has
+ * helper API: switch to the buffered writer after merge, in
+ * helper_event_buffered():
+ *   W = mongo_helper_event_writer_new (L, NULL, &me);
+ *   per event: mongo_helper_event_writer_log (W, uid, type, B.meta[k], 0,
+ *                                             &me);   <- request path
+ *   mongo_helper_event_writer_flush (W, 60000, &me);
+ *   mongo_helper_event_writer_destroy (W, 60000, &stats);  stats.stored
+ * and delete bw_*.  Until then this stand-in has
  * the writer's documented shape: a bounded queue, a background thread that
  * flushes every EVENT_FLUSH_MS or EVENT_FLUSH_MAX events with an unordered
  * insert_many through the singleton, and a blocking policy when full.
@@ -1989,9 +2033,13 @@ conc_thread (void *arg)
       run_t r;
       memset (&r, 0, sizeof r);
       for (long j = a->first; j < a->first + a->count && a->ok; j++) {
-         /* helper API: switch to mongo_helper_find_one / _insert_one /
-          * _update_one after merge (the thread's pooled client stays the
-          * singleton's) */
+         /* helper API: switch after merge to the per-op calls
+          * mongo_helper_find_one / mongo_helper_insert_one /
+          * mongo_helper_update_one (NULL database, upsert false) -- N
+          * application threads is what a web backend does.
+          * mongo_helper_run_concurrent (ops, n, K, results, &me) is the
+          * other shape (a list of operations run K at once): add it as a
+          * separate task if wanted, it has no raw/pymongo twin here. */
          /* only the handle this operation uses, as a name-based call would */
          const char *which = j % 4 < 2 ? "bench_flat" : j % 4 == 2 ? name : "bench_conc_upd";
          mongoc_collection_t *h = h_coll (which, &r);
@@ -2079,7 +2127,7 @@ static const task_t TASKS[] = {
     "helper stand-in until merge: mongo_helper_insert_one"},
    {"find_many", KIND_BULK, "one nested document read from a find cursor", 10000, 2000, 0, 0,
     setup_nested, NULL, helper_find_many, raw_find_many, true,
-    "helper stand-in until merge: mongo_helper_find"},
+    "helper stand-in until merge: mongo_helper_find_stream"},
    {"insert_many_small", KIND_BULK, "one flat document of an ordered insert-many", 10000, 2000, 0, 0,
     NULL, prep_many_small, helper_many_small, raw_many_small, true,
     "helper stand-in until merge: mongo_helper_insert_many"},
@@ -2095,14 +2143,14 @@ static const task_t TASKS[] = {
     "helper stand-in until merge: mongo_helper_aggregate"},
    {"stream", KIND_BULK, "one flat document streamed in chunks of 1000", 0, 0, 0, 0,
     setup_stream, NULL, helper_stream, raw_stream, true,
-    "helper stand-in until merge: mongo_helper_stream_find"},
+    "helper stand-in until merge: mongo_helper_find_stream"},
    {"gridfs", KIND_BULK, "one upload + download of the file (50 MB full, 5 MB quick)", 1, 1,
     50L << 20, 5L << 20,
     NULL, prep_gridfs, helper_gridfs, raw_gridfs, true,
     "helper stand-in until merge: mongo_helper_gridfs_put/_get"},
    {"session_touch", KIND_HELPER, "session load + lazy touch (no write when fresh)", 5000, 600, 0, 0,
     setup_sessions, prep_sessions, helper_session, raw_session, true,
-    "helper stand-in until merge: mongo_helper_session_load/_touch"},
+    "helper stand-in until merge: mongo_helper_sessions_load/_touch"},
    {"cache_get", KIND_HELPER, "cache get (hit, TTL filter)", 5000, 600, 0, 0,
     setup_cache, NULL, helper_cache_get, raw_cache_get, true,
     "helper stand-in until merge: mongo_helper_cache_get"},
@@ -2111,7 +2159,7 @@ static const task_t TASKS[] = {
     "helper stand-in until merge: mongo_helper_cache_set"},
    {"event_log_sync", KIND_HELPER, "log one event with one synchronous insert", 5000, 600, 0, 0,
     NULL, prep_events, helper_event_sync, raw_event_sync, true,
-    "helper stand-in until merge: mongo_helper_event_log"},
+    "helper stand-in until merge: mongo_helper_eventlog_log"},
    {"event_log_buffered", KIND_HELPER, "log one event through the buffered writer (incl. final flush)",
     50000, 5000, 0, 0,
     NULL, prep_events, helper_event_buffered, NULL, false,

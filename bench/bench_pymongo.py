@@ -146,7 +146,7 @@ def gen_large(i):
 
 def gen_meta(i):
     r = Rng(5, i)
-    uid = r.next() % 10000
+    uid = "u%d" % (r.next() % 10000)
     etype = TYPES[r.next() % 5]
     path = "/" + r.letters(10)
     return uid, etype, {"path": path, "ms": r.next() % 500}
@@ -165,7 +165,8 @@ def gen_blob(length):
 
 
 def session_key(i):
-    return hashlib.sha256(("sess-%06d" % i).encode()).hexdigest()
+    # 43 base64url characters, as mongo_helper's session ids
+    return hashlib.sha256(("sess%039d" % i).encode()).hexdigest()
 
 
 def fingerprint():
@@ -511,7 +512,7 @@ class Bench:
         now = datetime.datetime.utcnow()
         fill("bench_sessions", self.sessions_n, lambda i: {
             "_id": session_key(i), "data": {"counter": i, "theme": "dark"},
-            "userId": i % 100, "createdAt": now, "lastSeen": now,
+            "userId": "user%d" % (i % 100), "createdAt": now, "lastSeen": now,
             "expiresAt": now + SESSION_IDLE})
         fill("bench_cache", self.cache_n, lambda i: {
             "_id": "user:%d" % i, "value": gen_flat(i, False),
