@@ -438,6 +438,8 @@ typedef struct {
    double req_cpu_s;    /* request-path CPU (buffered logging), < 0: none */
    long rss_growth_kb;  /* statm after - before (streaming), < 0: none */
    long peak_growth_kb; /* VmHWM during the run - RSS before, < 0: none */
+   char verify_coll[64]; /* if set: after the clock stops, this collection */
+   long verify_count;    /* must hold exactly this many documents */
 } run_t;
 
 typedef status_t (*run_fn) (run_t *r);
@@ -1936,9 +1938,10 @@ helper_event_buffered (run_t *r)
    if (!ok) {
       return fail (r, "%s", err);
    }
-   /* Verification is outside the measured work only in spirit: it is one
-    * count command, small next to the run. */
-   return r->warmup ? ST_OK : count_docs (name, r->ops, r);
+   /* every accepted event stored: counted after the clock stops */
+   snprintf (r->verify_coll, sizeof r->verify_coll, "%s", name);
+   r->verify_count = r->ops;
+   return ST_OK;
 }
 
 /* ---- Tasks: concurrent mix on N threads ------------------------------ */
@@ -2383,6 +2386,9 @@ run_side (task_res_t *tr, side_t side, long ops, bool warmup)
          wall = now_s () - w0;
          cpu = cpu_s (RUSAGE_SELF) - c0;
          peak = hwm_kb ();
+         if (st == ST_OK && r.verify_coll[0]) {
+            st = count_docs (r.verify_coll, r.verify_count, &r);
+         }
       }
    }
    if (st != ST_OK) {
@@ -2929,6 +2935,8 @@ static bool
 write_chart (const char *dir)
 {
    char dat[1024], gp[1024], png[1024], cmd[4096], server_short[512];
+   char plot_hr[2048], plot_ph[2048];
+   int n_hr = 0, n_ph = 0, n_rows = 0;
    FILE *f;
    int rc;
 
@@ -2961,6 +2969,9 @@ write_chart (const char *dir)
       hr = stats (tr->ratio_hr, tr->n_hr);
       ph = stats (tr->ratio_ph, tr->n_ph);
       fprintf (f, "%s", tr->t->name);
+      n_rows++;
+      n_hr += hr.ok;
+      n_ph += ph.ok;
       if (hr.ok) {
          fprintf (f, " %.4f %.4f %.4f", hr.med, hr.min, hr.max);
       } else {
@@ -2973,6 +2984,33 @@ write_chart (const char *dir)
       }
    }
    fclose (f);
+   /* A panel without a single ratio (e.g. --no-pymongo) shows only its
+    * target, so gnuplot has nothing to warn about. */
+   if (n_hr) {
+      snprintf (plot_hr, sizeof plot_hr,
+                "set xrange [-0.6:%.1f]\n"
+                "plot '%s' using 2:3:4:xtic(1) title 'helper / raw (lower is better)' lc rgb '#3366cc', "
+                "1.05 with lines dt 2 lw 2 lc rgb '#cc0000' title 'target <= 1.05 single-doc', "
+                "1.02 with lines dt 3 lw 2 lc rgb '#ff9900' title 'target <= 1.02 bulk/streaming', "
+                "'' using 0:2:(sprintf('%%.2f', $2)) with labels offset char 2.2,0.6 font ',8' notitle",
+                (double) n_rows - 0.4, dat);
+   } else {
+      snprintf (plot_hr, sizeof plot_hr,
+                "unset xtics\nset xrange [0:1]\nplot 1.05 with lines dt 2 lw 2 lc rgb '#cc0000' "
+                "title 'target <= 1.05 (no helper/raw ratio in this run)'\nset autoscale x");
+   }
+   if (n_ph) {
+      snprintf (plot_ph, sizeof plot_ph,
+                "set xrange [-0.6:%.1f]\n"
+                "plot '%s' using 5:6:7:xtic(1) title 'pymongo / helper (higher is better)' lc rgb '#109618', "
+                "2 with lines dt 2 lw 2 lc rgb '#cc0000' title 'target >= 2', "
+                "'' using 0:5:(sprintf('%%.1f', $5)) with labels offset char 2.2,0.6 font ',8' notitle",
+                (double) n_rows - 0.4, dat);
+   } else {
+      snprintf (plot_ph, sizeof plot_ph,
+                "unset xtics\nset xrange [0:1]\nplot 2 with lines dt 2 lw 2 lc rgb '#cc0000' "
+                "title 'target >= 2 (no pymongo/helper ratio in this run)'\nset autoscale x");
+   }
    f = fopen (gp, "w");
    if (!f) {
       return false;
@@ -2993,18 +3031,14 @@ write_chart (const char *dir)
             "set bmargin 6\n"
             "set ylabel 'helper / raw libmongoc'\n"
             "set yrange [0:*]\n"
-            "plot '%s' using 2:3:4:xtic(1) title 'helper / raw (lower is better)' lc rgb '#3366cc', "
-            "1.05 with lines dt 2 lw 2 lc rgb '#cc0000' title 'target <= 1.05 single-doc', "
-            "1.02 with lines dt 3 lw 2 lc rgb '#ff9900' title 'target <= 1.02 bulk/streaming', "
-            "'' using 0:2:(sprintf('%%.2f', $2)) with labels offset char 2.2,0.6 font ',8' notitle\n"
+            "%s\n"
+            "set xtics rotate by -30 scale 0 font ',10'\n"
             "set ylabel 'pymongo / helper (log scale)'\n"
             "set logscale y\n"
             "set yrange [0.1:*]\n"
-            "plot '%s' using 5:6:7:xtic(1) title 'pymongo / helper (higher is better)' lc rgb '#109618', "
-            "2 with lines dt 2 lw 2 lc rgb '#cc0000' title 'target >= 2', "
-            "'' using 0:5:(sprintf('%%.1f', $5)) with labels offset char 2.2,0.6 font ',8' notitle\n"
+            "%s\n"
             "unset multiplot\n",
-            png, mode_name (), B.reps, server_short, dat, dat);
+            png, mode_name (), B.reps, server_short, plot_hr, plot_ph);
    fclose (f);
    snprintf (cmd, sizeof cmd, "gnuplot '%s'", gp);
    rc = system (cmd);
@@ -3165,11 +3199,11 @@ main (int argc, char **argv)
          snprintf (B.stream_note, sizeof B.stream_note,
                    "%ld documents per run (quick mode)", B.stream_docs);
       } else if (B.mock) {
-         B.stream_docs = 100000;
+         B.stream_docs = 50000;
          snprintf (B.stream_note, sizeof B.stream_note,
-                   "%ld documents per run: the local test server (Python/mongomock, ~10k docs/s, "
-                   "every document in its memory) cannot serve 1,000,000 x 18 runs in the time; "
-                   "against a real mongod the full mode streams 1,000,000",
+                   "%ld documents per run: the local test server (Python/mongomock) serves ~4,000 "
+                   "documents/s, so 1,000,000 x 18 runs would take over an hour; against a real "
+                   "mongod the full mode streams 1,000,000",
                    B.stream_docs);
       } else {
          B.stream_docs = 1000000;

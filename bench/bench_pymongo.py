@@ -526,7 +526,7 @@ STANDALONE = [
     ("insert_one_small", 5000, 300, 0), ("insert_one_large", 50, 10, 0),
     ("find_many", 10000, 2000, 0), ("insert_many_small", 10000, 2000, 0),
     ("insert_many_large", 20, 5, 0), ("bulk_insert", 50000, 5000, 1000),
-    ("aggregate", 10, 3, 0), ("stream", 100000, 10000, STREAM_CHUNK),
+    ("aggregate", 10, 3, 0), ("stream", 50000, 10000, STREAM_CHUNK),
     ("gridfs", 1, 1, -1), ("session_touch", 5000, 300, 0),
     ("cache_get", 5000, 300, 0), ("cache_set", 5000, 300, 0),
     ("event_log_sync", 5000, 300, 0), ("concurrent_8", 8000, 400, 8),
@@ -569,7 +569,7 @@ def standalone(args):
     quick = args.quick
     bench = Bench(args.uri)
     n = (1000, 2000, 200, 200, 5000) if quick else (10000, 10000, 1000, 1000, 50000)
-    stream_docs = 10000 if quick else 100000
+    stream_docs = 10000 if quick else 50000
     bench.configure(n[0], n[1], n[2], n[3], n[4], 1000, quick, stream_docs)
     only = set(args.tasks.split(",")) if args.tasks else None
     bench.seed(stream_docs)
