@@ -156,7 +156,7 @@ gen_flat (long i, bool with_id)
 {
    bson_t *d = bson_new ();
    rng_t r;
-   char key[8];
+   char key[16];
 
    rng_init (&r, 1, (uint64_t) i);
    if (with_id) {
@@ -243,7 +243,7 @@ gen_large (long i)
 {
    bson_t *d = bson_new ();
    rng_t r;
-   char key[8];
+   char key[16];
 
    rng_init (&r, 3, (uint64_t) i);
    for (int k = 0; k < LARGE_FIELDS; k++) {
@@ -295,9 +295,9 @@ gen_blob (size_t len)
    return b;
 }
 
-/* FNV-1a 64 over the BSON of flat 0..99, nested 0..99 (with _id) and
- * large 0: compared with the Python side's, so both insert the same
- * bytes. */
+/* FNV-1a 64 over the BSON of flat 0..99, nested 0..99 (with _id), large 0
+ * and events 0..99 (without timestamp): compared with the Python side's,
+ * so both insert the same bytes. */
 static uint64_t
 fnv (uint64_t h, const uint8_t *p, size_t n)
 {
@@ -327,6 +327,20 @@ data_fingerprint (char *out, size_t out_size)
    d = gen_large (0);
    h = fnv (h, bson_get_data (d), d->len);
    bson_destroy (d);
+   for (long i = 0; i < 100; i++) {
+      int32_t uid;
+      const char *type;
+      char uid_s[16];
+      bson_t *meta = gen_meta (i, &uid, &type);
+      d = bson_new ();
+      snprintf (uid_s, sizeof uid_s, "u%d", (int) uid);
+      BSON_APPEND_UTF8 (d, "user_id", uid_s);
+      BSON_APPEND_UTF8 (d, "event_type", type);
+      BSON_APPEND_DOCUMENT (d, "metadata", meta);
+      h = fnv (h, bson_get_data (d), d->len);
+      bson_destroy (d);
+      bson_destroy (meta);
+   }
    snprintf (out, out_size, "%016llx", (unsigned long long) h);
 }
 
@@ -1702,14 +1716,16 @@ event_doc (bson_t *d, long i)
    static const char *types[] = {"login", "view", "click", "purchase",
                                  "logout"};
    char uid[16];
+   const char *type;
 
    /* user id and type are the first two draws of gen_meta()'s stream; the
     * user id is text, as mongo_helper's event log takes it */
    rng_init (&r, 5, (uint64_t) k);
    snprintf (uid, sizeof uid, "u%d", (int) (rng_next (&r) % 10000));
+   type = types[rng_next (&r) % 5]; /* BSON_APPEND_UTF8 evaluates twice */
    bson_init (d);
    BSON_APPEND_UTF8 (d, "user_id", uid);
-   BSON_APPEND_UTF8 (d, "event_type", types[rng_next (&r) % 5]);
+   BSON_APPEND_UTF8 (d, "event_type", type);
    BSON_APPEND_DOCUMENT (d, "metadata", B.meta[k]);
    BSON_APPEND_DATE_TIME (d, "timestamp", now_ms ());
 }

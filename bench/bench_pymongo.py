@@ -174,6 +174,9 @@ def fingerprint():
     docs = [gen_flat(i, True) for i in range(100)]
     docs += [gen_nested(i, True) for i in range(100)]
     docs.append(gen_large(0))
+    for i in range(100):
+        uid, etype, meta = gen_meta(i)
+        docs.append({"user_id": uid, "event_type": etype, "metadata": meta})
     for d in docs:
         for byte in bson.encode(d):
             h = ((h ^ byte) * 0x100000001B3) & M64
