@@ -2887,7 +2887,10 @@ write_md (const char *path, const char *target_lines)
    }
    fprintf (f, "\n## Wall time, throughput and memory\n\n");
    fprintf (f, "Wall µs per operation and operations per second (medians); peak RSS is the process's "
-               "VmHWM during the run (reset before each run through /proc/self/clear_refs), in MB.\n\n");
+               "VmHWM during the run (reset before each run through /proc/self/clear_refs), in MB. "
+               "helper and raw share one C process (the pre-generated data and both pools are in both "
+               "numbers), so compare them with each other, and with pymongo's separate process only "
+               "roughly.\n\n");
    fprintf (f, "| task | helper wall | raw wall | pymongo wall | helper ops/s | raw ops/s | pymongo ops/s | peak RSS helper / raw / pymongo |\n");
    fprintf (f, "|---|---:|---:|---:|---:|---:|---:|---:|\n");
    for (size_t k = 0; k < NTASKS; k++) {
