@@ -525,15 +525,15 @@ class Bench:
 
 # Operations per run (full, quick) and parameter, as in bench.c's table.
 STANDALONE = [
-    ("run_command", 10000, 300, 0), ("find_one", 5000, 300, 0),
-    ("insert_one_small", 5000, 300, 0), ("insert_one_large", 50, 10, 0),
+    ("run_command", 10000, 600, 0), ("find_one", 5000, 600, 0),
+    ("insert_one_small", 5000, 600, 0), ("insert_one_large", 50, 10, 0),
     ("find_many", 10000, 2000, 0), ("insert_many_small", 10000, 2000, 0),
     ("insert_many_large", 20, 5, 0), ("bulk_insert", 50000, 5000, 1000),
     ("aggregate", 10, 3, 0), ("stream", 50000, 10000, STREAM_CHUNK),
-    ("gridfs", 1, 1, -1), ("session_touch", 5000, 300, 0),
-    ("cache_get", 5000, 300, 0), ("cache_set", 5000, 300, 0),
-    ("event_log_sync", 5000, 300, 0), ("concurrent_8", 8000, 400, 8),
-    ("concurrent_32", 16000, 640, 32),
+    ("gridfs", 1, 1, -1), ("session_touch", 5000, 600, 0),
+    ("cache_get", 5000, 600, 0), ("cache_set", 5000, 600, 0),
+    ("event_log_sync", 5000, 600, 0), ("concurrent_8", 8000, 800, 8),
+    ("concurrent_32", 16000, 1280, 32),
 ]
 
 
@@ -585,7 +585,7 @@ def standalone(args):
             param = (5 if quick else 50) << 20
         if name == "stream":
             ops = stream_docs
-        bench.run(name, max(1, ops // 5), param)  # warm-up
+        bench.run(name, ops if name == "find_many" else max(1, ops // 5), param)  # warm-up
         runs = [bench.run(name, ops, param) for _ in range(args.reps)]
         bad = [r for r in runs if r["status"] != "ok"]
         if bad:
@@ -611,7 +611,7 @@ def main():
     p.add_argument("--serve", action="store_true", help="driven by bench.c")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--tasks", help="comma-separated task names (standalone)")
-    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--reps", type=int, default=6)
     args = p.parse_args()
     if not args.uri:
         p.error("no server: pass --uri or set MONGO_CACHE_URI / MONGO_TEST_URI")
