@@ -37,7 +37,7 @@ TEST_BIN  := build/check_mongo_helper
 EXAMPLES  := $(patsubst examples/%.c,build/%,$(wildcard examples/*.c))
 
 
-.PHONY: deps-valgrind deps-fuzz fuzz
+.PHONY: deps-valgrind deps-fuzz fuzz bench deps-bench
 .PHONY: all deps demo check memcheck sanitize install uninstall clean examples
 
 all: $(STATIC) $(SHARED)
@@ -55,6 +55,7 @@ deps:
 	[ -f /usr/include/openssl/sha.h ] || missing="$$missing libssl-dev"; \
 	pkg-config --exists libmicrohttpd 2>/dev/null || missing="$$missing libmicrohttpd-dev"; \
 	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
+	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	[ -x $(PYTHON) ] || missing="$$missing python3"; \
 	for pair in mockupdb:python3-mockupdb mongomock:python3-mongomock bson:python3-pymongo; do \
 	  mod=$${pair%%:*}; deb=$${pair#*:}; \
@@ -165,6 +166,26 @@ build/san/check_mongo_helper: mongo_helper.c mongo_helper.h $(TEST_SRCS) tests/c
 	@mkdir -p build/san
 	$(CC) $(STD_WARN) $(SAN_FLAGS) $(PKG_CFLAGS) -I. -Itests mongo_helper.c tests/check_main.c $(TEST_SRCS) \
 	  -o $@ $(PKG_LIBS) $(CHECK_LIBS)
+
+# ---- benchmark ------------------------------------------------------------
+# `make bench` (full mode) or `make bench BENCH_ARGS=--quick` (< 3 minutes):
+# helper vs raw libmongoc vs pymongo, against MONGO_CACHE_URI/MONGO_TEST_URI
+# or a local test server; writes bench/RESULTS.md, bench/results.json and
+# bench/ratios.png.  See bench/bench.c for BENCH_ARGS (--only, --skip, ...).
+deps-bench: deps
+	@command -v gnuplot >/dev/null 2>&1 || { echo "make deps: installing gnuplot-nox"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends gnuplot-nox >/dev/null || \
+	  { echo "make deps: apt-get failed; install the Debian package gnuplot-nox by hand" >&2; exit 1; }; }
+
+bench/bench: bench/bench.c mongo_helper.h $(STATIC)
+	$(CC) $(ALL_CFLAGS) bench/bench.c -o $@ $(STATIC) $(PKG_LIBS) -lm
+
+bench: deps-bench
+	@$(MAKE) --no-print-directory bench/bench
+	@if [ -n "$$MONGO_CACHE_URI$$MONGO_TEST_URI" ]; then ./bench/bench $(BENCH_ARGS); \
+	else bash tests/with_server.sh ./bench/bench $(BENCH_ARGS); fi
 
 clean:
 	rm -rf build $(STATIC) lib$(NAME).so* mongo_helper.pc
