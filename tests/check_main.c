@@ -1,8 +1,17 @@
 /* Runs every suite; exits non-zero when any test failed. */
 #define _POSIX_C_SOURCE 200809L
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mh_test.h"
@@ -83,6 +92,229 @@ mh_test_skip_note (const char *test, const char *reason)
    if (log && (f = fopen (log, "a"))) {
       fprintf (f, "%.*s: %s\n", shown, test, reason);
       fclose (f);
+   }
+}
+
+void
+mh_test_sleep_ms (long ms)
+{
+   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+   while (nanosleep (&ts, &ts) != 0 && errno == EINTR) {
+   }
+}
+
+int
+mh_test_free_port (void)
+{
+   struct sockaddr_in a = {0};
+   socklen_t len = sizeof a;
+   int fd = socket (AF_INET, SOCK_STREAM, 0);
+
+   a.sin_family = AF_INET;
+   a.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+   ck_assert_int_eq (bind (fd, (struct sockaddr *) &a, sizeof a), 0);
+   getsockname (fd, (struct sockaddr *) &a, &len);
+   close (fd);
+   return ntohs (a.sin_port);
+}
+
+bool
+mh_test_port_accepts (int port)
+{
+   struct sockaddr_in a = {0};
+   int fd = socket (AF_INET, SOCK_STREAM, 0);
+   bool ok;
+
+   a.sin_family = AF_INET;
+   a.sin_port = htons ((uint16_t) port);
+   a.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+   ok = connect (fd, (struct sockaddr *) &a, sizeof a) == 0;
+   close (fd);
+   return ok;
+}
+
+/* What mh_test_server_stop_all must clean up, copied: a test's handles
+ * may live on its stack, which is gone by teardown. */
+#define MH_TEST_MAX_SERVERS 8
+static struct {
+   pid_t pid; /* 0: free slot, -1: killed, directory still there */
+   char dir[64];
+} mh_servers[MH_TEST_MAX_SERVERS];
+
+static void
+mh_server_note (const mh_test_server_t *s, pid_t pid)
+{
+   for (int i = 0; i < MH_TEST_MAX_SERVERS; i++) {
+      if (mh_servers[i].pid != 0 && strcmp (mh_servers[i].dir, s->dir) == 0) {
+         mh_servers[i].pid = pid;
+         return;
+      }
+   }
+   for (int i = 0; i < MH_TEST_MAX_SERVERS; i++) {
+      if (mh_servers[i].pid == 0) {
+         mh_servers[i].pid = pid;
+         snprintf (mh_servers[i].dir, sizeof mh_servers[i].dir, "%s", s->dir);
+         return;
+      }
+   }
+   ck_abort_msg ("more than %d private test servers in one test", MH_TEST_MAX_SERVERS);
+}
+
+/* The port the server wrote to <dir>/port, 0 until it did. */
+static int
+mh_server_port_file (const mh_test_server_t *s)
+{
+   char path[96];
+   FILE *f;
+   int port = 0;
+
+   snprintf (path, sizeof path, "%s/port", s->dir);
+   if ((f = fopen (path, "r"))) {
+      if (fscanf (f, "%d", &port) != 1) {
+         port = 0;
+      }
+      fclose (f);
+   }
+   return port;
+}
+
+void
+mh_test_server_start (mh_test_server_t *s, int port, const char *const *extra_args)
+{
+   const char *script = getenv ("MH_MOCK_SERVER_SCRIPT");
+   char port_s[16], port_file[96], db[96], log[96];
+   const char *argv[40];
+   int n = 0;
+
+   ck_assert_msg (script && *script, "MH_MOCK_SERVER_SCRIPT is not set: run under make check");
+   ck_assert_msg (s->pid <= 0, "test server already running on port %d", s->port);
+   if (!s->dir[0]) {
+      snprintf (s->dir, sizeof s->dir, "/tmp/mh_srv_XXXXXX");
+      ck_assert_ptr_nonnull (mkdtemp (s->dir));
+   }
+   snprintf (s->command_log, sizeof s->command_log, "%s/commands.log", s->dir);
+   snprintf (port_file, sizeof port_file, "%s/port", s->dir);
+   snprintf (db, sizeof db, "%s/db", s->dir);
+   snprintf (log, sizeof log, "%s/server.log", s->dir);
+   snprintf (port_s, sizeof port_s, "%d", port);
+   unlink (port_file);
+   argv[n++] = "/usr/bin/python3";
+   argv[n++] = script;
+   argv[n++] = "--host";
+   argv[n++] = "127.0.0.1";
+   argv[n++] = "--port";
+   argv[n++] = port_s;
+   argv[n++] = "--port-file";
+   argv[n++] = port_file;
+   argv[n++] = "--command-log";
+   argv[n++] = s->command_log;
+   if (s->persist) {
+      argv[n++] = "--dbpath";
+      argv[n++] = db;
+   }
+   for (; extra_args && *extra_args; extra_args++) {
+      ck_assert_int_lt (n, (int) (sizeof argv / sizeof *argv) - 1);
+      argv[n++] = *extra_args;
+   }
+   argv[n] = NULL;
+   /* make memcheck runs valgrind with --trace-children=no, so the Python
+    * server started here by exec is not traced. */
+   s->pid = fork ();
+   ck_assert_int_ge (s->pid, 0);
+   if (s->pid == 0) {
+      int fd = open (log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+      /* The server dies with the test process, so a failing assertion
+       * (which ends the test early) never leaves it running. */
+      prctl (PR_SET_PDEATHSIG, SIGKILL);
+      if (fd >= 0) {
+         dup2 (fd, 1);
+         dup2 (fd, 2);
+      }
+      execv (argv[0], (char *const *) argv);
+      _exit (127);
+   }
+   mh_server_note (s, s->pid);
+   s->port = port;
+   for (int i = 0; i < 300; i++) { /* 15 s */
+      if (s->port == 0) {
+         s->port = mh_server_port_file (s);
+      }
+      if (s->port > 0 && mh_test_port_accepts (s->port)) {
+         return;
+      }
+      ck_assert_msg (waitpid (s->pid, NULL, WNOHANG) == 0,
+                     "test server exited at start (see %s/server.log)", s->dir);
+      mh_test_sleep_ms (50);
+   }
+   ck_abort_msg ("test server did not start (see %s/server.log)", s->dir);
+}
+
+void
+mh_test_server_kill (mh_test_server_t *s)
+{
+   if (s->pid > 0) {
+      kill (s->pid, SIGKILL);
+      waitpid (s->pid, NULL, 0);
+      mh_server_note (s, -1);
+   }
+   s->pid = 0;
+}
+
+static void
+mh_remove_dir (const char *dir)
+{
+   char cmd[128];
+
+   snprintf (cmd, sizeof cmd, "rm -rf '%s'", dir);
+   if (system (cmd) != 0) {
+      /* best effort: a leftover directory in /tmp fails no test */
+   }
+}
+
+void
+mh_test_server_stop (mh_test_server_t *s)
+{
+   mh_test_server_kill (s);
+   if (s->dir[0]) {
+      for (int i = 0; i < MH_TEST_MAX_SERVERS; i++) {
+         if (mh_servers[i].pid != 0 && strcmp (mh_servers[i].dir, s->dir) == 0) {
+            mh_servers[i].pid = 0;
+            mh_servers[i].dir[0] = '\0';
+         }
+      }
+      mh_remove_dir (s->dir);
+      s->dir[0] = '\0';
+   }
+}
+
+int
+mh_test_server_log_count (const mh_test_server_t *s, const char *needle)
+{
+   char line[8192];
+   FILE *f = fopen (s->command_log, "r");
+   int n = 0;
+
+   ck_assert_msg (f, "no command log %s", s->command_log);
+   while (fgets (line, sizeof line, f)) {
+      n += strstr (line, needle) != NULL;
+   }
+   fclose (f);
+   return n;
+}
+
+void
+mh_test_server_stop_all (void)
+{
+   for (int i = 0; i < MH_TEST_MAX_SERVERS; i++) {
+      if (mh_servers[i].pid > 0) {
+         kill (mh_servers[i].pid, SIGKILL);
+         waitpid (mh_servers[i].pid, NULL, 0);
+      }
+      if (mh_servers[i].pid != 0 && mh_servers[i].dir[0]) {
+         mh_remove_dir (mh_servers[i].dir);
+      }
+      mh_servers[i].pid = 0;
+      mh_servers[i].dir[0] = '\0';
    }
 }
 

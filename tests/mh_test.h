@@ -3,6 +3,8 @@
 #define MH_TEST_H
 
 #include <check.h>
+#include <stdbool.h>
+#include <sys/types.h>
 
 #include "mongo_helper.h"
 
@@ -36,6 +38,47 @@ void mh_test_skip_note (const char *test, const char *reason);
       mh_test_skip_note (__func__, (reason));   \
       return;                                   \
    } while (0)
+
+/* Sleeps `ms` milliseconds, resuming after signals. */
+void mh_test_sleep_ms (long ms);
+
+/* A local port nobody listens on: binds an ephemeral port, then closes it. */
+int mh_test_free_port (void);
+
+/* True when something accepts TCP connections on 127.0.0.1:`port`. */
+bool mh_test_port_accepts (int port);
+
+/* A private test server ($MH_MOCK_SERVER_SCRIPT): for tests that kill and
+ * restart a server, need TLS or a replica set, or read the commands it
+ * received.  Zero-initialise it; set `persist` before the first start. */
+typedef struct {
+   bool persist;          /* --dbpath <dir>/db: data survives kill + restart */
+   pid_t pid;             /* 0 while not running */
+   int port;              /* kept after a kill, for a restart on the same port */
+   char dir[64];          /* private temporary directory, made by the first start */
+   char command_log[96];  /* <dir>/commands.log: one JSON line per command */
+} mh_test_server_t;
+
+/* Starts the server on `port` (0: a free one, learnt from its port file)
+ * with the NULL-terminated `extra_args` (may be NULL) and waits until it
+ * accepts connections; fails the test when it does not.  Restarting a
+ * killed server reuses its directory (and so its data with `persist`).
+ * The server gets SIGKILL when the test process ends, whatever the
+ * outcome. */
+void mh_test_server_start (mh_test_server_t *s, int port, const char *const *extra_args);
+
+/* SIGKILLs the server and reaps it; keeps its directory and port. */
+void mh_test_server_kill (mh_test_server_t *s);
+
+/* Kills the server (if running) and removes its directory. */
+void mh_test_server_stop (mh_test_server_t *s);
+
+/* How many lines of the server's command log contain `needle`. */
+int mh_test_server_log_count (const mh_test_server_t *s, const char *needle);
+
+/* Kills every server this test process started and removes their
+ * directories: for a teardown, when the handles lived on a test's stack. */
+void mh_test_server_stop_all (void);
 
 /* Asserts that `ok` is true and prints the library error otherwise. */
 #define MH_ASSERT_OK(ok, err)                                         \

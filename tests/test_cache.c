@@ -27,13 +27,6 @@ teardown (void)
    mongo_helper_shutdown ();
 }
 
-static void
-sleep_ms (long ms)
-{
-   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-   nanosleep (&ts, NULL);
-}
-
 static mongoc_collection_t *
 raw (const char *name)
 {
@@ -243,7 +236,7 @@ START_TEST (add_only_stores_when_absent_or_expired)
    MH_ASSERT_OK (mongo_helper_cache_get (c, "k", &out, &err), err);
    ck_assert (bson_equal (&out, a));
    bson_destroy (&out);
-   sleep_ms (1000);
+   mh_test_sleep_ms (1000);
    ck_assert (!mongo_helper_cache_get (c, "k", &out, &err));
    ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_NOT_FOUND);
    bson_destroy (&out);
@@ -279,7 +272,7 @@ START_TEST (incr_counts_atomically_and_restarts_after_expiry)
    ck_assert (BSON_ITER_HOLDS_INT32 (&it) || BSON_ITER_HOLDS_INT64 (&it));
    ck_assert_int_eq (bson_iter_as_int64 (&it), 6);
    bson_destroy (doc);
-   sleep_ms (1000);
+   mh_test_sleep_ms (1000);
    MH_ASSERT_OK (mongo_helper_cache_incr (c, "hits", 2, 300, &r, &err), err);
    ck_assert_int_eq (r, 2);
    ck_assert_int_eq (raw_count (coll, f), 1);
@@ -336,9 +329,9 @@ START_TEST (delete_touch_and_clear_keep_the_indexes)
    snprintf (coll, sizeof coll, "%s", mh_test_collection ("cache"));
    c = cache_on (coll, true);
    MH_ASSERT_OK (mongo_helper_cache_set (c, "t", v, 800, &err), err);
-   sleep_ms (400);
+   mh_test_sleep_ms (400);
    MH_ASSERT_OK (mongo_helper_cache_touch (c, "t", 60000, &err), err);
-   sleep_ms (600);
+   mh_test_sleep_ms (600);
    MH_ASSERT_OK (mongo_helper_cache_get (c, "t", &out, &err), err);
    bson_destroy (&out);
    ck_assert (!mongo_helper_cache_touch (c, "none", 100, &err));
@@ -429,7 +422,7 @@ slow_compute (const char *key, bson_t *out, void *ud, mongo_helper_error_t *e)
    (void) key;
    (void) e;
    atomic_fetch_add (calls, 1);
-   sleep_ms (300); /* a slow backend: everyone else arrives meanwhile */
+   mh_test_sleep_ms (300); /* a slow backend: everyone else arrives meanwhile */
    BSON_APPEND_INT32 (out, "answer", 42);
    return true;
 }

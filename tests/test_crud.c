@@ -4,12 +4,9 @@
  * MONGO_TEST_URI; "capture" starts its own test server with a command log
  * to assert the exact commands of features the test server cannot serve. */
 #define _POSIX_C_SOURCE 200809L
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1093,56 +1090,27 @@ END_TEST
 
 /* ---- capture: the exact commands for what the test server cannot do --- */
 
-static pid_t cap_pid;
-static char cap_dir[64];
-static char cap_log[128];
+static mh_test_server_t cap;
 
-/* Starts a private test server with --command-log and points the singleton
- * at it.  The server dies with this test process (PR_SET_PDEATHSIG), so a
- * failing assertion never leaves it behind. */
+/* Starts a private test server (it logs every command) and points the
+ * singleton at it.  The server dies with this test process, so a failing
+ * assertion never leaves it behind. */
 static void
 setup_capture (void)
 {
    const char *script = getenv ("MH_MOCK_SERVER_SCRIPT");
-   char portfile[160], uri[160];
-   int port = 0;
+   char uri[160];
 
    memset (&err, 0, sizeof err);
-   cap_pid = 0;
-   /* make memcheck runs valgrind with --trace-children=no, so the Python
-    * server started here by exec is not traced. */
+   memset (&cap, 0, sizeof cap);
    if (!script || !*script) {
       return; /* tests skip themselves */
    }
-   snprintf (cap_dir, sizeof cap_dir, "/tmp/mh_cap_XXXXXX");
-   ck_assert_ptr_nonnull (mkdtemp (cap_dir));
-   snprintf (cap_log, sizeof cap_log, "%s/commands.log", cap_dir);
-   snprintf (portfile, sizeof portfile, "%s/port", cap_dir);
-   cap_pid = fork ();
-   ck_assert_int_ge (cap_pid, 0);
-   if (cap_pid == 0) {
-      prctl (PR_SET_PDEATHSIG, SIGTERM);
-      execl ("/usr/bin/python3", "python3", script, "--host", "127.0.0.1", "--port", "0",
-             "--port-file", portfile, "--command-log", cap_log, (char *) NULL);
-      _exit (127);
-   }
-   for (int i = 0; i < 200 && port == 0; i++) {
-      FILE *f = fopen (portfile, "r");
-      if (f) {
-         if (fscanf (f, "%d", &port) != 1) {
-            port = 0;
-         }
-         fclose (f);
-      }
-      if (port == 0) {
-         struct timespec ts = {0, 50 * 1000 * 1000};
-         nanosleep (&ts, NULL);
-      }
-   }
-   ck_assert_msg (port > 0, "capture server did not start");
+   mh_test_server_start (&cap, 0, NULL);
    mh_test_clean_env ();
    setenv ("MONGO_HELPER_CONFIG", "/dev/null", 1);
-   snprintf (uri, sizeof uri, "mongodb://127.0.0.1:%d/mh_cap?serverSelectionTimeoutMS=10000", port);
+   snprintf (uri, sizeof uri, "mongodb://127.0.0.1:%d/mh_cap?serverSelectionTimeoutMS=10000",
+             cap.port);
    MH_ASSERT_OK (mongo_helper_init_uri (uri, &err), err);
 }
 
@@ -1150,14 +1118,7 @@ static void
 teardown_capture (void)
 {
    mongo_helper_shutdown ();
-   if (cap_pid > 0) {
-      kill (cap_pid, SIGTERM);
-      waitpid (cap_pid, NULL, 0);
-      unlink (cap_log);
-      snprintf (cap_log, sizeof cap_log, "%s/port", cap_dir);
-      unlink (cap_log);
-      rmdir (cap_dir);
-   }
+   mh_test_server_stop (&cap);
 }
 
 /* The last logged command whose first key is `name`, as canonical extended
@@ -1165,7 +1126,7 @@ teardown_capture (void)
 static char *
 captured (const char *name)
 {
-   FILE *f = fopen (cap_log, "r");
+   FILE *f = fopen (cap.command_log, "r");
    char *line = NULL, *found = NULL;
    size_t cap = 0;
    char prefix[64];
@@ -1205,7 +1166,7 @@ START_TEST (text_and_2dsphere_index_commands_are_exact)
    bson_t *text, *topts, *geo;
    char *json, *name = NULL;
 
-   if (!cap_pid) {
+   if (!cap.pid) {
       MH_SKIP ("command capture needs MH_MOCK_SERVER_SCRIPT and is off under valgrind");
    }
    text = BCON_NEW ("title", BCON_UTF8 ("text"), "body", BCON_UTF8 ("text"));
@@ -1242,7 +1203,7 @@ START_TEST (text_search_command_is_exact)
    bson_t results;
    char *json;
 
-   if (!cap_pid) {
+   if (!cap.pid) {
       MH_SKIP ("command capture needs MH_MOCK_SERVER_SCRIPT and is off under valgrind");
    }
    extra = BCON_NEW ("published", BCON_BOOL (true));
@@ -1267,7 +1228,7 @@ START_TEST (geo_query_commands_are_exact)
    bson_t results;
    char *json;
 
-   if (!cap_pid) {
+   if (!cap.pid) {
       MH_SKIP ("command capture needs MH_MOCK_SERVER_SCRIPT and is off under valgrind");
    }
    ASSERT_FAILS_WITH (mongo_helper_geo_near (NULL, "places", "loc", 2.35, 48.85, 1500, 10, &results, &err),
@@ -1313,7 +1274,7 @@ START_TEST (stream_and_aggregate_options_are_sent_as_batch_size_and_allow_disk_u
    mongo_helper_find_opts_t fo = {0};
    char *json;
 
-   if (!cap_pid) {
+   if (!cap.pid) {
       MH_SKIP ("command capture needs MH_MOCK_SERVER_SCRIPT and is off under valgrind");
    }
    pipeline = BCON_NEW ("0", "{", "$match", "{", "}", "}");

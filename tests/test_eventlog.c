@@ -3,18 +3,9 @@
  * and a real outage (our own test server SIGKILLed and restarted on the
  * same port and data directory). */
 #define _POSIX_C_SOURCE 200809L
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,13 +35,6 @@ static void
 teardown (void)
 {
    mongo_helper_shutdown ();
-}
-
-static void
-sleep_ms (long ms)
-{
-   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-   nanosleep (&ts, NULL);
 }
 
 static int64_t
@@ -277,7 +261,7 @@ START_TEST (writer_flushes_by_size_and_interval_and_on_destroy)
    }
    /* 2 full batches go at once, the last 5 after the interval. */
    for (i = 0; i < 50 && raw_count (coll, NULL) < 25; i++) {
-      sleep_ms (50);
+      mh_test_sleep_ms (50);
    }
    ck_assert_int_eq (raw_count (coll, NULL), 25);
    mongo_helper_event_writer_stats (w, &st);
@@ -291,7 +275,7 @@ START_TEST (writer_flushes_by_size_and_interval_and_on_destroy)
    for (i = 0; i < 30; i++) {
       MH_ASSERT_OK (mongo_helper_event_writer_log (w, "u2", "click", NULL, 0, &err), err);
    }
-   sleep_ms (100);
+   mh_test_sleep_ms (100);
    ck_assert_int_eq (raw_count (coll, NULL), 25);
    mongo_helper_event_writer_destroy (w, 5000, &st);
    ck_assert_uint_eq (st.stored, 30);
@@ -357,98 +341,21 @@ END_TEST
 
 /* ---- outage: our own server, killed and restarted ---- */
 
-static void
-remove_dir (const char *dir)
-{
-   char cmd[600];
-
-   snprintf (cmd, sizeof cmd, "rm -rf '%s'", dir);
-   ck_assert_int_eq (system (cmd), 0);
-}
-
-static pid_t
-start_server (const char *dir, int port)
-{
-   char portarg[16], portfile[512], dbpath[512], logpath[512], cmdlog[512];
-   const char *script = getenv ("MH_MOCK_SERVER_SCRIPT");
-   pid_t pid;
-
-   snprintf (portarg, sizeof portarg, "%d", port);
-   snprintf (portfile, sizeof portfile, "%s/port", dir);
-   snprintf (dbpath, sizeof dbpath, "%s/db", dir);
-   snprintf (logpath, sizeof logpath, "%s/server.log", dir);
-   snprintf (cmdlog, sizeof cmdlog, "%s/commands.log", dir);
-   unlink (portfile);
-   pid = fork ();
-   ck_assert_int_ge (pid, 0);
-   if (pid == 0) {
-      int fd = open (logpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
-      prctl (PR_SET_PDEATHSIG, SIGKILL); /* never outlive a failed test */
-      if (fd >= 0) {
-         dup2 (fd, 1);
-         dup2 (fd, 2);
-      }
-      execl ("/usr/bin/python3", "python3", script, "--host", "127.0.0.1",
-             "--port", portarg, "--port-file", portfile, "--dbpath", dbpath,
-             "--command-log", cmdlog, (char *) NULL);
-      _exit (127);
-   }
-   return pid;
-}
-
-/* Waits until the server wrote its port and accepts connections. */
-static int
-wait_server (const char *dir)
-{
-   char portfile[512];
-   int port = 0;
-
-   snprintf (portfile, sizeof portfile, "%s/port", dir);
-   for (int i = 0; i < 150; i++) {
-      FILE *f = fopen (portfile, "r");
-      if (f) {
-         if (fscanf (f, "%d", &port) != 1) {
-            port = 0;
-         }
-         fclose (f);
-      }
-      if (port > 0) {
-         struct sockaddr_in a = {0};
-         int s = socket (AF_INET, SOCK_STREAM, 0);
-         int ok;
-
-         a.sin_family = AF_INET;
-         a.sin_port = htons ((uint16_t) port);
-         a.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-         ok = connect (s, (struct sockaddr *) &a, sizeof a) == 0;
-         close (s);
-         if (ok) {
-            return port;
-         }
-      }
-      sleep_ms (100);
-   }
-   ck_abort_msg ("own test server did not start (see %s/server.log)", dir);
-   return 0;
-}
-
 START_TEST (writer_survives_a_server_outage_and_accounts_for_every_event)
 {
-   char dir[] = "/tmp/mh_outage_XXXXXX";
+   mh_test_server_t srv = {.persist = true};
    char uri[256];
    mongo_helper_eventlog_t *l;
    mongo_helper_event_writer_t *w;
    mongo_helper_event_writer_stats_t st, mid;
-   pid_t pid;
    int port, i;
    int64_t n;
 
    if (!getenv ("MH_MOCK_SERVER_SCRIPT")) {
       MH_SKIP ("needs tests/mock_server.py to start and kill its own server");
    }
-   ck_assert_ptr_nonnull (mkdtemp (dir));
-   pid = start_server (dir, 0);
-   port = wait_server (dir);
+   mh_test_server_start (&srv, 0, NULL);
+   port = srv.port;
    mh_test_clean_env ();
    setenv ("MONGO_HELPER_CONFIG", "/dev/null", 1);
    snprintf (uri, sizeof uri,
@@ -463,22 +370,20 @@ START_TEST (writer_survives_a_server_outage_and_accounts_for_every_event)
    }
    MH_ASSERT_OK (mongo_helper_event_writer_flush (w, 5000, &err), err);
 
-   kill (pid, SIGKILL);
-   waitpid (pid, NULL, 0);
+   mh_test_server_kill (&srv);
    for (i = 0; i < 100; i++) {
       MH_ASSERT_OK (mongo_helper_event_writer_log (w, "u", "during", NULL, 0, &err), err);
       if (i % 20 == 0) {
-         sleep_ms (50);
+         mh_test_sleep_ms (50);
       }
    }
-   sleep_ms (400);
+   mh_test_sleep_ms (400);
    mongo_helper_event_writer_stats (w, &mid);
    ck_assert_msg (mid.failed_batches > 0, "no failed batch while the server was down");
    ck_assert_uint_eq (mid.stored, 100);
    ck_assert_uint_eq (mid.queued, 100);
 
-   pid = start_server (dir, port);
-   wait_server (dir);
+   mh_test_server_start (&srv, port, NULL);
    for (i = 0; i < 100; i++) {
       MH_ASSERT_OK (mongo_helper_event_writer_log (w, "u", "after", NULL, 0, &err), err);
    }
@@ -491,29 +396,25 @@ START_TEST (writer_survives_a_server_outage_and_accounts_for_every_event)
    ck_assert_int_eq (n, (int64_t) st.stored);
    mongo_helper_eventlog_destroy (l);
    mongo_helper_shutdown ();
-   kill (pid, SIGTERM);
-   waitpid (pid, NULL, 0);
-   remove_dir (dir);
+   mh_test_server_stop (&srv);
 }
 END_TEST
 
 START_TEST (destroy_deadline_counts_unwritable_events_as_dropped)
 {
-   char dir[] = "/tmp/mh_outage_XXXXXX";
+   mh_test_server_t srv = {.persist = true};
    char uri[256];
    mongo_helper_eventlog_t *l;
    mongo_helper_event_writer_t *w;
    mongo_helper_event_writer_stats_t st;
-   pid_t pid;
    int port;
    int64_t t0;
 
    if (!getenv ("MH_MOCK_SERVER_SCRIPT")) {
       MH_SKIP ("needs tests/mock_server.py to start and kill its own server");
    }
-   ck_assert_ptr_nonnull (mkdtemp (dir));
-   pid = start_server (dir, 0);
-   port = wait_server (dir);
+   mh_test_server_start (&srv, 0, NULL);
+   port = srv.port;
    mh_test_clean_env ();
    setenv ("MONGO_HELPER_CONFIG", "/dev/null", 1);
    snprintf (uri, sizeof uri,
@@ -522,8 +423,7 @@ START_TEST (destroy_deadline_counts_unwritable_events_as_dropped)
    MH_ASSERT_OK (mongo_helper_init_uri (uri, &err), err);
    l = log_on ("events");
    MH_ASSERT_OK (mongo_helper_eventlog_ensure (l, NULL, &err), err);
-   kill (pid, SIGKILL);
-   waitpid (pid, NULL, 0);
+   mh_test_server_kill (&srv);
    w = writer_on (l, 1000, 10, 20, MONGO_HELPER_QUEUE_BLOCK);
    for (int i = 0; i < 40; i++) {
       MH_ASSERT_OK (mongo_helper_event_writer_log (w, "u", "lost", NULL, 0, &err), err);
@@ -539,43 +439,23 @@ START_TEST (destroy_deadline_counts_unwritable_events_as_dropped)
    ck_assert_uint_eq (st.queued, 0);
    mongo_helper_eventlog_destroy (l);
    mongo_helper_shutdown ();
-   remove_dir (dir);
+   mh_test_server_stop (&srv);
 }
 END_TEST
 
 
-/* Counts lines of the server's command log that contain `needle`. */
-static int
-log_lines (const char *dir, const char *needle)
-{
-   char path[512], line[8192];
-   FILE *f;
-   int n = 0;
-
-   snprintf (path, sizeof path, "%s/commands.log", dir);
-   f = fopen (path, "r");
-   ck_assert_ptr_nonnull (f);
-   while (fgets (line, sizeof line, f)) {
-      n += strstr (line, needle) != NULL;
-   }
-   fclose (f);
-   return n;
-}
-
 START_TEST (setup_asks_build_info_and_sends_the_4_4_layout_once)
 {
-   char dir[] = "/tmp/mh_evsetup_XXXXXX";
+   mh_test_server_t srv = {.persist = true};
    char uri[256];
    mongo_helper_eventlog_t *l;
-   pid_t pid;
    int port;
 
    if (!getenv ("MH_MOCK_SERVER_SCRIPT")) {
       MH_SKIP ("needs tests/mock_server.py for its command log");
    }
-   ck_assert_ptr_nonnull (mkdtemp (dir));
-   pid = start_server (dir, 0);
-   port = wait_server (dir);
+   mh_test_server_start (&srv, 0, NULL);
+   port = srv.port;
    mh_test_clean_env ();
    setenv ("MONGO_HELPER_CONFIG", "/dev/null", 1);
    snprintf (uri, sizeof uri, "mongodb://127.0.0.1:%d/mh_cmd", port);
@@ -586,18 +466,18 @@ START_TEST (setup_asks_build_info_and_sends_the_4_4_layout_once)
    }
    /* Lazy set-up ran once: buildInfo, then the pre-5.0 layout (no
     * time-series create, which the 4.4 test server would refuse). */
-   ck_assert_int_eq (log_lines (dir, "{\"buildInfo\": {\"$numberInt\": \"1\"}"), 1);
-   ck_assert_int_eq (log_lines (dir, "{\"create\""), 0);
-   ck_assert_int_eq (log_lines (dir, "{\"createIndexes\": \"ev\""), 1);
-   ck_assert_int_eq (log_lines (dir, "\"expireAfterSeconds\": {\"$numberLong\": \"7776000\"}"), 1);
-   ck_assert_int_eq (log_lines (dir, "\"key\": {\"user_id\": {\"$numberInt\": \"1\"}, "
-                                     "\"timestamp\": {\"$numberInt\": \"-1\"}}"), 1);
-   ck_assert_int_eq (log_lines (dir, "{\"insert\": \"ev\""), 5);
+   ck_assert_int_eq (mh_test_server_log_count (&srv, "{\"buildInfo\": {\"$numberInt\": \"1\"}"), 1);
+   ck_assert_int_eq (mh_test_server_log_count (&srv, "{\"create\""), 0);
+   ck_assert_int_eq (mh_test_server_log_count (&srv, "{\"createIndexes\": \"ev\""), 1);
+   ck_assert_int_eq (mh_test_server_log_count (
+                        &srv, "\"expireAfterSeconds\": {\"$numberLong\": \"7776000\"}"), 1);
+   ck_assert_int_eq (mh_test_server_log_count (&srv, "\"key\": {\"user_id\": {\"$numberInt\": \"1\"}, "
+                                                     "\"timestamp\": {\"$numberInt\": \"-1\"}}"),
+                     1);
+   ck_assert_int_eq (mh_test_server_log_count (&srv, "{\"insert\": \"ev\""), 5);
    mongo_helper_eventlog_destroy (l);
    mongo_helper_shutdown ();
-   kill (pid, SIGTERM);
-   waitpid (pid, NULL, 0);
-   remove_dir (dir);
+   mh_test_server_stop (&srv);
 }
 END_TEST
 

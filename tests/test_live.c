@@ -1,11 +1,9 @@
 /* Integration: real reads and writes through the singleton against the
  * test server (MONGO_TEST_URI, started by make check). */
 #define _POSIX_C_SOURCE 200809L
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -243,27 +241,11 @@ START_TEST (ping_and_server_info_describe_the_server)
 }
 END_TEST
 
-/* A port nobody listens on: bind an ephemeral port, then close it. */
-static int
-closed_port (void)
-{
-   struct sockaddr_in a = {0};
-   socklen_t len = sizeof a;
-   int fd = socket (AF_INET, SOCK_STREAM, 0);
-
-   a.sin_family = AF_INET;
-   a.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-   ck_assert_int_eq (bind (fd, (struct sockaddr *) &a, sizeof a), 0);
-   getsockname (fd, (struct sockaddr *) &a, &len);
-   close (fd);
-   return ntohs (a.sin_port);
-}
-
 START_TEST (ping_against_a_down_server_fails_with_connection_error)
 {
    char uri[128];
 
-   snprintf (uri, sizeof uri, "mongodb://app:pingpw99@127.0.0.1:%d/down", closed_port ());
+   snprintf (uri, sizeof uri, "mongodb://app:pingpw99@127.0.0.1:%d/down", mh_test_free_port ());
    mh_test_clean_env ();
    ck_assert (mongo_helper_init_uri (uri, &err));
    ck_assert (!mongo_helper_ping (1000, &err));

@@ -6,11 +6,9 @@
 #define _POSIX_C_SOURCE 200809L
 #include <fcntl.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -631,56 +629,6 @@ END_TEST
 
 /* ---- Change streams ------------------------------------------------- */
 
-/* Starts a private mock server that logs every command; returns its pid
- * and writes its URI. */
-static pid_t
-start_logging_server (const char *log_path, char *uri, size_t uri_size)
-{
-   const char *script = getenv ("MH_MOCK_SERVER_SCRIPT");
-   const char *port_path = temp_path ("port");
-   char port[16] = "";
-   pid_t pid;
-
-   ck_assert_msg (script, "MH_MOCK_SERVER_SCRIPT is not set");
-   pid = fork ();
-   ck_assert_int_ge (pid, 0);
-   if (pid == 0) {
-      int devnull = open ("/dev/null", O_WRONLY);
-      dup2 (devnull, 1);
-      dup2 (devnull, 2);
-      execl ("/usr/bin/python3", "python3", script, "--host", "127.0.0.1",
-             "--port", "0", "--port-file", port_path, "--command-log", log_path,
-             (char *) NULL);
-      _exit (127);
-   }
-   for (int i = 0; i < 300 && !port[0]; i++) {
-      FILE *f = fopen (port_path, "r");
-      if (f) {
-         if (!fgets (port, sizeof port, f)) {
-            port[0] = '\0';
-         }
-         fclose (f);
-      }
-      if (!port[0]) {
-         struct timespec ts = {0, 50 * 1000 * 1000};
-         nanosleep (&ts, NULL);
-      }
-   }
-   ck_assert_msg (port[0], "the private mock server did not start");
-   port[strcspn (port, "\r\n")] = '\0';
-   snprintf (uri, uri_size, "mongodb://127.0.0.1:%s/mh_test?serverSelectionTimeoutMS=5000", port);
-   return pid;
-}
-
-static void
-stop_server (pid_t pid)
-{
-   int st;
-
-   kill (pid, SIGTERM);
-   waitpid (pid, &st, 0);
-}
-
 /* The first logged command whose text contains `needle`, parsed. */
 static bson_t *
 logged_command (const char *log_path, const char *needle)
@@ -717,9 +665,8 @@ utf8_at (const bson_t *doc, const char *path)
 
 START_TEST (watch_sends_change_stream_aggregate_and_reports_standalone_error)
 {
-   const char *log_path;
+   mh_test_server_t srv = {0};
    char uri[160];
-   pid_t pid;
    bson_t *tok = BCON_NEW ("_data", BCON_UTF8 ("8263A1B2C3000000012B022C0100296E5A1004"));
    bson_t *pipeline = BCON_NEW ("pipeline", "[", "{", "$match", "{",
                                 "operationType", BCON_UTF8 ("insert"), "}", "}", "]");
@@ -731,8 +678,9 @@ START_TEST (watch_sends_change_stream_aggregate_and_reports_standalone_error)
    if (!on_mock ()) {
       MH_SKIP ("captures the command at the mock server; a real server is in use");
    }
-   log_path = temp_path ("commands.log");
-   pid = start_logging_server (log_path, uri, sizeof uri);
+   mh_test_server_start (&srv, 0, NULL); /* logs every command */
+   snprintf (uri, sizeof uri, "mongodb://127.0.0.1:%d/mh_test?serverSelectionTimeoutMS=5000",
+             srv.port);
    mh_test_clean_env ();
    setenv ("MONGO_HELPER_CONFIG", "/dev/null", 1);
    MH_ASSERT_OK (mongo_helper_init_uri (uri, &err), err);
@@ -750,7 +698,7 @@ START_TEST (watch_sends_change_stream_aggregate_and_reports_standalone_error)
    ck_assert (bson_empty (&out)); /* no event, no token */
    bson_destroy (&out);
 
-   cmd = logged_command (log_path, "$changeStream");
+   cmd = logged_command (srv.command_log, "$changeStream");
    ck_assert_msg (cmd, "no $changeStream command was sent");
    ck_assert_str_eq (utf8_at (cmd, "aggregate"), "orders");
    ck_assert_str_eq (utf8_at (cmd, "$db"), "mh_test");
@@ -772,7 +720,7 @@ START_TEST (watch_sends_change_stream_aggregate_and_reports_standalone_error)
    memset (&err, 0, sizeof err);
    ck_assert (!mongo_helper_watch (NULL, &opts, ignore_event, &calls, NULL, &err));
    ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_SERVER);
-   cmd = logged_command (log_path, "startAfter");
+   cmd = logged_command (srv.command_log, "startAfter");
    ck_assert_msg (cmd, "no database-level $changeStream command was sent");
    ck_assert (bson_iter_init_find (&it, cmd, "aggregate"));
    ck_assert_int_eq (bson_iter_as_int64 (&it), 1);
@@ -784,8 +732,7 @@ START_TEST (watch_sends_change_stream_aggregate_and_reports_standalone_error)
    bson_destroy (cmd);
 
    mongo_helper_shutdown ();
-   stop_server (pid);
-   unlink (log_path);
+   mh_test_server_stop (&srv);
    bson_destroy (tok);
    bson_destroy (pipeline);
 }

@@ -6,19 +6,13 @@
  * restarted, stepped down), and a tiny in-process socket server that
  * answers garbage. */
 #define _GNU_SOURCE
-#include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -37,14 +31,6 @@ now_ms (void)
 }
 
 static void
-sleep_ms (int ms)
-{
-   struct timespec ts = {ms / 1000, (long) (ms % 1000) * 1000000L};
-   while (nanosleep (&ts, &ts) != 0 && errno == EINTR) {
-   }
-}
-
-static void
 clean_resil_env (void)
 {
    static const char *vars[] = {"MONGO_RETRY_ATTEMPTS",
@@ -57,141 +43,6 @@ clean_resil_env (void)
       unsetenv (vars[i]);
    }
    setenv ("MONGO_HELPER_CONFIG", "/dev/null", 1);
-}
-
-/* A port nobody listens on: bind an ephemeral port, then close it. */
-static int
-free_port (void)
-{
-   struct sockaddr_in a = {0};
-   socklen_t len = sizeof a;
-   int fd = socket (AF_INET, SOCK_STREAM, 0);
-
-   a.sin_family = AF_INET;
-   a.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-   ck_assert_int_eq (bind (fd, (struct sockaddr *) &a, sizeof a), 0);
-   getsockname (fd, (struct sockaddr *) &a, &len);
-   close (fd);
-   return ntohs (a.sin_port);
-}
-
-static bool
-port_accepts (int port)
-{
-   struct sockaddr_in a = {0};
-   int fd = socket (AF_INET, SOCK_STREAM, 0);
-   bool ok;
-
-   a.sin_family = AF_INET;
-   a.sin_port = htons ((uint16_t) port);
-   a.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-   ok = connect (fd, (struct sockaddr *) &a, sizeof a) == 0;
-   close (fd);
-   return ok;
-}
-
-/* A test server of our own.  PR_SET_PDEATHSIG kills it with the test
- * process even when an assertion ends the test early. */
-typedef struct {
-   pid_t pid;
-   int port;
-   char dir[64];
-} mock_t;
-
-/* What teardown must clean up, copied: the mock_t itself lives on the
- * test's stack, which is gone by then. */
-#define MAX_MOCKS 8
-static struct {
-   pid_t pid;
-   char dir[64];
-} started[MAX_MOCKS];
-
-static void
-mock_start (mock_t *m, int port, const char *const *extra)
-{
-   const char *script = getenv ("MH_MOCK_SERVER_SCRIPT");
-   char port_s[16];
-   const char *argv[32];
-   int n = 0;
-   int64_t deadline;
-
-   ck_assert_msg (script, "MH_MOCK_SERVER_SCRIPT is not set: run under make check");
-   if (!m->dir[0]) {
-      bson_strncpy (m->dir, "/tmp/mh_resil_XXXXXX", sizeof m->dir);
-      ck_assert_ptr_nonnull (mkdtemp (m->dir));
-   }
-   m->port = port;
-   snprintf (port_s, sizeof port_s, "%d", port);
-   argv[n++] = "/usr/bin/python3";
-   argv[n++] = script;
-   argv[n++] = "--host";
-   argv[n++] = "127.0.0.1";
-   argv[n++] = "--port";
-   argv[n++] = port_s;
-   for (; extra && *extra && n < 30; extra++) {
-      argv[n++] = *extra;
-   }
-   argv[n] = NULL;
-   m->pid = fork ();
-   ck_assert_int_ge (m->pid, 0);
-   if (m->pid == 0) {
-      int devnull = open ("/dev/null", O_WRONLY);
-      prctl (PR_SET_PDEATHSIG, SIGKILL);
-      dup2 (devnull, 1);
-      dup2 (devnull, 2);
-      execv (argv[0], (char *const *) argv);
-      _exit (127);
-   }
-   for (int i = 0; i < MAX_MOCKS; i++) {
-      if (started[i].pid == 0) {
-         started[i].pid = m->pid;
-         bson_strncpy (started[i].dir, m->dir, sizeof started[i].dir);
-         break;
-      }
-   }
-   deadline = now_ms () + 15000;
-   while (!port_accepts (port)) {
-      int st;
-      ck_assert_msg (waitpid (m->pid, &st, WNOHANG) == 0,
-                     "test server on port %d exited at start", port);
-      ck_assert_msg (now_ms () < deadline, "test server on port %d did not start", port);
-      sleep_ms (50);
-   }
-}
-
-static void
-mock_kill (mock_t *m)
-{
-   if (m->pid > 0) {
-      kill (m->pid, SIGKILL);
-      waitpid (m->pid, NULL, 0);
-      for (int i = 0; i < MAX_MOCKS; i++) {
-         if (started[i].pid == m->pid) {
-            started[i].pid = -1; /* stopped; its directory stays listed */
-         }
-      }
-      m->pid = 0;
-   }
-}
-
-static void
-kill_all_mocks (void)
-{
-   for (int i = 0; i < MAX_MOCKS; i++) {
-      if (started[i].pid > 0) {
-         kill (started[i].pid, SIGKILL);
-         waitpid (started[i].pid, NULL, 0);
-      }
-      if (started[i].dir[0]) {
-         char cmd[128];
-         snprintf (cmd, sizeof cmd, "rm -rf '%s'", started[i].dir);
-         if (system (cmd) != 0) {
-            /* best effort */
-         }
-      }
-      started[i].pid = 0;
-      started[i].dir[0] = '\0';
-   }
 }
 
 /* Runs an admin command through a pooled client (configureFailPoint,
@@ -350,7 +201,7 @@ live_setup (void)
 static void
 teardown (void)
 {
-   kill_all_mocks ();
+   mh_test_server_stop_all ();
    mongo_helper_shutdown ();
 }
 
@@ -540,7 +391,7 @@ START_TEST (slow_server_fails_with_timeout_category)
                   mongo_helper_category_name (err.category), err.message);
    ck_assert_ptr_nonnull (strstr (err.message, "in time"));
    ck_assert_int_lt (now_ms () - t0, 1400);
-   sleep_ms (1200); /* let the blocked server thread finish */
+   mh_test_sleep_ms (1200); /* let the blocked server thread finish */
    MH_ASSERT_OK (run_ping (), err);
 }
 END_TEST
@@ -605,7 +456,7 @@ START_TEST (pool_exhausted_by_slow_calls_makes_waiters_time_out)
    for (int i = 0; i < 2; i++) {
       ck_assert_int_eq (pthread_create (&t[i], NULL, slow_caller, NULL), 0);
    }
-   sleep_ms (300);
+   mh_test_sleep_ms (300);
    mongo_helper_pool_stats (&st);
    ck_assert_int_eq (st.in_use, 2);
    t0 = now_ms ();
@@ -723,8 +574,8 @@ own_server_env (int port, const char *extra_opts)
 
 START_TEST (server_down_at_start_fails_cleanly_then_succeeds_and_circuit_closes)
 {
-   int port = free_port ();
-   mock_t m = {0};
+   int port = mh_test_free_port ();
+   mh_test_server_t m = {0};
    mongo_helper_circuit_t c;
    int64_t t0;
    char *json;
@@ -754,7 +605,7 @@ START_TEST (server_down_at_start_fails_cleanly_then_succeeds_and_circuit_closes)
    bson_free (json);
 
    /* Cool-down over, server still down: the probe fails and reopens. */
-   sleep_ms (900);
+   mh_test_sleep_ms (900);
    ck_assert (!run_ping ());
    ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_CONNECTION);
    mongo_helper_circuit_status (&c);
@@ -762,8 +613,8 @@ START_TEST (server_down_at_start_fails_cleanly_then_succeeds_and_circuit_closes)
    ck_assert_uint_ge (c.rejected, 1);
 
    /* The server comes up; after the cool-down the probe closes it. */
-   mock_start (&m, port, NULL);
-   sleep_ms (900);
+   mh_test_server_start (&m, port, NULL);
+   mh_test_sleep_ms (900);
    MH_ASSERT_OK (run_ping (), err);
    mongo_helper_circuit_status (&c);
    ck_assert_int_eq (c.state, MONGO_HELPER_CIRCUIT_CLOSED);
@@ -774,7 +625,7 @@ END_TEST
 
 START_TEST (half_open_circuit_lets_exactly_one_probe_through)
 {
-   int port = free_port ();
+   int port = mh_test_free_port ();
    mongo_helper_circuit_t c;
 
    own_server_env (port, "serverSelectionTimeoutMS=300");
@@ -782,7 +633,7 @@ START_TEST (half_open_circuit_lets_exactly_one_probe_through)
    setenv ("MONGO_CIRCUIT_COOLDOWN_MS", "200", 1);
    setenv ("MONGO_RETRY_ATTEMPTS", "1", 1);
    ck_assert (!run_ping ());
-   sleep_ms (250);
+   mh_test_sleep_ms (250);
    mongo_helper_circuit_status (&c);
    ck_assert_int_eq (c.state, MONGO_HELPER_CIRCUIT_OPEN);
    ck_assert_int_eq (c.retry_in_ms, 0);
@@ -792,7 +643,7 @@ START_TEST (half_open_circuit_lets_exactly_one_probe_through)
       pthread_t t;
       bool other_failed_fast, probe_ok = true;
       ck_assert_int_eq (pthread_create (&t, NULL, ping_thread, &probe_ok), 0);
-      sleep_ms (100);
+      mh_test_sleep_ms (100);
       mongo_helper_circuit_status (&c);
       ck_assert_int_eq (c.state, MONGO_HELPER_CIRCUIT_HALF_OPEN);
       other_failed_fast = !run_ping () && err.category == MONGO_HELPER_ERROR_CIRCUIT_OPEN;
@@ -863,25 +714,21 @@ static bool kill_ok[KILL_WRITES], kill_seen[KILL_WRITES];
 
 START_TEST (server_killed_mid_writes_and_restarted_loses_no_acknowledged_write)
 {
-   int port = free_port ();
-   mock_t m = {0};
-   const char *args[4] = {"--dbpath", NULL, NULL};
+   int port = mh_test_free_port ();
+   mh_test_server_t m = {.persist = true}; /* --dbpath: the journal survives SIGKILL */
    int failures = 0, ok_count = 0, reported = 0;
    int64_t deadline = now_ms () + 30000;
    mongo_helper_conn_t *conn;
 
    own_server_env (port, "serverSelectionTimeoutMS=2000&socketTimeoutMS=2000");
    setenv ("MONGO_CIRCUIT_FAILURE_THRESHOLD", "0", 1);
-   bson_strncpy (m.dir, "/tmp/mh_resil_XXXXXX", sizeof m.dir);
-   ck_assert_ptr_nonnull (mkdtemp (m.dir));
-   args[1] = m.dir;
-   mock_start (&m, port, args);
+   mh_test_server_start (&m, port, NULL);
    for (int i = 0; i < KILL_WRITES && now_ms () < deadline; i++) {
       if (i == KILL_WRITES / 3) {
-         mock_kill (&m);
+         mh_test_server_kill (&m);
       }
       if (i == KILL_WRITES / 3 + 5) {
-         mock_start (&m, port, args);
+         mh_test_server_start (&m, port, NULL);
       }
       kill_ok[i] = insert_id ("killed", i);
       reported++;
@@ -899,8 +746,8 @@ START_TEST (server_killed_mid_writes_and_restarted_loses_no_acknowledged_write)
    ck_assert_int_gt (ok_count, KILL_WRITES / 2);
 
    /* Restart once more (journal replay) and check every acknowledged id. */
-   mock_kill (&m);
-   mock_start (&m, port, args);
+   mh_test_server_kill (&m);
+   mh_test_server_start (&m, port, NULL);
    conn = mongo_helper_acquire (&err);
    MH_ASSERT_OK (conn != NULL, err);
    collect_ids (mongo_helper_conn_client (conn), "mh_resil", "killed", kill_seen, KILL_WRITES);
@@ -916,8 +763,8 @@ static bool rs_ok[RS_WRITES], rs_seen[RS_WRITES];
 
 START_TEST (primary_step_down_mid_run_loses_no_accepted_write)
 {
-   int p1 = free_port (), p2 = free_port ();
-   mock_t m1 = {0}, m2 = {0};
+   int p1 = mh_test_free_port (), p2 = mh_test_free_port ();
+   mh_test_server_t m1 = {0}, m2 = {0};
    char hosts[96], uri[256], me1[32], me2[32];
    const char *a1[] = {"--replset", "rs0", "--hosts", hosts, "--primary", NULL};
    const char *a2[] = {"--replset", "rs0", "--hosts", hosts, "--secondary", NULL};
@@ -927,8 +774,8 @@ START_TEST (primary_step_down_mid_run_loses_no_accepted_write)
    snprintf (me1, sizeof me1, "127.0.0.1:%d", p1);
    snprintf (me2, sizeof me2, "127.0.0.1:%d", p2);
    snprintf (hosts, sizeof hosts, "%s,%s", me1, me2);
-   mock_start (&m1, p1, a1);
-   mock_start (&m2, p2, a2);
+   mh_test_server_start (&m1, p1, a1);
+   mh_test_server_start (&m2, p2, a2);
    snprintf (uri, sizeof uri,
              "mongodb://%s/mh_resil?replicaSet=rs0&serverSelectionTimeoutMS=3000"
              "&heartbeatFrequencyMS=500", hosts);
@@ -1000,8 +847,8 @@ read_thread (void *arg)
  * read over the not-primary window. */
 START_TEST (read_is_retried_across_a_step_down)
 {
-   int p1 = free_port (), p2 = free_port ();
-   mock_t m1 = {0}, m2 = {0};
+   int p1 = mh_test_free_port (), p2 = mh_test_free_port ();
+   mh_test_server_t m1 = {0}, m2 = {0};
    char hosts[96], uri[256], duri[96];
    const char *a1[] = {"--replset", "rs0", "--hosts", hosts, "--primary", NULL};
    const char *a2[] = {"--replset", "rs0", "--hosts", hosts, "--secondary", NULL};
@@ -1010,8 +857,8 @@ START_TEST (read_is_retried_across_a_step_down)
    bson_error_t e;
 
    snprintf (hosts, sizeof hosts, "127.0.0.1:%d,127.0.0.1:%d", p1, p2);
-   mock_start (&m1, p1, a1);
-   mock_start (&m2, p2, a2);
+   mh_test_server_start (&m1, p1, a1);
+   mh_test_server_start (&m2, p2, a2);
    snprintf (uri, sizeof uri,
              "mongodb://%s/mh_resil?replicaSet=rs0&serverSelectionTimeoutMS=3000"
              "&heartbeatFrequencyMS=500", hosts);
@@ -1034,7 +881,7 @@ START_TEST (read_is_retried_across_a_step_down)
       read_ok = false;
       read_find = find;
       ck_assert_int_eq (pthread_create (&t, NULL, read_thread, NULL), 0);
-      sleep_ms (400);
+      mh_test_sleep_ms (400);
       snprintf (duri, sizeof duri, "mongodb://127.0.0.1:%d/?directConnection=true", p2);
       direct = mongoc_client_new (duri);
       cmd = BCON_NEW ("mockSetRole", "primary");

@@ -2,18 +2,11 @@
  * credentials kept out of every output, query-injection checks and
  * ObjectId parsing. */
 #define _GNU_SOURCE
-#include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,84 +18,8 @@ static mongo_helper_error_t err;
 
 /* ---- helpers ---------------------------------------------------------- */
 
-static void
-sleep_ms (int ms)
-{
-   struct timespec ts = {ms / 1000, (long) (ms % 1000) * 1000000L};
-   while (nanosleep (&ts, &ts) != 0 && errno == EINTR) {
-   }
-}
-
-static int
-free_port (void)
-{
-   struct sockaddr_in a = {0};
-   socklen_t len = sizeof a;
-   int fd = socket (AF_INET, SOCK_STREAM, 0);
-
-   a.sin_family = AF_INET;
-   a.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-   ck_assert_int_eq (bind (fd, (struct sockaddr *) &a, sizeof a), 0);
-   getsockname (fd, (struct sockaddr *) &a, &len);
-   close (fd);
-   return ntohs (a.sin_port);
-}
-
-static bool
-port_accepts (int port)
-{
-   struct sockaddr_in a = {0};
-   int fd = socket (AF_INET, SOCK_STREAM, 0);
-   bool ok;
-
-   a.sin_family = AF_INET;
-   a.sin_port = htons ((uint16_t) port);
-   a.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-   ok = connect (fd, (struct sockaddr *) &a, sizeof a) == 0;
-   close (fd);
-   return ok;
-}
-
-static pid_t server_pid;
-
-/* Starts a test server; PR_SET_PDEATHSIG ends it with the test process. */
-static int
-tls_server_start (const char *const *extra)
-{
-   const char *script = getenv ("MH_MOCK_SERVER_SCRIPT");
-   int port = free_port ();
-   char port_s[16];
-   const char *argv[24];
-   int n = 0;
-
-   ck_assert_msg (script, "MH_MOCK_SERVER_SCRIPT is not set: run under make check");
-   snprintf (port_s, sizeof port_s, "%d", port);
-   argv[n++] = "/usr/bin/python3";
-   argv[n++] = script;
-   argv[n++] = "--host";
-   argv[n++] = "127.0.0.1";
-   argv[n++] = "--port";
-   argv[n++] = port_s;
-   for (; extra && *extra && n < 22; extra++) {
-      argv[n++] = *extra;
-   }
-   argv[n] = NULL;
-   server_pid = fork ();
-   ck_assert_int_ge (server_pid, 0);
-   if (server_pid == 0) {
-      int devnull = open ("/dev/null", O_WRONLY);
-      prctl (PR_SET_PDEATHSIG, SIGKILL);
-      dup2 (devnull, 1);
-      dup2 (devnull, 2);
-      execv (argv[0], (char *const *) argv);
-      _exit (127);
-   }
-   for (int i = 0; i < 300 && !port_accepts (port); i++) {
-      ck_assert_msg (waitpid (server_pid, NULL, WNOHANG) == 0, "test server exited at start");
-      sleep_ms (50);
-   }
-   return port;
-}
+/* The test's own server: TLS needs its own certificates and options. */
+static mh_test_server_t server;
 
 /* Throwaway PKI, made once per test case by the openssl command line. */
 static char pki[64];
@@ -190,17 +107,14 @@ setup (void)
    setenv ("MONGO_HELPER_CONFIG", "/dev/null", 1);
    setenv ("MONGO_RETRY_ATTEMPTS", "1", 1);
    setenv ("MONGO_CIRCUIT_FAILURE_THRESHOLD", "0", 1);
-   server_pid = 0;
+   memset (&server, 0, sizeof server);
 }
 
 static void
 teardown (void)
 {
    mongo_helper_shutdown ();
-   if (server_pid > 0) {
-      kill (server_pid, SIGKILL);
-      waitpid (server_pid, NULL, 0);
-   }
+   mh_test_server_stop (&server);
 }
 
 /* Starts a TLS server and points the singleton at it with `opts`. */
@@ -221,7 +135,8 @@ tls_init (const char *const *server_extra, const char *opts)
       args[n++] = *server_extra;
    }
    args[n] = NULL;
-   port = tls_server_start (args);
+   mh_test_server_start (&server, 0, args);
+   port = server.port;
    snprintf (uri, sizeof uri,
              "mongodb://127.0.0.1:%d/mh_sec?serverSelectionTimeoutMS=5000%s", port, opts);
    MH_ASSERT_OK (mongo_helper_init_uri (uri, &err), err);
@@ -273,7 +188,8 @@ START_TEST (tls_from_environment_parts_uses_the_ca_file)
    args[2] = "--tls-key";
    args[3] = key;
    args[4] = NULL;
-   port = tls_server_start (args);
+   mh_test_server_start (&server, 0, args);
+   port = server.port;
    snprintf (port_s, sizeof port_s, "%d", port);
    setenv ("MONGO_HOST", "127.0.0.1", 1);
    setenv ("MONGO_PORT", port_s, 1);
@@ -354,7 +270,7 @@ START_TEST (credentials_never_appear_in_errors_logs_status_or_metrics)
    snprintf (uri, sizeof uri,
              "mongodb://appuser:%s@127.0.0.1:%d/mh_sec?authSource=admin"
              "&serverSelectionTimeoutMS=300",
-             secret, free_port ());
+             secret, mh_test_free_port ());
    MH_ASSERT_OK (mongo_helper_init_uri (uri, &err), err);
    ck_assert (!ping ());
    assert_no_secret ("the error", err.message, secret);
@@ -390,7 +306,7 @@ START_TEST (password_from_environment_parts_stays_out_of_errors)
    const char *secret = "p@ss:w/rd%41";
    char port_s[16];
 
-   snprintf (port_s, sizeof port_s, "%d", free_port ());
+   snprintf (port_s, sizeof port_s, "%d", mh_test_free_port ());
    setenv ("MONGO_HOST", "127.0.0.1", 1);
    setenv ("MONGO_PORT", port_s, 1);
    setenv ("MONGO_USERNAME", "envuser", 1);

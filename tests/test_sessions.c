@@ -2,18 +2,11 @@
  * ids), expiry through the read filter, lazy touch, regenerate, user-wide
  * delete and index set-up, against the test server. */
 #define _POSIX_C_SOURCE 200809L
-#include <arpa/inet.h>
 #include <pthread.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <openssl/evp.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,13 +27,6 @@ static void
 teardown (void)
 {
    mongo_helper_shutdown ();
-}
-
-static void
-sleep_ms (long ms)
-{
-   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-   nanosleep (&ts, NULL);
 }
 
 static mongoc_collection_t *
@@ -281,7 +267,7 @@ START_TEST (expired_session_is_not_returned_before_the_ttl_monitor_runs)
    MH_ASSERT_OK (mongo_helper_sessions_create (s, NULL, NULL, id, &err), err);
    MH_ASSERT_OK (mongo_helper_sessions_load (s, id, &out, &err), err);
    bson_destroy (&out);
-   sleep_ms (1150);
+   mh_test_sleep_ms (1150);
    ck_assert_int_eq (raw_count (coll), 1);
    ck_assert (!mongo_helper_sessions_load (s, id, &out, &err));
    ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_NOT_FOUND);
@@ -311,7 +297,7 @@ START_TEST (ttl_index_removes_expired_sessions_from_the_collection)
       MH_SKIP ("a real mongod's TTL monitor runs every 60 s");
    }
    for (i = 0; i < 40 && raw_count (coll) > 0; i++) {
-      sleep_ms (100);
+      mh_test_sleep_ms (100);
    }
    ck_assert_int_eq (raw_count (coll), 0);
    mongo_helper_sessions_destroy (s);
@@ -340,7 +326,7 @@ START_TEST (touch_writes_only_when_last_seen_is_older_than_the_interval)
    ck_assert_int_eq (date_of (d1, "lastSeen"), date_of (d0, "lastSeen"));
    ck_assert_int_eq (date_of (d1, "expiresAt"), date_of (d0, "expiresAt"));
 
-   sleep_ms (1100);
+   mh_test_sleep_ms (1100);
    MH_ASSERT_OK (mongo_helper_sessions_touch (s, id, &wrote, &err), err);
    ck_assert (wrote);
    MH_ASSERT_OK (mongo_helper_sessions_touch (s, id, &wrote, &err), err);
@@ -379,9 +365,9 @@ START_TEST (absolute_lifetime_caps_the_sliding_expiry)
    ck_assert_int_eq (date_of (d, "expiresAt"), date_of (d, "createdAt") + 1000);
    ck_assert_int_eq (date_of (d, "absoluteExpiresAt"), date_of (d, "createdAt") + 1000);
    bson_destroy (d);
-   sleep_ms (500);
+   mh_test_sleep_ms (500);
    MH_ASSERT_OK (mongo_helper_sessions_touch (s, id, NULL, &err), err);
-   sleep_ms (600);
+   mh_test_sleep_ms (600);
    ck_assert (!mongo_helper_sessions_load (s, id, &out, &err));
    ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_NOT_FOUND);
    bson_destroy (&out);
@@ -444,7 +430,7 @@ START_TEST (regenerate_with_grace_keeps_the_old_id_briefly)
    MH_ASSERT_OK (mongo_helper_sessions_regenerate (s, id, nid, &err), err);
    MH_ASSERT_OK (mongo_helper_sessions_load (s, id, &out, &err), err);
    bson_destroy (&out);
-   sleep_ms (1100);
+   mh_test_sleep_ms (1100);
    ck_assert (!mongo_helper_sessions_load (s, id, &out, &err));
    bson_destroy (&out);
    MH_ASSERT_OK (mongo_helper_sessions_load (s, nid, &out, &err), err);
@@ -511,7 +497,7 @@ START_TEST (concurrent_touches_of_a_stale_session_write_once)
    int wrote = 0;
 
    MH_ASSERT_OK (mongo_helper_sessions_create (s, NULL, NULL, id, &err), err);
-   sleep_ms (600);
+   mh_test_sleep_ms (600);
    for (int i = 0; i < 8; i++) {
       memset (&t[i], 0, sizeof t[i]);
       t[i].s = s;
@@ -638,96 +624,19 @@ END_TEST
 
 /* ---- write counting through our own test server's command log ---- */
 
-static pid_t
-start_logging_server (const char *dir)
-{
-   char portfile[512], cmdlog[512];
-   const char *script = getenv ("MH_MOCK_SERVER_SCRIPT");
-   pid_t pid;
-
-   snprintf (portfile, sizeof portfile, "%s/port", dir);
-   snprintf (cmdlog, sizeof cmdlog, "%s/commands.log", dir);
-   pid = fork ();
-   ck_assert_int_ge (pid, 0);
-   if (pid == 0) {
-      int fd = open ("/dev/null", O_WRONLY);
-      prctl (PR_SET_PDEATHSIG, SIGKILL);
-      dup2 (fd, 1);
-      dup2 (fd, 2);
-      execl ("/usr/bin/python3", "python3", script, "--host", "127.0.0.1", "--port", "0",
-             "--port-file", portfile, "--command-log", cmdlog, (char *) NULL);
-      _exit (127);
-   }
-   return pid;
-}
-
-static int
-wait_port (const char *dir)
-{
-   char portfile[512];
-   int port = 0;
-
-   snprintf (portfile, sizeof portfile, "%s/port", dir);
-   for (int i = 0; i < 150; i++) {
-      FILE *f = fopen (portfile, "r");
-      if (f) {
-         if (fscanf (f, "%d", &port) != 1) {
-            port = 0;
-         }
-         fclose (f);
-      }
-      if (port > 0) {
-         struct sockaddr_in a = {0};
-         int s = socket (AF_INET, SOCK_STREAM, 0);
-         int ok;
-
-         a.sin_family = AF_INET;
-         a.sin_port = htons ((uint16_t) port);
-         a.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-         ok = connect (s, (struct sockaddr *) &a, sizeof a) == 0;
-         close (s);
-         if (ok) {
-            return port;
-         }
-      }
-      sleep_ms (100);
-   }
-   ck_abort_msg ("own test server did not start");
-   return 0;
-}
-
-static int
-log_lines (const char *dir, const char *needle)
-{
-   char path[512], line[8192];
-   FILE *f;
-   int n = 0;
-
-   snprintf (path, sizeof path, "%s/commands.log", dir);
-   f = fopen (path, "r");
-   ck_assert_ptr_nonnull (f);
-   while (fgets (line, sizeof line, f)) {
-      n += strstr (line, needle) != NULL;
-   }
-   fclose (f);
-   return n;
-}
-
 START_TEST (server_sees_one_update_per_touch_interval_and_one_index_setup)
 {
-   char dir[] = "/tmp/mh_touchlog_XXXXXX";
-   char uri[256], cmd[600], id[MONGO_HELPER_SESSION_ID_SIZE];
+   mh_test_server_t srv = {0};
+   char uri[256], id[MONGO_HELPER_SESSION_ID_SIZE];
    mongo_helper_sessions_t *s;
-   pid_t pid;
    int port;
    bool wrote;
 
    if (!getenv ("MH_MOCK_SERVER_SCRIPT")) {
       MH_SKIP ("needs tests/mock_server.py for its command log");
    }
-   ck_assert_ptr_nonnull (mkdtemp (dir));
-   pid = start_logging_server (dir);
-   port = wait_port (dir);
+   mh_test_server_start (&srv, 0, NULL);
+   port = srv.port;
    mh_test_clean_env ();
    setenv ("MONGO_HELPER_CONFIG", "/dev/null", 1);
    snprintf (uri, sizeof uri, "mongodb://127.0.0.1:%d/mh_touch", port);
@@ -737,21 +646,18 @@ START_TEST (server_sees_one_update_per_touch_interval_and_one_index_setup)
    for (int i = 0; i < 20; i++) {
       MH_ASSERT_OK (mongo_helper_sessions_touch (s, id, &wrote, &err), err);
    }
-   ck_assert_int_eq (log_lines (dir, "{\"update\": \"web_sessions\""), 0);
-   sleep_ms (1100);
+   ck_assert_int_eq (mh_test_server_log_count (&srv, "{\"update\": \"web_sessions\""), 0);
+   mh_test_sleep_ms (1100);
    for (int i = 0; i < 20; i++) {
       MH_ASSERT_OK (mongo_helper_sessions_touch (s, id, &wrote, &err), err);
    }
-   ck_assert_int_eq (log_lines (dir, "{\"update\": \"web_sessions\""), 1);
-   ck_assert_int_eq (log_lines (dir, "{\"createIndexes\": \"web_sessions\""), 1);
+   ck_assert_int_eq (mh_test_server_log_count (&srv, "{\"update\": \"web_sessions\""), 1);
+   ck_assert_int_eq (mh_test_server_log_count (&srv, "{\"createIndexes\": \"web_sessions\""), 1);
    /* the raw id never travels to the server, only its digest */
-   ck_assert_int_eq (log_lines (dir, id), 0);
+   ck_assert_int_eq (mh_test_server_log_count (&srv, id), 0);
    mongo_helper_sessions_destroy (s);
    mongo_helper_shutdown ();
-   kill (pid, SIGTERM);
-   waitpid (pid, NULL, 0);
-   snprintf (cmd, sizeof cmd, "rm -rf '%s'", dir);
-   ck_assert_int_eq (system (cmd), 0);
+   mh_test_server_stop (&srv);
 }
 END_TEST
 
