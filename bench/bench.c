@@ -2685,7 +2685,7 @@ why_missed (const task_t *t, bool pymongo_ratio)
              "one find and decide from that document; a combined load-and-touch call would "
              "remove the second read (API decision, not a harness artefact)";
    }
-   if (!pymongo_ratio && (strcmp (t->name, "cache_set") == 0 ||
+   if (!pymongo_ratio && (strcmp (t->name, "cache_set") == 0 || strcmp (t->name, "cache_get") == 0 ||
                           strcmp (t->name, "event_log_sync") == 0 || t->kind != KIND_HELPER)) {
       return "measured with callgrind on this harness: (1) the helper's pool has libmongoc "
              "command monitoring on (mongo_helper's per-command metrics), so libmongoc builds a "
