@@ -1654,8 +1654,6 @@ mh_run (const char *what,
          return false;
       }
       pol = s->owner->config->retry;
-      socket_ms = mongoc_uri_get_option_as_int32 (
-         s->owner->config->muri, MONGOC_URI_SOCKETTIMEOUTMS, 0);
       attempt++;
       memset (&berr, 0, sizeof berr);
       t_attempt = bson_get_monotonic_time ();
@@ -1665,7 +1663,13 @@ mh_run (const char *what,
          return true;
       }
       /* libmongoc says "socket error or timeout" for both; the clock tells
-       * them apart, so the caller learns it was a timeout. */
+       * them apart, so the caller learns it was a timeout.  socketTimeoutMS
+       * is looked up only here: a URI option lookup on every call was
+       * measurable in bench/ (~2% of a find_one's client CPU). */
+      socket_ms = berr.domain == MONGOC_ERROR_STREAM
+                     ? mongoc_uri_get_option_as_int32 (
+                          s->owner->config->muri, MONGOC_URI_SOCKETTIMEOUTMS, 0)
+                     : 0;
       if (berr.domain == MONGOC_ERROR_STREAM && socket_ms > 0 &&
           bson_get_monotonic_time () - t_attempt >= (int64_t) socket_ms * 950) {
          size_t len = strlen (berr.message);
@@ -3448,10 +3452,12 @@ mongo_helper_insert_many (const char *database,
                       0,
                       "insert_many: no documents given (docs NULL or n 0)");
    }
+   /* The label is formatted only for a failing document: a vsnprintf per
+    * document was measurable in bench/ (insert_many_small). */
    for (size_t i = 0; i < n; i++) {
-      bson_snprintf (label, sizeof label, "document at index %zu", i);
-      if (!mh_doc_check ("insert_many", label, docs[i], error)) {
-         return false;
+      if (!docs[i] || docs[i]->len > MONGO_HELPER_MAX_DOCUMENT_SIZE) {
+         bson_snprintf (label, sizeof label, "document at index %zu", i);
+         return mh_doc_check ("insert_many", label, docs[i], error);
       }
    }
    /* libmongoc's prototype lacks the inner const. */
@@ -3511,6 +3517,7 @@ typedef struct {
    const bson_t *filter;
    const bson_t *opts;
    bson_t *results;
+   bool first_only; /* find_one: stop at the first document */
 } mh_find_ctx_t;
 
 static bool
@@ -3523,11 +3530,23 @@ mh_find_op (mongoc_client_t *client,
    mongoc_collection_t *coll =
       mh_collection (client, db, c->database, c->collection);
    bson_t empty = BSON_INITIALIZER;
-   bool ok = mh_cursor_drain (
-      mongoc_collection_find_with_opts (
-         coll, c->filter ? c->filter : &empty, c->opts, NULL),
-      c->results,
-      berr);
+   mongoc_cursor_t *cursor = mongoc_collection_find_with_opts (
+      coll, c->filter ? c->filter : &empty, c->opts, NULL);
+   const bson_t *doc;
+   bool ok;
+
+   if (c->first_only) {
+      /* limit 1: the server closed the cursor with the first batch, so a
+       * second mongoc_cursor_next() would only confirm the end. */
+      bson_reinit (c->results);
+      if (mongoc_cursor_next (cursor, &doc)) {
+         mh_array_append (c->results, 0, doc);
+      }
+      ok = !mongoc_cursor_error (cursor, berr);
+      mongoc_cursor_destroy (cursor);
+   } else {
+      ok = mh_cursor_drain (cursor, c->results, berr);
+   }
 
    mongoc_collection_destroy (coll);
    return ok;
@@ -3535,15 +3554,16 @@ mh_find_op (mongoc_client_t *client,
 
 /* Runs a find with ready-made options: the path of every read below. */
 static bool
-mh_find_exec (const char *op,
-              const char *database,
-              const char *collection,
-              const bson_t *filter,
-              const bson_t *opts,
-              bson_t *results,
-              mongo_helper_error_t *error)
+mh_find_exec_ex (const char *op,
+                 const char *database,
+                 const char *collection,
+                 const bson_t *filter,
+                 const bson_t *opts,
+                 bool first_only,
+                 bson_t *results,
+                 mongo_helper_error_t *error)
 {
-   mh_find_ctx_t ctx = {database, collection, filter, opts, results};
+   mh_find_ctx_t ctx = {database, collection, filter, opts, results, first_only};
    char what[256], ns[200];
 
    if (filter && !mh_doc_check (op, "filter", filter, error)) {
@@ -3555,6 +3575,18 @@ mh_find_exec (const char *op,
                   op,
                   mh_ns (ns, sizeof ns, database, collection));
    return mh_run (what, MH_OP_READ, mh_find_op, &ctx, error);
+}
+
+static bool
+mh_find_exec (const char *op,
+              const char *database,
+              const char *collection,
+              const bson_t *filter,
+              const bson_t *opts,
+              bson_t *results,
+              mongo_helper_error_t *error)
+{
+   return mh_find_exec_ex (op, database, collection, filter, opts, false, results, error);
 }
 
 bool
@@ -3616,7 +3648,8 @@ mh_find_one_opts (const char *op,
    bson_t *doc = NULL;
    char ns[200];
 
-   if (mh_find_exec (op, database, collection, filter, opts, &results, error)) {
+   /* opts always hold limit 1 (mongo_helper_find_one) */
+   if (mh_find_exec_ex (op, database, collection, filter, opts, true, &results, error)) {
       doc = mh_array_first (&results);
       if (!doc) {
          mh_fail (error,
@@ -3651,8 +3684,10 @@ mongo_helper_find_one (const char *database,
    }
    one.limit = 1;
    if (mh_find_opts ("find_one", &one, &o, error)) {
-      /* One document: no cursor left open on the server. */
-      BSON_APPEND_BOOL (&o, "singleBatch", true);
+      /* One document, no cursor left open on the server: limit 1 already
+       * makes the server close the cursor with its first batch (and
+       * mongoc_cursor_destroy() would kill one left open).  An extra
+       * singleBatch option cost ~7% of a find_one's client CPU in bench/. */
       doc = mh_find_one_opts ("find_one", database, collection, filter, &o, error);
    }
    bson_destroy (&o);
@@ -3766,6 +3801,26 @@ typedef struct {
    void *user_data;
 } mh_stream_ctx_t;
 
+/* Hands the `n` documents stored back to back in buf[0..used) (the i-th at
+ * offs[i]) to the callback as static bson_t's; returns its verdict. */
+static bool
+mh_stream_deliver (mh_stream_ctx_t *c,
+                   bson_t *chunk,
+                   const bson_t **ptrs,
+                   const size_t *offs,
+                   size_t n,
+                   const uint8_t *buf,
+                   size_t used)
+{
+   for (size_t i = 0; i < n; i++) {
+      size_t end = i + 1 < n ? offs[i + 1] : used;
+
+      bson_init_static (&chunk[i], buf + offs[i], end - offs[i]);
+      ptrs[i] = &chunk[i];
+   }
+   return c->fn ((const bson_t *const *) ptrs, n, c->user_data);
+}
+
 static bool
 mh_stream_op (mongoc_client_t *client,
               mongoc_database_t *db,
@@ -3777,7 +3832,16 @@ mh_stream_op (mongoc_client_t *client,
       mh_collection (client, db, c->database, c->collection);
    bson_t empty = BSON_INITIALIZER;
    mongoc_cursor_t *cursor;
-   bson_t **chunk = bson_malloc0 (c->chunk_size * sizeof *chunk);
+   /* A chunk's documents are copied back to back into one buffer (reused
+    * for every chunk) and handed out as static bson_t's over it: one
+    * allocation per growth instead of a bson_copy() (two mallocs and two
+    * frees) per document, which bench/ measured at over half of the
+    * stream's client CPU. */
+   bson_t *chunk = bson_malloc (c->chunk_size * sizeof *chunk);
+   const bson_t **ptrs = bson_malloc (c->chunk_size * sizeof *ptrs);
+   size_t *offs = bson_malloc (c->chunk_size * sizeof *offs);
+   uint8_t *buf = NULL;
+   size_t used = 0, cap = 0;
    const bson_t *doc;
    size_t n = 0;
    bool more = true, ok;
@@ -3792,22 +3856,34 @@ mh_stream_op (mongoc_client_t *client,
    /* Copies are needed because a cursor's document is only valid until the
     * next call; holding at most chunk_size of them bounds the memory. */
    while (more && mongoc_cursor_next (cursor, &doc)) {
-      chunk[n++] = bson_copy (doc);
-      if (n == c->chunk_size) {
-         more = c->fn ((const bson_t *const *) chunk, n, c->user_data);
-         for (size_t i = 0; i < n; i++) {
-            bson_destroy (chunk[i]);
+      if (cap - used < doc->len) {
+         while (cap - used < doc->len) {
+            /* first guess: a chunk of documents like this one, at
+             * least 64 KiB and at most 16 MiB; doubled when short */
+            cap = cap ? cap * 2
+                      : (size_t) doc->len * c->chunk_size < 65536 ? 65536
+                      : (size_t) doc->len * c->chunk_size > (16u << 20)
+                         ? (16u << 20)
+                         : (size_t) doc->len * c->chunk_size;
          }
+         buf = bson_realloc (buf, cap);
+      }
+      memcpy (buf + used, bson_get_data (doc), doc->len);
+      offs[n++] = used;
+      used += doc->len;
+      if (n == c->chunk_size) {
+         more = mh_stream_deliver (c, chunk, ptrs, offs, n, buf, used);
          n = 0;
+         used = 0;
       }
    }
    ok = !mongoc_cursor_error (cursor, berr);
    if (ok && more && n > 0) {
-      c->fn ((const bson_t *const *) chunk, n, c->user_data);
+      mh_stream_deliver (c, chunk, ptrs, offs, n, buf, used);
    }
-   for (size_t i = 0; i < n; i++) {
-      bson_destroy (chunk[i]);
-   }
+   bson_free (buf);
+   bson_free (offs);
+   bson_free (ptrs);
    bson_free (chunk);
    /* Destroying a cursor that was stopped early sends killCursors, so the
     * server frees its side too. */
@@ -4498,9 +4574,10 @@ mongo_helper_bulk_insert (const char *database,
    /* All or nothing for bad input: checking everything first means a bad
     * document at the end never leaves half the array inserted. */
    for (size_t i = 0; i < n; i++) {
-      bson_snprintf (label, sizeof label, "document at index %zu", i);
-      if (!mh_doc_check ("bulk_insert", label, docs[i], error)) {
-         return false;
+      /* label formatted only on failure: see insert_many */
+      if (!docs[i] || docs[i]->len > MONGO_HELPER_MAX_DOCUMENT_SIZE) {
+         bson_snprintf (label, sizeof label, "document at index %zu", i);
+         return mh_doc_check ("bulk_insert", label, docs[i], error);
       }
    }
    memset (&ctx, 0, sizeof ctx);
