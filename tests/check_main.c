@@ -69,6 +69,16 @@ mh_test_live_setup (void)
    setenv ("MONGO_HELPER_CONFIG", "/dev/null", 1);
 }
 
+mongoc_collection_t *
+mh_test_raw_collection (const char *name)
+{
+   mongo_helper_error_t e;
+   mongoc_database_t *db = mongo_helper_database (&e);
+
+   MH_ASSERT_OK (db != NULL, e);
+   return mongoc_database_get_collection (db, name);
+}
+
 const char *
 mh_test_collection (const char *prefix)
 {

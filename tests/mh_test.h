@@ -27,6 +27,10 @@ const char *mh_test_uri (void);
  * test when no server is configured. */
 void mh_test_live_setup (void);
 
+/* A collection of the default database through the singleton, for
+ * reading back what the library stored; the caller destroys it. */
+mongoc_collection_t *mh_test_raw_collection (const char *name);
+
 /* A collection name unique to this process and call. */
 const char *mh_test_collection (const char *prefix);
 

@@ -27,18 +27,10 @@ teardown (void)
    mongo_helper_shutdown ();
 }
 
-static mongoc_collection_t *
-raw (const char *name)
-{
-   mongoc_database_t *db = mongo_helper_database (&err);
-   MH_ASSERT_OK (db != NULL, err);
-   return mongoc_database_get_collection (db, name);
-}
-
 static int64_t
 raw_count (const char *coll, const bson_t *filter)
 {
-   mongoc_collection_t *c = raw (coll);
+   mongoc_collection_t *c = mh_test_raw_collection (coll);
    bson_t empty = BSON_INITIALIZER;
    bson_error_t e;
    int64_t n = mongoc_collection_count_documents (
@@ -53,7 +45,7 @@ raw_count (const char *coll, const bson_t *filter)
 static bson_t *
 raw_first (const char *coll, const bson_t *filter)
 {
-   mongoc_collection_t *c = raw (coll);
+   mongoc_collection_t *c = mh_test_raw_collection (coll);
    mongoc_cursor_t *cur = mongoc_collection_find_with_opts (c, filter, NULL, NULL);
    const bson_t *d;
    bson_t *out = NULL;
@@ -343,7 +335,7 @@ START_TEST (delete_touch_and_clear_keep_the_indexes)
    MH_ASSERT_OK (mongo_helper_cache_set (c, "u", v, 0, &err), err);
    MH_ASSERT_OK (mongo_helper_cache_clear (c, &err), err);
    ck_assert_int_eq (raw_count (coll, NULL), 0);
-   rc = raw (coll);
+   rc = mh_test_raw_collection (coll);
    cur = mongoc_collection_find_indexes_with_opts (rc, NULL);
    while (mongoc_cursor_next (cur, &d)) {
       nix++;
@@ -516,7 +508,7 @@ START_TEST (waiters_time_out_on_a_held_lease_and_take_over_an_expired_one)
    o.lazy_ensure = false;
    c = mongo_helper_cache_new (&o, &err);
    /* Another process holds a live lease on "held". */
-   rc = raw (coll);
+   rc = mh_test_raw_collection (coll);
    lease = BCON_NEW ("_id", "{", "lease", BCON_UTF8 ("held"), "}",
                      "token", BCON_UTF8 ("other"),
                      "expiresAt", BCON_DATE_TIME (now + 60000));

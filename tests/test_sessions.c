@@ -29,14 +29,6 @@ teardown (void)
    mongo_helper_shutdown ();
 }
 
-static mongoc_collection_t *
-raw (const char *name)
-{
-   mongoc_database_t *db = mongo_helper_database (&err);
-   MH_ASSERT_OK (db != NULL, err);
-   return mongoc_database_get_collection (db, name);
-}
-
 static void
 sha256_hex (const char *s, char out[65])
 {
@@ -53,7 +45,7 @@ sha256_hex (const char *s, char out[65])
 static bson_t *
 raw_doc (const char *coll, const char *hex)
 {
-   mongoc_collection_t *c = raw (coll);
+   mongoc_collection_t *c = mh_test_raw_collection (coll);
    bson_t *f = BCON_NEW ("_id", BCON_UTF8 (hex));
    mongoc_cursor_t *cur = mongoc_collection_find_with_opts (c, f, NULL, NULL);
    const bson_t *d;
@@ -73,7 +65,7 @@ raw_doc (const char *coll, const char *hex)
 static int64_t
 raw_count (const char *coll)
 {
-   mongoc_collection_t *c = raw (coll);
+   mongoc_collection_t *c = mh_test_raw_collection (coll);
    bson_t empty = BSON_INITIALIZER;
    bson_error_t e;
    int64_t n = mongoc_collection_count_documents (c, &empty, NULL, NULL, NULL, &e);
@@ -521,7 +513,7 @@ END_TEST
 static int64_t
 index_ttl (const char *coll, const char *name)
 {
-   mongoc_collection_t *c = raw (coll);
+   mongoc_collection_t *c = mh_test_raw_collection (coll);
    mongoc_cursor_t *cur = mongoc_collection_find_indexes_with_opts (c, NULL);
    const bson_t *d;
    int64_t r = -2;
