@@ -8,6 +8,9 @@
 #   make install PREFIX=/usr/local [DESTDIR=...]
 #   make deps       install missing Debian packages (done by demo and check)
 #   make fuzz       build the libFuzzer targets (clang) and run each FUZZ_SECONDS
+#   make bench      helper vs raw libmongoc vs pymongo (BENCH_ARGS=--quick)
+#   make abi-check  exported symbols == the header's functions (run by check)
+#   make layer-check  no file calls up a layer (run by check)
 
 SHELL     := /bin/bash
 NAME      := mongo_helper
@@ -20,25 +23,28 @@ PYTHON    := /usr/bin/python3
 
 CC        ?= cc
 CFLAGS    ?= -O2 -g
-STD_WARN  := -std=c11 -Wall -Wextra -Wpedantic -Werror
+STD_WARN  := -std=c11 -Wall -Wextra -Wpedantic
+# -Werror is for the project's own targets (check, memcheck, sanitize,
+# fuzz, CI), which set it; a user's plain `make` with a newer compiler must
+# not fail on a warning that compiler adds.
+WERROR    ?=
 # Recursive on purpose: pkg-config runs when a recipe needs it, after `deps`.
 PKG_CFLAGS = $(shell pkg-config --cflags libmongoc-1.0 libbson-1.0)
 PKG_LIBS   = $(shell pkg-config --libs libmongoc-1.0 libbson-1.0) -liniparser -lcrypto -lpthread
 CHECK_LIBS = $(shell pkg-config --libs check)
-ALL_CFLAGS = $(STD_WARN) $(CFLAGS) $(PKG_CFLAGS) -fPIC -I.
+ALL_CFLAGS = $(STD_WARN) $(WERROR) $(CFLAGS) $(PKG_CFLAGS) -fPIC -I.
 
 STATIC    := lib$(NAME).a
 SONAME    := lib$(NAME).so.$(MAJOR)
 SHARED    := lib$(NAME).so.$(VERSION)
-OBJ       := build/$(NAME).o
 
 TEST_SRCS := $(sort $(wildcard tests/test_*.c))
 TEST_BIN  := build/check_mongo_helper
 EXAMPLES  := $(patsubst examples/%.c,build/%,$(wildcard examples/*.c))
 
 
-.PHONY: deps-valgrind deps-fuzz fuzz bench deps-bench
-.PHONY: all deps demo check memcheck sanitize install uninstall clean examples
+.PHONY: all deps deps-valgrind deps-fuzz deps-bench demo check memcheck sanitize fuzz bench
+.PHONY: install uninstall clean examples abi-check layer-check FORCE
 
 all: $(STATIC) $(SHARED)
 
@@ -84,44 +90,52 @@ deps-fuzz: deps
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends clang libclang-rt-14-dev >/dev/null; }
 
 # ---- library --------------------------------------------------------------
+# Every .c compiles to build/obj/; the objects are partially linked into one
+# relocatable object whose only global symbols are mongo_helper_*, so the
+# internal mh_* names cannot clash with an application's when it links the
+# static archive; the shared library also exports only mongo_helper_* (the
+# version script).  Header dependencies come from -MMD.
+SRCS      := mongo_helper.c $(sort $(wildcard src/*.c))
+OBJS      := $(patsubst %.c,build/obj/%.o,$(SRCS))
+LIB_OBJ   := build/$(NAME).o
+VSCRIPT   := src/exports.map
+
 build:
 	@mkdir -p build
 
-$(OBJ): mongo_helper.c mongo_helper.h | build
-	$(CC) $(ALL_CFLAGS) -c mongo_helper.c -o $@
+# The compiler flags that shape the objects; objects are rebuilt when they
+# change (e.g. `make` then `make check`, which adds -Werror).
+build/cflags: FORCE | build
+	@echo '$(CC) $(STD_WARN) $(WERROR) $(CFLAGS)' | cmp -s - $@ || \
+	  echo '$(CC) $(STD_WARN) $(WERROR) $(CFLAGS)' > $@
+FORCE:
 
-$(STATIC): $(OBJ)
+build/obj/%.o: %.c build/cflags
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+-include $(OBJS:.o=.d)
+
+$(LIB_OBJ): $(OBJS)
+	$(LD) -r -o build/$(NAME)-partial.o $(OBJS)
+	objcopy --wildcard --keep-global-symbol='mongo_helper_*' build/$(NAME)-partial.o $@
+
+$(STATIC): $(LIB_OBJ)
+	rm -f $@
 	$(AR) rcs $@ $^
 
-$(SHARED): $(OBJ)
-	$(CC) -shared -Wl,-soname,$(SONAME) -o $@ $^ $(PKG_LIBS)
+$(SHARED): $(LIB_OBJ) $(VSCRIPT)
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=$(VSCRIPT) -o $@ $(LIB_OBJ) $(PKG_LIBS)
 	ln -sf $(SHARED) $(SONAME)
 	ln -sf $(SONAME) lib$(NAME).so
 
-mongo_helper.pc: Makefile mongo_helper.h
-	@printf '%s\n' \
-	  'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCDIR)' '' \
-	  'Name: mongo_helper' \
-	  'Description: One place for a C web backend'"'"'s MongoDB access' \
-	  'Version: $(VERSION)' \
-	  'Requires: libmongoc-1.0 libbson-1.0' \
-	  'Libs: -L$${libdir} -lmongo_helper' \
-	  'Libs.private: -liniparser -lcrypto -lpthread' \
-	  'Cflags: -I$${includedir}' > $@
+# The exported symbols are exactly the functions the header declares, and
+# the layers of the map in mongo_helper.c hold on the objects.
+abi-check: $(STATIC) $(SHARED)
+	bash tests/abi_check.sh mongo_helper.h $(SHARED) $(STATIC)
 
-install: all mongo_helper.pc
-	install -d $(DESTDIR)$(INCDIR) $(DESTDIR)$(LIBDIR)/pkgconfig
-	install -m 644 mongo_helper.h $(DESTDIR)$(INCDIR)/
-	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
-	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/
-	ln -sf $(SHARED) $(DESTDIR)$(LIBDIR)/$(SONAME)
-	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/lib$(NAME).so
-	install -m 644 mongo_helper.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
-
-uninstall:
-	rm -f $(DESTDIR)$(INCDIR)/mongo_helper.h $(DESTDIR)$(LIBDIR)/$(STATIC) \
-	  $(DESTDIR)$(LIBDIR)/$(SHARED) $(DESTDIR)$(LIBDIR)/$(SONAME) \
-	  $(DESTDIR)$(LIBDIR)/lib$(NAME).so $(DESTDIR)$(LIBDIR)/pkgconfig/mongo_helper.pc
+layer-check: $(OBJS)
+	bash tests/layer_check.sh mongo_helper.c $(OBJS)
 
 # ---- examples and demo ----------------------------------------------------
 build/%: examples/%.c $(STATIC) | build
@@ -139,32 +153,34 @@ demo: deps
 	fi
 
 # ---- tests ----------------------------------------------------------------
-$(TEST_BIN): $(TEST_SRCS) tests/check_main.c tests/mh_test.h $(STATIC) | build
+TEST_HDRS := $(wildcard tests/*.h)
+$(TEST_BIN): $(TEST_SRCS) tests/check_main.c $(TEST_HDRS) $(STATIC) | build
 	$(CC) $(ALL_CFLAGS) -Itests tests/check_main.c $(TEST_SRCS) -o $@ $(STATIC) $(PKG_LIBS) $(CHECK_LIBS)
 
 # The test server's own self-test runs only against the mock (it starts its
 # own); the Check suites run against MONGO_TEST_URI or a fresh mock.
 check: deps
-	@$(MAKE) --no-print-directory $(TEST_BIN)
+	@$(MAKE) --no-print-directory WERROR=-Werror all $(TEST_BIN) build/metrics_server
+	@$(MAKE) --no-print-directory WERROR=-Werror abi-check layer-check
 	@if [ -z "$$MONGO_TEST_URI" ]; then $(PYTHON) tests/test_mock_server.py 2>&1 | tail -3; \
 	  test $${PIPESTATUS[0]} -eq 0; fi
 	bash tests/with_server.sh bash tests/run_checks.sh $(TEST_BIN)
-	@$(MAKE) --no-print-directory build/metrics_server && bash tests/with_server.sh bash tests/test_metrics_http.sh build/metrics_server
+	bash tests/with_server.sh bash tests/test_metrics_http.sh build/metrics_server
 
 memcheck: deps-valgrind
-	@$(MAKE) --no-print-directory $(TEST_BIN)
+	@$(MAKE) --no-print-directory WERROR=-Werror $(TEST_BIN)
 	MH_VALGRIND=1 bash tests/with_server.sh bash tests/run_checks.sh $(TEST_BIN)
 
 # A separate build tree so sanitizer objects never mix with the normal ones.
 sanitize: deps
-	@$(MAKE) --no-print-directory build/san/check_mongo_helper
+	@$(MAKE) --no-print-directory WERROR=-Werror build/san/check_mongo_helper
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  bash tests/with_server.sh bash tests/run_checks.sh build/san/check_mongo_helper
 
 SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
-build/san/check_mongo_helper: mongo_helper.c mongo_helper.h $(TEST_SRCS) tests/check_main.c tests/mh_test.h
+build/san/check_mongo_helper: $(SRCS) src/mh_private.h mongo_helper.h $(TEST_SRCS) tests/check_main.c $(TEST_HDRS)
 	@mkdir -p build/san
-	$(CC) $(STD_WARN) $(SAN_FLAGS) $(PKG_CFLAGS) -I. -Itests mongo_helper.c tests/check_main.c $(TEST_SRCS) \
+	$(CC) $(STD_WARN) $(WERROR) $(SAN_FLAGS) $(PKG_CFLAGS) -I. -Itests $(SRCS) tests/check_main.c $(TEST_SRCS) \
 	  -o $@ $(PKG_LIBS) $(CHECK_LIBS)
 
 # ---- benchmark ------------------------------------------------------------
@@ -179,13 +195,13 @@ deps-bench: deps
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends gnuplot-nox >/dev/null || \
 	  { echo "make deps: apt-get failed; install the Debian package gnuplot-nox by hand" >&2; exit 1; }; }
 
-bench/bench: bench/bench.c mongo_helper.h $(STATIC)
+build/bench: bench/bench.c mongo_helper.h $(STATIC) | build
 	$(CC) $(ALL_CFLAGS) bench/bench.c -o $@ $(STATIC) $(PKG_LIBS) -lm
 
 bench: deps-bench
-	@$(MAKE) --no-print-directory bench/bench
-	@if [ -n "$$MONGO_CACHE_URI$$MONGO_TEST_URI" ]; then ./bench/bench $(BENCH_ARGS); \
-	else bash tests/with_server.sh ./bench/bench $(BENCH_ARGS); fi
+	@$(MAKE) --no-print-directory build/bench
+	@if [ -n "$$MONGO_CACHE_URI$$MONGO_TEST_URI" ]; then ./build/bench $(BENCH_ARGS); \
+	else bash tests/with_server.sh ./build/bench $(BENCH_ARGS); fi
 
 clean:
 	rm -rf build $(STATIC) lib$(NAME).so* mongo_helper.pc
@@ -195,10 +211,10 @@ clean:
 # and leaves the input in build/fuzz/ (add it to tests/fuzz/regressions/).
 FUZZ_SECONDS ?= 20
 FUZZERS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
-build/fuzz/%: tests/fuzz/%.c mongo_helper.c mongo_helper.h
+build/fuzz/%: tests/fuzz/%.c $(SRCS) src/mh_private.h mongo_helper.h
 	@mkdir -p build/fuzz
-	clang $(STD_WARN) -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
-	  $(PKG_CFLAGS) -I. $< mongo_helper.c -o $@ $(PKG_LIBS)
+	clang $(STD_WARN) -Werror -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
+	  $(PKG_CFLAGS) -I. $< $(SRCS) -o $@ $(PKG_LIBS)
 
 fuzz: deps-fuzz
 	@$(MAKE) --no-print-directory $(FUZZERS)

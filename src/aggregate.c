@@ -1,0 +1,175 @@
+/*
+ * aggregate.c — aggregation pipelines (layer 8).
+ */
+#include "mh_private.h"
+
+/* ---- aggregation ---- */
+
+static bool
+mh_aggregate_opts (const mongo_helper_aggregate_opts_t *o,
+                   int32_t default_batch,
+                   bson_t *out,
+                   mongo_helper_error_t *error)
+{
+   int32_t batch = o ? o->batch_size : 0;
+
+   bson_init (out);
+   if (batch < 0) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "aggregate: batch_size must not be negative");
+   }
+   if (o && o->allow_disk_use) {
+      BSON_APPEND_BOOL (out, "allowDiskUse", true);
+   }
+   if (batch == 0) {
+      batch = default_batch;
+   }
+   if (batch > 0) {
+      BSON_APPEND_INT32 (out, "batchSize", batch);
+   }
+   return true;
+}
+
+typedef struct {
+   const char *database;
+   const char *collection;
+   const bson_t *pipeline;
+   const bson_t *opts;
+   bson_t *results;
+} mh_aggregate_ctx_t;
+
+static bool
+mh_aggregate_op (mongoc_client_t *client,
+                 mongoc_database_t *db,
+                 void *ctx,
+                 bson_error_t *berr)
+{
+   mh_aggregate_ctx_t *c = ctx;
+   mongoc_collection_t *coll =
+      mh_collection (client, db, c->database, c->collection);
+   bool ok = mh_cursor_drain (
+      mongoc_collection_aggregate (
+         coll, MONGOC_QUERY_NONE, c->pipeline, c->opts, NULL),
+      c->results,
+      berr);
+
+   mongoc_collection_destroy (coll);
+   return ok;
+}
+
+/* A pipeline with a $merge or $out stage writes: it must not be repeated. */
+static unsigned
+mh_pipeline_flags (const bson_t *pipeline)
+{
+   bson_iter_t it, stage;
+
+   if (bson_iter_init (&it, pipeline)) {
+      while (bson_iter_next (&it)) {
+         if (BSON_ITER_HOLDS_DOCUMENT (&it) && bson_iter_recurse (&it, &stage) &&
+             bson_iter_next (&stage) &&
+             (strcmp (bson_iter_key (&stage), "$out") == 0 ||
+              strcmp (bson_iter_key (&stage), "$merge") == 0)) {
+            return MH_OP_WRITE;
+         }
+      }
+   }
+   return MH_OP_READ;
+}
+
+bool
+mongo_helper_aggregate (const char *database,
+                        const char *collection,
+                        const bson_t *pipeline,
+                        const mongo_helper_aggregate_opts_t *opts,
+                        bson_t *results,
+                        mongo_helper_error_t *error)
+{
+   mh_aggregate_ctx_t ctx = {database, collection, pipeline, NULL, results};
+   char what[256], ns[200];
+   bson_t o;
+   bool ok;
+
+   if (!results) {
+      mh_error_clear (error);
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "aggregate: results is NULL");
+   }
+   bson_init (results);
+   if (!mh_target_check ("aggregate", database, collection, error) ||
+       !mh_doc_check ("aggregate", "pipeline", pipeline, error)) {
+      return false;
+   }
+   if (!mh_aggregate_opts (opts, 0, &o, error)) {
+      bson_destroy (&o);
+      return false;
+   }
+   ctx.opts = &o;
+   bson_snprintf (what,
+                  sizeof what,
+                  "aggregate on %s",
+                  mh_ns (ns, sizeof ns, database, collection));
+   ok = mh_run (what, mh_pipeline_flags (pipeline), mh_aggregate_op, &ctx, error);
+   bson_destroy (&o);
+   return ok;
+}
+
+char *
+mongo_helper_aggregate_json (const char *database,
+                             const char *collection,
+                             const char *pipeline_json,
+                             const mongo_helper_aggregate_opts_t *opts,
+                             mongo_helper_error_t *error)
+{
+   bson_t *pipeline;
+   bson_t results;
+   char *json = NULL;
+
+   if (!mh_target_check ("aggregate", database, collection, error)) {
+      return NULL;
+   }
+   pipeline = mongo_helper_json_to_bson (pipeline_json, error);
+   if (!pipeline) {
+      return NULL;
+   }
+   if (mongo_helper_aggregate (
+          database, collection, pipeline, opts, &results, error)) {
+      json = mongo_helper_array_to_json (&results, error);
+   }
+   bson_destroy (&results);
+   bson_destroy (pipeline);
+   return json;
+}
+
+bool
+mongo_helper_aggregate_stream (const char *database,
+                               const char *collection,
+                               const bson_t *pipeline,
+                               const mongo_helper_aggregate_opts_t *opts,
+                               size_t chunk_size,
+                               mongo_helper_chunk_fn fn,
+                               void *user_data,
+                               mongo_helper_error_t *error)
+{
+   mh_stream_ctx_t ctx = {
+      database, collection, NULL, pipeline, NULL, chunk_size, fn, user_data};
+   bson_t o;
+   bool ok;
+
+   if (!mh_target_check ("aggregate_stream", database, collection, error) ||
+       !mh_doc_check ("aggregate_stream", "pipeline", pipeline, error)) {
+      return false;
+   }
+   if (!mh_aggregate_opts (
+          opts, chunk_size <= INT32_MAX ? (int32_t) chunk_size : 0, &o, error)) {
+      bson_destroy (&o);
+      return false;
+   }
+   ctx.opts = &o;
+   ok = mh_stream_run ("aggregate_stream", &ctx, error);
+   bson_destroy (&o);
+   return ok;
+}

@@ -1,0 +1,856 @@
+/*
+ * cache.c — the cache (layer 9).
+ */
+#include "mh_private.h"
+
+/* ---- Cache ---- */
+
+struct mongo_helper_cache_t {
+   char *coll;
+   mongo_helper_cache_options_t opt;
+   mh_web_setup_t setup;
+};
+
+void
+mongo_helper_cache_options_init (mongo_helper_cache_options_t *options)
+{
+   if (!options) {
+      return;
+   }
+   memset (options, 0, sizeof *options);
+   options->collection = "cache";
+   options->default_ttl_ms = 300000;
+   options->max_key_length = 200;
+   options->lease_ms = 10000;
+   options->wait_ms = 5000;
+   options->poll_ms = 25;
+   options->lazy_ensure = true;
+}
+
+mongo_helper_cache_t *
+mongo_helper_cache_new (const mongo_helper_cache_options_t *options,
+                        mongo_helper_error_t *error)
+{
+   mongo_helper_cache_options_t o;
+   mongo_helper_cache_t *c;
+
+   mh_error_clear (error);
+   mongo_helper_cache_options_init (&o);
+   if (options) {
+      o = *options;
+   }
+   if (!mh_web_coll_name_ok (o.collection, error)) {
+      return NULL;
+   }
+   if (o.max_key_length < 1 || o.max_key_length > 1000 || o.lease_ms <= 0 ||
+       o.wait_ms < 0 || o.poll_ms <= 0) {
+      mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+               "cache options: max_key_length must be 1..1000, lease_ms and "
+               "poll_ms > 0, wait_ms >= 0");
+      return NULL;
+   }
+   c = bson_malloc0 (sizeof *c);
+   c->coll = bson_strdup (o.collection);
+   c->opt = o;
+   c->opt.collection = c->coll;
+   mh_web_setup_init (&c->setup, o.lazy_ensure);
+   return c;
+}
+
+void
+mongo_helper_cache_destroy (mongo_helper_cache_t *cache)
+{
+   if (!cache) {
+      return;
+   }
+   pthread_mutex_destroy (&cache->setup.lock);
+   bson_free (cache->coll);
+   bson_free (cache);
+}
+
+bool
+mongo_helper_cache_ensure (mongo_helper_cache_t *cache,
+                           mongo_helper_error_t *error)
+{
+   mh_web_index_t ix[] = {{"expiresAt_ttl", "expiresAt", 1, NULL, 0, 0}};
+   mh_web_ensure_t e;
+
+   mh_error_clear (error);
+   if (!cache) {
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                      "mongo_helper_cache_ensure: cache is NULL");
+   }
+   e.coll = cache->coll;
+   e.ix = ix;
+   e.n = 1;
+   if (!mh_run ("ensure cache indexes", MH_OP_WRITE | MH_OP_IDEMPOTENT,
+                mh_web_ensure_op, &e, error)) {
+      return false;
+   }
+   atomic_store (&cache->setup.done, true);
+   return true;
+}
+
+static bool
+mh_cache_ensure_cb (void *h, mongo_helper_error_t *error)
+{
+   return mongo_helper_cache_ensure (h, error);
+}
+
+/* Appends the stored _id of `key` under `field`: the key itself, or for a
+ * long key { p: prefix, h: SHA-256 } (a document never equals a string,
+ * so a crafted short key cannot collide with a hashed one). */
+static bool
+mh_cache_append_id (const mongo_helper_cache_t *c,
+                    bson_t *dst,
+                    const char *field,
+                    const char *key,
+                    mongo_helper_error_t *error)
+{
+   size_t len;
+
+   if (!mh_web_str_ok (key, "cache key", error)) {
+      return false;
+   }
+   len = strlen (key);
+   if (len <= c->opt.max_key_length) {
+      BSON_APPEND_UTF8 (dst, field, key);
+   } else {
+      char hex[65];
+      bson_t sub;
+      size_t p = 64;
+
+      if (!mh_sha256_hex (key, len, hex)) {
+         return mh_fail (error, MONGO_HELPER_ERROR_INTERNAL, 0,
+                         "SHA-256 of the cache key failed (OpenSSL)");
+      }
+      /* Cut the readable prefix on a UTF-8 character boundary. */
+      while (p > 0 && ((unsigned char) key[p] & 0xC0) == 0x80) {
+         p--;
+      }
+      BSON_APPEND_DOCUMENT_BEGIN (dst, field, &sub);
+      bson_append_utf8 (&sub, "p", 1, key, (int) p);
+      BSON_APPEND_UTF8 (&sub, "h", hex);
+      bson_append_document_end (dst, &sub);
+   }
+   return true;
+}
+
+/* Live: no expiresAt (never expires) or expiresAt in the future. */
+static void
+mh_cache_append_live (bson_t *f, int64_t now)
+{
+   bson_t or, a, b, ex;
+
+   BSON_APPEND_ARRAY_BEGIN (f, "$or", &or);
+   BSON_APPEND_DOCUMENT_BEGIN (&or, "0", &a);
+   mh_web_append_live (&a, "expiresAt", now);
+   bson_append_document_end (&or, &a);
+   BSON_APPEND_DOCUMENT_BEGIN (&or, "1", &b);
+   BSON_APPEND_DOCUMENT_BEGIN (&b, "expiresAt", &ex);
+   BSON_APPEND_BOOL (&ex, "$exists", false);
+   bson_append_document_end (&b, &ex);
+   bson_append_document_end (&or, &b);
+   bson_append_array_end (f, &or);
+}
+
+static bool
+mh_cache_begin (mongo_helper_cache_t *c,
+                const char *key,
+                bson_t *filter,
+                bool live,
+                mongo_helper_error_t *error)
+{
+   mh_error_clear (error);
+   if (!c) {
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                      "cache handle is NULL");
+   }
+   if (filter) {
+      if (!mh_cache_append_id (c, filter, "_id", key, error)) {
+         return false;
+      }
+      if (live) {
+         mh_cache_append_live (filter, mh_wall_ms ());
+      }
+   }
+   return mh_web_ready (&c->setup, mh_cache_ensure_cb, c, error);
+}
+
+static int64_t
+mh_cache_ttl (const mongo_helper_cache_t *c, int64_t ttl_ms)
+{
+   return ttl_ms == 0 ? c->opt.default_ttl_ms : ttl_ms;
+}
+
+static void
+mh_cache_append_expiry (const mongo_helper_cache_t *c, bson_t *b, int64_t ttl_ms)
+{
+   int64_t ttl = mh_cache_ttl (c, ttl_ms);
+
+   if (ttl > 0) {
+      mh_web_append_date (b, "expiresAt", mh_wall_ms () + ttl);
+   }
+}
+
+static bool
+mh_cache_not_found (const char *key, mongo_helper_error_t *error)
+{
+   return mh_fail (error, MONGO_HELPER_ERROR_NOT_FOUND, 0,
+                   "cache key '%.64s' has no live value", key);
+}
+
+/* Stores { value: <value_iter's value>, expiresAt } under key (upsert). */
+static bool
+mh_cache_store (mongo_helper_cache_t *c,
+                const char *key,
+                bson_t *entry,
+                mongo_helper_error_t *error)
+{
+   bson_t f = BSON_INITIALIZER;
+   mh_w_op_t o = {0};
+   bool ok;
+
+   ok = mh_cache_begin (c, key, &f, false, error);
+   if (ok) {
+      o.kind = MH_W_REPLACE;
+      o.coll = c->coll;
+      o.filter = &f;
+      o.update = entry;
+      o.upsert = true;
+      ok = mh_w_run ("cache set", &o, error);
+   }
+   bson_destroy (&f);
+   return ok;
+}
+
+bool
+mongo_helper_cache_set (mongo_helper_cache_t *cache,
+                        const char *key,
+                        const bson_t *value,
+                        int64_t ttl_ms,
+                        mongo_helper_error_t *error)
+{
+   bson_t entry = BSON_INITIALIZER;
+   bool ok;
+
+   mh_error_clear (error);
+   if (!value) {
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                      "mongo_helper_cache_set: value is NULL");
+   }
+   if (!cache || !mh_web_size_ok (value->len, "cache value", error)) {
+      return cache ? false
+                   : mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                              "cache handle is NULL");
+   }
+   BSON_APPEND_DOCUMENT (&entry, "value", value);
+   mh_cache_append_expiry (cache, &entry, ttl_ms);
+   ok = mh_cache_store (cache, key, &entry, error);
+   bson_destroy (&entry);
+   return ok;
+}
+
+bool
+mongo_helper_cache_set_bytes (mongo_helper_cache_t *cache,
+                              const char *key,
+                              const uint8_t *data,
+                              size_t len,
+                              int64_t ttl_ms,
+                              mongo_helper_error_t *error)
+{
+   bson_t entry = BSON_INITIALIZER;
+   static const uint8_t none = 0;
+   bool ok;
+
+   mh_error_clear (error);
+   if ((!data && len > 0) || !cache) {
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                      "mongo_helper_cache_set_bytes: cache or data is NULL");
+   }
+   if (!mh_web_size_ok (len, "cache value", error)) {
+      return false;
+   }
+   bson_append_binary (&entry, "value", 5, BSON_SUBTYPE_BINARY,
+                       data ? data : &none, (uint32_t) len);
+   mh_cache_append_expiry (cache, &entry, ttl_ms);
+   ok = mh_cache_store (cache, key, &entry, error);
+   bson_destroy (&entry);
+   return ok;
+}
+
+/* Removes `key`'s document if it is expired but not yet reaped by the TTL
+ * monitor; returns true if it did (so an insert may be retried). */
+static bool
+mh_cache_reap (mongo_helper_cache_t *c, const bson_t *id_filter)
+{
+   bson_t f = BSON_INITIALIZER;
+   bson_t lte;
+   bson_iter_t it;
+   mh_w_op_t o = {0};
+   bool ok;
+
+   if (bson_iter_init_find (&it, id_filter, "_id")) {
+      bson_append_iter (&f, "_id", 3, &it);
+   }
+   BSON_APPEND_DOCUMENT_BEGIN (&f, "expiresAt", &lte);
+   mh_web_append_date (&lte, "$lte", mh_wall_ms ());
+   bson_append_document_end (&f, &lte);
+   o.kind = MH_W_DELETE;
+   o.coll = c->coll;
+   o.filter = &f;
+   ok = mh_w_run ("cache reap expired", &o, NULL);
+   bson_destroy (&f);
+   return ok && o.n > 0;
+}
+
+/* Inserts `doc` (which carries its _id); one retry after reaping an
+ * expired document that still holds the _id. */
+static bool
+mh_cache_insert (mongo_helper_cache_t *c,
+                 const char *what,
+                 const bson_t *doc,
+                 mongo_helper_error_t *error)
+{
+   mh_w_op_t o = {0};
+
+   o.kind = MH_W_INSERT;
+   o.coll = c->coll;
+   o.filter = doc;
+   if (mh_w_run (what, &o, error)) {
+      return true;
+   }
+   if (error && error->category == MONGO_HELPER_ERROR_DUPLICATE_KEY &&
+       mh_cache_reap (c, doc)) {
+      mh_error_clear (error);
+      return mh_w_run (what, &o, error);
+   }
+   return false;
+}
+
+bool
+mongo_helper_cache_add (mongo_helper_cache_t *cache,
+                        const char *key,
+                        const bson_t *value,
+                        int64_t ttl_ms,
+                        mongo_helper_error_t *error)
+{
+   bson_t doc = BSON_INITIALIZER;
+   mongo_helper_error_t local;
+   bool ok;
+
+   if (!error) {
+      error = &local;
+   }
+   ok = mh_cache_begin (cache, key, &doc, false, error);
+   if (ok && !value) {
+      ok = mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                    "mongo_helper_cache_add: value is NULL");
+   }
+   ok = ok && mh_web_size_ok (value->len, "cache value", error);
+   if (ok) {
+      BSON_APPEND_DOCUMENT (&doc, "value", value);
+      mh_cache_append_expiry (cache, &doc, ttl_ms);
+      ok = mh_cache_insert (cache, "cache add", &doc, error);
+      if (!ok && error->category == MONGO_HELPER_ERROR_DUPLICATE_KEY) {
+         mh_fail (error, MONGO_HELPER_ERROR_DUPLICATE_KEY, 11000,
+                  "cache key '%.64s' already has a live value: nothing added",
+                  key);
+      }
+   }
+   bson_destroy (&doc);
+   return ok;
+}
+
+/* Reads the live entry of `key` and positions `it` on its value. */
+static bool
+mh_cache_read (mongo_helper_cache_t *c,
+               const char *key,
+               bson_t *entry,
+               bson_iter_t *it,
+               mongo_helper_error_t *error)
+{
+   bson_t f = BSON_INITIALIZER;
+   mh_w_op_t o = {0};
+   bool ok;
+
+   ok = mh_cache_begin (c, key, &f, true, error);
+   if (ok) {
+      o.kind = MH_W_FIND_ONE;
+      o.coll = c->coll;
+      o.filter = &f;
+      o.found = entry;
+      ok = mh_w_run ("cache get", &o, error);
+      if (ok && (!o.hit || !bson_iter_init_find (it, entry, "value"))) {
+         ok = mh_cache_not_found (key, error);
+      }
+   }
+   bson_destroy (&f);
+   return ok;
+}
+
+static bool
+mh_cache_wrong_type (const char *key, const char *use, mongo_helper_error_t *error)
+{
+   return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                   "cache key '%.64s' holds another kind of value: read it "
+                   "with %s",
+                   key, use);
+}
+
+static const char *
+mh_cache_reader_for (const bson_iter_t *it)
+{
+   if (BSON_ITER_HOLDS_BINARY (it)) {
+      return "mongo_helper_cache_get_bytes()";
+   }
+   if (BSON_ITER_HOLDS_DOCUMENT (it)) {
+      return "mongo_helper_cache_get()";
+   }
+   return "mongo_helper_cache_incr() with delta 0";
+}
+
+bool
+mongo_helper_cache_get (mongo_helper_cache_t *cache,
+                        const char *key,
+                        bson_t *value_out,
+                        mongo_helper_error_t *error)
+{
+   bson_t entry = BSON_INITIALIZER;
+   bson_iter_t it;
+   bool ok;
+
+   if (!value_out) {
+      bson_destroy (&entry);
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                      "mongo_helper_cache_get: value_out is NULL");
+   }
+   bson_init (value_out);
+   ok = mh_cache_read (cache, key, &entry, &it, error);
+   if (ok && !BSON_ITER_HOLDS_DOCUMENT (&it)) {
+      ok = mh_cache_wrong_type (key, mh_cache_reader_for (&it), error);
+   } else if (ok) {
+      uint32_t len;
+      const uint8_t *d;
+      bson_t v;
+
+      bson_iter_document (&it, &len, &d);
+      if (bson_init_static (&v, d, len)) {
+         bson_destroy (value_out);
+         bson_copy_to (&v, value_out);
+      }
+   }
+   bson_destroy (&entry);
+   return ok;
+}
+
+bool
+mongo_helper_cache_get_bytes (mongo_helper_cache_t *cache,
+                              const char *key,
+                              uint8_t **data,
+                              size_t *len,
+                              mongo_helper_error_t *error)
+{
+   bson_t entry = BSON_INITIALIZER;
+   bson_iter_t it;
+   bool ok;
+
+   if (!data || !len) {
+      bson_destroy (&entry);
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                      "mongo_helper_cache_get_bytes: data or len is NULL");
+   }
+   *data = NULL;
+   *len = 0;
+   ok = mh_cache_read (cache, key, &entry, &it, error);
+   if (ok && !BSON_ITER_HOLDS_BINARY (&it)) {
+      ok = mh_cache_wrong_type (key, mh_cache_reader_for (&it), error);
+   } else if (ok) {
+      bson_subtype_t st;
+      uint32_t n;
+      const uint8_t *d;
+
+      bson_iter_binary (&it, &st, &n, &d);
+      *data = bson_malloc (n ? n : 1);
+      memcpy (*data, d, n);
+      *len = n;
+   }
+   bson_destroy (&entry);
+   return ok;
+}
+
+bool
+mongo_helper_cache_get_many (mongo_helper_cache_t *cache,
+                             const char *const *keys,
+                             size_t n,
+                             bson_t *found_out,
+                             mongo_helper_error_t *error)
+{
+   bson_t f = BSON_INITIALIZER;
+   bson_t ids = BSON_INITIALIZER; /* "i": stored id of keys[i] */
+   bson_t res = BSON_INITIALIZER;
+   bson_t idf;
+   mh_w_op_t o = {0};
+   bson_iter_t r;
+   bool ok;
+
+   if (found_out) {
+      bson_init (found_out);
+   }
+   ok = mh_cache_begin (cache, NULL, NULL, false, error);
+   if (ok && (!found_out || !keys || n == 0)) {
+      ok = mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                    "mongo_helper_cache_get_many: no keys or found_out is "
+                    "NULL");
+   }
+   for (size_t i = 0; ok && i < n; i++) {
+      char k[16];
+      const char *kk;
+
+      bson_uint32_to_string ((uint32_t) i, &kk, k, sizeof k);
+      ok = mh_cache_append_id (cache, &ids, kk, keys[i], error);
+   }
+   if (!ok) {
+      goto cleanup;
+   }
+   BSON_APPEND_DOCUMENT_BEGIN (&f, "_id", &idf);
+   bson_append_array (&idf, "$in", 3, &ids);
+   bson_append_document_end (&f, &idf);
+   mh_cache_append_live (&f, mh_wall_ms ());
+   o.kind = MH_W_FIND_ALL;
+   o.coll = cache->coll;
+   o.filter = &f;
+   o.array = &res;
+   ok = mh_w_run ("cache get many", &o, error);
+   if (!ok || !bson_iter_init (&r, &res)) {
+      goto cleanup;
+   }
+   /* Map each stored _id back to the caller's key. */
+   while (bson_iter_next (&r)) {
+      bson_iter_t d, id, v, k;
+      size_t i = 0;
+
+      if (!BSON_ITER_HOLDS_DOCUMENT (&r) || !bson_iter_recurse (&r, &d)) {
+         continue;
+      }
+      if (!bson_iter_find (&d, "_id")) {
+         continue;
+      }
+      id = d;
+      if (!bson_iter_recurse (&r, &v) || !bson_iter_find (&v, "value") ||
+          !bson_iter_init (&k, &ids)) {
+         continue;
+      }
+      while (bson_iter_next (&k)) {
+         bool same = false;
+
+         if (bson_iter_type (&k) == bson_iter_type (&id)) {
+            if (BSON_ITER_HOLDS_UTF8 (&k)) {
+               same = strcmp (bson_iter_utf8 (&k, NULL), bson_iter_utf8 (&id, NULL)) == 0;
+            } else {
+               uint32_t l1, l2;
+               const uint8_t *p1, *p2;
+
+               bson_iter_document (&k, &l1, &p1);
+               bson_iter_document (&id, &l2, &p2);
+               same = l1 == l2 && memcmp (p1, p2, l1) == 0;
+            }
+         }
+         if (same) {
+            bson_append_iter (found_out, keys[i], -1, &v);
+            break;
+         }
+         i++;
+      }
+   }
+cleanup:
+   bson_destroy (&f);
+   bson_destroy (&ids);
+   bson_destroy (&res);
+   return ok;
+}
+
+bool
+mongo_helper_cache_incr (mongo_helper_cache_t *cache,
+                         const char *key,
+                         int64_t delta,
+                         int64_t ttl_ms,
+                         int64_t *result,
+                         mongo_helper_error_t *error)
+{
+   bson_t f = BSON_INITIALIZER;
+   bson_t u = BSON_INITIALIZER;
+   bson_t doc = BSON_INITIALIZER;
+   bson_t inc, soi;
+   mh_w_op_t o = {0};
+   bson_iter_t it;
+   mongo_helper_error_t local;
+   bool ok;
+
+   if (!error) {
+      error = &local;
+   }
+   if (result) {
+      *result = 0;
+   }
+   ok = mh_cache_begin (cache, key, &f, true, error);
+   if (!ok) {
+      goto cleanup;
+   }
+   BSON_APPEND_DOCUMENT_BEGIN (&u, "$inc", &inc);
+   BSON_APPEND_INT64 (&inc, "value", delta);
+   bson_append_document_end (&u, &inc);
+   if (mh_cache_ttl (cache, ttl_ms) > 0) {
+      BSON_APPEND_DOCUMENT_BEGIN (&u, "$setOnInsert", &soi);
+      mh_cache_append_expiry (cache, &soi, ttl_ms);
+      bson_append_document_end (&u, &soi);
+   }
+   o.kind = MH_W_FAM;
+   o.coll = cache->coll;
+   o.filter = &f;
+   o.update = &u;
+   o.upsert = true;
+   o.found = &doc;
+   ok = mh_w_run ("cache incr", &o, error);
+   if (!ok && error->category == MONGO_HELPER_ERROR_DUPLICATE_KEY &&
+       mh_cache_reap (cache, &f)) {
+      ok = mh_w_run ("cache incr", &o, error);
+   }
+   if (ok) {
+      if (!o.hit || !bson_iter_init_find (&it, &doc, "value") ||
+          !BSON_ITER_HOLDS_NUMBER (&it)) {
+         ok = mh_cache_wrong_type (key, "mongo_helper_cache_get()", error);
+      } else if (result) {
+         *result = bson_iter_as_int64 (&it);
+      }
+   } else if (error->category == MONGO_HELPER_ERROR_SERVER) {
+      /* 14: TypeMismatch ($inc on a non-number). */
+      mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, error->code,
+               "cache key '%.64s' does not hold a number: %s", key,
+               error->message);
+   }
+cleanup:
+   bson_destroy (&f);
+   bson_destroy (&u);
+   bson_destroy (&doc);
+   return ok;
+}
+
+bool
+mongo_helper_cache_delete (mongo_helper_cache_t *cache,
+                           const char *key,
+                           bool *deleted,
+                           mongo_helper_error_t *error)
+{
+   bson_t f = BSON_INITIALIZER;
+   mh_w_op_t o = {0};
+   bool ok;
+
+   if (deleted) {
+      *deleted = false;
+   }
+   ok = mh_cache_begin (cache, key, &f, false, error);
+   if (ok) {
+      o.kind = MH_W_DELETE;
+      o.coll = cache->coll;
+      o.filter = &f;
+      ok = mh_w_run ("cache delete", &o, error);
+      if (ok && deleted) {
+         *deleted = o.n > 0;
+      }
+   }
+   bson_destroy (&f);
+   return ok;
+}
+
+bool
+mongo_helper_cache_touch (mongo_helper_cache_t *cache,
+                          const char *key,
+                          int64_t ttl_ms,
+                          mongo_helper_error_t *error)
+{
+   bson_t f = BSON_INITIALIZER;
+   bson_t u = BSON_INITIALIZER;
+   bson_t sub;
+   mh_w_op_t o = {0};
+   bool ok;
+
+   ok = mh_cache_begin (cache, key, &f, true, error);
+   if (ok) {
+      if (mh_cache_ttl (cache, ttl_ms) > 0) {
+         BSON_APPEND_DOCUMENT_BEGIN (&u, "$set", &sub);
+         mh_cache_append_expiry (cache, &sub, ttl_ms);
+      } else {
+         BSON_APPEND_DOCUMENT_BEGIN (&u, "$unset", &sub);
+         BSON_APPEND_UTF8 (&sub, "expiresAt", "");
+      }
+      bson_append_document_end (&u, &sub);
+      o.kind = MH_W_UPDATE;
+      o.coll = cache->coll;
+      o.filter = &f;
+      o.update = &u;
+      ok = mh_w_run ("cache touch", &o, error);
+      if (ok && o.n == 0) {
+         ok = mh_cache_not_found (key, error);
+      }
+   }
+   bson_destroy (&f);
+   bson_destroy (&u);
+   return ok;
+}
+
+bool
+mongo_helper_cache_clear (mongo_helper_cache_t *cache,
+                          mongo_helper_error_t *error)
+{
+   bson_t f = BSON_INITIALIZER;
+   mh_w_op_t o = {0};
+   bool ok;
+
+   /* deleteMany rather than drop: the indexes (and their TTL) stay. */
+   ok = mh_cache_begin (cache, NULL, NULL, false, error);
+   if (ok) {
+      o.kind = MH_W_DELETE;
+      o.many = true;
+      o.coll = cache->coll;
+      o.filter = &f;
+      ok = mh_w_run ("cache clear", &o, error);
+   }
+   bson_destroy (&f);
+   return ok;
+}
+
+/* The lease of a key: _id { lease: <stored id> } (a document of another
+ * shape than any value's _id), a random token naming its holder, and an
+ * expiresAt so the TTL index removes leases of crashed holders. */
+static bool
+mh_cache_lease_doc (mongo_helper_cache_t *c,
+                    const char *key,
+                    bson_t *doc,
+                    const char *token,
+                    bool with_body,
+                    mongo_helper_error_t *error)
+{
+   bson_t id;
+
+   BSON_APPEND_DOCUMENT_BEGIN (doc, "_id", &id);
+   if (!mh_cache_append_id (c, &id, "lease", key, error)) {
+      bson_append_document_end (doc, &id);
+      return false;
+   }
+   bson_append_document_end (doc, &id);
+   BSON_APPEND_UTF8 (doc, "token", token);
+   if (with_body) {
+      mh_web_append_date (doc, "expiresAt", mh_wall_ms () + c->opt.lease_ms);
+   }
+   return true;
+}
+
+static void
+mh_cache_lease_release (mongo_helper_cache_t *c, const char *key, const char *token)
+{
+   bson_t f = BSON_INITIALIZER;
+   mh_w_op_t o = {0};
+
+   if (mh_cache_lease_doc (c, key, &f, token, false, NULL)) {
+      o.kind = MH_W_DELETE;
+      o.coll = c->coll;
+      o.filter = &f;
+      mh_w_run ("cache lease release", &o, NULL); /* else TTL cleans it */
+   }
+   bson_destroy (&f);
+}
+
+bool
+mongo_helper_cache_get_or_compute (mongo_helper_cache_t *cache,
+                                   const char *key,
+                                   int64_t ttl_ms,
+                                   mongo_helper_cache_compute_fn compute,
+                                   void *user_data,
+                                   bson_t *value_out,
+                                   bool *computed,
+                                   mongo_helper_error_t *error)
+{
+   mongo_helper_error_t local;
+   char token[MONGO_HELPER_SESSION_ID_SIZE];
+   int64_t deadline;
+
+   if (!error) {
+      error = &local;
+   }
+   if (computed) {
+      *computed = false;
+   }
+   if (!value_out || !compute) {
+      if (value_out) {
+         bson_init (value_out);
+      }
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                      "mongo_helper_cache_get_or_compute: value_out or "
+                      "compute is NULL");
+   }
+   bson_init (value_out);
+   if (!cache) {
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                      "cache handle is NULL");
+   }
+   if (!mh_web_id_new (token, error)) {
+      return false;
+   }
+   deadline = mh_wall_ms () + cache->opt.wait_ms;
+   for (;;) {
+      bson_t lease = BSON_INITIALIZER;
+      bool ok;
+
+      bson_destroy (value_out);
+      if (mongo_helper_cache_get (cache, key, value_out, error)) {
+         return true;
+      }
+      if (error->category != MONGO_HELPER_ERROR_NOT_FOUND) {
+         return false;
+      }
+      if (!mh_cache_lease_doc (cache, key, &lease, token, true, error)) {
+         bson_destroy (&lease);
+         return false;
+      }
+      ok = mh_cache_insert (cache, "cache lease", &lease, error);
+      bson_destroy (&lease);
+      if (ok) {
+         /* Re-check: the previous holder may have stored the value
+          * between our miss and our lease. */
+         bson_destroy (value_out);
+         if (mongo_helper_cache_get (cache, key, value_out, error)) {
+            mh_cache_lease_release (cache, key, token);
+            return true;
+         }
+         bson_reinit (value_out);
+         mh_error_clear (error);
+         ok = compute (key, value_out, user_data, error);
+         if (ok) {
+            if (computed) {
+               *computed = true;
+            }
+            ok = mongo_helper_cache_set (cache, key, value_out, ttl_ms, error);
+         } else if (error->category == MONGO_HELPER_ERROR_NONE) {
+            mh_fail (error, MONGO_HELPER_ERROR_INTERNAL, 0,
+                     "the compute function for cache key '%.64s' failed "
+                     "without saying why", key);
+         }
+         mh_cache_lease_release (cache, key, token);
+         return ok;
+      }
+      if (error->category != MONGO_HELPER_ERROR_DUPLICATE_KEY) {
+         return false;
+      }
+      /* Someone else holds the lease (an expired one was reaped by
+       * mh_cache_insert's retry already): wait for their value. */
+      if (mh_wall_ms () >= deadline) {
+         return mh_fail (error, MONGO_HELPER_ERROR_TIMEOUT, 0,
+                         "cache key '%.64s': another caller is computing "
+                         "the value and it did not arrive within %lld ms; "
+                         "raise wait_ms or retry",
+                         key, (long long) cache->opt.wait_ms);
+      }
+      mh_sleep_ms (cache->opt.poll_ms);
+   }
+}

@@ -1,0 +1,720 @@
+/*
+ * sessions.c — the session store (layer 9).
+ */
+#include "mh_private.h"
+
+/* ---- Sessions ---- */
+
+struct mongo_helper_sessions_t {
+   char *coll;
+   mongo_helper_sessions_options_t opt;
+   mh_web_setup_t setup;
+};
+
+void
+mongo_helper_sessions_options_init (mongo_helper_sessions_options_t *options)
+{
+   if (!options) {
+      return;
+   }
+   memset (options, 0, sizeof *options);
+   options->collection = "sessions";
+   options->idle_lifetime_ms = INT64_C (14) * 24 * 3600 * 1000;
+   options->absolute_lifetime_ms = 0;
+   options->touch_interval_ms = 60000;
+   options->regenerate_grace_ms = 0;
+   options->lazy_ensure = true;
+}
+
+mongo_helper_sessions_t *
+mongo_helper_sessions_new (const mongo_helper_sessions_options_t *options,
+                           mongo_helper_error_t *error)
+{
+   mongo_helper_sessions_options_t o;
+   mongo_helper_sessions_t *s;
+
+   mh_error_clear (error);
+   mongo_helper_sessions_options_init (&o);
+   if (options) {
+      o = *options;
+   }
+   if (!mh_web_coll_name_ok (o.collection, error)) {
+      return NULL;
+   }
+   if (o.idle_lifetime_ms <= 0 || o.absolute_lifetime_ms < 0 ||
+       o.touch_interval_ms < 0 || o.regenerate_grace_ms < 0) {
+      mh_fail (error,
+               MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+               0,
+               "session options: idle_lifetime_ms must be > 0 and the other "
+               "times >= 0");
+      return NULL;
+   }
+   s = bson_malloc0 (sizeof *s);
+   s->coll = bson_strdup (o.collection);
+   s->opt = o;
+   s->opt.collection = s->coll;
+   mh_web_setup_init (&s->setup, o.lazy_ensure);
+   return s;
+}
+
+void
+mongo_helper_sessions_destroy (mongo_helper_sessions_t *sessions)
+{
+   if (!sessions) {
+      return;
+   }
+   pthread_mutex_destroy (&sessions->setup.lock);
+   bson_free (sessions->coll);
+   bson_free (sessions);
+}
+
+bool
+mongo_helper_sessions_ensure (mongo_helper_sessions_t *sessions,
+                              mongo_helper_error_t *error)
+{
+   mh_web_index_t ix[] = {
+      {"expiresAt_ttl", "expiresAt", 1, NULL, 0, 0},
+      {"userId_1", "userId", 1, NULL, 0, -1},
+   };
+   mh_web_ensure_t e;
+
+   mh_error_clear (error);
+   if (!sessions) {
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                      "mongo_helper_sessions_ensure: sessions is NULL");
+   }
+   e.coll = sessions->coll;
+   e.ix = ix;
+   e.n = 2;
+   if (!mh_run ("ensure sessions indexes",
+                MH_OP_WRITE | MH_OP_IDEMPOTENT,
+                mh_web_ensure_op,
+                &e,
+                error)) {
+      return false;
+   }
+   atomic_store (&sessions->setup.done, true);
+   return true;
+}
+
+static bool
+mh_sessions_ensure_cb (void *h, mongo_helper_error_t *error)
+{
+   return mongo_helper_sessions_ensure (h, error);
+}
+
+/* Validates a client-supplied id (exact length and alphabet, so nothing
+ * else ever reaches a filter) and hashes it to the stored _id.  A
+ * malformed id is NOT_FOUND: it comes from a cookie, not from code. */
+static bool
+mh_session_key (const char *id, char hex[65], mongo_helper_error_t *error)
+{
+   size_t i;
+
+   if (!id) {
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                      "session id is NULL");
+   }
+   for (i = 0; id[i] && i <= MONGO_HELPER_SESSION_ID_LEN; i++) {
+      char c = id[i];
+      if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+            (c >= '0' && c <= '9') || c == '-' || c == '_')) {
+         break;
+      }
+   }
+   if (i != MONGO_HELPER_SESSION_ID_LEN || id[i] != '\0') {
+      return mh_fail (error, MONGO_HELPER_ERROR_NOT_FOUND, 0,
+                      "no such session: the id is not a well-formed session "
+                      "id (43 base64url characters)");
+   }
+   if (!mh_sha256_hex (id, MONGO_HELPER_SESSION_ID_LEN, hex)) {
+      return mh_fail (error, MONGO_HELPER_ERROR_INTERNAL, 0,
+                      "SHA-256 of the session id failed (OpenSSL)");
+   }
+   return true;
+}
+
+static bool
+mh_sessions_begin (mongo_helper_sessions_t *s,
+                   const char *id,
+                   char hex[65],
+                   mongo_helper_error_t *error)
+{
+   mh_error_clear (error);
+   if (!s) {
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                      "sessions handle is NULL");
+   }
+   if (hex && !mh_session_key (id, hex, error)) {
+      return false;
+   }
+   return mh_web_ready (&s->setup, mh_sessions_ensure_cb, s, error);
+}
+
+static bool
+mh_session_not_found (mongo_helper_error_t *error)
+{
+   return mh_fail (error, MONGO_HELPER_ERROR_NOT_FOUND, 0,
+                   "no such session (unknown or expired): start a new one");
+}
+
+/* { _id: hex, expiresAt: { $gt: now } } */
+static void
+mh_session_filter (bson_t *f, const char *hex, int64_t now)
+{
+   BSON_APPEND_UTF8 (f, "_id", hex);
+   mh_web_append_live (f, "expiresAt", now);
+}
+
+static int64_t
+mh_session_expiry (const mongo_helper_sessions_t *s, int64_t now, int64_t abs_exp)
+{
+   int64_t e = now + s->opt.idle_lifetime_ms;
+   return abs_exp > 0 && abs_exp < e ? abs_exp : e;
+}
+
+static bool
+mh_session_insert (mongo_helper_sessions_t *s,
+                   const char *what,
+                   const bson_t *data,
+                   const char *user_id,
+                   int64_t created,
+                   int64_t abs_exp,
+                   char id_out[MONGO_HELPER_SESSION_ID_SIZE],
+                   mongo_helper_error_t *error)
+{
+   char id[MONGO_HELPER_SESSION_ID_SIZE];
+   char hex[65];
+   bson_t doc = BSON_INITIALIZER;
+   bson_t empty = BSON_INITIALIZER;
+   int64_t now = mh_wall_ms ();
+   mh_w_op_t o = {0};
+   bool ok;
+
+   if (!mh_web_id_new (id, error) || !mh_session_key (id, hex, error)) {
+      bson_destroy (&doc);
+      bson_destroy (&empty);
+      return false;
+   }
+   if (created == 0) { /* a new session, not a regenerated one */
+      created = now;
+      abs_exp = s->opt.absolute_lifetime_ms > 0
+                   ? now + s->opt.absolute_lifetime_ms
+                   : 0;
+   }
+   BSON_APPEND_UTF8 (&doc, "_id", hex);
+   BSON_APPEND_DOCUMENT (&doc, "data", data ? data : &empty);
+   if (user_id) {
+      BSON_APPEND_UTF8 (&doc, "userId", user_id);
+   }
+   mh_web_append_date (&doc, "createdAt", created);
+   mh_web_append_date (&doc, "lastSeen", now);
+   mh_web_append_date (&doc, "expiresAt", mh_session_expiry (s, now, abs_exp));
+   if (abs_exp > 0) {
+      mh_web_append_date (&doc, "absoluteExpiresAt", abs_exp);
+   }
+   o.kind = MH_W_INSERT;
+   o.coll = s->coll;
+   o.filter = &doc;
+   ok = mh_w_run (what, &o, error);
+   if (ok) {
+      memcpy (id_out, id, sizeof id);
+   }
+   bson_destroy (&doc);
+   bson_destroy (&empty);
+   return ok;
+}
+
+bool
+mongo_helper_sessions_create (mongo_helper_sessions_t *sessions,
+                              const bson_t *data,
+                              const char *user_id,
+                              char id_out[MONGO_HELPER_SESSION_ID_SIZE],
+                              mongo_helper_error_t *error)
+{
+   if (!mh_sessions_begin (sessions, NULL, NULL, error)) {
+      return false;
+   }
+   if (!id_out) {
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                      "mongo_helper_sessions_create: id_out is NULL");
+   }
+   if (user_id && !mh_web_str_ok (user_id, "user_id", error)) {
+      return false;
+   }
+   if (data && !mh_web_size_ok (data->len, "session data", error)) {
+      return false;
+   }
+   return mh_session_insert (
+      sessions, "create session", data, user_id, 0, 0, id_out, error);
+}
+
+/* Reads the live session document (all fields) into `doc`. */
+static bool
+mh_session_read (mongo_helper_sessions_t *s,
+                 const char *hex,
+                 bson_t *doc,
+                 mongo_helper_error_t *error)
+{
+   bson_t f = BSON_INITIALIZER;
+   mh_w_op_t o = {0};
+   bool ok;
+
+   mh_session_filter (&f, hex, mh_wall_ms ());
+   o.kind = MH_W_FIND_ONE;
+   o.coll = s->coll;
+   o.filter = &f;
+   o.found = doc;
+   ok = mh_w_run ("load session", &o, error);
+   bson_destroy (&f);
+   if (ok && !o.hit) {
+      return mh_session_not_found (error);
+   }
+   return ok;
+}
+
+static int64_t
+mh_doc_date (const bson_t *doc, const char *field)
+{
+   bson_iter_t it;
+
+   if (bson_iter_init_find (&it, doc, field) && BSON_ITER_HOLDS_DATE_TIME (&it)) {
+      return bson_iter_date_time (&it);
+   }
+   return 0;
+}
+
+bool
+mongo_helper_sessions_load (mongo_helper_sessions_t *sessions,
+                            const char *id,
+                            bson_t *data_out,
+                            mongo_helper_error_t *error)
+{
+   char hex[65];
+   bson_t doc = BSON_INITIALIZER;
+   bson_iter_t it;
+   bool ok;
+
+   if (data_out) {
+      bson_init (data_out);
+   }
+   if (!mh_sessions_begin (sessions, id, hex, error)) {
+      bson_destroy (&doc);
+      return false;
+   }
+   if (!data_out) {
+      bson_destroy (&doc);
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                      "mongo_helper_sessions_load: data_out is NULL");
+   }
+   ok = mh_session_read (sessions, hex, &doc, error);
+   if (ok && bson_iter_init_find (&it, &doc, "data") &&
+       BSON_ITER_HOLDS_DOCUMENT (&it)) {
+      uint32_t len;
+      const uint8_t *d;
+      bson_t v;
+
+      bson_iter_document (&it, &len, &d);
+      if (bson_init_static (&v, d, len)) {
+         bson_destroy (data_out);
+         bson_copy_to (&v, data_out);
+      }
+   }
+   bson_destroy (&doc);
+   return ok;
+}
+
+/* One update on a live session; NOT_FOUND when it matched nothing. */
+static bool
+mh_session_update (mongo_helper_sessions_t *s,
+                   const char *what,
+                   const char *hex,
+                   const bson_t *update,
+                   mongo_helper_error_t *error)
+{
+   bson_t f = BSON_INITIALIZER;
+   mh_w_op_t o = {0};
+   bool ok;
+
+   mh_session_filter (&f, hex, mh_wall_ms ());
+   o.kind = MH_W_UPDATE;
+   o.coll = s->coll;
+   o.filter = &f;
+   o.update = update;
+   ok = mh_w_run (what, &o, error);
+   bson_destroy (&f);
+   if (ok && o.n == 0) {
+      return mh_session_not_found (error);
+   }
+   return ok;
+}
+
+bool
+mongo_helper_sessions_save (mongo_helper_sessions_t *sessions,
+                            const char *id,
+                            const bson_t *data,
+                            mongo_helper_error_t *error)
+{
+   char hex[65];
+   bson_t *u;
+   bool ok;
+
+   if (!mh_sessions_begin (sessions, id, hex, error)) {
+      return false;
+   }
+   if (!data) {
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                      "mongo_helper_sessions_save: data is NULL");
+   }
+   if (!mh_web_size_ok (data->len, "session data", error)) {
+      return false;
+   }
+   u = BCON_NEW ("$set", "{", "data", BCON_DOCUMENT (data), "}");
+   ok = mh_session_update (sessions, "save session", hex, u, error);
+   bson_destroy (u);
+   return ok;
+}
+
+bool
+mongo_helper_sessions_set (mongo_helper_sessions_t *sessions,
+                           const char *id,
+                           const bson_t *fields,
+                           mongo_helper_error_t *error)
+{
+   char hex[65];
+   bson_t u = BSON_INITIALIZER;
+   bson_t set;
+   bson_iter_t it;
+   bool ok = true;
+   int n = 0;
+
+   if (!mh_sessions_begin (sessions, id, hex, error)) {
+      bson_destroy (&u);
+      return false;
+   }
+   if (!fields || !mh_web_size_ok (fields->len, "session fields", error) ||
+       !bson_iter_init (&it, fields)) {
+      bson_destroy (&u);
+      return fields ? false
+                    : mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                               "mongo_helper_sessions_set: fields is NULL");
+   }
+   BSON_APPEND_DOCUMENT_BEGIN (&u, "$set", &set);
+   while (ok && bson_iter_next (&it)) {
+      const char *k = bson_iter_key (&it);
+      char *path;
+
+      if (!*k || k[0] == '$') {
+         ok = mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                       "session field name '%s' is empty or starts with '$'", k);
+         break;
+      }
+      path = bson_strdup_printf ("data.%s", k);
+      bson_append_iter (&set, path, -1, &it);
+      bson_free (path);
+      n++;
+   }
+   bson_append_document_end (&u, &set);
+   if (ok && n == 0) {
+      ok = mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                    "mongo_helper_sessions_set: fields is empty");
+   }
+   if (ok) {
+      ok = mh_session_update (sessions, "set session fields", hex, &u, error);
+   }
+   bson_destroy (&u);
+   return ok;
+}
+
+bool
+mongo_helper_sessions_unset (mongo_helper_sessions_t *sessions,
+                             const char *id,
+                             const char *const *fields,
+                             size_t n,
+                             mongo_helper_error_t *error)
+{
+   char hex[65];
+   bson_t u = BSON_INITIALIZER;
+   bson_t unset;
+   bool ok = true;
+
+   if (!mh_sessions_begin (sessions, id, hex, error)) {
+      bson_destroy (&u);
+      return false;
+   }
+   if (!fields || n == 0) {
+      bson_destroy (&u);
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                      "mongo_helper_sessions_unset: no fields given");
+   }
+   BSON_APPEND_DOCUMENT_BEGIN (&u, "$unset", &unset);
+   for (size_t i = 0; ok && i < n; i++) {
+      char *path;
+
+      if (!fields[i] || !*fields[i] || fields[i][0] == '$') {
+         ok = mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                       "session field name %zu is NULL, empty or starts "
+                       "with '$'", i);
+         break;
+      }
+      path = bson_strdup_printf ("data.%s", fields[i]);
+      BSON_APPEND_UTF8 (&unset, path, "");
+      bson_free (path);
+   }
+   bson_append_document_end (&u, &unset);
+   if (ok) {
+      ok = mh_session_update (sessions, "unset session fields", hex, &u, error);
+   }
+   bson_destroy (&u);
+   return ok;
+}
+
+bool
+mongo_helper_sessions_set_user (mongo_helper_sessions_t *sessions,
+                                const char *id,
+                                const char *user_id,
+                                mongo_helper_error_t *error)
+{
+   char hex[65];
+   bson_t *u;
+   bool ok;
+
+   if (!mh_sessions_begin (sessions, id, hex, error)) {
+      return false;
+   }
+   if (user_id && !mh_web_str_ok (user_id, "user_id", error)) {
+      return false;
+   }
+   u = user_id ? BCON_NEW ("$set", "{", "userId", BCON_UTF8 (user_id), "}")
+               : BCON_NEW ("$unset", "{", "userId", BCON_UTF8 (""), "}");
+   ok = mh_session_update (sessions, "set session user", hex, u, error);
+   bson_destroy (u);
+   return ok;
+}
+
+bool
+mongo_helper_sessions_touch (mongo_helper_sessions_t *sessions,
+                             const char *id,
+                             bool *wrote,
+                             mongo_helper_error_t *error)
+{
+   char hex[65];
+   bson_t doc = BSON_INITIALIZER;
+   bson_t f = BSON_INITIALIZER;
+   bson_t u = BSON_INITIALIZER;
+   bson_t set, lt;
+   mh_w_op_t o = {0};
+   int64_t now = mh_wall_ms ();
+   int64_t threshold;
+   bool ok;
+
+   if (wrote) {
+      *wrote = false;
+   }
+   ok = mh_sessions_begin (sessions, id, hex, error) &&
+        mh_session_read (sessions, hex, &doc, error);
+   if (!ok) {
+      goto cleanup;
+   }
+   threshold = now - sessions->opt.touch_interval_ms;
+   if (mh_doc_date (&doc, "lastSeen") >= threshold) {
+      goto cleanup; /* fresh enough: the whole point is not writing */
+   }
+   /* The lastSeen condition makes concurrent touches of one session write
+    * once between them. */
+   mh_session_filter (&f, hex, now);
+   BSON_APPEND_DOCUMENT_BEGIN (&f, "lastSeen", &lt);
+   mh_web_append_date (&lt, "$lt", threshold);
+   bson_append_document_end (&f, &lt);
+   BSON_APPEND_DOCUMENT_BEGIN (&u, "$set", &set);
+   mh_web_append_date (&set, "lastSeen", now);
+   mh_web_append_date (&set, "expiresAt",
+                       mh_session_expiry (sessions, now,
+                                          mh_doc_date (&doc, "absoluteExpiresAt")));
+   bson_append_document_end (&u, &set);
+   o.kind = MH_W_UPDATE;
+   o.coll = sessions->coll;
+   o.filter = &f;
+   o.update = &u;
+   ok = mh_w_run ("touch session", &o, error);
+   if (ok && wrote) {
+      *wrote = o.n > 0;
+   }
+cleanup:
+   bson_destroy (&doc);
+   bson_destroy (&f);
+   bson_destroy (&u);
+   return ok;
+}
+
+bool
+mongo_helper_sessions_delete (mongo_helper_sessions_t *sessions,
+                              const char *id,
+                              mongo_helper_error_t *error)
+{
+   char hex[65];
+   bson_t f = BSON_INITIALIZER;
+   mh_w_op_t o = {0};
+   mongo_helper_error_t local;
+   bool ok;
+
+   if (!error) {
+      error = &local;
+   }
+   if (!mh_sessions_begin (sessions, id, hex, error)) {
+      bson_destroy (&f);
+      /* A malformed id names no session, so it is already deleted. */
+      if (error->category == MONGO_HELPER_ERROR_NOT_FOUND) {
+         mh_error_clear (error);
+         return true;
+      }
+      return false;
+   }
+   BSON_APPEND_UTF8 (&f, "_id", hex);
+   o.kind = MH_W_DELETE;
+   o.coll = sessions->coll;
+   o.filter = &f;
+   ok = mh_w_run ("delete session", &o, error);
+   bson_destroy (&f);
+   return ok;
+}
+
+bool
+mongo_helper_sessions_regenerate (mongo_helper_sessions_t *sessions,
+                                  const char *old_id,
+                                  char new_id_out[MONGO_HELPER_SESSION_ID_SIZE],
+                                  mongo_helper_error_t *error)
+{
+   char hex[65];
+   bson_t doc = BSON_INITIALIZER;
+   bson_t data = BSON_INITIALIZER;
+   bson_t f = BSON_INITIALIZER;
+   bson_iter_t it;
+   const char *user = NULL;
+   mh_w_op_t o = {0};
+   bson_t *u = NULL;
+   bool ok;
+
+   ok = mh_sessions_begin (sessions, old_id, hex, error);
+   if (ok && !new_id_out) {
+      ok = mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                    "mongo_helper_sessions_regenerate: new_id_out is NULL");
+   }
+   ok = ok && mh_session_read (sessions, hex, &doc, error);
+   if (!ok) {
+      goto cleanup;
+   }
+   if (bson_iter_init_find (&it, &doc, "data") && BSON_ITER_HOLDS_DOCUMENT (&it)) {
+      uint32_t len;
+      const uint8_t *d;
+      bson_t v;
+
+      bson_iter_document (&it, &len, &d);
+      if (bson_init_static (&v, d, len)) {
+         bson_destroy (&data);
+         bson_copy_to (&v, &data);
+      }
+   }
+   if (bson_iter_init_find (&it, &doc, "userId") && BSON_ITER_HOLDS_UTF8 (&it)) {
+      user = bson_iter_utf8 (&it, NULL);
+   }
+   ok = mh_session_insert (sessions, "regenerate session", &data, user,
+                           mh_doc_date (&doc, "createdAt"),
+                           mh_doc_date (&doc, "absoluteExpiresAt"),
+                           new_id_out, error);
+   if (!ok) {
+      goto cleanup;
+   }
+   BSON_APPEND_UTF8 (&f, "_id", hex);
+   o.coll = sessions->coll;
+   o.filter = &f;
+   if (sessions->opt.regenerate_grace_ms > 0) {
+      int64_t grace = mh_wall_ms () + sessions->opt.regenerate_grace_ms;
+      int64_t cur = mh_doc_date (&doc, "expiresAt");
+
+      u = BCON_NEW ("$set", "{", "expiresAt",
+                    BCON_DATE_TIME (cur && cur < grace ? cur : grace), "}");
+      o.kind = MH_W_UPDATE;
+      o.update = u;
+      ok = mh_w_run ("shorten the old session", &o, error);
+   } else {
+      o.kind = MH_W_DELETE;
+      ok = mh_w_run ("delete the old session", &o, error);
+   }
+cleanup:
+   bson_destroy (u);
+   bson_destroy (&doc);
+   bson_destroy (&data);
+   bson_destroy (&f);
+   return ok;
+}
+
+bool
+mongo_helper_sessions_delete_user (mongo_helper_sessions_t *sessions,
+                                   const char *user_id,
+                                   int64_t *deleted,
+                                   mongo_helper_error_t *error)
+{
+   bson_t f = BSON_INITIALIZER;
+   mh_w_op_t o = {0};
+   bool ok;
+
+   if (deleted) {
+      *deleted = 0;
+   }
+   if (!mh_sessions_begin (sessions, NULL, NULL, error) ||
+       !mh_web_str_ok (user_id, "user_id", error)) {
+      bson_destroy (&f);
+      return false;
+   }
+   BSON_APPEND_UTF8 (&f, "userId", user_id);
+   o.kind = MH_W_DELETE;
+   o.many = true;
+   o.coll = sessions->coll;
+   o.filter = &f;
+   ok = mh_w_run ("delete a user's sessions", &o, error);
+   if (ok && deleted) {
+      *deleted = o.n;
+   }
+   bson_destroy (&f);
+   return ok;
+}
+
+bool
+mongo_helper_sessions_count (mongo_helper_sessions_t *sessions,
+                             const char *user_id,
+                             int64_t *count,
+                             mongo_helper_error_t *error)
+{
+   bson_t f = BSON_INITIALIZER;
+   mh_w_op_t o = {0};
+   bool ok;
+
+   if (count) {
+      *count = 0;
+   }
+   if (!mh_sessions_begin (sessions, NULL, NULL, error) ||
+       (user_id && !mh_web_str_ok (user_id, "user_id", error))) {
+      bson_destroy (&f);
+      return false;
+   }
+   if (!count) {
+      bson_destroy (&f);
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                      "mongo_helper_sessions_count: count is NULL");
+   }
+   if (user_id) {
+      BSON_APPEND_UTF8 (&f, "userId", user_id);
+   }
+   mh_web_append_live (&f, "expiresAt", mh_wall_ms ());
+   o.kind = MH_W_COUNT;
+   o.coll = sessions->coll;
+   o.filter = &f;
+   ok = mh_w_run ("count sessions", &o, error);
+   if (ok) {
+      *count = o.n;
+   }
+   bson_destroy (&f);
+   return ok;
+}

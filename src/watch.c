@@ -1,0 +1,157 @@
+/*
+ * watch.c — change streams (layer 8).
+ */
+#include "mh_private.h"
+
+/* ---- Change streams ---- */
+
+typedef struct {
+   const char *collection;
+   const mongo_helper_watch_opts_t *opts;
+   mongo_helper_change_fn fn;
+   void *user_data;
+   bson_t *token; /* always a valid document */
+} mh_watch_ctx_t;
+
+static void
+mh_watch_keep_token (mh_watch_ctx_t *c, mongoc_change_stream_t *cs)
+{
+   const bson_t *t = mongoc_change_stream_get_resume_token (cs);
+
+   if (t && !bson_empty (t)) {
+      bson_reinit (c->token);
+      bson_concat (c->token, t);
+   }
+}
+
+static bool
+mh_watch_op (mongoc_client_t *client,
+             mongoc_database_t *db,
+             void *ctx,
+             bson_error_t *berr)
+{
+   mh_watch_ctx_t *c = ctx;
+   const mongo_helper_watch_opts_t *o = c->opts;
+   mongoc_database_t *dbh;
+   mongoc_collection_t *coll = NULL;
+   mongoc_change_stream_t *cs;
+   bson_t wopts = BSON_INITIALIZER;
+   bson_t empty = BSON_INITIALIZER;
+   const bson_t *ev, *edoc;
+   int64_t deadline = 0;
+   int32_t await_ms = 1000;
+   bool owned, ok = true;
+
+   if (o->full_document_update_lookup) {
+      BSON_APPEND_UTF8 (&wopts, "fullDocument", "updateLookup");
+   }
+   if (o->resume_after) {
+      BSON_APPEND_DOCUMENT (&wopts, "resumeAfter", o->resume_after);
+   }
+   if (o->start_after) {
+      BSON_APPEND_DOCUMENT (&wopts, "startAfter", o->start_after);
+   }
+   if (o->max_await_time_ms > 0) {
+      await_ms = o->max_await_time_ms;
+   }
+   if (o->timeout_ms > 0) {
+      deadline = bson_get_monotonic_time () + o->timeout_ms * 1000;
+      if (o->timeout_ms < await_ms) {
+         await_ms = (int32_t) o->timeout_ms; /* never wait past the end */
+      }
+   }
+   BSON_APPEND_INT64 (&wopts, "maxAwaitTimeMS", await_ms);
+   if (o->batch_size > 0) {
+      BSON_APPEND_INT32 (&wopts, "batchSize", o->batch_size);
+   }
+
+   dbh = mh_database (client, db, o->database, &owned);
+   if (c->collection) {
+      coll = mongoc_database_get_collection (dbh, c->collection);
+      cs = mongoc_collection_watch (
+         coll, o->pipeline ? o->pipeline : &empty, &wopts);
+   } else {
+      cs = mongoc_database_watch (dbh, o->pipeline ? o->pipeline : &empty, &wopts);
+   }
+   for (;;) {
+      if (mongoc_change_stream_next (cs, &ev)) {
+         mh_watch_keep_token (c, cs);
+         if (!c->fn (ev, c->user_data)) {
+            break;
+         }
+      } else {
+         /* Also the initial aggregate's error (e.g. 40573 standalone). */
+         if (mongoc_change_stream_error_document (cs, berr, &edoc)) {
+            ok = false;
+            break;
+         }
+         mh_watch_keep_token (c, cs); /* postBatchResumeToken moves on */
+      }
+      if (deadline && bson_get_monotonic_time () >= deadline) {
+         break;
+      }
+   }
+   mongoc_change_stream_destroy (cs);
+   mongoc_collection_destroy (coll);
+   mh_database_done (dbh, owned);
+   bson_destroy (&wopts);
+   bson_destroy (&empty);
+   return ok;
+}
+
+bool
+mongo_helper_watch (const char *collection,
+                    const mongo_helper_watch_opts_t *opts,
+                    mongo_helper_change_fn fn,
+                    void *user_data,
+                    bson_t *resume_token,
+                    mongo_helper_error_t *error)
+{
+   static const char fn_name[] = "mongo_helper_watch";
+   mongo_helper_watch_opts_t defaults = {0};
+   mh_watch_ctx_t c;
+   bson_t scratch;
+   char what[320];
+   bool ok;
+
+   mh_error_clear (error);
+   if (resume_token) {
+      bson_init (resume_token);
+   }
+   if (!opts) {
+      opts = &defaults;
+   }
+   if (!fn) {
+      return mh_bad_arg (error, fn_name, "the event callback is NULL");
+   }
+   if (collection && !mh_check_coll_name (fn_name, collection, error)) {
+      return false;
+   }
+   if (!mh_check_db_name (fn_name, opts->database, error)) {
+      return false;
+   }
+   if (opts->resume_after && opts->start_after) {
+      return mh_bad_arg (error,
+                         fn_name,
+                         "resume_after and start_after are exclusive: "
+                         "pass one token");
+   }
+   if ((opts->resume_after && bson_empty (opts->resume_after)) ||
+       (opts->start_after && bson_empty (opts->start_after))) {
+      return mh_bad_arg (error, fn_name, "the resume token is empty");
+   }
+   bson_init (&scratch);
+   c.collection = collection;
+   c.opts = opts;
+   c.fn = fn;
+   c.user_data = user_data;
+   c.token = resume_token ? resume_token : &scratch;
+   bson_snprintf (what,
+                  sizeof what,
+                  "change stream on %s%.200s",
+                  collection ? "collection " : "the database",
+                  collection ? collection : "");
+   ok = mh_run (what, MH_OP_ONCE, mh_watch_op, &c, error);
+   bson_destroy (&scratch);
+   return ok;
+}

@@ -1,0 +1,450 @@
+/*
+ * web.c — what the web helpers share: ids, hashing, index set-up; the web layer's shared file (layer 9).
+ */
+#include "mh_private.h"
+
+/* Sessions, caches and user event logs share: their names and sizes, one
+ * generic single-collection operation, lazy index set-up, and ids. */
+
+/* base64url without padding (RFC 4648 section 5). */
+static void
+mh_b64url (const uint8_t *in, size_t n, char *out)
+{
+   static const char a[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+   size_t i, o = 0;
+
+   for (i = 0; i + 2 < n; i += 3) {
+      uint32_t v = (uint32_t) in[i] << 16 | (uint32_t) in[i + 1] << 8 | in[i + 2];
+      out[o++] = a[(v >> 18) & 63];
+      out[o++] = a[(v >> 12) & 63];
+      out[o++] = a[(v >> 6) & 63];
+      out[o++] = a[v & 63];
+   }
+   if (n - i == 1) {
+      uint32_t v = (uint32_t) in[i] << 16;
+      out[o++] = a[(v >> 18) & 63];
+      out[o++] = a[(v >> 12) & 63];
+   } else if (n - i == 2) {
+      uint32_t v = (uint32_t) in[i] << 16 | (uint32_t) in[i + 1] << 8;
+      out[o++] = a[(v >> 18) & 63];
+      out[o++] = a[(v >> 12) & 63];
+      out[o++] = a[(v >> 6) & 63];
+   }
+   out[o] = '\0';
+}
+
+/* A new random id: 256 bits from the CSPRNG, base64url (43 characters). */
+bool
+mh_web_id_new (char out[MONGO_HELPER_SESSION_ID_SIZE],
+                   mongo_helper_error_t *error)
+{
+   uint8_t raw[32];
+
+   if (!mh_random_bytes (raw, sizeof raw)) {
+      return mh_fail (error, MONGO_HELPER_ERROR_INTERNAL, 0,
+                      "the operating system's random generator failed "
+                      "(OpenSSL RAND_bytes): no id was made");
+   }
+   mh_b64url (raw, sizeof raw, out);
+   return true;
+}
+
+/* A collection name the server accepts and that cannot address another
+ * namespace ('$' and system. are reserved). */
+bool
+mh_web_coll_name_ok (const char *name, mongo_helper_error_t *error)
+{
+   if (!mh_check_coll_name ("collection option", name, error)) {
+      return false;
+   }
+   if (strncmp (name, "system.", 7) == 0) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "collection option: '%.64s' starts with 'system.', "
+                      "which MongoDB reserves: choose another name",
+                      name);
+   }
+   return true;
+}
+
+bool
+mh_web_str_ok (const char *s, const char *what, mongo_helper_error_t *error)
+{
+   if (!s || !*s || !bson_utf8_validate (s, strlen (s), false)) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "%s must be a non-empty UTF-8 string",
+                      what);
+   }
+   return true;
+}
+
+bool
+mh_web_size_ok (size_t len, const char *what, mongo_helper_error_t *error)
+{
+   if (len > MH_MAX_BSON - MH_WEB_ENVELOPE) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "%s is %zu bytes: more than fits in one 16 MB MongoDB "
+                      "document; store it in GridFS or split it",
+                      what,
+                      len);
+   }
+   return true;
+}
+
+/* -- Generic single-collection operations.  One op function covers the
+ * handful of shapes the helpers need; the context carries the request and
+ * receives the results, which are reset on entry so a repeated attempt
+ * never sees a previous one's state. */
+
+
+static bool
+mh_w_op_fn (mongoc_client_t *client,
+            mongoc_database_t *db,
+            void *ctx,
+            bson_error_t *berr)
+{
+   mh_w_op_t *o = ctx;
+   mongoc_collection_t *coll = mongoc_database_get_collection (db, o->coll);
+   bson_t reply = BSON_INITIALIZER;
+   bson_t uopts = BSON_INITIALIZER;
+   const bson_t *doc;
+   bool ok = false;
+
+   (void) client;
+   o->hit = false;
+   o->n = 0;
+   if (o->upsert) {
+      BSON_APPEND_BOOL (&uopts, "upsert", true);
+   }
+   switch (o->kind) {
+   case MH_W_FIND_ONE:
+   case MH_W_FIND_ALL: {
+      mongoc_cursor_t *cur;
+
+      if (o->array) {
+         bson_reinit (o->array);
+      }
+      cur = mongoc_collection_find_with_opts (coll, o->filter, o->opts, NULL);
+      while (mongoc_cursor_next (cur, &doc)) {
+         if (o->kind == MH_W_FIND_ONE) {
+            if (!o->hit) {
+               bson_destroy (o->found);
+               bson_copy_to (doc, o->found);
+               o->hit = true;
+            }
+         } else {
+            char key[16];
+            const char *k;
+
+            bson_uint32_to_string ((uint32_t) o->n, &k, key, sizeof key);
+            BSON_APPEND_DOCUMENT (o->array, k, doc);
+         }
+         o->n++;
+      }
+      ok = !mongoc_cursor_error (cur, berr);
+      mongoc_cursor_destroy (cur);
+      break;
+   }
+   case MH_W_INSERT:
+      ok = mongoc_collection_insert_one (coll, o->filter, NULL, NULL, berr);
+      o->n = ok ? 1 : 0;
+      break;
+   case MH_W_UPDATE:
+      bson_destroy (&reply);
+      ok = o->many ? mongoc_collection_update_many (
+                        coll, o->filter, o->update, &uopts, &reply, berr)
+                   : mongoc_collection_update_one (
+                        coll, o->filter, o->update, &uopts, &reply, berr);
+      o->n = mh_bson_int64 (&reply, "matchedCount") +
+             mh_bson_int64 (&reply, "upsertedCount");
+      break;
+   case MH_W_REPLACE:
+      bson_destroy (&reply);
+      ok = mongoc_collection_replace_one (
+         coll, o->filter, o->update, &uopts, &reply, berr);
+      o->n = mh_bson_int64 (&reply, "matchedCount") +
+             mh_bson_int64 (&reply, "upsertedCount");
+      break;
+   case MH_W_DELETE:
+      bson_destroy (&reply);
+      ok = o->many ? mongoc_collection_delete_many (
+                        coll, o->filter, NULL, &reply, berr)
+                   : mongoc_collection_delete_one (
+                        coll, o->filter, NULL, &reply, berr);
+      o->n = mh_bson_int64 (&reply, "deletedCount");
+      break;
+   case MH_W_COUNT:
+      o->n = mongoc_collection_count_documents (
+         coll, o->filter, NULL, NULL, NULL, berr);
+      ok = o->n >= 0;
+      break;
+   case MH_W_FAM: {
+      mongoc_find_and_modify_opts_t *fam = mongoc_find_and_modify_opts_new ();
+      bson_iter_t it;
+
+      mongoc_find_and_modify_opts_set_update (fam, o->update);
+      mongoc_find_and_modify_opts_set_flags (
+         fam,
+         MONGOC_FIND_AND_MODIFY_RETURN_NEW |
+            (o->upsert ? MONGOC_FIND_AND_MODIFY_UPSERT : 0));
+      bson_destroy (&reply);
+      ok = mongoc_collection_find_and_modify_with_opts (
+         coll, o->filter, fam, &reply, berr);
+      if (ok && bson_iter_init_find (&it, &reply, "value") &&
+          BSON_ITER_HOLDS_DOCUMENT (&it)) {
+         uint32_t len;
+         const uint8_t *data;
+         bson_t v;
+
+         bson_iter_document (&it, &len, &data);
+         if (bson_init_static (&v, data, len)) {
+            bson_destroy (o->found);
+            bson_copy_to (&v, o->found);
+            o->hit = true;
+            o->n = 1;
+         }
+      }
+      mongoc_find_and_modify_opts_destroy (fam);
+      break;
+   }
+   }
+   bson_destroy (&reply);
+   bson_destroy (&uopts);
+   mongoc_collection_destroy (coll);
+   return ok;
+}
+
+bool
+mh_w_run (const char *what, mh_w_op_t *o, mongo_helper_error_t *error)
+{
+   unsigned flags;
+
+   switch (o->kind) {
+   case MH_W_FIND_ONE:
+   case MH_W_FIND_ALL:
+   case MH_W_COUNT:
+      flags = MH_OP_READ;
+      break;
+   case MH_W_REPLACE:
+   case MH_W_DELETE:
+      flags = MH_OP_WRITE | MH_OP_IDEMPOTENT;
+      break;
+   default:
+      flags = MH_OP_WRITE;
+      break;
+   }
+   return mh_run (what, flags, mh_w_op_fn, o, error);
+}
+
+/* -- Index set-up shared by the three helpers. */
+
+static bool
+mh_web_key_is (const bson_t *key, const mh_web_index_t *w)
+{
+   bson_iter_t it;
+   const char *f[2] = {w->f1, w->f2};
+   int d[2] = {w->d1, w->d2};
+   int want = w->f2 ? 2 : 1;
+   int i = 0;
+
+   if (!bson_iter_init (&it, key)) {
+      return false;
+   }
+   while (bson_iter_next (&it)) {
+      if (i >= want || strcmp (bson_iter_key (&it), f[i]) != 0 ||
+          !BSON_ITER_HOLDS_NUMBER (&it) || bson_iter_as_int64 (&it) != d[i]) {
+         return false;
+      }
+      i++;
+   }
+   return i == want;
+}
+
+static void
+mh_web_append_key (bson_t *dst, const char *field, const mh_web_index_t *w)
+{
+   bson_t key;
+
+   BSON_APPEND_DOCUMENT_BEGIN (dst, field, &key);
+   BSON_APPEND_INT32 (&key, w->f1, w->d1);
+   if (w->f2) {
+      BSON_APPEND_INT32 (&key, w->f2, w->d2);
+   }
+   bson_append_document_end (dst, &key);
+}
+
+/* Reads the existing indexes first, so an index with the right key but
+ * another TTL is changed with collMod (what "index already exists with
+ * different options" users had to do by hand), one with the right key but
+ * no TTL (or a TTL where none is wanted) is a clear error, and only the
+ * missing ones are sent to createIndexes. */
+bool
+mh_web_ensure_op (mongoc_client_t *client,
+                  mongoc_database_t *db,
+                  void *ctx,
+                  bson_error_t *berr)
+{
+   mh_web_ensure_t *e = ctx;
+   mongoc_collection_t *coll = mongoc_database_get_collection (db, e->coll);
+   mongoc_cursor_t *cur = mongoc_collection_find_indexes_with_opts (coll, NULL);
+   bool present[8] = {false};
+   bson_t cmd = BSON_INITIALIZER;
+   bson_t arr;
+   const bson_t *doc;
+   bson_error_t cerr;
+   size_t missing = 0;
+   bool ok = true;
+
+   (void) client;
+   BSON_ASSERT (e->n <= 8);
+   while (ok && mongoc_cursor_next (cur, &doc)) {
+      bson_iter_t it;
+      uint32_t len;
+      const uint8_t *data;
+      bson_t key;
+      const char *name = "";
+      bool has_ttl = false;
+      int64_t ttl = 0;
+
+      if (!bson_iter_init_find (&it, doc, "key") ||
+          !BSON_ITER_HOLDS_DOCUMENT (&it)) {
+         continue;
+      }
+      bson_iter_document (&it, &len, &data);
+      if (!bson_init_static (&key, data, len)) {
+         continue;
+      }
+      if (bson_iter_init_find (&it, doc, "name") && BSON_ITER_HOLDS_UTF8 (&it)) {
+         name = bson_iter_utf8 (&it, NULL);
+      }
+      if (bson_iter_init_find (&it, doc, "expireAfterSeconds") &&
+          BSON_ITER_HOLDS_NUMBER (&it)) {
+         has_ttl = true;
+         ttl = bson_iter_as_int64 (&it);
+      }
+      for (size_t i = 0; ok && i < e->n; i++) {
+         const mh_web_index_t *w = &e->ix[i];
+
+         if (!mh_web_key_is (&key, w)) {
+            if (strcmp (name, w->name) == 0) {
+               ok = mh_berr (berr,
+                                 86,
+                                 "index '%s' on %s has another key than the "
+                                 "library needs: drop it "
+                                 "(db.%s.dropIndex('%s')) and ensure again",
+                                 name, e->coll, e->coll, name);
+            }
+            continue;
+         }
+         present[i] = true;
+         if ((w->ttl_s >= 0) != has_ttl) {
+            ok = mh_berr (berr,
+                              85,
+                              "index '%s' on %s.%s %s expireAfterSeconds: "
+                              "drop it (db.%s.dropIndex('%s')) and ensure "
+                              "again",
+                              name, e->coll, w->f1,
+                              has_ttl ? "has an unwanted" : "lacks the needed",
+                              e->coll, name);
+         } else if (has_ttl && ttl != w->ttl_s) {
+            bson_t *mod = BCON_NEW ("collMod", BCON_UTF8 (e->coll),
+                                    "index", "{",
+                                    "name", BCON_UTF8 (name),
+                                    "expireAfterSeconds", BCON_INT64 (w->ttl_s),
+                                    "}");
+            ok = mongoc_database_command_simple (db, mod, NULL, NULL, berr);
+            bson_destroy (mod);
+         }
+      }
+   }
+   if (ok && mongoc_cursor_error (cur, &cerr)) {
+      /* 26 NamespaceNotFound: no collection yet, so no indexes. */
+      if (cerr.code != 26) {
+         *berr = cerr;
+         ok = false;
+      }
+   }
+   mongoc_cursor_destroy (cur);
+   if (ok) {
+      BSON_APPEND_UTF8 (&cmd, "createIndexes", e->coll);
+      BSON_APPEND_ARRAY_BEGIN (&cmd, "indexes", &arr);
+      for (size_t i = 0; i < e->n; i++) {
+         char k[16];
+         const char *kk;
+         bson_t one;
+
+         if (present[i]) {
+            continue;
+         }
+         bson_uint32_to_string ((uint32_t) missing++, &kk, k, sizeof k);
+         BSON_APPEND_DOCUMENT_BEGIN (&arr, kk, &one);
+         mh_web_append_key (&one, "key", &e->ix[i]);
+         BSON_APPEND_UTF8 (&one, "name", e->ix[i].name);
+         if (e->ix[i].ttl_s >= 0) {
+            BSON_APPEND_INT64 (&one, "expireAfterSeconds", e->ix[i].ttl_s);
+         }
+         bson_append_document_end (&arr, &one);
+      }
+      bson_append_array_end (&cmd, &arr);
+      if (missing > 0) {
+         ok = mongoc_database_command_simple (db, &cmd, NULL, NULL, berr);
+      }
+   }
+   bson_destroy (&cmd);
+   mongoc_collection_destroy (coll);
+   return ok;
+}
+
+/* Lazy set-up state of one handle: ensure runs once (under the lock so
+ * many first requests send one createIndexes), and again after a failure. */
+
+void
+mh_web_setup_init (mh_web_setup_t *s, bool lazy)
+{
+   s->lazy = lazy;
+   atomic_init (&s->done, false);
+   pthread_mutex_init (&s->lock, NULL);
+}
+
+
+bool
+mh_web_ready (mh_web_setup_t *s,
+              mh_web_ensure_fn fn,
+              void *handle,
+              mongo_helper_error_t *error)
+{
+   bool ok = true;
+
+   if (!s->lazy || atomic_load (&s->done)) {
+      return true;
+   }
+   pthread_mutex_lock (&s->lock);
+   if (!atomic_load (&s->done)) {
+      ok = fn (handle, error);
+   }
+   pthread_mutex_unlock (&s->lock);
+   return ok;
+}
+
+void
+mh_web_append_date (bson_t *b, const char *key, int64_t ms)
+{
+   bson_append_date_time (b, key, -1, ms);
+}
+
+/* { field: { $gt: now } } */
+void
+mh_web_append_live (bson_t *b, const char *field, int64_t now)
+{
+   bson_t gt;
+
+   BSON_APPEND_DOCUMENT_BEGIN (b, field, &gt);
+   mh_web_append_date (&gt, "$gt", now);
+   bson_append_document_end (b, &gt);
+}
