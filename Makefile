@@ -11,6 +11,7 @@
 #   make bench      helper vs raw libmongoc vs pymongo (BENCH_ARGS=--quick)
 #   make abi-check  exported symbols == the header's functions (run by check)
 #   make layer-check  no file calls up a layer (run by check)
+#   make format     apply .clang-format (make format-check: refuse drift)
 
 SHELL     := /bin/bash
 NAME      := mongo_helper
@@ -44,7 +45,7 @@ EXAMPLES  := $(patsubst examples/%.c,build/%,$(wildcard examples/*.c))
 
 
 .PHONY: all deps deps-valgrind deps-fuzz deps-bench demo check memcheck sanitize fuzz bench
-.PHONY: install uninstall clean examples abi-check layer-check FORCE
+.PHONY: install uninstall clean examples abi-check layer-check format format-check FORCE
 
 all: $(STATIC) $(SHARED)
 
@@ -62,6 +63,7 @@ deps:
 	pkg-config --exists libmicrohttpd 2>/dev/null || missing="$$missing libmicrohttpd-dev"; \
 	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
+	command -v clang-format >/dev/null 2>&1 || missing="$$missing clang-format"; \
 	[ -x $(PYTHON) ] || missing="$$missing python3"; \
 	for pair in mockupdb:python3-mockupdb mongomock:python3-mongomock bson:python3-pymongo; do \
 	  mod=$${pair%%:*}; deb=$${pair#*:}; \
@@ -161,7 +163,7 @@ $(TEST_BIN): $(TEST_SRCS) tests/check_main.c $(TEST_HDRS) $(STATIC) | build
 # own); the Check suites run against MONGO_TEST_URI or a fresh mock.
 check: deps
 	@$(MAKE) --no-print-directory WERROR=-Werror all $(TEST_BIN) build/metrics_server
-	@$(MAKE) --no-print-directory WERROR=-Werror abi-check layer-check
+	@$(MAKE) --no-print-directory WERROR=-Werror abi-check layer-check format-check
 	@if [ -z "$$MONGO_TEST_URI" ]; then $(PYTHON) tests/test_mock_server.py 2>&1 | tail -3; \
 	  test $${PIPESTATUS[0]} -eq 0; fi
 	bash tests/with_server.sh bash tests/run_checks.sh $(TEST_BIN)
@@ -202,6 +204,18 @@ bench: deps-bench
 	@$(MAKE) --no-print-directory build/bench
 	@if [ -n "$$MONGO_CACHE_URI$$MONGO_TEST_URI" ]; then ./build/bench $(BENCH_ARGS); \
 	else bash tests/with_server.sh ./build/bench $(BENCH_ARGS); fi
+
+# ---- formatting -----------------------------------------------------------
+# One style for the whole tree (.clang-format, clang-format 14 as Debian 12
+# ships it).  format-check runs in make check.
+FORMAT_FILES = mongo_helper.h $(SRCS) src/mh_private.h $(wildcard tests/*.c tests/*.h tests/fuzz/*.c examples/*.c bench/*.c)
+format:
+	clang-format -i $(FORMAT_FILES)
+
+format-check:
+	@clang-format --dry-run --Werror $(FORMAT_FILES) 2>&1 | head -20; \
+	  test $${PIPESTATUS[0]} -eq 0 || { echo "format-check: run make format" >&2; exit 1; }
+	@echo "format-check: $(words $(FORMAT_FILES)) files follow .clang-format"
 
 clean:
 	rm -rf build $(STATIC) lib$(NAME).so* mongo_helper.pc

@@ -232,9 +232,7 @@ mh_core_init (void)
 
 /* Creates the singleton's pool; called with mh_g.lock held. */
 static bool
-mh_start_locked (const char *config_path,
-                 const char *uri,
-                 mongo_helper_error_t *error)
+mh_start_locked (const char *config_path, const char *uri, mongo_helper_error_t *error)
 {
    mongo_helper_config_t *cfg;
    mh_pool_t *p;
@@ -265,8 +263,7 @@ mh_start_locked (const char *config_path,
    mongoc_client_pool_set_error_api (p->pool, MONGOC_ERROR_API_VERSION_2);
    /* APM callbacks must be on the pool before its first client is popped. */
    mh_metrics_attach (p->pool);
-   mh_breaker_configure (cfg->retry.circuit_threshold,
-                         cfg->retry.circuit_cooldown_ms);
+   mh_breaker_configure (cfg->retry.circuit_threshold, cfg->retry.circuit_cooldown_ms);
    p->config = cfg;
    p->fork_epoch = atomic_load (&mh_fork_epoch);
    atomic_init (&p->refs, 1);
@@ -328,12 +325,11 @@ mongo_helper_status (mongo_helper_status_t *status)
       status->initialized = true;
       bson_strncpy (status->uri, p->config->uri_redacted, sizeof status->uri);
       bson_strncpy (status->source, p->config->source, sizeof status->source);
-      bson_strncpy (
-         status->database, p->config->database, sizeof status->database);
-      status->max_pool_size = mongoc_uri_get_option_as_int32 (
-         p->config->muri, MONGOC_URI_MAXPOOLSIZE, 100);
-      status->pool_wait_ms = mongoc_uri_get_option_as_int32 (
-         p->config->muri, MONGOC_URI_WAITQUEUETIMEOUTMS, 0);
+      bson_strncpy (status->database, p->config->database, sizeof status->database);
+      status->max_pool_size =
+         mongoc_uri_get_option_as_int32 (p->config->muri, MONGOC_URI_MAXPOOLSIZE, 100);
+      status->pool_wait_ms =
+         mongoc_uri_get_option_as_int32 (p->config->muri, MONGOC_URI_WAITQUEUETIMEOUTMS, 0);
    }
    pthread_mutex_unlock (&mh_g.lock);
 }
@@ -390,16 +386,15 @@ mh_pool_pop (mh_pool_t *p, mongo_helper_error_t *error)
    c = mongoc_client_pool_pop (p->pool);
    mh_pool_wait_end (c != NULL);
    if (!c) {
-      mh_fail (error,
-               MONGO_HELPER_ERROR_TIMEOUT,
-               0,
-               "no pooled connection became free within %d ms (maxPoolSize "
-               "%d): release connections sooner, or raise max_pool_size or "
-               "wait_queue_timeout_ms",
-               (int) mongoc_uri_get_option_as_int32 (
-                  p->config->muri, MONGOC_URI_WAITQUEUETIMEOUTMS, 0),
-               (int) mongoc_uri_get_option_as_int32 (
-                  p->config->muri, MONGOC_URI_MAXPOOLSIZE, 100));
+      mh_fail (
+         error,
+         MONGO_HELPER_ERROR_TIMEOUT,
+         0,
+         "no pooled connection became free within %d ms (maxPoolSize "
+         "%d): release connections sooner, or raise max_pool_size or "
+         "wait_queue_timeout_ms",
+         (int) mongoc_uri_get_option_as_int32 (p->config->muri, MONGOC_URI_WAITQUEUETIMEOUTMS, 0),
+         (int) mongoc_uri_get_option_as_int32 (p->config->muri, MONGOC_URI_MAXPOOLSIZE, 100));
    }
    return c;
 }
@@ -536,11 +531,7 @@ mongo_helper_release (mongo_helper_conn_t *conn)
 
 /* See mh_private.h; "Which operations retry" in the header. */
 bool
-mh_run (const char *what,
-        unsigned flags,
-        mh_op_fn fn,
-        void *ctx,
-        mongo_helper_error_t *error)
+mh_run (const char *what, unsigned flags, mh_op_fn fn, void *ctx, mongo_helper_error_t *error)
 {
    const bool may_retry = (flags & (MH_OP_READ | MH_OP_IDEMPOTENT)) != 0;
    const int64_t t0 = bson_get_monotonic_time ();
@@ -588,10 +579,10 @@ mh_run (const char *what,
        * them apart, so the caller learns it was a timeout.  socketTimeoutMS
        * is looked up only here: a URI option lookup on every call was
        * measurable in bench/ (~2% of a find_one's client CPU). */
-      socket_ms = berr.domain == MONGOC_ERROR_STREAM
-                     ? mongoc_uri_get_option_as_int32 (
-                          s->owner->config->muri, MONGOC_URI_SOCKETTIMEOUTMS, 0)
-                     : 0;
+      socket_ms =
+         berr.domain == MONGOC_ERROR_STREAM
+            ? mongoc_uri_get_option_as_int32 (s->owner->config->muri, MONGOC_URI_SOCKETTIMEOUTMS, 0)
+            : 0;
       if (berr.domain == MONGOC_ERROR_STREAM && socket_ms > 0 &&
           bson_get_monotonic_time () - t_attempt >= (int64_t) socket_ms * 950) {
          size_t len = strlen (berr.message);
@@ -602,8 +593,8 @@ mh_run (const char *what,
       }
       mh_breaker_record (&berr, probe);
       probe = false; /* the probe has given its verdict */
-      if (!may_retry || attempt >= pol.attempts ||
-          !mongo_helper_error_is_transient (&berr) || !mh_breaker_closed ()) {
+      if (!may_retry || attempt >= pol.attempts || !mongo_helper_error_is_transient (&berr) ||
+          !mh_breaker_closed ()) {
          break;
       }
       mh_backoff_sleep (&pol, attempt);
@@ -712,8 +703,7 @@ mh_direct_command (const char *cmd_name,
    if (!c) {
       mongoc_uri_t *u = mongoc_uri_copy (cfg->muri);
 
-      mongoc_uri_set_option_as_int32 (
-         u, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, timeout_ms);
+      mongoc_uri_set_option_as_int32 (u, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, timeout_ms);
       mongoc_uri_set_option_as_int32 (u, MONGOC_URI_CONNECTTIMEOUTMS, timeout_ms);
       mongoc_uri_set_option_as_int32 (u, MONGOC_URI_SOCKETTIMEOUTMS, timeout_ms);
       /* A refused connection fails at once instead of retrying until the
@@ -776,10 +766,7 @@ typedef struct {
 } mh_command_ctx_t;
 
 static bool
-mh_command_op (mongoc_client_t *client,
-               mongoc_database_t *db,
-               void *ctx,
-               bson_error_t *berr)
+mh_command_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
 {
    mh_command_ctx_t *c = ctx;
 
@@ -789,9 +776,7 @@ mh_command_op (mongoc_client_t *client,
 }
 
 bool
-mongo_helper_command (const bson_t *command,
-                      bson_t *reply,
-                      mongo_helper_error_t *error)
+mongo_helper_command (const bson_t *command, bson_t *reply, mongo_helper_error_t *error)
 {
    mh_command_ctx_t ctx;
    bson_t scratch;
@@ -821,9 +806,7 @@ mongo_helper_command (const bson_t *command,
 /* -- per-call time limit and retried reads -- */
 
 bool
-mongo_helper_opts_set_max_time (bson_t *opts,
-                                int32_t max_time_ms,
-                                mongo_helper_error_t *error)
+mongo_helper_opts_set_max_time (bson_t *opts, int32_t max_time_ms, mongo_helper_error_t *error)
 {
    mh_error_clear (error);
    if (!opts || max_time_ms <= 0) {
@@ -831,8 +814,7 @@ mongo_helper_opts_set_max_time (bson_t *opts,
                       MONGO_HELPER_ERROR_INVALID_ARGUMENT,
                       0,
                       "mongo_helper_opts_set_max_time: %s",
-                      opts ? "the limit must be a positive number of ms"
-                           : "opts is NULL");
+                      opts ? "the limit must be a positive number of ms" : "opts is NULL");
    }
    if (bson_has_field (opts, "maxTimeMS")) {
       return mh_fail (error,
@@ -842,10 +824,8 @@ mongo_helper_opts_set_max_time (bson_t *opts,
                       "maxTimeMS: set it once");
    }
    if (!BSON_APPEND_INT32 (opts, "maxTimeMS", max_time_ms)) {
-      return mh_fail (error,
-                      MONGO_HELPER_ERROR_INTERNAL,
-                      0,
-                      "mongo_helper_opts_set_max_time: cannot append");
+      return mh_fail (
+         error, MONGO_HELPER_ERROR_INTERNAL, 0, "mongo_helper_opts_set_max_time: cannot append");
    }
    return true;
 }
@@ -857,17 +837,13 @@ typedef struct {
 } mh_read_command_ctx_t;
 
 static bool
-mh_read_command_op (mongoc_client_t *client,
-                    mongoc_database_t *db,
-                    void *ctx,
-                    bson_error_t *berr)
+mh_read_command_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
 {
    mh_read_command_ctx_t *c = ctx;
 
    (void) client;
    bson_destroy (c->reply); /* the driver initialises it again */
-   return mongoc_database_read_command_with_opts (
-      db, c->command, NULL, c->opts, c->reply, berr);
+   return mongoc_database_read_command_with_opts (db, c->command, NULL, c->opts, c->reply, berr);
 }
 
 bool
@@ -896,8 +872,7 @@ mongo_helper_read_command (const bson_t *command,
    if (max_time_ms > 0) {
       BSON_APPEND_INT32 (&opts, "maxTimeMS", max_time_ms);
    }
-   bson_snprintf (
-      what, sizeof what, "read_command '%s'", bson_iter_key (&it));
+   bson_snprintf (what, sizeof what, "read_command '%s'", bson_iter_key (&it));
    bson_init (&scratch);
    ctx.command = command;
    ctx.opts = &opts;

@@ -65,19 +65,19 @@ const char *mongo_helper_version (void);
 
 /* What kind of failure happened; decides what the caller does next. */
 typedef enum {
-   MONGO_HELPER_ERROR_NONE = 0,        /* no error */
-   MONGO_HELPER_ERROR_CONFIG,          /* bad or missing configuration */
-   MONGO_HELPER_ERROR_CONNECTION,      /* server unreachable, socket error */
-   MONGO_HELPER_ERROR_TIMEOUT,         /* a time limit passed (pool wait,
-                                          socket, maxTimeMS) */
-   MONGO_HELPER_ERROR_SERVER,          /* the server refused the command */
-   MONGO_HELPER_ERROR_DUPLICATE_KEY,   /* unique index violation (11000) */
-   MONGO_HELPER_ERROR_NOT_FOUND,       /* no such document / session / key */
-   MONGO_HELPER_ERROR_INVALID_ARGUMENT,/* the caller passed bad input */
-   MONGO_HELPER_ERROR_AUTH,            /* authentication failed */
-   MONGO_HELPER_ERROR_CIRCUIT_OPEN,    /* failing fast after repeated
-                                          connection failures */
-   MONGO_HELPER_ERROR_INTERNAL         /* out of memory, library bug */
+   MONGO_HELPER_ERROR_NONE = 0,         /* no error */
+   MONGO_HELPER_ERROR_CONFIG,           /* bad or missing configuration */
+   MONGO_HELPER_ERROR_CONNECTION,       /* server unreachable, socket error */
+   MONGO_HELPER_ERROR_TIMEOUT,          /* a time limit passed (pool wait,
+                                           socket, maxTimeMS) */
+   MONGO_HELPER_ERROR_SERVER,           /* the server refused the command */
+   MONGO_HELPER_ERROR_DUPLICATE_KEY,    /* unique index violation (11000) */
+   MONGO_HELPER_ERROR_NOT_FOUND,        /* no such document / session / key */
+   MONGO_HELPER_ERROR_INVALID_ARGUMENT, /* the caller passed bad input */
+   MONGO_HELPER_ERROR_AUTH,             /* authentication failed */
+   MONGO_HELPER_ERROR_CIRCUIT_OPEN,     /* failing fast after repeated
+                                           connection failures */
+   MONGO_HELPER_ERROR_INTERNAL          /* out of memory, library bug */
 } mongo_helper_category_t;
 
 /* Size of mongo_helper_error_t.message, including the terminating NUL. */
@@ -179,9 +179,8 @@ typedef struct mongo_helper_config_t mongo_helper_config_t;
 /* Resolves a configuration as described above.  `config_path` and `uri`
  * may be NULL.  Returns a new configuration, or NULL with a CONFIG error
  * naming the source at fault (variable, or file and key). */
-mongo_helper_config_t *mongo_helper_config_new (const char *config_path,
-                                                const char *uri,
-                                                mongo_helper_error_t *error);
+mongo_helper_config_t *
+mongo_helper_config_new (const char *config_path, const char *uri, mongo_helper_error_t *error);
 
 /* Frees a configuration.  NULL is allowed. */
 void mongo_helper_config_destroy (mongo_helper_config_t *config);
@@ -192,12 +191,10 @@ void mongo_helper_config_destroy (mongo_helper_config_t *config);
 const char *mongo_helper_config_uri (const mongo_helper_config_t *config);
 
 /* The same URI with the password replaced by "****": safe to log. */
-const char *
-mongo_helper_config_uri_redacted (const mongo_helper_config_t *config);
+const char *mongo_helper_config_uri_redacted (const mongo_helper_config_t *config);
 
 /* The parsed URI, for reading options with mongoc_uri_get_option_as_*(). */
-const mongoc_uri_t *
-mongo_helper_config_mongoc_uri (const mongo_helper_config_t *config);
+const mongoc_uri_t *mongo_helper_config_mongoc_uri (const mongo_helper_config_t *config);
 
 /* The default database name.  Valid until the configuration is destroyed. */
 const char *mongo_helper_config_database (const mongo_helper_config_t *config);
@@ -229,9 +226,9 @@ typedef struct {
    char source[256];   /* where the URI came from */
    char database[128]; /* default database */
    int32_t max_pool_size;
-   int32_t pool_wait_ms;  /* waitQueueTimeoutMS in force */
-   uint32_t generation;   /* incremented by every init, and in a forked
-                             child on first use */
+   int32_t pool_wait_ms; /* waitQueueTimeoutMS in force */
+   uint32_t generation;  /* incremented by every init, and in a forked
+                            child on first use */
 } mongo_helper_status_t;
 
 /* Fills `status`.  Never fails; when not initialised, `initialized` is
@@ -312,9 +309,7 @@ bool mongo_helper_server_info (int32_t timeout_ms,
  * failure it is initialised empty.  The caller always bson_destroy()s a
  * non-NULL reply.  Fails with the category of the server's or driver's
  * error, e.g. SERVER with code 59 for an unknown command. */
-bool mongo_helper_command (const bson_t *command,
-                           bson_t *reply,
-                           mongo_helper_error_t *error);
+bool mongo_helper_command (const bson_t *command, bson_t *reply, mongo_helper_error_t *error);
 
 /* ---- Resilience and metrics ---------------------------------------- */
 
@@ -406,9 +401,8 @@ bool mongo_helper_error_is_transient (const bson_error_t *error);
  * libmongoc 1.23 has no client-side per-call deadline; socketTimeoutMS is
  * the client-side bound.  Fails with INVALID_ARGUMENT for a NULL `opts` or
  * a limit <= 0. */
-bool mongo_helper_opts_set_max_time (bson_t *opts,
-                                     int32_t max_time_ms,
-                                     mongo_helper_error_t *error);
+bool
+mongo_helper_opts_set_max_time (bson_t *opts, int32_t max_time_ms, mongo_helper_error_t *error);
 
 /* Runs a read-only `command` (e.g. find, count, aggregate without $out,
  * dbStats) on the default database, with maxTimeMS `max_time_ms` when it
@@ -444,18 +438,17 @@ typedef enum {
 typedef struct {
    mongo_helper_circuit_state_t state;
    int32_t consecutive_failures;
-   int64_t opened_at_ms;  /* wall clock (ms since 1970) of the last
-                             opening, 0 if it never opened */
-   int64_t retry_in_ms;   /* while OPEN: time left until the probe */
-   uint64_t rejected;     /* calls failed fast since initialisation */
+   int64_t opened_at_ms; /* wall clock (ms since 1970) of the last
+                            opening, 0 if it never opened */
+   int64_t retry_in_ms;  /* while OPEN: time left until the probe */
+   uint64_t rejected;    /* calls failed fast since initialisation */
 } mongo_helper_circuit_t;
 
 /* Fills `circuit` with the breaker's current state.  Never fails. */
 void mongo_helper_circuit_status (mongo_helper_circuit_t *circuit);
 
 /* "closed", "open", "half_open" or "unknown".  Never NULL. */
-const char *
-mongo_helper_circuit_state_name (mongo_helper_circuit_state_t state);
+const char *mongo_helper_circuit_state_name (mongo_helper_circuit_state_t state);
 
 /*
  * Metrics
@@ -495,10 +488,10 @@ char *mongo_helper_metrics_json_dup (mongo_helper_error_t *error);
 
 /* Pool statistics only, as kept by the library's acquire/release paths. */
 typedef struct {
-   int64_t in_use;        /* clients taken from the pool, not given back */
-   int64_t waiting;       /* threads waiting for a client right now */
-   uint64_t checkouts;    /* clients taken since the process started */
-   uint64_t wait_timeouts;/* waits that ended in TIMEOUT */
+   int64_t in_use;         /* clients taken from the pool, not given back */
+   int64_t waiting;        /* threads waiting for a client right now */
+   uint64_t checkouts;     /* clients taken since the process started */
+   uint64_t wait_timeouts; /* waits that ended in TIMEOUT */
 } mongo_helper_pool_stats_t;
 
 /* Fills `stats`.  Never fails. */
@@ -534,9 +527,7 @@ void mongo_helper_metrics_reset (void);
 
 /* Checks `filter` as described above.  Returns true when it is safe to
  * use, false with INVALID_ARGUMENT (NULL filter, or a rejected key). */
-bool mongo_helper_filter_check (const bson_t *filter,
-                                unsigned flags,
-                                mongo_helper_error_t *error);
+bool mongo_helper_filter_check (const bson_t *filter, unsigned flags, mongo_helper_error_t *error);
 
 /* Parses `json` (MongoDB extended JSON, at most 16 MB) and checks it like
  * mongo_helper_filter_check().  On success and when `out` is not NULL,
@@ -552,10 +543,7 @@ bool mongo_helper_filter_check_json (const char *json,
  * (either case), nothing before or after.  Fills `oid` and returns true,
  * or fails with INVALID_ARGUMENT saying what is wrong (NULL, length,
  * which character is not hexadecimal).  `oid` is untouched on failure. */
-bool mongo_helper_oid_from_string (const char *text,
-                                   bson_oid_t *oid,
-                                   mongo_helper_error_t *error);
-
+bool mongo_helper_oid_from_string (const char *text, bson_oid_t *oid, mongo_helper_error_t *error);
 
 /* ---- Connector operations: documents ------------------------------- */
 
@@ -598,16 +586,14 @@ bool mongo_helper_oid_from_string (const char *text,
  * caller frees with bson_destroy(), or NULL with INVALID_ARGUMENT quoting
  * libbson's parse error (it names the line and position) when `json` is
  * NULL or malformed. */
-bson_t *mongo_helper_json_to_bson (const char *json,
-                                   mongo_helper_error_t *error);
+bson_t *mongo_helper_json_to_bson (const char *json, mongo_helper_error_t *error);
 
 /* Renders the documents of an array document (as filled by
  * mongo_helper_find() and friends) as one relaxed extended JSON array,
  * "[{...}, {...}]".  Returns a string the caller frees with bson_free(),
  * or NULL with INVALID_ARGUMENT when `array` is NULL or holds something
  * other than documents. */
-char *mongo_helper_array_to_json (const bson_t *array,
-                                  mongo_helper_error_t *error);
+char *mongo_helper_array_to_json (const bson_t *array, mongo_helper_error_t *error);
 
 /* Inserts one document.  When `doc` has no _id, one ObjectId is generated
  * here (so the caller learns it) and sent.  If `id` is not NULL it
@@ -706,9 +692,7 @@ char *mongo_helper_find_json (const char *database,
 /* Receives one chunk of a stream: `docs[0..n-1]`, valid only during the
  * call (copy what you keep).  Return true for the next chunk, false to
  * stop the stream early (which is not an error). */
-typedef bool (*mongo_helper_chunk_fn) (const bson_t *const *docs,
-                                       size_t n,
-                                       void *user_data);
+typedef bool (*mongo_helper_chunk_fn) (const bson_t *const *docs, size_t n, void *user_data);
 
 /* Streams the documents matching `filter` (with `opts`' sort, projection,
  * skip and limit) to `fn` in chunks of `chunk_size` (the last may be
@@ -729,9 +713,9 @@ bool mongo_helper_find_stream (const char *database,
 
 /* What an update or replace did. */
 typedef struct {
-   int64_t matched;  /* documents the filter matched */
-   int64_t modified; /* documents actually changed */
-   int64_t upserted; /* 1 when an upsert inserted a document, else 0 */
+   int64_t matched;          /* documents the filter matched */
+   int64_t modified;         /* documents actually changed */
+   int64_t upserted;         /* 1 when an upsert inserted a document, else 0 */
    bson_value_t upserted_id; /* that document's _id; value_type
                                 BSON_TYPE_EOD when none */
 } mongo_helper_update_result_t;
@@ -743,8 +727,8 @@ void mongo_helper_update_result_cleanup (mongo_helper_update_result_t *result);
 /* Applies `update` (operators such as {"$set": {...}}) to the first
  * document matching `filter` (not NULL: pass {} for "any"); with `upsert`,
  * inserts one when none matches.  An update without operators is
- * INVALID_ARGUMENT (that is what replace_one is for).  `result` may be NULL; if not, it is always filled (zeroes on
- * failure) and must be passed to mongo_helper_update_result_cleanup(). */
+ * INVALID_ARGUMENT (that is what replace_one is for).  `result` may be NULL; if not, it is always
+ * filled (zeroes on failure) and must be passed to mongo_helper_update_result_cleanup(). */
 bool mongo_helper_update_one (const char *database,
                               const char *collection,
                               const bson_t *filter,
@@ -833,9 +817,9 @@ typedef struct {
 /* What a bulk insert did.  Owned by the caller: free it with
  * mongo_helper_bulk_result_destroy(). */
 typedef struct {
-   int64_t inserted;     /* documents that landed */
-   size_t batches;       /* batches sent */
-   size_t n_failures;    /* entries in `failures` */
+   int64_t inserted;                      /* documents that landed */
+   size_t batches;                        /* batches sent */
+   size_t n_failures;                     /* entries in `failures` */
    mongo_helper_bulk_failure_t *failures; /* in input order */
 } mongo_helper_bulk_result_t;
 
@@ -988,7 +972,6 @@ bool mongo_helper_geo_within_circle (const char *database,
                                      bson_t *results,
                                      mongo_helper_error_t *error);
 
-
 /* ---- Connector operations: files, streams, concurrency, stats ------ */
 
 /* GridFS, change streams, concurrent operations, statistics. */
@@ -1013,9 +996,7 @@ typedef struct {
 typedef int64_t (*mongo_helper_read_fn) (void *buf, size_t len, void *user_data);
 
 /* Receives the bytes of a download in order; return false to abort. */
-typedef bool (*mongo_helper_write_fn) (const void *buf,
-                                       size_t len,
-                                       void *user_data);
+typedef bool (*mongo_helper_write_fn) (const void *buf, size_t len, void *user_data);
 
 /* Stores `len` bytes at `data` as a GridFS file named `filename` (any
  * size, also over 16 MB: GridFS splits it into chunks).  `content_type`
@@ -1129,13 +1110,13 @@ typedef struct {
     * document or {"pipeline": [...]}; NULL: none. */
    const bson_t *pipeline;
    bool full_document_update_lookup; /* fullDocument: "updateLookup" */
-   const bson_t *resume_after; /* resume token: continue after that event */
-   const bson_t *start_after;  /* like resume_after, also after an
-                                  invalidate event (MongoDB 4.2+) */
-   int64_t timeout_ms;         /* stop after this long; <= 0: only when the
-                                  callback says stop */
-   int32_t max_await_time_ms;  /* server wait per getMore; 0: 1000 */
-   int32_t batch_size;         /* 0: server default */
+   const bson_t *resume_after;       /* resume token: continue after that event */
+   const bson_t *start_after;        /* like resume_after, also after an
+                                        invalidate event (MongoDB 4.2+) */
+   int64_t timeout_ms;               /* stop after this long; <= 0: only when the
+                                        callback says stop */
+   int32_t max_await_time_ms;        /* server wait per getMore; 0: 1000 */
+   int32_t batch_size;               /* 0: server default */
 } mongo_helper_watch_opts_t;
 
 /*
@@ -1230,8 +1211,7 @@ bool mongo_helper_run_concurrent (const mongo_helper_op_t *ops,
 
 /* Frees what mongo_helper_run_concurrent() put in `results` (not the
  * array itself).  NULL is allowed. */
-void mongo_helper_op_results_cleanup (mongo_helper_op_result_t *results,
-                                      size_t n_results);
+void mongo_helper_op_results_cleanup (mongo_helper_op_result_t *results, size_t n_results);
 
 /* The numbers of dbStats, as 64-bit integers (the server mixes types). */
 typedef struct {
@@ -1240,7 +1220,7 @@ typedef struct {
    int64_t data_size;    /* bytes of uncompressed documents */
    int64_t storage_size; /* bytes allocated for documents */
    int64_t indexes;
-   int64_t index_size;   /* bytes of all indexes */
+   int64_t index_size; /* bytes of all indexes */
 } mongo_helper_db_stats_t;
 
 /* Runs dbStats on `database` (NULL: the default database).  `stats` and
@@ -1253,8 +1233,8 @@ bool mongo_helper_db_stats (const char *database,
 
 /* The numbers of collection statistics. */
 typedef struct {
-   int64_t count;            /* documents */
-   int64_t size;             /* bytes of uncompressed documents */
+   int64_t count; /* documents */
+   int64_t size;  /* bytes of uncompressed documents */
    int64_t avg_obj_size;
    int64_t storage_size;
    int64_t nindexes;
@@ -1289,8 +1269,7 @@ bool mongo_helper_index_sizes (const char *database,
 /* The names of the collections of `database` (NULL: default), as a
  * NULL-terminated array in the server's order (none: an array holding only
  * NULL).  The caller frees it with bson_strfreev().  NULL on failure. */
-char **mongo_helper_collection_names (const char *database,
-                                      mongo_helper_error_t *error);
+char **mongo_helper_collection_names (const char *database, mongo_helper_error_t *error);
 
 /* The basics of serverStatus. */
 typedef struct {
@@ -1308,7 +1287,6 @@ typedef struct {
 bool mongo_helper_server_status (mongo_helper_server_status_t *status,
                                  bson_t *reply,
                                  mongo_helper_error_t *error);
-
 
 /* ---- Web-backend helpers ------------------------------------------- */
 
@@ -1342,16 +1320,16 @@ bool mongo_helper_server_status (mongo_helper_server_status_t *status,
 
 /* Session store settings.  Strings are copied by mongo_helper_sessions_new. */
 typedef struct {
-   const char *collection;        /* default "sessions" */
-   int64_t idle_lifetime_ms;      /* sliding lifetime; default 14 days */
-   int64_t absolute_lifetime_ms;  /* hard limit from creation; 0 (default):
-                                     none */
-   int64_t touch_interval_ms;     /* touch writes only when lastSeen is older
-                                     than this; default 60000 */
-   int64_t regenerate_grace_ms;   /* how long the old id of a regenerated
-                                     session stays valid; default 0 (deleted
-                                     at once) */
-   bool lazy_ensure;              /* run ensure on first use; default true */
+   const char *collection;       /* default "sessions" */
+   int64_t idle_lifetime_ms;     /* sliding lifetime; default 14 days */
+   int64_t absolute_lifetime_ms; /* hard limit from creation; 0 (default):
+                                    none */
+   int64_t touch_interval_ms;    /* touch writes only when lastSeen is older
+                                    than this; default 60000 */
+   int64_t regenerate_grace_ms;  /* how long the old id of a regenerated
+                                    session stays valid; default 0 (deleted
+                                    at once) */
+   bool lazy_ensure;             /* run ensure on first use; default true */
 } mongo_helper_sessions_options_t;
 
 /* Fills `options` with the defaults above. */
@@ -1367,9 +1345,8 @@ typedef struct mongo_helper_sessions_t mongo_helper_sessions_t;
 /* Makes a store (no server contact).  `options` NULL: defaults.  Returns
  * NULL with INVALID_ARGUMENT for a bad collection name or a lifetime <= 0.
  * Free with mongo_helper_sessions_destroy(). */
-mongo_helper_sessions_t *
-mongo_helper_sessions_new (const mongo_helper_sessions_options_t *options,
-                           mongo_helper_error_t *error);
+mongo_helper_sessions_t *mongo_helper_sessions_new (const mongo_helper_sessions_options_t *options,
+                                                    mongo_helper_error_t *error);
 
 /* Frees the handle (not the stored sessions).  NULL is allowed. */
 void mongo_helper_sessions_destroy (mongo_helper_sessions_t *sessions);
@@ -1377,8 +1354,7 @@ void mongo_helper_sessions_destroy (mongo_helper_sessions_t *sessions);
 /* Creates the TTL index on expiresAt and the index on userId (idempotent;
  * changes a different TTL with collMod).  Fails with SERVER on a conflict
  * it cannot reconcile, or the driver's category. */
-bool mongo_helper_sessions_ensure (mongo_helper_sessions_t *sessions,
-                                   mongo_helper_error_t *error);
+bool mongo_helper_sessions_ensure (mongo_helper_sessions_t *sessions, mongo_helper_error_t *error);
 
 /* Creates a session holding a copy of `data` (NULL: empty) and owned by
  * `user_id` (NULL: anonymous) and writes its new id (from OpenSSL's CSPRNG,
@@ -1470,16 +1446,16 @@ bool mongo_helper_sessions_count (mongo_helper_sessions_t *sessions,
 
 /* Cache settings.  Strings are copied by mongo_helper_cache_new. */
 typedef struct {
-   const char *collection;  /* default "cache" */
-   int64_t default_ttl_ms;  /* used when a call passes ttl_ms 0; default
-                               300000 (5 min); a negative ttl never expires */
-   size_t max_key_length;   /* longer keys are hashed; default 200 */
-   int64_t lease_ms;        /* how long a get-or-compute caller may compute
-                               before others take over; default 10000 */
-   int64_t wait_ms;         /* how long the other callers wait for it;
-                               default 5000 */
-   int64_t poll_ms;         /* how often they look; default 25 */
-   bool lazy_ensure;        /* run ensure on first use; default true */
+   const char *collection; /* default "cache" */
+   int64_t default_ttl_ms; /* used when a call passes ttl_ms 0; default
+                              300000 (5 min); a negative ttl never expires */
+   size_t max_key_length;  /* longer keys are hashed; default 200 */
+   int64_t lease_ms;       /* how long a get-or-compute caller may compute
+                              before others take over; default 10000 */
+   int64_t wait_ms;        /* how long the other callers wait for it;
+                              default 5000 */
+   int64_t poll_ms;        /* how often they look; default 25 */
+   bool lazy_ensure;       /* run ensure on first use; default true */
 } mongo_helper_cache_options_t;
 
 /* Fills `options` with the defaults above. */
@@ -1494,17 +1470,15 @@ typedef struct mongo_helper_cache_t mongo_helper_cache_t;
 /* Makes a cache handle (no server contact).  `options` NULL: defaults.
  * NULL with INVALID_ARGUMENT on bad options.  Free with
  * mongo_helper_cache_destroy(). */
-mongo_helper_cache_t *
-mongo_helper_cache_new (const mongo_helper_cache_options_t *options,
-                        mongo_helper_error_t *error);
+mongo_helper_cache_t *mongo_helper_cache_new (const mongo_helper_cache_options_t *options,
+                                              mongo_helper_error_t *error);
 
 /* Frees the handle (not the cached data).  NULL is allowed. */
 void mongo_helper_cache_destroy (mongo_helper_cache_t *cache);
 
 /* Creates the TTL index on expiresAt (idempotent, collMod on a different
  * TTL).  Fails like mongo_helper_sessions_ensure(). */
-bool mongo_helper_cache_ensure (mongo_helper_cache_t *cache,
-                                mongo_helper_error_t *error);
+bool mongo_helper_cache_ensure (mongo_helper_cache_t *cache, mongo_helper_error_t *error);
 
 /* Stores a copy of `value` under `key` for `ttl_ms` (0: default_ttl_ms;
  * negative: no expiry), replacing any value (upsert).  A value too big for
@@ -1581,8 +1555,7 @@ bool mongo_helper_cache_touch (mongo_helper_cache_t *cache,
                                mongo_helper_error_t *error);
 
 /* Deletes every entry; the collection and its indexes stay. */
-bool mongo_helper_cache_clear (mongo_helper_cache_t *cache,
-                               mongo_helper_error_t *error);
+bool mongo_helper_cache_clear (mongo_helper_cache_t *cache, mongo_helper_error_t *error);
 
 /* Computes the value for a cold key: fill `value_out` (already
  * initialised) and return true, or return false and fill `error`. */
@@ -1630,9 +1603,8 @@ typedef struct mongo_helper_eventlog_t mongo_helper_eventlog_t;
 /* Makes a handle (no server contact).  `options` NULL: defaults.  NULL
  * with INVALID_ARGUMENT on bad options.  Free with
  * mongo_helper_eventlog_destroy() after every writer made from it. */
-mongo_helper_eventlog_t *
-mongo_helper_eventlog_new (const mongo_helper_eventlog_options_t *options,
-                           mongo_helper_error_t *error);
+mongo_helper_eventlog_t *mongo_helper_eventlog_new (const mongo_helper_eventlog_options_t *options,
+                                                    mongo_helper_error_t *error);
 
 /* Frees the handle (not the events).  NULL is allowed. */
 void mongo_helper_eventlog_destroy (mongo_helper_eventlog_t *log);
@@ -1688,19 +1660,18 @@ typedef enum {
 
 /* Buffered writer settings. */
 typedef struct {
-   size_t queue_size;          /* events held at most; default 10000 */
-   size_t batch_size;          /* flush at this many; default 500 */
-   int32_t flush_interval_ms;  /* or after this long; default 1000 */
+   size_t queue_size;                  /* events held at most; default 10000 */
+   size_t batch_size;                  /* flush at this many; default 500 */
+   int32_t flush_interval_ms;          /* or after this long; default 1000 */
    mongo_helper_queue_policy_t policy; /* default BLOCK */
-   int32_t block_timeout_ms;   /* BLOCK's wait; default 100 */
-   int32_t backoff_min_ms;     /* first retry delay after a failed batch;
-                                  default 100, doubling ... */
-   int32_t backoff_max_ms;     /* ... up to this; default 5000 */
+   int32_t block_timeout_ms;           /* BLOCK's wait; default 100 */
+   int32_t backoff_min_ms;             /* first retry delay after a failed batch;
+                                          default 100, doubling ... */
+   int32_t backoff_max_ms;             /* ... up to this; default 5000 */
 } mongo_helper_event_writer_options_t;
 
 /* Fills `options` with the defaults above. */
-void mongo_helper_event_writer_options_init (
-   mongo_helper_event_writer_options_t *options);
+void mongo_helper_event_writer_options_init (mongo_helper_event_writer_options_t *options);
 
 /* Counters of a buffered writer.  accepted = stored + dropped + queued
  * (queued includes the batch being written); after destroy, queued is 0. */
@@ -1760,7 +1731,6 @@ void mongo_helper_event_writer_stats (mongo_helper_event_writer_t *writer,
 void mongo_helper_event_writer_destroy (mongo_helper_event_writer_t *writer,
                                         int32_t deadline_ms,
                                         mongo_helper_event_writer_stats_t *final_stats);
-
 
 #ifdef __cplusplus
 }

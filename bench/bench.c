@@ -96,12 +96,12 @@ static struct {
    bool fingerprint_ok;
    char fingerprint[32];
    /* pre-generated data */
-   bson_t **flat;   /* flat docs without _id, for inserts */
+   bson_t **flat; /* flat docs without _id, for inserts */
    long flat_n;
-   bson_t *large;   /* one large document without _id */
-   bson_t **meta;   /* event metadata documents */
+   bson_t *large; /* one large document without _id */
+   bson_t **meta; /* event metadata documents */
    long meta_n;
-   uint8_t *blob;   /* GridFS payload */
+   uint8_t *blob; /* GridFS payload */
    size_t blob_len;
    long flat_coll_n, nested_coll_n, sessions_n, cache_n;
 } B;
@@ -117,8 +117,7 @@ typedef struct {
 static void
 rng_init (rng_t *r, uint64_t kind, uint64_t i)
 {
-   r->s = BENCH_SEED ^ (kind * 0x9E3779B97F4A7C15ULL) ^
-          (i * 0xD1B54A32D192ED03ULL);
+   r->s = BENCH_SEED ^ (kind * 0x9E3779B97F4A7C15ULL) ^ (i * 0xD1B54A32D192ED03ULL);
 }
 
 static uint64_t
@@ -178,8 +177,7 @@ gen_flat (long i, bool with_id)
       } else if (k % 3 == 1) {
          BSON_APPEND_INT32 (d, key, (int32_t) (rng_next (&r) % 2147483647u));
       } else {
-         BSON_APPEND_DOUBLE (
-            d, key, (double) (rng_next (&r) % 1000000000u) / 1000.0);
+         BSON_APPEND_DOUBLE (d, key, (double) (rng_next (&r) % 1000000000u) / 1000.0);
       }
    }
    return d;
@@ -264,8 +262,7 @@ gen_large (long i)
 static bson_t *
 gen_meta (long i, int32_t *user_id, const char **type)
 {
-   static const char *types[] = {"login", "view", "click", "purchase",
-                                 "logout"};
+   static const char *types[] = {"login", "view", "click", "purchase", "logout"};
    bson_t *d = bson_new ();
    rng_t r;
    char path[16];
@@ -455,9 +452,9 @@ typedef struct {
    long param;
    bool warmup;
    char err[512];
-   double req_cpu_s;    /* request-path CPU (buffered logging), < 0: none */
-   long rss_growth_kb;  /* statm after - before (streaming), < 0: none */
-   long peak_growth_kb; /* VmHWM during the run - RSS before, < 0: none */
+   double req_cpu_s;     /* request-path CPU (buffered logging), < 0: none */
+   long rss_growth_kb;   /* statm after - before (streaming), < 0: none */
+   long peak_growth_kb;  /* VmHWM during the run - RSS before, < 0: none */
    char verify_coll[64]; /* if set: after the clock stops, this collection */
    long verify_count;    /* must hold exactly this many documents */
 } run_t;
@@ -469,14 +466,14 @@ typedef bool (*prep_fn) (side_t side, char *err, size_t err_size);
 typedef struct {
    const char *name;
    kind_t kind;
-   const char *op;  /* what one operation is */
+   const char *op; /* what one operation is */
    long ops_full, ops_quick;
    long param_full, param_quick;
-   setup_fn setup;  /* shared data, once, untimed */
-   prep_fn prep;    /* before every C-side run, untimed */
-   run_fn helper;   /* NULL: n/a (helper API missing) */
-   run_fn raw;      /* NULL: n/a */
-   bool pymongo;    /* bench_pymongo.py implements it */
+   setup_fn setup; /* shared data, once, untimed */
+   prep_fn prep;   /* before every C-side run, untimed */
+   run_fn helper;  /* NULL: n/a (helper API missing) */
+   run_fn raw;     /* NULL: n/a */
+   bool pymongo;   /* bench_pymongo.py implements it */
    const char *note;
 } task_t;
 
@@ -494,15 +491,17 @@ fail (run_t *r, const char *fmt, ...)
 static status_t
 fail_bson (run_t *r, const char *what, const bson_error_t *e)
 {
-   return fail (r, "%s: %s (domain %u, code %u)", what, e->message,
-                e->domain, e->code);
+   return fail (r, "%s: %s (domain %u, code %u)", what, e->message, e->domain, e->code);
 }
 
 static status_t
 fail_mh (run_t *r, const char *what, const mongo_helper_error_t *e)
 {
-   return fail (r, "%s: %s: %s (code %d)", what,
-                mongo_helper_category_name (e->category), e->message,
+   return fail (r,
+                "%s: %s: %s (code %d)",
+                what,
+                mongo_helper_category_name (e->category),
+                e->message,
                 (int) e->code);
 }
 
@@ -583,8 +582,8 @@ admin_seed (const char *name, long n, gen_fn gen, char *err, size_t err_size)
       for (long k = 0; k < m; k++) {
          batch[k] = gen (i + k);
       }
-      ok = mongoc_collection_insert_many (
-         coll, (const bson_t **) batch, (size_t) m, NULL, NULL, &e);
+      ok =
+         mongoc_collection_insert_many (coll, (const bson_t **) batch, (size_t) m, NULL, NULL, &e);
       if (!ok) {
          snprintf (err, err_size, "seeding %s: %s", name, e.message);
       }
@@ -669,8 +668,7 @@ op_find_one (mongoc_collection_t *coll, int32_t id, bson_error_t *e)
    cur = mongoc_collection_find_with_opts (coll, &filter, &opts, NULL);
    ok = mongoc_cursor_next (cur, &doc);
    if (ok) {
-      ok = bson_iter_init_find (&it, doc, "_id") &&
-           bson_iter_int32 (&it) == id;
+      ok = bson_iter_init_find (&it, doc, "_id") && bson_iter_int32 (&it) == id;
       if (!ok) {
          bson_set_error (e, 0, 0, "find one: wrong document for _id %d", id);
       }
@@ -698,8 +696,11 @@ h_find_one (int32_t id, char *err, size_t err_size)
    ok = doc && bson_iter_init_find (&it, doc, "_id") && BSON_ITER_HOLDS_INT32 (&it) &&
         bson_iter_int32 (&it) == id;
    if (!doc) {
-      snprintf (err, err_size, "mongo_helper_find_one: %s: %.300s",
-                mongo_helper_category_name (me.category), me.message);
+      snprintf (err,
+                err_size,
+                "mongo_helper_find_one: %s: %.300s",
+                mongo_helper_category_name (me.category),
+                me.message);
    } else if (!ok) {
       snprintf (err, err_size, "mongo_helper_find_one: wrong document for _id %d", (int) id);
    }
@@ -832,8 +833,7 @@ setup_nested (char *err, size_t err_size)
    if (seeded == B.nested_coll_n) {
       return true;
    }
-   if (!admin_seed (
-          "bench_nested", B.nested_coll_n, gen_nested_id, err, err_size)) {
+   if (!admin_seed ("bench_nested", B.nested_coll_n, gen_nested_id, err, err_size)) {
       return false;
    }
    seeded = B.nested_coll_n;
@@ -898,8 +898,8 @@ helper_find_many (run_t *r)
    mongo_helper_error_t me;
    chunk_count_t c = {0, 0};
 
-   if (!mongo_helper_find_stream (NULL, "bench_nested", NULL, NULL, STREAM_CHUNK, count_chunk,
-                                  &c, &me)) {
+   if (!mongo_helper_find_stream (
+          NULL, "bench_nested", NULL, NULL, STREAM_CHUNK, count_chunk, &c, &me)) {
       return fail_mh (r, "mongo_helper_find_stream", &me);
    }
    if (c.bad) {
@@ -987,8 +987,8 @@ helper_many_common (run_t *r, const char *what, bool large)
    status_t st = ST_OK;
 
    coll_name (name, sizeof name, what, SIDE_HELPER);
-   if (!mongo_helper_insert_many (NULL, name, (const bson_t *const *) docs, (size_t) r->ops,
-                                  true, &inserted, &me)) {
+   if (!mongo_helper_insert_many (
+          NULL, name, (const bson_t *const *) docs, (size_t) r->ops, true, &inserted, &me)) {
       st = fail_mh (r, "mongo_helper_insert_many", &me);
    } else if (inserted != r->ops) {
       st = fail (r, "insert many: %lld inserted, expected %ld", (long long) inserted, r->ops);
@@ -1101,11 +1101,19 @@ helper_bulk (run_t *r)
       docs[k] = B.flat[k % B.flat_n];
    }
    coll_name (name, sizeof name, "bulk", SIDE_HELPER);
-   if (!mongo_helper_bulk_insert (NULL, name, (const bson_t *const *) docs, (size_t) r->ops,
-                                  (size_t) r->param, false, &res, &me)) {
+   if (!mongo_helper_bulk_insert (NULL,
+                                  name,
+                                  (const bson_t *const *) docs,
+                                  (size_t) r->ops,
+                                  (size_t) r->param,
+                                  false,
+                                  &res,
+                                  &me)) {
       st = fail_mh (r, "mongo_helper_bulk_insert", &me);
    } else if (!res || res->inserted != r->ops || res->n_failures != 0) {
-      st = fail (r, "bulk insert: %lld inserted, expected %ld", res ? (long long) res->inserted : -1LL,
+      st = fail (r,
+                 "bulk insert: %lld inserted, expected %ld",
+                 res ? (long long) res->inserted : -1LL,
                  r->ops);
    } else {
       snprintf (r->verify_coll, sizeof r->verify_coll, "%s", name);
@@ -1174,8 +1182,8 @@ agg_pipeline (void)
 static bool
 op_aggregate (mongoc_collection_t *coll, const bson_t *pipeline, bson_error_t *e)
 {
-   mongoc_cursor_t *cur = mongoc_collection_aggregate (
-      coll, MONGOC_QUERY_NONE, pipeline, NULL, NULL);
+   mongoc_cursor_t *cur =
+      mongoc_collection_aggregate (coll, MONGOC_QUERY_NONE, pipeline, NULL, NULL);
    const bson_t *doc;
    long groups = 0;
    bool ok;
@@ -1301,8 +1309,8 @@ helper_stream (run_t *r)
       fo.limit = r->ops; /* the warm-up reads a part */
    }
    before = rss_kb ();
-   ok = mongo_helper_find_stream (NULL, "bench_stream", NULL, &fo, STREAM_CHUNK, count_chunk,
-                                  &c, &me);
+   ok = mongo_helper_find_stream (
+      NULL, "bench_stream", NULL, &fo, STREAM_CHUNK, count_chunk, &c, &me);
    r->rss_growth_kb = rss_kb () - before;
    r->peak_growth_kb = hwm_kb () - before;
    if (!ok) {
@@ -1381,15 +1389,17 @@ gridfs_in (mongoc_database_t *db, side_t side, run_t *r)
          if (!down) {
             st = fail_bson (r, "gridfs open download", &e);
          } else {
-            while ((k = mongoc_stream_read (down, back + got,
-                                            (size_t) (r->param + 1 - got), 1, 0)) > 0) {
+            while ((k = mongoc_stream_read (
+                       down, back + got, (size_t) (r->param + 1 - got), 1, 0)) > 0) {
                got += k;
             }
             if (mongoc_gridfs_bucket_stream_error (down, &e)) {
                st = fail_bson (r, "gridfs download", &e);
             } else if (got != r->param || memcmp (back, B.blob, (size_t) r->param) != 0) {
-               st = fail (r, "gridfs: downloaded %ld bytes differ from the %ld uploaded",
-                          (long) got, r->param);
+               st = fail (r,
+                          "gridfs: downloaded %ld bytes differ from the %ld uploaded",
+                          (long) got,
+                          r->param);
             }
             mongoc_stream_destroy (down);
          }
@@ -1420,15 +1430,13 @@ helper_gridfs (run_t *r)
       size_t len = 0;
 
       snprintf (fname, sizeof fname, "blob-%ld", j);
-      if (!mongo_helper_gridfs_put (&go, fname, B.blob, (size_t) r->param, NULL, NULL, &id,
-                                    &me)) {
+      if (!mongo_helper_gridfs_put (&go, fname, B.blob, (size_t) r->param, NULL, NULL, &id, &me)) {
          return fail_mh (r, "mongo_helper_gridfs_put", &me);
       }
       if (!mongo_helper_gridfs_get (&go, &id, &data, &len, &me)) {
          st = fail_mh (r, "mongo_helper_gridfs_get", &me);
       } else if (len != (size_t) r->param || memcmp (data, B.blob, len) != 0) {
-         st = fail (r, "gridfs: downloaded %zu bytes differ from the %ld uploaded", len,
-                    r->param);
+         st = fail (r, "gridfs: downloaded %zu bytes differ from the %ld uploaded", len, r->param);
       }
       bson_free (data);
       bson_value_destroy (&id);
@@ -1507,7 +1515,10 @@ prep_sessions (side_t side, char *err, size_t err_size)
    mongoc_collection_t *coll = mongoc_client_get_collection (c, B.db, "bench_sessions");
    int64_t now = now_ms ();
    bson_t filter = BSON_INITIALIZER;
-   bson_t *update = BCON_NEW ("$set", "{", "lastSeen", BCON_DATE_TIME (now),
+   bson_t *update = BCON_NEW ("$set",
+                              "{",
+                              "lastSeen",
+                              BCON_DATE_TIME (now),
                               "expiresAt",
                               BCON_DATE_TIME (now + (int64_t) SESSION_IDLE_S * 1000),
                               "}");
@@ -1539,17 +1550,20 @@ op_session (mongoc_collection_t *coll, long i, bson_error_t *e)
    bool ok;
 
    session_key (i, hex);
-   filter = BCON_NEW ("_id", BCON_UTF8 (hex), "expiresAt", "{", "$gt",
-                      BCON_DATE_TIME (now), "}");
+   filter = BCON_NEW ("_id", BCON_UTF8 (hex), "expiresAt", "{", "$gt", BCON_DATE_TIME (now), "}");
    cur = mongoc_collection_find_with_opts (coll, filter, opts, NULL);
    ok = mongoc_cursor_next (cur, &doc);
    if (ok) {
       if (bson_iter_init_find (&it, doc, "lastSeen") && BSON_ITER_HOLDS_DATE_TIME (&it) &&
           now - bson_iter_date_time (&it) > (int64_t) SESSION_TOUCH_S * 1000) {
          bson_t sel = BSON_INITIALIZER;
-         bson_t *upd = BCON_NEW (
-            "$set", "{", "lastSeen", BCON_DATE_TIME (now), "expiresAt",
-            BCON_DATE_TIME (now + (int64_t) SESSION_IDLE_S * 1000), "}");
+         bson_t *upd = BCON_NEW ("$set",
+                                 "{",
+                                 "lastSeen",
+                                 BCON_DATE_TIME (now),
+                                 "expiresAt",
+                                 BCON_DATE_TIME (now + (int64_t) SESSION_IDLE_S * 1000),
+                                 "}");
          BSON_APPEND_UTF8 (&sel, "_id", hex);
          ok = mongoc_collection_update_one (coll, &sel, upd, NULL, NULL, e);
          bson_destroy (upd);
@@ -1681,8 +1695,8 @@ op_cache_get (mongoc_collection_t *coll, long i, bson_error_t *e)
    bool ok;
 
    snprintf (key, sizeof key, "user:%ld", i);
-   filter = BCON_NEW ("_id", BCON_UTF8 (key), "expiresAt", "{", "$gt",
-                      BCON_DATE_TIME (now_ms ()), "}");
+   filter =
+      BCON_NEW ("_id", BCON_UTF8 (key), "expiresAt", "{", "$gt", BCON_DATE_TIME (now_ms ()), "}");
    cur = mongoc_collection_find_with_opts (coll, filter, opts, NULL);
    ok = mongoc_cursor_next (cur, &doc);
    if (ok) {
@@ -1848,8 +1862,7 @@ event_fields (long i, char uid[16], const char **type)
 {
    long k = i % B.meta_n;
    rng_t r;
-   static const char *types[] = {"login", "view", "click", "purchase",
-                                 "logout"};
+   static const char *types[] = {"login", "view", "click", "purchase", "logout"};
 
    rng_init (&r, 5, (uint64_t) k);
    snprintf (uid, 16, "u%d", (int) (rng_next (&r) % 10000));
@@ -2006,9 +2019,12 @@ helper_event_buffered (run_t *r)
    mongo_helper_event_writer_destroy (W, 60000, &stats);
    if (stats.accepted != (uint64_t) r->ops || stats.stored != (uint64_t) r->ops ||
        stats.dropped != 0) {
-      return fail (r, "buffered writer: accepted %llu, stored %llu, dropped %llu of %ld events",
-                   (unsigned long long) stats.accepted, (unsigned long long) stats.stored,
-                   (unsigned long long) stats.dropped, r->ops);
+      return fail (r,
+                   "buffered writer: accepted %llu, stored %llu, dropped %llu of %ld events",
+                   (unsigned long long) stats.accepted,
+                   (unsigned long long) stats.stored,
+                   (unsigned long long) stats.dropped,
+                   r->ops);
    }
    /* every accepted event stored: counted after the clock stops */
    coll_name (name, sizeof name, "events", SIDE_HELPER);
@@ -2133,7 +2149,9 @@ conc_thread (void *arg)
                snprintf (a->err, sizeof a->err, "mongo_helper_update_one: %.250s", me.message);
             } else if (ur.matched != 1) {
                a->ok = false;
-               snprintf (a->err, sizeof a->err, "mongo_helper_update_one matched %lld, not 1",
+               snprintf (a->err,
+                         sizeof a->err,
+                         "mongo_helper_update_one matched %lld, not 1",
                          (long long) ur.matched);
             }
             mongo_helper_update_result_cleanup (&ur);
@@ -2201,64 +2219,240 @@ raw_conc (run_t *r)
 /* ---- The task table -------------------------------------------------- */
 
 static const task_t TASKS[] = {
-   {"run_command", KIND_SINGLE, "one ping command", 10000, 600, 0, 0,
-    NULL, NULL, helper_run_command, raw_run_command, true,
+   {"run_command",
+    KIND_SINGLE,
+    "one ping command",
+    10000,
+    600,
+    0,
+    0,
+    NULL,
+    NULL,
+    helper_run_command,
+    raw_run_command,
+    true,
     "helper: mongo_helper_command"},
-   {"find_one", KIND_SINGLE, "find one flat document by _id", 5000, 600, 0, 0,
-    setup_flat, NULL, helper_find_one, raw_find_one, true,
+   {"find_one",
+    KIND_SINGLE,
+    "find one flat document by _id",
+    5000,
+    600,
+    0,
+    0,
+    setup_flat,
+    NULL,
+    helper_find_one,
+    raw_find_one,
+    true,
     "helper: mongo_helper_find_one"},
-   {"insert_one_small", KIND_SINGLE, "insert one flat document (~300 B)", 5000, 600, 0, 0,
-    NULL, prep_insert_small, helper_insert_small, raw_insert_small, true,
+   {"insert_one_small",
+    KIND_SINGLE,
+    "insert one flat document (~300 B)",
+    5000,
+    600,
+    0,
+    0,
+    NULL,
+    prep_insert_small,
+    helper_insert_small,
+    raw_insert_small,
+    true,
     "helper: mongo_helper_insert_one"},
-   {"insert_one_large", KIND_SINGLE, "insert one large document (~1.5 MB)", 50, 10, 0, 0,
-    NULL, prep_insert_large, helper_insert_large, raw_insert_large, true,
+   {"insert_one_large",
+    KIND_SINGLE,
+    "insert one large document (~1.5 MB)",
+    50,
+    10,
+    0,
+    0,
+    NULL,
+    prep_insert_large,
+    helper_insert_large,
+    raw_insert_large,
+    true,
     "helper: mongo_helper_insert_one"},
-   {"find_many", KIND_BULK, "one nested document read from a find cursor", 10000, 2000, 0, 0,
-    setup_nested, NULL, helper_find_many, raw_find_many, true,
+   {"find_many",
+    KIND_BULK,
+    "one nested document read from a find cursor",
+    10000,
+    2000,
+    0,
+    0,
+    setup_nested,
+    NULL,
+    helper_find_many,
+    raw_find_many,
+    true,
     "helper: mongo_helper_find_stream"},
-   {"insert_many_small", KIND_BULK, "one flat document of an ordered insert-many", 10000, 2000, 0, 0,
-    NULL, prep_many_small, helper_many_small, raw_many_small, true,
+   {"insert_many_small",
+    KIND_BULK,
+    "one flat document of an ordered insert-many",
+    10000,
+    2000,
+    0,
+    0,
+    NULL,
+    prep_many_small,
+    helper_many_small,
+    raw_many_small,
+    true,
     "helper: mongo_helper_insert_many"},
-   {"insert_many_large", KIND_BULK, "one large document of an ordered insert-many", 20, 5, 0, 0,
-    NULL, prep_many_large, helper_many_large, raw_many_large, true,
+   {"insert_many_large",
+    KIND_BULK,
+    "one large document of an ordered insert-many",
+    20,
+    5,
+    0,
+    0,
+    NULL,
+    prep_many_large,
+    helper_many_large,
+    raw_many_large,
+    true,
     "helper: mongo_helper_insert_many"},
-   {"bulk_insert", KIND_BULK, "one flat document of an unordered bulk insert, batches of 1000",
-    50000, 5000, BULK_BATCH, BULK_BATCH,
-    NULL, prep_bulk, helper_bulk, raw_bulk, true,
+   {"bulk_insert",
+    KIND_BULK,
+    "one flat document of an unordered bulk insert, batches of 1000",
+    50000,
+    5000,
+    BULK_BATCH,
+    BULK_BATCH,
+    NULL,
+    prep_bulk,
+    helper_bulk,
+    raw_bulk,
+    true,
     "helper: mongo_helper_bulk_insert"},
-   {"aggregate", KIND_BULK, "one $match+$group pipeline over the flat collection", 10, 3, 0, 0,
-    setup_flat, NULL, helper_aggregate, raw_aggregate, true,
+   {"aggregate",
+    KIND_BULK,
+    "one $match+$group pipeline over the flat collection",
+    10,
+    3,
+    0,
+    0,
+    setup_flat,
+    NULL,
+    helper_aggregate,
+    raw_aggregate,
+    true,
     "helper: mongo_helper_aggregate"},
-   {"stream", KIND_BULK, "one flat document streamed in chunks of 1000", 0, 0, 0, 0,
-    setup_stream, NULL, helper_stream, raw_stream, true,
+   {"stream",
+    KIND_BULK,
+    "one flat document streamed in chunks of 1000",
+    0,
+    0,
+    0,
+    0,
+    setup_stream,
+    NULL,
+    helper_stream,
+    raw_stream,
+    true,
     "helper: mongo_helper_find_stream"},
-   {"gridfs", KIND_BULK, "one upload + download of the file (50 MB full, 5 MB quick)", 1, 1,
-    50L << 20, 5L << 20,
-    NULL, prep_gridfs, helper_gridfs, raw_gridfs, true,
+   {"gridfs",
+    KIND_BULK,
+    "one upload + download of the file (50 MB full, 5 MB quick)",
+    1,
+    1,
+    50L << 20,
+    5L << 20,
+    NULL,
+    prep_gridfs,
+    helper_gridfs,
+    raw_gridfs,
+    true,
     "helper: mongo_helper_gridfs_put/_get"},
-   {"session_touch", KIND_HELPER, "session load + lazy touch (no write when fresh)", 5000, 600, 0, 0,
-    setup_sessions, prep_sessions, helper_session, raw_session, true,
+   {"session_touch",
+    KIND_HELPER,
+    "session load + lazy touch (no write when fresh)",
+    5000,
+    600,
+    0,
+    0,
+    setup_sessions,
+    prep_sessions,
+    helper_session,
+    raw_session,
+    true,
     "helper: mongo_helper_sessions_load/_touch"},
-   {"cache_get", KIND_HELPER, "cache get (hit, TTL filter)", 5000, 600, 0, 0,
-    setup_cache, NULL, helper_cache_get, raw_cache_get, true,
+   {"cache_get",
+    KIND_HELPER,
+    "cache get (hit, TTL filter)",
+    5000,
+    600,
+    0,
+    0,
+    setup_cache,
+    NULL,
+    helper_cache_get,
+    raw_cache_get,
+    true,
     "helper: mongo_helper_cache_get"},
-   {"cache_set", KIND_HELPER, "cache set (replace, upsert, TTL)", 5000, 600, 0, 0,
-    setup_cache, NULL, helper_cache_set, raw_cache_set, true,
+   {"cache_set",
+    KIND_HELPER,
+    "cache set (replace, upsert, TTL)",
+    5000,
+    600,
+    0,
+    0,
+    setup_cache,
+    NULL,
+    helper_cache_set,
+    raw_cache_set,
+    true,
     "helper: mongo_helper_cache_set"},
-   {"event_log_sync", KIND_HELPER, "log one event with one synchronous insert", 5000, 600, 0, 0,
-    NULL, prep_events, helper_event_sync, raw_event_sync, true,
+   {"event_log_sync",
+    KIND_HELPER,
+    "log one event with one synchronous insert",
+    5000,
+    600,
+    0,
+    0,
+    NULL,
+    prep_events,
+    helper_event_sync,
+    raw_event_sync,
+    true,
     "helper: mongo_helper_eventlog_log"},
-   {"event_log_buffered", KIND_HELPER, "log one event through the buffered writer (incl. final flush)",
-    50000, 5000, 0, 0,
-    NULL, prep_events, helper_event_buffered, NULL, false,
-    "helper: mongo_helper_event_writer_*; raw/pymongo have no buffered writer: compare with event_log_sync"},
-   {"concurrent_8", KIND_CONCURRENT, "one op of the mix (find/insert/update) on 8 threads",
-    8000, 800, 8, 8,
-    setup_conc, prep_conc, helper_conc, raw_conc, true,
+   {"event_log_buffered",
+    KIND_HELPER,
+    "log one event through the buffered writer (incl. final flush)",
+    50000,
+    5000,
+    0,
+    0,
+    NULL,
+    prep_events,
+    helper_event_buffered,
+    NULL,
+    false,
+    "helper: mongo_helper_event_writer_*; raw/pymongo have no buffered writer: compare with "
+    "event_log_sync"},
+   {"concurrent_8",
+    KIND_CONCURRENT,
+    "one op of the mix (find/insert/update) on 8 threads",
+    8000,
+    800,
+    8,
+    8,
+    setup_conc,
+    prep_conc,
+    helper_conc,
+    raw_conc,
+    true,
     "helper: per-op mongo_helper_find_one/_insert_one/_update_one"},
-   {"concurrent_32", KIND_CONCURRENT, "one op of the mix (find/insert/update) on 32 threads",
-    16000, 1280, 32, 32,
-    setup_conc, prep_conc, helper_conc, raw_conc, true,
+   {"concurrent_32",
+    KIND_CONCURRENT,
+    "one op of the mix (find/insert/update) on 32 threads",
+    16000,
+    1280,
+    32,
+    32,
+    setup_conc,
+    prep_conc,
+    helper_conc,
+    raw_conc,
+    true,
     "helper: per-op mongo_helper_find_one/_insert_one/_update_one"},
 };
 
@@ -2379,9 +2573,9 @@ bson_str (const bson_t *b, const char *key)
 #define MAX_REPS 64
 
 typedef struct {
-   status_t status;  /* worst over the runs */
+   status_t status; /* worst over the runs */
    char err[512];
-   int n;            /* measured repetitions */
+   int n;                                      /* measured repetitions */
    double cpu_us[MAX_REPS], wall_us[MAX_REPS]; /* per operation */
    double ops_s[MAX_REPS];
    long peak_kb[MAX_REPS];
@@ -2588,7 +2782,9 @@ run_task (task_res_t *tr)
    }
    if (!t->pymongo || !B.pymongo) {
       tr->s[SIDE_PY].status = ST_NA;
-      snprintf (tr->s[SIDE_PY].err, sizeof tr->s[SIDE_PY].err, "%s",
+      snprintf (tr->s[SIDE_PY].err,
+                sizeof tr->s[SIDE_PY].err,
+                "%s",
                 B.pymongo ? "not implemented for pymongo" : "--no-pymongo");
    }
    fprintf (stderr, "bench: %-20s %8ld ops x %d reps ...", t->name, tr->ops, B.reps);
@@ -2615,8 +2811,8 @@ run_task (task_res_t *tr)
        * an A/A test (raw against raw) showed a plain rotation biasing the
        * side that always followed pymongo's run by up to 10-20% CPU on a
        * busy machine. */
-      static const int order[6][SIDE_N] = {{0, 1, 2}, {1, 0, 2}, {2, 0, 1},
-                                           {0, 2, 1}, {1, 2, 0}, {2, 1, 0}};
+      static const int order[6][SIDE_N] = {
+         {0, 1, 2}, {1, 0, 2}, {2, 0, 1}, {0, 2, 1}, {1, 2, 0}, {2, 1, 0}};
       for (int k = 0; k < SIDE_N; k++) {
          struct timespec settle = {0, 20 * 1000000L};
          nanosleep (&settle, NULL); /* let the server finish the last run */
@@ -2671,10 +2867,11 @@ why_missed (const task_t *t, bool pymongo_ratio)
       return "the helper does two round trips (load, then touch re-reads) where pymongo does one "
              "find; per round trip the helper is still well under pymongo's CPU";
    }
-   if (pymongo_ratio && (strcmp (t->name, "insert_one_large") == 0 ||
-                         strcmp (t->name, "insert_many_large") == 0)) {
+   if (pymongo_ratio &&
+       (strcmp (t->name, "insert_one_large") == 0 || strcmp (t->name, "insert_many_large") == 0)) {
       return "the library keeps libmongoc's UTF-8 validation on on purpose (bad input must be "
-             "rejected, not stored): libmongoc validates every string of an inserted document as UTF-8 by default "
+             "rejected, not stored): libmongoc validates every string of an inserted document as "
+             "UTF-8 by default "
              "(bson_utf8_validate was ~40% of the C client's CPU in `perf record` of this task); "
              "pymongo encodes Python str objects, valid by construction, without that pass";
    }
@@ -2685,8 +2882,9 @@ why_missed (const task_t *t, bool pymongo_ratio)
              "one find and decide from that document; a combined load-and-touch call would "
              "remove the second read (API decision, not a harness artefact)";
    }
-   if (!pymongo_ratio && (strcmp (t->name, "cache_set") == 0 || strcmp (t->name, "cache_get") == 0 ||
-                          strcmp (t->name, "event_log_sync") == 0 || t->kind != KIND_HELPER)) {
+   if (!pymongo_ratio &&
+       (strcmp (t->name, "cache_set") == 0 || strcmp (t->name, "cache_get") == 0 ||
+        strcmp (t->name, "event_log_sync") == 0 || t->kind != KIND_HELPER)) {
       return "measured with callgrind on this harness: (1) the helper's pool has libmongoc "
              "command monitoring on (mongo_helper's per-command metrics), so libmongoc builds a "
              "started and a succeeded event per command (~4.7k instructions each time) and, for "
@@ -2696,7 +2894,8 @@ why_missed (const task_t *t, bool pymongo_ratio)
              "(~5k instructions) and formats its operation name; (3) streams and find_many copy "
              "each document once into the chunk the callback receives (the raw loop only looks "
              "at each one before the next cursor step); (4) insert_one makes the _id itself (one "
-             "copy of the document) so the caller can learn it. Small runs on a shared 2-core machine "
+             "copy of the document) so the caller can learn it. Small runs on a shared 2-core "
+             "machine "
              "are also noisy (see min/max). Fixed in the library: per-document label formatting, "
              "a per-call URI lookup, a bson_copy per streamed document, find_one's extra "
              "singleBatch option and second cursor step";
@@ -2723,10 +2922,14 @@ targets (bson_string_t *out)
       if (hr.ok) {
          bool miss = hr.med > hr_limit (tr->t);
          missed += miss;
-         bson_string_append_printf (
-            out, "%s %s: helper/raw CPU %.3f [%.3f, %.3f], target <= %.2f\n",
-            miss ? "WARNING: missed" : "met:", tr->t->name, hr.med, hr.min,
-            hr.max, hr_limit (tr->t));
+         bson_string_append_printf (out,
+                                    "%s %s: helper/raw CPU %.3f [%.3f, %.3f], target <= %.2f\n",
+                                    miss ? "WARNING: missed" : "met:",
+                                    tr->t->name,
+                                    hr.med,
+                                    hr.min,
+                                    hr.max,
+                                    hr_limit (tr->t));
          if (miss && why_missed (tr->t, false)) {
             bson_string_append_printf (out, "    why: %s\n", why_missed (tr->t, false));
          }
@@ -2734,10 +2937,14 @@ targets (bson_string_t *out)
       if (ph.ok) {
          bool miss = ph.med < TARGET_PH;
          missed += miss;
-         bson_string_append_printf (
-            out, "%s %s: pymongo/helper CPU %.2f [%.2f, %.2f], target >= %.0f\n",
-            miss ? "WARNING: missed" : "met:", tr->t->name, ph.med, ph.min,
-            ph.max, TARGET_PH);
+         bson_string_append_printf (out,
+                                    "%s %s: pymongo/helper CPU %.2f [%.2f, %.2f], target >= %.0f\n",
+                                    miss ? "WARNING: missed" : "met:",
+                                    tr->t->name,
+                                    ph.med,
+                                    ph.min,
+                                    ph.max,
+                                    TARGET_PH);
          if (miss && why_missed (tr->t, true)) {
             bson_string_append_printf (out, "    why: %s\n", why_missed (tr->t, true));
          }
@@ -2752,20 +2959,30 @@ targets (bson_string_t *out)
       bool miss = b.med < TARGET_BUFFERED_X * s.med;
       missed += miss;
       bson_string_append_printf (
-         out, "%s buffered logging: %.0f events/s vs %.0f synchronous = %.1fx, target >= %.0fx\n",
-         miss ? "WARNING: missed" : "met:", b.med, s.med, s.med > 0 ? b.med / s.med : 0.0,
+         out,
+         "%s buffered logging: %.0f events/s vs %.0f synchronous = %.1fx, target >= %.0fx\n",
+         miss ? "WARNING: missed" : "met:",
+         b.med,
+         s.med,
+         s.med > 0 ? b.med / s.med : 0.0,
          TARGET_BUFFERED_X);
       if (miss && B.mock) {
          bson_string_append_printf (
-            out, "    why: the local test server's insert throughput (Python/mongomock) bounds the "
-                 "buffered writer's wall time, not the client (see the request-path CPU below); "
-                 "rerun against a real mongod\n");
+            out,
+            "    why: the local test server's insert throughput (Python/mongomock) bounds the "
+            "buffered writer's wall time, not the client (see the request-path CPU below); "
+            "rerun against a real mongod\n");
       }
       miss = rq.med >= TARGET_REQ_CPU_US;
       missed += miss;
       bson_string_append_printf (
-         out, "%s buffered logging: request-path CPU %.2f us/event [%.2f, %.2f], target < %.0f us\n",
-         miss ? "WARNING: missed" : "met:", rq.med, rq.min, rq.max, TARGET_REQ_CPU_US);
+         out,
+         "%s buffered logging: request-path CPU %.2f us/event [%.2f, %.2f], target < %.0f us\n",
+         miss ? "WARNING: missed" : "met:",
+         rq.med,
+         rq.min,
+         rq.max,
+         TARGET_REQ_CPU_US);
    }
    buf = res_by_name ("stream");
    if (buf) {
@@ -2780,10 +2997,16 @@ targets (bson_string_t *out)
          miss = g.max / 1024.0 >= TARGET_STREAM_MB;
          missed += miss;
          bson_string_append_printf (
-            out, "%s stream (%s): peak RSS growth %.2f MB streaming %ld docs (max over reps), "
+            out,
+            "%s stream (%s): peak RSS growth %.2f MB streaming %ld docs (max over reps), "
             "%.2f MB streaming %ld docs (warm-up), target < %.0f MB\n",
-            miss ? "WARNING: missed" : "met:", side_name[s], g.max / 1024.0, buf->ops,
-            (double) sr->warm_peak_growth_kb / 1024.0, sr->warm_ops, TARGET_STREAM_MB);
+            miss ? "WARNING: missed" : "met:",
+            side_name[s],
+            g.max / 1024.0,
+            buf->ops,
+            (double) sr->warm_peak_growth_kb / 1024.0,
+            sr->warm_ops,
+            TARGET_STREAM_MB);
       }
    }
    return missed;
@@ -2814,8 +3037,17 @@ json_stat (FILE *f, const char *key, stat_t s, int prec)
    if (!s.ok) {
       fprintf (f, ", \"%s\": null, \"%s_min\": null, \"%s_max\": null", key, key, key);
    } else {
-      fprintf (f, ", \"%s\": %.*f, \"%s_min\": %.*f, \"%s_max\": %.*f", key, prec, s.med, key,
-               prec, s.min, key, prec, s.max);
+      fprintf (f,
+               ", \"%s\": %.*f, \"%s_min\": %.*f, \"%s_max\": %.*f",
+               key,
+               prec,
+               s.med,
+               key,
+               prec,
+               s.min,
+               key,
+               prec,
+               s.max);
    }
 }
 
@@ -2825,10 +3057,12 @@ status_name (status_t st)
    return st == ST_OK ? "ok" : st == ST_NA ? "n/a" : "failed";
 }
 
-static const char *mode_name (void)
+static const char *
+mode_name (void)
 {
-   return B.aa ? (B.quick ? "quick A/A calibration" : "full A/A calibration")
-               : B.quick ? "quick" : "full";
+   return B.aa      ? (B.quick ? "quick A/A calibration" : "full A/A calibration")
+          : B.quick ? "quick"
+                    : "full";
 }
 
 static char MACHINE[512], STARTED[64];
@@ -2928,36 +3162,53 @@ write_md (const char *path, const char *target_lines)
       return false;
    }
    fprintf (f, "# mongo_helper benchmark results\n\n");
-   fprintf (f, "Generated by `make bench%s` (bench/bench.c, bench/bench_pymongo.py). Do not edit by hand.\n\n",
+   fprintf (f,
+            "Generated by `make bench%s` (bench/bench.c, bench/bench_pymongo.py). Do not edit by "
+            "hand.\n\n",
             B.quick ? " BENCH_ARGS=--quick" : "");
-   fprintf (f, "- **Mode:** %s, %d measured repetitions per side after one warm-up run, "
-               "sides interleaved (the six possible orders in turn)\n", mode_name (), B.reps);
+   fprintf (f,
+            "- **Mode:** %s, %d measured repetitions per side after one warm-up run, "
+            "sides interleaved (the six possible orders in turn)\n",
+            mode_name (),
+            B.reps);
    fprintf (f, "- **Started:** %s UTC, took %.0f s\n", STARTED, DURATION);
    fprintf (f, "- **Server:** %s\n", B.server);
-   fprintf (f, "- **Machine:** %s; load average %.2f at start, %.2f at end\n", MACHINE, LOAD0, LOAD1);
-   fprintf (f, "- **Client:** mongo_helper %s, libmongoc %s, compiled with %s; %s\n",
-            mongo_helper_version (), mongoc_get_version (),
+   fprintf (
+      f, "- **Machine:** %s; load average %.2f at start, %.2f at end\n", MACHINE, LOAD0, LOAD1);
+   fprintf (f,
+            "- **Client:** mongo_helper %s, libmongoc %s, compiled with %s; %s\n",
+            mongo_helper_version (),
+            mongoc_get_version (),
 #ifdef __clang__
             "clang " __clang_version__,
 #else
             "gcc " __VERSION__,
 #endif
             B.py_info[0] ? B.py_info : "pymongo side not run");
-   fprintf (f, "- **Data:** generated in code, seed 0x%016llx; C and Python data fingerprint %s (%s)\n",
-            (unsigned long long) BENCH_SEED, B.fingerprint, B.fingerprint_ok ? "identical" : "NOT CHECKED OR DIFFERENT");
+   fprintf (
+      f,
+      "- **Data:** generated in code, seed 0x%016llx; C and Python data fingerprint %s (%s)\n",
+      (unsigned long long) BENCH_SEED,
+      B.fingerprint,
+      B.fingerprint_ok ? "identical" : "NOT CHECKED OR DIFFERENT");
    fprintf (f, "- **Streaming:** %s\n", B.stream_note);
    if (B.aa) {
-      fprintf (f, "- **A/A CALIBRATION RUN (--aa):** the \"helper\" columns are raw libmongoc again; "
-                  "helper/raw shows this machine's noise floor, not mongo_helper\n");
+      fprintf (f,
+               "- **A/A CALIBRATION RUN (--aa):** the \"helper\" columns are raw libmongoc again; "
+               "helper/raw shows this machine's noise floor, not mongo_helper\n");
    }
    fputc ('\n', f);
 
    fprintf (f, "## Client CPU per operation (µs, median over repetitions)\n\n");
-   fprintf (f, "CPU is getrusage(RUSAGE_SELF) user+sys of the client process (the C process for helper "
-               "and raw, the Python process for pymongo), divided by the operations of the run: what the "
-               "library costs, independent of how fast the server is. Ratios are computed per repetition "
-               "(paired, same repetition) and shown as median [min, max].\n\n");
-   fprintf (f, "| task | one operation | ops/run | helper | raw libmongoc | pymongo | helper/raw | pymongo/helper |\n");
+   fprintf (
+      f,
+      "CPU is getrusage(RUSAGE_SELF) user+sys of the client process (the C process for helper "
+      "and raw, the Python process for pymongo), divided by the operations of the run: what the "
+      "library costs, independent of how fast the server is. Ratios are computed per repetition "
+      "(paired, same repetition) and shown as median [min, max].\n\n");
+   fprintf (f,
+            "| task | one operation | ops/run | helper | raw libmongoc | pymongo | helper/raw | "
+            "pymongo/helper |\n");
    fprintf (f, "|---|---|---:|---:|---:|---:|---:|---:|\n");
    for (size_t k = 0; k < NTASKS; k++) {
       task_res_t *tr = &RES[k];
@@ -2973,12 +3224,15 @@ write_md (const char *path, const char *target_lines)
       fputc ('\n', f);
    }
    fprintf (f, "\n## Wall time, throughput and memory\n\n");
-   fprintf (f, "Wall µs per operation and operations per second (medians); peak RSS is the process's "
-               "VmHWM during the run (reset before each run through /proc/self/clear_refs), in MB. "
-               "helper and raw share one C process (the pre-generated data and both pools are in both "
-               "numbers), so compare them with each other, and with pymongo's separate process only "
-               "roughly.\n\n");
-   fprintf (f, "| task | helper wall | raw wall | pymongo wall | helper ops/s | raw ops/s | pymongo ops/s | peak RSS helper / raw / pymongo |\n");
+   fprintf (f,
+            "Wall µs per operation and operations per second (medians); peak RSS is the process's "
+            "VmHWM during the run (reset before each run through /proc/self/clear_refs), in MB. "
+            "helper and raw share one C process (the pre-generated data and both pools are in both "
+            "numbers), so compare them with each other, and with pymongo's separate process only "
+            "roughly.\n\n");
+   fprintf (f,
+            "| task | helper wall | raw wall | pymongo wall | helper ops/s | raw ops/s | pymongo "
+            "ops/s | peak RSS helper / raw / pymongo |\n");
    fprintf (f, "|---|---:|---:|---:|---:|---:|---:|---:|\n");
    for (size_t k = 0; k < NTASKS; k++) {
       task_res_t *tr = &RES[k];
@@ -3003,7 +3257,9 @@ write_md (const char *path, const char *target_lines)
          fputs (s < SIDE_N - 1 ? " / " : " |\n", f);
       }
    }
-   fprintf (f, "\n## Status per side\n\n| task | helper | raw | pymongo | note |\n|---|---|---|---|---|\n");
+   fprintf (
+      f,
+      "\n## Status per side\n\n| task | helper | raw | pymongo | note |\n|---|---|---|---|---|\n");
    for (size_t k = 0; k < NTASKS; k++) {
       task_res_t *tr = &RES[k];
       if (!tr->selected) {
@@ -3013,49 +3269,63 @@ write_md (const char *path, const char *target_lines)
       for (int s = 0; s < SIDE_N; s++) {
          status_t st = tr->setup_status == ST_FAIL ? ST_FAIL : tr->s[s].status;
          const char *why = tr->setup_status == ST_FAIL ? tr->setup_err : tr->s[s].err;
-         fprintf (f, " %s%s%s |", status_name (st), st != ST_OK && why[0] ? ": " : "",
+         fprintf (f,
+                  " %s%s%s |",
+                  status_name (st),
+                  st != ST_OK && why[0] ? ": " : "",
                   st != ST_OK ? why : "");
       }
       fprintf (f, " %s |\n", tr->t->note);
    }
    fprintf (f, "\n## Targets\n\n");
-   fprintf (f, "helper/raw CPU <= %.2f on single-document tasks (and the helper-specific and concurrent "
-               "ones, whose operations are single documents), <= %.2f on bulk and streaming tasks "
-               "(find_many, insert_many_*, bulk_insert, aggregate, stream, gridfs); pymongo/helper >= %.0f "
-               "everywhere; buffered logging >= %.0fx the events/s of one synchronous insert per event and "
-               "< %.0f µs request-path CPU per event (the logging thread's RUSAGE_THREAD CPU); streaming "
-               "peak RSS growth < %.0f MB. Medians are compared; a miss is a warning, not a failure.\n\n```\n%s```\n",
-            TARGET_HR_SINGLE, TARGET_HR_BULK, TARGET_PH, TARGET_BUFFERED_X, TARGET_REQ_CPU_US,
-            TARGET_STREAM_MB, target_lines);
+   fprintf (
+      f,
+      "helper/raw CPU <= %.2f on single-document tasks (and the helper-specific and concurrent "
+      "ones, whose operations are single documents), <= %.2f on bulk and streaming tasks "
+      "(find_many, insert_many_*, bulk_insert, aggregate, stream, gridfs); pymongo/helper >= %.0f "
+      "everywhere; buffered logging >= %.0fx the events/s of one synchronous insert per event and "
+      "< %.0f µs request-path CPU per event (the logging thread's RUSAGE_THREAD CPU); streaming "
+      "peak RSS growth < %.0f MB. Medians are compared; a miss is a warning, not a "
+      "failure.\n\n```\n%s```\n",
+      TARGET_HR_SINGLE,
+      TARGET_HR_BULK,
+      TARGET_PH,
+      TARGET_BUFFERED_X,
+      TARGET_REQ_CPU_US,
+      TARGET_STREAM_MB,
+      target_lines);
    fprintf (f, "\n## Chart\n\n![helper/raw and pymongo/helper CPU ratios](ratios.png)\n\n");
-   fprintf (f, "## How it is measured\n\n"
-               "- **helper**: mongo_helper's public API (the call is named in the status table's note), "
-               "on the singleton's pool (the thread's pooled client); every run checks its result "
-               "(documents and _ids found, counts inserted, bytes downloaded, events stored).\n"
-               "- **raw**: libmongoc as its documentation recommends: one mongoc_client_pool_t "
-               "(error API 2), a client popped for a run (one per thread in the concurrent tasks) and "
-               "pushed back, collection handles reused.\n"
-               "- **pymongo**: Debian's python3-pymongo in a separate /usr/bin/python3 process, one "
-               "MongoClient, driven over a pipe so its runs interleave with the C runs; its CPU is "
-               "resource.getrusage of that process.\n"
-               "- One operation is what the \"one operation\" column says: per document for find_many, "
-               "insert_many_*, bulk_insert and stream; per pipeline run for aggregate; per upload + "
-               "download for gridfs; per event for the logging tasks.\n"
-               "- Untimed: dropping/seeding collections before a run, result verification that is not part "
-               "of the operation (counts). Timed: the operations, including draining cursors and the "
-               "buffered writer's final flush.\n"
-               "- Buffered logging: events/s is wall time from the first event to the end of the final "
-               "flush; request-path CPU is CLOCK_THREAD_CPUTIME_ID of the logging thread only, the flusher "
-               "thread's work is in the process CPU column.\n"
-               "- Streaming memory: RSS from /proc/self/statm before the stream, peak (VmHWM) during it; "
-               "the warm-up streams a fifth of the documents, so the growth at two sizes shows whether "
-               "memory depends on the number of documents.\n"
-               "- Concurrent tasks: N threads each take an equal share of the operations (2/4 find one by "
-               "_id, 1/4 insert one, 1/4 update one $inc); thread start-up is inside the timing for all sides "
-               "(pymongo: N threading.Thread on one MongoClient).\n"
-               "- Against the local test server (tests/mock_server.py, Python + mongomock) wall times and "
-               "throughput are bounded by the server, not the client: compare CPU columns, and rerun "
-               "against a real mongod (MONGO_TEST_URI=...) for wall-time numbers.\n");
+   fprintf (
+      f,
+      "## How it is measured\n\n"
+      "- **helper**: mongo_helper's public API (the call is named in the status table's note), "
+      "on the singleton's pool (the thread's pooled client); every run checks its result "
+      "(documents and _ids found, counts inserted, bytes downloaded, events stored).\n"
+      "- **raw**: libmongoc as its documentation recommends: one mongoc_client_pool_t "
+      "(error API 2), a client popped for a run (one per thread in the concurrent tasks) and "
+      "pushed back, collection handles reused.\n"
+      "- **pymongo**: Debian's python3-pymongo in a separate /usr/bin/python3 process, one "
+      "MongoClient, driven over a pipe so its runs interleave with the C runs; its CPU is "
+      "resource.getrusage of that process.\n"
+      "- One operation is what the \"one operation\" column says: per document for find_many, "
+      "insert_many_*, bulk_insert and stream; per pipeline run for aggregate; per upload + "
+      "download for gridfs; per event for the logging tasks.\n"
+      "- Untimed: dropping/seeding collections before a run, result verification that is not part "
+      "of the operation (counts). Timed: the operations, including draining cursors and the "
+      "buffered writer's final flush.\n"
+      "- Buffered logging: events/s is wall time from the first event to the end of the final "
+      "flush; request-path CPU is CLOCK_THREAD_CPUTIME_ID of the logging thread only, the flusher "
+      "thread's work is in the process CPU column.\n"
+      "- Streaming memory: RSS from /proc/self/statm before the stream, peak (VmHWM) during it; "
+      "the warm-up streams a fifth of the documents, so the growth at two sizes shows whether "
+      "memory depends on the number of documents.\n"
+      "- Concurrent tasks: N threads each take an equal share of the operations (2/4 find one by "
+      "_id, 1/4 insert one, 1/4 update one $inc); thread start-up is inside the timing for all "
+      "sides "
+      "(pymongo: N threading.Thread on one MongoClient).\n"
+      "- Against the local test server (tests/mock_server.py, Python + mongomock) wall times and "
+      "throughput are bounded by the server, not the client: compare CPU columns, and rerun "
+      "against a real mongod (MONGO_TEST_URI=...) for wall-time numbers.\n");
    return fclose (f) == 0;
 }
 
@@ -3115,27 +3385,36 @@ write_chart (const char *dir)
    /* A panel without a single ratio (e.g. --no-pymongo) shows only its
     * target, so gnuplot has nothing to warn about. */
    if (n_hr) {
-      snprintf (plot_hr, sizeof plot_hr,
-                "set xrange [-0.6:%.1f]\n"
-                "plot '%s' using 2:3:4:xtic(1) title 'helper / raw (lower is better)' lc rgb '#3366cc', "
-                "1.05 with lines dt 2 lw 2 lc rgb '#cc0000' title 'target <= 1.05 single-doc', "
-                "1.02 with lines dt 3 lw 2 lc rgb '#ff9900' title 'target <= 1.02 bulk/streaming', "
-                "'' using 0:2:(sprintf('%%.2f', $2)) with labels offset char 2.2,0.6 font ',8' notitle",
-                (double) n_rows - 0.4, dat);
+      snprintf (
+         plot_hr,
+         sizeof plot_hr,
+         "set xrange [-0.6:%.1f]\n"
+         "plot '%s' using 2:3:4:xtic(1) title 'helper / raw (lower is better)' lc rgb '#3366cc', "
+         "1.05 with lines dt 2 lw 2 lc rgb '#cc0000' title 'target <= 1.05 single-doc', "
+         "1.02 with lines dt 3 lw 2 lc rgb '#ff9900' title 'target <= 1.02 bulk/streaming', "
+         "'' using 0:2:(sprintf('%%.2f', $2)) with labels offset char 2.2,0.6 font ',8' notitle",
+         (double) n_rows - 0.4,
+         dat);
    } else {
-      snprintf (plot_hr, sizeof plot_hr,
+      snprintf (plot_hr,
+                sizeof plot_hr,
                 "unset xtics\nset xrange [0:1]\nplot 1.05 with lines dt 2 lw 2 lc rgb '#cc0000' "
                 "title 'target <= 1.05 (no helper/raw ratio in this run)'\nset autoscale x");
    }
    if (n_ph) {
-      snprintf (plot_ph, sizeof plot_ph,
-                "set xrange [-0.6:%.1f]\n"
-                "plot '%s' using 5:6:7:xtic(1) title 'pymongo / helper (higher is better)' lc rgb '#109618', "
-                "2 with lines dt 2 lw 2 lc rgb '#cc0000' title 'target >= 2', "
-                "'' using 0:5:(sprintf('%%.1f', $5)) with labels offset char 2.2,0.6 font ',8' notitle",
-                (double) n_rows - 0.4, dat);
+      snprintf (
+         plot_ph,
+         sizeof plot_ph,
+         "set xrange [-0.6:%.1f]\n"
+         "plot '%s' using 5:6:7:xtic(1) title 'pymongo / helper (higher is better)' lc rgb "
+         "'#109618', "
+         "2 with lines dt 2 lw 2 lc rgb '#cc0000' title 'target >= 2', "
+         "'' using 0:5:(sprintf('%%.1f', $5)) with labels offset char 2.2,0.6 font ',8' notitle",
+         (double) n_rows - 0.4,
+         dat);
    } else {
-      snprintf (plot_ph, sizeof plot_ph,
+      snprintf (plot_ph,
+                sizeof plot_ph,
                 "unset xtics\nset xrange [0:1]\nplot 2 with lines dt 2 lw 2 lc rgb '#cc0000' "
                 "title 'target >= 2 (no pymongo/helper ratio in this run)'\nset autoscale x");
    }
@@ -3166,7 +3445,12 @@ write_chart (const char *dir)
             "set yrange [0.1:*]\n"
             "%s\n"
             "unset multiplot\n",
-            png, mode_name (), B.reps, server_short, plot_hr, plot_ph);
+            png,
+            mode_name (),
+            B.reps,
+            server_short,
+            plot_hr,
+            plot_ph);
    fclose (f);
    snprintf (cmd, sizeof cmd, "gnuplot '%s'", gp);
    rc = system (cmd);
@@ -3220,8 +3504,14 @@ machine_info (void)
       fclose (f);
    }
    uname (&u);
-   snprintf (MACHINE, sizeof MACHINE, "%s, %ld CPUs online, %.1f GB RAM, %s %s %s", model,
-             sysconf (_SC_NPROCESSORS_ONLN), (double) mem_kb / 1048576.0, u.sysname, u.release,
+   snprintf (MACHINE,
+             sizeof MACHINE,
+             "%s, %ld CPUs online, %.1f GB RAM, %s %s %s",
+             model,
+             sysconf (_SC_NPROCESSORS_ONLN),
+             (double) mem_kb / 1048576.0,
+             u.sysname,
+             u.release,
              u.machine);
 }
 
@@ -3302,7 +3592,8 @@ main (int argc, char **argv)
       return 2;
    }
    if (B.reps < BENCH_MIN_REPS) {
-      fprintf (stderr, "bench: WARNING: %d repetitions; results need >= %d\n", B.reps, BENCH_MIN_REPS);
+      fprintf (
+         stderr, "bench: WARNING: %d repetitions; results need >= %d\n", B.reps, BENCH_MIN_REPS);
    }
    if (!uri || !*uri) {
       uri = getenv ("MONGO_CACHE_URI");
@@ -3311,8 +3602,9 @@ main (int argc, char **argv)
       uri = getenv ("MONGO_TEST_URI");
    }
    if (!uri || !*uri) {
-      fprintf (stderr, "bench: no server: set MONGO_CACHE_URI or MONGO_TEST_URI, or pass --uri "
-                       "(`make bench` starts a local test server)\n");
+      fprintf (stderr,
+               "bench: no server: set MONGO_CACHE_URI or MONGO_TEST_URI, or pass --uri "
+               "(`make bench` starts a local test server)\n");
       return 2;
    }
    snprintf (B.uri, sizeof B.uri, "%s", uri);
@@ -3320,18 +3612,24 @@ main (int argc, char **argv)
    B.mock = getenv ("MH_MOCK_SERVER") && *getenv ("MH_MOCK_SERVER");
    if (!B.script) {
       const char *slash = strrchr (argv[0], '/');
-      snprintf (script_buf, sizeof script_buf, "%.*sbench_pymongo.py",
-                slash ? (int) (slash - argv[0] + 1) : 0, argv[0]);
+      snprintf (script_buf,
+                sizeof script_buf,
+                "%.*sbench_pymongo.py",
+                slash ? (int) (slash - argv[0] + 1) : 0,
+                argv[0]);
       B.script = script_buf;
    }
    if (B.stream_docs <= 0) {
       if (B.quick) {
          B.stream_docs = 10000;
-         snprintf (B.stream_note, sizeof B.stream_note,
-                   "%ld documents per run (quick mode)", B.stream_docs);
+         snprintf (B.stream_note,
+                   sizeof B.stream_note,
+                   "%ld documents per run (quick mode)",
+                   B.stream_docs);
       } else if (B.mock) {
          B.stream_docs = 50000;
-         snprintf (B.stream_note, sizeof B.stream_note,
+         snprintf (B.stream_note,
+                   sizeof B.stream_note,
                    "%ld documents per run: the local test server (Python/mongomock) serves ~4,000 "
                    "documents/s, so 1,000,000 x 18 runs would take over an hour; against a real "
                    "mongod the full mode streams 1,000,000",
@@ -3341,7 +3639,9 @@ main (int argc, char **argv)
          snprintf (B.stream_note, sizeof B.stream_note, "%ld documents per run", B.stream_docs);
       }
    } else {
-      snprintf (B.stream_note, sizeof B.stream_note, "%ld documents per run (--stream-docs)",
+      snprintf (B.stream_note,
+                sizeof B.stream_note,
+                "%ld documents per run (--stream-docs)",
                 B.stream_docs);
    }
    B.flat_coll_n = B.quick ? 1000 : 10000;
@@ -3395,9 +3695,14 @@ main (int argc, char **argv)
       failed = true;
       goto done;
    }
-   snprintf (B.server, sizeof B.server, "%s%s %s (%s) at %.300s",
-             B.mock ? "tests/mock_server.py (Python + mongomock) reporting " : "", "MongoDB",
-             info.version, info.topology, B.uri_redacted);
+   snprintf (B.server,
+             sizeof B.server,
+             "%s%s %s (%s) at %.300s",
+             B.mock ? "tests/mock_server.py (Python + mongomock) reporting " : "",
+             "MongoDB",
+             info.version,
+             info.topology,
+             B.uri_redacted);
 
    /* Data, generated once, untimed. */
    data_fingerprint (B.fingerprint, sizeof B.fingerprint);
@@ -3418,8 +3723,16 @@ main (int argc, char **argv)
    if (B.pymongo) {
       bson_t reply;
       char line[256];
-      snprintf (line, sizeof line, "config %ld %ld %ld %ld %ld %ld %d %ld", B.flat_coll_n,
-                B.nested_coll_n, B.sessions_n, B.cache_n, B.flat_n, B.meta_n, B.quick ? 1 : 0,
+      snprintf (line,
+                sizeof line,
+                "config %ld %ld %ld %ld %ld %ld %d %ld",
+                B.flat_coll_n,
+                B.nested_coll_n,
+                B.sessions_n,
+                B.cache_n,
+                B.flat_n,
+                B.meta_n,
+                B.quick ? 1 : 0,
                 B.stream_docs);
       if (!py_call ("info", &reply, err, sizeof err)) {
          fprintf (stderr, "bench: pymongo side: %s\n", err);
@@ -3427,13 +3740,19 @@ main (int argc, char **argv)
          B.pymongo = false;
       } else {
          snprintf (hex, sizeof hex, "%s", bson_str (&reply, "fingerprint"));
-         snprintf (B.py_info, sizeof B.py_info, "Python %s, pymongo %s (C extensions: %s)",
-                   bson_str (&reply, "python"), bson_str (&reply, "pymongo"),
+         snprintf (B.py_info,
+                   sizeof B.py_info,
+                   "Python %s, pymongo %s (C extensions: %s)",
+                   bson_str (&reply, "python"),
+                   bson_str (&reply, "pymongo"),
                    bson_num (&reply, "c_extensions", 0) ? "yes" : "no");
          B.fingerprint_ok = strcmp (hex, B.fingerprint) == 0;
          if (!B.fingerprint_ok) {
-            fprintf (stderr, "bench: the Python side generates different data (fingerprint %s, C %s): "
-                             "fix bench_pymongo.py's generators\n", hex, B.fingerprint);
+            fprintf (stderr,
+                     "bench: the Python side generates different data (fingerprint %s, C %s): "
+                     "fix bench_pymongo.py's generators\n",
+                     hex,
+                     B.fingerprint);
             failed = true;
          }
       }
@@ -3469,15 +3788,20 @@ done:
       int missed = targets (tl);
       fputs (tl->str, stdout);
       if (missed) {
-         printf ("bench: %d target(s) missed (warnings above; see %s/RESULTS.md)\n", missed, B.out_dir);
+         printf (
+            "bench: %d target(s) missed (warnings above; see %s/RESULTS.md)\n", missed, B.out_dir);
       }
       snprintf (path, sizeof path, "%s/results.json", B.out_dir);
       failed |= !write_json (path);
       snprintf (path, sizeof path, "%s/RESULTS.md", B.out_dir);
       failed |= !write_md (path, tl->str);
       failed |= !write_chart (B.out_dir);
-      printf ("bench: wrote %s/results.json, %s/RESULTS.md, %s/ratios.png (%.0f s)%s\n", B.out_dir,
-              B.out_dir, B.out_dir, DURATION, failed ? "; SOMETHING FAILED TO RUN (see above)" : "");
+      printf ("bench: wrote %s/results.json, %s/RESULTS.md, %s/ratios.png (%.0f s)%s\n",
+              B.out_dir,
+              B.out_dir,
+              B.out_dir,
+              DURATION,
+              failed ? "; SOMETHING FAILED TO RUN (see above)" : "");
    }
    bson_string_free (tl, true);
    for (long i = 0; B.flat && i < B.flat_n; i++) {

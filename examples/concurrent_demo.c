@@ -13,8 +13,12 @@
 static void
 report (const char *what, const mongo_helper_error_t *err)
 {
-   fprintf (stderr, "%s: %s error %d: %s\n", what,
-            mongo_helper_category_name (err->category), (int) err->code, err->message);
+   fprintf (stderr,
+            "%s: %s error %d: %s\n",
+            what,
+            mongo_helper_category_name (err->category),
+            (int) err->code,
+            err->message);
 }
 
 int
@@ -25,17 +29,31 @@ main (void)
    mongo_helper_db_stats_t ds;
    mongo_helper_coll_stats_t cs;
    mongo_helper_op_result_t res[N_OPS];
-   bson_t *user = BCON_NEW ("email", BCON_UTF8 ("admin@example.com"),
-                            "status", BCON_UTF8 ("active"),
-                            "department", BCON_UTF8 ("ops"));
+   bson_t *user = BCON_NEW ("email",
+                            BCON_UTF8 ("admin@example.com"),
+                            "status",
+                            BCON_UTF8 ("active"),
+                            "department",
+                            BCON_UTF8 ("ops"));
    bson_t *active = BCON_NEW ("status", BCON_UTF8 ("active"));
    bson_t *admin = BCON_NEW ("email", BCON_UTF8 ("admin@example.com"));
-   bson_t *pipeline = BCON_NEW ("pipeline", "[", "{", "$group", "{", "_id",
-                                BCON_UTF8 ("$department"), "n", "{", "$sum",
-                                BCON_INT32 (1), "}", "}", "}", "]");
-   mongo_helper_op_t seed = {.type = MONGO_HELPER_OP_INSERT_ONE,
-                             .collection = "users",
-                             .document = user};
+   bson_t *pipeline = BCON_NEW ("pipeline",
+                                "[",
+                                "{",
+                                "$group",
+                                "{",
+                                "_id",
+                                BCON_UTF8 ("$department"),
+                                "n",
+                                "{",
+                                "$sum",
+                                BCON_INT32 (1),
+                                "}",
+                                "}",
+                                "}",
+                                "]");
+   mongo_helper_op_t seed = {
+      .type = MONGO_HELPER_OP_INSERT_ONE, .collection = "users", .document = user};
    const mongo_helper_op_t ops[N_OPS] = {
       {.type = MONGO_HELPER_OP_COUNT, .collection = "users", .filter = active},
       {.type = MONGO_HELPER_OP_FIND_ONE, .collection = "users", .filter = admin},
@@ -58,21 +76,29 @@ main (void)
       report ("serverStatus", &err);
       goto cleanup;
    }
-   printf ("server %s, version %s, up %lld s, %lld connection(s)\n", ss.host,
-           ss.version, (long long) ss.uptime_s, (long long) ss.connections_current);
+   printf ("server %s, version %s, up %lld s, %lld connection(s)\n",
+           ss.host,
+           ss.version,
+           (long long) ss.uptime_s,
+           (long long) ss.connections_current);
    if (!mongo_helper_db_stats (NULL, &ds, NULL, &err)) {
       report ("dbStats", &err);
       goto cleanup;
    }
    printf ("database: %lld collection(s), %lld document(s), %lld data bytes, "
-           "%lld index(es)\n", (long long) ds.collections, (long long) ds.objects,
-           (long long) ds.data_size, (long long) ds.indexes);
+           "%lld index(es)\n",
+           (long long) ds.collections,
+           (long long) ds.objects,
+           (long long) ds.data_size,
+           (long long) ds.indexes);
    if (!mongo_helper_collection_stats (NULL, "users", &cs, NULL, &err)) {
       report ("collection stats", &err);
       goto cleanup;
    }
    printf ("users: %lld document(s), %lld bytes, %lld index(es)\n",
-           (long long) cs.count, (long long) cs.size, (long long) cs.nindexes);
+           (long long) cs.count,
+           (long long) cs.size,
+           (long long) cs.nindexes);
    names = mongo_helper_collection_names (NULL, &err);
    if (!names) {
       report ("collection names", &err);

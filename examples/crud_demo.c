@@ -28,15 +28,21 @@ print_chunk (const bson_t *const *docs, size_t n, void *user_data)
    }
    (*chunks)++;
    printf ("  chunk %zu: %zu documents, sku %lld..%lld\n",
-           *chunks, n, (long long) first, (long long) last);
+           *chunks,
+           n,
+           (long long) first,
+           (long long) last);
    return *chunks < 3; /* three chunks are enough for a demo: stop early */
 }
 
 static void
 report (const char *what, const mongo_helper_error_t *err)
 {
-   fprintf (stderr, "%s failed: %s error %d: %s\n", what,
-            mongo_helper_category_name (err->category), (int) err->code,
+   fprintf (stderr,
+            "%s failed: %s error %d: %s\n",
+            what,
+            mongo_helper_category_name (err->category),
+            (int) err->code,
             err->message);
 }
 
@@ -62,8 +68,14 @@ main (void)
    }
 
    /* Insert from bson_t: the generated _id comes back. */
-   doc = BCON_NEW ("name", BCON_UTF8 ("kettle"), "price", BCON_DOUBLE (29.5),
-                   "tags", "[", BCON_UTF8 ("kitchen"), "]");
+   doc = BCON_NEW ("name",
+                   BCON_UTF8 ("kettle"),
+                   "price",
+                   BCON_DOUBLE (29.5),
+                   "tags",
+                   "[",
+                   BCON_UTF8 ("kitchen"),
+                   "]");
    if (!mongo_helper_insert_one (NULL, COLL, doc, &id, &err)) {
       report ("insert_one", &err);
       goto cleanup;
@@ -73,17 +85,25 @@ main (void)
 
    /* Insert from JSON, as a request body would arrive. */
    if (!mongo_helper_insert_one_json (
-          NULL, COLL, "{\"name\": \"toaster\", \"price\": 45.0, \"tags\": [\"kitchen\"]}",
-          NULL, &err) ||
+          NULL,
+          COLL,
+          "{\"name\": \"toaster\", \"price\": 45.0, \"tags\": [\"kitchen\"]}",
+          NULL,
+          &err) ||
        !mongo_helper_insert_one_json (
-          NULL, COLL, "{\"name\": \"lamp\", \"price\": 19.99, \"tags\": [\"living\"]}",
-          NULL, &err)) {
+          NULL,
+          COLL,
+          "{\"name\": \"lamp\", \"price\": 19.99, \"tags\": [\"living\"]}",
+          NULL,
+          &err)) {
       report ("insert_one_json", &err);
       goto cleanup;
    }
 
    /* Find with sort and limit, answered as JSON. */
-   json = mongo_helper_find_json (NULL, COLL, "{\"tags\": \"kitchen\"}",
+   json = mongo_helper_find_json (NULL,
+                                  COLL,
+                                  "{\"tags\": \"kitchen\"}",
                                   "{\"sort\": {\"price\": -1}, \"limit\": 1, "
                                   "\"projection\": {\"_id\": 0}}",
                                   &err);
@@ -103,23 +123,30 @@ main (void)
       goto cleanup;
    }
    printf ("kitchen on sale: matched %lld, modified %lld\n",
-           (long long) upd.matched, (long long) upd.modified);
+           (long long) upd.matched,
+           (long long) upd.modified);
    mongo_helper_update_result_cleanup (&upd);
-   if (!mongo_helper_update_json (NULL, COLL, "{\"name\": \"rug\"}",
-                                  "{\"$set\": {\"price\": 80}}", false, true,
-                                  &upd, &err)) {
+   if (!mongo_helper_update_json (NULL,
+                                  COLL,
+                                  "{\"name\": \"rug\"}",
+                                  "{\"$set\": {\"price\": 80}}",
+                                  false,
+                                  true,
+                                  &upd,
+                                  &err)) {
       report ("update_json", &err);
       goto cleanup;
    }
    printf ("upsert of rug inserted %lld document(s)\n", (long long) upd.upserted);
 
    /* Aggregate: average price per tag. */
-   json = mongo_helper_aggregate_json (
-      NULL, COLL,
-      "[{\"$unwind\": \"$tags\"},"
-      " {\"$group\": {\"_id\": \"$tags\", \"n\": {\"$sum\": 1}}},"
-      " {\"$sort\": {\"_id\": 1}}]",
-      NULL, &err);
+   json = mongo_helper_aggregate_json (NULL,
+                                       COLL,
+                                       "[{\"$unwind\": \"$tags\"},"
+                                       " {\"$group\": {\"_id\": \"$tags\", \"n\": {\"$sum\": 1}}},"
+                                       " {\"$sort\": {\"_id\": 1}}]",
+                                       NULL,
+                                       &err);
    if (!json) {
       report ("aggregate_json", &err);
       goto cleanup;
@@ -133,13 +160,15 @@ main (void)
    for (int i = 0; i < BULK_N; i++) {
       many[i] = BCON_NEW ("sku", BCON_INT32 (i), "price", BCON_DOUBLE (i * 0.5));
    }
-   if (!mongo_helper_bulk_insert (NULL, COLL, (const bson_t *const *) many,
-                                  BULK_N, 1000, false, &bulk, &err)) {
+   if (!mongo_helper_bulk_insert (
+          NULL, COLL, (const bson_t *const *) many, BULK_N, 1000, false, &bulk, &err)) {
       report ("bulk_insert", &err);
       goto cleanup;
    }
    printf ("bulk insert: %lld inserted in %zu batches, %zu failed\n",
-           (long long) bulk->inserted, bulk->batches, bulk->n_failures);
+           (long long) bulk->inserted,
+           bulk->batches,
+           bulk->n_failures);
 
    /* Stream the bulk documents in chunks of 500, stopping after three. */
    sort = BCON_NEW ("sku", BCON_INT32 (1));
@@ -149,8 +178,7 @@ main (void)
       bool ok;
 
       opts.sort = sort;
-      ok = mongo_helper_find_stream (NULL, COLL, has_sku, &opts, 500,
-                                     print_chunk, &chunks, &err);
+      ok = mongo_helper_find_stream (NULL, COLL, has_sku, &opts, 500, print_chunk, &chunks, &err);
       bson_destroy (has_sku);
       if (!ok) {
          report ("find_stream", &err);

@@ -24,8 +24,10 @@ main (void)
 
    db = mongo_helper_database (&err); /* lazy init, per-thread client */
    if (!db) {
-      fprintf (stderr, "mongo_helper: %s error: %s\n",
-               mongo_helper_category_name (err.category), err.message);
+      fprintf (stderr,
+               "mongo_helper: %s error: %s\n",
+               mongo_helper_category_name (err.category),
+               err.message);
       goto cleanup;
    }
    mongo_helper_status (&st);
@@ -35,11 +37,17 @@ main (void)
    {
       struct timespec now;
       timespec_get (&now, TIME_UTC);
-      event = BCON_NEW ("user_id", BCON_INT32 (123),
-                        "event_type", BCON_UTF8 ("login"),
-                        "metadata", "{", "ip", BCON_UTF8 ("203.0.113.7"), "}",
-                        "timestamp", BCON_DATE_TIME ((int64_t) now.tv_sec * 1000 +
-                                                     now.tv_nsec / 1000000));
+      event = BCON_NEW ("user_id",
+                        BCON_INT32 (123),
+                        "event_type",
+                        BCON_UTF8 ("login"),
+                        "metadata",
+                        "{",
+                        "ip",
+                        BCON_UTF8 ("203.0.113.7"),
+                        "}",
+                        "timestamp",
+                        BCON_DATE_TIME ((int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000));
    }
    if (!mongoc_collection_insert_one (events, event, NULL, NULL, &berr)) {
       fprintf (stderr, "insert failed: %s\n", berr.message);

@@ -16,8 +16,12 @@
 static void
 report (const char *what, const mongo_helper_error_t *err)
 {
-   fprintf (stderr, "%s: %s error %d: %s\n", what,
-            mongo_helper_category_name (err->category), (int) err->code, err->message);
+   fprintf (stderr,
+            "%s: %s error %d: %s\n",
+            what,
+            mongo_helper_category_name (err->category),
+            (int) err->code,
+            err->message);
 }
 
 /* Reads a whole file into memory (malloc'd). */
@@ -80,8 +84,8 @@ main (int argc, char **argv)
       made_input = true;
    }
 
-   if (!mongo_helper_gridfs_put_file (&opts, "report.bin", path,
-                                      "application/octet-stream", meta, &id, &err)) {
+   if (!mongo_helper_gridfs_put_file (
+          &opts, "report.bin", path, "application/octet-stream", meta, &id, &err)) {
       report ("put", &err);
       goto cleanup;
    }

@@ -32,8 +32,8 @@
 static enum MHD_Result
 reply (struct MHD_Connection *c, unsigned status, const char *type, const char *body)
 {
-   struct MHD_Response *r = MHD_create_response_from_buffer (
-      strlen (body), (void *) body, MHD_RESPMEM_MUST_COPY);
+   struct MHD_Response *r =
+      MHD_create_response_from_buffer (strlen (body), (void *) body, MHD_RESPMEM_MUST_COPY);
    enum MHD_Result ret;
 
    if (!r) {
@@ -64,7 +64,8 @@ health (struct MHD_Connection *c)
          *p = ' ';
       }
    }
-   snprintf (body, sizeof body,
+   snprintf (body,
+             sizeof body,
              "{\"status\":\"%s\",\"error\":\"%s\",\"circuit\":\"%s\","
              "\"consecutive_failures\":%d,\"pool_in_use\":%lld,"
              "\"pool_waiting\":%lld}\n",
@@ -74,8 +75,7 @@ health (struct MHD_Connection *c)
              (int) circuit.consecutive_failures,
              (long long) pool.in_use,
              (long long) pool.waiting);
-   return reply (c, up ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
-                 "application/json", body);
+   return reply (c, up ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, "application/json", body);
 }
 
 static enum MHD_Result
@@ -115,8 +115,8 @@ ping (struct MHD_Connection *c)
    if (ok) {
       return reply (c, MHD_HTTP_OK, "text/plain", "pong\n");
    }
-   return reply (c, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain",
-                 mongo_helper_category_name (err.category));
+   return reply (
+      c, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain", mongo_helper_category_name (err.category));
 }
 
 static enum MHD_Result
@@ -179,10 +179,14 @@ main (int argc, char **argv)
    addr.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
    d = MHD_start_daemon (MHD_USE_INTERNAL_POLLING_THREAD,
                          (uint16_t) port,
-                         NULL, NULL,
-                         handle, NULL,
-                         MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr,
-                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) 10,
+                         NULL,
+                         NULL,
+                         handle,
+                         NULL,
+                         MHD_OPTION_SOCK_ADDR,
+                         (struct sockaddr *) &addr,
+                         MHD_OPTION_CONNECTION_TIMEOUT,
+                         (unsigned int) 10,
                          MHD_OPTION_END);
    if (!d) {
       fprintf (stderr, "metrics_server: cannot listen on 127.0.0.1:%d\n", port);

@@ -38,8 +38,10 @@ main (int argc, char **argv)
       if (err.code == 40573) {
          printf ("this server is a standalone: %s\n", err.message);
       } else {
-         fprintf (stderr, "watch failed (%s): %s\n",
-                  mongo_helper_category_name (err.category), err.message);
+         fprintf (stderr,
+                  "watch failed (%s): %s\n",
+                  mongo_helper_category_name (err.category),
+                  err.message);
          rc = EXIT_FAILURE;
       }
    } else {

@@ -32,11 +32,10 @@ static mongo_helper_event_writer_t *writer;
 static atomic_int page_computations;
 
 static enum MHD_Result
-reply (struct MHD_Connection *conn, unsigned status, const char *body,
-       const char *sid)
+reply (struct MHD_Connection *conn, unsigned status, const char *body, const char *sid)
 {
-   struct MHD_Response *r = MHD_create_response_from_buffer (
-      strlen (body), (void *) body, MHD_RESPMEM_MUST_COPY);
+   struct MHD_Response *r =
+      MHD_create_response_from_buffer (strlen (body), (void *) body, MHD_RESPMEM_MUST_COPY);
    enum MHD_Result ret;
 
    MHD_add_response_header (r, "Content-Type", "text/plain; charset=utf-8");
@@ -72,8 +71,12 @@ static enum MHD_Result
 fail (struct MHD_Connection *conn, const char *what, const mongo_helper_error_t *e)
 {
    char body[700];
-   snprintf (body, sizeof body, "%s failed: %s error: %s\n", what,
-             mongo_helper_category_name (e->category), e->message);
+   snprintf (body,
+             sizeof body,
+             "%s failed: %s error: %s\n",
+             what,
+             mongo_helper_category_name (e->category),
+             e->message);
    return reply (conn, MHD_HTTP_INTERNAL_SERVER_ERROR, body, NULL);
 }
 
@@ -120,22 +123,28 @@ home (struct MHD_Connection *conn)
    }
    bson_destroy (set);
 
-   if (!mongo_helper_cache_get_or_compute (cache, "page:/", 60000, render_home, NULL,
-                                           &page, &computed, &e)) {
+   if (!mongo_helper_cache_get_or_compute (
+          cache, "page:/", 60000, render_home, NULL, &page, &computed, &e)) {
       bson_destroy (&page);
       return fail (conn, "cached page", &e);
    }
-   meta = BCON_NEW ("path", BCON_UTF8 ("/"), "visits", BCON_INT64 (visits),
-                    "page_computed", BCON_BOOL (computed));
+   meta = BCON_NEW ("path",
+                    BCON_UTF8 ("/"),
+                    "visits",
+                    BCON_INT64 (visits),
+                    "page_computed",
+                    BCON_BOOL (computed));
    if (!mongo_helper_event_writer_log (writer, "demo-user", "page_view", meta, 0, &e)) {
       fprintf (stderr, "web_demo: event not queued: %s\n", e.message);
    }
    bson_destroy (meta);
-   snprintf (body, sizeof body,
+   snprintf (body,
+             sizeof body,
              "%s\nsession: %s\nvisits in this session: %lld\n"
              "page rendered at %s (%s)\n",
              bson_iter_init_find (&it, &page, "html") ? bson_iter_utf8 (&it, NULL) : "",
-             new_session ? "new" : "existing", (long long) visits,
+             new_session ? "new" : "existing",
+             (long long) visits,
              bson_iter_init_find (&it, &page, "rendered_at") ? bson_iter_utf8 (&it, NULL) : "?",
              computed ? "computed now" : "from the cache");
    bson_destroy (&page);
@@ -164,9 +173,14 @@ events (struct MHD_Connection *conn)
 }
 
 static enum MHD_Result
-handle (void *cls, struct MHD_Connection *conn, const char *url,
-        const char *method, const char *version, const char *upload,
-        size_t *upload_size, void **state)
+handle (void *cls,
+        struct MHD_Connection *conn,
+        const char *url,
+        const char *method,
+        const char *version,
+        const char *upload,
+        size_t *upload_size,
+        void **state)
 {
    mongo_helper_error_t e;
 
@@ -225,11 +239,12 @@ main (int argc, char **argv)
       goto cleanup;
    }
    /* Set-up at start, so a missing index privilege shows now. */
-   if (!mongo_helper_sessions_ensure (sessions, &e) ||
-       !mongo_helper_cache_ensure (cache, &e) ||
+   if (!mongo_helper_sessions_ensure (sessions, &e) || !mongo_helper_cache_ensure (cache, &e) ||
        !mongo_helper_eventlog_ensure (eventlog, NULL, &e)) {
-      fprintf (stderr, "web_demo: set-up failed: %s error: %s\n",
-               mongo_helper_category_name (e.category), e.message);
+      fprintf (stderr,
+               "web_demo: set-up failed: %s error: %s\n",
+               mongo_helper_category_name (e.category),
+               e.message);
       goto cleanup;
    }
    mongo_helper_thread_release ();
@@ -240,9 +255,15 @@ main (int argc, char **argv)
       goto cleanup;
    }
    d = MHD_start_daemon (MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
-                         (uint16_t) port, NULL, NULL, handle, NULL,
-                         MHD_OPTION_THREAD_POOL_SIZE, 4u,
-                         MHD_OPTION_CONNECTION_TIMEOUT, 10u,
+                         (uint16_t) port,
+                         NULL,
+                         NULL,
+                         handle,
+                         NULL,
+                         MHD_OPTION_THREAD_POOL_SIZE,
+                         4u,
+                         MHD_OPTION_CONNECTION_TIMEOUT,
+                         10u,
                          MHD_OPTION_END);
    if (!d) {
       fprintf (stderr, "web_demo: cannot listen on port %u\n", port);
@@ -271,9 +292,11 @@ cleanup:
       mongo_helper_event_writer_destroy (writer, 3000, &st);
       printf ("web_demo: events accepted %llu, stored %llu, dropped %llu, "
               "failed batches %llu; page computed %d time(s)\n",
-              (unsigned long long) st.accepted, (unsigned long long) st.stored,
+              (unsigned long long) st.accepted,
+              (unsigned long long) st.stored,
               (unsigned long long) st.dropped,
-              (unsigned long long) st.failed_batches, atomic_load (&page_computations));
+              (unsigned long long) st.failed_batches,
+              atomic_load (&page_computations));
       if (st.stored + st.dropped != st.accepted || st.dropped) {
          rc = EXIT_FAILURE;
       }

@@ -41,17 +41,12 @@ typedef struct {
 } mh_aggregate_ctx_t;
 
 static bool
-mh_aggregate_op (mongoc_client_t *client,
-                 mongoc_database_t *db,
-                 void *ctx,
-                 bson_error_t *berr)
+mh_aggregate_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
 {
    mh_aggregate_ctx_t *c = ctx;
-   mongoc_collection_t *coll =
-      mh_collection (client, db, c->database, c->collection);
+   mongoc_collection_t *coll = mh_collection (client, db, c->database, c->collection);
    bool ok = mh_cursor_drain (
-      mongoc_collection_aggregate (
-         coll, MONGOC_QUERY_NONE, c->pipeline, c->opts, NULL),
+      mongoc_collection_aggregate (coll, MONGOC_QUERY_NONE, c->pipeline, c->opts, NULL),
       c->results,
       berr);
 
@@ -93,10 +88,7 @@ mongo_helper_aggregate (const char *database,
 
    if (!results) {
       mh_error_clear (error);
-      return mh_fail (error,
-                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
-                      0,
-                      "aggregate: results is NULL");
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "aggregate: results is NULL");
    }
    bson_init (results);
    if (!mh_target_check ("aggregate", database, collection, error) ||
@@ -108,10 +100,8 @@ mongo_helper_aggregate (const char *database,
       return false;
    }
    ctx.opts = &o;
-   bson_snprintf (what,
-                  sizeof what,
-                  "aggregate on %s",
-                  mh_ns (ns, sizeof ns, database, collection));
+   bson_snprintf (
+      what, sizeof what, "aggregate on %s", mh_ns (ns, sizeof ns, database, collection));
    ok = mh_run (what, mh_pipeline_flags (pipeline), mh_aggregate_op, &ctx, error);
    bson_destroy (&o);
    return ok;
@@ -135,8 +125,7 @@ mongo_helper_aggregate_json (const char *database,
    if (!pipeline) {
       return NULL;
    }
-   if (mongo_helper_aggregate (
-          database, collection, pipeline, opts, &results, error)) {
+   if (mongo_helper_aggregate (database, collection, pipeline, opts, &results, error)) {
       json = mongo_helper_array_to_json (&results, error);
    }
    bson_destroy (&results);
@@ -154,8 +143,7 @@ mongo_helper_aggregate_stream (const char *database,
                                void *user_data,
                                mongo_helper_error_t *error)
 {
-   mh_stream_ctx_t ctx = {
-      database, collection, NULL, pipeline, NULL, chunk_size, fn, user_data};
+   mh_stream_ctx_t ctx = {database, collection, NULL, pipeline, NULL, chunk_size, fn, user_data};
    bson_t o;
    bool ok;
 
@@ -163,8 +151,7 @@ mongo_helper_aggregate_stream (const char *database,
        !mh_doc_check ("aggregate_stream", "pipeline", pipeline, error)) {
       return false;
    }
-   if (!mh_aggregate_opts (
-          opts, chunk_size <= INT32_MAX ? (int32_t) chunk_size : 0, &o, error)) {
+   if (!mh_aggregate_opts (opts, chunk_size <= INT32_MAX ? (int32_t) chunk_size : 0, &o, error)) {
       bson_destroy (&o);
       return false;
    }

@@ -45,17 +45,12 @@ mh_bulk_record (mh_bulk_ctx_t *c, size_t index, int32_t code, const char *msg)
 }
 
 static bool
-mh_bulk_op (mongoc_client_t *client,
-            mongoc_database_t *db,
-            void *ctx,
-            bson_error_t *berr)
+mh_bulk_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
 {
    mh_bulk_ctx_t *c = ctx;
-   mongoc_collection_t *coll =
-      mh_collection (client, db, c->database, c->collection);
+   mongoc_collection_t *coll = mh_collection (client, db, c->database, c->collection);
    bson_t *opts = BCON_NEW ("ordered", BCON_BOOL (c->ordered));
-   mongoc_bulk_operation_t *bulk =
-      mongoc_collection_create_bulk_operation_with_opts (coll, opts);
+   mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts (coll, opts);
    bson_t reply;
    bson_iter_t it, errs, one;
    size_t before = c->result->n_failures;
@@ -74,15 +69,14 @@ mh_bulk_op (mongoc_client_t *client,
       c->result->batches++;
       /* Per-document failures are the result, not a failure of the call:
        * the documents around them landed and must not be sent again. */
-      if (bson_iter_init_find (&it, &reply, "writeErrors") &&
-          BSON_ITER_HOLDS_ARRAY (&it) && bson_iter_recurse (&it, &errs)) {
+      if (bson_iter_init_find (&it, &reply, "writeErrors") && BSON_ITER_HOLDS_ARRAY (&it) &&
+          bson_iter_recurse (&it, &errs)) {
          while (bson_iter_next (&errs)) {
             int64_t index = 0;
             int32_t code = 0;
             const char *msg = NULL;
 
-            if (!BSON_ITER_HOLDS_DOCUMENT (&errs) ||
-                !bson_iter_recurse (&errs, &one)) {
+            if (!BSON_ITER_HOLDS_DOCUMENT (&errs) || !bson_iter_recurse (&errs, &one)) {
                continue;
             }
             while (bson_iter_next (&one)) {
@@ -159,10 +153,8 @@ mongo_helper_bulk_insert (const char *database,
    ctx.collection = collection;
    ctx.ordered = ordered;
    ctx.result = bson_malloc0 (sizeof *ctx.result);
-   bson_snprintf (what,
-                  sizeof what,
-                  "bulk_insert into %s",
-                  mh_ns (ns, sizeof ns, database, collection));
+   bson_snprintf (
+      what, sizeof what, "bulk_insert into %s", mh_ns (ns, sizeof ns, database, collection));
    for (size_t off = 0; off < n; off += batch_size) {
       ctx.docs = docs + off;
       ctx.offset = off;
@@ -178,9 +170,8 @@ mongo_helper_bulk_insert (const char *database,
    if (ok && ctx.result->n_failures > 0) {
       const mongo_helper_bulk_failure_t *f = &ctx.result->failures[0];
       mh_fail (error,
-               f->code == 11000 || f->code == 11001
-                  ? MONGO_HELPER_ERROR_DUPLICATE_KEY
-                  : MONGO_HELPER_ERROR_SERVER,
+               f->code == 11000 || f->code == 11001 ? MONGO_HELPER_ERROR_DUPLICATE_KEY
+                                                    : MONGO_HELPER_ERROR_SERVER,
                f->code,
                "%s: %zu of %zu documents failed (%lld inserted); first, at "
                "index %zu: %s",

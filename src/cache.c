@@ -28,8 +28,7 @@ mongo_helper_cache_options_init (mongo_helper_cache_options_t *options)
 }
 
 mongo_helper_cache_t *
-mongo_helper_cache_new (const mongo_helper_cache_options_t *options,
-                        mongo_helper_error_t *error)
+mongo_helper_cache_new (const mongo_helper_cache_options_t *options, mongo_helper_error_t *error)
 {
    mongo_helper_cache_options_t o;
    mongo_helper_cache_t *c;
@@ -42,9 +41,11 @@ mongo_helper_cache_new (const mongo_helper_cache_options_t *options,
    if (!mh_web_coll_name_ok (o.collection, error)) {
       return NULL;
    }
-   if (o.max_key_length < 1 || o.max_key_length > 1000 || o.lease_ms <= 0 ||
-       o.wait_ms < 0 || o.poll_ms <= 0) {
-      mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+   if (o.max_key_length < 1 || o.max_key_length > 1000 || o.lease_ms <= 0 || o.wait_ms < 0 ||
+       o.poll_ms <= 0) {
+      mh_fail (error,
+               MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+               0,
                "cache options: max_key_length must be 1..1000, lease_ms and "
                "poll_ms > 0, wait_ms >= 0");
       return NULL;
@@ -69,22 +70,21 @@ mongo_helper_cache_destroy (mongo_helper_cache_t *cache)
 }
 
 bool
-mongo_helper_cache_ensure (mongo_helper_cache_t *cache,
-                           mongo_helper_error_t *error)
+mongo_helper_cache_ensure (mongo_helper_cache_t *cache, mongo_helper_error_t *error)
 {
    mh_web_index_t ix[] = {{"expiresAt_ttl", "expiresAt", 1, NULL, 0, 0}};
    mh_web_ensure_t e;
 
    mh_error_clear (error);
    if (!cache) {
-      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
-                      "mongo_helper_cache_ensure: cache is NULL");
+      return mh_fail (
+         error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "mongo_helper_cache_ensure: cache is NULL");
    }
    e.coll = cache->coll;
    e.ix = ix;
    e.n = 1;
-   if (!mh_run ("ensure cache indexes", MH_OP_WRITE | MH_OP_IDEMPOTENT,
-                mh_web_ensure_op, &e, error)) {
+   if (!mh_run (
+          "ensure cache indexes", MH_OP_WRITE | MH_OP_IDEMPOTENT, mh_web_ensure_op, &e, error)) {
       return false;
    }
    atomic_store (&cache->setup.done, true);
@@ -121,8 +121,8 @@ mh_cache_append_id (const mongo_helper_cache_t *c,
       size_t p = 64;
 
       if (!mh_sha256_hex (key, len, hex)) {
-         return mh_fail (error, MONGO_HELPER_ERROR_INTERNAL, 0,
-                         "SHA-256 of the cache key failed (OpenSSL)");
+         return mh_fail (
+            error, MONGO_HELPER_ERROR_INTERNAL, 0, "SHA-256 of the cache key failed (OpenSSL)");
       }
       /* Cut the readable prefix on a UTF-8 character boundary. */
       while (p > 0 && ((unsigned char) key[p] & 0xC0) == 0x80) {
@@ -142,16 +142,16 @@ mh_cache_append_live (bson_t *f, int64_t now)
 {
    bson_t or, a, b, ex;
 
-   BSON_APPEND_ARRAY_BEGIN (f, "$or", &or);
-   BSON_APPEND_DOCUMENT_BEGIN (&or, "0", &a);
+   BSON_APPEND_ARRAY_BEGIN (f, "$or", & or);
+   BSON_APPEND_DOCUMENT_BEGIN (& or, "0", &a);
    mh_web_append_live (&a, "expiresAt", now);
-   bson_append_document_end (&or, &a);
-   BSON_APPEND_DOCUMENT_BEGIN (&or, "1", &b);
+   bson_append_document_end (& or, &a);
+   BSON_APPEND_DOCUMENT_BEGIN (& or, "1", &b);
    BSON_APPEND_DOCUMENT_BEGIN (&b, "expiresAt", &ex);
    BSON_APPEND_BOOL (&ex, "$exists", false);
    bson_append_document_end (&b, &ex);
-   bson_append_document_end (&or, &b);
-   bson_append_array_end (f, &or);
+   bson_append_document_end (& or, &b);
+   bson_append_array_end (f, & or);
 }
 
 static bool
@@ -163,8 +163,7 @@ mh_cache_begin (mongo_helper_cache_t *c,
 {
    mh_error_clear (error);
    if (!c) {
-      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
-                      "cache handle is NULL");
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "cache handle is NULL");
    }
    if (filter) {
       if (!mh_cache_append_id (c, filter, "_id", key, error)) {
@@ -196,8 +195,8 @@ mh_cache_append_expiry (const mongo_helper_cache_t *c, bson_t *b, int64_t ttl_ms
 static bool
 mh_cache_not_found (const char *key, mongo_helper_error_t *error)
 {
-   return mh_fail (error, MONGO_HELPER_ERROR_NOT_FOUND, 0,
-                   "cache key '%.64s' has no live value", key);
+   return mh_fail (
+      error, MONGO_HELPER_ERROR_NOT_FOUND, 0, "cache key '%.64s' has no live value", key);
 }
 
 /* Stores { value: <value_iter's value>, expiresAt } under key (upsert). */
@@ -236,13 +235,13 @@ mongo_helper_cache_set (mongo_helper_cache_t *cache,
 
    mh_error_clear (error);
    if (!value) {
-      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
-                      "mongo_helper_cache_set: value is NULL");
+      return mh_fail (
+         error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "mongo_helper_cache_set: value is NULL");
    }
    if (!cache || !mh_web_size_ok (value->len, "cache value", error)) {
-      return cache ? false
-                   : mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
-                              "cache handle is NULL");
+      return cache
+                ? false
+                : mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "cache handle is NULL");
    }
    BSON_APPEND_DOCUMENT (&entry, "value", value);
    mh_cache_append_expiry (cache, &entry, ttl_ms);
@@ -265,14 +264,16 @@ mongo_helper_cache_set_bytes (mongo_helper_cache_t *cache,
 
    mh_error_clear (error);
    if ((!data && len > 0) || !cache) {
-      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
                       "mongo_helper_cache_set_bytes: cache or data is NULL");
    }
    if (!mh_web_size_ok (len, "cache value", error)) {
       return false;
    }
-   bson_append_binary (&entry, "value", 5, BSON_SUBTYPE_BINARY,
-                       data ? data : &none, (uint32_t) len);
+   bson_append_binary (
+      &entry, "value", 5, BSON_SUBTYPE_BINARY, data ? data : &none, (uint32_t) len);
    mh_cache_append_expiry (cache, &entry, ttl_ms);
    ok = mh_cache_store (cache, key, &entry, error);
    bson_destroy (&entry);
@@ -320,8 +321,7 @@ mh_cache_insert (mongo_helper_cache_t *c,
    if (mh_w_run (what, &o, error)) {
       return true;
    }
-   if (error && error->category == MONGO_HELPER_ERROR_DUPLICATE_KEY &&
-       mh_cache_reap (c, doc)) {
+   if (error && error->category == MONGO_HELPER_ERROR_DUPLICATE_KEY && mh_cache_reap (c, doc)) {
       mh_error_clear (error);
       return mh_w_run (what, &o, error);
    }
@@ -344,8 +344,8 @@ mongo_helper_cache_add (mongo_helper_cache_t *cache,
    }
    ok = mh_cache_begin (cache, key, &doc, false, error);
    if (ok && !value) {
-      ok = mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
-                    "mongo_helper_cache_add: value is NULL");
+      ok = mh_fail (
+         error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "mongo_helper_cache_add: value is NULL");
    }
    ok = ok && mh_web_size_ok (value->len, "cache value", error);
    if (ok) {
@@ -353,7 +353,9 @@ mongo_helper_cache_add (mongo_helper_cache_t *cache,
       mh_cache_append_expiry (cache, &doc, ttl_ms);
       ok = mh_cache_insert (cache, "cache add", &doc, error);
       if (!ok && error->category == MONGO_HELPER_ERROR_DUPLICATE_KEY) {
-         mh_fail (error, MONGO_HELPER_ERROR_DUPLICATE_KEY, 11000,
+         mh_fail (error,
+                  MONGO_HELPER_ERROR_DUPLICATE_KEY,
+                  11000,
                   "cache key '%.64s' already has a live value: nothing added",
                   key);
       }
@@ -392,10 +394,13 @@ mh_cache_read (mongo_helper_cache_t *c,
 static bool
 mh_cache_wrong_type (const char *key, const char *use, mongo_helper_error_t *error)
 {
-   return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+   return mh_fail (error,
+                   MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                   0,
                    "cache key '%.64s' holds another kind of value: read it "
                    "with %s",
-                   key, use);
+                   key,
+                   use);
 }
 
 static const char *
@@ -422,7 +427,9 @@ mongo_helper_cache_get (mongo_helper_cache_t *cache,
 
    if (!value_out) {
       bson_destroy (&entry);
-      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
                       "mongo_helper_cache_get: value_out is NULL");
    }
    bson_init (value_out);
@@ -457,7 +464,9 @@ mongo_helper_cache_get_bytes (mongo_helper_cache_t *cache,
 
    if (!data || !len) {
       bson_destroy (&entry);
-      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
                       "mongo_helper_cache_get_bytes: data or len is NULL");
    }
    *data = NULL;
@@ -499,7 +508,9 @@ mongo_helper_cache_get_many (mongo_helper_cache_t *cache,
    }
    ok = mh_cache_begin (cache, NULL, NULL, false, error);
    if (ok && (!found_out || !keys || n == 0)) {
-      ok = mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+      ok = mh_fail (error,
+                    MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                    0,
                     "mongo_helper_cache_get_many: no keys or found_out is "
                     "NULL");
    }
@@ -612,21 +623,22 @@ mongo_helper_cache_incr (mongo_helper_cache_t *cache,
    o.upsert = true;
    o.found = &doc;
    ok = mh_w_run ("cache incr", &o, error);
-   if (!ok && error->category == MONGO_HELPER_ERROR_DUPLICATE_KEY &&
-       mh_cache_reap (cache, &f)) {
+   if (!ok && error->category == MONGO_HELPER_ERROR_DUPLICATE_KEY && mh_cache_reap (cache, &f)) {
       ok = mh_w_run ("cache incr", &o, error);
    }
    if (ok) {
-      if (!o.hit || !bson_iter_init_find (&it, &doc, "value") ||
-          !BSON_ITER_HOLDS_NUMBER (&it)) {
+      if (!o.hit || !bson_iter_init_find (&it, &doc, "value") || !BSON_ITER_HOLDS_NUMBER (&it)) {
          ok = mh_cache_wrong_type (key, "mongo_helper_cache_get()", error);
       } else if (result) {
          *result = bson_iter_as_int64 (&it);
       }
    } else if (error->category == MONGO_HELPER_ERROR_SERVER) {
       /* 14: TypeMismatch ($inc on a non-number). */
-      mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, error->code,
-               "cache key '%.64s' does not hold a number: %s", key,
+      mh_fail (error,
+               MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+               error->code,
+               "cache key '%.64s' does not hold a number: %s",
+               key,
                error->message);
    }
 cleanup:
@@ -700,8 +712,7 @@ mongo_helper_cache_touch (mongo_helper_cache_t *cache,
 }
 
 bool
-mongo_helper_cache_clear (mongo_helper_cache_t *cache,
-                          mongo_helper_error_t *error)
+mongo_helper_cache_clear (mongo_helper_cache_t *cache, mongo_helper_error_t *error)
 {
    bson_t f = BSON_INITIALIZER;
    mh_w_op_t o = {0};
@@ -785,14 +796,15 @@ mongo_helper_cache_get_or_compute (mongo_helper_cache_t *cache,
       if (value_out) {
          bson_init (value_out);
       }
-      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
                       "mongo_helper_cache_get_or_compute: value_out or "
                       "compute is NULL");
    }
    bson_init (value_out);
    if (!cache) {
-      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
-                      "cache handle is NULL");
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "cache handle is NULL");
    }
    if (!mh_web_id_new (token, error)) {
       return false;
@@ -832,9 +844,12 @@ mongo_helper_cache_get_or_compute (mongo_helper_cache_t *cache,
             }
             ok = mongo_helper_cache_set (cache, key, value_out, ttl_ms, error);
          } else if (error->category == MONGO_HELPER_ERROR_NONE) {
-            mh_fail (error, MONGO_HELPER_ERROR_INTERNAL, 0,
+            mh_fail (error,
+                     MONGO_HELPER_ERROR_INTERNAL,
+                     0,
                      "the compute function for cache key '%.64s' failed "
-                     "without saying why", key);
+                     "without saying why",
+                     key);
          }
          mh_cache_lease_release (cache, key, token);
          return ok;
@@ -845,11 +860,14 @@ mongo_helper_cache_get_or_compute (mongo_helper_cache_t *cache,
       /* Someone else holds the lease (an expired one was reaped by
        * mh_cache_insert's retry already): wait for their value. */
       if (mh_wall_ms () >= deadline) {
-         return mh_fail (error, MONGO_HELPER_ERROR_TIMEOUT, 0,
+         return mh_fail (error,
+                         MONGO_HELPER_ERROR_TIMEOUT,
+                         0,
                          "cache key '%.64s': another caller is computing "
                          "the value and it did not arrive within %lld ms; "
                          "raise wait_ms or retry",
-                         key, (long long) cache->opt.wait_ms);
+                         key,
+                         (long long) cache->opt.wait_ms);
       }
       mh_sleep_ms (cache->opt.poll_ms);
    }

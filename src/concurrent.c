@@ -28,10 +28,7 @@ mh_op_type_name (mongo_helper_op_type_t t)
 }
 
 static bool
-mh_one_op (mongoc_client_t *client,
-           mongoc_database_t *db,
-           void *ctx,
-           bson_error_t *berr)
+mh_one_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
 {
    mh_one_ctx_t *c = ctx;
    const mongo_helper_op_t *op = c->op;
@@ -51,8 +48,7 @@ mh_one_op (mongoc_client_t *client,
    }
    switch (op->type) {
    case MONGO_HELPER_OP_COUNT: {
-      int64_t n = mongoc_collection_count_documents (
-         coll, filter, NULL, NULL, NULL, berr);
+      int64_t n = mongoc_collection_count_documents (coll, filter, NULL, NULL, NULL, berr);
 
       ok = n >= 0;
       if (ok) {
@@ -80,10 +76,8 @@ mh_one_op (mongoc_client_t *client,
                               BCON_DOCUMENT (filter));
       bson_iter_t it;
 
-      ok = mongoc_collection_read_command_with_opts (
-         coll, cmd, NULL, NULL, &reply, berr);
-      if (ok && bson_iter_init_find (&it, &reply, "values") &&
-          BSON_ITER_HOLDS_ARRAY (&it)) {
+      ok = mongoc_collection_read_command_with_opts (coll, cmd, NULL, NULL, &reply, berr);
+      if (ok && bson_iter_init_find (&it, &reply, "values") && BSON_ITER_HOLDS_ARRAY (&it)) {
          bson_append_iter (c->result, "values", -1, &it);
       } else if (ok) {
          BSON_APPEND_ARRAY_BEGIN (c->result, "values", &child);
@@ -123,8 +117,7 @@ mh_one_op (mongoc_client_t *client,
       }
       ok = (op->type == MONGO_HELPER_OP_UPDATE_ONE
                ? mongoc_collection_update_one
-               : mongoc_collection_update_many) (
-         coll, filter, op->document, &opts, &reply, berr);
+               : mongoc_collection_update_many) (coll, filter, op->document, &opts, &reply, berr);
       if (ok) {
          bson_concat (c->result, &reply);
       }
@@ -135,8 +128,7 @@ mh_one_op (mongoc_client_t *client,
    case MONGO_HELPER_OP_DELETE_MANY:
       ok = (op->type == MONGO_HELPER_OP_DELETE_ONE
                ? mongoc_collection_delete_one
-               : mongoc_collection_delete_many) (
-         coll, filter, NULL, &reply, berr);
+               : mongoc_collection_delete_many) (coll, filter, NULL, &reply, berr);
       if (ok) {
          bson_concat (c->result, &reply);
       }
@@ -147,8 +139,7 @@ mh_one_op (mongoc_client_t *client,
       char key[16];
       const char *k;
 
-      cur = mongoc_collection_aggregate (
-         coll, MONGOC_QUERY_NONE, op->pipeline, NULL, NULL);
+      cur = mongoc_collection_aggregate (coll, MONGOC_QUERY_NONE, op->pipeline, NULL, NULL);
       BSON_APPEND_ARRAY_BEGIN (c->result, "documents", &child);
       while (mongoc_cursor_next (cur, &doc)) {
          bson_uint32_to_string (i++, &k, key, sizeof key);
@@ -176,8 +167,6 @@ mh_one_op (mongoc_client_t *client,
    return ok;
 }
 
-
-
 /* What an operation needs, checked before it runs. */
 static bool
 mh_one_check (const mongo_helper_op_t *op, size_t i, mongo_helper_error_t *error)
@@ -191,8 +180,7 @@ mh_one_check (const mongo_helper_op_t *op, size_t i, mongo_helper_error_t *error
    if (!mh_check_db_name (fn, op->database, error)) {
       return false;
    }
-   if (op->type != MONGO_HELPER_OP_COMMAND &&
-       !mh_check_coll_name (fn, op->collection, error)) {
+   if (op->type != MONGO_HELPER_OP_COMMAND && !mh_check_coll_name (fn, op->collection, error)) {
       return false;
    }
    switch (op->type) {
@@ -313,8 +301,7 @@ mongo_helper_run_concurrent (const mongo_helper_op_t *ops,
       return mh_bad_arg (error, fn, "the list of operations is empty");
    }
    if (max_concurrent == 0) {
-      return mh_bad_arg (
-         error, fn, "max_concurrent is 0: allow at least one operation at once");
+      return mh_bad_arg (error, fn, "max_concurrent is 0: allow at least one operation at once");
    }
    w.ops = ops;
    w.results = results;
@@ -357,8 +344,7 @@ mongo_helper_run_concurrent (const mongo_helper_op_t *ops,
 }
 
 void
-mongo_helper_op_results_cleanup (mongo_helper_op_result_t *results,
-                                 size_t n_results)
+mongo_helper_op_results_cleanup (mongo_helper_op_result_t *results, size_t n_results)
 {
    if (!results) {
       return;

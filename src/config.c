@@ -94,9 +94,7 @@ static const mh_setting_t mh_settings[] = {
     "MONGO_SERVER_SELECTION_TIMEOUT_MS",
     MONGOC_URI_SERVERSELECTIONTIMEOUTMS},
    {"socket_timeout_ms", "MONGO_SOCKET_TIMEOUT_MS", MONGOC_URI_SOCKETTIMEOUTMS},
-   {"wait_queue_timeout_ms",
-    "MONGO_WAIT_QUEUE_TIMEOUT_MS",
-    MONGOC_URI_WAITQUEUETIMEOUTMS},
+   {"wait_queue_timeout_ms", "MONGO_WAIT_QUEUE_TIMEOUT_MS", MONGOC_URI_WAITQUEUETIMEOUTMS},
    {"retry_writes", "MONGO_RETRY_WRITES", MONGOC_URI_RETRYWRITES},
    {"retry_reads", "MONGO_RETRY_READS", MONGOC_URI_RETRYREADS},
    {"app_name", "MONGO_APP_NAME", MONGOC_URI_APPNAME},
@@ -247,8 +245,7 @@ mh_uri_from_parts (mongo_helper_error_t *error, bool *failed)
                "MONGO_HOST is set but empty: give a host name or unset it");
       return NULL;
    }
-   if (port && (!mh_parse_int32 (port, &port_num) || port_num < 1 ||
-                port_num > 65535)) {
+   if (port && (!mh_parse_int32 (port, &port_num) || port_num < 1 || port_num > 65535)) {
       mh_fail (error,
                MONGO_HELPER_ERROR_CONFIG,
                0,
@@ -289,8 +286,8 @@ mh_uri_from_parts (mongo_helper_error_t *error, bool *failed)
          const char *comma = strchr (h, ',');
          size_t len = comma ? (size_t) (comma - h) : strlen (h);
          const char *bracket = memchr (h, ']', len);
-         const char *colon = memchr (bracket ? bracket : h, ':',
-                                     len - (size_t) ((bracket ? bracket : h) - h));
+         const char *colon =
+            memchr (bracket ? bracket : h, ':', len - (size_t) ((bracket ? bracket : h) - h));
          char *one = bson_strndup (h, len);
 
          bson_string_append (s, one);
@@ -441,9 +438,7 @@ mh_config_int (dictionary *ini,
 }
 
 mongo_helper_config_t *
-mongo_helper_config_new (const char *config_path,
-                         const char *uri,
-                         mongo_helper_error_t *error)
+mongo_helper_config_new (const char *config_path, const char *uri, mongo_helper_error_t *error)
 {
    mongo_helper_config_t *cfg = NULL;
    dictionary *ini = NULL;
@@ -474,9 +469,7 @@ mongo_helper_config_new (const char *config_path,
       bson_snprintf (source, sizeof source, "environment MONGO_URI");
    } else if ((built = mh_uri_from_parts (error, &failed))) {
       chosen = built;
-      bson_snprintf (source,
-                     sizeof source,
-                     "environment MONGO_HOST/MONGO_PORT/MONGO_USERNAME/...");
+      bson_snprintf (source, sizeof source, "environment MONGO_HOST/MONGO_PORT/MONGO_USERNAME/...");
    } else if (failed) {
       goto fail;
    } else {
@@ -512,8 +505,7 @@ mongo_helper_config_new (const char *config_path,
 
    /* A waitQueueTimeoutMS of 0 in the URI itself means "forever" too. */
    if (mongoc_uri_has_option (cfg->muri, MONGOC_URI_WAITQUEUETIMEOUTMS) &&
-       mongoc_uri_get_option_as_int32 (
-          cfg->muri, MONGOC_URI_WAITQUEUETIMEOUTMS, 0) <= 0) {
+       mongoc_uri_get_option_as_int32 (cfg->muri, MONGOC_URI_WAITQUEUETIMEOUTMS, 0) <= 0) {
       mh_fail (error,
                MONGO_HELPER_ERROR_CONFIG,
                0,
@@ -544,12 +536,10 @@ mongo_helper_config_new (const char *config_path,
       char *save = NULL;
 
       conn_opts = bson_strdup (v);
-      for (char *kv = strtok_r (conn_opts, "&", &save); kv;
-           kv = strtok_r (NULL, "&", &save)) {
+      for (char *kv = strtok_r (conn_opts, "&", &save); kv; kv = strtok_r (NULL, "&", &save)) {
          char *eq = strchr (kv, '=');
 
-         bson_snprintf (
-            label, sizeof label, "%s [db] connection_options", ini_path);
+         bson_snprintf (label, sizeof label, "%s [db] connection_options", ini_path);
          if (!eq || eq == kv) {
             mh_fail (error,
                      MONGO_HELPER_ERROR_CONFIG,
@@ -566,29 +556,56 @@ mongo_helper_config_new (const char *config_path,
       }
    }
    if (!mongoc_uri_has_option (cfg->muri, MONGOC_URI_WAITQUEUETIMEOUTMS)) {
-      mongoc_uri_set_option_as_int32 (cfg->muri,
-                                      MONGOC_URI_WAITQUEUETIMEOUTMS,
-                                      MONGO_HELPER_DEFAULT_POOL_WAIT_MS);
+      mongoc_uri_set_option_as_int32 (
+         cfg->muri, MONGOC_URI_WAITQUEUETIMEOUTMS, MONGO_HELPER_DEFAULT_POOL_WAIT_MS);
    }
 
    /* Retries and the circuit breaker are the library's, not the URI's. */
-   if (!mh_config_int (ini, ini_path, "retry_attempts", "MONGO_RETRY_ATTEMPTS",
-                       MONGO_HELPER_DEFAULT_RETRY_ATTEMPTS, 1, 10,
-                       &cfg->retry.attempts, error) ||
-       !mh_config_int (ini, ini_path, "retry_base_ms", "MONGO_RETRY_BASE_MS",
-                       MONGO_HELPER_DEFAULT_RETRY_BASE_MS, 0, 60000,
-                       &cfg->retry.base_ms, error) ||
-       !mh_config_int (ini, ini_path, "retry_max_ms", "MONGO_RETRY_MAX_MS",
-                       MONGO_HELPER_DEFAULT_RETRY_MAX_MS, 0, 600000,
-                       &cfg->retry.max_ms, error) ||
-       !mh_config_int (ini, ini_path, "circuit_failure_threshold",
+   if (!mh_config_int (ini,
+                       ini_path,
+                       "retry_attempts",
+                       "MONGO_RETRY_ATTEMPTS",
+                       MONGO_HELPER_DEFAULT_RETRY_ATTEMPTS,
+                       1,
+                       10,
+                       &cfg->retry.attempts,
+                       error) ||
+       !mh_config_int (ini,
+                       ini_path,
+                       "retry_base_ms",
+                       "MONGO_RETRY_BASE_MS",
+                       MONGO_HELPER_DEFAULT_RETRY_BASE_MS,
+                       0,
+                       60000,
+                       &cfg->retry.base_ms,
+                       error) ||
+       !mh_config_int (ini,
+                       ini_path,
+                       "retry_max_ms",
+                       "MONGO_RETRY_MAX_MS",
+                       MONGO_HELPER_DEFAULT_RETRY_MAX_MS,
+                       0,
+                       600000,
+                       &cfg->retry.max_ms,
+                       error) ||
+       !mh_config_int (ini,
+                       ini_path,
+                       "circuit_failure_threshold",
                        "MONGO_CIRCUIT_FAILURE_THRESHOLD",
-                       MONGO_HELPER_DEFAULT_CIRCUIT_THRESHOLD, 0, 1000000,
-                       &cfg->retry.circuit_threshold, error) ||
-       !mh_config_int (ini, ini_path, "circuit_cooldown_ms",
+                       MONGO_HELPER_DEFAULT_CIRCUIT_THRESHOLD,
+                       0,
+                       1000000,
+                       &cfg->retry.circuit_threshold,
+                       error) ||
+       !mh_config_int (ini,
+                       ini_path,
+                       "circuit_cooldown_ms",
                        "MONGO_CIRCUIT_COOLDOWN_MS",
-                       MONGO_HELPER_DEFAULT_CIRCUIT_COOLDOWN_MS, 1, 3600000,
-                       &cfg->retry.circuit_cooldown_ms, error)) {
+                       MONGO_HELPER_DEFAULT_CIRCUIT_COOLDOWN_MS,
+                       1,
+                       3600000,
+                       &cfg->retry.circuit_cooldown_ms,
+                       error)) {
       goto fail;
    }
 

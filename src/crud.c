@@ -1,5 +1,6 @@
 /*
- * crud.c — insert, find, update, replace, delete, count and distinct; the documents layer's shared file (layer 7).
+ * crud.c — insert, find, update, replace, delete, count and distinct; the documents layer's shared
+ * file (layer 7).
  */
 #include "mh_private.h"
 
@@ -11,10 +12,7 @@ mongo_helper_json_to_bson (const char *json, mongo_helper_error_t *error)
 
    mh_error_clear (error);
    if (!json) {
-      mh_fail (error,
-               MONGO_HELPER_ERROR_INVALID_ARGUMENT,
-               0,
-               "JSON text is NULL");
+      mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "JSON text is NULL");
       return NULL;
    }
    b = bson_new_from_json ((const uint8_t *) json, -1, &berr);
@@ -94,14 +92,10 @@ typedef struct {
 } mh_insert_ctx_t;
 
 static bool
-mh_insert_one_op (mongoc_client_t *client,
-                  mongoc_database_t *db,
-                  void *ctx,
-                  bson_error_t *berr)
+mh_insert_one_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
 {
    mh_insert_ctx_t *c = ctx;
-   mongoc_collection_t *coll =
-      mh_collection (client, db, c->database, c->collection);
+   mongoc_collection_t *coll = mh_collection (client, db, c->database, c->collection);
    bool ok = mongoc_collection_insert_one (coll, c->doc, NULL, NULL, berr);
 
    mongoc_collection_destroy (coll);
@@ -145,10 +139,7 @@ mongo_helper_insert_one (const char *database,
       }
    }
    ctx.doc = with_id ? with_id : doc;
-   bson_snprintf (what,
-                  sizeof what,
-                  "insert into %s",
-                  mh_ns (ns, sizeof ns, database, collection));
+   bson_snprintf (what, sizeof what, "insert into %s", mh_ns (ns, sizeof ns, database, collection));
    ok = mh_run (what, MH_OP_WRITE, mh_insert_one_op, &ctx, error);
    if (ok && id) {
       bson_value_copy (bson_iter_value (&it), id);
@@ -192,20 +183,14 @@ typedef struct {
    int64_t inserted;
 } mh_insert_many_ctx_t;
 
-
 static bool
-mh_insert_many_op (mongoc_client_t *client,
-                   mongoc_database_t *db,
-                   void *ctx,
-                   bson_error_t *berr)
+mh_insert_many_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
 {
    mh_insert_many_ctx_t *c = ctx;
-   mongoc_collection_t *coll =
-      mh_collection (client, db, c->database, c->collection);
+   mongoc_collection_t *coll = mh_collection (client, db, c->database, c->collection);
    bson_t *opts = BCON_NEW ("ordered", BCON_BOOL (c->ordered));
    bson_t reply;
-   bool ok = mongoc_collection_insert_many (
-      coll, c->docs, c->n, opts, &reply, berr);
+   bool ok = mongoc_collection_insert_many (coll, c->docs, c->n, opts, &reply, berr);
 
    c->inserted = mh_bson_int64 (&reply, "insertedCount");
    bson_destroy (&reply);
@@ -249,10 +234,8 @@ mongo_helper_insert_many (const char *database,
    }
    /* libmongoc's prototype lacks the inner const. */
    ctx.docs = (const bson_t **) docs;
-   bson_snprintf (what,
-                  sizeof what,
-                  "insert_many into %s",
-                  mh_ns (ns, sizeof ns, database, collection));
+   bson_snprintf (
+      what, sizeof what, "insert_many into %s", mh_ns (ns, sizeof ns, database, collection));
    ok = mh_run (what, MH_OP_WRITE, mh_insert_many_op, &ctx, error);
    if (inserted) {
       *inserted = ctx.inserted;
@@ -308,17 +291,13 @@ typedef struct {
 } mh_find_ctx_t;
 
 static bool
-mh_find_op (mongoc_client_t *client,
-            mongoc_database_t *db,
-            void *ctx,
-            bson_error_t *berr)
+mh_find_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
 {
    mh_find_ctx_t *c = ctx;
-   mongoc_collection_t *coll =
-      mh_collection (client, db, c->database, c->collection);
+   mongoc_collection_t *coll = mh_collection (client, db, c->database, c->collection);
    bson_t empty = BSON_INITIALIZER;
-   mongoc_cursor_t *cursor = mongoc_collection_find_with_opts (
-      coll, c->filter ? c->filter : &empty, c->opts, NULL);
+   mongoc_cursor_t *cursor =
+      mongoc_collection_find_with_opts (coll, c->filter ? c->filter : &empty, c->opts, NULL);
    const bson_t *doc;
    bool ok;
 
@@ -356,11 +335,7 @@ mh_find_exec_ex (const char *op,
    if (filter && !mh_doc_check (op, "filter", filter, error)) {
       return false;
    }
-   bson_snprintf (what,
-                  sizeof what,
-                  "%s on %s",
-                  op,
-                  mh_ns (ns, sizeof ns, database, collection));
+   bson_snprintf (what, sizeof what, "%s on %s", op, mh_ns (ns, sizeof ns, database, collection));
    return mh_run (what, MH_OP_READ, mh_find_op, &ctx, error);
 }
 
@@ -389,10 +364,7 @@ mongo_helper_find (const char *database,
 
    if (!results) {
       mh_error_clear (error);
-      return mh_fail (error,
-                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
-                      0,
-                      "find: results is NULL");
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "find: results is NULL");
    }
    bson_init (results);
    if (!mh_target_check ("find", database, collection, error)) {
@@ -415,8 +387,7 @@ mh_array_first (const bson_t *array)
    const uint8_t *data;
    uint32_t len;
 
-   if (bson_iter_init (&it, array) && bson_iter_next (&it) &&
-       BSON_ITER_HOLDS_DOCUMENT (&it)) {
+   if (bson_iter_init (&it, array) && bson_iter_next (&it) && BSON_ITER_HOLDS_DOCUMENT (&it)) {
       bson_iter_document (&it, &len, &data);
       return bson_new_from_data (data, len);
    }
@@ -511,8 +482,8 @@ mongo_helper_find_one_json (const char *database,
        mh_json_opt (projection_json, &projection, error)) {
       memset (&opts, 0, sizeof opts);
       opts.projection = projection;
-      json = mh_doc_to_json_free (
-         mongo_helper_find_one (database, collection, filter, &opts, error));
+      json =
+         mh_doc_to_json_free (mongo_helper_find_one (database, collection, filter, &opts, error));
    }
    bson_destroy (filter);
    bson_destroy (projection);
@@ -544,8 +515,7 @@ mongo_helper_find_by_id_json (const char *database,
    }
    bson_oid_init_from_string (&oid, oid_hex);
    BSON_APPEND_OID (&filter, "_id", &oid);
-   json = mh_doc_to_json_free (
-      mongo_helper_find_one (database, collection, &filter, NULL, error));
+   json = mh_doc_to_json_free (mongo_helper_find_one (database, collection, &filter, NULL, error));
    bson_destroy (&filter);
    return json;
 }
@@ -564,8 +534,7 @@ mongo_helper_find_json (const char *database,
    if (!mh_target_check ("find", database, collection, error)) {
       return NULL;
    }
-   if (mh_json_opt (filter_json, &filter, error) &&
-       mh_json_opt (opts_json, &opts, error) &&
+   if (mh_json_opt (filter_json, &filter, error) && mh_json_opt (opts_json, &opts, error) &&
        mh_find_exec ("find", database, collection, filter, opts, &results, error)) {
       json = mongo_helper_array_to_json (&results, error);
    }
@@ -609,14 +578,10 @@ mh_update_result_reset (mongo_helper_update_result_t *result)
 }
 
 static bool
-mh_update_op (mongoc_client_t *client,
-              mongoc_database_t *db,
-              void *ctx,
-              bson_error_t *berr)
+mh_update_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
 {
    mh_update_ctx_t *c = ctx;
-   mongoc_collection_t *coll =
-      mh_collection (client, db, c->database, c->collection);
+   mongoc_collection_t *coll = mh_collection (client, db, c->database, c->collection);
    bson_t *opts = BCON_NEW ("upsert", BCON_BOOL (c->upsert));
    bson_t reply;
    bson_iter_t it;
@@ -624,16 +589,13 @@ mh_update_op (mongoc_client_t *client,
 
    switch (c->kind) {
    case MH_UPDATE_ONE:
-      ok = mongoc_collection_update_one (
-         coll, c->filter, c->update, opts, &reply, berr);
+      ok = mongoc_collection_update_one (coll, c->filter, c->update, opts, &reply, berr);
       break;
    case MH_UPDATE_MANY:
-      ok = mongoc_collection_update_many (
-         coll, c->filter, c->update, opts, &reply, berr);
+      ok = mongoc_collection_update_many (coll, c->filter, c->update, opts, &reply, berr);
       break;
    default:
-      ok = mongoc_collection_replace_one (
-         coll, c->filter, c->update, opts, &reply, berr);
+      ok = mongoc_collection_replace_one (coll, c->filter, c->update, opts, &reply, berr);
       break;
    }
    if (ok && c->result) {
@@ -653,26 +615,19 @@ mh_update_op (mongoc_client_t *client,
 }
 
 static bool
-mh_update_run (const char *op,
-               mh_update_ctx_t *ctx,
-               mongo_helper_error_t *error)
+mh_update_run (const char *op, mh_update_ctx_t *ctx, mongo_helper_error_t *error)
 {
    char what[256], ns[200];
 
    mh_update_result_reset (ctx->result);
    if (!mh_target_check (op, ctx->database, ctx->collection, error) ||
        !mh_doc_check (op, "filter", ctx->filter, error) ||
-       !mh_doc_check (op,
-                      ctx->kind == MH_REPLACE_ONE ? "replacement" : "update",
-                      ctx->update,
-                      error)) {
+       !mh_doc_check (
+          op, ctx->kind == MH_REPLACE_ONE ? "replacement" : "update", ctx->update, error)) {
       return false;
    }
-   bson_snprintf (what,
-                  sizeof what,
-                  "%s on %s",
-                  op,
-                  mh_ns (ns, sizeof ns, ctx->database, ctx->collection));
+   bson_snprintf (
+      what, sizeof what, "%s on %s", op, mh_ns (ns, sizeof ns, ctx->database, ctx->collection));
    /* update_many is never safe to repeat; a single-document update is,
     * under the driver's retryable-writes protocol. */
    return mh_run (what, MH_OP_WRITE, mh_update_op, ctx, error);
@@ -687,8 +642,7 @@ mongo_helper_update_one (const char *database,
                          mongo_helper_update_result_t *result,
                          mongo_helper_error_t *error)
 {
-   mh_update_ctx_t ctx = {
-      database, collection, MH_UPDATE_ONE, filter, update, upsert, result};
+   mh_update_ctx_t ctx = {database, collection, MH_UPDATE_ONE, filter, update, upsert, result};
    return mh_update_run ("update_one", &ctx, error);
 }
 
@@ -701,8 +655,7 @@ mongo_helper_update_many (const char *database,
                           mongo_helper_update_result_t *result,
                           mongo_helper_error_t *error)
 {
-   mh_update_ctx_t ctx = {
-      database, collection, MH_UPDATE_MANY, filter, update, upsert, result};
+   mh_update_ctx_t ctx = {database, collection, MH_UPDATE_MANY, filter, update, upsert, result};
    return mh_update_run ("update_many", &ctx, error);
 }
 
@@ -742,10 +695,10 @@ mongo_helper_update_json (const char *database,
       update = mongo_helper_json_to_bson (update_json, error);
    }
    if (filter && update) {
-      ok = many ? mongo_helper_update_many (
-                     database, collection, filter, update, upsert, result, error)
-                : mongo_helper_update_one (
-                     database, collection, filter, update, upsert, result, error);
+      ok =
+         many
+            ? mongo_helper_update_many (database, collection, filter, update, upsert, result, error)
+            : mongo_helper_update_one (database, collection, filter, update, upsert, result, error);
    }
    bson_destroy (filter);
    bson_destroy (update);
@@ -761,19 +714,13 @@ typedef struct {
 } mh_delete_ctx_t;
 
 static bool
-mh_delete_op (mongoc_client_t *client,
-              mongoc_database_t *db,
-              void *ctx,
-              bson_error_t *berr)
+mh_delete_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
 {
    mh_delete_ctx_t *c = ctx;
-   mongoc_collection_t *coll =
-      mh_collection (client, db, c->database, c->collection);
+   mongoc_collection_t *coll = mh_collection (client, db, c->database, c->collection);
    bson_t reply;
-   bool ok = c->many ? mongoc_collection_delete_many (
-                          coll, c->filter, NULL, &reply, berr)
-                     : mongoc_collection_delete_one (
-                          coll, c->filter, NULL, &reply, berr);
+   bool ok = c->many ? mongoc_collection_delete_many (coll, c->filter, NULL, &reply, berr)
+                     : mongoc_collection_delete_one (coll, c->filter, NULL, &reply, berr);
 
    c->deleted = mh_bson_int64 (&reply, "deletedCount");
    bson_destroy (&reply);
@@ -801,11 +748,7 @@ mh_delete (const char *op,
        !mh_doc_check (op, "filter", filter, error)) {
       return false;
    }
-   bson_snprintf (what,
-                  sizeof what,
-                  "%s on %s",
-                  op,
-                  mh_ns (ns, sizeof ns, database, collection));
+   bson_snprintf (what, sizeof what, "%s on %s", op, mh_ns (ns, sizeof ns, database, collection));
    ok = mh_run (what, MH_OP_WRITE, mh_delete_op, &ctx, error);
    if (deleted) {
       *deleted = ctx.deleted;
@@ -876,19 +819,14 @@ typedef struct {
 } mh_count_ctx_t;
 
 static bool
-mh_count_op (mongoc_client_t *client,
-             mongoc_database_t *db,
-             void *ctx,
-             bson_error_t *berr)
+mh_count_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
 {
    mh_count_ctx_t *c = ctx;
-   mongoc_collection_t *coll =
-      mh_collection (client, db, c->database, c->collection);
+   mongoc_collection_t *coll = mh_collection (client, db, c->database, c->collection);
    bson_t empty = BSON_INITIALIZER;
 
    if (c->estimated) {
-      c->count = mongoc_collection_estimated_document_count (
-         coll, NULL, NULL, NULL, berr);
+      c->count = mongoc_collection_estimated_document_count (coll, NULL, NULL, NULL, berr);
    } else {
       c->count = mongoc_collection_count_documents (
          coll, c->filter ? c->filter : &empty, NULL, NULL, NULL, berr);
@@ -918,11 +856,7 @@ mh_count (const char *op,
       return false;
    }
    if (!count) {
-      return mh_fail (error,
-                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
-                      0,
-                      "%s: count is NULL",
-                      op);
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "%s: count is NULL", op);
    }
    if (mh_has_near (filter)) {
       return mh_fail (error,
@@ -932,11 +866,7 @@ mh_count (const char *op,
                       "use $geoWithin with $centerSphere instead",
                       op);
    }
-   bson_snprintf (what,
-                  sizeof what,
-                  "%s on %s",
-                  op,
-                  mh_ns (ns, sizeof ns, database, collection));
+   bson_snprintf (what, sizeof what, "%s on %s", op, mh_ns (ns, sizeof ns, database, collection));
    ok = mh_run (what, MH_OP_READ, mh_count_op, &ctx, error);
    *count = ok ? ctx.count : 0;
    return ok;
@@ -969,23 +899,18 @@ typedef struct {
 } mh_distinct_ctx_t;
 
 static bool
-mh_distinct_op (mongoc_client_t *client,
-                mongoc_database_t *db,
-                void *ctx,
-                bson_error_t *berr)
+mh_distinct_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
 {
    mh_distinct_ctx_t *c = ctx;
-   mongoc_collection_t *coll =
-      mh_collection (client, db, c->database, c->collection);
+   mongoc_collection_t *coll = mh_collection (client, db, c->database, c->collection);
    bson_t reply;
    bson_iter_t it, child;
    uint32_t i = 0;
-   bool ok = mongoc_collection_read_command_with_opts (
-      coll, c->command, NULL, NULL, &reply, berr);
+   bool ok = mongoc_collection_read_command_with_opts (coll, c->command, NULL, NULL, &reply, berr);
 
    bson_reinit (c->values);
-   if (ok && bson_iter_init_find (&it, &reply, "values") &&
-       BSON_ITER_HOLDS_ARRAY (&it) && bson_iter_recurse (&it, &child)) {
+   if (ok && bson_iter_init_find (&it, &reply, "values") && BSON_ITER_HOLDS_ARRAY (&it) &&
+       bson_iter_recurse (&it, &child)) {
       while (bson_iter_next (&child)) {
          mh_array_append_iter (c->values, i++, &child);
       }
@@ -1010,10 +935,7 @@ mongo_helper_distinct (const char *database,
 
    if (!values) {
       mh_error_clear (error);
-      return mh_fail (error,
-                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
-                      0,
-                      "distinct: values is NULL");
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "distinct: values is NULL");
    }
    bson_init (values);
    if (!mh_target_check ("distinct", database, collection, error) ||
@@ -1032,11 +954,8 @@ mongo_helper_distinct (const char *database,
       BSON_APPEND_DOCUMENT (&cmd, "query", filter);
    }
    ctx.command = &cmd;
-   bson_snprintf (what,
-                  sizeof what,
-                  "distinct '%s' on %s",
-                  field,
-                  mh_ns (ns, sizeof ns, database, collection));
+   bson_snprintf (
+      what, sizeof what, "distinct '%s' on %s", field, mh_ns (ns, sizeof ns, database, collection));
    ok = mh_run (what, MH_OP_READ, mh_distinct_op, &ctx, error);
    bson_destroy (&cmd);
    return ok;

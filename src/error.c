@@ -107,7 +107,7 @@ mh_category_of (const bson_error_t *e)
    case 11001:
    case 12582:
       return MONGO_HELPER_ERROR_DUPLICATE_KEY;
-   case 50: /* MaxTimeMSExpired */
+   case 50:  /* MaxTimeMSExpired */
    case 262: /* ExceededTimeLimit */
       return MONGO_HELPER_ERROR_TIMEOUT;
    case 13: /* Unauthorized */
@@ -120,9 +120,7 @@ mh_category_of (const bson_error_t *e)
 
 /* Turns a driver error into the library's error, with advice. */
 bool
-mh_fail_bson (mongo_helper_error_t *error,
-              const char *what,
-              const bson_error_t *e)
+mh_fail_bson (mongo_helper_error_t *error, const char *what, const bson_error_t *e)
 {
    mongo_helper_category_t cat = mh_category_of (e);
    const char *advice = "";
@@ -142,11 +140,5 @@ mh_fail_bson (mongo_helper_error_t *error,
    default:
       break;
    }
-   return mh_fail (error,
-                   cat,
-                   (int32_t) e->code,
-                   "%s failed: %s%s",
-                   what,
-                   e->message,
-                   advice);
+   return mh_fail (error, cat, (int32_t) e->code, "%s failed: %s%s", what, e->message, advice);
 }

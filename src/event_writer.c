@@ -22,8 +22,7 @@ struct mongo_helper_event_writer_t {
 };
 
 void
-mongo_helper_event_writer_options_init (
-   mongo_helper_event_writer_options_t *options)
+mongo_helper_event_writer_options_init (mongo_helper_event_writer_options_t *options)
 {
    if (!options) {
       return;
@@ -70,16 +69,12 @@ typedef struct {
  * (11000 on our own ObjectId: stored), or refused for good (dropped).
  * Anything else (no answer) fails so the batch is retried as a whole. */
 static bool
-mh_ew_write_op (mongoc_client_t *client,
-                mongoc_database_t *db,
-                void *ctx,
-                bson_error_t *berr)
+mh_ew_write_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
 {
    mh_ew_batch_t *b = ctx;
    mongoc_collection_t *coll = mongoc_database_get_collection (db, b->log->coll);
    bson_t *opts = BCON_NEW ("ordered", BCON_BOOL (false));
-   mongoc_bulk_operation_t *bulk =
-      mongoc_collection_create_bulk_operation_with_opts (coll, opts);
+   mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts (coll, opts);
    bson_t reply;
    bson_iter_t it, we;
    uint64_t inserted, dup = 0, other = 0;
@@ -96,8 +91,8 @@ mh_ew_write_op (mongoc_client_t *client,
       b->stored = b->n;
    } else {
       inserted = (uint64_t) mh_bson_int64 (&reply, "nInserted");
-      if (bson_iter_init_find (&it, &reply, "writeErrors") &&
-          BSON_ITER_HOLDS_ARRAY (&it) && bson_iter_recurse (&it, &we)) {
+      if (bson_iter_init_find (&it, &reply, "writeErrors") && BSON_ITER_HOLDS_ARRAY (&it) &&
+          bson_iter_recurse (&it, &we)) {
          while (bson_iter_next (&we)) {
             bson_iter_t c;
 
@@ -141,8 +136,7 @@ mh_ew_thread (void *arg)
       mh_ew_batch_t b = {w->log, batch, 0, 0, 0};
       int64_t backoff = w->opt.backoff_min_ms;
 
-      while (!w->stop && !w->flush_now && w->len < w->opt.batch_size &&
-             mh_ew_mono_us () < next) {
+      while (!w->stop && !w->flush_now && w->len < w->opt.batch_size && mh_ew_mono_us () < next) {
          struct timespec at = mh_ew_abstime (next);
          pthread_cond_timedwait (&w->wake, &w->lock, &at);
       }
@@ -168,8 +162,7 @@ mh_ew_thread (void *arg)
 
          pthread_mutex_unlock (&w->lock);
          ok = mh_web_ready (&w->log->setup, mh_eventlog_ensure_cb, w->log, &e) &&
-              mh_run ("write buffered user events", MH_OP_WRITE,
-                      mh_ew_write_op, &b, &e);
+              mh_run ("write buffered user events", MH_OP_WRITE, mh_ew_write_op, &b, &e);
          pthread_mutex_lock (&w->lock);
          if (ok) {
             w->st.stored += b.stored;
@@ -201,8 +194,7 @@ mh_ew_thread (void *arg)
                }
             }
          }
-         backoff = backoff * 2 > w->opt.backoff_max_ms ? w->opt.backoff_max_ms
-                                                        : backoff * 2;
+         backoff = backoff * 2 > w->opt.backoff_max_ms ? w->opt.backoff_max_ms : backoff * 2;
       }
       for (size_t i = 0; i < b.n; i++) {
          bson_destroy (batch[i]);
@@ -240,14 +232,14 @@ mongo_helper_event_writer_new (mongo_helper_eventlog_t *log,
    if (options) {
       o = *options;
    }
-   if (!log || o.queue_size == 0 || o.batch_size == 0 ||
-       o.batch_size > 100000 || o.flush_interval_ms <= 0 ||
-       o.block_timeout_ms < 0 || o.backoff_min_ms <= 0 ||
+   if (!log || o.queue_size == 0 || o.batch_size == 0 || o.batch_size > 100000 ||
+       o.flush_interval_ms <= 0 || o.block_timeout_ms < 0 || o.backoff_min_ms <= 0 ||
        o.backoff_max_ms < o.backoff_min_ms ||
-       (o.policy != MONGO_HELPER_QUEUE_BLOCK &&
-        o.policy != MONGO_HELPER_QUEUE_DROP_NEWEST &&
+       (o.policy != MONGO_HELPER_QUEUE_BLOCK && o.policy != MONGO_HELPER_QUEUE_DROP_NEWEST &&
         o.policy != MONGO_HELPER_QUEUE_DROP_OLDEST)) {
-      mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+      mh_fail (error,
+               MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+               0,
                "event writer: log is NULL or an option is out of range "
                "(queue_size and batch_size (<= 100000) > 0, "
                "flush_interval_ms > 0, 0 < backoff_min_ms <= backoff_max_ms, "
@@ -271,8 +263,11 @@ mongo_helper_event_writer_new (mongo_helper_eventlog_t *log,
       pthread_mutex_destroy (&w->lock);
       bson_free (w->ring);
       bson_free (w);
-      mh_fail (error, MONGO_HELPER_ERROR_INTERNAL, rc,
-               "event writer: cannot start its thread (%s)", strerror (rc));
+      mh_fail (error,
+               MONGO_HELPER_ERROR_INTERNAL,
+               rc,
+               "event writer: cannot start its thread (%s)",
+               strerror (rc));
       return NULL;
    }
    return w;
@@ -291,8 +286,7 @@ mongo_helper_event_writer_log (mongo_helper_event_writer_t *writer,
 
    mh_error_clear (error);
    if (!writer) {
-      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
-                      "event writer is NULL");
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "event writer is NULL");
    }
    doc = mh_event_build (user_id, event_type, metadata, timestamp_ms, error);
    if (!doc) {
@@ -335,7 +329,9 @@ mongo_helper_event_writer_log (mongo_helper_event_writer_t *writer,
    pthread_mutex_unlock (&writer->lock);
    if (!queued) {
       bson_destroy (doc);
-      return mh_fail (error, MONGO_HELPER_ERROR_TIMEOUT, 0,
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_TIMEOUT,
+                      0,
                       "event writer queue is full (%zu events; the server "
                       "may be unreachable): event dropped and counted",
                       writer->opt.queue_size);
@@ -354,8 +350,7 @@ mongo_helper_event_writer_flush (mongo_helper_event_writer_t *writer,
 
    mh_error_clear (error);
    if (!writer) {
-      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
-                      "event writer is NULL");
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "event writer is NULL");
    }
    pthread_mutex_lock (&writer->lock);
    writer->flush_now = true;
@@ -370,10 +365,13 @@ mongo_helper_event_writer_flush (mongo_helper_event_writer_t *writer,
    left = writer->len + writer->inflight;
    pthread_mutex_unlock (&writer->lock);
    if (left > 0) {
-      return mh_fail (error, MONGO_HELPER_ERROR_TIMEOUT, 0,
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_TIMEOUT,
+                      0,
                       "event writer: %zu events still queued after %d ms "
                       "(is the server reachable?)",
-                      left, (int) timeout_ms);
+                      left,
+                      (int) timeout_ms);
    }
    return true;
 }
@@ -408,8 +406,7 @@ mongo_helper_event_writer_destroy (mongo_helper_event_writer_t *writer,
    }
    pthread_mutex_lock (&writer->lock);
    writer->stop = true;
-   writer->stop_deadline =
-      mh_ew_mono_us () + (int64_t) (deadline_ms > 0 ? deadline_ms : 0) * 1000;
+   writer->stop_deadline = mh_ew_mono_us () + (int64_t) (deadline_ms > 0 ? deadline_ms : 0) * 1000;
    pthread_cond_broadcast (&writer->wake);
    pthread_cond_broadcast (&writer->room);
    pthread_mutex_unlock (&writer->lock);

@@ -5,7 +5,6 @@
 
 /* ---- Event log ---- */
 
-
 void
 mongo_helper_eventlog_options_init (mongo_helper_eventlog_options_t *options)
 {
@@ -35,10 +34,11 @@ mongo_helper_eventlog_new (const mongo_helper_eventlog_options_t *options,
       return NULL;
    }
    if (o.retention_s < 0 || !o.granularity ||
-       (strcmp (o.granularity, "seconds") != 0 &&
-        strcmp (o.granularity, "minutes") != 0 &&
+       (strcmp (o.granularity, "seconds") != 0 && strcmp (o.granularity, "minutes") != 0 &&
         strcmp (o.granularity, "hours") != 0)) {
-      mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+      mh_fail (error,
+               MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+               0,
                "event log options: retention_s must be >= 0 and granularity "
                "\"seconds\", \"minutes\" or \"hours\"");
       return NULL;
@@ -78,8 +78,7 @@ mh_server_major (mongoc_client_t *client, bson_error_t *berr, bool *ok)
    int major = 0;
 
    *ok = mongoc_client_command_simple (client, "admin", cmd, NULL, &reply, berr);
-   if (*ok && bson_iter_init_find (&it, &reply, "version") &&
-       BSON_ITER_HOLDS_UTF8 (&it)) {
+   if (*ok && bson_iter_init_find (&it, &reply, "version") && BSON_ITER_HOLDS_UTF8 (&it)) {
       major = atoi (bson_iter_utf8 (&it, NULL));
    }
    bson_destroy (&reply);
@@ -133,11 +132,16 @@ mh_eventlog_ensure_op (mongoc_client_t *client,
       bson_destroy (filter);
       bson_destroy (&opts);
       if (ok && !exists) {
-         bson_t *create = BCON_NEW ("create", BCON_UTF8 (l->coll),
-                                    "timeseries", "{",
-                                    "timeField", BCON_UTF8 ("timestamp"),
-                                    "metaField", BCON_UTF8 ("user_id"),
-                                    "granularity", BCON_UTF8 (l->granularity),
+         bson_t *create = BCON_NEW ("create",
+                                    BCON_UTF8 (l->coll),
+                                    "timeseries",
+                                    "{",
+                                    "timeField",
+                                    BCON_UTF8 ("timestamp"),
+                                    "metaField",
+                                    BCON_UTF8 ("user_id"),
+                                    "granularity",
+                                    BCON_UTF8 (l->granularity),
                                     "}");
          if (l->retention_s > 0) {
             BSON_APPEND_INT64 (create, "expireAfterSeconds", l->retention_s);
@@ -173,12 +177,17 @@ mongo_helper_eventlog_ensure (mongo_helper_eventlog_t *log,
       *time_series = false;
    }
    if (!log) {
-      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
                       "mongo_helper_eventlog_ensure: log is NULL");
    }
    e.log = log;
-   if (!mh_run ("ensure event log collection", MH_OP_WRITE | MH_OP_IDEMPOTENT,
-                mh_eventlog_ensure_op, &e, error)) {
+   if (!mh_run ("ensure event log collection",
+                MH_OP_WRITE | MH_OP_IDEMPOTENT,
+                mh_eventlog_ensure_op,
+                &e,
+                error)) {
       return false;
    }
    if (time_series) {
@@ -213,8 +222,8 @@ mh_event_build (const char *user_id,
       return NULL;
    }
    if (timestamp_ms < 0) {
-      mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
-               "timestamp_ms is negative: pass 0 for now");
+      mh_fail (
+         error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "timestamp_ms is negative: pass 0 for now");
       return NULL;
    }
    bson_oid_init (&oid, NULL);
@@ -241,8 +250,7 @@ mongo_helper_eventlog_log (mongo_helper_eventlog_t *log,
 
    mh_error_clear (error);
    if (!log) {
-      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
-                      "event log handle is NULL");
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "event log handle is NULL");
    }
    doc = mh_event_build (user_id, event_type, metadata, timestamp_ms, error);
    if (!doc) {
@@ -281,13 +289,14 @@ mongo_helper_eventlog_query (mongo_helper_eventlog_t *log,
    }
    if (!log || !query || !events_out) {
       bson_destroy (&f);
-      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
                       "mongo_helper_eventlog_query: log, query or "
                       "events_out is NULL");
    }
    if (!mh_web_str_ok (query->user_id, "query user_id", error) ||
-       (query->event_type &&
-        !mh_web_str_ok (query->event_type, "query event_type", error)) ||
+       (query->event_type && !mh_web_str_ok (query->event_type, "query event_type", error)) ||
        !mh_web_ready (&log->setup, mh_eventlog_ensure_cb, log, error)) {
       bson_destroy (&f);
       return false;
@@ -306,8 +315,13 @@ mongo_helper_eventlog_query (mongo_helper_eventlog_t *log,
       }
       bson_append_document_end (&f, &ts);
    }
-   opts = BCON_NEW ("sort", "{", "timestamp", BCON_INT32 (-1), "}",
-                    "limit", BCON_INT64 (query->limit > 0 ? query->limit : 100));
+   opts = BCON_NEW ("sort",
+                    "{",
+                    "timestamp",
+                    BCON_INT32 (-1),
+                    "}",
+                    "limit",
+                    BCON_INT64 (query->limit > 0 ? query->limit : 100));
    o.kind = MH_W_FIND_ALL;
    o.coll = log->coll;
    o.filter = &f;

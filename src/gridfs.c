@@ -17,16 +17,16 @@ typedef struct {
    mh_gfs_kind_t kind;
    const mongo_helper_gridfs_opts_t *opts;
    const char *filename;
-   const bson_t *upload_opts;      /* {metadata: ...} */
-   mongoc_stream_t *stream;        /* PUT_STREAM source */
-   mongo_helper_read_fn read;      /* PUT_READER */
-   mongo_helper_write_fn write;    /* GET */
+   const bson_t *upload_opts;   /* {metadata: ...} */
+   mongoc_stream_t *stream;     /* PUT_STREAM source */
+   mongo_helper_read_fn read;   /* PUT_READER */
+   mongo_helper_write_fn write; /* GET */
    void *user_data;
    void (*restart) (void *user_data); /* rewinds a library-owned callback */
-   const bson_value_t *file_id_in; /* GET, DELETE */
-   bson_value_t file_id;           /* PUT: the new id */
+   const bson_value_t *file_id_in;    /* GET, DELETE */
+   bson_value_t file_id;              /* PUT: the new id */
    bool have_id;
-   bson_t *files;                  /* FIND */
+   bson_t *files; /* FIND */
    size_t count;
    bool not_found;
    bool aborted; /* a caller callback asked to stop */
@@ -43,8 +43,8 @@ mh_gfs_check_opts (mongo_helper_error_t *error,
    if (!mh_check_db_name (fn, opts->database, error)) {
       return false;
    }
-   if (opts->bucket && (!*opts->bucket || strchr (opts->bucket, '$') ||
-                        strlen (opts->bucket) > 200)) {
+   if (opts->bucket &&
+       (!*opts->bucket || strchr (opts->bucket, '$') || strlen (opts->bucket) > 200)) {
       return mh_bad_arg (error,
                          fn,
                          "the bucket name is empty or invalid: pass NULL "
@@ -75,10 +75,7 @@ mh_gfs_note_error (mh_gfs_ctx_t *c, const bson_error_t *berr)
 #define MH_GFS_IO_SIZE (255 * 1024)
 
 static bool
-mh_gfs_op (mongoc_client_t *client,
-           mongoc_database_t *db,
-           void *ctx,
-           bson_error_t *berr)
+mh_gfs_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
 {
    mh_gfs_ctx_t *c = ctx;
    const mongo_helper_gridfs_opts_t *o = c->opts;
@@ -245,10 +242,7 @@ mh_gfs_op (mongoc_client_t *client,
 
 /* Runs a GridFS operation and refines the category of its error. */
 static bool
-mh_gfs_run (const char *what,
-            unsigned flags,
-            mh_gfs_ctx_t *c,
-            mongo_helper_error_t *error)
+mh_gfs_run (const char *what, unsigned flags, mh_gfs_ctx_t *c, mongo_helper_error_t *error)
 {
    if (mh_run (what, flags, mh_gfs_op, c, error)) {
       return true;
@@ -473,8 +467,8 @@ mongo_helper_gridfs_put_file (const mongo_helper_gridfs_opts_t *opts,
                       path,
                       strerror (errno));
    }
-   ok = mongo_helper_gridfs_put_stream (
-      opts, filename, src, content_type, metadata, file_id, error);
+   ok =
+      mongo_helper_gridfs_put_stream (opts, filename, src, content_type, metadata, file_id, error);
    mongoc_stream_destroy (src);
    return ok;
 }
@@ -531,8 +525,7 @@ mongo_helper_gridfs_get_writer (const mongo_helper_gridfs_opts_t *opts,
    if (!write) {
       return mh_bad_arg (error, fn, "the write callback is NULL");
    }
-   return mh_gfs_get_common (
-      fn, opts, file_id, MH_OP_ONCE, write, NULL, user_data, error);
+   return mh_gfs_get_common (fn, opts, file_id, MH_OP_ONCE, write, NULL, user_data, error);
 }
 
 typedef struct {
@@ -589,14 +582,8 @@ mongo_helper_gridfs_get (const mongo_helper_gridfs_opts_t *opts,
       return false;
    }
    /* The buffer restarts if the path repeats the read: safe as MH_OP_READ. */
-   if (!mh_gfs_get_common (fn,
-                           opts,
-                           file_id,
-                           MH_OP_READ,
-                           mh_gfs_buf_write,
-                           mh_gfs_buf_restart,
-                           &b,
-                           error)) {
+   if (!mh_gfs_get_common (
+          fn, opts, file_id, MH_OP_READ, mh_gfs_buf_write, mh_gfs_buf_restart, &b, error)) {
       bson_free (b.data);
       return false;
    }
@@ -653,14 +640,8 @@ mongo_helper_gridfs_get_file (const mongo_helper_gridfs_opts_t *opts,
                       path,
                       strerror (errno));
    }
-   ok = mh_gfs_get_common (fn,
-                           opts,
-                           file_id,
-                           MH_OP_READ,
-                           mh_gfs_file_write,
-                           mh_gfs_file_restart,
-                           f,
-                           error);
+   ok = mh_gfs_get_common (
+      fn, opts, file_id, MH_OP_READ, mh_gfs_file_write, mh_gfs_file_restart, f, error);
    if (fclose (f) != 0 && ok) {
       ok = mh_fail (error,
                     MONGO_HELPER_ERROR_INVALID_ARGUMENT,
@@ -698,14 +679,8 @@ mongo_helper_gridfs_get_stream (const mongo_helper_gridfs_opts_t *opts,
    if (!destination) {
       return mh_bad_arg (error, fn, "the destination stream is NULL");
    }
-   return mh_gfs_get_common (fn,
-                             opts,
-                             file_id,
-                             MH_OP_ONCE,
-                             mh_gfs_stream_write,
-                             NULL,
-                             destination,
-                             error);
+   return mh_gfs_get_common (
+      fn, opts, file_id, MH_OP_ONCE, mh_gfs_stream_write, NULL, destination, error);
 }
 
 static void
@@ -739,8 +714,7 @@ mongo_helper_gridfs_find (const mongo_helper_gridfs_opts_t *opts,
       return false;
    }
    if (filename && !*filename) {
-      return mh_bad_arg (
-         error, fn, "the filename is empty: pass NULL to list every file");
+      return mh_bad_arg (error, fn, "the filename is empty: pass NULL to list every file");
    }
    c.kind = MH_GFS_FIND;
    c.opts = opts;

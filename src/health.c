@@ -29,10 +29,8 @@ mongo_helper_server_info (int32_t timeout_ms,
 
    mh_error_clear (error);
    if (!info) {
-      return mh_fail (error,
-                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
-                      0,
-                      "mongo_helper_server_info: info is NULL");
+      return mh_fail (
+         error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "mongo_helper_server_info: info is NULL");
    }
    memset (info, 0, sizeof *info);
    if (!mh_direct_command ("hello", timeout_ms, &reply, &rtt, error)) {
@@ -41,19 +39,15 @@ mongo_helper_server_info (int32_t timeout_ms,
    }
    info->round_trip_us = rtt;
    bson_strncpy (info->topology, "Single", sizeof info->topology);
-   if (bson_iter_init_find (&it, &reply, "setName") &&
-       BSON_ITER_HOLDS_UTF8 (&it)) {
+   if (bson_iter_init_find (&it, &reply, "setName") && BSON_ITER_HOLDS_UTF8 (&it)) {
       bson_strncpy (info->topology, "ReplicaSet", sizeof info->topology);
-      bson_strncpy (info->set_name,
-                    bson_iter_utf8 (&it, NULL),
-                    sizeof info->set_name);
+      bson_strncpy (info->set_name, bson_iter_utf8 (&it, NULL), sizeof info->set_name);
    }
    if (bson_iter_init_find (&it, &reply, "msg") && BSON_ITER_HOLDS_UTF8 (&it) &&
        strcmp (bson_iter_utf8 (&it, NULL), "isdbgrid") == 0) {
       bson_strncpy (info->topology, "Sharded", sizeof info->topology);
    }
-   if (bson_iter_init_find (&it, &reply, "maxWireVersion") &&
-       BSON_ITER_HOLDS_INT (&it)) {
+   if (bson_iter_init_find (&it, &reply, "maxWireVersion") && BSON_ITER_HOLDS_INT (&it)) {
       info->max_wire_version = (int32_t) bson_iter_as_int64 (&it);
    }
    bson_destroy (&reply);
@@ -61,10 +55,8 @@ mongo_helper_server_info (int32_t timeout_ms,
       bson_destroy (&reply);
       return false;
    }
-   if (bson_iter_init_find (&it, &reply, "version") &&
-       BSON_ITER_HOLDS_UTF8 (&it)) {
-      bson_strncpy (
-         info->version, bson_iter_utf8 (&it, NULL), sizeof info->version);
+   if (bson_iter_init_find (&it, &reply, "version") && BSON_ITER_HOLDS_UTF8 (&it)) {
+      bson_strncpy (info->version, bson_iter_utf8 (&it, NULL), sizeof info->version);
    }
    bson_destroy (&reply);
    return true;

@@ -14,17 +14,12 @@ typedef struct {
 } mh_index_ctx_t;
 
 static bool
-mh_create_index_op (mongoc_client_t *client,
-                    mongoc_database_t *db,
-                    void *ctx,
-                    bson_error_t *berr)
+mh_create_index_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
 {
    mh_index_ctx_t *c = ctx;
-   mongoc_collection_t *coll =
-      mh_collection (client, db, c->database, c->collection);
+   mongoc_collection_t *coll = mh_collection (client, db, c->database, c->collection);
    bson_t reply;
-   bool ok = mongoc_collection_write_command_with_opts (
-      coll, c->command, NULL, &reply, berr);
+   bool ok = mongoc_collection_write_command_with_opts (coll, c->command, NULL, &reply, berr);
 
    bson_destroy (&reply);
    mongoc_collection_destroy (coll);
@@ -101,11 +96,7 @@ mongo_helper_create_index (const char *database,
                   name,
                   mh_ns (ns, sizeof ns, database, collection));
    /* createIndexes with the same specification is a no-op on the server. */
-   ok = mh_run (what,
-                MH_OP_WRITE | MH_OP_IDEMPOTENT,
-                mh_create_index_op,
-                &ctx,
-                error);
+   ok = mh_run (what, MH_OP_WRITE | MH_OP_IDEMPOTENT, mh_create_index_op, &ctx, error);
    bson_destroy (&cmd);
    if (ok && name_out) {
       *name_out = name;
@@ -116,16 +107,12 @@ mongo_helper_create_index (const char *database,
 }
 
 static bool
-mh_list_indexes_op (mongoc_client_t *client,
-                    mongoc_database_t *db,
-                    void *ctx,
-                    bson_error_t *berr)
+mh_list_indexes_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
 {
    mh_index_ctx_t *c = ctx;
-   mongoc_collection_t *coll =
-      mh_collection (client, db, c->database, c->collection);
-   bool ok = mh_cursor_drain (
-      mongoc_collection_find_indexes_with_opts (coll, NULL), c->results, berr);
+   mongoc_collection_t *coll = mh_collection (client, db, c->database, c->collection);
+   bool ok =
+      mh_cursor_drain (mongoc_collection_find_indexes_with_opts (coll, NULL), c->results, berr);
 
    mongoc_collection_destroy (coll);
    return ok;
@@ -142,31 +129,23 @@ mongo_helper_list_indexes (const char *database,
 
    if (!indexes) {
       mh_error_clear (error);
-      return mh_fail (error,
-                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
-                      0,
-                      "list_indexes: indexes is NULL");
+      return mh_fail (
+         error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "list_indexes: indexes is NULL");
    }
    bson_init (indexes);
    if (!mh_target_check ("list_indexes", database, collection, error)) {
       return false;
    }
-   bson_snprintf (what,
-                  sizeof what,
-                  "list_indexes on %s",
-                  mh_ns (ns, sizeof ns, database, collection));
+   bson_snprintf (
+      what, sizeof what, "list_indexes on %s", mh_ns (ns, sizeof ns, database, collection));
    return mh_run (what, MH_OP_READ, mh_list_indexes_op, &ctx, error);
 }
 
 static bool
-mh_drop_index_op (mongoc_client_t *client,
-                  mongoc_database_t *db,
-                  void *ctx,
-                  bson_error_t *berr)
+mh_drop_index_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
 {
    mh_index_ctx_t *c = ctx;
-   mongoc_collection_t *coll =
-      mh_collection (client, db, c->database, c->collection);
+   mongoc_collection_t *coll = mh_collection (client, db, c->database, c->collection);
    bool ok = mongoc_collection_drop_index_with_opts (coll, c->name, NULL, berr);
 
    mongoc_collection_destroy (coll);

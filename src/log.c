@@ -41,10 +41,7 @@ mh_log (mongo_helper_log_level_t level, const char *fmt, ...)
 
 /* libmongoc would print to stderr by default; route it to our sink. */
 static void
-mh_mongoc_log (mongoc_log_level_t level,
-               const char *domain,
-               const char *message,
-               void *user_data)
+mh_mongoc_log (mongoc_log_level_t level, const char *domain, const char *message, void *user_data)
 {
    mongo_helper_log_level_t l;
 

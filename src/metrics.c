@@ -8,8 +8,8 @@
 #define MH_METRIC_NAME 48
 #define MH_CATEGORIES (MONGO_HELPER_ERROR_INTERNAL + 1)
 
-static const int32_t mh_hist_le_ms[] = {
-   1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000};
+static const int32_t mh_hist_le_ms[] =
+   {1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000};
 #define MH_HIST_N (sizeof mh_hist_le_ms / sizeof *mh_hist_le_ms)
 
 typedef struct {
@@ -92,34 +92,31 @@ mh_metric_name (const char *in, char out[MH_METRIC_NAME])
 
 /* Finds or adds a slot; the last slot collects everything past the limit.
  * Called with mh_m.lock held. */
-#define MH_FIND_SLOT(arr, count, key, out)                                  \
-   do {                                                                     \
-      (out) = NULL;                                                         \
-      for (size_t i_ = 0; i_ < (count); i_++) {                             \
-         if (strcmp ((arr)[i_].name, (key)) == 0) {                         \
-            (out) = &(arr)[i_];                                             \
-            break;                                                          \
-         }                                                                  \
-      }                                                                     \
-      if (!(out)) {                                                         \
-         if ((count) < MH_METRIC_SLOTS - 1) {                               \
-            (out) = &(arr)[(count)++];                                      \
-            bson_strncpy ((out)->name, (key), MH_METRIC_NAME);              \
-         } else {                                                           \
-            (out) = &(arr)[MH_METRIC_SLOTS - 1];                            \
-            if ((count) < MH_METRIC_SLOTS) {                                \
-               (count)++;                                                   \
-               bson_strncpy ((out)->name, "other", MH_METRIC_NAME);         \
-            }                                                               \
-         }                                                                  \
-      }                                                                     \
+#define MH_FIND_SLOT(arr, count, key, out)                          \
+   do {                                                             \
+      (out) = NULL;                                                 \
+      for (size_t i_ = 0; i_ < (count); i_++) {                     \
+         if (strcmp ((arr)[i_].name, (key)) == 0) {                 \
+            (out) = &(arr)[i_];                                     \
+            break;                                                  \
+         }                                                          \
+      }                                                             \
+      if (!(out)) {                                                 \
+         if ((count) < MH_METRIC_SLOTS - 1) {                       \
+            (out) = &(arr)[(count)++];                              \
+            bson_strncpy ((out)->name, (key), MH_METRIC_NAME);      \
+         } else {                                                   \
+            (out) = &(arr)[MH_METRIC_SLOTS - 1];                    \
+            if ((count) < MH_METRIC_SLOTS) {                        \
+               (count)++;                                           \
+               bson_strncpy ((out)->name, "other", MH_METRIC_NAME); \
+            }                                                       \
+         }                                                          \
+      }                                                             \
    } while (0)
 
 void
-mh_metrics_op (const char *what,
-               int64_t t0_us,
-               int32_t retries,
-               mongo_helper_category_t cat)
+mh_metrics_op (const char *what, int64_t t0_us, int32_t retries, mongo_helper_category_t cat)
 {
    char name[MH_METRIC_NAME];
    mh_op_metric_t *m;
@@ -171,8 +168,7 @@ mh_metrics_cmd (const char *command, int kind, int64_t duration_us)
 static void
 mh_apm_started (const mongoc_apm_command_started_t *event)
 {
-   mh_metrics_cmd (
-      mongoc_apm_command_started_get_command_name (event), 0, 0);
+   mh_metrics_cmd (mongoc_apm_command_started_get_command_name (event), 0, 0);
 }
 
 static void
@@ -285,13 +281,9 @@ mh_snapshot_new (void)
 }
 
 static void
-mh_prom_family (bson_string_t *out,
-                const char *name,
-                const char *type,
-                const char *help)
+mh_prom_family (bson_string_t *out, const char *name, const char *type, const char *help)
 {
-   bson_string_append_printf (
-      out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+   bson_string_append_printf (out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 static char *
@@ -311,10 +303,8 @@ mh_prometheus_text (void)
                                  s->ops[i].name,
                                  s->ops[i].calls);
    }
-   mh_prom_family (o,
-                   "mongo_helper_operation_errors_total",
-                   "counter",
-                   "Failed operations by error category.");
+   mh_prom_family (
+      o, "mongo_helper_operation_errors_total", "counter", "Failed operations by error category.");
    for (size_t i = 0; i < s->n_ops; i++) {
       for (int c = 1; c < MH_CATEGORIES; c++) {
          if (s->ops[i].errors[c]) {
@@ -333,11 +323,10 @@ mh_prometheus_text (void)
                    "counter",
                    "Extra attempts made after transient failures.");
    for (size_t i = 0; i < s->n_ops; i++) {
-      bson_string_append_printf (
-         o,
-         "mongo_helper_operation_retries_total{op=\"%s\"} %" PRIu64 "\n",
-         s->ops[i].name,
-         s->ops[i].retries);
+      bson_string_append_printf (o,
+                                 "mongo_helper_operation_retries_total{op=\"%s\"} %" PRIu64 "\n",
+                                 s->ops[i].name,
+                                 s->ops[i].retries);
    }
    mh_prom_family (o,
                    "mongo_helper_operation_duration_seconds",
@@ -348,29 +337,25 @@ mh_prometheus_text (void)
       for (size_t b = 0; b <= MH_HIST_N; b++) {
          cum += s->ops[i].buckets[b];
          if (b < MH_HIST_N) {
-            bson_string_append_printf (
-               o,
-               "mongo_helper_operation_duration_seconds_bucket{op=\"%s\","
-               "le=\"%d.%03d\"} %" PRIu64 "\n",
-               s->ops[i].name,
-               (int) (mh_hist_le_ms[b] / 1000),
-               (int) (mh_hist_le_ms[b] % 1000),
-               cum);
+            bson_string_append_printf (o,
+                                       "mongo_helper_operation_duration_seconds_bucket{op=\"%s\","
+                                       "le=\"%d.%03d\"} %" PRIu64 "\n",
+                                       s->ops[i].name,
+                                       (int) (mh_hist_le_ms[b] / 1000),
+                                       (int) (mh_hist_le_ms[b] % 1000),
+                                       cum);
          } else {
-            bson_string_append_printf (
-               o,
-               "mongo_helper_operation_duration_seconds_bucket{op=\"%s\","
-               "le=\"+Inf\"} %" PRIu64 "\n",
-               s->ops[i].name,
-               cum);
+            bson_string_append_printf (o,
+                                       "mongo_helper_operation_duration_seconds_bucket{op=\"%s\","
+                                       "le=\"+Inf\"} %" PRIu64 "\n",
+                                       s->ops[i].name,
+                                       cum);
          }
       }
       bson_string_append_printf (
          o,
-         "mongo_helper_operation_duration_seconds_sum{op=\"%s\"} %" PRIu64
-         ".%06" PRIu64 "\n"
-         "mongo_helper_operation_duration_seconds_count{op=\"%s\"} %" PRIu64
-         "\n",
+         "mongo_helper_operation_duration_seconds_sum{op=\"%s\"} %" PRIu64 ".%06" PRIu64 "\n"
+         "mongo_helper_operation_duration_seconds_count{op=\"%s\"} %" PRIu64 "\n",
          s->ops[i].name,
          s->ops[i].sum_us / 1000000u,
          s->ops[i].sum_us % 1000000u,
@@ -382,34 +367,30 @@ mh_prometheus_text (void)
                    "counter",
                    "Server commands started (libmongoc command monitoring).");
    for (size_t i = 0; i < s->n_cmds; i++) {
-      bson_string_append_printf (
-         o,
-         "mongo_helper_commands_started_total{command=\"%s\"} %" PRIu64 "\n",
-         s->cmds[i].name,
-         s->cmds[i].started);
+      bson_string_append_printf (o,
+                                 "mongo_helper_commands_started_total{command=\"%s\"} %" PRIu64
+                                 "\n",
+                                 s->cmds[i].name,
+                                 s->cmds[i].started);
    }
-   mh_prom_family (o,
-                   "mongo_helper_commands_succeeded_total",
-                   "counter",
-                   "Server commands that succeeded.");
+   mh_prom_family (
+      o, "mongo_helper_commands_succeeded_total", "counter", "Server commands that succeeded.");
    for (size_t i = 0; i < s->n_cmds; i++) {
-      bson_string_append_printf (
-         o,
-         "mongo_helper_commands_succeeded_total{command=\"%s\"} %" PRIu64
-         "\n",
-         s->cmds[i].name,
-         s->cmds[i].succeeded);
+      bson_string_append_printf (o,
+                                 "mongo_helper_commands_succeeded_total{command=\"%s\"} %" PRIu64
+                                 "\n",
+                                 s->cmds[i].name,
+                                 s->cmds[i].succeeded);
    }
    mh_prom_family (o,
                    "mongo_helper_commands_failed_total",
                    "counter",
                    "Server commands that failed (server or network error).");
    for (size_t i = 0; i < s->n_cmds; i++) {
-      bson_string_append_printf (
-         o,
-         "mongo_helper_commands_failed_total{command=\"%s\"} %" PRIu64 "\n",
-         s->cmds[i].name,
-         s->cmds[i].failed);
+      bson_string_append_printf (o,
+                                 "mongo_helper_commands_failed_total{command=\"%s\"} %" PRIu64 "\n",
+                                 s->cmds[i].name,
+                                 s->cmds[i].failed);
    }
    mh_prom_family (o,
                    "mongo_helper_command_duration_seconds_total",
@@ -418,59 +399,39 @@ mh_prometheus_text (void)
    for (size_t i = 0; i < s->n_cmds; i++) {
       bson_string_append_printf (
          o,
-         "mongo_helper_command_duration_seconds_total{command=\"%s\"} %" PRIu64
-         ".%06" PRIu64 "\n",
+         "mongo_helper_command_duration_seconds_total{command=\"%s\"} %" PRIu64 ".%06" PRIu64 "\n",
          s->cmds[i].name,
          s->cmds[i].duration_us / 1000000u,
          s->cmds[i].duration_us % 1000000u);
    }
-   mh_prom_family (o,
-                   "mongo_helper_pool_in_use",
-                   "gauge",
-                   "Pooled clients taken and not given back.");
-   bson_string_append_printf (
-      o, "mongo_helper_pool_in_use %" PRId64 "\n", s->pool.in_use);
-   mh_prom_family (o,
-                   "mongo_helper_pool_waiting",
-                   "gauge",
-                   "Threads waiting for a pooled client.");
-   bson_string_append_printf (
-      o, "mongo_helper_pool_waiting %" PRId64 "\n", s->pool.waiting);
-   mh_prom_family (o,
-                   "mongo_helper_pool_checkouts_total",
-                   "counter",
-                   "Clients taken from the pool.");
+   mh_prom_family (
+      o, "mongo_helper_pool_in_use", "gauge", "Pooled clients taken and not given back.");
+   bson_string_append_printf (o, "mongo_helper_pool_in_use %" PRId64 "\n", s->pool.in_use);
+   mh_prom_family (o, "mongo_helper_pool_waiting", "gauge", "Threads waiting for a pooled client.");
+   bson_string_append_printf (o, "mongo_helper_pool_waiting %" PRId64 "\n", s->pool.waiting);
+   mh_prom_family (
+      o, "mongo_helper_pool_checkouts_total", "counter", "Clients taken from the pool.");
    bson_string_append_printf (
       o, "mongo_helper_pool_checkouts_total %" PRIu64 "\n", s->pool.checkouts);
    mh_prom_family (o,
                    "mongo_helper_pool_wait_timeouts_total",
                    "counter",
                    "Waits for a pooled client that timed out.");
-   bson_string_append_printf (o,
-                              "mongo_helper_pool_wait_timeouts_total %" PRIu64
-                              "\n",
-                              s->pool.wait_timeouts);
-   mh_prom_family (o,
-                   "mongo_helper_circuit_state",
-                   "gauge",
-                   "Circuit breaker: 0 closed, 1 open, 2 half-open.");
    bson_string_append_printf (
-      o, "mongo_helper_circuit_state %d\n", (int) s->circuit.state);
+      o, "mongo_helper_pool_wait_timeouts_total %" PRIu64 "\n", s->pool.wait_timeouts);
+   mh_prom_family (
+      o, "mongo_helper_circuit_state", "gauge", "Circuit breaker: 0 closed, 1 open, 2 half-open.");
+   bson_string_append_printf (o, "mongo_helper_circuit_state %d\n", (int) s->circuit.state);
    mh_prom_family (o,
                    "mongo_helper_circuit_consecutive_failures",
                    "gauge",
                    "Consecutive connection failures seen by the breaker.");
-   bson_string_append_printf (o,
-                              "mongo_helper_circuit_consecutive_failures %d\n",
-                              (int) s->circuit.consecutive_failures);
-   mh_prom_family (o,
-                   "mongo_helper_circuit_rejected_total",
-                   "counter",
-                   "Calls failed fast by an open circuit.");
-   bson_string_append_printf (o,
-                              "mongo_helper_circuit_rejected_total %" PRIu64
-                              "\n",
-                              s->circuit.rejected);
+   bson_string_append_printf (
+      o, "mongo_helper_circuit_consecutive_failures %d\n", (int) s->circuit.consecutive_failures);
+   mh_prom_family (
+      o, "mongo_helper_circuit_rejected_total", "counter", "Calls failed fast by an open circuit.");
+   bson_string_append_printf (
+      o, "mongo_helper_circuit_rejected_total %" PRIu64 "\n", s->circuit.rejected);
    bson_free (s);
    return bson_string_free (o, false);
 }
@@ -526,10 +487,9 @@ mongo_helper_metrics_json_dup (mongo_helper_error_t *error)
       bson_append_document_begin (&child, "errors", -1, &sub);
       for (int c = 1; c < MH_CATEGORIES; c++) {
          if (m->errors[c]) {
-            BSON_APPEND_INT64 (
-               &sub,
-               mongo_helper_category_name ((mongo_helper_category_t) c),
-               (int64_t) m->errors[c]);
+            BSON_APPEND_INT64 (&sub,
+                               mongo_helper_category_name ((mongo_helper_category_t) c),
+                               (int64_t) m->errors[c]);
          }
       }
       bson_append_document_end (&child, &sub);
@@ -566,10 +526,8 @@ mongo_helper_metrics_json_dup (mongo_helper_error_t *error)
    BSON_APPEND_INT64 (&child, "wait_timeouts", (int64_t) s->pool.wait_timeouts);
    bson_append_document_end (&doc, &child);
    bson_append_document_begin (&doc, "circuit", -1, &child);
-   BSON_APPEND_UTF8 (
-      &child, "state", mongo_helper_circuit_state_name (s->circuit.state));
-   BSON_APPEND_INT32 (
-      &child, "consecutive_failures", s->circuit.consecutive_failures);
+   BSON_APPEND_UTF8 (&child, "state", mongo_helper_circuit_state_name (s->circuit.state));
+   BSON_APPEND_INT32 (&child, "consecutive_failures", s->circuit.consecutive_failures);
    BSON_APPEND_INT64 (&child, "opened_at_ms", s->circuit.opened_at_ms);
    BSON_APPEND_INT64 (&child, "rejected", (int64_t) s->circuit.rejected);
    bson_append_document_end (&doc, &child);

@@ -56,17 +56,13 @@ bool mh_fail (mongo_helper_error_t *error,
               const char *fmt,
               ...) BSON_GNUC_PRINTF (4, 5);
 
-
 /* Turns a driver error into the library's error, with advice; false. */
-bool mh_fail_bson (mongo_helper_error_t *error,
-                   const char *what,
-                   const bson_error_t *e);
+bool mh_fail_bson (mongo_helper_error_t *error, const char *what, const bson_error_t *e);
 
 /* log.c */
 
 /* Formats and emits one library log line (redacted) if a sink wants it. */
-void mh_log (mongo_helper_log_level_t level, const char *fmt, ...)
-   BSON_GNUC_PRINTF (2, 3);
+void mh_log (mongo_helper_log_level_t level, const char *fmt, ...) BSON_GNUC_PRINTF (2, 3);
 
 /* Routes libmongoc's own log messages to the sink (idempotent). */
 void mh_log_install (void);
@@ -111,12 +107,8 @@ bool mh_parse_bool (const char *s, bool *out);
 /* Name checks, the same words everywhere.  A NULL database means the
  * default one. */
 bool mh_valid_db_name (const char *name);
-bool mh_check_db_name (const char *what,
-                       const char *name,
-                       mongo_helper_error_t *error);
-bool mh_check_coll_name (const char *what,
-                         const char *name,
-                         mongo_helper_error_t *error);
+bool mh_check_db_name (const char *what, const char *name, mongo_helper_error_t *error);
+bool mh_check_coll_name (const char *what, const char *name, mongo_helper_error_t *error);
 
 /* Clears `error`, then checks a database (NULL: default) and collection. */
 bool mh_target_check (const char *what,
@@ -125,10 +117,8 @@ bool mh_target_check (const char *what,
                       mongo_helper_error_t *error);
 
 /* A caller's document: not NULL and within MH_MAX_BSON. */
-bool mh_doc_check (const char *what,
-                   const char *label,
-                   const bson_t *doc,
-                   mongo_helper_error_t *error);
+bool
+mh_doc_check (const char *what, const char *label, const bson_t *doc, mongo_helper_error_t *error);
 
 /* INVALID_ARGUMENT "<fn>: <what>"; returns false. */
 bool mh_bad_arg (mongo_helper_error_t *error, const char *fn, const char *what);
@@ -140,10 +130,8 @@ mongoc_collection_t *mh_collection (mongoc_client_t *client,
                                     const char *collection);
 
 /* The default database (borrowed, *owned false) or a named one (owned). */
-mongoc_database_t *mh_database (mongoc_client_t *client,
-                                mongoc_database_t *db,
-                                const char *name,
-                                bool *owned);
+mongoc_database_t *
+mh_database (mongoc_client_t *client, mongoc_database_t *db, const char *name, bool *owned);
 void mh_database_done (mongoc_database_t *db, bool owned);
 
 /* bson helpers. */
@@ -161,17 +149,16 @@ void mh_recategorize (mongo_helper_error_t *error, mongo_helper_category_t cat);
 
 /* Reports a condition found inside an operation so mh_run() maps it like
  * a server error (domain SERVER, the given code); returns false. */
-bool mh_berr (bson_error_t *berr, uint32_t code, const char *fmt, ...)
-   BSON_GNUC_PRINTF (3, 4);
+bool mh_berr (bson_error_t *berr, uint32_t code, const char *fmt, ...) BSON_GNUC_PRINTF (3, 4);
 
 /* ==== Layer 3: config.c ============================================== */
 
 struct mongo_helper_config_t {
-   char *uri;          /* as resolved from its source */
+   char *uri; /* as resolved from its source */
    char *uri_redacted;
    char *database;
    char *source;
-   mongoc_uri_t *muri; /* with every setting applied */
+   mongoc_uri_t *muri;                /* with every setting applied */
    mongo_helper_retry_policy_t retry; /* see "Which operations retry" */
 };
 
@@ -191,10 +178,7 @@ void mh_backoff_sleep (const mongo_helper_retry_policy_t *pol, int32_t attempt);
 /* Installs command monitoring on a new pool, before its first pop. */
 void mh_metrics_attach (mongoc_client_pool_t *pool);
 /* One finished operation of mh_run(). */
-void mh_metrics_op (const char *what,
-                    int64_t t0_us,
-                    int32_t retries,
-                    mongo_helper_category_t cat);
+void mh_metrics_op (const char *what, int64_t t0_us, int32_t retries, mongo_helper_category_t cat);
 /* Pool gauges. */
 void mh_pool_wait_begin (void);
 void mh_pool_wait_end (bool got);
@@ -227,11 +211,7 @@ enum {
 
 /* Runs `fn`, retrying transient failures of reads and idempotent writes
  * with backoff, behind the circuit breaker, and records metrics. */
-bool mh_run (const char *what,
-             unsigned flags,
-             mh_op_fn fn,
-             void *ctx,
-             mongo_helper_error_t *error);
+bool mh_run (const char *what, unsigned flags, mh_op_fn fn, void *ctx, mongo_helper_error_t *error);
 
 /* Runs {cmd_name: 1} on admin through the dedicated client (not the
  * pool) within `timeout_ms` (<= 0: 2000 ms).  `reply` is always
@@ -271,9 +251,7 @@ typedef struct {
    void *user_data;
 } mh_stream_ctx_t;
 
-bool mh_stream_run (const char *op,
-                    mh_stream_ctx_t *ctx,
-                    mongo_helper_error_t *error);
+bool mh_stream_run (const char *op, mh_stream_ctx_t *ctx, mongo_helper_error_t *error);
 
 /* ==== Layer 9: web helpers (web.c shared), concurrent.c ============== */
 
@@ -337,9 +315,11 @@ bool mh_web_coll_name_ok (const char *name, mongo_helper_error_t *error);
 bool mh_web_str_ok (const char *s, const char *what, mongo_helper_error_t *error);
 bool mh_web_size_ok (size_t len, const char *what, mongo_helper_error_t *error);
 bool mh_w_run (const char *what, mh_w_op_t *o, mongo_helper_error_t *error);
-bool mh_web_ensure_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr);
+bool
+mh_web_ensure_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr);
 void mh_web_setup_init (mh_web_setup_t *s, bool lazy);
-bool mh_web_ready (mh_web_setup_t *s, mh_web_ensure_fn fn, void *handle, mongo_helper_error_t *error);
+bool
+mh_web_ready (mh_web_setup_t *s, mh_web_ensure_fn fn, void *handle, mongo_helper_error_t *error);
 void mh_web_append_date (bson_t *b, const char *key, int64_t ms);
 void mh_web_append_live (bson_t *b, const char *field, int64_t now);
 

@@ -23,17 +23,17 @@ mongo_helper_redact (const char *text, char *out, size_t out_size)
    if (!out || out_size == 0) {
       return 0;
    }
-#define MH_PUT(ch)               \
-   do {                          \
-      if (n + 1 < out_size) {    \
-         out[n++] = (ch);        \
-      }                          \
+#define MH_PUT(ch)            \
+   do {                       \
+      if (n + 1 < out_size) { \
+         out[n++] = (ch);     \
+      }                       \
    } while (0)
-#define MH_PUTS(s)                               \
-   do {                                          \
-      for (const char *q_ = (s); *q_; q_++) {    \
-         MH_PUT (*q_);                           \
-      }                                          \
+#define MH_PUTS(s)                            \
+   do {                                       \
+      for (const char *q_ = (s); *q_; q_++) { \
+         MH_PUT (*q_);                        \
+      }                                       \
    } while (0)
 
    while (*p) {

@@ -57,8 +57,7 @@ mongo_helper_error_is_transient (const bson_error_t *error)
 static bool
 mh_is_connection_failure (const bson_error_t *e)
 {
-   return e->domain == MONGOC_ERROR_STREAM ||
-          e->domain == MONGOC_ERROR_SERVER_SELECTION ||
+   return e->domain == MONGOC_ERROR_STREAM || e->domain == MONGOC_ERROR_SERVER_SELECTION ||
           e->domain == MONGOC_ERROR_PROTOCOL;
 }
 
@@ -124,8 +123,7 @@ mh_breaker_admit (bool *probe, int64_t *wait_ms, int32_t *failures)
    pthread_mutex_lock (&mh_cb.lock);
    *failures = mh_cb.consecutive;
    if (mh_cb.state == MONGO_HELPER_CIRCUIT_OPEN) {
-      int64_t left =
-         mh_cb.opened_mono_us + (int64_t) mh_cb.cooldown_ms * 1000 - now;
+      int64_t left = mh_cb.opened_mono_us + (int64_t) mh_cb.cooldown_ms * 1000 - now;
       if (left > 0) {
          ok = false;
          *wait_ms = (left + 999) / 1000;
@@ -212,9 +210,8 @@ mongo_helper_circuit_status (mongo_helper_circuit_t *circuit)
    circuit->opened_at_ms = mh_cb.opened_wall_ms;
    circuit->rejected = mh_cb.rejected;
    if (mh_cb.state == MONGO_HELPER_CIRCUIT_OPEN) {
-      int64_t left = mh_cb.opened_mono_us +
-                     (int64_t) mh_cb.cooldown_ms * 1000 -
-                     bson_get_monotonic_time ();
+      int64_t left =
+         mh_cb.opened_mono_us + (int64_t) mh_cb.cooldown_ms * 1000 - bson_get_monotonic_time ();
       circuit->retry_in_ms = left > 0 ? (left + 999) / 1000 : 0;
    }
    pthread_mutex_unlock (&mh_cb.lock);
@@ -255,8 +252,8 @@ mh_backoff_sleep (const mongo_helper_retry_policy_t *pol, int32_t attempt)
       return;
    }
    if (!rng) {
-      rng = (uint64_t) bson_get_monotonic_time () ^
-            ((uint64_t) (uintptr_t) &rng << 16) ^ 0x9E3779B97F4A7C15ull;
+      rng = (uint64_t) bson_get_monotonic_time () ^ ((uint64_t) (uintptr_t) &rng << 16) ^
+            0x9E3779B97F4A7C15ull;
    }
    rng ^= rng >> 12; /* xorshift64* */
    rng ^= rng << 25;

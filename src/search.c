@@ -10,11 +10,7 @@ mh_results_init (const char *op, bson_t *results, mongo_helper_error_t *error)
 {
    mh_error_clear (error);
    if (!results) {
-      return mh_fail (error,
-                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
-                      0,
-                      "%s: results is NULL",
-                      op);
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "%s: results is NULL", op);
    }
    bson_init (results);
    return true;
@@ -62,8 +58,7 @@ mongo_helper_text_search (const char *database,
    if (limit > 0) {
       BSON_APPEND_INT64 (&opts, "limit", limit);
    }
-   ok = mh_find_exec (
-      "text_search", database, collection, &f, &opts, results, error);
+   ok = mh_find_exec ("text_search", database, collection, &f, &opts, results, error);
    bson_destroy (&f);
    bson_destroy (&opts);
    return ok;
@@ -78,8 +73,8 @@ mh_geo_check (const char *op,
               mongo_helper_error_t *error)
 {
    /* The negated forms also reject NaN. */
-   if (!field || !*field || !(lng >= -180.0 && lng <= 180.0) ||
-       !(lat >= -90.0 && lat <= 90.0) || !(meters >= 0.0)) {
+   if (!field || !*field || !(lng >= -180.0 && lng <= 180.0) || !(lat >= -90.0 && lat <= 90.0) ||
+       !(meters >= 0.0)) {
       return mh_fail (error,
                       MONGO_HELPER_ERROR_INVALID_ARGUMENT,
                       0,
@@ -114,10 +109,8 @@ mongo_helper_geo_near (const char *database,
       return false;
    }
    if (limit < 0) {
-      return mh_fail (error,
-                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
-                      0,
-                      "geo_near: the limit must not be negative");
+      return mh_fail (
+         error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "geo_near: the limit must not be negative");
    }
    /* $nearSphere with GeoJSON measures in meters on the WGS84 sphere and
     * returns nearest first, which is what "near me" means. */
@@ -180,8 +173,7 @@ mongo_helper_geo_within_polygon (const char *database,
          return false;
       }
    }
-   closed = lng_lat[0] == lng_lat[2 * (n - 1)] &&
-            lng_lat[1] == lng_lat[2 * (n - 1) + 1];
+   closed = lng_lat[0] == lng_lat[2 * (n - 1)] && lng_lat[1] == lng_lat[2 * (n - 1) + 1];
    if (closed && n < 4) {
       return mh_fail (error,
                       MONGO_HELPER_ERROR_INVALID_ARGUMENT,
@@ -209,8 +201,7 @@ mongo_helper_geo_within_polygon (const char *database,
    bson_append_document_end (&w, &g);
    bson_append_document_end (&f, &w);
    bson_append_document_end (&filter, &f);
-   ok = mh_find_exec (
-      "geo_within_polygon", database, collection, &filter, NULL, results, error);
+   ok = mh_find_exec ("geo_within_polygon", database, collection, &filter, NULL, results, error);
    bson_destroy (&filter);
    return ok;
 }
@@ -230,12 +221,7 @@ mongo_helper_geo_within_circle (const char *database,
 
    if (!mh_results_init ("geo_within_circle", results, error) ||
        !mh_target_check ("geo_within_circle", database, collection, error) ||
-       !mh_geo_check ("geo_within_circle",
-                      field,
-                      longitude,
-                      latitude,
-                      radius_meters,
-                      error)) {
+       !mh_geo_check ("geo_within_circle", field, longitude, latitude, radius_meters, error)) {
       return false;
    }
    filter = BCON_NEW (field,
@@ -252,8 +238,7 @@ mongo_helper_geo_within_circle (const char *database,
                       "]",
                       "}",
                       "}");
-   ok = mh_find_exec (
-      "geo_within_circle", database, collection, filter, NULL, results, error);
+   ok = mh_find_exec ("geo_within_circle", database, collection, filter, NULL, results, error);
    bson_destroy (filter);
    return ok;
 }

@@ -13,10 +13,8 @@ typedef struct {
    mongo_helper_error_t *error;
 } mh_filter_walk_t;
 
-static bool mh_filter_doc (mh_filter_walk_t *w,
-                           const bson_iter_t *doc,
-                           bool filter_context,
-                           int depth);
+static bool
+mh_filter_doc (mh_filter_walk_t *w, const bson_iter_t *doc, bool filter_context, int depth);
 
 /* Appends ".key" (or "key" at the start) and returns the old length. */
 static size_t
@@ -24,23 +22,15 @@ mh_filter_push (mh_filter_walk_t *w, const char *key)
 {
    size_t len = strlen (w->path);
 
-   bson_snprintf (w->path + len,
-                  sizeof w->path - len,
-                  "%s%s",
-                  len ? "." : "",
-                  key);
+   bson_snprintf (w->path + len, sizeof w->path - len, "%s%s", len ? "." : "", key);
    return len;
 }
 
 static bool
 mh_filter_reject (mh_filter_walk_t *w, const char *why)
 {
-   return mh_fail (w->error,
-                   MONGO_HELPER_ERROR_INVALID_ARGUMENT,
-                   0,
-                   "filter key '%s' %s",
-                   w->path,
-                   why);
+   return mh_fail (
+      w->error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "filter key '%s' %s", w->path, why);
 }
 
 /* Checks one value where a plain value (or, with ALLOW_OPERATORS, an
@@ -52,8 +42,7 @@ mh_filter_value (mh_filter_walk_t *w, const bson_iter_t *it, int depth)
    case BSON_TYPE_CODE:
    case BSON_TYPE_CODEWSCOPE:
       if (!(w->flags & MONGO_HELPER_FILTER_ALLOW_JAVASCRIPT)) {
-         return mh_filter_reject (
-            w, "holds JavaScript code, which the filter may not run");
+         return mh_filter_reject (w, "holds JavaScript code, which the filter may not run");
       }
       return true;
    case BSON_TYPE_REGEX:
@@ -72,10 +61,7 @@ mh_filter_value (mh_filter_walk_t *w, const bson_iter_t *it, int depth)
 }
 
 static bool
-mh_filter_doc (mh_filter_walk_t *w,
-               const bson_iter_t *doc,
-               bool filter_context,
-               int depth)
+mh_filter_doc (mh_filter_walk_t *w, const bson_iter_t *doc, bool filter_context, int depth)
 {
    bson_iter_t child;
 
@@ -95,8 +81,7 @@ mh_filter_doc (mh_filter_walk_t *w,
       } else {
          bson_iter_document (doc, &raw_len, &raw);
       }
-      if (!raw || !bson_init_static (&sub, raw, raw_len) ||
-          !bson_iter_recurse (doc, &child)) {
+      if (!raw || !bson_init_static (&sub, raw, raw_len) || !bson_iter_recurse (doc, &child)) {
          return mh_filter_reject (w, "is not valid BSON");
       }
    }
@@ -111,32 +96,29 @@ mh_filter_doc (mh_filter_walk_t *w,
          if (strcmp (key, "$where") == 0 || strcmp (key, "$function") == 0 ||
              strcmp (key, "$accumulator") == 0) {
             if (!(w->flags & MONGO_HELPER_FILTER_ALLOW_JAVASCRIPT)) {
-               return mh_filter_reject (
-                  w, "runs server-side JavaScript, which request data may "
-                     "not do");
+               return mh_filter_reject (w,
+                                        "runs server-side JavaScript, which request data may "
+                                        "not do");
             }
             ok = mh_filter_value (w, &child, depth);
          } else if (strcmp (key, "$expr") == 0) {
             if (!(w->flags & MONGO_HELPER_FILTER_ALLOW_EXPR)) {
-               return mh_filter_reject (
-                  w, "is an aggregation expression ($expr), which is not "
-                     "allowed here (MONGO_HELPER_FILTER_ALLOW_EXPR)");
+               return mh_filter_reject (w,
+                                        "is an aggregation expression ($expr), which is not "
+                                        "allowed here (MONGO_HELPER_FILTER_ALLOW_EXPR)");
             }
             ok = mh_filter_value (w, &child, depth);
-         } else if (filter_context &&
-                    (strcmp (key, "$and") == 0 || strcmp (key, "$or") == 0 ||
-                     strcmp (key, "$nor") == 0)) {
+         } else if (filter_context && (strcmp (key, "$and") == 0 || strcmp (key, "$or") == 0 ||
+                                       strcmp (key, "$nor") == 0)) {
             bson_iter_t el;
 
-            if (!BSON_ITER_HOLDS_ARRAY (&child) ||
-                !bson_iter_recurse (&child, &el)) {
+            if (!BSON_ITER_HOLDS_ARRAY (&child) || !bson_iter_recurse (&child, &el)) {
                return mh_filter_reject (w, "must be an array of filters");
             }
             while (ok && bson_iter_next (&el)) {
                size_t m2 = mh_filter_push (w, bson_iter_key (&el));
                if (bson_iter_key (&el)[0] == '$') {
-                  return mh_filter_reject (
-                     w, "is a query operator where a filter is expected");
+                  return mh_filter_reject (w, "is a query operator where a filter is expected");
                }
                if (!BSON_ITER_HOLDS_DOCUMENT (&el)) {
                   return mh_filter_reject (w, "must be a filter document");
@@ -148,8 +130,7 @@ mh_filter_doc (mh_filter_walk_t *w,
                return mh_filter_reject (w, "is not valid BSON");
             }
          } else if (!(w->flags & MONGO_HELPER_FILTER_ALLOW_OPERATORS)) {
-            return mh_filter_reject (
-               w, "is a query operator where a plain value is expected");
+            return mh_filter_reject (w, "is a query operator where a plain value is expected");
          } else {
             ok = mh_filter_value (w, &child, depth);
          }
@@ -168,9 +149,7 @@ mh_filter_doc (mh_filter_walk_t *w,
 }
 
 bool
-mongo_helper_filter_check (const bson_t *filter,
-                           unsigned flags,
-                           mongo_helper_error_t *error)
+mongo_helper_filter_check (const bson_t *filter, unsigned flags, mongo_helper_error_t *error)
 {
    mh_filter_walk_t w;
    bson_iter_t top;
@@ -196,8 +175,7 @@ mongo_helper_filter_check (const bson_t *filter,
    memset (&w, 0, sizeof w);
    w.flags = flags;
    w.error = error;
-   ok = bson_iter_init_find (&top, &wrapper, "f") &&
-        mh_filter_doc (&w, &top, true, 0);
+   ok = bson_iter_init_find (&top, &wrapper, "f") && mh_filter_doc (&w, &top, true, 0);
    bson_destroy (&wrapper);
    return ok;
 }
@@ -252,9 +230,7 @@ mongo_helper_filter_check_json (const char *json,
 }
 
 bool
-mongo_helper_oid_from_string (const char *text,
-                              bson_oid_t *oid,
-                              mongo_helper_error_t *error)
+mongo_helper_oid_from_string (const char *text, bson_oid_t *oid, mongo_helper_error_t *error)
 {
    size_t len;
 

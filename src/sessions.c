@@ -41,8 +41,8 @@ mongo_helper_sessions_new (const mongo_helper_sessions_options_t *options,
    if (!mh_web_coll_name_ok (o.collection, error)) {
       return NULL;
    }
-   if (o.idle_lifetime_ms <= 0 || o.absolute_lifetime_ms < 0 ||
-       o.touch_interval_ms < 0 || o.regenerate_grace_ms < 0) {
+   if (o.idle_lifetime_ms <= 0 || o.absolute_lifetime_ms < 0 || o.touch_interval_ms < 0 ||
+       o.regenerate_grace_ms < 0) {
       mh_fail (error,
                MONGO_HELPER_ERROR_INVALID_ARGUMENT,
                0,
@@ -70,8 +70,7 @@ mongo_helper_sessions_destroy (mongo_helper_sessions_t *sessions)
 }
 
 bool
-mongo_helper_sessions_ensure (mongo_helper_sessions_t *sessions,
-                              mongo_helper_error_t *error)
+mongo_helper_sessions_ensure (mongo_helper_sessions_t *sessions, mongo_helper_error_t *error)
 {
    mh_web_index_t ix[] = {
       {"expiresAt_ttl", "expiresAt", 1, NULL, 0, 0},
@@ -81,17 +80,16 @@ mongo_helper_sessions_ensure (mongo_helper_sessions_t *sessions,
 
    mh_error_clear (error);
    if (!sessions) {
-      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
                       "mongo_helper_sessions_ensure: sessions is NULL");
    }
    e.coll = sessions->coll;
    e.ix = ix;
    e.n = 2;
-   if (!mh_run ("ensure sessions indexes",
-                MH_OP_WRITE | MH_OP_IDEMPOTENT,
-                mh_web_ensure_op,
-                &e,
-                error)) {
+   if (!mh_run (
+          "ensure sessions indexes", MH_OP_WRITE | MH_OP_IDEMPOTENT, mh_web_ensure_op, &e, error)) {
       return false;
    }
    atomic_store (&sessions->setup.done, true);
@@ -113,24 +111,25 @@ mh_session_key (const char *id, char hex[65], mongo_helper_error_t *error)
    size_t i;
 
    if (!id) {
-      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
-                      "session id is NULL");
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "session id is NULL");
    }
    for (i = 0; id[i] && i <= MONGO_HELPER_SESSION_ID_LEN; i++) {
       char c = id[i];
-      if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-            (c >= '0' && c <= '9') || c == '-' || c == '_')) {
+      if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '_')) {
          break;
       }
    }
    if (i != MONGO_HELPER_SESSION_ID_LEN || id[i] != '\0') {
-      return mh_fail (error, MONGO_HELPER_ERROR_NOT_FOUND, 0,
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_NOT_FOUND,
+                      0,
                       "no such session: the id is not a well-formed session "
                       "id (43 base64url characters)");
    }
    if (!mh_sha256_hex (id, MONGO_HELPER_SESSION_ID_LEN, hex)) {
-      return mh_fail (error, MONGO_HELPER_ERROR_INTERNAL, 0,
-                      "SHA-256 of the session id failed (OpenSSL)");
+      return mh_fail (
+         error, MONGO_HELPER_ERROR_INTERNAL, 0, "SHA-256 of the session id failed (OpenSSL)");
    }
    return true;
 }
@@ -143,8 +142,7 @@ mh_sessions_begin (mongo_helper_sessions_t *s,
 {
    mh_error_clear (error);
    if (!s) {
-      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
-                      "sessions handle is NULL");
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "sessions handle is NULL");
    }
    if (hex && !mh_session_key (id, hex, error)) {
       return false;
@@ -155,7 +153,9 @@ mh_sessions_begin (mongo_helper_sessions_t *s,
 static bool
 mh_session_not_found (mongo_helper_error_t *error)
 {
-   return mh_fail (error, MONGO_HELPER_ERROR_NOT_FOUND, 0,
+   return mh_fail (error,
+                   MONGO_HELPER_ERROR_NOT_FOUND,
+                   0,
                    "no such session (unknown or expired): start a new one");
 }
 
@@ -199,9 +199,7 @@ mh_session_insert (mongo_helper_sessions_t *s,
    }
    if (created == 0) { /* a new session, not a regenerated one */
       created = now;
-      abs_exp = s->opt.absolute_lifetime_ms > 0
-                   ? now + s->opt.absolute_lifetime_ms
-                   : 0;
+      abs_exp = s->opt.absolute_lifetime_ms > 0 ? now + s->opt.absolute_lifetime_ms : 0;
    }
    BSON_APPEND_UTF8 (&doc, "_id", hex);
    BSON_APPEND_DOCUMENT (&doc, "data", data ? data : &empty);
@@ -237,7 +235,9 @@ mongo_helper_sessions_create (mongo_helper_sessions_t *sessions,
       return false;
    }
    if (!id_out) {
-      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
                       "mongo_helper_sessions_create: id_out is NULL");
    }
    if (user_id && !mh_web_str_ok (user_id, "user_id", error)) {
@@ -246,8 +246,7 @@ mongo_helper_sessions_create (mongo_helper_sessions_t *sessions,
    if (data && !mh_web_size_ok (data->len, "session data", error)) {
       return false;
    }
-   return mh_session_insert (
-      sessions, "create session", data, user_id, 0, 0, id_out, error);
+   return mh_session_insert (sessions, "create session", data, user_id, 0, 0, id_out, error);
 }
 
 /* Reads the live session document (all fields) into `doc`. */
@@ -305,12 +304,13 @@ mongo_helper_sessions_load (mongo_helper_sessions_t *sessions,
    }
    if (!data_out) {
       bson_destroy (&doc);
-      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
                       "mongo_helper_sessions_load: data_out is NULL");
    }
    ok = mh_session_read (sessions, hex, &doc, error);
-   if (ok && bson_iter_init_find (&it, &doc, "data") &&
-       BSON_ITER_HOLDS_DOCUMENT (&it)) {
+   if (ok && bson_iter_init_find (&it, &doc, "data") && BSON_ITER_HOLDS_DOCUMENT (&it)) {
       uint32_t len;
       const uint8_t *d;
       bson_t v;
@@ -364,8 +364,8 @@ mongo_helper_sessions_save (mongo_helper_sessions_t *sessions,
       return false;
    }
    if (!data) {
-      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
-                      "mongo_helper_sessions_save: data is NULL");
+      return mh_fail (
+         error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "mongo_helper_sessions_save: data is NULL");
    }
    if (!mh_web_size_ok (data->len, "session data", error)) {
       return false;
@@ -397,7 +397,9 @@ mongo_helper_sessions_set (mongo_helper_sessions_t *sessions,
        !bson_iter_init (&it, fields)) {
       bson_destroy (&u);
       return fields ? false
-                    : mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+                    : mh_fail (error,
+                               MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                               0,
                                "mongo_helper_sessions_set: fields is NULL");
    }
    BSON_APPEND_DOCUMENT_BEGIN (&u, "$set", &set);
@@ -406,8 +408,11 @@ mongo_helper_sessions_set (mongo_helper_sessions_t *sessions,
       char *path;
 
       if (!*k || k[0] == '$') {
-         ok = mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
-                       "session field name '%s' is empty or starts with '$'", k);
+         ok = mh_fail (error,
+                       MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                       0,
+                       "session field name '%s' is empty or starts with '$'",
+                       k);
          break;
       }
       path = bson_strdup_printf ("data.%s", k);
@@ -417,7 +422,9 @@ mongo_helper_sessions_set (mongo_helper_sessions_t *sessions,
    }
    bson_append_document_end (&u, &set);
    if (ok && n == 0) {
-      ok = mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+      ok = mh_fail (error,
+                    MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                    0,
                     "mongo_helper_sessions_set: fields is empty");
    }
    if (ok) {
@@ -445,7 +452,9 @@ mongo_helper_sessions_unset (mongo_helper_sessions_t *sessions,
    }
    if (!fields || n == 0) {
       bson_destroy (&u);
-      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
                       "mongo_helper_sessions_unset: no fields given");
    }
    BSON_APPEND_DOCUMENT_BEGIN (&u, "$unset", &unset);
@@ -453,9 +462,12 @@ mongo_helper_sessions_unset (mongo_helper_sessions_t *sessions,
       char *path;
 
       if (!fields[i] || !*fields[i] || fields[i][0] == '$') {
-         ok = mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+         ok = mh_fail (error,
+                       MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                       0,
                        "session field name %zu is NULL, empty or starts "
-                       "with '$'", i);
+                       "with '$'",
+                       i);
          break;
       }
       path = bson_strdup_printf ("data.%s", fields[i]);
@@ -512,8 +524,8 @@ mongo_helper_sessions_touch (mongo_helper_sessions_t *sessions,
    if (wrote) {
       *wrote = false;
    }
-   ok = mh_sessions_begin (sessions, id, hex, error) &&
-        mh_session_read (sessions, hex, &doc, error);
+   ok =
+      mh_sessions_begin (sessions, id, hex, error) && mh_session_read (sessions, hex, &doc, error);
    if (!ok) {
       goto cleanup;
    }
@@ -529,9 +541,9 @@ mongo_helper_sessions_touch (mongo_helper_sessions_t *sessions,
    bson_append_document_end (&f, &lt);
    BSON_APPEND_DOCUMENT_BEGIN (&u, "$set", &set);
    mh_web_append_date (&set, "lastSeen", now);
-   mh_web_append_date (&set, "expiresAt",
-                       mh_session_expiry (sessions, now,
-                                          mh_doc_date (&doc, "absoluteExpiresAt")));
+   mh_web_append_date (&set,
+                       "expiresAt",
+                       mh_session_expiry (sessions, now, mh_doc_date (&doc, "absoluteExpiresAt")));
    bson_append_document_end (&u, &set);
    o.kind = MH_W_UPDATE;
    o.coll = sessions->coll;
@@ -598,7 +610,9 @@ mongo_helper_sessions_regenerate (mongo_helper_sessions_t *sessions,
 
    ok = mh_sessions_begin (sessions, old_id, hex, error);
    if (ok && !new_id_out) {
-      ok = mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+      ok = mh_fail (error,
+                    MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                    0,
                     "mongo_helper_sessions_regenerate: new_id_out is NULL");
    }
    ok = ok && mh_session_read (sessions, hex, &doc, error);
@@ -619,10 +633,14 @@ mongo_helper_sessions_regenerate (mongo_helper_sessions_t *sessions,
    if (bson_iter_init_find (&it, &doc, "userId") && BSON_ITER_HOLDS_UTF8 (&it)) {
       user = bson_iter_utf8 (&it, NULL);
    }
-   ok = mh_session_insert (sessions, "regenerate session", &data, user,
+   ok = mh_session_insert (sessions,
+                           "regenerate session",
+                           &data,
+                           user,
                            mh_doc_date (&doc, "createdAt"),
                            mh_doc_date (&doc, "absoluteExpiresAt"),
-                           new_id_out, error);
+                           new_id_out,
+                           error);
    if (!ok) {
       goto cleanup;
    }
@@ -633,8 +651,8 @@ mongo_helper_sessions_regenerate (mongo_helper_sessions_t *sessions,
       int64_t grace = mh_wall_ms () + sessions->opt.regenerate_grace_ms;
       int64_t cur = mh_doc_date (&doc, "expiresAt");
 
-      u = BCON_NEW ("$set", "{", "expiresAt",
-                    BCON_DATE_TIME (cur && cur < grace ? cur : grace), "}");
+      u = BCON_NEW (
+         "$set", "{", "expiresAt", BCON_DATE_TIME (cur && cur < grace ? cur : grace), "}");
       o.kind = MH_W_UPDATE;
       o.update = u;
       ok = mh_w_run ("shorten the old session", &o, error);
@@ -701,7 +719,9 @@ mongo_helper_sessions_count (mongo_helper_sessions_t *sessions,
    }
    if (!count) {
       bson_destroy (&f);
-      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0,
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
                       "mongo_helper_sessions_count: count is NULL");
    }
    if (user_id) {

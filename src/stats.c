@@ -14,10 +14,7 @@ typedef struct {
 } mh_stats_ctx_t;
 
 static bool
-mh_dbstats_op (mongoc_client_t *client,
-               mongoc_database_t *db,
-               void *ctx,
-               bson_error_t *berr)
+mh_dbstats_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
 {
    mh_stats_ctx_t *c = ctx;
    bson_t *cmd = BCON_NEW ("dbStats", BCON_INT32 (1));
@@ -73,23 +70,11 @@ mongo_helper_db_stats (const char *database,
 }
 
 static bool
-mh_collstats_op (mongoc_client_t *client,
-                 mongoc_database_t *db,
-                 void *ctx,
-                 bson_error_t *berr)
+mh_collstats_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
 {
    mh_stats_ctx_t *c = ctx;
-   bson_t *pipeline = BCON_NEW ("pipeline",
-                                "[",
-                                "{",
-                                "$collStats",
-                                "{",
-                                "storageStats",
-                                "{",
-                                "}",
-                                "}",
-                                "}",
-                                "]");
+   bson_t *pipeline =
+      BCON_NEW ("pipeline", "[", "{", "$collStats", "{", "storageStats", "{", "}", "}", "}", "]");
    mongoc_database_t *dbh;
    mongoc_collection_t *coll;
    mongoc_cursor_t *cur;
@@ -107,8 +92,8 @@ mh_collstats_op (mongoc_client_t *client,
       if (bson_iter_init_find (&it, doc, "ns") && BSON_ITER_HOLDS_UTF8 (&it)) {
          bson_append_iter (c->reply, "ns", -1, &it);
       }
-      if (bson_iter_init_find (&it, doc, "storageStats") &&
-          BSON_ITER_HOLDS_DOCUMENT (&it) && bson_iter_recurse (&it, &sub)) {
+      if (bson_iter_init_find (&it, doc, "storageStats") && BSON_ITER_HOLDS_DOCUMENT (&it) &&
+          bson_iter_recurse (&it, &sub)) {
          while (bson_iter_next (&sub)) {
             if (strcmp (bson_iter_key (&sub), "ns") != 0) {
                bson_append_iter (c->reply, NULL, 0, &sub);
@@ -128,11 +113,7 @@ mh_collstats_op (mongoc_client_t *client,
       bson_destroy (cmd);
    } else if (ok && !got) {
       /* Older servers answer nothing for a missing collection. */
-      bson_set_error (berr,
-                      MONGOC_ERROR_SERVER,
-                      26,
-                      "collection '%s' not found",
-                      c->collection);
+      bson_set_error (berr, MONGOC_ERROR_SERVER, 26, "collection '%s' not found", c->collection);
       ok = false;
    }
    mongoc_collection_destroy (coll);
@@ -161,8 +142,7 @@ mongo_helper_collection_stats (const char *database,
    if (stats) {
       memset (stats, 0, sizeof *stats);
    }
-   if (!mh_check_db_name (fn, database, error) ||
-       !mh_check_coll_name (fn, collection, error)) {
+   if (!mh_check_db_name (fn, database, error) || !mh_check_coll_name (fn, collection, error)) {
       return false;
    }
    bson_init (&scratch);
@@ -181,8 +161,7 @@ mongo_helper_collection_stats (const char *database,
    }
    if (!ok) {
       bson_reinit (c.reply);
-      if (error && error->category == MONGO_HELPER_ERROR_SERVER &&
-          error->code == 26) {
+      if (error && error->category == MONGO_HELPER_ERROR_SERVER && error->code == 26) {
          mh_recategorize (error, MONGO_HELPER_ERROR_NOT_FOUND);
       }
    }
@@ -208,8 +187,8 @@ mongo_helper_index_sizes (const char *database,
       bson_destroy (&reply);
       return false;
    }
-   if (bson_iter_init_find (&it, &reply, "indexSizes") &&
-       BSON_ITER_HOLDS_DOCUMENT (&it) && bson_iter_recurse (&it, &sub)) {
+   if (bson_iter_init_find (&it, &reply, "indexSizes") && BSON_ITER_HOLDS_DOCUMENT (&it) &&
+       bson_iter_recurse (&it, &sub)) {
       while (bson_iter_next (&sub)) {
          if (BSON_ITER_HOLDS_NUMBER (&sub)) {
             BSON_APPEND_INT64 (sizes, bson_iter_key (&sub), bson_iter_as_int64 (&sub));
@@ -221,10 +200,7 @@ mongo_helper_index_sizes (const char *database,
 }
 
 static bool
-mh_names_op (mongoc_client_t *client,
-             mongoc_database_t *db,
-             void *ctx,
-             bson_error_t *berr)
+mh_names_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
 {
    mh_stats_ctx_t *c = ctx;
    mongoc_database_t *dbh;
@@ -255,10 +231,7 @@ mongo_helper_collection_names (const char *database, mongo_helper_error_t *error
 }
 
 static bool
-mh_server_status_op (mongoc_client_t *client,
-                     mongoc_database_t *db,
-                     void *ctx,
-                     bson_error_t *berr)
+mh_server_status_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
 {
    mh_stats_ctx_t *c = ctx;
    bson_t *cmd = BCON_NEW ("serverStatus", BCON_INT32 (1));
@@ -292,20 +265,16 @@ mongo_helper_server_status (mongo_helper_server_status_t *status,
    c.reply = reply ? reply : &scratch;
    ok = mh_run ("serverStatus", MH_OP_READ, mh_server_status_op, &c, error);
    if (ok && status) {
-      if (bson_iter_init_find (&it, c.reply, "version") &&
-          BSON_ITER_HOLDS_UTF8 (&it)) {
+      if (bson_iter_init_find (&it, c.reply, "version") && BSON_ITER_HOLDS_UTF8 (&it)) {
          bson_strncpy (status->version, bson_iter_utf8 (&it, NULL), sizeof status->version);
       }
-      if (bson_iter_init_find (&it, c.reply, "host") &&
-          BSON_ITER_HOLDS_UTF8 (&it)) {
+      if (bson_iter_init_find (&it, c.reply, "host") && BSON_ITER_HOLDS_UTF8 (&it)) {
          bson_strncpy (status->host, bson_iter_utf8 (&it, NULL), sizeof status->host);
       }
       status->uptime_s = mh_bson_int64 (c.reply, "uptime");
       status->connections_current = mh_bson_int64 (c.reply, "connections.current");
-      status->connections_available =
-         mh_bson_int64 (c.reply, "connections.available");
-      status->connections_total_created =
-         mh_bson_int64 (c.reply, "connections.totalCreated");
+      status->connections_available = mh_bson_int64 (c.reply, "connections.available");
+      status->connections_total_created = mh_bson_int64 (c.reply, "connections.totalCreated");
    }
    if (!ok) {
       bson_reinit (c.reply);

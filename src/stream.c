@@ -5,7 +5,6 @@
 
 /* ---- streaming (find and aggregate) ---- */
 
-
 /* Hands the `n` documents stored back to back in buf[0..used) (the i-th at
  * offs[i]) to the callback as static bson_t's; returns its verdict. */
 static bool
@@ -27,14 +26,10 @@ mh_stream_deliver (mh_stream_ctx_t *c,
 }
 
 static bool
-mh_stream_op (mongoc_client_t *client,
-              mongoc_database_t *db,
-              void *ctx,
-              bson_error_t *berr)
+mh_stream_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
 {
    mh_stream_ctx_t *c = ctx;
-   mongoc_collection_t *coll =
-      mh_collection (client, db, c->database, c->collection);
+   mongoc_collection_t *coll = mh_collection (client, db, c->database, c->collection);
    bson_t empty = BSON_INITIALIZER;
    mongoc_cursor_t *cursor;
    /* A chunk's documents are copied back to back into one buffer (reused
@@ -52,11 +47,10 @@ mh_stream_op (mongoc_client_t *client,
    bool more = true, ok;
 
    if (c->pipeline) {
-      cursor = mongoc_collection_aggregate (
-         coll, MONGOC_QUERY_NONE, c->pipeline, c->opts, NULL);
+      cursor = mongoc_collection_aggregate (coll, MONGOC_QUERY_NONE, c->pipeline, c->opts, NULL);
    } else {
-      cursor = mongoc_collection_find_with_opts (
-         coll, c->filter ? c->filter : &empty, c->opts, NULL);
+      cursor =
+         mongoc_collection_find_with_opts (coll, c->filter ? c->filter : &empty, c->opts, NULL);
    }
    /* Copies are needed because a cursor's document is only valid until the
     * next call; holding at most chunk_size of them bounds the memory. */
@@ -65,11 +59,11 @@ mh_stream_op (mongoc_client_t *client,
          while (cap - used < doc->len) {
             /* first guess: a chunk of documents like this one, at
              * least 64 KiB and at most 16 MiB; doubled when short */
-            cap = cap ? cap * 2
-                      : (size_t) doc->len * c->chunk_size < 65536 ? 65536
-                      : (size_t) doc->len * c->chunk_size > (16u << 20)
-                         ? (16u << 20)
-                         : (size_t) doc->len * c->chunk_size;
+            cap = cap                                         ? cap * 2
+                  : (size_t) doc->len * c->chunk_size < 65536 ? 65536
+                  : (size_t) doc->len * c->chunk_size > (16u << 20)
+                     ? (16u << 20)
+                     : (size_t) doc->len * c->chunk_size;
          }
          buf = bson_realloc (buf, cap);
       }
@@ -98,9 +92,7 @@ mh_stream_op (mongoc_client_t *client,
 }
 
 bool
-mh_stream_run (const char *op,
-               mh_stream_ctx_t *ctx,
-               mongo_helper_error_t *error)
+mh_stream_run (const char *op, mh_stream_ctx_t *ctx, mongo_helper_error_t *error)
 {
    char what[256], ns[200];
 
@@ -120,11 +112,8 @@ mh_stream_run (const char *op,
                       op,
                       ctx->chunk_size);
    }
-   bson_snprintf (what,
-                  sizeof what,
-                  "%s on %s",
-                  op,
-                  mh_ns (ns, sizeof ns, ctx->database, ctx->collection));
+   bson_snprintf (
+      what, sizeof what, "%s on %s", op, mh_ns (ns, sizeof ns, ctx->database, ctx->collection));
    /* Flagged as a write: chunks already handed to the callback cannot be
     * taken back, so the execution path must never repeat the stream. */
    return mh_run (what, MH_OP_WRITE, mh_stream_op, ctx, error);
@@ -140,8 +129,7 @@ mongo_helper_find_stream (const char *database,
                           void *user_data,
                           mongo_helper_error_t *error)
 {
-   mh_stream_ctx_t ctx = {
-      database, collection, filter, NULL, NULL, chunk_size, fn, user_data};
+   mh_stream_ctx_t ctx = {database, collection, filter, NULL, NULL, chunk_size, fn, user_data};
    mongo_helper_find_opts_t o;
    bson_t b;
    bool ok;

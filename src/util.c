@@ -190,9 +190,7 @@ mh_check_db_name (const char *what, const char *name, mongo_helper_error_t *erro
 }
 
 bool
-mh_check_coll_name (const char *what,
-                    const char *name,
-                    mongo_helper_error_t *error)
+mh_check_coll_name (const char *what, const char *name, mongo_helper_error_t *error)
 {
    if (!name || !*name) {
       return mh_fail (error,
@@ -223,25 +221,17 @@ mh_target_check (const char *what,
                  mongo_helper_error_t *error)
 {
    mh_error_clear (error);
-   return mh_check_db_name (what, database, error) &&
-          mh_check_coll_name (what, collection, error);
+   return mh_check_db_name (what, database, error) && mh_check_coll_name (what, collection, error);
 }
 
 /* The server would refuse an oversized document only after the whole of it
  * crossed the network; refusing here is cheaper and names the culprit. */
 bool
-mh_doc_check (const char *what,
-              const char *label,
-              const bson_t *doc,
-              mongo_helper_error_t *error)
+mh_doc_check (const char *what, const char *label, const bson_t *doc, mongo_helper_error_t *error)
 {
    if (!doc) {
-      return mh_fail (error,
-                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
-                      0,
-                      "%s: the %s is NULL",
-                      what,
-                      label);
+      return mh_fail (
+         error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "%s: the %s is NULL", what, label);
    }
    if (doc->len > MH_MAX_BSON) {
       return mh_fail (error,
@@ -312,28 +302,21 @@ mh_cursor_drain (mongoc_cursor_t *cursor, bson_t *results, bson_error_t *berr)
 const char *
 mh_ns (char *buf, size_t size, const char *database, const char *collection)
 {
-   bson_snprintf (buf,
-                  size,
-                  "%s.%s",
-                  database ? database : "(default)",
-                  collection ? collection : "");
+   bson_snprintf (
+      buf, size, "%s.%s", database ? database : "(default)", collection ? collection : "");
    return buf;
 }
 
 bool
 mh_bad_arg (mongo_helper_error_t *error, const char *fn, const char *what)
 {
-   return mh_fail (
-      error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "%s: %s", fn, what);
+   return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "%s: %s", fn, what);
 }
 
 /* The database an operation works on: the thread's default one (borrowed)
  * or a named one (owned, *owned set). */
 mongoc_database_t *
-mh_database (mongoc_client_t *client,
-                 mongoc_database_t *db,
-                 const char *name,
-                 bool *owned)
+mh_database (mongoc_client_t *client, mongoc_database_t *db, const char *name, bool *owned)
 {
    *owned = name != NULL;
    return name ? mongoc_client_get_database (client, name) : db;
@@ -354,8 +337,7 @@ mh_bson_int64 (const bson_t *doc, const char *dotted)
 {
    bson_iter_t it, f;
 
-   if (doc && bson_iter_init (&it, doc) &&
-       bson_iter_find_descendant (&it, dotted, &f) &&
+   if (doc && bson_iter_init (&it, doc) && bson_iter_find_descendant (&it, dotted, &f) &&
        (BSON_ITER_HOLDS_NUMBER (&f) || BSON_ITER_HOLDS_BOOL (&f))) {
       return bson_iter_as_int64 (&f);
    }

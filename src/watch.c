@@ -25,10 +25,7 @@ mh_watch_keep_token (mh_watch_ctx_t *c, mongoc_change_stream_t *cs)
 }
 
 static bool
-mh_watch_op (mongoc_client_t *client,
-             mongoc_database_t *db,
-             void *ctx,
-             bson_error_t *berr)
+mh_watch_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
 {
    mh_watch_ctx_t *c = ctx;
    const mongo_helper_watch_opts_t *o = c->opts;
@@ -68,8 +65,7 @@ mh_watch_op (mongoc_client_t *client,
    dbh = mh_database (client, db, o->database, &owned);
    if (c->collection) {
       coll = mongoc_database_get_collection (dbh, c->collection);
-      cs = mongoc_collection_watch (
-         coll, o->pipeline ? o->pipeline : &empty, &wopts);
+      cs = mongoc_collection_watch (coll, o->pipeline ? o->pipeline : &empty, &wopts);
    } else {
       cs = mongoc_database_watch (dbh, o->pipeline ? o->pipeline : &empty, &wopts);
    }

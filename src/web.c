@@ -1,5 +1,6 @@
 /*
- * web.c — what the web helpers share: ids, hashing, index set-up; the web layer's shared file (layer 9).
+ * web.c — what the web helpers share: ids, hashing, index set-up; the web layer's shared file
+ * (layer 9).
  */
 #include "mh_private.h"
 
@@ -10,8 +11,7 @@
 static void
 mh_b64url (const uint8_t *in, size_t n, char *out)
 {
-   static const char a[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+   static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
    size_t i, o = 0;
 
    for (i = 0; i + 2 < n; i += 3) {
@@ -36,13 +36,14 @@ mh_b64url (const uint8_t *in, size_t n, char *out)
 
 /* A new random id: 256 bits from the CSPRNG, base64url (43 characters). */
 bool
-mh_web_id_new (char out[MONGO_HELPER_SESSION_ID_SIZE],
-                   mongo_helper_error_t *error)
+mh_web_id_new (char out[MONGO_HELPER_SESSION_ID_SIZE], mongo_helper_error_t *error)
 {
    uint8_t raw[32];
 
    if (!mh_random_bytes (raw, sizeof raw)) {
-      return mh_fail (error, MONGO_HELPER_ERROR_INTERNAL, 0,
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INTERNAL,
+                      0,
                       "the operating system's random generator failed "
                       "(OpenSSL RAND_bytes): no id was made");
    }
@@ -102,12 +103,8 @@ mh_web_size_ok (size_t len, const char *what, mongo_helper_error_t *error)
  * receives the results, which are reset on entry so a repeated attempt
  * never sees a previous one's state. */
 
-
 static bool
-mh_w_op_fn (mongoc_client_t *client,
-            mongoc_database_t *db,
-            void *ctx,
-            bson_error_t *berr)
+mh_w_op_fn (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
 {
    mh_w_op_t *o = ctx;
    mongoc_collection_t *coll = mongoc_database_get_collection (db, o->coll);
@@ -157,31 +154,24 @@ mh_w_op_fn (mongoc_client_t *client,
       break;
    case MH_W_UPDATE:
       bson_destroy (&reply);
-      ok = o->many ? mongoc_collection_update_many (
-                        coll, o->filter, o->update, &uopts, &reply, berr)
-                   : mongoc_collection_update_one (
-                        coll, o->filter, o->update, &uopts, &reply, berr);
-      o->n = mh_bson_int64 (&reply, "matchedCount") +
-             mh_bson_int64 (&reply, "upsertedCount");
+      ok = o->many
+              ? mongoc_collection_update_many (coll, o->filter, o->update, &uopts, &reply, berr)
+              : mongoc_collection_update_one (coll, o->filter, o->update, &uopts, &reply, berr);
+      o->n = mh_bson_int64 (&reply, "matchedCount") + mh_bson_int64 (&reply, "upsertedCount");
       break;
    case MH_W_REPLACE:
       bson_destroy (&reply);
-      ok = mongoc_collection_replace_one (
-         coll, o->filter, o->update, &uopts, &reply, berr);
-      o->n = mh_bson_int64 (&reply, "matchedCount") +
-             mh_bson_int64 (&reply, "upsertedCount");
+      ok = mongoc_collection_replace_one (coll, o->filter, o->update, &uopts, &reply, berr);
+      o->n = mh_bson_int64 (&reply, "matchedCount") + mh_bson_int64 (&reply, "upsertedCount");
       break;
    case MH_W_DELETE:
       bson_destroy (&reply);
-      ok = o->many ? mongoc_collection_delete_many (
-                        coll, o->filter, NULL, &reply, berr)
-                   : mongoc_collection_delete_one (
-                        coll, o->filter, NULL, &reply, berr);
+      ok = o->many ? mongoc_collection_delete_many (coll, o->filter, NULL, &reply, berr)
+                   : mongoc_collection_delete_one (coll, o->filter, NULL, &reply, berr);
       o->n = mh_bson_int64 (&reply, "deletedCount");
       break;
    case MH_W_COUNT:
-      o->n = mongoc_collection_count_documents (
-         coll, o->filter, NULL, NULL, NULL, berr);
+      o->n = mongoc_collection_count_documents (coll, o->filter, NULL, NULL, NULL, berr);
       ok = o->n >= 0;
       break;
    case MH_W_FAM: {
@@ -190,14 +180,10 @@ mh_w_op_fn (mongoc_client_t *client,
 
       mongoc_find_and_modify_opts_set_update (fam, o->update);
       mongoc_find_and_modify_opts_set_flags (
-         fam,
-         MONGOC_FIND_AND_MODIFY_RETURN_NEW |
-            (o->upsert ? MONGOC_FIND_AND_MODIFY_UPSERT : 0));
+         fam, MONGOC_FIND_AND_MODIFY_RETURN_NEW | (o->upsert ? MONGOC_FIND_AND_MODIFY_UPSERT : 0));
       bson_destroy (&reply);
-      ok = mongoc_collection_find_and_modify_with_opts (
-         coll, o->filter, fam, &reply, berr);
-      if (ok && bson_iter_init_find (&it, &reply, "value") &&
-          BSON_ITER_HOLDS_DOCUMENT (&it)) {
+      ok = mongoc_collection_find_and_modify_with_opts (coll, o->filter, fam, &reply, berr);
+      if (ok && bson_iter_init_find (&it, &reply, "value") && BSON_ITER_HOLDS_DOCUMENT (&it)) {
          uint32_t len;
          const uint8_t *data;
          bson_t v;
@@ -257,8 +243,8 @@ mh_web_key_is (const bson_t *key, const mh_web_index_t *w)
       return false;
    }
    while (bson_iter_next (&it)) {
-      if (i >= want || strcmp (bson_iter_key (&it), f[i]) != 0 ||
-          !BSON_ITER_HOLDS_NUMBER (&it) || bson_iter_as_int64 (&it) != d[i]) {
+      if (i >= want || strcmp (bson_iter_key (&it), f[i]) != 0 || !BSON_ITER_HOLDS_NUMBER (&it) ||
+          bson_iter_as_int64 (&it) != d[i]) {
          return false;
       }
       i++;
@@ -285,10 +271,7 @@ mh_web_append_key (bson_t *dst, const char *field, const mh_web_index_t *w)
  * no TTL (or a TTL where none is wanted) is a clear error, and only the
  * missing ones are sent to createIndexes. */
 bool
-mh_web_ensure_op (mongoc_client_t *client,
-                  mongoc_database_t *db,
-                  void *ctx,
-                  bson_error_t *berr)
+mh_web_ensure_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
 {
    mh_web_ensure_t *e = ctx;
    mongoc_collection_t *coll = mongoc_database_get_collection (db, e->coll);
@@ -312,8 +295,7 @@ mh_web_ensure_op (mongoc_client_t *client,
       bool has_ttl = false;
       int64_t ttl = 0;
 
-      if (!bson_iter_init_find (&it, doc, "key") ||
-          !BSON_ITER_HOLDS_DOCUMENT (&it)) {
+      if (!bson_iter_init_find (&it, doc, "key") || !BSON_ITER_HOLDS_DOCUMENT (&it)) {
          continue;
       }
       bson_iter_document (&it, &len, &data);
@@ -323,8 +305,7 @@ mh_web_ensure_op (mongoc_client_t *client,
       if (bson_iter_init_find (&it, doc, "name") && BSON_ITER_HOLDS_UTF8 (&it)) {
          name = bson_iter_utf8 (&it, NULL);
       }
-      if (bson_iter_init_find (&it, doc, "expireAfterSeconds") &&
-          BSON_ITER_HOLDS_NUMBER (&it)) {
+      if (bson_iter_init_find (&it, doc, "expireAfterSeconds") && BSON_ITER_HOLDS_NUMBER (&it)) {
          has_ttl = true;
          ttl = bson_iter_as_int64 (&it);
       }
@@ -334,29 +315,39 @@ mh_web_ensure_op (mongoc_client_t *client,
          if (!mh_web_key_is (&key, w)) {
             if (strcmp (name, w->name) == 0) {
                ok = mh_berr (berr,
-                                 86,
-                                 "index '%s' on %s has another key than the "
-                                 "library needs: drop it "
-                                 "(db.%s.dropIndex('%s')) and ensure again",
-                                 name, e->coll, e->coll, name);
+                             86,
+                             "index '%s' on %s has another key than the "
+                             "library needs: drop it "
+                             "(db.%s.dropIndex('%s')) and ensure again",
+                             name,
+                             e->coll,
+                             e->coll,
+                             name);
             }
             continue;
          }
          present[i] = true;
          if ((w->ttl_s >= 0) != has_ttl) {
             ok = mh_berr (berr,
-                              85,
-                              "index '%s' on %s.%s %s expireAfterSeconds: "
-                              "drop it (db.%s.dropIndex('%s')) and ensure "
-                              "again",
-                              name, e->coll, w->f1,
-                              has_ttl ? "has an unwanted" : "lacks the needed",
-                              e->coll, name);
+                          85,
+                          "index '%s' on %s.%s %s expireAfterSeconds: "
+                          "drop it (db.%s.dropIndex('%s')) and ensure "
+                          "again",
+                          name,
+                          e->coll,
+                          w->f1,
+                          has_ttl ? "has an unwanted" : "lacks the needed",
+                          e->coll,
+                          name);
          } else if (has_ttl && ttl != w->ttl_s) {
-            bson_t *mod = BCON_NEW ("collMod", BCON_UTF8 (e->coll),
-                                    "index", "{",
-                                    "name", BCON_UTF8 (name),
-                                    "expireAfterSeconds", BCON_INT64 (w->ttl_s),
+            bson_t *mod = BCON_NEW ("collMod",
+                                    BCON_UTF8 (e->coll),
+                                    "index",
+                                    "{",
+                                    "name",
+                                    BCON_UTF8 (name),
+                                    "expireAfterSeconds",
+                                    BCON_INT64 (w->ttl_s),
                                     "}");
             ok = mongoc_database_command_simple (db, mod, NULL, NULL, berr);
             bson_destroy (mod);
@@ -412,12 +403,8 @@ mh_web_setup_init (mh_web_setup_t *s, bool lazy)
    pthread_mutex_init (&s->lock, NULL);
 }
 
-
 bool
-mh_web_ready (mh_web_setup_t *s,
-              mh_web_ensure_fn fn,
-              void *handle,
-              mongo_helper_error_t *error)
+mh_web_ready (mh_web_setup_t *s, mh_web_ensure_fn fn, void *handle, mongo_helper_error_t *error)
 {
    bool ok = true;
 

@@ -19,15 +19,28 @@
 void
 mh_test_clean_env (void)
 {
-   static const char *vars[] = {
-      "MONGO_CACHE_URI", "MONGO_URI", "MONGO_HOST", "MONGO_PORT", "MONGO_DB",
-      "MONGO_USERNAME", "MONGO_PASSWORD", "MONGO_AUTH_SOURCE",
-      "MONGO_REPLICA_SET", "MONGO_USE_SSL", "MONGO_SSL_CA_CERTS",
-      "MONGO_HELPER_CONFIG", "MONGO_MAX_POOL_SIZE", "MONGO_MIN_POOL_SIZE",
-      "MONGO_MAX_IDLE_TIME_MS", "MONGO_CONNECT_TIMEOUT_MS",
-      "MONGO_SERVER_SELECTION_TIMEOUT_MS", "MONGO_SOCKET_TIMEOUT_MS",
-      "MONGO_WAIT_QUEUE_TIMEOUT_MS", "MONGO_RETRY_WRITES",
-      "MONGO_RETRY_READS", "MONGO_APP_NAME"};
+   static const char *vars[] = {"MONGO_CACHE_URI",
+                                "MONGO_URI",
+                                "MONGO_HOST",
+                                "MONGO_PORT",
+                                "MONGO_DB",
+                                "MONGO_USERNAME",
+                                "MONGO_PASSWORD",
+                                "MONGO_AUTH_SOURCE",
+                                "MONGO_REPLICA_SET",
+                                "MONGO_USE_SSL",
+                                "MONGO_SSL_CA_CERTS",
+                                "MONGO_HELPER_CONFIG",
+                                "MONGO_MAX_POOL_SIZE",
+                                "MONGO_MIN_POOL_SIZE",
+                                "MONGO_MAX_IDLE_TIME_MS",
+                                "MONGO_CONNECT_TIMEOUT_MS",
+                                "MONGO_SERVER_SELECTION_TIMEOUT_MS",
+                                "MONGO_SOCKET_TIMEOUT_MS",
+                                "MONGO_WAIT_QUEUE_TIMEOUT_MS",
+                                "MONGO_RETRY_WRITES",
+                                "MONGO_RETRY_READS",
+                                "MONGO_APP_NAME"};
    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
       unsetenv (vars[i]);
    }
@@ -253,7 +266,8 @@ mh_test_server_start (mh_test_server_t *s, int port, const char *const *extra_ar
          return;
       }
       ck_assert_msg (waitpid (s->pid, NULL, WNOHANG) == 0,
-                     "test server exited at start (see %s/server.log)", s->dir);
+                     "test server exited at start (see %s/server.log)",
+                     s->dir);
       mh_test_sleep_ms (50);
    }
    ck_abort_msg ("test server did not start (see %s/server.log)", s->dir);
@@ -349,8 +363,8 @@ main (void)
 
    srunner_add_suite (sr, singleton_suite ());
    srunner_add_suite (sr, live_suite ());
-#define MH_ADD_IF_LINKED(name) \
-   if (name) {                 \
+#define MH_ADD_IF_LINKED(name)         \
+   if (name) {                         \
       srunner_add_suite (sr, name ()); \
    }
    MH_AREA_SUITES (MH_ADD_IF_LINKED)

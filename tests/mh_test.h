@@ -37,10 +37,10 @@ const char *mh_test_collection (const char *prefix);
 /* Records a skipped test with its reason (counted by tests/run_checks.sh)
  * and returns from the test. */
 void mh_test_skip_note (const char *test, const char *reason);
-#define MH_SKIP(reason)                         \
-   do {                                         \
-      mh_test_skip_note (__func__, (reason));   \
-      return;                                   \
+#define MH_SKIP(reason)                       \
+   do {                                       \
+      mh_test_skip_note (__func__, (reason)); \
+      return;                                 \
    } while (0)
 
 /* Sleeps `ms` milliseconds, resuming after signals. */
@@ -56,11 +56,11 @@ bool mh_test_port_accepts (int port);
  * restart a server, need TLS or a replica set, or read the commands it
  * received.  Zero-initialise it; set `persist` before the first start. */
 typedef struct {
-   bool persist;          /* --dbpath <dir>/db: data survives kill + restart */
-   pid_t pid;             /* 0 while not running */
-   int port;              /* kept after a kill, for a restart on the same port */
-   char dir[64];          /* private temporary directory, made by the first start */
-   char command_log[96];  /* <dir>/commands.log: one JSON line per command */
+   bool persist;         /* --dbpath <dir>/db: data survives kill + restart */
+   pid_t pid;            /* 0 while not running */
+   int port;             /* kept after a kill, for a restart on the same port */
+   char dir[64];         /* private temporary directory, made by the first start */
+   char command_log[96]; /* <dir>/commands.log: one JSON line per command */
 } mh_test_server_t;
 
 /* Starts the server on `port` (0: a free one, learnt from its port file)
@@ -85,9 +85,11 @@ int mh_test_server_log_count (const mh_test_server_t *s, const char *needle);
 void mh_test_server_stop_all (void);
 
 /* Asserts that `ok` is true and prints the library error otherwise. */
-#define MH_ASSERT_OK(ok, err)                                         \
-   ck_assert_msg ((ok), "expected success, got %s error %d: %s",      \
-                  mongo_helper_category_name ((err).category),        \
-                  (int) (err).code, (err).message)
+#define MH_ASSERT_OK(ok, err)                                  \
+   ck_assert_msg ((ok),                                        \
+                  "expected success, got %s error %d: %s",     \
+                  mongo_helper_category_name ((err).category), \
+                  (int) (err).code,                            \
+                  (err).message)
 
 #endif

@@ -33,8 +33,8 @@ raw_count (const char *coll, const bson_t *filter)
    mongoc_collection_t *c = mh_test_raw_collection (coll);
    bson_t empty = BSON_INITIALIZER;
    bson_error_t e;
-   int64_t n = mongoc_collection_count_documents (
-      c, filter ? filter : &empty, NULL, NULL, NULL, &e);
+   int64_t n =
+      mongoc_collection_count_documents (c, filter ? filter : &empty, NULL, NULL, NULL, &e);
 
    ck_assert_msg (n >= 0, "%s", e.message);
    mongoc_collection_destroy (c);
@@ -69,7 +69,7 @@ cache_on (const char *coll, bool lazy)
    o.lazy_ensure = lazy;
    c = mongo_helper_cache_new (&o, &err);
    MH_ASSERT_OK (c != NULL, err);
-   {  /* connect now, so slow first connections do not eat short TTLs */
+   { /* connect now, so slow first connections do not eat short TTLs */
       bson_t *ping = BCON_NEW ("ping", BCON_INT32 (1));
       MH_ASSERT_OK (mongo_helper_command (ping, NULL, &err), err);
       bson_destroy (ping);
@@ -296,8 +296,8 @@ START_TEST (get_many_returns_only_live_keys_under_their_names)
    MH_ASSERT_OK (mongo_helper_cache_get_many (c, keys, 4, &out, &err), err);
    ck_assert_int_eq (bson_count_keys (&out), 2);
    json = bson_as_relaxed_extended_json (&out, NULL);
-   ck_assert_msg (strstr (json, "\"a\" : { \"n\" : 1 }") && strstr (json, "zzz\" : { \"n\" : 2 }"),
-                  "%s", json);
+   ck_assert_msg (
+      strstr (json, "\"a\" : { \"n\" : 1 }") && strstr (json, "zzz\" : { \"n\" : 2 }"), "%s", json);
    bson_free (json);
    bson_destroy (&out);
    mongo_helper_cache_destroy (c);
@@ -347,7 +347,6 @@ START_TEST (delete_touch_and_clear_keep_the_indexes)
    bson_destroy (v);
 }
 END_TEST
-
 
 typedef struct {
    mongo_helper_cache_t *c;
@@ -509,33 +508,46 @@ START_TEST (waiters_time_out_on_a_held_lease_and_take_over_an_expired_one)
    c = mongo_helper_cache_new (&o, &err);
    /* Another process holds a live lease on "held". */
    rc = mh_test_raw_collection (coll);
-   lease = BCON_NEW ("_id", "{", "lease", BCON_UTF8 ("held"), "}",
-                     "token", BCON_UTF8 ("other"),
-                     "expiresAt", BCON_DATE_TIME (now + 60000));
+   lease = BCON_NEW ("_id",
+                     "{",
+                     "lease",
+                     BCON_UTF8 ("held"),
+                     "}",
+                     "token",
+                     BCON_UTF8 ("other"),
+                     "expiresAt",
+                     BCON_DATE_TIME (now + 60000));
    ck_assert_msg (mongoc_collection_insert_one (rc, lease, NULL, NULL, &e), "%s", e.message);
    bson_destroy (lease);
-   ck_assert (!mongo_helper_cache_get_or_compute (c, "held", 0, never_called, &calls,
-                                                  &out, &computed, &err));
+   ck_assert (!mongo_helper_cache_get_or_compute (
+      c, "held", 0, never_called, &calls, &out, &computed, &err));
    ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_TIMEOUT);
    ck_assert (!computed);
    ck_assert_int_eq (atomic_load (&calls), 0);
    bson_destroy (&out);
 
    /* A crashed holder's lease (expired) is taken over at once. */
-   lease = BCON_NEW ("_id", "{", "lease", BCON_UTF8 ("stale"), "}",
-                     "token", BCON_UTF8 ("dead"),
-                     "expiresAt", BCON_DATE_TIME (now - 1000));
+   lease = BCON_NEW ("_id",
+                     "{",
+                     "lease",
+                     BCON_UTF8 ("stale"),
+                     "}",
+                     "token",
+                     BCON_UTF8 ("dead"),
+                     "expiresAt",
+                     BCON_DATE_TIME (now - 1000));
    ck_assert (mongoc_collection_insert_one (rc, lease, NULL, NULL, &e));
    bson_destroy (lease);
-   MH_ASSERT_OK (mongo_helper_cache_get_or_compute (c, "stale", 0, never_called, &calls,
-                                                    &out, &computed, &err), err);
+   MH_ASSERT_OK (mongo_helper_cache_get_or_compute (
+                    c, "stale", 0, never_called, &calls, &out, &computed, &err),
+                 err);
    ck_assert (computed);
    ck_assert_int_eq (atomic_load (&calls), 1);
    bson_destroy (&out);
 
    /* A failing compute returns its error and releases the lease. */
-   ck_assert (!mongo_helper_cache_get_or_compute (c, "fails", 0, failing_compute, NULL,
-                                                  &out, &computed, &err));
+   ck_assert (!mongo_helper_cache_get_or_compute (
+      c, "fails", 0, failing_compute, NULL, &out, &computed, &err));
    ck_assert_str_eq (err.message, "backend down");
    bson_destroy (&out);
    lease = BCON_NEW ("_id", "{", "lease", BCON_UTF8 ("fails"), "}");

@@ -34,8 +34,8 @@ load_fails (const char *path, const char *uri, const char *needle)
    mongo_helper_config_t *c = mongo_helper_config_new (path, uri, &err);
    ck_assert_msg (c == NULL, "expected a configuration error");
    ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_CONFIG);
-   ck_assert_msg (strstr (err.message, needle),
-                  "expected '%s' in the message, got: %s", needle, err.message);
+   ck_assert_msg (
+      strstr (err.message, needle), "expected '%s' in the message, got: %s", needle, err.message);
 }
 
 /* ---- precedence, without an INI file -------------------------------- */
@@ -346,7 +346,8 @@ END_TEST
 
 START_TEST (non_numeric_ini_setting_names_file_and_key)
 {
-   const char *ini = mh_test_write_ini ("[db]\nmongo_uri = mongodb://h/db\nconnect_timeout_ms = soon\n");
+   const char *ini =
+      mh_test_write_ini ("[db]\nmongo_uri = mongodb://h/db\nconnect_timeout_ms = soon\n");
    load_fails (ini, NULL, "[db] connect_timeout_ms");
 }
 END_TEST
@@ -362,7 +363,8 @@ END_TEST
 
 START_TEST (unknown_connection_option_is_an_error)
 {
-   const char *ini = mh_test_write_ini ("[db]\nmongo_uri = mongodb://h/db\nconnection_options = noSuchOption=1\n");
+   const char *ini =
+      mh_test_write_ini ("[db]\nmongo_uri = mongodb://h/db\nconnection_options = noSuchOption=1\n");
    load_fails (ini, NULL, "noSuchOption");
 }
 END_TEST
@@ -396,7 +398,8 @@ END_TEST
 START_TEST (category_names_are_stable)
 {
    ck_assert_str_eq (mongo_helper_category_name (MONGO_HELPER_ERROR_TIMEOUT), "timeout");
-   ck_assert_str_eq (mongo_helper_category_name (MONGO_HELPER_ERROR_DUPLICATE_KEY), "duplicate_key");
+   ck_assert_str_eq (mongo_helper_category_name (MONGO_HELPER_ERROR_DUPLICATE_KEY),
+                     "duplicate_key");
    ck_assert_str_eq (mongo_helper_category_name (MONGO_HELPER_ERROR_CONFIG), "config");
    ck_assert_str_eq (mongo_helper_category_name ((mongo_helper_category_t) 999), "unknown");
    ck_assert_str_eq (mongo_helper_version (), MONGO_HELPER_VERSION_STRING);

@@ -16,14 +16,14 @@ Suite *crud_suite (void);
 
 static mongo_helper_error_t err;
 
-#define ASSERT_FAILS_WITH(call, cat)                                       \
-   do {                                                                    \
-      ck_assert_msg (!(call), "expected failure of %s", #call);            \
-      ck_assert_msg (err.category == (cat),                                \
-                     "expected category %s, got %s: %s",                   \
-                     mongo_helper_category_name (cat),                     \
-                     mongo_helper_category_name (err.category),            \
-                     err.message);                                         \
+#define ASSERT_FAILS_WITH(call, cat)                            \
+   do {                                                         \
+      ck_assert_msg (!(call), "expected failure of %s", #call); \
+      ck_assert_msg (err.category == (cat),                     \
+                     "expected category %s, got %s: %s",        \
+                     mongo_helper_category_name (cat),          \
+                     mongo_helper_category_name (err.category), \
+                     err.message);                              \
    } while (0)
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -44,9 +44,9 @@ arr_doc (const bson_t *arr, uint32_t i, bson_t *out)
    uint32_t len;
 
    snprintf (key, sizeof key, "%u", i);
-   ck_assert_msg (bson_iter_init_find (&it, arr, key) &&
-                     BSON_ITER_HOLDS_DOCUMENT (&it),
-                  "no document at index %u", i);
+   ck_assert_msg (bson_iter_init_find (&it, arr, key) && BSON_ITER_HOLDS_DOCUMENT (&it),
+                  "no document at index %u",
+                  i);
    bson_iter_document (&it, &len, &data);
    ck_assert (bson_init_static (out, data, len));
 }
@@ -57,9 +57,9 @@ get_int (const bson_t *doc, const char *path)
    bson_iter_t it, f;
 
    ck_assert (bson_iter_init (&it, doc));
-   ck_assert_msg (bson_iter_find_descendant (&it, path, &f) &&
-                     BSON_ITER_HOLDS_NUMBER (&f),
-                  "field %s missing or not a number", path);
+   ck_assert_msg (bson_iter_find_descendant (&it, path, &f) && BSON_ITER_HOLDS_NUMBER (&f),
+                  "field %s missing or not a number",
+                  path);
    return bson_iter_as_int64 (&f);
 }
 
@@ -69,9 +69,9 @@ get_str (const bson_t *doc, const char *path)
    bson_iter_t it, f;
 
    ck_assert (bson_iter_init (&it, doc));
-   ck_assert_msg (bson_iter_find_descendant (&it, path, &f) &&
-                     BSON_ITER_HOLDS_UTF8 (&f),
-                  "field %s missing or not a string", path);
+   ck_assert_msg (bson_iter_find_descendant (&it, path, &f) && BSON_ITER_HOLDS_UTF8 (&f),
+                  "field %s missing or not a string",
+                  path);
    return bson_iter_utf8 (&f, NULL);
 }
 
@@ -100,11 +100,11 @@ seed (const char *coll, int n)
    for (int i = 0; i < n; i++) {
       char tag[8];
       snprintf (tag, sizeof tag, "t%d", i % 3);
-      docs[i] = BCON_NEW ("n", BCON_INT32 (i), "even", BCON_BOOL (i % 2 == 0),
-                          "tag", BCON_UTF8 (tag));
+      docs[i] =
+         BCON_NEW ("n", BCON_INT32 (i), "even", BCON_BOOL (i % 2 == 0), "tag", BCON_UTF8 (tag));
    }
-   MH_ASSERT_OK (mongo_helper_insert_many (NULL, coll, (const bson_t *const *) docs,
-                                           (size_t) n, true, &inserted, &err),
+   MH_ASSERT_OK (mongo_helper_insert_many (
+                    NULL, coll, (const bson_t *const *) docs, (size_t) n, true, &inserted, &err),
                  err);
    ck_assert_int_eq (inserted, n);
    for (int i = 0; i < n; i++) {
@@ -182,8 +182,9 @@ START_TEST (malformed_json_is_invalid_argument_with_position)
                       MONGO_HELPER_ERROR_INVALID_ARGUMENT);
    ASSERT_FAILS_WITH (mongo_helper_aggregate_json (NULL, "c", "[{\"$match\": }]", NULL, &err),
                       MONGO_HELPER_ERROR_INVALID_ARGUMENT);
-   ASSERT_FAILS_WITH (mongo_helper_update_json (NULL, "c", "{}", "{\"$set\"", false, false, NULL, &err),
-                      MONGO_HELPER_ERROR_INVALID_ARGUMENT);
+   ASSERT_FAILS_WITH (
+      mongo_helper_update_json (NULL, "c", "{}", "{\"$set\"", false, false, NULL, &err),
+      MONGO_HELPER_ERROR_INVALID_ARGUMENT);
 }
 END_TEST
 
@@ -304,8 +305,9 @@ START_TEST (batch_and_chunk_size_zero_are_invalid_argument)
                       MONGO_HELPER_ERROR_INVALID_ARGUMENT);
    ASSERT_FAILS_WITH (mongo_helper_find_stream (NULL, "c", NULL, NULL, 0, count_chunk, &seen, &err),
                       MONGO_HELPER_ERROR_INVALID_ARGUMENT);
-   ASSERT_FAILS_WITH (mongo_helper_aggregate_stream (NULL, "c", pipeline, NULL, 0, count_chunk, &seen, &err),
-                      MONGO_HELPER_ERROR_INVALID_ARGUMENT);
+   ASSERT_FAILS_WITH (
+      mongo_helper_aggregate_stream (NULL, "c", pipeline, NULL, 0, count_chunk, &seen, &err),
+      MONGO_HELPER_ERROR_INVALID_ARGUMENT);
    ASSERT_FAILS_WITH (mongo_helper_find_stream (NULL, "c", NULL, NULL, 5, NULL, NULL, &err),
                       MONGO_HELPER_ERROR_INVALID_ARGUMENT);
    ck_assert_uint_eq (seen, 0);
@@ -316,8 +318,10 @@ END_TEST
 
 START_TEST (invalid_object_id_text_is_invalid_argument)
 {
-   static const char *bad[] = {"", "123", "zzzzzzzzzzzzzzzzzzzzzzzz",
-                               "5f1d7e2c9b1e8a3f4c2b1a0", /* 23 */
+   static const char *bad[] = {"",
+                               "123",
+                               "zzzzzzzzzzzzzzzzzzzzzzzz",
+                               "5f1d7e2c9b1e8a3f4c2b1a0",    /* 23 */
                                "5f1d7e2c9b1e8a3f4c2b1a0d0"}; /* 25 */
 
    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
@@ -348,8 +352,9 @@ START_TEST (bad_find_options_and_geo_input_are_invalid_argument)
    ASSERT_FAILS_WITH (mongo_helper_geo_within_circle (NULL, "c", "loc", 0, -91, 10, &results, &err),
                       MONGO_HELPER_ERROR_INVALID_ARGUMENT);
    bson_destroy (&results);
-   ASSERT_FAILS_WITH (mongo_helper_geo_within_polygon (NULL, "c", "loc", &two[0][0], 2, &results, &err),
-                      MONGO_HELPER_ERROR_INVALID_ARGUMENT);
+   ASSERT_FAILS_WITH (
+      mongo_helper_geo_within_polygon (NULL, "c", "loc", &two[0][0], 2, &results, &err),
+      MONGO_HELPER_ERROR_INVALID_ARGUMENT);
    bson_destroy (&results);
    ASSERT_FAILS_WITH (mongo_helper_text_search (NULL, "c", "", NULL, NULL, 0, &results, &err),
                       MONGO_HELPER_ERROR_INVALID_ARGUMENT);
@@ -402,7 +407,8 @@ START_TEST (insert_one_keeps_the_callers_id_and_duplicate_is_its_own_category)
                       MONGO_HELPER_ERROR_DUPLICATE_KEY);
    ck_assert_int_eq (err.code, 11000);
    ck_assert_msg (strstr (err.message, "user-42") && strstr (err.message, "dup key"),
-                  "key not in message: %s", err.message);
+                  "key not in message: %s",
+                  err.message);
    ck_assert_int_eq (id.value_type, BSON_TYPE_EOD);
    ck_assert_int_eq (count (coll, NULL), 1);
    bson_destroy (doc);
@@ -417,18 +423,24 @@ START_TEST (json_insert_and_find_round_trip_as_relaxed_json)
    char *json;
    bson_t *back;
 
-   MH_ASSERT_OK (mongo_helper_insert_one_json (
-                    NULL, coll,
-                    "{\"_id\": 7, \"name\": \"bob\", \"when\": {\"$date\": \"2024-01-02T03:04:05Z\"}, \"score\": 2.5}",
-                    &id, &err),
-                 err);
+   MH_ASSERT_OK (
+      mongo_helper_insert_one_json (NULL,
+                                    coll,
+                                    "{\"_id\": 7, \"name\": \"bob\", \"when\": {\"$date\": "
+                                    "\"2024-01-02T03:04:05Z\"}, \"score\": 2.5}",
+                                    &id,
+                                    &err),
+      err);
    ck_assert_int_eq (id.value_type, BSON_TYPE_INT32);
    ck_assert_int_eq (id.value.v_int32, 7);
-   json = mongo_helper_find_one_json (NULL, coll, "{\"name\": \"bob\"}", "{\"_id\": 0, \"name\": 1, \"when\": 1}", &err);
+   json = mongo_helper_find_one_json (
+      NULL, coll, "{\"name\": \"bob\"}", "{\"_id\": 0, \"name\": 1, \"when\": 1}", &err);
    MH_ASSERT_OK (json != NULL, err);
-   ck_assert_str_eq (json, "{ \"name\" : \"bob\", \"when\" : { \"$date\" : \"2024-01-02T03:04:05Z\" } }");
+   ck_assert_str_eq (json,
+                     "{ \"name\" : \"bob\", \"when\" : { \"$date\" : \"2024-01-02T03:04:05Z\" } }");
    bson_free (json);
-   json = mongo_helper_find_json (NULL, coll, "{\"score\": {\"$gt\": 2}}", "{\"projection\": {\"score\": 1}}", &err);
+   json = mongo_helper_find_json (
+      NULL, coll, "{\"score\": {\"$gt\": 2}}", "{\"projection\": {\"score\": 1}}", &err);
    MH_ASSERT_OK (json != NULL, err);
    /* Field order within a document is the server's: compare values. */
    back = mongo_helper_json_to_bson (json, &err);
@@ -446,7 +458,8 @@ START_TEST (json_insert_and_find_round_trip_as_relaxed_json)
    ck_assert_ptr_nonnull (strstr (json, "\"score\" : 2.5"));
    bson_destroy (back);
    bson_free (json);
-   ck_assert_ptr_null (mongo_helper_find_one_json (NULL, coll, "{\"name\": \"nobody\"}", NULL, &err));
+   ck_assert_ptr_null (
+      mongo_helper_find_one_json (NULL, coll, "{\"name\": \"nobody\"}", NULL, &err));
    ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_NOT_FOUND);
    drop (NULL, coll);
 }
@@ -566,8 +579,10 @@ START_TEST (update_one_many_and_upsert_report_matched_modified_and_id)
    ck_assert_int_eq (r.matched, 0);
    mongo_helper_update_result_cleanup (&r);
 
-   MH_ASSERT_OK (mongo_helper_update_json (NULL, coll, "{\"tag\": \"t0\"}", "{\"$inc\": {\"n\": 1000}}",
-                                           true, false, &r, &err), err);
+   MH_ASSERT_OK (
+      mongo_helper_update_json (
+         NULL, coll, "{\"tag\": \"t0\"}", "{\"$inc\": {\"n\": 1000}}", true, false, &r, &err),
+      err);
    ck_assert_int_eq (r.matched, 2);
    mongo_helper_update_result_cleanup (&r);
    ck_assert_int_eq (count (coll, NULL), 7);
@@ -679,7 +694,8 @@ START_TEST (counts_and_distinct_read_the_collection)
    ck_assert_uint_eq (arr_len (&values), 5);
    bson_destroy (&values);
    /* A collection that does not exist counts zero. */
-   MH_ASSERT_OK (mongo_helper_count_documents (NULL, "no_such_collection_xyz", NULL, &n, &err), err);
+   MH_ASSERT_OK (mongo_helper_count_documents (NULL, "no_such_collection_xyz", NULL, &n, &err),
+                 err);
    ck_assert_int_eq (n, 0);
    bson_destroy (even);
    drop (NULL, coll);
@@ -716,7 +732,9 @@ START_TEST (bulk_insert_in_batches_lands_every_document)
    bson_t *last = BCON_NEW ("_id", BCON_INT64 (2499));
    bson_t *found;
 
-   MH_ASSERT_OK (mongo_helper_bulk_insert (NULL, coll, (const bson_t *const *) docs, n, 1000, true, &r, &err), err);
+   MH_ASSERT_OK (
+      mongo_helper_bulk_insert (NULL, coll, (const bson_t *const *) docs, n, 1000, true, &r, &err),
+      err);
    ck_assert_ptr_nonnull (r);
    ck_assert_int_eq (r->inserted, 2500);
    ck_assert_uint_eq (r->batches, 3);
@@ -745,7 +763,8 @@ START_TEST (unordered_bulk_insert_reports_failed_indexes_and_lands_the_rest)
    docs[7] = BCON_NEW ("_id", BCON_INT64 (3), "payload", BCON_UTF8 ("dup"));
    bson_destroy (docs[1100]);
    docs[1100] = BCON_NEW ("_id", BCON_INT64 (10), "payload", BCON_UTF8 ("dup"));
-   ck_assert (!mongo_helper_bulk_insert (NULL, coll, (const bson_t *const *) docs, n, 500, false, &r, &err));
+   ck_assert (!mongo_helper_bulk_insert (
+      NULL, coll, (const bson_t *const *) docs, n, 500, false, &r, &err));
    ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_DUPLICATE_KEY);
    ck_assert_msg (strstr (err.message, "index 7"), "first failure not named: %s", err.message);
    ck_assert_ptr_nonnull (r);
@@ -778,7 +797,8 @@ START_TEST (ordered_bulk_insert_stops_at_the_first_failure)
 
    bson_destroy (docs[600]);
    docs[600] = BCON_NEW ("_id", BCON_INT64 (1), "payload", BCON_UTF8 ("dup"));
-   ck_assert (!mongo_helper_bulk_insert (NULL, coll, (const bson_t *const *) docs, n, 500, true, &r, &err));
+   ck_assert (
+      !mongo_helper_bulk_insert (NULL, coll, (const bson_t *const *) docs, n, 500, true, &r, &err));
    ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_DUPLICATE_KEY);
    ck_assert_ptr_nonnull (r);
    ck_assert_int_eq (r->inserted, 600);
@@ -797,9 +817,27 @@ END_TEST
 START_TEST (aggregate_groups_and_honours_options)
 {
    const char *coll = mh_test_collection ("agg");
-   bson_t *pipeline = BCON_NEW ("0", "{", "$group", "{", "_id", BCON_UTF8 ("$tag"),
-                                "total", "{", "$sum", BCON_UTF8 ("$n"), "}", "}", "}",
-                                "1", "{", "$sort", "{", "_id", BCON_INT32 (1), "}", "}");
+   bson_t *pipeline = BCON_NEW ("0",
+                                "{",
+                                "$group",
+                                "{",
+                                "_id",
+                                BCON_UTF8 ("$tag"),
+                                "total",
+                                "{",
+                                "$sum",
+                                BCON_UTF8 ("$n"),
+                                "}",
+                                "}",
+                                "}",
+                                "1",
+                                "{",
+                                "$sort",
+                                "{",
+                                "_id",
+                                BCON_INT32 (1),
+                                "}",
+                                "}");
    mongo_helper_aggregate_opts_t o = {true, 2};
    bson_t results, d;
    char *json;
@@ -815,9 +853,12 @@ START_TEST (aggregate_groups_and_honours_options)
       ck_assert_int_eq (get_int (&d, "total"), 9 + 3 * (int) i);
    }
    bson_destroy (&results);
-   json = mongo_helper_aggregate_json (
-      NULL, coll, "[{\"$match\": {\"n\": {\"$lt\": 2}}}, {\"$project\": {\"_id\": 0, \"n\": 1}}, {\"$sort\": {\"n\": 1}}]",
-      NULL, &err);
+   json = mongo_helper_aggregate_json (NULL,
+                                       coll,
+                                       "[{\"$match\": {\"n\": {\"$lt\": 2}}}, {\"$project\": "
+                                       "{\"_id\": 0, \"n\": 1}}, {\"$sort\": {\"n\": 1}}]",
+                                       NULL,
+                                       &err);
    MH_ASSERT_OK (json != NULL, err);
    ck_assert_str_eq (json, "[{ \"n\" : 0 }, { \"n\" : 1 }]");
    bson_free (json);
@@ -837,7 +878,8 @@ START_TEST (lookup_facet_and_graph_lookup_pipelines_work)
    snprintf (orders, sizeof orders, "%s_orders", users);
    p = mongo_helper_json_to_bson ("[{\"_id\": 1, \"name\": \"ann\", \"boss\": null},"
                                   " {\"_id\": 2, \"name\": \"ben\", \"boss\": 1},"
-                                  " {\"_id\": 3, \"name\": \"cy\", \"boss\": 2}]", &err);
+                                  " {\"_id\": 3, \"name\": \"cy\", \"boss\": 2}]",
+                                  &err);
    {
       const bson_t *docs[3];
       bson_t u[3];
@@ -849,13 +891,18 @@ START_TEST (lookup_facet_and_graph_lookup_pipelines_work)
       MH_ASSERT_OK (mongo_helper_insert_many (NULL, users, docs, 3, true, &n, &err), err);
    }
    bson_destroy (p);
-   MH_ASSERT_OK (mongo_helper_insert_one_json (NULL, orders, "{\"user\": 2, \"amount\": 5}", NULL, &err), err);
-   MH_ASSERT_OK (mongo_helper_insert_one_json (NULL, orders, "{\"user\": 2, \"amount\": 7}", NULL, &err), err);
+   MH_ASSERT_OK (
+      mongo_helper_insert_one_json (NULL, orders, "{\"user\": 2, \"amount\": 5}", NULL, &err), err);
+   MH_ASSERT_OK (
+      mongo_helper_insert_one_json (NULL, orders, "{\"user\": 2, \"amount\": 7}", NULL, &err), err);
 
    /* $lookup: ben has two orders. */
-   snprintf (pipe, sizeof pipe,
-             "[{\"$match\": {\"_id\": 2}}, {\"$lookup\": {\"from\": \"%s\", \"localField\": \"_id\","
-             " \"foreignField\": \"user\", \"as\": \"orders\"}}]", orders);
+   snprintf (
+      pipe,
+      sizeof pipe,
+      "[{\"$match\": {\"_id\": 2}}, {\"$lookup\": {\"from\": \"%s\", \"localField\": \"_id\","
+      " \"foreignField\": \"user\", \"as\": \"orders\"}}]",
+      orders);
    p = mongo_helper_json_to_bson (pipe, &err);
    MH_ASSERT_OK (mongo_helper_aggregate (NULL, users, p, NULL, &results, &err), err);
    ck_assert_uint_eq (arr_len (&results), 1);
@@ -866,18 +913,25 @@ START_TEST (lookup_facet_and_graph_lookup_pipelines_work)
 
    /* $facet: two views in one pass. */
    json = mongo_helper_aggregate_json (
-      NULL, users,
-      "[{\"$facet\": {\"n\": [{\"$count\": \"c\"}], \"top\": [{\"$sort\": {\"_id\": -1}}, {\"$limit\": 1}, {\"$project\": {\"name\": 1}}]}}]",
-      NULL, &err);
+      NULL,
+      users,
+      "[{\"$facet\": {\"n\": [{\"$count\": \"c\"}], \"top\": [{\"$sort\": {\"_id\": -1}}, "
+      "{\"$limit\": 1}, {\"$project\": {\"name\": 1}}]}}]",
+      NULL,
+      &err);
    MH_ASSERT_OK (json != NULL, err);
-   ck_assert_str_eq (json, "[{ \"n\" : [ { \"c\" : 3 } ], \"top\" : [ { \"_id\" : 3, \"name\" : \"cy\" } ] }]");
+   ck_assert_str_eq (
+      json, "[{ \"n\" : [ { \"c\" : 3 } ], \"top\" : [ { \"_id\" : 3, \"name\" : \"cy\" } ] }]");
    bson_free (json);
 
    /* $graphLookup: cy's chain of bosses is ben then ann. */
-   snprintf (pipe, sizeof pipe,
-             "[{\"$match\": {\"_id\": 3}}, {\"$graphLookup\": {\"from\": \"%s\", \"startWith\": \"$boss\","
-             " \"connectFromField\": \"boss\", \"connectToField\": \"_id\", \"as\": \"chain\","
-             " \"depthField\": \"depth\"}}]", users);
+   snprintf (
+      pipe,
+      sizeof pipe,
+      "[{\"$match\": {\"_id\": 3}}, {\"$graphLookup\": {\"from\": \"%s\", \"startWith\": \"$boss\","
+      " \"connectFromField\": \"boss\", \"connectToField\": \"_id\", \"as\": \"chain\","
+      " \"depthField\": \"depth\"}}]",
+      users);
    p = mongo_helper_json_to_bson (pipe, &err);
    MH_ASSERT_OK (mongo_helper_aggregate (NULL, users, p, NULL, &results, &err), err);
    ck_assert_uint_eq (arr_len (&results), 1);
@@ -973,13 +1027,28 @@ END_TEST
 START_TEST (aggregate_stream_delivers_chunks_and_stops_early)
 {
    const char *coll = mh_test_collection ("stream");
-   bson_t *pipeline = BCON_NEW ("0", "{", "$match", "{", "even", BCON_BOOL (true), "}", "}",
-                                "1", "{", "$sort", "{", "n", BCON_INT32 (1), "}", "}");
+   bson_t *pipeline = BCON_NEW ("0",
+                                "{",
+                                "$match",
+                                "{",
+                                "even",
+                                BCON_BOOL (true),
+                                "}",
+                                "}",
+                                "1",
+                                "{",
+                                "$sort",
+                                "{",
+                                "n",
+                                BCON_INT32 (1),
+                                "}",
+                                "}");
    mongo_helper_aggregate_opts_t o = {true, 0};
    chunk_log_t l = {0, 0, 0, 0, -1, true};
 
    seed (coll, 200);
-   MH_ASSERT_OK (mongo_helper_aggregate_stream (NULL, coll, pipeline, &o, 30, log_chunk, &l, &err), err);
+   MH_ASSERT_OK (mongo_helper_aggregate_stream (NULL, coll, pipeline, &o, 30, log_chunk, &l, &err),
+                 err);
    ck_assert_uint_eq (l.docs, 100);
    ck_assert_uint_eq (l.chunks, 4);
    ck_assert_uint_eq (l.max_chunk, 30);
@@ -987,7 +1056,8 @@ START_TEST (aggregate_stream_delivers_chunks_and_stops_early)
    ck_assert_int_eq (l.last_n, 198);
    memset (&l, 0, sizeof l);
    l.stop_after = 1;
-   MH_ASSERT_OK (mongo_helper_aggregate_stream (NULL, coll, pipeline, NULL, 30, log_chunk, &l, &err), err);
+   MH_ASSERT_OK (
+      mongo_helper_aggregate_stream (NULL, coll, pipeline, NULL, 30, log_chunk, &l, &err), err);
    ck_assert_uint_eq (l.docs, 30);
    bson_destroy (pipeline);
    drop (NULL, coll);
@@ -1034,7 +1104,8 @@ START_TEST (single_compound_unique_and_ttl_indexes_are_created_listed_and_droppe
    bson_t *k2 = BCON_NEW ("user", BCON_INT32 (1), "ts", BCON_INT32 (-1));
    bson_t *k3 = BCON_NEW ("created", BCON_INT32 (1));
    bson_t *unique = BCON_NEW ("unique", BCON_BOOL (true));
-   bson_t *ttl = BCON_NEW ("expireAfterSeconds", BCON_INT32 (3600), "name", BCON_UTF8 ("ttl_created"));
+   bson_t *ttl =
+      BCON_NEW ("expireAfterSeconds", BCON_INT32 (3600), "name", BCON_UTF8 ("ttl_created"));
    bson_t *a = BCON_NEW ("email", BCON_UTF8 ("a@example.com"));
    bson_t indexes, d;
    char *name = NULL;
@@ -1109,8 +1180,8 @@ setup_capture (void)
    mh_test_server_start (&cap, 0, NULL);
    mh_test_clean_env ();
    setenv ("MONGO_HELPER_CONFIG", "/dev/null", 1);
-   snprintf (uri, sizeof uri, "mongodb://127.0.0.1:%d/mh_cap?serverSelectionTimeoutMS=10000",
-             cap.port);
+   snprintf (
+      uri, sizeof uri, "mongodb://127.0.0.1:%d/mh_cap?serverSelectionTimeoutMS=10000", cap.port);
    MH_ASSERT_OK (mongo_helper_init_uri (uri, &err), err);
 }
 
@@ -1170,26 +1241,35 @@ START_TEST (text_and_2dsphere_index_commands_are_exact)
       MH_SKIP ("command capture needs MH_MOCK_SERVER_SCRIPT and is off under valgrind");
    }
    text = BCON_NEW ("title", BCON_UTF8 ("text"), "body", BCON_UTF8 ("text"));
-   topts = BCON_NEW ("weights", "{", "title", BCON_INT32 (10), "body", BCON_INT32 (2), "}",
-                     "default_language", BCON_UTF8 ("english"));
+   topts = BCON_NEW ("weights",
+                     "{",
+                     "title",
+                     BCON_INT32 (10),
+                     "body",
+                     BCON_INT32 (2),
+                     "}",
+                     "default_language",
+                     BCON_UTF8 ("english"));
    geo = BCON_NEW ("loc", BCON_UTF8 ("2dsphere"));
    ASSERT_FAILS_WITH (mongo_helper_create_index (NULL, "articles", text, topts, &name, &err),
                       MONGO_HELPER_ERROR_SERVER);
    ck_assert_int_eq (err.code, 67); /* the test server refuses text indexes */
    ck_assert_ptr_null (name);
    json = captured ("createIndexes");
-   ck_assert_str_eq (json,
-                     "{ \"createIndexes\" : \"articles\", \"indexes\" : [ { \"key\" : { \"title\" : \"text\", "
-                     "\"body\" : \"text\" }, \"name\" : \"title_text_body_text\", \"weights\" : { \"title\" : "
-                     "{ \"$numberInt\" : \"10\" }, \"body\" : { \"$numberInt\" : \"2\" } }, "
-                     "\"default_language\" : \"english\" } ] }");
+   ck_assert_str_eq (
+      json,
+      "{ \"createIndexes\" : \"articles\", \"indexes\" : [ { \"key\" : { \"title\" : \"text\", "
+      "\"body\" : \"text\" }, \"name\" : \"title_text_body_text\", \"weights\" : { \"title\" : "
+      "{ \"$numberInt\" : \"10\" }, \"body\" : { \"$numberInt\" : \"2\" } }, "
+      "\"default_language\" : \"english\" } ] }");
    bson_free (json);
    ASSERT_FAILS_WITH (mongo_helper_create_index (NULL, "places", geo, NULL, NULL, &err),
                       MONGO_HELPER_ERROR_SERVER);
    json = captured ("createIndexes");
-   ck_assert_str_eq (json,
-                     "{ \"createIndexes\" : \"places\", \"indexes\" : [ { \"key\" : { \"loc\" : \"2dsphere\" }, "
-                     "\"name\" : \"loc_2dsphere\" } ] }");
+   ck_assert_str_eq (
+      json,
+      "{ \"createIndexes\" : \"places\", \"indexes\" : [ { \"key\" : { \"loc\" : \"2dsphere\" }, "
+      "\"name\" : \"loc_2dsphere\" } ] }");
    bson_free (json);
    bson_destroy (text);
    bson_destroy (topts);
@@ -1207,16 +1287,18 @@ START_TEST (text_search_command_is_exact)
       MH_SKIP ("command capture needs MH_MOCK_SERVER_SCRIPT and is off under valgrind");
    }
    extra = BCON_NEW ("published", BCON_BOOL (true));
-   ASSERT_FAILS_WITH (mongo_helper_text_search (NULL, "articles", "mongo c driver", "english", extra, 5, &results, &err),
+   ASSERT_FAILS_WITH (mongo_helper_text_search (
+                         NULL, "articles", "mongo c driver", "english", extra, 5, &results, &err),
                       MONGO_HELPER_ERROR_SERVER);
    ck_assert_int_eq (err.code, 27);
    bson_destroy (&results);
    json = captured ("find");
-   ck_assert_str_eq (json,
-                     "{ \"find\" : \"articles\", \"filter\" : { \"$text\" : { \"$search\" : \"mongo c driver\", "
-                     "\"$language\" : \"english\" }, \"published\" : true }, \"projection\" : { \"score\" : "
-                     "{ \"$meta\" : \"textScore\" } }, \"sort\" : { \"score\" : { \"$meta\" : \"textScore\" } }, "
-                     "\"limit\" : { \"$numberLong\" : \"5\" } }");
+   ck_assert_str_eq (
+      json,
+      "{ \"find\" : \"articles\", \"filter\" : { \"$text\" : { \"$search\" : \"mongo c driver\", "
+      "\"$language\" : \"english\" }, \"published\" : true }, \"projection\" : { \"score\" : "
+      "{ \"$meta\" : \"textScore\" } }, \"sort\" : { \"score\" : { \"$meta\" : \"textScore\" } }, "
+      "\"limit\" : { \"$numberLong\" : \"5\" } }");
    bson_free (json);
    bson_destroy (extra);
 }
@@ -1231,37 +1313,45 @@ START_TEST (geo_query_commands_are_exact)
    if (!cap.pid) {
       MH_SKIP ("command capture needs MH_MOCK_SERVER_SCRIPT and is off under valgrind");
    }
-   ASSERT_FAILS_WITH (mongo_helper_geo_near (NULL, "places", "loc", 2.35, 48.85, 1500, 10, &results, &err),
-                      MONGO_HELPER_ERROR_SERVER);
+   ASSERT_FAILS_WITH (
+      mongo_helper_geo_near (NULL, "places", "loc", 2.35, 48.85, 1500, 10, &results, &err),
+      MONGO_HELPER_ERROR_SERVER);
    ck_assert_int_eq (err.code, 291);
    bson_destroy (&results);
    json = captured ("find");
-   ck_assert_str_eq (json,
-                     "{ \"find\" : \"places\", \"filter\" : { \"loc\" : { \"$nearSphere\" : { \"$geometry\" : "
-                     "{ \"type\" : \"Point\", \"coordinates\" : [ { \"$numberDouble\" : \"2.3500000000000000888\" }, "
-                     "{ \"$numberDouble\" : \"48.850000000000001421\" } ] }, \"$maxDistance\" : "
-                     "{ \"$numberDouble\" : \"1500.0\" } } } }, \"limit\" : { \"$numberLong\" : \"10\" } }");
+   ck_assert_str_eq (
+      json,
+      "{ \"find\" : \"places\", \"filter\" : { \"loc\" : { \"$nearSphere\" : { \"$geometry\" : "
+      "{ \"type\" : \"Point\", \"coordinates\" : [ { \"$numberDouble\" : \"2.3500000000000000888\" "
+      "}, "
+      "{ \"$numberDouble\" : \"48.850000000000001421\" } ] }, \"$maxDistance\" : "
+      "{ \"$numberDouble\" : \"1500.0\" } } } }, \"limit\" : { \"$numberLong\" : \"10\" } }");
    bson_free (json);
 
    /* mongomock has no $geoWithin: the server answers 238 (not implemented). */
-   ck_assert (!mongo_helper_geo_within_polygon (NULL, "places", "loc", &tri[0][0], 3, &results, &err));
+   ck_assert (
+      !mongo_helper_geo_within_polygon (NULL, "places", "loc", &tri[0][0], 3, &results, &err));
    bson_destroy (&results);
    json = captured ("find");
-   ck_assert_str_eq (json,
-                     "{ \"find\" : \"places\", \"filter\" : { \"loc\" : { \"$geoWithin\" : { \"$geometry\" : "
-                     "{ \"type\" : \"Polygon\", \"coordinates\" : [ [ [ { \"$numberDouble\" : \"2.0\" }, "
-                     "{ \"$numberDouble\" : \"48.0\" } ], [ { \"$numberDouble\" : \"3.0\" }, { \"$numberDouble\" : "
-                     "\"48.0\" } ], [ { \"$numberDouble\" : \"2.5\" }, { \"$numberDouble\" : \"49.0\" } ], "
-                     "[ { \"$numberDouble\" : \"2.0\" }, { \"$numberDouble\" : \"48.0\" } ] ] ] } } } } }");
+   ck_assert_str_eq (
+      json,
+      "{ \"find\" : \"places\", \"filter\" : { \"loc\" : { \"$geoWithin\" : { \"$geometry\" : "
+      "{ \"type\" : \"Polygon\", \"coordinates\" : [ [ [ { \"$numberDouble\" : \"2.0\" }, "
+      "{ \"$numberDouble\" : \"48.0\" } ], [ { \"$numberDouble\" : \"3.0\" }, { \"$numberDouble\" "
+      ": "
+      "\"48.0\" } ], [ { \"$numberDouble\" : \"2.5\" }, { \"$numberDouble\" : \"49.0\" } ], "
+      "[ { \"$numberDouble\" : \"2.0\" }, { \"$numberDouble\" : \"48.0\" } ] ] ] } } } } }");
    bson_free (json);
 
-   ck_assert (!mongo_helper_geo_within_circle (NULL, "places", "loc", 0.0, 0.0, 6378100.0, &results, &err));
+   ck_assert (
+      !mongo_helper_geo_within_circle (NULL, "places", "loc", 0.0, 0.0, 6378100.0, &results, &err));
    bson_destroy (&results);
    json = captured ("find");
-   ck_assert_str_eq (json,
-                     "{ \"find\" : \"places\", \"filter\" : { \"loc\" : { \"$geoWithin\" : { \"$centerSphere\" : "
-                     "[ [ { \"$numberDouble\" : \"0.0\" }, { \"$numberDouble\" : \"0.0\" } ], "
-                     "{ \"$numberDouble\" : \"1.0\" } ] } } } }");
+   ck_assert_str_eq (
+      json,
+      "{ \"find\" : \"places\", \"filter\" : { \"loc\" : { \"$geoWithin\" : { \"$centerSphere\" : "
+      "[ [ { \"$numberDouble\" : \"0.0\" }, { \"$numberDouble\" : \"0.0\" } ], "
+      "{ \"$numberDouble\" : \"1.0\" } ] } } } }");
    bson_free (json);
 }
 END_TEST
@@ -1279,18 +1369,21 @@ START_TEST (stream_and_aggregate_options_are_sent_as_batch_size_and_allow_disk_u
    }
    pipeline = BCON_NEW ("0", "{", "$match", "{", "}", "}");
    sort = BCON_NEW ("n", BCON_INT32 (1));
-   MH_ASSERT_OK (mongo_helper_aggregate_stream (NULL, "c", pipeline, &o, 25, log_chunk, &l, &err), err);
+   MH_ASSERT_OK (mongo_helper_aggregate_stream (NULL, "c", pipeline, &o, 25, log_chunk, &l, &err),
+                 err);
    json = captured ("aggregate");
-   ck_assert_str_eq (json,
-                     "{ \"aggregate\" : \"c\", \"pipeline\" : [ { \"$match\" : {  } } ], \"cursor\" : "
-                     "{ \"batchSize\" : { \"$numberInt\" : \"25\" } }, \"allowDiskUse\" : true }");
+   ck_assert_str_eq (
+      json,
+      "{ \"aggregate\" : \"c\", \"pipeline\" : [ { \"$match\" : {  } } ], \"cursor\" : "
+      "{ \"batchSize\" : { \"$numberInt\" : \"25\" } }, \"allowDiskUse\" : true }");
    bson_free (json);
    fo.sort = sort;
    MH_ASSERT_OK (mongo_helper_find_stream (NULL, "c", NULL, &fo, 25, log_chunk, &l, &err), err);
    json = captured ("find");
-   ck_assert_str_eq (json,
-                     "{ \"find\" : \"c\", \"filter\" : {  }, \"sort\" : { \"n\" : { \"$numberInt\" : \"1\" } }, "
-                     "\"batchSize\" : { \"$numberInt\" : \"25\" } }");
+   ck_assert_str_eq (
+      json,
+      "{ \"find\" : \"c\", \"filter\" : {  }, \"sort\" : { \"n\" : { \"$numberInt\" : \"1\" } }, "
+      "\"batchSize\" : { \"$numberInt\" : \"25\" } }");
    bson_free (json);
    bson_destroy (pipeline);
    bson_destroy (sort);
@@ -1311,10 +1404,17 @@ START_TEST (text_search_ranks_by_score_on_a_real_server)
    keys = BCON_NEW ("title", BCON_UTF8 ("text"), "body", BCON_UTF8 ("text"));
    opts = BCON_NEW ("weights", "{", "title", BCON_INT32 (10), "}");
    MH_ASSERT_OK (mongo_helper_create_index (NULL, coll, keys, opts, NULL, &err), err);
-   MH_ASSERT_OK (mongo_helper_insert_one_json (NULL, coll, "{\"title\": \"other\", \"body\": \"coffee\"}", NULL, &err), err);
-   MH_ASSERT_OK (mongo_helper_insert_one_json (NULL, coll, "{\"title\": \"coffee\", \"body\": \"tea\"}", NULL, &err), err);
-   MH_ASSERT_OK (mongo_helper_insert_one_json (NULL, coll, "{\"title\": \"tea\", \"body\": \"tea\"}", NULL, &err), err);
-   MH_ASSERT_OK (mongo_helper_text_search (NULL, coll, "coffee", "english", NULL, 5, &results, &err), err);
+   MH_ASSERT_OK (mongo_helper_insert_one_json (
+                    NULL, coll, "{\"title\": \"other\", \"body\": \"coffee\"}", NULL, &err),
+                 err);
+   MH_ASSERT_OK (mongo_helper_insert_one_json (
+                    NULL, coll, "{\"title\": \"coffee\", \"body\": \"tea\"}", NULL, &err),
+                 err);
+   MH_ASSERT_OK (mongo_helper_insert_one_json (
+                    NULL, coll, "{\"title\": \"tea\", \"body\": \"tea\"}", NULL, &err),
+                 err);
+   MH_ASSERT_OK (
+      mongo_helper_text_search (NULL, coll, "coffee", "english", NULL, 5, &results, &err), err);
    ck_assert_uint_eq (arr_len (&results), 2);
    arr_doc (&results, 0, &d);
    ck_assert_str_eq (get_str (&d, "title"), "coffee"); /* title weighs 10 */
@@ -1326,7 +1426,8 @@ START_TEST (text_search_ranks_by_score_on_a_real_server)
       ck_assert (bson_iter_as_double (&a) > bson_iter_as_double (&b));
    }
    bson_destroy (&results);
-   MH_ASSERT_OK (mongo_helper_text_search (NULL, coll, "coffee", NULL, NULL, 1, &results, &err), err);
+   MH_ASSERT_OK (mongo_helper_text_search (NULL, coll, "coffee", NULL, NULL, 1, &results, &err),
+                 err);
    ck_assert_uint_eq (arr_len (&results), 1);
    bson_destroy (&results);
    bson_destroy (keys);
@@ -1344,27 +1445,51 @@ START_TEST (geo_near_and_within_find_the_right_places_on_a_real_server)
    bson_t results, d;
 
    if (on_mock ()) {
-      MH_SKIP ("the test server has no $nearSphere (291) or $geoWithin; set MONGO_TEST_URI to a real mongod");
+      MH_SKIP ("the test server has no $nearSphere (291) or $geoWithin; set MONGO_TEST_URI to a "
+               "real mongod");
    }
    keys = BCON_NEW ("loc", BCON_UTF8 ("2dsphere"));
    MH_ASSERT_OK (mongo_helper_create_index (NULL, coll, keys, NULL, NULL, &err), err);
-   MH_ASSERT_OK (mongo_helper_insert_one_json (NULL, coll, "{\"name\": \"centre\", \"loc\": {\"type\": \"Point\", \"coordinates\": [2.3522, 48.8566]}}", NULL, &err), err);
-   MH_ASSERT_OK (mongo_helper_insert_one_json (NULL, coll, "{\"name\": \"eiffel\", \"loc\": {\"type\": \"Point\", \"coordinates\": [2.2945, 48.8584]}}", NULL, &err), err);
-   MH_ASSERT_OK (mongo_helper_insert_one_json (NULL, coll, "{\"name\": \"lyon\", \"loc\": {\"type\": \"Point\", \"coordinates\": [4.8357, 45.7640]}}", NULL, &err), err);
-   MH_ASSERT_OK (mongo_helper_geo_near (NULL, coll, "loc", 2.35, 48.85, 10000, 0, &results, &err), err);
+   MH_ASSERT_OK (mongo_helper_insert_one_json (NULL,
+                                               coll,
+                                               "{\"name\": \"centre\", \"loc\": {\"type\": "
+                                               "\"Point\", \"coordinates\": [2.3522, 48.8566]}}",
+                                               NULL,
+                                               &err),
+                 err);
+   MH_ASSERT_OK (mongo_helper_insert_one_json (NULL,
+                                               coll,
+                                               "{\"name\": \"eiffel\", \"loc\": {\"type\": "
+                                               "\"Point\", \"coordinates\": [2.2945, 48.8584]}}",
+                                               NULL,
+                                               &err),
+                 err);
+   MH_ASSERT_OK (
+      mongo_helper_insert_one_json (
+         NULL,
+         coll,
+         "{\"name\": \"lyon\", \"loc\": {\"type\": \"Point\", \"coordinates\": [4.8357, 45.7640]}}",
+         NULL,
+         &err),
+      err);
+   MH_ASSERT_OK (mongo_helper_geo_near (NULL, coll, "loc", 2.35, 48.85, 10000, 0, &results, &err),
+                 err);
    ck_assert_uint_eq (arr_len (&results), 2);
    arr_doc (&results, 0, &d);
    ck_assert_str_eq (get_str (&d, "name"), "centre");
    arr_doc (&results, 1, &d);
    ck_assert_str_eq (get_str (&d, "name"), "eiffel");
    bson_destroy (&results);
-   MH_ASSERT_OK (mongo_helper_geo_within_polygon (NULL, coll, "loc", &tri[0][0], 3, &results, &err), err);
+   MH_ASSERT_OK (mongo_helper_geo_within_polygon (NULL, coll, "loc", &tri[0][0], 3, &results, &err),
+                 err);
    ck_assert_uint_eq (arr_len (&results), 2);
    bson_destroy (&results);
-   MH_ASSERT_OK (mongo_helper_geo_within_circle (NULL, coll, "loc", 2.35, 48.85, 500000, &results, &err), err);
+   MH_ASSERT_OK (
+      mongo_helper_geo_within_circle (NULL, coll, "loc", 2.35, 48.85, 500000, &results, &err), err);
    ck_assert_uint_eq (arr_len (&results), 3);
    bson_destroy (&results);
-   MH_ASSERT_OK (mongo_helper_geo_within_circle (NULL, coll, "loc", 2.35, 48.85, 1000, &results, &err), err);
+   MH_ASSERT_OK (
+      mongo_helper_geo_within_circle (NULL, coll, "loc", 2.35, 48.85, 1000, &results, &err), err);
    ck_assert_uint_eq (arr_len (&results), 1);
    bson_destroy (&results);
    bson_destroy (keys);

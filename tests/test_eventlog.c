@@ -78,8 +78,7 @@ index_ttl (const char *coll, const char *name)
    int64_t r = -2;
 
    while (mongoc_cursor_next (cur, &d)) {
-      if (bson_iter_init_find (&it, d, "name") &&
-          strcmp (bson_iter_utf8 (&it, NULL), name) == 0) {
+      if (bson_iter_init_find (&it, d, "name") && strcmp (bson_iter_utf8 (&it, NULL), name) == 0) {
          r = bson_iter_init_find (&it, d, "expireAfterSeconds") ? bson_iter_as_int64 (&it) : -1;
       }
    }
@@ -226,7 +225,10 @@ START_TEST (log_stores_typed_fields_and_query_filters_newest_first)
 END_TEST
 
 static mongo_helper_event_writer_t *
-writer_on (mongo_helper_eventlog_t *l, size_t queue, size_t batch, int32_t interval,
+writer_on (mongo_helper_eventlog_t *l,
+           size_t queue,
+           size_t batch,
+           int32_t interval,
            mongo_helper_queue_policy_t policy)
 {
    mongo_helper_event_writer_options_t o;
@@ -298,9 +300,8 @@ START_TEST (full_queue_policies_drop_and_count)
    mongo_helper_event_writer_t *w;
    mongo_helper_event_writer_stats_t st;
    mongo_helper_event_query_t q = {0};
-   mongo_helper_queue_policy_t pol[] = {MONGO_HELPER_QUEUE_DROP_NEWEST,
-                                        MONGO_HELPER_QUEUE_DROP_OLDEST,
-                                        MONGO_HELPER_QUEUE_BLOCK};
+   mongo_helper_queue_policy_t pol[] = {
+      MONGO_HELPER_QUEUE_DROP_NEWEST, MONGO_HELPER_QUEUE_DROP_OLDEST, MONGO_HELPER_QUEUE_BLOCK};
    const char *user[] = {"newest", "oldest", "block"};
 
    snprintf (coll, sizeof coll, "%s", mh_test_collection ("ev"));
@@ -358,7 +359,8 @@ START_TEST (writer_survives_a_server_outage_and_accounts_for_every_event)
    port = srv.port;
    mh_test_clean_env ();
    setenv ("MONGO_HELPER_CONFIG", "/dev/null", 1);
-   snprintf (uri, sizeof uri,
+   snprintf (uri,
+             sizeof uri,
              "mongodb://127.0.0.1:%d/mh_outage?serverSelectionTimeoutMS=300"
              "&connectTimeoutMS=300&socketTimeoutMS=1000&heartbeatFrequencyMS=500",
              port);
@@ -417,9 +419,11 @@ START_TEST (destroy_deadline_counts_unwritable_events_as_dropped)
    port = srv.port;
    mh_test_clean_env ();
    setenv ("MONGO_HELPER_CONFIG", "/dev/null", 1);
-   snprintf (uri, sizeof uri,
+   snprintf (uri,
+             sizeof uri,
              "mongodb://127.0.0.1:%d/mh_outage?serverSelectionTimeoutMS=200"
-             "&connectTimeoutMS=200&socketTimeoutMS=500", port);
+             "&connectTimeoutMS=200&socketTimeoutMS=500",
+             port);
    MH_ASSERT_OK (mongo_helper_init_uri (uri, &err), err);
    l = log_on ("events");
    MH_ASSERT_OK (mongo_helper_eventlog_ensure (l, NULL, &err), err);
@@ -442,7 +446,6 @@ START_TEST (destroy_deadline_counts_unwritable_events_as_dropped)
    mh_test_server_stop (&srv);
 }
 END_TEST
-
 
 START_TEST (setup_asks_build_info_and_sends_the_4_4_layout_once)
 {
@@ -469,10 +472,11 @@ START_TEST (setup_asks_build_info_and_sends_the_4_4_layout_once)
    ck_assert_int_eq (mh_test_server_log_count (&srv, "{\"buildInfo\": {\"$numberInt\": \"1\"}"), 1);
    ck_assert_int_eq (mh_test_server_log_count (&srv, "{\"create\""), 0);
    ck_assert_int_eq (mh_test_server_log_count (&srv, "{\"createIndexes\": \"ev\""), 1);
-   ck_assert_int_eq (mh_test_server_log_count (
-                        &srv, "\"expireAfterSeconds\": {\"$numberLong\": \"7776000\"}"), 1);
-   ck_assert_int_eq (mh_test_server_log_count (&srv, "\"key\": {\"user_id\": {\"$numberInt\": \"1\"}, "
-                                                     "\"timestamp\": {\"$numberInt\": \"-1\"}}"),
+   ck_assert_int_eq (
+      mh_test_server_log_count (&srv, "\"expireAfterSeconds\": {\"$numberLong\": \"7776000\"}"), 1);
+   ck_assert_int_eq (mh_test_server_log_count (&srv,
+                                               "\"key\": {\"user_id\": {\"$numberInt\": \"1\"}, "
+                                               "\"timestamp\": {\"$numberInt\": \"-1\"}}"),
                      1);
    ck_assert_int_eq (mh_test_server_log_count (&srv, "{\"insert\": \"ev\""), 5);
    mongo_helper_eventlog_destroy (l);

@@ -37,8 +37,8 @@ count_docs (mongoc_collection_t *coll, const bson_t *filter)
 {
    bson_error_t e;
    bson_t empty = BSON_INITIALIZER;
-   int64_t n = mongoc_collection_count_documents (
-      coll, filter ? filter : &empty, NULL, NULL, NULL, &e);
+   int64_t n =
+      mongoc_collection_count_documents (coll, filter ? filter : &empty, NULL, NULL, NULL, &e);
    ck_assert_msg (n >= 0, "count failed: %s", e.message);
    return n;
 }
@@ -46,9 +46,12 @@ count_docs (mongoc_collection_t *coll, const bson_t *filter)
 START_TEST (insert_through_singleton_is_read_back_with_its_fields)
 {
    mongoc_collection_t *coll = collection (mh_test_collection ("events"));
-   bson_t *doc = BCON_NEW ("user_id", BCON_INT32 (123),
-                           "event_type", BCON_UTF8 ("login"),
-                           "timestamp", BCON_DATE_TIME (1700000000000));
+   bson_t *doc = BCON_NEW ("user_id",
+                           BCON_INT32 (123),
+                           "event_type",
+                           BCON_UTF8 ("login"),
+                           "timestamp",
+                           BCON_DATE_TIME (1700000000000));
    bson_t *filter = BCON_NEW ("user_id", BCON_INT32 (123));
    bson_error_t e;
    mongoc_cursor_t *cur;
@@ -228,12 +231,13 @@ START_TEST (ping_and_server_info_describe_the_server)
 
    MH_ASSERT_OK (mongo_helper_ping (2000, &err), err);
    MH_ASSERT_OK (mongo_helper_server_info (2000, &info, &err), err);
-   ck_assert_msg (info.version[0] >= '4' || strlen (info.version) > 3,
-                  "unexpected version '%s'", info.version);
+   ck_assert_msg (
+      info.version[0] >= '4' || strlen (info.version) > 3, "unexpected version '%s'", info.version);
    ck_assert_msg (strcmp (info.topology, "Single") == 0 ||
                      strcmp (info.topology, "ReplicaSet") == 0 ||
                      strcmp (info.topology, "Sharded") == 0,
-                  "unexpected topology '%s'", info.topology);
+                  "unexpected topology '%s'",
+                  info.topology);
    ck_assert_int_ge (info.max_wire_version, 9);
    ck_assert_int_gt (info.round_trip_us, 0);
    ck_assert (!mongo_helper_server_info (2000, NULL, &err));

@@ -38,16 +38,16 @@ on_mock (void)
    return m && *m;
 }
 
-#define ASSERT_FAILS_WITH(call, cat)                                        \
-   do {                                                                     \
-      memset (&err, 0, sizeof err);                                         \
-      ck_assert_msg (!(call), "expected failure: %s", #call);               \
-      ck_assert_msg (err.category == (cat),                                 \
-                     "%s: expected %s, got %s (%s)",                        \
-                     #call,                                                 \
-                     mongo_helper_category_name (cat),                      \
-                     mongo_helper_category_name (err.category),             \
-                     err.message);                                          \
+#define ASSERT_FAILS_WITH(call, cat)                                         \
+   do {                                                                      \
+      memset (&err, 0, sizeof err);                                          \
+      ck_assert_msg (!(call), "expected failure: %s", #call);                \
+      ck_assert_msg (err.category == (cat),                                  \
+                     "%s: expected %s, got %s (%s)",                         \
+                     #call,                                                  \
+                     mongo_helper_category_name (cat),                       \
+                     mongo_helper_category_name (err.category),              \
+                     err.message);                                           \
       ck_assert_msg (err.message[0] != '\0', "empty message for %s", #call); \
    } while (0)
 
@@ -65,8 +65,8 @@ count_docs (const char *coll_name, const bson_t *filter)
    mongoc_collection_t *coll = collection (coll_name);
    bson_error_t e;
    bson_t empty = BSON_INITIALIZER;
-   int64_t n = mongoc_collection_count_documents (
-      coll, filter ? filter : &empty, NULL, NULL, NULL, &e);
+   int64_t n =
+      mongoc_collection_count_documents (coll, filter ? filter : &empty, NULL, NULL, NULL, &e);
 
    ck_assert_msg (n >= 0, "count failed: %s", e.message);
    mongoc_collection_destroy (coll);
@@ -215,17 +215,20 @@ START_TEST (gridfs_rejects_bad_input_without_touching_the_server)
                       MONGO_HELPER_ERROR_INVALID_ARGUMENT);
    ASSERT_FAILS_WITH (mongo_helper_gridfs_put (&bad_db, "f", "a", 1, NULL, NULL, NULL, &err),
                       MONGO_HELPER_ERROR_INVALID_ARGUMENT);
-   ASSERT_FAILS_WITH (mongo_helper_gridfs_put_file (NULL, NULL, "/no/such/file.bin", NULL, NULL, NULL, &err),
-                      MONGO_HELPER_ERROR_INVALID_ARGUMENT);
+   ASSERT_FAILS_WITH (
+      mongo_helper_gridfs_put_file (NULL, NULL, "/no/such/file.bin", NULL, NULL, NULL, &err),
+      MONGO_HELPER_ERROR_INVALID_ARGUMENT);
    ck_assert_ptr_nonnull (strstr (err.message, "/no/such/file.bin"));
    ASSERT_FAILS_WITH (mongo_helper_gridfs_put_file (NULL, NULL, NULL, NULL, NULL, NULL, &err),
                       MONGO_HELPER_ERROR_INVALID_ARGUMENT);
    ASSERT_FAILS_WITH (mongo_helper_gridfs_put_stream (NULL, "f", NULL, NULL, NULL, NULL, &err),
                       MONGO_HELPER_ERROR_INVALID_ARGUMENT);
-   ASSERT_FAILS_WITH (mongo_helper_gridfs_put_reader (NULL, "f", NULL, NULL, NULL, NULL, NULL, &err),
-                      MONGO_HELPER_ERROR_INVALID_ARGUMENT);
-   ASSERT_FAILS_WITH (mongo_helper_gridfs_put_reader (NULL, NULL, never_read, NULL, NULL, NULL, NULL, &err),
-                      MONGO_HELPER_ERROR_INVALID_ARGUMENT);
+   ASSERT_FAILS_WITH (
+      mongo_helper_gridfs_put_reader (NULL, "f", NULL, NULL, NULL, NULL, NULL, &err),
+      MONGO_HELPER_ERROR_INVALID_ARGUMENT);
+   ASSERT_FAILS_WITH (
+      mongo_helper_gridfs_put_reader (NULL, NULL, never_read, NULL, NULL, NULL, NULL, &err),
+      MONGO_HELPER_ERROR_INVALID_ARGUMENT);
    ASSERT_FAILS_WITH (mongo_helper_gridfs_get (NULL, &id, NULL, NULL, &err),
                       MONGO_HELPER_ERROR_INVALID_ARGUMENT);
    ASSERT_FAILS_WITH (mongo_helper_gridfs_get (NULL, NULL, &data, &len, &err),
@@ -338,16 +341,17 @@ START_TEST (gridfs_put_from_memory_is_found_read_back_and_deleted)
 {
    const char *name = mh_test_collection ("note.txt");
    const char text[] = "hello gridfs\nsecond line\n";
-   bson_t *meta = BCON_NEW ("author", BCON_UTF8 ("user123"),
-                            "contentType", BCON_UTF8 ("will/be-replaced"));
+   bson_t *meta =
+      BCON_NEW ("author", BCON_UTF8 ("user123"), "contentType", BCON_UTF8 ("will/be-replaced"));
    bson_value_t id;
    bson_t doc = BSON_INITIALIZER, files;
    bson_iter_t it;
    uint8_t *data;
    size_t len, n;
 
-   MH_ASSERT_OK (mongo_helper_gridfs_put (NULL, name, text, sizeof text - 1,
-                                          "text/plain", meta, &id, &err), err);
+   MH_ASSERT_OK (
+      mongo_helper_gridfs_put (NULL, name, text, sizeof text - 1, "text/plain", meta, &id, &err),
+      err);
    ck_assert_int_eq (id.value_type, BSON_TYPE_OID);
 
    bson_destroy (&doc);
@@ -376,8 +380,7 @@ START_TEST (gridfs_put_from_memory_is_found_read_back_and_deleted)
    ASSERT_FAILS_WITH (mongo_helper_gridfs_get (NULL, &id, &data, &len, &err),
                       MONGO_HELPER_ERROR_NOT_FOUND);
    ck_assert_ptr_null (data);
-   ASSERT_FAILS_WITH (mongo_helper_gridfs_delete (NULL, &id, &err),
-                      MONGO_HELPER_ERROR_NOT_FOUND);
+   ASSERT_FAILS_WITH (mongo_helper_gridfs_delete (NULL, &id, &err), MONGO_HELPER_ERROR_NOT_FOUND);
    MH_ASSERT_OK (mongo_helper_gridfs_find (NULL, name, &files, &n, &err), err);
    ck_assert_uint_eq (n, 0);
    ck_assert (bson_empty (&files));
@@ -424,8 +427,9 @@ START_TEST (gridfs_file_over_16mb_round_trips_byte_for_byte)
    uint8_t *back;
    size_t len;
 
-   MH_ASSERT_OK (mongo_helper_gridfs_put (NULL, name, src, BIG_LEN,
-                                          "application/octet-stream", NULL, &id, &err), err);
+   MH_ASSERT_OK (mongo_helper_gridfs_put (
+                    NULL, name, src, BIG_LEN, "application/octet-stream", NULL, &id, &err),
+                 err);
    bson_destroy (&doc);
    ck_assert (find_file_doc (NULL, name, &id, &doc));
    ck_assert (bson_iter_init_find (&it, &doc, "length"));
@@ -522,8 +526,9 @@ START_TEST (gridfs_file_stream_and_callbacks_use_the_named_bucket_and_chunk_size
    write_file (in_path, src, 2500);
 
    /* From a file: the filename defaults to the path's last component. */
-   MH_ASSERT_OK (mongo_helper_gridfs_put_file (&opts, NULL, in_path, "application/pdf",
-                                               NULL, &id_file, &err), err);
+   MH_ASSERT_OK (
+      mongo_helper_gridfs_put_file (&opts, NULL, in_path, "application/pdf", NULL, &id_file, &err),
+      err);
    bson_destroy (&doc);
    ck_assert (find_file_doc (&opts, "report.pdf", &id_file, &doc));
    ck_assert (bson_iter_init_find (&it, &doc, "chunkSize"));
@@ -538,8 +543,9 @@ START_TEST (gridfs_file_stream_and_callbacks_use_the_named_bucket_and_chunk_size
    ck_assert_uint_eq (n, 0);
 
    /* From a read callback, back through a write callback. */
-   MH_ASSERT_OK (mongo_helper_gridfs_put_reader (&opts, "report.pdf", piece_read, &rd,
-                                                 NULL, NULL, &id_reader, &err), err);
+   MH_ASSERT_OK (mongo_helper_gridfs_put_reader (
+                    &opts, "report.pdf", piece_read, &rd, NULL, NULL, &id_reader, &err),
+                 err);
    ck_assert_uint_eq (rd.pos, 2500);
    MH_ASSERT_OK (mongo_helper_gridfs_get_writer (&opts, &id_reader, sink_write, &sk, &err), err);
    ck_assert_uint_eq (sk.len, 2500);
@@ -549,8 +555,8 @@ START_TEST (gridfs_file_stream_and_callbacks_use_the_named_bucket_and_chunk_size
    /* From a mongoc_stream_t, back into one. */
    st = mongoc_stream_file_new_for_path (in_path, O_RDONLY, 0);
    ck_assert_ptr_nonnull (st);
-   MH_ASSERT_OK (mongo_helper_gridfs_put_stream (&opts, "report.pdf", st, NULL, NULL,
-                                                 &id_stream, &err), err);
+   MH_ASSERT_OK (
+      mongo_helper_gridfs_put_stream (&opts, "report.pdf", st, NULL, NULL, &id_stream, &err), err);
    mongoc_stream_destroy (st);
    st = mongoc_stream_file_new_for_path (out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
    ck_assert_ptr_nonnull (st);
@@ -591,7 +597,7 @@ START_TEST (gridfs_aborted_callbacks_fail_and_leave_no_chunks)
    char chunks_coll[128], files_coll[128];
    uint8_t *src = random_bytes (1000, 3);
    reader_t rd = {src, 1000, 0, 250, 0, 3}; /* fails on the third call */
-   sink_t sk = {0, 0, 0, 1}; /* refuses the first piece */
+   sink_t sk = {0, 0, 0, 1};                /* refuses the first piece */
    const char *out_path = temp_path ("partial.bin");
    bson_value_t id, missing;
    uint8_t *data;
@@ -599,9 +605,9 @@ START_TEST (gridfs_aborted_callbacks_fail_and_leave_no_chunks)
 
    snprintf (chunks_coll, sizeof chunks_coll, "%s.chunks", opts.bucket);
    snprintf (files_coll, sizeof files_coll, "%s.files", opts.bucket);
-   ASSERT_FAILS_WITH (mongo_helper_gridfs_put_reader (&opts, "x", piece_read, &rd, NULL,
-                                                      NULL, &id, &err),
-                      MONGO_HELPER_ERROR_INVALID_ARGUMENT);
+   ASSERT_FAILS_WITH (
+      mongo_helper_gridfs_put_reader (&opts, "x", piece_read, &rd, NULL, NULL, &id, &err),
+      MONGO_HELPER_ERROR_INVALID_ARGUMENT);
    ck_assert_ptr_nonnull (strstr (err.message, "read callback"));
    ck_assert_int_eq (count_docs (chunks_coll, NULL), 0);
    ck_assert_int_eq (count_docs (files_coll, NULL), 0);
@@ -659,7 +665,8 @@ utf8_at (const bson_t *doc, const char *path)
 
    ck_assert_msg (bson_iter_init (&it, doc) && bson_iter_find_descendant (&it, path, &f) &&
                      BSON_ITER_HOLDS_UTF8 (&f),
-                  "no string at %s", path);
+                  "no string at %s",
+                  path);
    return bson_iter_utf8 (&f, NULL);
 }
 
@@ -668,8 +675,8 @@ START_TEST (watch_sends_change_stream_aggregate_and_reports_standalone_error)
    mh_test_server_t srv = {0};
    char uri[160];
    bson_t *tok = BCON_NEW ("_data", BCON_UTF8 ("8263A1B2C3000000012B022C0100296E5A1004"));
-   bson_t *pipeline = BCON_NEW ("pipeline", "[", "{", "$match", "{",
-                                "operationType", BCON_UTF8 ("insert"), "}", "}", "]");
+   bson_t *pipeline = BCON_NEW (
+      "pipeline", "[", "{", "$match", "{", "operationType", BCON_UTF8 ("insert"), "}", "}", "]");
    mongo_helper_watch_opts_t opts = {0};
    bson_t *cmd, out;
    bson_iter_t it;
@@ -679,8 +686,8 @@ START_TEST (watch_sends_change_stream_aggregate_and_reports_standalone_error)
       MH_SKIP ("captures the command at the mock server; a real server is in use");
    }
    mh_test_server_start (&srv, 0, NULL); /* logs every command */
-   snprintf (uri, sizeof uri, "mongodb://127.0.0.1:%d/mh_test?serverSelectionTimeoutMS=5000",
-             srv.port);
+   snprintf (
+      uri, sizeof uri, "mongodb://127.0.0.1:%d/mh_test?serverSelectionTimeoutMS=5000", srv.port);
    mh_test_clean_env ();
    setenv ("MONGO_HELPER_CONFIG", "/dev/null", 1);
    MH_ASSERT_OK (mongo_helper_init_uri (uri, &err), err);
@@ -707,7 +714,8 @@ START_TEST (watch_sends_change_stream_aggregate_and_reports_standalone_error)
                      "8263A1B2C3000000012B022C0100296E5A1004");
    ck_assert_str_eq (utf8_at (cmd, "pipeline.1.$match.operationType"), "insert");
    ck_assert (bson_iter_init (&it, cmd) && !bson_iter_find_descendant (&it, "pipeline.2", &it));
-   ck_assert (bson_iter_init (&it, cmd) && bson_iter_find_descendant (&it, "cursor.batchSize", &it));
+   ck_assert (bson_iter_init (&it, cmd) &&
+              bson_iter_find_descendant (&it, "cursor.batchSize", &it));
    ck_assert_int_eq (bson_iter_as_int64 (&it), 10);
    bson_destroy (cmd);
 
@@ -852,7 +860,8 @@ START_TEST (watch_delivers_events_in_order_with_update_lookup_and_resumes)
       first.stop_after = 1;
       o2.resume_after = &start;
       o2.timeout_ms = 20000;
-      MH_ASSERT_OK (mongo_helper_watch (writer_coll, &o2, collect_event, &first, &token2, &err), err);
+      MH_ASSERT_OK (mongo_helper_watch (writer_coll, &o2, collect_event, &first, &token2, &err),
+                    err);
       ck_assert_int_eq (first.n, 1);
       again.stop_after = 2;
       o2.resume_after = &token2;
@@ -891,9 +900,10 @@ result_int (const mongo_helper_op_result_t *r, const char *path)
 {
    bson_iter_t it, f;
 
-   ck_assert_msg (bson_iter_init (&it, &r->result) &&
-                     bson_iter_find_descendant (&it, path, &f) && BSON_ITER_HOLDS_NUMBER (&f),
-                  "no number at %s", path);
+   ck_assert_msg (bson_iter_init (&it, &r->result) && bson_iter_find_descendant (&it, path, &f) &&
+                     BSON_ITER_HOLDS_NUMBER (&f),
+                  "no number at %s",
+                  path);
    return bson_iter_as_int64 (&f);
 }
 
@@ -902,16 +912,16 @@ START_TEST (run_concurrent_returns_each_result_in_order_with_its_own_error)
    const char *name = mh_test_collection ("conc");
    char coll_name[96];
    mongoc_collection_t *coll;
-   bson_t *f_a, *f_i3, *f_lt10, *f_i1, *set_x, *f_i200, *set_d, *doc_new, *dup,
-      *pipe, *f_del, *ping;
+   bson_t *f_a, *f_i3, *f_lt10, *f_i1, *set_x, *f_i200, *set_d, *doc_new, *dup, *pipe, *f_del,
+      *ping;
    mongo_helper_op_result_t res[13];
    bson_iter_t it;
 
    bson_strncpy (coll_name, name, sizeof coll_name);
    coll = collection (coll_name);
    for (int i = 0; i < 10; i++) {
-      bson_t *d = BCON_NEW ("_id", BCON_INT32 (i), "i", BCON_INT32 (i),
-                            "dept", BCON_UTF8 (i < 5 ? "a" : "b"));
+      bson_t *d = BCON_NEW (
+         "_id", BCON_INT32 (i), "i", BCON_INT32 (i), "dept", BCON_UTF8 (i < 5 ? "a" : "b"));
       ck_assert (mongoc_collection_insert_one (coll, d, NULL, NULL, NULL));
       bson_destroy (d);
    }
@@ -931,25 +941,54 @@ START_TEST (run_concurrent_returns_each_result_in_order_with_its_own_error)
    set_d = BCON_NEW ("$set", "{", "dept", BCON_UTF8 ("d"), "}");
    doc_new = BCON_NEW ("i", BCON_INT32 (300), "dept", BCON_UTF8 ("e"));
    dup = BCON_NEW ("_id", BCON_INT32 (4), "i", BCON_INT32 (4));
-   pipe = BCON_NEW ("pipeline", "[", "{", "$match", "{", "dept", BCON_UTF8 ("b"), "}", "}",
-                    "{", "$sort", "{", "i", BCON_INT32 (1), "}", "}", "]");
+   pipe = BCON_NEW ("pipeline",
+                    "[",
+                    "{",
+                    "$match",
+                    "{",
+                    "dept",
+                    BCON_UTF8 ("b"),
+                    "}",
+                    "}",
+                    "{",
+                    "$sort",
+                    "{",
+                    "i",
+                    BCON_INT32 (1),
+                    "}",
+                    "}",
+                    "]");
    f_del = BCON_NEW ("tag", BCON_UTF8 ("del"));
    ping = BCON_NEW ("ping", BCON_INT32 (1));
    {
       const mongo_helper_op_t ops[13] = {
          {.type = MONGO_HELPER_OP_COUNT, .collection = coll_name, .filter = f_a},
          {.type = MONGO_HELPER_OP_FIND_ONE, .collection = coll_name, .filter = f_i3},
-         {.type = MONGO_HELPER_OP_DISTINCT, .collection = coll_name, .field = "dept", .filter = f_lt10},
+         {.type = MONGO_HELPER_OP_DISTINCT,
+          .collection = coll_name,
+          .field = "dept",
+          .filter = f_lt10},
          {.type = MONGO_HELPER_OP_INSERT_ONE, .collection = coll_name, .document = doc_new},
-         {.type = MONGO_HELPER_OP_UPDATE_ONE, .collection = coll_name, .filter = f_i1, .document = set_x},
-         {.type = MONGO_HELPER_OP_UPDATE_MANY, .collection = coll_name, .filter = f_i200, .document = set_d, .upsert = true},
+         {.type = MONGO_HELPER_OP_UPDATE_ONE,
+          .collection = coll_name,
+          .filter = f_i1,
+          .document = set_x},
+         {.type = MONGO_HELPER_OP_UPDATE_MANY,
+          .collection = coll_name,
+          .filter = f_i200,
+          .document = set_d,
+          .upsert = true},
          {.type = MONGO_HELPER_OP_AGGREGATE, .collection = coll_name, .pipeline = pipe},
          {.type = MONGO_HELPER_OP_DELETE_ONE, .collection = coll_name, .filter = f_del},
          {.type = MONGO_HELPER_OP_INSERT_ONE, .collection = coll_name, .document = dup},
-         {.type = MONGO_HELPER_OP_DISTINCT, .collection = "no_such_collection_here", .field = "dept"},
+         {.type = MONGO_HELPER_OP_DISTINCT,
+          .collection = "no_such_collection_here",
+          .field = "dept"},
          {.type = MONGO_HELPER_OP_COMMAND, .document = ping},
          {.type = MONGO_HELPER_OP_DISTINCT, .collection = coll_name}, /* no field */
-         {.type = MONGO_HELPER_OP_FIND_ONE, .collection = coll_name, .filter = f_i200 /* before upsert? either */},
+         {.type = MONGO_HELPER_OP_FIND_ONE,
+          .collection = coll_name,
+          .filter = f_i200 /* before upsert? either */},
       };
 
       ck_assert (!mongo_helper_run_concurrent (ops, 13, 4, res, &err));
@@ -960,7 +999,9 @@ START_TEST (run_concurrent_returns_each_result_in_order_with_its_own_error)
    for (int i = 0; i < 13; i++) {
       if (i != 8 && i != 11) {
          ck_assert_msg (res[i].error.category == MONGO_HELPER_ERROR_NONE,
-                        "op %d failed: %s", i, res[i].error.message);
+                        "op %d failed: %s",
+                        i,
+                        res[i].error.message);
       }
       ck_assert_int_ge (res[i].concurrent, 1);
       ck_assert_int_le (res[i].concurrent, 4);
@@ -973,7 +1014,9 @@ START_TEST (run_concurrent_returns_each_result_in_order_with_its_own_error)
       const char *v1 = result_utf8 (&res[2], "values.1");
       ck_assert_msg ((!strcmp (v0, "a") && !strcmp (v1, "b")) ||
                         (!strcmp (v0, "b") && !strcmp (v1, "a")),
-                     "distinct gave %s, %s", v0, v1);
+                     "distinct gave %s, %s",
+                     v0,
+                     v1);
    }
    ck_assert (bson_iter_init (&it, &res[2].result) &&
               !bson_iter_find_descendant (&it, "values.2", &it));
@@ -1118,9 +1161,20 @@ START_TEST (stats_report_the_documents_and_indexes_inserted)
       ck_assert (mongoc_collection_insert_one (coll, d, NULL, NULL, &e));
       bson_destroy (d);
    }
-   create_index = BCON_NEW ("createIndexes", BCON_UTF8 (coll_name), "indexes", "[", "{",
-                            "key", "{", "k", BCON_INT32 (1), "}", "name", BCON_UTF8 ("k_1"),
-                            "}", "]");
+   create_index = BCON_NEW ("createIndexes",
+                            BCON_UTF8 (coll_name),
+                            "indexes",
+                            "[",
+                            "{",
+                            "key",
+                            "{",
+                            "k",
+                            BCON_INT32 (1),
+                            "}",
+                            "name",
+                            BCON_UTF8 ("k_1"),
+                            "}",
+                            "]");
    MH_ASSERT_OK (mongo_helper_command (create_index, NULL, &err), err);
    bson_destroy (create_index);
 
@@ -1191,7 +1245,8 @@ START_TEST (stats_report_the_documents_and_indexes_inserted)
    MH_ASSERT_OK (mongo_helper_collection_stats (other_db, "only", &cs, NULL, &err), err);
    ck_assert_int_eq (cs.count, 3);
    {
-      mongoc_database_t *od = mongoc_client_get_database (mongo_helper_conn_client (conn), other_db);
+      mongoc_database_t *od =
+         mongoc_client_get_database (mongo_helper_conn_client (conn), other_db);
       mongoc_database_drop (od, NULL);
       mongoc_database_destroy (od);
       mongo_helper_release (conn);

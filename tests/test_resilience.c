@@ -56,8 +56,8 @@ admin_command (const bson_t *cmd)
    bool ok;
 
    MH_ASSERT_OK (conn != NULL, err);
-   ok = mongoc_client_command_simple (
-      mongo_helper_conn_client (conn), "admin", cmd, NULL, NULL, &e);
+   ok =
+      mongoc_client_command_simple (mongo_helper_conn_client (conn), "admin", cmd, NULL, NULL, &e);
    ck_assert_msg (ok, "admin command failed: %s", e.message);
    mongo_helper_release (conn);
 }
@@ -138,8 +138,8 @@ ping_thread (void *arg)
 static bool
 insert_id (const char *coll, int64_t id)
 {
-   bson_t *cmd = BCON_NEW ("insert", BCON_UTF8 (coll),
-                           "documents", "[", "{", "_id", BCON_INT64 (id), "}", "]");
+   bson_t *cmd = BCON_NEW (
+      "insert", BCON_UTF8 (coll), "documents", "[", "{", "_id", BCON_INT64 (id), "}", "]");
    bool ok = mongo_helper_command (cmd, NULL, &err);
    bson_destroy (cmd);
    return ok;
@@ -231,8 +231,8 @@ START_TEST (retry_settings_default_then_ini_then_environment)
    cfg = mongo_helper_config_new (ini, "mongodb://h/db", &err);
    MH_ASSERT_OK (cfg != NULL, err);
    mongo_helper_config_retry_policy (cfg, &pol);
-   ck_assert_int_eq (pol.attempts, 2);        /* environment wins */
-   ck_assert_int_eq (pol.base_ms, 20);        /* INI */
+   ck_assert_int_eq (pol.attempts, 2); /* environment wins */
+   ck_assert_int_eq (pol.base_ms, 20); /* INI */
    ck_assert_int_eq (pol.max_ms, 400);
    ck_assert_int_eq (pol.circuit_threshold, 7);
    ck_assert_int_eq (pol.circuit_cooldown_ms, 1500);
@@ -388,7 +388,8 @@ START_TEST (slow_server_fails_with_timeout_category)
    ck_assert (!run_ping ());
    ck_assert_msg (err.category == MONGO_HELPER_ERROR_TIMEOUT,
                   "expected timeout, got %s: %s",
-                  mongo_helper_category_name (err.category), err.message);
+                  mongo_helper_category_name (err.category),
+                  err.message);
    ck_assert_ptr_nonnull (strstr (err.message, "in time"));
    ck_assert_int_lt (now_ms () - t0, 1400);
    mh_test_sleep_ms (1200); /* let the blocked server thread finish */
@@ -425,7 +426,8 @@ START_TEST (connection_closed_mid_reply_is_retried_for_reads_and_reported_for_wr
    ck_assert (!run_ping ());
    ck_assert_msg (err.category == MONGO_HELPER_ERROR_CONNECTION,
                   "expected connection, got %s: %s",
-                  mongo_helper_category_name (err.category), err.message);
+                  mongo_helper_category_name (err.category),
+                  err.message);
    MH_ASSERT_OK (run_ping (), err);
    bson_destroy (find);
 }
@@ -494,8 +496,15 @@ mixed_worker (void *arg)
    while (now_ms () < until) {
       bool ok;
       if (n % 3 == 0) {
-         bson_t *cmd = BCON_NEW ("insert", BCON_UTF8 (mixed_coll), "documents", "[",
-                                 "{", "_id", BCON_INT64 (id * 1000000 + n), "}", "]");
+         bson_t *cmd = BCON_NEW ("insert",
+                                 BCON_UTF8 (mixed_coll),
+                                 "documents",
+                                 "[",
+                                 "{",
+                                 "_id",
+                                 BCON_INT64 (id * 1000000 + n),
+                                 "}",
+                                 "]");
          ok = mongo_helper_command (cmd, NULL, &e);
          atomic_fetch_add (&mixed_inserted, ok ? 1 : 0);
          bson_destroy (cmd);
@@ -567,7 +576,10 @@ own_server_env (int port, const char *extra_opts)
 {
    char uri[256];
 
-   snprintf (uri, sizeof uri, "mongodb://127.0.0.1:%d/mh_resil?%s", port,
+   snprintf (uri,
+             sizeof uri,
+             "mongodb://127.0.0.1:%d/mh_resil?%s",
+             port,
              extra_opts ? extra_opts : "serverSelectionTimeoutMS=500");
    setenv ("MONGO_CACHE_URI", uri, 1);
 }
@@ -698,7 +710,8 @@ START_TEST (garbage_bytes_from_the_server_are_a_connection_error)
       ck_assert (!run_ping ());
       ck_assert_msg (err.category == MONGO_HELPER_ERROR_CONNECTION,
                      "expected connection, got %s: %s",
-                     mongo_helper_category_name (err.category), err.message);
+                     mongo_helper_category_name (err.category),
+                     err.message);
       ck_assert (!mongo_helper_read_command (cmd, 0, NULL, &err));
       ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_CONNECTION);
       bson_destroy (cmd);
@@ -737,12 +750,14 @@ START_TEST (server_killed_mid_writes_and_restarted_loses_no_acknowledged_write)
       } else {
          ck_assert_msg (err.category == MONGO_HELPER_ERROR_CONNECTION ||
                            err.category == MONGO_HELPER_ERROR_TIMEOUT,
-                        "write %d: %s", i, err.message);
+                        "write %d: %s",
+                        i,
+                        err.message);
          failures++;
       }
    }
    ck_assert_int_eq (reported, KILL_WRITES);
-   ck_assert_int_ge (failures, 1);   /* the kill was noticed and reported */
+   ck_assert_int_ge (failures, 1); /* the kill was noticed and reported */
    ck_assert_int_gt (ok_count, KILL_WRITES / 2);
 
    /* Restart once more (journal replay) and check every acknowledged id. */
@@ -776,9 +791,11 @@ START_TEST (primary_step_down_mid_run_loses_no_accepted_write)
    snprintf (hosts, sizeof hosts, "%s,%s", me1, me2);
    mh_test_server_start (&m1, p1, a1);
    mh_test_server_start (&m2, p2, a2);
-   snprintf (uri, sizeof uri,
+   snprintf (uri,
+             sizeof uri,
              "mongodb://%s/mh_resil?replicaSet=rs0&serverSelectionTimeoutMS=3000"
-             "&heartbeatFrequencyMS=500", hosts);
+             "&heartbeatFrequencyMS=500",
+             hosts);
    setenv ("MONGO_CACHE_URI", uri, 1);
    setenv ("MONGO_CIRCUIT_FAILURE_THRESHOLD", "0", 1);
 
@@ -793,13 +810,15 @@ START_TEST (primary_step_down_mid_run_loses_no_accepted_write)
          snprintf (duri, sizeof duri, "mongodb://%s/?directConnection=true", me1);
          direct = mongoc_client_new (duri);
          cmd = BCON_NEW ("mockSetRole", "secondary");
-         ck_assert_msg (mongoc_client_command_simple (direct, "admin", cmd, NULL, NULL, &e), "%s", e.message);
+         ck_assert_msg (
+            mongoc_client_command_simple (direct, "admin", cmd, NULL, NULL, &e), "%s", e.message);
          bson_destroy (cmd);
          mongoc_client_destroy (direct);
          snprintf (duri, sizeof duri, "mongodb://%s/?directConnection=true", me2);
          direct = mongoc_client_new (duri);
          cmd = BCON_NEW ("mockSetRole", "primary");
-         ck_assert_msg (mongoc_client_command_simple (direct, "admin", cmd, NULL, NULL, &e), "%s", e.message);
+         ck_assert_msg (
+            mongoc_client_command_simple (direct, "admin", cmd, NULL, NULL, &e), "%s", e.message);
          bson_destroy (cmd);
          mongoc_client_destroy (direct);
       }
@@ -859,9 +878,11 @@ START_TEST (read_is_retried_across_a_step_down)
    snprintf (hosts, sizeof hosts, "127.0.0.1:%d,127.0.0.1:%d", p1, p2);
    mh_test_server_start (&m1, p1, a1);
    mh_test_server_start (&m2, p2, a2);
-   snprintf (uri, sizeof uri,
+   snprintf (uri,
+             sizeof uri,
              "mongodb://%s/mh_resil?replicaSet=rs0&serverSelectionTimeoutMS=3000"
-             "&heartbeatFrequencyMS=500", hosts);
+             "&heartbeatFrequencyMS=500",
+             hosts);
    setenv ("MONGO_CACHE_URI", uri, 1);
    setenv ("MONGO_RETRY_ATTEMPTS", "5", 1);
    setenv ("MONGO_RETRY_BASE_MS", "100", 1);
@@ -871,7 +892,8 @@ START_TEST (read_is_retried_across_a_step_down)
    snprintf (duri, sizeof duri, "mongodb://127.0.0.1:%d/?directConnection=true", p1);
    direct = mongoc_client_new (duri);
    cmd = BCON_NEW ("mockSetRole", "secondary");
-   ck_assert_msg (mongoc_client_command_simple (direct, "admin", cmd, NULL, NULL, &e), "%s", e.message);
+   ck_assert_msg (
+      mongoc_client_command_simple (direct, "admin", cmd, NULL, NULL, &e), "%s", e.message);
    bson_destroy (cmd);
    mongoc_client_destroy (direct);
    /* The read hits the old primary (13435), then waits for a new one,
@@ -885,7 +907,8 @@ START_TEST (read_is_retried_across_a_step_down)
       snprintf (duri, sizeof duri, "mongodb://127.0.0.1:%d/?directConnection=true", p2);
       direct = mongoc_client_new (duri);
       cmd = BCON_NEW ("mockSetRole", "primary");
-      ck_assert_msg (mongoc_client_command_simple (direct, "admin", cmd, NULL, NULL, &e), "%s", e.message);
+      ck_assert_msg (
+         mongoc_client_command_simple (direct, "admin", cmd, NULL, NULL, &e), "%s", e.message);
       bson_destroy (cmd);
       mongoc_client_destroy (direct);
       pthread_join (t, NULL);

@@ -64,14 +64,15 @@ pki_make (void)
       /* judged by the files below */
    }
    {
-      static const char *files[] = {"ca.pem", "server.pem", "server.key", "client.pem",
-                                    "other-ca.pem"};
+      static const char *files[] = {
+         "ca.pem", "server.pem", "server.key", "client.pem", "other-ca.pem"};
       for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
          char path[128];
          struct stat st;
          snprintf (path, sizeof path, "%s/%s", pki, files[i]);
          ck_assert_msg (stat (path, &st) == 0 && st.st_size > 100,
-                        "openssl could not make the test certificate %s", path);
+                        "openssl could not make the test certificate %s",
+                        path);
       }
    }
 }
@@ -137,8 +138,8 @@ tls_init (const char *const *server_extra, const char *opts)
    args[n] = NULL;
    mh_test_server_start (&server, 0, args);
    port = server.port;
-   snprintf (uri, sizeof uri,
-             "mongodb://127.0.0.1:%d/mh_sec?serverSelectionTimeoutMS=5000%s", port, opts);
+   snprintf (
+      uri, sizeof uri, "mongodb://127.0.0.1:%d/mh_sec?serverSelectionTimeoutMS=5000%s", port, opts);
    MH_ASSERT_OK (mongo_helper_init_uri (uri, &err), err);
 }
 
@@ -210,8 +211,11 @@ START_TEST (client_certificate_is_sent_when_the_server_requires_one)
    extra[0] = "--tls-ca";
    extra[1] = ca_arg;
    extra[2] = NULL;
-   snprintf (opts, sizeof opts,
-             "&tls=true&tlsCAFile=%s/ca.pem&tlsCertificateKeyFile=%s/client.pem", pki, pki);
+   snprintf (opts,
+             sizeof opts,
+             "&tls=true&tlsCAFile=%s/ca.pem&tlsCertificateKeyFile=%s/client.pem",
+             pki,
+             pki);
    tls_init (extra, opts);
    MH_ASSERT_OK (ping (), err);
 }
@@ -267,10 +271,12 @@ START_TEST (credentials_never_appear_in_errors_logs_status_or_metrics)
 
    log_text[0] = '\0';
    mongo_helper_set_log_handler (capture_log, MONGO_HELPER_LOG_DEBUG, NULL);
-   snprintf (uri, sizeof uri,
+   snprintf (uri,
+             sizeof uri,
              "mongodb://appuser:%s@127.0.0.1:%d/mh_sec?authSource=admin"
              "&serverSelectionTimeoutMS=300",
-             secret, mh_test_free_port ());
+             secret,
+             mh_test_free_port ());
    MH_ASSERT_OK (mongo_helper_init_uri (uri, &err), err);
    ck_assert (!ping ());
    assert_no_secret ("the error", err.message, secret);
@@ -366,7 +372,8 @@ assert_rejected (const char *json, unsigned flags, const char *path)
 START_TEST (plain_values_pass_the_strict_filter_check)
 {
    ck_assert (check_json ("{\"user\": \"alice\", \"age\": 30, \"tags\": [\"a\", \"b\"],"
-                          " \"address\": {\"city\": \"Oslo\"}}", MONGO_HELPER_FILTER_STRICT));
+                          " \"address\": {\"city\": \"Oslo\"}}",
+                          MONGO_HELPER_FILTER_STRICT));
    ck_assert (check_json ("{\"_id\": {\"$oid\": \"5f1d7c2b9d3e4a0012345678\"}}", 0));
    ck_assert (check_json ("{\"$or\": [{\"a\": 1}, {\"b\": \"x\"}]}", 0));
    ck_assert (check_json ("{}", 0));
@@ -383,8 +390,9 @@ START_TEST (operator_where_a_value_is_expected_is_rejected_with_its_path)
    assert_rejected ("{\"$text\": {\"$search\": \"x\"}}", 0, "$text");
    assert_rejected ("{\"name\": {\"$regex\": \"^a\", \"$options\": \"i\"}}", 0, "name");
    /* The same query operators are fine when the caller allows them. */
-   ck_assert (check_json ("{\"age\": {\"$gt\": 5, \"$lt\": 9}, \"$or\": [{\"b\": {\"$in\": [1, 2]}}]}",
-                          MONGO_HELPER_FILTER_ALLOW_OPERATORS));
+   ck_assert (
+      check_json ("{\"age\": {\"$gt\": 5, \"$lt\": 9}, \"$or\": [{\"b\": {\"$in\": [1, 2]}}]}",
+                  MONGO_HELPER_FILTER_ALLOW_OPERATORS));
 }
 END_TEST
 
@@ -394,11 +402,13 @@ START_TEST (server_side_javascript_is_rejected_at_any_depth)
 
    assert_rejected ("{\"$where\": \"this.a > 1\"}", all_but_js, "$where");
    assert_rejected ("{\"a\": {\"b\": [{\"c\": 1}, {\"$function\": {\"body\": \"x\"}}]}}",
-                    all_but_js, "a.b.1.$function");
-   assert_rejected ("{\"$expr\": {\"$gt\": [{\"$accumulator\": {}}, 1]}}", all_but_js,
+                    all_but_js,
+                    "a.b.1.$function");
+   assert_rejected ("{\"$expr\": {\"$gt\": [{\"$accumulator\": {}}, 1]}}",
+                    all_but_js,
                     "$expr.$gt.0.$accumulator");
-   assert_rejected ("{\"$and\": [{\"$or\": [{\"$where\": \"1\"}]}]}", all_but_js,
-                    "$and.0.$or.0.$where");
+   assert_rejected (
+      "{\"$and\": [{\"$or\": [{\"$where\": \"1\"}]}]}", all_but_js, "$and.0.$or.0.$where");
    assert_rejected ("{\"f\": {\"$code\": \"function(){}\"}}", all_but_js, "f");
    ck_assert (check_json ("{\"$where\": \"this.a > 1\"}", MONGO_HELPER_FILTER_ALLOW_JAVASCRIPT));
 }
@@ -406,8 +416,8 @@ END_TEST
 
 START_TEST (expr_needs_its_own_flag)
 {
-   assert_rejected ("{\"$expr\": {\"$eq\": [\"$a\", \"$b\"]}}", MONGO_HELPER_FILTER_ALLOW_OPERATORS,
-                    "$expr");
+   assert_rejected (
+      "{\"$expr\": {\"$eq\": [\"$a\", \"$b\"]}}", MONGO_HELPER_FILTER_ALLOW_OPERATORS, "$expr");
    ck_assert (check_json ("{\"$expr\": {\"$eq\": [\"$a\", \"$b\"]}}",
                           MONGO_HELPER_FILTER_ALLOW_EXPR | MONGO_HELPER_FILTER_ALLOW_OPERATORS));
 }
@@ -455,7 +465,8 @@ START_TEST (checked_json_filter_is_handed_back_parsed)
    bson_t out;
    bson_iter_t it;
 
-   MH_ASSERT_OK (mongo_helper_filter_check_json ("{\"user\": \"bob\", \"n\": 3}", 0, &out, &err), err);
+   MH_ASSERT_OK (mongo_helper_filter_check_json ("{\"user\": \"bob\", \"n\": 3}", 0, &out, &err),
+                 err);
    ck_assert (bson_iter_init_find (&it, &out, "user"));
    ck_assert_str_eq (bson_iter_utf8 (&it, NULL), "bob");
    ck_assert (bson_iter_init_find (&it, &out, "n"));
@@ -487,14 +498,12 @@ END_TEST
 START_TEST (corrupt_nested_document_and_operator_keyed_or_element_are_rejected)
 {
    static const uint8_t crash[] = {
-      0x55, 0x00, 0x00, 0x00, 0x03, 0x75, 0x73, 0x65, 0x72, 0x00, 0x0a, 0x00,
-      0x00, 0x00, 0x0a, 0x24, 0x6c, 0x65, 0x68, 0xff, 0x04, 0x24, 0x6f, 0x72,
-      0x00, 0x14, 0x00, 0x00, 0x00, 0x03, 0x24, 0x18, 0x6f, 0x72, 0x3c, 0x61,
-      0x00, 0x01, 0x00, 0x00, 0x00, 0x26, 0x00, 0x00, 0x56, 0x04, 0x65, 0x72,
-      0x00, 0x0a, 0x00, 0x00, 0x00, 0x0a, 0x24, 0x6e, 0x65, 0x68, 0xff, 0x04,
-      0x24, 0x6f, 0x72, 0x00, 0x14, 0x00, 0x00, 0x00, 0x03, 0x30, 0x00, 0x68,
-      0x65, 0x72, 0x65, 0x00, 0x02, 0x00, 0x00, 0x24, 0x00, 0x00, 0x00, 0x02,
-      0x00};
+      0x55, 0x00, 0x00, 0x00, 0x03, 0x75, 0x73, 0x65, 0x72, 0x00, 0x0a, 0x00, 0x00, 0x00, 0x0a,
+      0x24, 0x6c, 0x65, 0x68, 0xff, 0x04, 0x24, 0x6f, 0x72, 0x00, 0x14, 0x00, 0x00, 0x00, 0x03,
+      0x24, 0x18, 0x6f, 0x72, 0x3c, 0x61, 0x00, 0x01, 0x00, 0x00, 0x00, 0x26, 0x00, 0x00, 0x56,
+      0x04, 0x65, 0x72, 0x00, 0x0a, 0x00, 0x00, 0x00, 0x0a, 0x24, 0x6e, 0x65, 0x68, 0xff, 0x04,
+      0x24, 0x6f, 0x72, 0x00, 0x14, 0x00, 0x00, 0x00, 0x03, 0x30, 0x00, 0x68, 0x65, 0x72, 0x65,
+      0x00, 0x02, 0x00, 0x00, 0x24, 0x00, 0x00, 0x00, 0x02, 0x00};
    bson_t b, filter = BSON_INITIALIZER, arr, el;
 
    ck_assert (bson_init_static (&b, crash, sizeof crash));

@@ -135,8 +135,8 @@ START_TEST (create_stores_hashed_id_dates_and_queryable_data_never_the_id)
    char coll[96], id[MONGO_HELPER_SESSION_ID_SIZE], id2[MONGO_HELPER_SESSION_ID_SIZE];
    char hex[65];
    mongo_helper_sessions_t *s;
-   bson_t *data = BCON_NEW ("cart", "[", BCON_INT32 (1), BCON_INT32 (2), "]",
-                            "theme", BCON_UTF8 ("dark"));
+   bson_t *data =
+      BCON_NEW ("cart", "[", BCON_INT32 (1), BCON_INT32 (2), "]", "theme", BCON_UTF8 ("dark"));
    bson_t *doc;
    bson_iter_t it;
    char *json;
@@ -147,7 +147,8 @@ START_TEST (create_stores_hashed_id_dates_and_queryable_data_never_the_id)
    MH_ASSERT_OK (mongo_helper_sessions_create (s, data, "user-1", id, &err), err);
    MH_ASSERT_OK (mongo_helper_sessions_create (s, NULL, NULL, id2, &err), err);
    ck_assert_uint_eq (strlen (id), 43);
-   ck_assert_uint_eq (strspn (id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"), 43);
+   ck_assert_uint_eq (
+      strspn (id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"), 43);
    ck_assert_str_ne (id, id2);
 
    sha256_hex (id, hex);
@@ -191,12 +192,12 @@ START_TEST (load_returns_data_and_malformed_or_unknown_ids_are_not_found)
    ck_assert (!mongo_helper_sessions_load (s, "short", &out, &err));
    ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_NOT_FOUND);
    bson_destroy (&out);
-   ck_assert (!mongo_helper_sessions_load (
-      s, "{\"$ne\":1}xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", &out, &err));
+   ck_assert (
+      !mongo_helper_sessions_load (s, "{\"$ne\":1}xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", &out, &err));
    ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_NOT_FOUND);
    bson_destroy (&out);
-   ck_assert (!mongo_helper_sessions_load (
-      s, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", &out, &err));
+   ck_assert (
+      !mongo_helper_sessions_load (s, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", &out, &err));
    ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_NOT_FOUND);
    bson_destroy (&out);
    ck_assert (!mongo_helper_sessions_load (s, NULL, &out, &err));
@@ -325,8 +326,7 @@ START_TEST (touch_writes_only_when_last_seen_is_older_than_the_interval)
    ck_assert (!wrote);
    d2 = raw_doc (coll, hex);
    ck_assert_int_ge (date_of (d2, "lastSeen") - date_of (d0, "lastSeen"), 1000);
-   ck_assert_int_eq (date_of (d2, "expiresAt") - date_of (d2, "lastSeen"),
-                     14LL * 24 * 3600 * 1000);
+   ck_assert_int_eq (date_of (d2, "expiresAt") - date_of (d2, "lastSeen"), 14LL * 24 * 3600 * 1000);
    ck_assert_int_eq (date_of (d2, "createdAt"), date_of (d0, "createdAt"));
    bson_destroy (d0);
    bson_destroy (d1);
@@ -462,7 +462,6 @@ START_TEST (delete_user_removes_every_session_of_that_user_only)
 }
 END_TEST
 
-
 typedef struct {
    mongo_helper_sessions_t *s;
    const char *id;
@@ -520,11 +519,8 @@ index_ttl (const char *coll, const char *name)
    bson_iter_t it;
 
    while (mongoc_cursor_next (cur, &d)) {
-      if (bson_iter_init_find (&it, d, "name") &&
-          strcmp (bson_iter_utf8 (&it, NULL), name) == 0) {
-         r = bson_iter_init_find (&it, d, "expireAfterSeconds")
-                ? bson_iter_as_int64 (&it)
-                : -1;
+      if (bson_iter_init_find (&it, d, "name") && strcmp (bson_iter_utf8 (&it, NULL), name) == 0) {
+         r = bson_iter_init_find (&it, d, "expireAfterSeconds") ? bson_iter_as_int64 (&it) : -1;
       }
    }
    mongoc_cursor_destroy (cur);
@@ -536,20 +532,41 @@ static void
 raw_index (const char *coll, const char *name, int64_t ttl)
 {
    mongoc_database_t *db = mongo_helper_database (&err);
-   bson_t *cmd = BCON_NEW ("createIndexes", BCON_UTF8 (coll),
-                           "indexes", "[", "{",
-                           "key", "{", "expiresAt", BCON_INT32 (1), "}",
-                           "name", BCON_UTF8 (name), "}", "]");
+   bson_t *cmd = BCON_NEW ("createIndexes",
+                           BCON_UTF8 (coll),
+                           "indexes",
+                           "[",
+                           "{",
+                           "key",
+                           "{",
+                           "expiresAt",
+                           BCON_INT32 (1),
+                           "}",
+                           "name",
+                           BCON_UTF8 (name),
+                           "}",
+                           "]");
    bson_error_t e;
 
    if (ttl >= 0) {
       /* rebuild with the option inside the index spec */
       bson_destroy (cmd);
-      cmd = BCON_NEW ("createIndexes", BCON_UTF8 (coll),
-                      "indexes", "[", "{",
-                      "key", "{", "expiresAt", BCON_INT32 (1), "}",
-                      "name", BCON_UTF8 (name),
-                      "expireAfterSeconds", BCON_INT64 (ttl), "}", "]");
+      cmd = BCON_NEW ("createIndexes",
+                      BCON_UTF8 (coll),
+                      "indexes",
+                      "[",
+                      "{",
+                      "key",
+                      "{",
+                      "expiresAt",
+                      BCON_INT32 (1),
+                      "}",
+                      "name",
+                      BCON_UTF8 (name),
+                      "expireAfterSeconds",
+                      BCON_INT64 (ttl),
+                      "}",
+                      "]");
    }
    ck_assert_msg (mongoc_database_command_simple (db, cmd, NULL, NULL, &e), "%s", e.message);
    bson_destroy (cmd);
@@ -606,13 +623,13 @@ START_TEST (ensure_reports_a_conflicting_index_clearly_and_lazy_use_fails)
    ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_SERVER);
    ck_assert_int_eq (err.code, 85);
    ck_assert_msg (strstr (err.message, "plain_expiry") && strstr (err.message, "dropIndex"),
-                  "message: %s", err.message);
+                  "message: %s",
+                  err.message);
    ck_assert (!mongo_helper_sessions_create (s, NULL, NULL, id, &err));
    ck_assert_int_eq (err.code, 85);
    mongo_helper_sessions_destroy (s);
 }
 END_TEST
-
 
 /* ---- write counting through our own test server's command log ---- */
 

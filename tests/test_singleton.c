@@ -144,7 +144,8 @@ END_TEST
 
 START_TEST (init_from_config_file_uses_its_uri)
 {
-   const char *ini = mh_test_write_ini ("[db]\nmongo_uri = mongodb://127.0.0.1:1/fromfile\nmax_pool_size = 9\n");
+   const char *ini =
+      mh_test_write_ini ("[db]\nmongo_uri = mongodb://127.0.0.1:1/fromfile\nmax_pool_size = 9\n");
    mongo_helper_status_t st;
 
    ck_assert (mongo_helper_init (ini, &err));

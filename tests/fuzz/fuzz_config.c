@@ -15,9 +15,13 @@
 
 #include "mongo_helper.h"
 
-static const char *vars[] = {"MONGO_HOST", "MONGO_PORT", "MONGO_USERNAME",
-                             "MONGO_PASSWORD", "MONGO_AUTH_SOURCE",
-                             "MONGO_REPLICA_SET", "MONGO_USE_SSL",
+static const char *vars[] = {"MONGO_HOST",
+                             "MONGO_PORT",
+                             "MONGO_USERNAME",
+                             "MONGO_PASSWORD",
+                             "MONGO_AUTH_SOURCE",
+                             "MONGO_REPLICA_SET",
+                             "MONGO_USE_SSL",
                              "MONGO_SSL_CA_CERTS"};
 #define NVARS (sizeof vars / sizeof *vars)
 

@@ -17,8 +17,7 @@ strict_ok (bson_iter_t *it, bool filter_level)
    while (bson_iter_next (it)) {
       const char *k = bson_iter_key (it);
       bson_iter_t child;
-      bool logical = strcmp (k, "$and") == 0 || strcmp (k, "$or") == 0 ||
-                     strcmp (k, "$nor") == 0;
+      bool logical = strcmp (k, "$and") == 0 || strcmp (k, "$or") == 0 || strcmp (k, "$nor") == 0;
       if (k[0] == '$' && !(filter_level && logical)) {
          return false;
       }
@@ -54,7 +53,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
    text = malloc (size + 1);
    memcpy (text, data, size);
    text[size] = '\0';
-   if (mongo_helper_oid_from_string (text, &oid, &err) != (strlen (text) == 24 && strspn (text, "0123456789abcdefABCDEF") == 24)) {
+   if (mongo_helper_oid_from_string (text, &oid, &err) !=
+       (strlen (text) == 24 && strspn (text, "0123456789abcdefABCDEF") == 24)) {
       abort ();
    }
    free (text);
