@@ -17,10 +17,11 @@
  *   5  src/metrics.c      APM, counters, Prometheus and JSON snapshots
  *   6  mongo_helper.c     version, singleton, pool, thread slots, mh_run,
  *                         commands, the dedicated health client
- *   7  src/crud.c*        insert, find, update, replace, delete, count
+ *   7  src/ops.c*         the document operations every area above runs
  *      src/stream.c       find and aggregate results in chunks
  *      src/health.c       ping and server info
- *   8  src/aggregate.c    aggregation
+ *   8  src/crud.c         insert, find, update, replace, delete, count
+ *      src/aggregate.c    aggregation
  *      src/bulk.c         batched inserts
  *      src/index.c        index management
  *      src/search.c       text and geospatial search
@@ -57,24 +58,40 @@ mongo_helper_version (void)
 typedef struct {
    mongoc_client_pool_t *pool;
    mongo_helper_config_t *config;
+   bool config_borrowed; /* a forked child's copy of the parent's choice */
    atomic_int refs;
    unsigned fork_epoch; /* a pool made before a fork is never touched */
    uint32_t generation; /* mh_g.generation when it was made */
 } mh_pool_t;
 
+/* Collection handles a thread reuses instead of building one per call (a
+ * handle is a few allocations; bench/ measured them on every find_one). */
+#define MH_SLOT_COLLS 8
+
+typedef struct {
+   char *database; /* NULL: the default database */
+   char *name;
+   mongoc_collection_t *coll;
+} mh_coll_entry_t;
+
+/* A client out of the pool with the handles made on it. */
+typedef struct {
+   mh_pool_t *owner; /* NULL: nothing held */
+   mongoc_client_t *client;
+   mongoc_database_t *db; /* the default database */
+   mh_coll_entry_t colls[MH_SLOT_COLLS];
+   unsigned next_victim;
+} mh_lease_t;
+
 /* A thread's cached client (see mongo_helper_database()). */
 typedef struct mh_slot {
-   mh_pool_t *owner; /* NULL once given back */
-   mongoc_client_t *client;
-   mongoc_database_t *db;
+   mh_lease_t lease;
    struct mh_slot *prev, *next; /* registry, under mh_g.lock */
    bool registered;
 } mh_slot_t;
 
 struct mongo_helper_conn_t {
-   mh_pool_t *owner;
-   mongoc_client_t *client;
-   mongoc_database_t *db;
+   mh_lease_t lease;
 };
 
 /* What a forked child inherited and must neither use nor free: kept
@@ -91,6 +108,9 @@ static struct {
    pthread_key_t slot_key;
    uint32_t generation;
    mh_orphan_t *orphans;
+   /* A forked child's configuration: the one its parent chose (explicit
+    * URI or file included), never a fresh resolution. */
+   mongo_helper_config_t *inherited;
 } mh_g = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static pthread_once_t mh_core_once = PTHREAD_ONCE_INIT;
@@ -100,8 +120,9 @@ static void mh_direct_reset (void);
 
 static atomic_uint mh_fork_epoch;
 
+/* Called with mh_g.lock held. */
 static void
-mh_orphan (void *what)
+mh_orphan_locked (void *what)
 {
    mh_orphan_t *o;
 
@@ -121,31 +142,44 @@ mh_pool_unref (mh_pool_t *p)
 {
    if (p && atomic_fetch_sub (&p->refs, 1) == 1) {
       mongoc_client_pool_destroy (p->pool);
-      mongo_helper_config_destroy (p->config);
+      if (!p->config_borrowed) {
+         mongo_helper_config_destroy (p->config);
+      }
       bson_free (p);
    }
 }
 
-/* Gives a slot's client back to its pool. */
+/* Gives a lease's client back to its pool; called WITHOUT mh_g.lock:
+ * pushing a client or freeing the last pool reference may talk to the
+ * server. */
 static void
-mh_slot_drop (mh_slot_t *s)
+mh_lease_return (mh_lease_t *l)
 {
-   if (!s->owner) {
+   if (!l->owner) {
       return;
    }
-   mongoc_database_destroy (s->db);
-   if (s->owner->fork_epoch == atomic_load (&mh_fork_epoch)) {
-      mongoc_client_pool_push (s->owner->pool, s->client);
-      mh_pool_returned ();
-      mh_pool_unref (s->owner);
-   } else {
-      mh_orphan (s->client); /* the parent's socket: leave it alone */
+   for (size_t i = 0; i < MH_SLOT_COLLS; i++) {
+      mongoc_collection_destroy (l->colls[i].coll); /* memory only */
+      bson_free (l->colls[i].database);
+      bson_free (l->colls[i].name);
    }
-   s->owner = NULL;
-   s->client = NULL;
-   s->db = NULL;
+   memset (l->colls, 0, sizeof l->colls);
+   mongoc_database_destroy (l->db);
+   if (l->owner->fork_epoch == atomic_load (&mh_fork_epoch)) {
+      mongoc_client_pool_push (l->owner->pool, l->client);
+      mh_pool_returned ();
+      mh_pool_unref (l->owner);
+   } else {
+      pthread_mutex_lock (&mh_g.lock);
+      mh_orphan_locked (l->client); /* the parent's socket: leave it alone */
+      pthread_mutex_unlock (&mh_g.lock);
+   }
+   l->owner = NULL;
+   l->client = NULL;
+   l->db = NULL;
 }
 
+/* Called with mh_g.lock held. */
 static void
 mh_slot_unregister (mh_slot_t *s)
 {
@@ -169,11 +203,14 @@ static void
 mh_slot_destructor (void *arg)
 {
    mh_slot_t *s = arg;
+   mh_lease_t l;
 
    pthread_mutex_lock (&mh_g.lock);
-   mh_slot_drop (s);
    mh_slot_unregister (s);
+   l = s->lease; /* shutdown may empty it concurrently: take it under the lock */
+   s->lease.owner = NULL;
    pthread_mutex_unlock (&mh_g.lock);
+   mh_lease_return (&l);
    bson_free (s);
 }
 
@@ -193,7 +230,8 @@ mh_atfork_parent (void)
 /* The child inherits the parent's pool and sockets.  Using them would
  * interleave bytes with the parent; destroying them would send endSessions
  * on the parent's connections and join monitor threads that do not exist
- * here.  So the child forgets them and builds its own on first use. */
+ * here.  So the child forgets them and builds its own on first use, with
+ * the parent's configuration. */
 static void
 mh_atfork_child (void)
 {
@@ -201,7 +239,8 @@ mh_atfork_child (void)
 
    atomic_fetch_add (&mh_fork_epoch, 1);
    if (p) {
-      mh_orphan (p);
+      mh_orphan_locked (p);
+      mh_g.inherited = p->config; /* orphaned with p: never freed here */
       atomic_store (&mh_g.current, NULL);
    }
    /* Slots of threads that do not exist in the child stay reachable; the
@@ -210,7 +249,7 @@ mh_atfork_child (void)
       next = s->next;
       s->prev = s->next = NULL;
       s->registered = false;
-      mh_orphan (s);
+      mh_orphan_locked (s);
    }
    mh_g.slots = NULL;
    pthread_mutex_unlock (&mh_g.lock);
@@ -230,20 +269,27 @@ mh_core_init (void)
    mh_fork_hook_add (&mh_direct_fork);
 }
 
-/* Creates the singleton's pool; called with mh_g.lock held. */
+/* Creates the singleton's pool; called with mh_g.lock held.  Reads the
+ * configuration files but never the network (the pool connects lazily). */
 static bool
 mh_start_locked (const char *config_path, const char *uri, mongo_helper_error_t *error)
 {
    mongo_helper_config_t *cfg;
+   bool borrowed = false;
    mh_pool_t *p;
    bson_error_t berr;
 
    if (atomic_load (&mh_g.current)) {
       return true;
    }
-   cfg = mongo_helper_config_new (config_path, uri, error);
-   if (!cfg) {
-      return false;
+   if (!config_path && !uri && mh_g.inherited) {
+      cfg = mh_g.inherited;
+      borrowed = true;
+   } else {
+      cfg = mongo_helper_config_new (config_path, uri, error);
+      if (!cfg) {
+         return false;
+      }
    }
    p = bson_malloc0 (sizeof *p);
    p->pool = mongoc_client_pool_new_with_error (cfg->muri, &berr);
@@ -254,7 +300,9 @@ mh_start_locked (const char *config_path, const char *uri, mongo_helper_error_t 
                "%s: the driver cannot build a pool from this URI (%s)",
                cfg->source,
                berr.message);
-      mongo_helper_config_destroy (cfg);
+      if (!borrowed) {
+         mongo_helper_config_destroy (cfg);
+      }
       bson_free (p);
       return false;
    }
@@ -265,6 +313,7 @@ mh_start_locked (const char *config_path, const char *uri, mongo_helper_error_t 
    mh_metrics_attach (p->pool);
    mh_breaker_configure (cfg->retry.circuit_threshold, cfg->retry.circuit_cooldown_ms);
    p->config = cfg;
+   p->config_borrowed = borrowed;
    p->fork_epoch = atomic_load (&mh_fork_epoch);
    atomic_init (&p->refs, 1);
    p->generation = ++mh_g.generation;
@@ -337,25 +386,45 @@ mongo_helper_status (mongo_helper_status_t *status)
 void
 mongo_helper_shutdown (void)
 {
+   mh_lease_t *leases = NULL;
+   size_t n = 0, cap = 0;
    mh_pool_t *p;
    mh_slot_t *mine;
 
    pthread_once (&mh_core_once, mh_core_init);
+   /* Under the lock, only detach; give back and destroy after it, as that
+    * may talk to the server. */
    pthread_mutex_lock (&mh_g.lock);
    while (mh_g.slots) {
       mh_slot_t *s = mh_g.slots;
-      mh_slot_drop (s);
+      if (s->lease.owner) {
+         if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            leases = bson_realloc (leases, cap * sizeof *leases);
+         }
+         leases[n++] = s->lease;
+         s->lease.owner = NULL;
+      }
       mh_slot_unregister (s);
    }
    mine = pthread_getspecific (mh_g.slot_key);
    if (mine) {
       pthread_setspecific (mh_g.slot_key, NULL);
-      bson_free (mine);
    }
    p = atomic_load (&mh_g.current);
    atomic_store (&mh_g.current, NULL);
-   mh_pool_unref (p);
+   mh_g.inherited = NULL; /* a shutdown forgets the configuration too */
    pthread_mutex_unlock (&mh_g.lock);
+
+   for (size_t i = 0; i < n; i++) {
+      mh_lease_return (&leases[i]);
+   }
+   bson_free (leases);
+   if (mine) {
+      mh_lease_return (&mine->lease); /* unregistered, so never in the list */
+      bson_free (mine);
+   }
+   mh_pool_unref (p);
    mh_direct_reset ();
 }
 
@@ -376,12 +445,17 @@ mh_pool_get (mongo_helper_error_t *error)
    return p;
 }
 
-/* Pops a client; waits at most waitQueueTimeoutMS (always set). */
-static mongoc_client_t *
-mh_pool_pop (mh_pool_t *p, mongo_helper_error_t *error)
+/* Fills `l` with a client of the current pool; waits at most
+ * waitQueueTimeoutMS (always set), outside every lock. */
+static bool
+mh_lease_take (mh_lease_t *l, mongo_helper_error_t *error)
 {
+   mh_pool_t *p = mh_pool_get (error);
    mongoc_client_t *c;
 
+   if (!p) {
+      return false;
+   }
    mh_pool_wait_begin ();
    c = mongoc_client_pool_pop (p->pool);
    mh_pool_wait_end (c != NULL);
@@ -395,8 +469,14 @@ mh_pool_pop (mh_pool_t *p, mongo_helper_error_t *error)
          "wait_queue_timeout_ms",
          (int) mongoc_uri_get_option_as_int32 (p->config->muri, MONGOC_URI_WAITQUEUETIMEOUTMS, 0),
          (int) mongoc_uri_get_option_as_int32 (p->config->muri, MONGOC_URI_MAXPOOLSIZE, 100));
+      mh_pool_unref (p);
+      return false;
    }
-   return c;
+   memset (l, 0, sizeof *l);
+   l->owner = p;
+   l->client = c;
+   l->db = mongoc_client_get_database (c, p->config->database);
+   return true;
 }
 
 /* The calling thread's slot, refreshed if the singleton changed. */
@@ -404,39 +484,28 @@ static mh_slot_t *
 mh_thread_slot (mongo_helper_error_t *error)
 {
    mh_slot_t *s;
-   mh_pool_t *p;
-   mongoc_client_t *c;
+   mh_lease_t fresh;
 
    pthread_once (&mh_core_once, mh_core_init);
    s = pthread_getspecific (mh_g.slot_key);
-   if (s && s->owner && s->owner == atomic_load (&mh_g.current) &&
-       s->owner->fork_epoch == atomic_load (&mh_fork_epoch)) {
+   if (s && s->lease.owner && s->lease.owner == atomic_load (&mh_g.current) &&
+       s->lease.owner->fork_epoch == atomic_load (&mh_fork_epoch)) {
       mh_error_clear (error);
       return s; /* the fast path: no lock, no pool traffic */
    }
    mh_error_clear (error);
-   if (s && s->owner) {
-      pthread_mutex_lock (&mh_g.lock);
-      mh_slot_drop (s); /* stale: a re-init or a fork happened */
-      pthread_mutex_unlock (&mh_g.lock);
+   if (s) {
+      mh_lease_return (&s->lease); /* stale: a re-init or a fork happened */
    }
-   p = mh_pool_get (error);
-   if (!p) {
-      return NULL;
-   }
-   c = mh_pool_pop (p, error);
-   if (!c) {
-      mh_pool_unref (p);
+   if (!mh_lease_take (&fresh, error)) {
       return NULL;
    }
    if (!s) {
       s = bson_malloc0 (sizeof *s);
       pthread_setspecific (mh_g.slot_key, s);
    }
-   s->owner = p;
-   s->client = c;
-   s->db = mongoc_client_get_database (c, p->config->database);
    pthread_mutex_lock (&mh_g.lock);
+   s->lease = fresh;
    if (!s->registered) {
       s->next = mh_g.slots;
       if (mh_g.slots) {
@@ -454,20 +523,23 @@ mongo_helper_database (mongo_helper_error_t *error)
 {
    mh_slot_t *s = mh_thread_slot (error);
 
-   return s ? s->db : NULL;
+   return s ? s->lease.db : NULL;
 }
 
 void
 mongo_helper_thread_release (void)
 {
    mh_slot_t *s;
+   mh_lease_t l;
 
    pthread_once (&mh_core_once, mh_core_init);
    s = pthread_getspecific (mh_g.slot_key);
    if (s) {
       pthread_mutex_lock (&mh_g.lock);
-      mh_slot_drop (s);
+      l = s->lease;
+      s->lease.owner = NULL;
       pthread_mutex_unlock (&mh_g.lock);
+      mh_lease_return (&l);
    }
 }
 
@@ -475,37 +547,28 @@ mongo_helper_conn_t *
 mongo_helper_acquire (mongo_helper_error_t *error)
 {
    mongo_helper_conn_t *conn;
-   mh_pool_t *p;
-   mongoc_client_t *c;
+   mh_lease_t l;
 
    pthread_once (&mh_core_once, mh_core_init);
    mh_error_clear (error);
-   p = mh_pool_get (error);
-   if (!p) {
-      return NULL;
-   }
-   c = mh_pool_pop (p, error);
-   if (!c) {
-      mh_pool_unref (p);
+   if (!mh_lease_take (&l, error)) {
       return NULL;
    }
    conn = bson_malloc0 (sizeof *conn);
-   conn->owner = p;
-   conn->client = c;
-   conn->db = mongoc_client_get_database (c, p->config->database);
+   conn->lease = l;
    return conn;
 }
 
 mongoc_client_t *
 mongo_helper_conn_client (mongo_helper_conn_t *conn)
 {
-   return conn ? conn->client : NULL;
+   return conn ? conn->lease.client : NULL;
 }
 
 mongoc_database_t *
 mongo_helper_conn_database (mongo_helper_conn_t *conn)
 {
-   return conn ? conn->db : NULL;
+   return conn ? conn->lease.db : NULL;
 }
 
 void
@@ -514,39 +577,115 @@ mongo_helper_release (mongo_helper_conn_t *conn)
    if (!conn) {
       return;
    }
-   mongoc_database_destroy (conn->db);
-   if (conn->owner->fork_epoch == atomic_load (&mh_fork_epoch)) {
-      mongoc_client_pool_push (conn->owner->pool, conn->client);
-      mh_pool_returned ();
-      mh_pool_unref (conn->owner);
-   } else {
-      pthread_mutex_lock (&mh_g.lock);
-      mh_orphan (conn->client);
-      pthread_mutex_unlock (&mh_g.lock);
-   }
+   mh_lease_return (&conn->lease);
    bson_free (conn);
 }
 
 /* ---- Execution path (internal) ------------------------------------- */
 
+/* The collection of a call on the thread's client, built once per thread
+ * and reused (the slot owns it). */
+static mongoc_collection_t *
+mh_lease_collection (mh_lease_t *l, const char *database, const char *name)
+{
+   mh_coll_entry_t *e;
+
+   for (size_t i = 0; i < MH_SLOT_COLLS; i++) {
+      e = &l->colls[i];
+      if (e->coll && strcmp (e->name, name) == 0 &&
+          (database ? e->database && strcmp (e->database, database) == 0 : !e->database)) {
+         return e->coll;
+      }
+   }
+   e = &l->colls[l->next_victim++ % MH_SLOT_COLLS];
+   mongoc_collection_destroy (e->coll);
+   bson_free (e->database);
+   bson_free (e->name);
+   e->database = database ? bson_strdup (database) : NULL;
+   e->name = bson_strdup (name);
+   e->coll = database ? mongoc_client_get_collection (l->client, database, name)
+                      : mongoc_database_get_collection (l->db, name);
+   return e->coll;
+}
+
+void
+mh_attempt_labels (mh_attempt_t *a, const bson_t *reply)
+{
+   if (!reply) {
+      return;
+   }
+   if (mongoc_error_has_label (reply, "RetryableWriteError")) {
+      a->labels |= MH_LABEL_RETRYABLE_WRITE;
+   }
+   if (mongoc_error_has_label (reply, "TransientTransactionError")) {
+      a->labels |= MH_LABEL_TRANSIENT_TRANSACTION;
+   }
+   if (mongoc_error_has_label (reply, "ResumableChangeStreamError")) {
+      a->labels |= MH_LABEL_RESUMABLE_CHANGE_STREAM;
+   }
+}
+
+/* The words that open a failed call's message: "<op> [detail] on db.coll". */
+static void
+mh_call_describe (const mh_call_t *call, const char *default_db, char *buf, size_t size)
+{
+   bson_snprintf (buf,
+                  size,
+                  "%s%s%s on %s%s%s",
+                  mh_op_name (call->op),
+                  call->detail ? " " : "",
+                  call->detail ? call->detail : "",
+                  call->database ? call->database
+                  : default_db   ? default_db
+                                 : "the default database",
+                  call->collection ? "." : "",
+                  call->collection ? call->collection : "");
+}
+
+const char *
+mh_ns (char *buf, size_t size, const char *database, const char *collection)
+{
+   char def[128] = "the default database";
+   mh_pool_t *p;
+
+   if (!database) {
+      pthread_mutex_lock (&mh_g.lock);
+      p = atomic_load (&mh_g.current);
+      if (p) {
+         bson_strncpy (def, p->config->database, sizeof def);
+      }
+      pthread_mutex_unlock (&mh_g.lock);
+   }
+   bson_snprintf (buf,
+                  size,
+                  "%s%s%s",
+                  database ? database : def,
+                  collection ? "." : "",
+                  collection ? collection : "");
+   return buf;
+}
+
 /* See mh_private.h; "Which operations retry" in the header. */
 bool
-mh_run (const char *what, unsigned flags, mh_op_fn fn, void *ctx, mongo_helper_error_t *error)
+mh_run (const mh_call_t *call, mh_op_fn fn, void *ctx, mongo_helper_error_t *error)
 {
-   const bool may_retry = (flags & (MH_OP_READ | MH_OP_IDEMPOTENT)) != 0;
-   const int64_t t0 = bson_get_monotonic_time ();
+   const bool may_retry = (call->flags & (MH_OP_READ | MH_OP_IDEMPOTENT)) != 0;
+   const int64_t t0 = mh_mono_us ();
    mongo_helper_error_t local;
    mongo_helper_retry_policy_t pol;
-   mh_slot_t *s;
-   bson_error_t berr;
+   mh_slot_t *s = NULL;
+   mh_attempt_t a;
+   bool owned_db = false, transient;
    int32_t attempt = 0, failures, socket_ms;
    int64_t wait_ms, t_attempt;
+   char what[400];
    bool probe;
 
    if (!error) {
       error = &local;
    }
    if (!mh_breaker_admit (&probe, &wait_ms, &failures)) {
+      mh_call_describe (call, NULL, what, sizeof what);
       mh_fail (error,
                MONGO_HELPER_ERROR_CIRCUIT_OPEN,
                0,
@@ -556,51 +695,70 @@ mh_run (const char *what, unsigned flags, mh_op_fn fn, void *ctx, mongo_helper_e
                what,
                (int) failures,
                wait_ms);
-      mh_metrics_op (what, t0, 0, MONGO_HELPER_ERROR_CIRCUIT_OPEN);
+      mh_metrics_op (call->op, t0, 0, MONGO_HELPER_ERROR_CIRCUIT_OPEN);
       return false;
    }
    for (;;) {
       s = mh_thread_slot (error);
       if (!s) {
          mh_breaker_abstain (probe);
-         mh_metrics_op (what, t0, attempt, error->category);
+         mh_metrics_op (call->op, t0, attempt, error->category);
          return false;
       }
-      pol = s->owner->config->retry;
+      pol = s->lease.owner->config->retry;
       attempt++;
-      memset (&berr, 0, sizeof berr);
-      t_attempt = bson_get_monotonic_time ();
-      if (fn (s->client, s->db, ctx, &berr)) {
+      memset (&a, 0, sizeof a);
+      a.client = s->lease.client;
+      a.db = call->database ? mh_database (a.client, s->lease.db, call->database, &owned_db)
+                            : s->lease.db;
+      a.coll = call->collection ? mh_lease_collection (&s->lease, call->database, call->collection)
+                                : NULL;
+      t_attempt = mh_mono_us ();
+      if (fn (&a, ctx)) {
+         mh_database_done (a.db, owned_db);
          mh_breaker_record (NULL, probe);
-         mh_metrics_op (what, t0, attempt - 1, MONGO_HELPER_ERROR_NONE);
+         mh_metrics_op (call->op, t0, attempt - 1, MONGO_HELPER_ERROR_NONE);
          return true;
       }
+      mh_database_done (a.db, owned_db);
       /* libmongoc says "socket error or timeout" for both; the clock tells
        * them apart, so the caller learns it was a timeout.  socketTimeoutMS
        * is looked up only here: a URI option lookup on every call was
        * measurable in bench/ (~2% of a find_one's client CPU). */
-      socket_ms =
-         berr.domain == MONGOC_ERROR_STREAM
-            ? mongoc_uri_get_option_as_int32 (s->owner->config->muri, MONGOC_URI_SOCKETTIMEOUTMS, 0)
-            : 0;
-      if (berr.domain == MONGOC_ERROR_STREAM && socket_ms > 0 &&
-          bson_get_monotonic_time () - t_attempt >= (int64_t) socket_ms * 950) {
-         size_t len = strlen (berr.message);
-         bson_snprintf (berr.message + len,
-                        sizeof berr.message - len,
+      socket_ms = a.error.domain == MONGOC_ERROR_STREAM
+                     ? mongoc_uri_get_option_as_int32 (
+                          s->lease.owner->config->muri, MONGOC_URI_SOCKETTIMEOUTMS, 0)
+                     : 0;
+      if (a.error.domain == MONGOC_ERROR_STREAM && socket_ms > 0 &&
+          mh_mono_us () - t_attempt >= (int64_t) socket_ms * 950) {
+         size_t len = strlen (a.error.message);
+         bson_snprintf (a.error.message + len,
+                        sizeof a.error.message - len,
                         " (timed out after socketTimeoutMS=%d)",
                         (int) socket_ms);
       }
-      mh_breaker_record (&berr, probe);
+      mh_breaker_record (&a.error, probe);
       probe = false; /* the probe has given its verdict */
-      if (!may_retry || attempt >= pol.attempts || !mongo_helper_error_is_transient (&berr) ||
-          !mh_breaker_closed ()) {
+      /* The server's RetryableWriteError label marks an error as transient
+       * even when its code is not in our list; for plain writes it only
+       * says libmongoc's own single retry is allowed (already done). */
+      transient =
+         mongo_helper_error_is_transient (&a.error) || (a.labels & MH_LABEL_RETRYABLE_WRITE) != 0;
+      if (!may_retry || attempt >= pol.attempts || !transient || !mh_breaker_closed ()) {
          break;
       }
       mh_backoff_sleep (&pol, attempt);
    }
-   mh_fail_bson (error, what, &berr);
-   mh_metrics_op (what, t0, attempt - 1, error->category);
+   mh_call_describe (call, s->lease.owner->config->database, what, sizeof what);
+   mh_fail_bson (error, what, &a.error);
+   if (a.labels & MH_LABEL_RETRYABLE_WRITE) {
+      size_t len = strlen (error->message);
+      bson_snprintf (error->message + len,
+                     sizeof error->message - len,
+                     " [server label RetryableWriteError%s]",
+                     may_retry ? "" : ": a plain write is not repeated by the library");
+   }
+   mh_metrics_op (call->op, t0, attempt - 1, error->category);
    return false;
 }
 
@@ -762,45 +920,89 @@ mh_direct_command (const char *cmd_name,
 
 typedef struct {
    const bson_t *command;
+   const bson_t *opts;
+   bool read;
    bson_t *reply; /* always initialised */
 } mh_command_ctx_t;
 
 static bool
-mh_command_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
+mh_command_op (mh_attempt_t *a, void *ctx)
 {
    mh_command_ctx_t *c = ctx;
+   bool ok;
 
-   (void) client;
    bson_destroy (c->reply); /* the driver initialises it again */
-   return mongoc_database_command_simple (db, c->command, NULL, c->reply, berr);
+   ok = c->read ? mongoc_database_read_command_with_opts (
+                     a->db, c->command, NULL, c->opts, c->reply, &a->error)
+                : mongoc_database_command_with_opts (
+                     a->db, c->command, NULL, c->opts, c->reply, &a->error);
+   if (!ok) {
+      mh_attempt_labels (a, c->reply);
+   }
+   return ok;
+}
+
+/* The command's name (its first key), or NULL after an INVALID_ARGUMENT. */
+static const char *
+mh_command_name (const char *fn, const bson_t *command, mongo_helper_error_t *error)
+{
+   bson_iter_t it;
+
+   if (!command || bson_empty (command) || !bson_iter_init (&it, command) ||
+       !bson_iter_next (&it)) {
+      mh_fail (
+         error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "%s: the command is NULL or empty", fn);
+      return NULL;
+   }
+   return mh_doc_check (fn, "command", command, error) ? bson_iter_key (&it) : NULL;
+}
+
+static bool
+mh_command_run (mh_opid_t op,
+                unsigned flags,
+                const char *fn,
+                const char *database,
+                const bson_t *command,
+                const bson_t *opts,
+                bson_t *reply,
+                mongo_helper_error_t *error)
+{
+   mh_call_t call = {op, flags, database, NULL, NULL};
+   mh_command_ctx_t ctx = {command, opts, flags == MH_OP_READ, reply};
+   bson_t scratch = BSON_INITIALIZER;
+   bool ok;
+
+   mh_error_clear (error);
+   if (reply) {
+      bson_init (reply);
+   }
+   call.detail = mh_command_name (fn, command, error);
+   if (!call.detail || !mh_check_db_name (fn, database, error)) {
+      return false;
+   }
+   if (!reply) {
+      ctx.reply = &scratch;
+   }
+   ok = mh_run (&call, mh_command_op, &ctx, error);
+   bson_destroy (&scratch);
+   return ok;
 }
 
 bool
 mongo_helper_command (const bson_t *command, bson_t *reply, mongo_helper_error_t *error)
 {
-   mh_command_ctx_t ctx;
-   bson_t scratch;
-   bson_iter_t it;
-   char what[96];
-   bool ok;
+   return mh_command_run (
+      MH_OPID_COMMAND, MH_OP_WRITE, "mongo_helper_command", NULL, command, NULL, reply, error);
+}
 
-   if (reply) {
-      bson_init (reply);
-   }
-   if (!command || bson_empty (command) || !bson_iter_init (&it, command) ||
-       !bson_iter_next (&it)) {
-      return mh_fail (error,
-                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
-                      0,
-                      "mongo_helper_command: the command is NULL or empty");
-   }
-   bson_snprintf (what, sizeof what, "command '%s'", bson_iter_key (&it));
-   bson_init (&scratch);
-   ctx.command = command;
-   ctx.reply = reply ? reply : &scratch;
-   ok = mh_run (what, MH_OP_WRITE, mh_command_op, &ctx, error);
-   bson_destroy (&scratch);
-   return ok;
+bool
+mh_command_on (const char *database,
+               const bson_t *command,
+               bson_t *reply,
+               mongo_helper_error_t *error)
+{
+   return mh_command_run (
+      MH_OPID_COMMAND, MH_OP_WRITE, "command", database, command, NULL, reply, error);
 }
 
 /* -- per-call time limit and retried reads -- */
@@ -830,55 +1032,26 @@ mongo_helper_opts_set_max_time (bson_t *opts, int32_t max_time_ms, mongo_helper_
    return true;
 }
 
-typedef struct {
-   const bson_t *command;
-   const bson_t *opts;
-   bson_t *reply;
-} mh_read_command_ctx_t;
-
-static bool
-mh_read_command_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
-{
-   mh_read_command_ctx_t *c = ctx;
-
-   (void) client;
-   bson_destroy (c->reply); /* the driver initialises it again */
-   return mongoc_database_read_command_with_opts (db, c->command, NULL, c->opts, c->reply, berr);
-}
-
 bool
 mongo_helper_read_command (const bson_t *command,
                            int32_t max_time_ms,
                            bson_t *reply,
                            mongo_helper_error_t *error)
 {
-   mh_read_command_ctx_t ctx;
-   bson_t scratch, opts = BSON_INITIALIZER;
-   bson_iter_t it;
-   char what[96];
+   bson_t opts = BSON_INITIALIZER;
    bool ok;
 
-   if (reply) {
-      bson_init (reply);
-   }
-   if (!command || bson_empty (command) || !bson_iter_init (&it, command) ||
-       !bson_iter_next (&it)) {
-      return mh_fail (error,
-                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
-                      0,
-                      "mongo_helper_read_command: the command is NULL or "
-                      "empty");
-   }
    if (max_time_ms > 0) {
       BSON_APPEND_INT32 (&opts, "maxTimeMS", max_time_ms);
    }
-   bson_snprintf (what, sizeof what, "read_command '%s'", bson_iter_key (&it));
-   bson_init (&scratch);
-   ctx.command = command;
-   ctx.opts = &opts;
-   ctx.reply = reply ? reply : &scratch;
-   ok = mh_run (what, MH_OP_READ, mh_read_command_op, &ctx, error);
-   bson_destroy (&scratch);
+   ok = mh_command_run (MH_OPID_READ_COMMAND,
+                        MH_OP_READ,
+                        "mongo_helper_read_command",
+                        NULL,
+                        command,
+                        &opts,
+                        reply,
+                        error);
    bson_destroy (&opts);
    return ok;
 }

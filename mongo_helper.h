@@ -54,9 +54,9 @@ extern "C" {
 
 /* The one source of truth for the version; the Makefile reads it. */
 #define MONGO_HELPER_VERSION_MAJOR 0
-#define MONGO_HELPER_VERSION_MINOR 1
+#define MONGO_HELPER_VERSION_MINOR 2
 #define MONGO_HELPER_VERSION_PATCH 0
-#define MONGO_HELPER_VERSION_STRING "0.1.0"
+#define MONGO_HELPER_VERSION_STRING "0.2.0"
 
 /* Returns MONGO_HELPER_VERSION_STRING of the library actually linked. */
 const char *mongo_helper_version (void);

@@ -33,25 +33,20 @@ mh_aggregate_opts (const mongo_helper_aggregate_opts_t *o,
 }
 
 typedef struct {
-   const char *database;
-   const char *collection;
    const bson_t *pipeline;
    const bson_t *opts;
    bson_t *results;
 } mh_aggregate_ctx_t;
 
 static bool
-mh_aggregate_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
+mh_aggregate_op (mh_attempt_t *a, void *ctx)
 {
    mh_aggregate_ctx_t *c = ctx;
-   mongoc_collection_t *coll = mh_collection (client, db, c->database, c->collection);
-   bool ok = mh_cursor_drain (
-      mongoc_collection_aggregate (coll, MONGOC_QUERY_NONE, c->pipeline, c->opts, NULL),
-      c->results,
-      berr);
 
-   mongoc_collection_destroy (coll);
-   return ok;
+   return mh_cursor_drain (
+      mongoc_collection_aggregate (a->coll, MONGOC_QUERY_NONE, c->pipeline, c->opts, NULL),
+      c->results,
+      &a->error);
 }
 
 /* A pipeline with a $merge or $out stage writes: it must not be repeated. */
@@ -81,8 +76,8 @@ mongo_helper_aggregate (const char *database,
                         bson_t *results,
                         mongo_helper_error_t *error)
 {
-   mh_aggregate_ctx_t ctx = {database, collection, pipeline, NULL, results};
-   char what[256], ns[200];
+   mh_call_t call = {MH_OPID_AGGREGATE, MH_OP_READ, database, collection, NULL};
+   mh_aggregate_ctx_t ctx = {pipeline, NULL, results};
    bson_t o;
    bool ok;
 
@@ -100,9 +95,8 @@ mongo_helper_aggregate (const char *database,
       return false;
    }
    ctx.opts = &o;
-   bson_snprintf (
-      what, sizeof what, "aggregate on %s", mh_ns (ns, sizeof ns, database, collection));
-   ok = mh_run (what, mh_pipeline_flags (pipeline), mh_aggregate_op, &ctx, error);
+   call.flags = mh_pipeline_flags (pipeline);
+   ok = mh_run (&call, mh_aggregate_op, &ctx, error);
    bson_destroy (&o);
    return ok;
 }
@@ -156,7 +150,7 @@ mongo_helper_aggregate_stream (const char *database,
       return false;
    }
    ctx.opts = &o;
-   ok = mh_stream_run ("aggregate_stream", &ctx, error);
+   ok = mh_stream_run (MH_OPID_AGGREGATE_STREAM, &ctx, error);
    bson_destroy (&o);
    return ok;
 }

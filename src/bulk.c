@@ -19,8 +19,6 @@ mongo_helper_bulk_result_destroy (mongo_helper_bulk_result_t *result)
 }
 
 typedef struct {
-   const char *database;
-   const char *collection;
    const bson_t *const *docs; /* this batch */
    size_t n;
    size_t offset; /* index of docs[0] in the caller's array */
@@ -45,12 +43,13 @@ mh_bulk_record (mh_bulk_ctx_t *c, size_t index, int32_t code, const char *msg)
 }
 
 static bool
-mh_bulk_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
+mh_bulk_op (mh_attempt_t *a, void *ctx)
 {
    mh_bulk_ctx_t *c = ctx;
-   mongoc_collection_t *coll = mh_collection (client, db, c->database, c->collection);
+   bson_error_t *berr = &a->error;
    bson_t *opts = BCON_NEW ("ordered", BCON_BOOL (c->ordered));
-   mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts (coll, opts);
+   mongoc_bulk_operation_t *bulk =
+      mongoc_collection_create_bulk_operation_with_opts (a->coll, opts);
    bson_t reply;
    bson_iter_t it, errs, one;
    size_t before = c->result->n_failures;
@@ -99,10 +98,12 @@ mh_bulk_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_erro
          ok = true;
       }
    }
+   if (!ok) {
+      mh_attempt_labels (a, &reply);
+   }
    bson_destroy (&reply);
    mongoc_bulk_operation_destroy (bulk);
    bson_destroy (opts);
-   mongoc_collection_destroy (coll);
    return ok;
 }
 
@@ -116,8 +117,9 @@ mongo_helper_bulk_insert (const char *database,
                           mongo_helper_bulk_result_t **result,
                           mongo_helper_error_t *error)
 {
+   mh_call_t call = {MH_OPID_BULK_INSERT, MH_OP_WRITE, database, collection, NULL};
    mh_bulk_ctx_t ctx;
-   char what[256], ns[200], label[48];
+   char batch[64], ns[200];
    bool ok = true;
 
    if (result) {
@@ -133,33 +135,25 @@ mongo_helper_bulk_insert (const char *database,
                       "bulk_insert: batch_size is 0: give the number of "
                       "documents per batch (e.g. 1000)");
    }
-   if (!docs || n == 0) {
-      return mh_fail (error,
-                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
-                      0,
-                      "bulk_insert: no documents given (docs NULL or n 0)");
-   }
    /* All or nothing for bad input: checking everything first means a bad
     * document at the end never leaves half the array inserted. */
-   for (size_t i = 0; i < n; i++) {
-      /* label formatted only on failure: see insert_many */
-      if (!docs[i] || docs[i]->len > MH_MAX_BSON) {
-         bson_snprintf (label, sizeof label, "document at index %zu", i);
-         return mh_doc_check ("bulk_insert", label, docs[i], error);
-      }
+   if (!mh_docs_check ("bulk_insert", docs, n, error)) {
+      return false;
    }
    memset (&ctx, 0, sizeof ctx);
-   ctx.database = database;
-   ctx.collection = collection;
    ctx.ordered = ordered;
    ctx.result = bson_malloc0 (sizeof *ctx.result);
-   bson_snprintf (
-      what, sizeof what, "bulk_insert into %s", mh_ns (ns, sizeof ns, database, collection));
    for (size_t off = 0; off < n; off += batch_size) {
       ctx.docs = docs + off;
       ctx.offset = off;
       ctx.n = n - off < batch_size ? n - off : batch_size;
-      if (!mh_run (what, MH_OP_WRITE, mh_bulk_op, &ctx, error)) {
+      call.detail = NULL;
+      if (off > 0) {
+         /* Only a later batch's failure needs to say which batch it was. */
+         bson_snprintf (batch, sizeof batch, "(batch at index %zu)", off);
+         call.detail = batch;
+      }
+      if (!mh_run (&call, mh_bulk_op, &ctx, error)) {
          ok = false;
          break;
       }
@@ -173,9 +167,9 @@ mongo_helper_bulk_insert (const char *database,
                f->code == 11000 || f->code == 11001 ? MONGO_HELPER_ERROR_DUPLICATE_KEY
                                                     : MONGO_HELPER_ERROR_SERVER,
                f->code,
-               "%s: %zu of %zu documents failed (%lld inserted); first, at "
-               "index %zu: %s",
-               what,
+               "bulk_insert into %s: %zu of %zu documents failed (%lld inserted); "
+               "first, at index %zu: %s",
+               mh_ns (ns, sizeof ns, database, collection),
                ctx.result->n_failures,
                n,
                (long long) ctx.result->inserted,

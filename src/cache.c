@@ -64,7 +64,7 @@ mongo_helper_cache_destroy (mongo_helper_cache_t *cache)
    if (!cache) {
       return;
    }
-   pthread_mutex_destroy (&cache->setup.lock);
+   mh_web_setup_destroy (&cache->setup);
    bson_free (cache->coll);
    bson_free (cache);
 }
@@ -74,6 +74,8 @@ mongo_helper_cache_ensure (mongo_helper_cache_t *cache, mongo_helper_error_t *er
 {
    mh_web_index_t ix[] = {{"expiresAt_ttl", "expiresAt", 1, NULL, 0, 0}};
    mh_web_ensure_t e;
+   mh_call_t call = {
+      MH_OPID_CACHE_ENSURE_INDEXES, MH_OP_WRITE | MH_OP_IDEMPOTENT, NULL, NULL, NULL};
 
    mh_error_clear (error);
    if (!cache) {
@@ -83,11 +85,11 @@ mongo_helper_cache_ensure (mongo_helper_cache_t *cache, mongo_helper_error_t *er
    e.coll = cache->coll;
    e.ix = ix;
    e.n = 1;
-   if (!mh_run (
-          "ensure cache indexes", MH_OP_WRITE | MH_OP_IDEMPOTENT, mh_web_ensure_op, &e, error)) {
+   call.collection = cache->coll;
+   if (!mh_run (&call, mh_web_ensure_op, &e, error)) {
       return false;
    }
-   atomic_store (&cache->setup.done, true);
+   mh_web_setup_done (&cache->setup);
    return true;
 }
 
@@ -206,18 +208,14 @@ mh_cache_store (mongo_helper_cache_t *c,
                 bson_t *entry,
                 mongo_helper_error_t *error)
 {
+   /* A replacement by _id lands once however often it is repeated. */
+   const mh_call_t call = {MH_OPID_CACHE_SET, MH_OP_WRITE | MH_OP_IDEMPOTENT, NULL, c->coll, NULL};
    bson_t f = BSON_INITIALIZER;
-   mh_w_op_t o = {0};
    bool ok;
 
    ok = mh_cache_begin (c, key, &f, false, error);
    if (ok) {
-      o.kind = MH_W_REPLACE;
-      o.coll = c->coll;
-      o.filter = &f;
-      o.update = entry;
-      o.upsert = true;
-      ok = mh_w_run ("cache set", &o, error);
+      ok = mh_web_update (&call, MH_REPLACE_ONE, &f, entry, true, NULL, error);
    }
    bson_destroy (&f);
    return ok;
@@ -288,7 +286,8 @@ mh_cache_reap (mongo_helper_cache_t *c, const bson_t *id_filter)
    bson_t f = BSON_INITIALIZER;
    bson_t lte;
    bson_iter_t it;
-   mh_w_op_t o = {0};
+   const mh_call_t call = {MH_OPID_CACHE_REAP, MH_OP_WRITE | MH_OP_IDEMPOTENT, NULL, c->coll, NULL};
+   int64_t n = 0;
    bool ok;
 
    if (bson_iter_init_find (&it, id_filter, "_id")) {
@@ -297,33 +296,27 @@ mh_cache_reap (mongo_helper_cache_t *c, const bson_t *id_filter)
    BSON_APPEND_DOCUMENT_BEGIN (&f, "expiresAt", &lte);
    mh_web_append_date (&lte, "$lte", mh_wall_ms ());
    bson_append_document_end (&f, &lte);
-   o.kind = MH_W_DELETE;
-   o.coll = c->coll;
-   o.filter = &f;
-   ok = mh_w_run ("cache reap expired", &o, NULL);
+   ok = mh_crud_delete (&call, &f, false, &n, NULL);
    bson_destroy (&f);
-   return ok && o.n > 0;
+   return ok && n > 0;
 }
 
 /* Inserts `doc` (which carries its _id); one retry after reaping an
  * expired document that still holds the _id. */
 static bool
 mh_cache_insert (mongo_helper_cache_t *c,
-                 const char *what,
+                 mh_opid_t op,
                  const bson_t *doc,
                  mongo_helper_error_t *error)
 {
-   mh_w_op_t o = {0};
+   const mh_call_t call = {op, MH_OP_WRITE, NULL, c->coll, NULL};
 
-   o.kind = MH_W_INSERT;
-   o.coll = c->coll;
-   o.filter = doc;
-   if (mh_w_run (what, &o, error)) {
+   if (mh_crud_insert_one (&call, doc, error)) {
       return true;
    }
    if (error && error->category == MONGO_HELPER_ERROR_DUPLICATE_KEY && mh_cache_reap (c, doc)) {
       mh_error_clear (error);
-      return mh_w_run (what, &o, error);
+      return mh_crud_insert_one (&call, doc, error);
    }
    return false;
 }
@@ -351,7 +344,7 @@ mongo_helper_cache_add (mongo_helper_cache_t *cache,
    if (ok) {
       BSON_APPEND_DOCUMENT (&doc, "value", value);
       mh_cache_append_expiry (cache, &doc, ttl_ms);
-      ok = mh_cache_insert (cache, "cache add", &doc, error);
+      ok = mh_cache_insert (cache, MH_OPID_CACHE_ADD, &doc, error);
       if (!ok && error->category == MONGO_HELPER_ERROR_DUPLICATE_KEY) {
          mh_fail (error,
                   MONGO_HELPER_ERROR_DUPLICATE_KEY,
@@ -372,18 +365,14 @@ mh_cache_read (mongo_helper_cache_t *c,
                bson_iter_t *it,
                mongo_helper_error_t *error)
 {
+   const mh_call_t call = {MH_OPID_CACHE_GET, MH_OP_READ, NULL, c->coll, NULL};
    bson_t f = BSON_INITIALIZER;
-   mh_w_op_t o = {0};
-   bool ok;
+   bool ok, found;
 
    ok = mh_cache_begin (c, key, &f, true, error);
    if (ok) {
-      o.kind = MH_W_FIND_ONE;
-      o.coll = c->coll;
-      o.filter = &f;
-      o.found = entry;
-      ok = mh_w_run ("cache get", &o, error);
-      if (ok && (!o.hit || !bson_iter_init_find (it, entry, "value"))) {
+      ok = mh_crud_find_one (&call, &f, NULL, entry, &found, error);
+      if (ok && (!found || !bson_iter_init_find (it, entry, "value"))) {
          ok = mh_cache_not_found (key, error);
       }
    }
@@ -499,7 +488,7 @@ mongo_helper_cache_get_many (mongo_helper_cache_t *cache,
    bson_t ids = BSON_INITIALIZER; /* "i": stored id of keys[i] */
    bson_t res = BSON_INITIALIZER;
    bson_t idf;
-   mh_w_op_t o = {0};
+   mh_call_t call = {MH_OPID_CACHE_GET_MANY, MH_OP_READ, NULL, NULL, NULL};
    bson_iter_t r;
    bool ok;
 
@@ -528,11 +517,8 @@ mongo_helper_cache_get_many (mongo_helper_cache_t *cache,
    bson_append_array (&idf, "$in", 3, &ids);
    bson_append_document_end (&f, &idf);
    mh_cache_append_live (&f, mh_wall_ms ());
-   o.kind = MH_W_FIND_ALL;
-   o.coll = cache->coll;
-   o.filter = &f;
-   o.array = &res;
-   ok = mh_w_run ("cache get many", &o, error);
+   call.collection = cache->coll;
+   ok = mh_crud_find (&call, &f, NULL, false, &res, error);
    if (!ok || !bson_iter_init (&r, &res)) {
       goto cleanup;
    }
@@ -593,10 +579,10 @@ mongo_helper_cache_incr (mongo_helper_cache_t *cache,
    bson_t u = BSON_INITIALIZER;
    bson_t doc = BSON_INITIALIZER;
    bson_t inc, soi;
-   mh_w_op_t o = {0};
+   mh_call_t call = {MH_OPID_CACHE_INCR, MH_OP_WRITE, NULL, NULL, NULL};
    bson_iter_t it;
    mongo_helper_error_t local;
-   bool ok;
+   bool ok, found = false;
 
    if (!error) {
       error = &local;
@@ -616,18 +602,15 @@ mongo_helper_cache_incr (mongo_helper_cache_t *cache,
       mh_cache_append_expiry (cache, &soi, ttl_ms);
       bson_append_document_end (&u, &soi);
    }
-   o.kind = MH_W_FAM;
-   o.coll = cache->coll;
-   o.filter = &f;
-   o.update = &u;
-   o.upsert = true;
-   o.found = &doc;
-   ok = mh_w_run ("cache incr", &o, error);
+   call.collection = cache->coll;
+   ok = mh_crud_find_and_modify (
+      &call, &f, &u, NULL, MH_FAM_UPSERT | MH_FAM_RETURN_NEW, &doc, &found, error);
    if (!ok && error->category == MONGO_HELPER_ERROR_DUPLICATE_KEY && mh_cache_reap (cache, &f)) {
-      ok = mh_w_run ("cache incr", &o, error);
+      ok = mh_crud_find_and_modify (
+         &call, &f, &u, NULL, MH_FAM_UPSERT | MH_FAM_RETURN_NEW, &doc, &found, error);
    }
    if (ok) {
-      if (!o.hit || !bson_iter_init_find (&it, &doc, "value") || !BSON_ITER_HOLDS_NUMBER (&it)) {
+      if (!found || !bson_iter_init_find (&it, &doc, "value") || !BSON_ITER_HOLDS_NUMBER (&it)) {
          ok = mh_cache_wrong_type (key, "mongo_helper_cache_get()", error);
       } else if (result) {
          *result = bson_iter_as_int64 (&it);
@@ -655,7 +638,8 @@ mongo_helper_cache_delete (mongo_helper_cache_t *cache,
                            mongo_helper_error_t *error)
 {
    bson_t f = BSON_INITIALIZER;
-   mh_w_op_t o = {0};
+   mh_call_t call = {MH_OPID_CACHE_DELETE, MH_OP_WRITE | MH_OP_IDEMPOTENT, NULL, NULL, NULL};
+   int64_t n = 0;
    bool ok;
 
    if (deleted) {
@@ -663,12 +647,10 @@ mongo_helper_cache_delete (mongo_helper_cache_t *cache,
    }
    ok = mh_cache_begin (cache, key, &f, false, error);
    if (ok) {
-      o.kind = MH_W_DELETE;
-      o.coll = cache->coll;
-      o.filter = &f;
-      ok = mh_w_run ("cache delete", &o, error);
+      call.collection = cache->coll;
+      ok = mh_crud_delete (&call, &f, false, &n, error);
       if (ok && deleted) {
-         *deleted = o.n > 0;
+         *deleted = n > 0;
       }
    }
    bson_destroy (&f);
@@ -684,7 +666,8 @@ mongo_helper_cache_touch (mongo_helper_cache_t *cache,
    bson_t f = BSON_INITIALIZER;
    bson_t u = BSON_INITIALIZER;
    bson_t sub;
-   mh_w_op_t o = {0};
+   mh_call_t call = {MH_OPID_CACHE_TOUCH, MH_OP_WRITE, NULL, NULL, NULL};
+   int64_t n = 0;
    bool ok;
 
    ok = mh_cache_begin (cache, key, &f, true, error);
@@ -697,12 +680,9 @@ mongo_helper_cache_touch (mongo_helper_cache_t *cache,
          BSON_APPEND_UTF8 (&sub, "expiresAt", "");
       }
       bson_append_document_end (&u, &sub);
-      o.kind = MH_W_UPDATE;
-      o.coll = cache->coll;
-      o.filter = &f;
-      o.update = &u;
-      ok = mh_w_run ("cache touch", &o, error);
-      if (ok && o.n == 0) {
+      call.collection = cache->coll;
+      ok = mh_web_update (&call, MH_UPDATE_ONE, &f, &u, false, &n, error);
+      if (ok && n == 0) {
          ok = mh_cache_not_found (key, error);
       }
    }
@@ -715,17 +695,14 @@ bool
 mongo_helper_cache_clear (mongo_helper_cache_t *cache, mongo_helper_error_t *error)
 {
    bson_t f = BSON_INITIALIZER;
-   mh_w_op_t o = {0};
+   mh_call_t call = {MH_OPID_CACHE_CLEAR, MH_OP_WRITE | MH_OP_IDEMPOTENT, NULL, NULL, NULL};
    bool ok;
 
    /* deleteMany rather than drop: the indexes (and their TTL) stay. */
    ok = mh_cache_begin (cache, NULL, NULL, false, error);
    if (ok) {
-      o.kind = MH_W_DELETE;
-      o.many = true;
-      o.coll = cache->coll;
-      o.filter = &f;
-      ok = mh_w_run ("cache clear", &o, error);
+      call.collection = cache->coll;
+      ok = mh_crud_delete (&call, &f, true, NULL, error);
    }
    bson_destroy (&f);
    return ok;
@@ -760,14 +737,12 @@ mh_cache_lease_doc (mongo_helper_cache_t *c,
 static void
 mh_cache_lease_release (mongo_helper_cache_t *c, const char *key, const char *token)
 {
+   const mh_call_t call = {
+      MH_OPID_CACHE_LEASE, MH_OP_WRITE | MH_OP_IDEMPOTENT, NULL, c->coll, NULL};
    bson_t f = BSON_INITIALIZER;
-   mh_w_op_t o = {0};
 
    if (mh_cache_lease_doc (c, key, &f, token, false, NULL)) {
-      o.kind = MH_W_DELETE;
-      o.coll = c->coll;
-      o.filter = &f;
-      mh_w_run ("cache lease release", &o, NULL); /* else TTL cleans it */
+      mh_crud_delete (&call, &f, false, NULL, NULL); /* else TTL cleans it */
    }
    bson_destroy (&f);
 }
@@ -825,7 +800,7 @@ mongo_helper_cache_get_or_compute (mongo_helper_cache_t *cache,
          bson_destroy (&lease);
          return false;
       }
-      ok = mh_cache_insert (cache, "cache lease", &lease, error);
+      ok = mh_cache_insert (cache, MH_OPID_CACHE_LEASE, &lease, error);
       bson_destroy (&lease);
       if (ok) {
          /* Re-check: the previous holder may have stored the value

@@ -5,236 +5,180 @@
 
 /* ---- Concurrent operations ---- */
 
-typedef struct {
-   const mongo_helper_op_t *op;
-   bson_t *result;
-} mh_one_ctx_t;
-
-static const char *
-mh_op_type_name (mongo_helper_op_type_t t)
-{
-   static const char *names[] = {"count",
-                                 "find one",
-                                 "distinct",
-                                 "insert one",
-                                 "update one",
-                                 "update many",
-                                 "delete one",
-                                 "delete many",
-                                 "aggregate",
-                                 "command"};
-
-   return (unsigned) t < sizeof names / sizeof *names ? names[t] : "unknown";
-}
+/* Each kind of operation is the public operation of the same name; the
+ * dispatcher only shapes its outcome into the result document the header
+ * describes.  Errors come back from the operation itself. */
 
 static bool
-mh_one_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
+mh_one_count (const mongo_helper_op_t *op, bson_t *r, mongo_helper_error_t *e)
 {
-   mh_one_ctx_t *c = ctx;
-   const mongo_helper_op_t *op = c->op;
-   bson_t empty = BSON_INITIALIZER;
-   const bson_t *filter = op->filter ? op->filter : &empty;
-   mongoc_database_t *dbh;
-   mongoc_collection_t *coll = NULL;
-   mongoc_cursor_t *cur;
-   const bson_t *doc;
-   bson_t reply, opts, child;
-   bool owned, ok = false;
+   int64_t n;
+   bool ok = mongo_helper_count_documents (op->database, op->collection, op->filter, &n, e);
 
-   bson_reinit (c->result);
-   dbh = mh_database (client, db, op->database, &owned);
-   if (op->type != MONGO_HELPER_OP_COMMAND) {
-      coll = mongoc_database_get_collection (dbh, op->collection);
+   if (ok) {
+      BSON_APPEND_INT64 (r, "count", n);
    }
-   switch (op->type) {
-   case MONGO_HELPER_OP_COUNT: {
-      int64_t n = mongoc_collection_count_documents (coll, filter, NULL, NULL, NULL, berr);
-
-      ok = n >= 0;
-      if (ok) {
-         BSON_APPEND_INT64 (c->result, "count", n);
-      }
-      break;
-   }
-   case MONGO_HELPER_OP_FIND_ONE:
-      bson_init (&opts);
-      BSON_APPEND_INT64 (&opts, "limit", 1);
-      cur = mongoc_collection_find_with_opts (coll, filter, &opts, NULL);
-      if (mongoc_cursor_next (cur, &doc)) {
-         BSON_APPEND_DOCUMENT (c->result, "document", doc);
-      }
-      ok = !mongoc_cursor_error (cur, berr);
-      mongoc_cursor_destroy (cur);
-      bson_destroy (&opts);
-      break;
-   case MONGO_HELPER_OP_DISTINCT: {
-      bson_t *cmd = BCON_NEW ("distinct",
-                              BCON_UTF8 (op->collection),
-                              "key",
-                              BCON_UTF8 (op->field),
-                              "query",
-                              BCON_DOCUMENT (filter));
-      bson_iter_t it;
-
-      ok = mongoc_collection_read_command_with_opts (coll, cmd, NULL, NULL, &reply, berr);
-      if (ok && bson_iter_init_find (&it, &reply, "values") && BSON_ITER_HOLDS_ARRAY (&it)) {
-         bson_append_iter (c->result, "values", -1, &it);
-      } else if (ok) {
-         BSON_APPEND_ARRAY_BEGIN (c->result, "values", &child);
-         bson_append_array_end (c->result, &child);
-      }
-      bson_destroy (&reply);
-      bson_destroy (cmd);
-      break;
-   }
-   case MONGO_HELPER_OP_INSERT_ONE: {
-      bson_t with_id;
-      bson_iter_t it;
-
-      /* Generate the _id here, so it can be reported. */
-      bson_init (&with_id);
-      if (!bson_iter_init_find (&it, op->document, "_id")) {
-         bson_oid_t oid;
-
-         bson_oid_init (&oid, NULL);
-         BSON_APPEND_OID (&with_id, "_id", &oid);
-      }
-      bson_concat (&with_id, op->document);
-      ok = mongoc_collection_insert_one (coll, &with_id, NULL, &reply, berr);
-      if (ok && bson_iter_init_find (&it, &with_id, "_id")) {
-         bson_append_iter (c->result, "insertedId", -1, &it);
-         BSON_APPEND_INT32 (c->result, "insertedCount", 1);
-      }
-      bson_destroy (&reply);
-      bson_destroy (&with_id);
-      break;
-   }
-   case MONGO_HELPER_OP_UPDATE_ONE:
-   case MONGO_HELPER_OP_UPDATE_MANY:
-      bson_init (&opts);
-      if (op->upsert) {
-         BSON_APPEND_BOOL (&opts, "upsert", true);
-      }
-      ok = (op->type == MONGO_HELPER_OP_UPDATE_ONE
-               ? mongoc_collection_update_one
-               : mongoc_collection_update_many) (coll, filter, op->document, &opts, &reply, berr);
-      if (ok) {
-         bson_concat (c->result, &reply);
-      }
-      bson_destroy (&reply);
-      bson_destroy (&opts);
-      break;
-   case MONGO_HELPER_OP_DELETE_ONE:
-   case MONGO_HELPER_OP_DELETE_MANY:
-      ok = (op->type == MONGO_HELPER_OP_DELETE_ONE
-               ? mongoc_collection_delete_one
-               : mongoc_collection_delete_many) (coll, filter, NULL, &reply, berr);
-      if (ok) {
-         bson_concat (c->result, &reply);
-      }
-      bson_destroy (&reply);
-      break;
-   case MONGO_HELPER_OP_AGGREGATE: {
-      uint32_t i = 0;
-      char key[16];
-      const char *k;
-
-      cur = mongoc_collection_aggregate (coll, MONGOC_QUERY_NONE, op->pipeline, NULL, NULL);
-      BSON_APPEND_ARRAY_BEGIN (c->result, "documents", &child);
-      while (mongoc_cursor_next (cur, &doc)) {
-         bson_uint32_to_string (i++, &k, key, sizeof key);
-         BSON_APPEND_DOCUMENT (&child, k, doc);
-      }
-      bson_append_array_end (c->result, &child);
-      ok = !mongoc_cursor_error (cur, berr);
-      mongoc_cursor_destroy (cur);
-      break;
-   }
-   case MONGO_HELPER_OP_COMMAND:
-      ok = mongoc_database_command_simple (dbh, op->document, NULL, &reply, berr);
-      if (ok) {
-         bson_concat (c->result, &reply);
-      }
-      bson_destroy (&reply);
-      break;
-   }
-   if (!ok) {
-      bson_reinit (c->result);
-   }
-   mongoc_collection_destroy (coll);
-   mh_database_done (dbh, owned);
-   bson_destroy (&empty);
    return ok;
 }
 
-/* What an operation needs, checked before it runs. */
 static bool
-mh_one_check (const mongo_helper_op_t *op, size_t i, mongo_helper_error_t *error)
+mh_one_find_one (const mongo_helper_op_t *op, bson_t *r, mongo_helper_error_t *e)
 {
-   char fn[64];
+   bson_t *doc = mongo_helper_find_one (op->database, op->collection, op->filter, NULL, e);
 
-   bson_snprintf (fn, sizeof fn, "operation %zu (%s)", i, mh_op_type_name (op->type));
-   if ((unsigned) op->type > MONGO_HELPER_OP_COMMAND) {
-      return mh_bad_arg (error, fn, "unknown operation type");
+   if (doc) {
+      BSON_APPEND_DOCUMENT (r, "document", doc);
+      bson_destroy (doc);
+      return true;
    }
-   if (!mh_check_db_name (fn, op->database, error)) {
-      return false;
+   if (e->category == MONGO_HELPER_ERROR_NOT_FOUND) {
+      mh_error_clear (e); /* none matched: {} */
+      return true;
    }
-   if (op->type != MONGO_HELPER_OP_COMMAND && !mh_check_coll_name (fn, op->collection, error)) {
-      return false;
-   }
-   switch (op->type) {
-   case MONGO_HELPER_OP_DISTINCT:
-      if (!op->field || !*op->field) {
-         return mh_bad_arg (error, fn, "field is NULL or empty");
-      }
-      break;
-   case MONGO_HELPER_OP_INSERT_ONE:
-   case MONGO_HELPER_OP_UPDATE_ONE:
-   case MONGO_HELPER_OP_UPDATE_MANY:
-      if (!op->document || bson_empty (op->document)) {
-         return mh_bad_arg (error, fn, "document is NULL or empty");
-      }
-      /* The server's limit, checked here so the message says what to do
-       * instead of the driver's generic "document too large". */
-      if (op->document->len > MH_MAX_BSON) {
-         return mh_fail (error,
-                         MONGO_HELPER_ERROR_INVALID_ARGUMENT,
-                         0,
-                         "%s: the document is %u bytes, over MongoDB's 16 MiB "
-                         "limit: store large data with GridFS",
-                         fn,
-                         (unsigned) op->document->len);
-      }
-      break;
-   case MONGO_HELPER_OP_COMMAND:
-      if (!op->document || bson_empty (op->document)) {
-         return mh_bad_arg (error, fn, "document (the command) is NULL or empty");
-      }
-      break;
-   case MONGO_HELPER_OP_AGGREGATE:
-      if (!op->pipeline) {
-         return mh_bad_arg (error, fn, "pipeline is NULL");
-      }
-      break;
-   default:
-      break;
-   }
-   return true;
+   return false;
 }
 
-static unsigned
-mh_one_flags (mongo_helper_op_type_t t)
+static bool
+mh_one_distinct (const mongo_helper_op_t *op, bson_t *r, mongo_helper_error_t *e)
 {
-   switch (t) {
-   case MONGO_HELPER_OP_COUNT:
-   case MONGO_HELPER_OP_FIND_ONE:
-   case MONGO_HELPER_OP_DISTINCT:
-   case MONGO_HELPER_OP_AGGREGATE:
-      return MH_OP_READ;
-   default:
-      return MH_OP_WRITE;
+   bson_t values;
+   bool ok =
+      mongo_helper_distinct (op->database, op->collection, op->field, op->filter, &values, e);
+
+   if (ok) {
+      BSON_APPEND_ARRAY (r, "values", &values);
    }
+   bson_destroy (&values);
+   return ok;
+}
+
+static bool
+mh_one_insert_one (const mongo_helper_op_t *op, bson_t *r, mongo_helper_error_t *e)
+{
+   bson_value_t id;
+   bool ok = mongo_helper_insert_one (op->database, op->collection, op->document, &id, e);
+
+   if (ok) {
+      BSON_APPEND_VALUE (r, "insertedId", &id);
+      BSON_APPEND_INT32 (r, "insertedCount", 1);
+   }
+   bson_value_destroy (&id);
+   return ok;
+}
+
+static bool
+mh_one_update (const mongo_helper_op_t *op, bson_t *r, mongo_helper_error_t *e)
+{
+   mongo_helper_update_result_t res;
+   bool ok = (op->type == MONGO_HELPER_OP_UPDATE_ONE ? mongo_helper_update_one
+                                                     : mongo_helper_update_many) (
+      op->database, op->collection, op->filter, op->document, op->upsert, &res, e);
+
+   if (ok) {
+      BSON_APPEND_INT64 (r, "matchedCount", res.matched);
+      BSON_APPEND_INT64 (r, "modifiedCount", res.modified);
+      BSON_APPEND_INT64 (r, "upsertedCount", res.upserted);
+      if (res.upserted_id.value_type != BSON_TYPE_EOD) {
+         BSON_APPEND_VALUE (r, "upsertedId", &res.upserted_id);
+      }
+   }
+   mongo_helper_update_result_cleanup (&res);
+   return ok;
+}
+
+static bool
+mh_one_delete (const mongo_helper_op_t *op, bson_t *r, mongo_helper_error_t *e)
+{
+   int64_t n;
+   bool ok = (op->type == MONGO_HELPER_OP_DELETE_ONE
+                 ? mongo_helper_delete_one
+                 : mongo_helper_delete_many) (op->database, op->collection, op->filter, &n, e);
+
+   if (ok) {
+      BSON_APPEND_INT64 (r, "deletedCount", n);
+   }
+   return ok;
+}
+
+static bool
+mh_one_aggregate (const mongo_helper_op_t *op, bson_t *r, mongo_helper_error_t *e)
+{
+   bson_t docs;
+   bool ok = mongo_helper_aggregate (op->database, op->collection, op->pipeline, NULL, &docs, e);
+
+   if (ok) {
+      BSON_APPEND_ARRAY (r, "documents", &docs);
+   }
+   bson_destroy (&docs);
+   return ok;
+}
+
+static bool
+mh_one_command (const mongo_helper_op_t *op, bson_t *r, mongo_helper_error_t *e)
+{
+   bson_t reply;
+   bool ok = mh_command_on (op->database, op->document, &reply, e);
+
+   if (ok) {
+      bson_concat (r, &reply);
+   }
+   bson_destroy (&reply);
+   return ok;
+}
+
+/* The operations, by mongo_helper_op_type_t. */
+static const struct {
+   const char *name; /* for "operation N (name)" */
+   bool (*run) (const mongo_helper_op_t *op, bson_t *result, mongo_helper_error_t *error);
+} mh_one_ops[] = {
+   [MONGO_HELPER_OP_COUNT] = {"count_documents", mh_one_count},
+   [MONGO_HELPER_OP_FIND_ONE] = {"find_one", mh_one_find_one},
+   [MONGO_HELPER_OP_DISTINCT] = {"distinct", mh_one_distinct},
+   [MONGO_HELPER_OP_INSERT_ONE] = {"insert_one", mh_one_insert_one},
+   [MONGO_HELPER_OP_UPDATE_ONE] = {"update_one", mh_one_update},
+   [MONGO_HELPER_OP_UPDATE_MANY] = {"update_many", mh_one_update},
+   [MONGO_HELPER_OP_DELETE_ONE] = {"delete_one", mh_one_delete},
+   [MONGO_HELPER_OP_DELETE_MANY] = {"delete_many", mh_one_delete},
+   [MONGO_HELPER_OP_AGGREGATE] = {"aggregate", mh_one_aggregate},
+   [MONGO_HELPER_OP_COMMAND] = {"command", mh_one_command},
+};
+
+/* Runs operation `i` into its result; its error names it. */
+static void
+mh_one_run (const mongo_helper_op_t *op, size_t i, mongo_helper_op_result_t *r)
+{
+   const char *name;
+   char msg[MONGO_HELPER_ERROR_MESSAGE_SIZE];
+
+   if ((unsigned) op->type >= sizeof mh_one_ops / sizeof *mh_one_ops) {
+      mh_fail (&r->error,
+               MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+               0,
+               "operation %zu: unknown operation type %d",
+               i,
+               (int) op->type);
+      return;
+   }
+   name = mh_one_ops[op->type].name;
+   /* Descriptor fields the operations would otherwise read as "none". */
+   if ((op->type == MONGO_HELPER_OP_INSERT_ONE || op->type == MONGO_HELPER_OP_UPDATE_ONE ||
+        op->type == MONGO_HELPER_OP_UPDATE_MANY || op->type == MONGO_HELPER_OP_COMMAND) &&
+       (!op->document || bson_empty (op->document))) {
+      mh_fail (&r->error,
+               MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+               0,
+               "operation %zu (%s): document is NULL or empty",
+               i,
+               name);
+      return;
+   }
+   if (mh_one_ops[op->type].run (op, &r->result, &r->error)) {
+      return;
+   }
+   bson_reinit (&r->result);
+   bson_strncpy (msg, r->error.message, sizeof msg);
+   bson_snprintf (
+      r->error.message, sizeof r->error.message, "operation %zu (%s): %s", i, name, msg);
 }
 
 typedef struct {
@@ -252,21 +196,10 @@ mh_conc_worker (void *arg)
    size_t i;
 
    while ((i = atomic_fetch_add (&w->next, 1)) < w->n) {
-      const mongo_helper_op_t *op = &w->ops[i];
       mongo_helper_op_result_t *r = &w->results[i];
-      mh_one_ctx_t c = {op, &r->result};
-      char what[300];
 
       r->concurrent = atomic_fetch_add (&w->active, 1) + 1;
-      if (mh_one_check (op, i, &r->error)) {
-         bson_snprintf (what,
-                        sizeof what,
-                        "operation %zu (%s on %.200s)",
-                        i,
-                        mh_op_type_name (op->type),
-                        op->collection ? op->collection : "the database");
-         mh_run (what, mh_one_flags (op->type), mh_one_op, &c, &r->error);
-      }
+      mh_one_run (&w->ops[i], i, r);
       atomic_fetch_sub (&w->active, 1);
    }
    /* The worker's pooled client goes back now, not at some later exit. */

@@ -1,6 +1,6 @@
 /*
- * crud.c — insert, find, update, replace, delete, count and distinct; the documents layer's shared
- * file (layer 7).
+ * crud.c — the public document operations: insert, find, update, replace,
+ * delete, count and distinct, and the JSON conversions (layer 8).
  */
 #include "mh_private.h"
 
@@ -85,23 +85,6 @@ mh_json_opt (const char *json, bson_t **out, mongo_helper_error_t *error)
 
 /* ---- insert ---- */
 
-typedef struct {
-   const char *database;
-   const char *collection;
-   const bson_t *doc;
-} mh_insert_ctx_t;
-
-static bool
-mh_insert_one_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
-{
-   mh_insert_ctx_t *c = ctx;
-   mongoc_collection_t *coll = mh_collection (client, db, c->database, c->collection);
-   bool ok = mongoc_collection_insert_one (coll, c->doc, NULL, NULL, berr);
-
-   mongoc_collection_destroy (coll);
-   return ok;
-}
-
 bool
 mongo_helper_insert_one (const char *database,
                          const char *collection,
@@ -109,10 +92,9 @@ mongo_helper_insert_one (const char *database,
                          bson_value_t *id,
                          mongo_helper_error_t *error)
 {
-   mh_insert_ctx_t ctx = {database, collection, NULL};
-   bson_t *with_id = NULL;
+   const mh_call_t call = {MH_OPID_INSERT_ONE, MH_OP_WRITE, database, collection, NULL};
+   bson_t *with_id;
    bson_iter_t it;
-   char what[256], ns[200];
    bool ok;
 
    if (id) {
@@ -123,24 +105,12 @@ mongo_helper_insert_one (const char *database,
        !mh_doc_check ("insert_one", "document", doc, error)) {
       return false;
    }
-   /* The driver would add an _id too, but would not tell us which: making
-    * it here is what lets the caller learn it. */
-   if (!bson_iter_init_find (&it, doc, "_id")) {
-      bson_oid_t oid;
-
-      bson_oid_init (&oid, NULL);
-      with_id = bson_sized_new (doc->len + 20);
-      BSON_APPEND_OID (with_id, "_id", &oid);
-      bson_concat (with_id, doc);
-      bson_iter_init_find (&it, with_id, "_id");
-      if (!mh_doc_check ("insert_one", "document", with_id, error)) {
-         bson_destroy (with_id);
-         return false;
-      }
+   with_id = mh_doc_with_id (doc, &it);
+   if (with_id && !mh_doc_check ("insert_one", "document", with_id, error)) {
+      bson_destroy (with_id);
+      return false;
    }
-   ctx.doc = with_id ? with_id : doc;
-   bson_snprintf (what, sizeof what, "insert into %s", mh_ns (ns, sizeof ns, database, collection));
-   ok = mh_run (what, MH_OP_WRITE, mh_insert_one_op, &ctx, error);
+   ok = mh_crud_insert_one (&call, with_id ? with_id : doc, error);
    if (ok && id) {
       bson_value_copy (bson_iter_value (&it), id);
    }
@@ -174,31 +144,6 @@ mongo_helper_insert_one_json (const char *database,
    return ok;
 }
 
-typedef struct {
-   const char *database;
-   const char *collection;
-   const bson_t **docs;
-   size_t n;
-   bool ordered;
-   int64_t inserted;
-} mh_insert_many_ctx_t;
-
-static bool
-mh_insert_many_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
-{
-   mh_insert_many_ctx_t *c = ctx;
-   mongoc_collection_t *coll = mh_collection (client, db, c->database, c->collection);
-   bson_t *opts = BCON_NEW ("ordered", BCON_BOOL (c->ordered));
-   bson_t reply;
-   bool ok = mongoc_collection_insert_many (coll, c->docs, c->n, opts, &reply, berr);
-
-   c->inserted = mh_bson_int64 (&reply, "insertedCount");
-   bson_destroy (&reply);
-   bson_destroy (opts);
-   mongoc_collection_destroy (coll);
-   return ok;
-}
-
 bool
 mongo_helper_insert_many (const char *database,
                           const char *collection,
@@ -208,9 +153,7 @@ mongo_helper_insert_many (const char *database,
                           int64_t *inserted,
                           mongo_helper_error_t *error)
 {
-   mh_insert_many_ctx_t ctx = {database, collection, NULL, n, ordered, 0};
-   char what[256], ns[200], label[48];
-   bool ok;
+   const mh_call_t call = {MH_OPID_INSERT_MANY, MH_OP_WRITE, database, collection, NULL};
 
    if (inserted) {
       *inserted = 0;
@@ -218,138 +161,13 @@ mongo_helper_insert_many (const char *database,
    if (!mh_target_check ("insert_many", database, collection, error)) {
       return false;
    }
-   if (!docs || n == 0) {
-      return mh_fail (error,
-                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
-                      0,
-                      "insert_many: no documents given (docs NULL or n 0)");
+   if (!mh_docs_check ("insert_many", docs, n, error)) {
+      return false;
    }
-   /* The label is formatted only for a failing document: a vsnprintf per
-    * document was measurable in bench/ (insert_many_small). */
-   for (size_t i = 0; i < n; i++) {
-      if (!docs[i] || docs[i]->len > MH_MAX_BSON) {
-         bson_snprintf (label, sizeof label, "document at index %zu", i);
-         return mh_doc_check ("insert_many", label, docs[i], error);
-      }
-   }
-   /* libmongoc's prototype lacks the inner const. */
-   ctx.docs = (const bson_t **) docs;
-   bson_snprintf (
-      what, sizeof what, "insert_many into %s", mh_ns (ns, sizeof ns, database, collection));
-   ok = mh_run (what, MH_OP_WRITE, mh_insert_many_op, &ctx, error);
-   if (inserted) {
-      *inserted = ctx.inserted;
-   }
-   return ok;
+   return mh_crud_insert_many (&call, docs, n, ordered, inserted, error);
 }
 
 /* ---- find ---- */
-
-/* Turns the options struct into the find command's options. */
-bool
-mh_find_opts (const char *what,
-              const mongo_helper_find_opts_t *o,
-              bson_t *out,
-              mongo_helper_error_t *error)
-{
-   bson_init (out);
-   if (!o) {
-      return true;
-   }
-   if (o->skip < 0 || o->limit < 0 || o->batch_size < 0) {
-      return mh_fail (error,
-                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
-                      0,
-                      "%s: skip, limit and batch_size must not be negative",
-                      what);
-   }
-   if (o->projection) {
-      BSON_APPEND_DOCUMENT (out, "projection", o->projection);
-   }
-   if (o->sort) {
-      BSON_APPEND_DOCUMENT (out, "sort", o->sort);
-   }
-   if (o->skip) {
-      BSON_APPEND_INT64 (out, "skip", o->skip);
-   }
-   if (o->limit) {
-      BSON_APPEND_INT64 (out, "limit", o->limit);
-   }
-   if (o->batch_size) {
-      BSON_APPEND_INT32 (out, "batchSize", o->batch_size);
-   }
-   return true;
-}
-
-typedef struct {
-   const char *database;
-   const char *collection;
-   const bson_t *filter;
-   const bson_t *opts;
-   bson_t *results;
-   bool first_only; /* find_one: stop at the first document */
-} mh_find_ctx_t;
-
-static bool
-mh_find_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
-{
-   mh_find_ctx_t *c = ctx;
-   mongoc_collection_t *coll = mh_collection (client, db, c->database, c->collection);
-   bson_t empty = BSON_INITIALIZER;
-   mongoc_cursor_t *cursor =
-      mongoc_collection_find_with_opts (coll, c->filter ? c->filter : &empty, c->opts, NULL);
-   const bson_t *doc;
-   bool ok;
-
-   if (c->first_only) {
-      /* limit 1: the server closed the cursor with the first batch, so a
-       * second mongoc_cursor_next() would only confirm the end. */
-      bson_reinit (c->results);
-      if (mongoc_cursor_next (cursor, &doc)) {
-         mh_array_append (c->results, 0, doc);
-      }
-      ok = !mongoc_cursor_error (cursor, berr);
-      mongoc_cursor_destroy (cursor);
-   } else {
-      ok = mh_cursor_drain (cursor, c->results, berr);
-   }
-
-   mongoc_collection_destroy (coll);
-   return ok;
-}
-
-/* Runs a find with ready-made options: the path of every read below. */
-static bool
-mh_find_exec_ex (const char *op,
-                 const char *database,
-                 const char *collection,
-                 const bson_t *filter,
-                 const bson_t *opts,
-                 bool first_only,
-                 bson_t *results,
-                 mongo_helper_error_t *error)
-{
-   mh_find_ctx_t ctx = {database, collection, filter, opts, results, first_only};
-   char what[256], ns[200];
-
-   if (filter && !mh_doc_check (op, "filter", filter, error)) {
-      return false;
-   }
-   bson_snprintf (what, sizeof what, "%s on %s", op, mh_ns (ns, sizeof ns, database, collection));
-   return mh_run (what, MH_OP_READ, mh_find_op, &ctx, error);
-}
-
-bool
-mh_find_exec (const char *op,
-              const char *database,
-              const char *collection,
-              const bson_t *filter,
-              const bson_t *opts,
-              bson_t *results,
-              mongo_helper_error_t *error)
-{
-   return mh_find_exec_ex (op, database, collection, filter, opts, false, results, error);
-}
 
 bool
 mongo_helper_find (const char *database,
@@ -374,52 +192,9 @@ mongo_helper_find (const char *database,
       bson_destroy (&o);
       return false;
    }
-   ok = mh_find_exec ("find", database, collection, filter, &o, results, error);
+   ok = mh_find_exec (MH_OPID_FIND, database, collection, filter, &o, results, error);
    bson_destroy (&o);
    return ok;
-}
-
-/* The first document of an array document, copied, or NULL. */
-static bson_t *
-mh_array_first (const bson_t *array)
-{
-   bson_iter_t it;
-   const uint8_t *data;
-   uint32_t len;
-
-   if (bson_iter_init (&it, array) && bson_iter_next (&it) && BSON_ITER_HOLDS_DOCUMENT (&it)) {
-      bson_iter_document (&it, &len, &data);
-      return bson_new_from_data (data, len);
-   }
-   return NULL;
-}
-
-static bson_t *
-mh_find_one_opts (const char *op,
-                  const char *database,
-                  const char *collection,
-                  const bson_t *filter,
-                  const bson_t *opts,
-                  mongo_helper_error_t *error)
-{
-   bson_t results = BSON_INITIALIZER;
-   bson_t *doc = NULL;
-   char ns[200];
-
-   /* opts always hold limit 1 (mongo_helper_find_one) */
-   if (mh_find_exec_ex (op, database, collection, filter, opts, true, &results, error)) {
-      doc = mh_array_first (&results);
-      if (!doc) {
-         mh_fail (error,
-                  MONGO_HELPER_ERROR_NOT_FOUND,
-                  0,
-                  "%s: no document in %s matches the filter",
-                  op,
-                  mh_ns (ns, sizeof ns, database, collection));
-      }
-   }
-   bson_destroy (&results);
-   return doc;
 }
 
 bson_t *
@@ -429,11 +204,15 @@ mongo_helper_find_one (const char *database,
                        const mongo_helper_find_opts_t *opts,
                        mongo_helper_error_t *error)
 {
+   const mh_call_t call = {MH_OPID_FIND_ONE, MH_OP_READ, database, collection, NULL};
    mongo_helper_find_opts_t one;
    bson_t o;
    bson_t *doc = NULL;
+   bool found = false;
+   char ns[200];
 
-   if (!mh_target_check ("find_one", database, collection, error)) {
+   if (!mh_target_check ("find_one", database, collection, error) ||
+       (filter && !mh_doc_check ("find_one", "filter", filter, error))) {
       return NULL;
    }
    memset (&one, 0, sizeof one);
@@ -446,7 +225,18 @@ mongo_helper_find_one (const char *database,
        * makes the server close the cursor with its first batch (and
        * mongoc_cursor_destroy() would kill one left open).  An extra
        * singleBatch option cost ~7% of a find_one's client CPU in bench/. */
-      doc = mh_find_one_opts ("find_one", database, collection, filter, &o, error);
+      doc = bson_new ();
+      if (mh_crud_find_one (&call, filter, &o, doc, &found, error) && !found) {
+         mh_fail (error,
+                  MONGO_HELPER_ERROR_NOT_FOUND,
+                  0,
+                  "find_one: no document in %s matches the filter",
+                  mh_ns (ns, sizeof ns, database, collection));
+      }
+      if (!found) {
+         bson_destroy (doc);
+         doc = NULL;
+      }
    }
    bson_destroy (&o);
    return doc;
@@ -535,7 +325,7 @@ mongo_helper_find_json (const char *database,
       return NULL;
    }
    if (mh_json_opt (filter_json, &filter, error) && mh_json_opt (opts_json, &opts, error) &&
-       mh_find_exec ("find", database, collection, filter, opts, &results, error)) {
+       mh_find_exec (MH_OPID_FIND, database, collection, filter, opts, &results, error)) {
       json = mongo_helper_array_to_json (&results, error);
    }
    bson_destroy (&results);
@@ -545,18 +335,6 @@ mongo_helper_find_json (const char *database,
 }
 
 /* ---- update, replace, delete ---- */
-
-typedef enum { MH_UPDATE_ONE, MH_UPDATE_MANY, MH_REPLACE_ONE } mh_update_kind_t;
-
-typedef struct {
-   const char *database;
-   const char *collection;
-   mh_update_kind_t kind;
-   const bson_t *filter;
-   const bson_t *update;
-   bool upsert;
-   mongo_helper_update_result_t *result;
-} mh_update_ctx_t;
 
 void
 mongo_helper_update_result_cleanup (mongo_helper_update_result_t *result)
@@ -568,69 +346,29 @@ mongo_helper_update_result_cleanup (mongo_helper_update_result_t *result)
    }
 }
 
-static void
-mh_update_result_reset (mongo_helper_update_result_t *result)
-{
-   if (result) {
-      memset (result, 0, sizeof *result);
-      result->upserted_id.value_type = BSON_TYPE_EOD;
-   }
-}
-
 static bool
-mh_update_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
+mh_update (mh_opid_t op,
+           mh_update_kind_t kind,
+           const char *database,
+           const char *collection,
+           const bson_t *filter,
+           const bson_t *update,
+           bool upsert,
+           mongo_helper_update_result_t *result,
+           mongo_helper_error_t *error)
 {
-   mh_update_ctx_t *c = ctx;
-   mongoc_collection_t *coll = mh_collection (client, db, c->database, c->collection);
-   bson_t *opts = BCON_NEW ("upsert", BCON_BOOL (c->upsert));
-   bson_t reply;
-   bson_iter_t it;
-   bool ok;
-
-   switch (c->kind) {
-   case MH_UPDATE_ONE:
-      ok = mongoc_collection_update_one (coll, c->filter, c->update, opts, &reply, berr);
-      break;
-   case MH_UPDATE_MANY:
-      ok = mongoc_collection_update_many (coll, c->filter, c->update, opts, &reply, berr);
-      break;
-   default:
-      ok = mongoc_collection_replace_one (coll, c->filter, c->update, opts, &reply, berr);
-      break;
-   }
-   if (ok && c->result) {
-      mongo_helper_update_result_cleanup (c->result);
-      c->result->matched = mh_bson_int64 (&reply, "matchedCount");
-      c->result->modified = mh_bson_int64 (&reply, "modifiedCount");
-      c->result->upserted = mh_bson_int64 (&reply, "upsertedCount");
-      if (bson_iter_init_find (&it, &reply, "upsertedId")) {
-         bson_value_copy (bson_iter_value (&it), &c->result->upserted_id);
-         c->result->upserted = 1;
-      }
-   }
-   bson_destroy (&reply);
-   bson_destroy (opts);
-   mongoc_collection_destroy (coll);
-   return ok;
-}
-
-static bool
-mh_update_run (const char *op, mh_update_ctx_t *ctx, mongo_helper_error_t *error)
-{
-   char what[256], ns[200];
-
-   mh_update_result_reset (ctx->result);
-   if (!mh_target_check (op, ctx->database, ctx->collection, error) ||
-       !mh_doc_check (op, "filter", ctx->filter, error) ||
-       !mh_doc_check (
-          op, ctx->kind == MH_REPLACE_ONE ? "replacement" : "update", ctx->update, error)) {
-      return false;
-   }
-   bson_snprintf (
-      what, sizeof what, "%s on %s", op, mh_ns (ns, sizeof ns, ctx->database, ctx->collection));
    /* update_many is never safe to repeat; a single-document update is,
     * under the driver's retryable-writes protocol. */
-   return mh_run (what, MH_OP_WRITE, mh_update_op, ctx, error);
+   const mh_call_t call = {op, MH_OP_WRITE, database, collection, NULL};
+   const char *name = mh_op_name (op);
+
+   mh_update_result_reset (result);
+   if (!mh_target_check (name, database, collection, error) ||
+       !mh_doc_check (name, "filter", filter, error) ||
+       !mh_doc_check (name, kind == MH_REPLACE_ONE ? "replacement" : "update", update, error)) {
+      return false;
+   }
+   return mh_crud_update (&call, kind, filter, update, upsert, result, error);
 }
 
 bool
@@ -642,8 +380,15 @@ mongo_helper_update_one (const char *database,
                          mongo_helper_update_result_t *result,
                          mongo_helper_error_t *error)
 {
-   mh_update_ctx_t ctx = {database, collection, MH_UPDATE_ONE, filter, update, upsert, result};
-   return mh_update_run ("update_one", &ctx, error);
+   return mh_update (MH_OPID_UPDATE_ONE,
+                     MH_UPDATE_ONE,
+                     database,
+                     collection,
+                     filter,
+                     update,
+                     upsert,
+                     result,
+                     error);
 }
 
 bool
@@ -655,8 +400,15 @@ mongo_helper_update_many (const char *database,
                           mongo_helper_update_result_t *result,
                           mongo_helper_error_t *error)
 {
-   mh_update_ctx_t ctx = {database, collection, MH_UPDATE_MANY, filter, update, upsert, result};
-   return mh_update_run ("update_many", &ctx, error);
+   return mh_update (MH_OPID_UPDATE_MANY,
+                     MH_UPDATE_MANY,
+                     database,
+                     collection,
+                     filter,
+                     update,
+                     upsert,
+                     result,
+                     error);
 }
 
 bool
@@ -668,9 +420,15 @@ mongo_helper_replace_one (const char *database,
                           mongo_helper_update_result_t *result,
                           mongo_helper_error_t *error)
 {
-   mh_update_ctx_t ctx = {
-      database, collection, MH_REPLACE_ONE, filter, replacement, upsert, result};
-   return mh_update_run ("replace_one", &ctx, error);
+   return mh_update (MH_OPID_REPLACE_ONE,
+                     MH_REPLACE_ONE,
+                     database,
+                     collection,
+                     filter,
+                     replacement,
+                     upsert,
+                     result,
+                     error);
 }
 
 bool
@@ -705,31 +463,8 @@ mongo_helper_update_json (const char *database,
    return ok;
 }
 
-typedef struct {
-   const char *database;
-   const char *collection;
-   const bson_t *filter;
-   bool many;
-   int64_t deleted;
-} mh_delete_ctx_t;
-
 static bool
-mh_delete_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
-{
-   mh_delete_ctx_t *c = ctx;
-   mongoc_collection_t *coll = mh_collection (client, db, c->database, c->collection);
-   bson_t reply;
-   bool ok = c->many ? mongoc_collection_delete_many (coll, c->filter, NULL, &reply, berr)
-                     : mongoc_collection_delete_one (coll, c->filter, NULL, &reply, berr);
-
-   c->deleted = mh_bson_int64 (&reply, "deletedCount");
-   bson_destroy (&reply);
-   mongoc_collection_destroy (coll);
-   return ok;
-}
-
-static bool
-mh_delete (const char *op,
+mh_delete (mh_opid_t op,
            const char *database,
            const char *collection,
            const bson_t *filter,
@@ -737,23 +472,16 @@ mh_delete (const char *op,
            int64_t *deleted,
            mongo_helper_error_t *error)
 {
-   mh_delete_ctx_t ctx = {database, collection, filter, many, 0};
-   char what[256], ns[200];
-   bool ok;
+   const mh_call_t call = {op, MH_OP_WRITE, database, collection, NULL};
 
    if (deleted) {
       *deleted = 0;
    }
-   if (!mh_target_check (op, database, collection, error) ||
-       !mh_doc_check (op, "filter", filter, error)) {
+   if (!mh_target_check (mh_op_name (op), database, collection, error) ||
+       !mh_doc_check (mh_op_name (op), "filter", filter, error)) {
       return false;
    }
-   bson_snprintf (what, sizeof what, "%s on %s", op, mh_ns (ns, sizeof ns, database, collection));
-   ok = mh_run (what, MH_OP_WRITE, mh_delete_op, &ctx, error);
-   if (deleted) {
-      *deleted = ctx.deleted;
-   }
-   return ok;
+   return mh_crud_delete (&call, filter, many, deleted, error);
 }
 
 bool
@@ -763,7 +491,7 @@ mongo_helper_delete_one (const char *database,
                          int64_t *deleted,
                          mongo_helper_error_t *error)
 {
-   return mh_delete ("delete_one", database, collection, filter, false, deleted, error);
+   return mh_delete (MH_OPID_DELETE_ONE, database, collection, filter, false, deleted, error);
 }
 
 bool
@@ -773,70 +501,43 @@ mongo_helper_delete_many (const char *database,
                           int64_t *deleted,
                           mongo_helper_error_t *error)
 {
-   return mh_delete ("delete_many", database, collection, filter, true, deleted, error);
+   return mh_delete (MH_OPID_DELETE_MANY, database, collection, filter, true, deleted, error);
 }
 
 /* ---- counts and distinct ---- */
 
-/* True if `doc` uses $near/$nearSphere anywhere (count cannot). */
+/* True if `doc` uses $near/$nearSphere anywhere (count cannot).  The walk
+ * keeps its own stack: the document's depth is bounded by mh_doc_check. */
 static bool
 mh_has_near (const bson_t *doc)
 {
-   bson_iter_t it;
+   mh_iter_frame_t stack[MH_MAX_DEPTH + 1];
+   int depth = 0;
 
-   if (!doc || !bson_iter_init (&it, doc)) {
+   if (!doc || !bson_iter_init (&stack[0].it, doc)) {
       return false;
    }
-   while (bson_iter_next (&it)) {
-      const char *k = bson_iter_key (&it);
-      if (strcmp (k, "$near") == 0 || strcmp (k, "$nearSphere") == 0) {
+   while (depth >= 0) {
+      bson_iter_t *it = &stack[depth].it;
+
+      if (!bson_iter_next (it)) {
+         depth--;
+         continue;
+      }
+      if (strcmp (bson_iter_key (it), "$near") == 0 ||
+          strcmp (bson_iter_key (it), "$nearSphere") == 0) {
          return true;
       }
-      if (BSON_ITER_HOLDS_DOCUMENT (&it) || BSON_ITER_HOLDS_ARRAY (&it)) {
-         const uint8_t *data;
-         uint32_t len;
-         bson_t sub;
-
-         if (BSON_ITER_HOLDS_DOCUMENT (&it)) {
-            bson_iter_document (&it, &len, &data);
-         } else {
-            bson_iter_array (&it, &len, &data);
-         }
-         if (bson_init_static (&sub, data, len) && mh_has_near (&sub)) {
-            return true;
-         }
+      if ((BSON_ITER_HOLDS_DOCUMENT (it) || BSON_ITER_HOLDS_ARRAY (it)) && depth < MH_MAX_DEPTH &&
+          bson_iter_recurse (it, &stack[depth + 1].it)) {
+         depth++;
       }
    }
    return false;
 }
 
-typedef struct {
-   const char *database;
-   const char *collection;
-   const bson_t *filter;
-   bool estimated;
-   int64_t count;
-} mh_count_ctx_t;
-
 static bool
-mh_count_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
-{
-   mh_count_ctx_t *c = ctx;
-   mongoc_collection_t *coll = mh_collection (client, db, c->database, c->collection);
-   bson_t empty = BSON_INITIALIZER;
-
-   if (c->estimated) {
-      c->count = mongoc_collection_estimated_document_count (coll, NULL, NULL, NULL, berr);
-   } else {
-      c->count = mongoc_collection_count_documents (
-         coll, c->filter ? c->filter : &empty, NULL, NULL, NULL, berr);
-   }
-   mongoc_collection_destroy (coll);
-   return c->count >= 0;
-}
-
-static bool
-mh_count (const char *op,
+mh_count (mh_opid_t op,
           const char *database,
           const char *collection,
           const bson_t *filter,
@@ -844,19 +545,20 @@ mh_count (const char *op,
           int64_t *count,
           mongo_helper_error_t *error)
 {
-   mh_count_ctx_t ctx = {database, collection, filter, estimated, 0};
-   char what[256], ns[200];
+   const mh_call_t call = {op, MH_OP_READ, database, collection, NULL};
+   const char *name = mh_op_name (op);
+   bson_t empty = BSON_INITIALIZER;
    bool ok;
 
    if (count) {
       *count = 0;
    }
-   if (!mh_target_check (op, database, collection, error) ||
-       (filter && !mh_doc_check (op, "filter", filter, error))) {
+   if (!mh_target_check (name, database, collection, error) ||
+       (filter && !mh_doc_check (name, "filter", filter, error))) {
       return false;
    }
    if (!count) {
-      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "%s: count is NULL", op);
+      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "%s: count is NULL", name);
    }
    if (mh_has_near (filter)) {
       return mh_fail (error,
@@ -864,11 +566,10 @@ mh_count (const char *op,
                       0,
                       "%s: the server cannot count with $near/$nearSphere; "
                       "use $geoWithin with $centerSphere instead",
-                      op);
+                      name);
    }
-   bson_snprintf (what, sizeof what, "%s on %s", op, mh_ns (ns, sizeof ns, database, collection));
-   ok = mh_run (what, MH_OP_READ, mh_count_op, &ctx, error);
-   *count = ok ? ctx.count : 0;
+   ok = mh_crud_count (&call, estimated ? NULL : filter ? filter : &empty, NULL, count, error);
+   bson_destroy (&empty);
    return ok;
 }
 
@@ -879,7 +580,7 @@ mongo_helper_count_documents (const char *database,
                               int64_t *count,
                               mongo_helper_error_t *error)
 {
-   return mh_count ("count_documents", database, collection, filter, false, count, error);
+   return mh_count (MH_OPID_COUNT_DOCUMENTS, database, collection, filter, false, count, error);
 }
 
 bool
@@ -888,36 +589,7 @@ mongo_helper_estimated_count (const char *database,
                               int64_t *count,
                               mongo_helper_error_t *error)
 {
-   return mh_count ("estimated_count", database, collection, NULL, true, count, error);
-}
-
-typedef struct {
-   const char *database;
-   const char *collection;
-   const bson_t *command;
-   bson_t *values;
-} mh_distinct_ctx_t;
-
-static bool
-mh_distinct_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
-{
-   mh_distinct_ctx_t *c = ctx;
-   mongoc_collection_t *coll = mh_collection (client, db, c->database, c->collection);
-   bson_t reply;
-   bson_iter_t it, child;
-   uint32_t i = 0;
-   bool ok = mongoc_collection_read_command_with_opts (coll, c->command, NULL, NULL, &reply, berr);
-
-   bson_reinit (c->values);
-   if (ok && bson_iter_init_find (&it, &reply, "values") && BSON_ITER_HOLDS_ARRAY (&it) &&
-       bson_iter_recurse (&it, &child)) {
-      while (bson_iter_next (&child)) {
-         mh_array_append_iter (c->values, i++, &child);
-      }
-   }
-   bson_destroy (&reply);
-   mongoc_collection_destroy (coll);
-   return ok;
+   return mh_count (MH_OPID_ESTIMATED_COUNT, database, collection, NULL, true, count, error);
 }
 
 bool
@@ -928,10 +600,7 @@ mongo_helper_distinct (const char *database,
                        bson_t *values,
                        mongo_helper_error_t *error)
 {
-   mh_distinct_ctx_t ctx = {database, collection, NULL, values};
-   bson_t cmd = BSON_INITIALIZER;
-   char what[256], ns[200];
-   bool ok;
+   const mh_call_t call = {MH_OPID_DISTINCT, MH_OP_READ, database, collection, NULL};
 
    if (!values) {
       mh_error_clear (error);
@@ -948,15 +617,5 @@ mongo_helper_distinct (const char *database,
                       0,
                       "distinct: the field name is NULL or empty");
    }
-   BSON_APPEND_UTF8 (&cmd, "distinct", collection);
-   BSON_APPEND_UTF8 (&cmd, "key", field);
-   if (filter) {
-      BSON_APPEND_DOCUMENT (&cmd, "query", filter);
-   }
-   ctx.command = &cmd;
-   bson_snprintf (
-      what, sizeof what, "distinct '%s' on %s", field, mh_ns (ns, sizeof ns, database, collection));
-   ok = mh_run (what, MH_OP_READ, mh_distinct_op, &ctx, error);
-   bson_destroy (&cmd);
-   return ok;
+   return mh_crud_distinct (&call, field, filter, values, error);
 }

@@ -48,15 +48,6 @@ mh_ew_abstime (int64_t mono_us)
    return ts;
 }
 
-static int64_t
-mh_ew_mono_us (void)
-{
-   struct timespec ts;
-
-   clock_gettime (CLOCK_MONOTONIC, &ts);
-   return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 typedef struct {
    mongo_helper_eventlog_t *log;
    bson_t **docs;
@@ -69,25 +60,24 @@ typedef struct {
  * (11000 on our own ObjectId: stored), or refused for good (dropped).
  * Anything else (no answer) fails so the batch is retried as a whole. */
 static bool
-mh_ew_write_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
+mh_ew_write_op (mh_attempt_t *a, void *ctx)
 {
    mh_ew_batch_t *b = ctx;
-   mongoc_collection_t *coll = mongoc_database_get_collection (db, b->log->coll);
    bson_t *opts = BCON_NEW ("ordered", BCON_BOOL (false));
-   mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts (coll, opts);
+   mongoc_bulk_operation_t *bulk =
+      mongoc_collection_create_bulk_operation_with_opts (a->coll, opts);
    bson_t reply;
    bson_iter_t it, we;
    uint64_t inserted, dup = 0, other = 0;
    bool ok = true;
 
-   (void) client;
    b->stored = b->refused = 0;
    for (size_t i = 0; ok && i < b->n; i++) {
-      ok = mongoc_bulk_operation_insert_with_opts (bulk, b->docs[i], NULL, berr);
+      ok = mongoc_bulk_operation_insert_with_opts (bulk, b->docs[i], NULL, &a->error);
    }
    if (!ok) {
       bson_init (&reply);
-   } else if (mongoc_bulk_operation_execute (bulk, &reply, berr) != 0) {
+   } else if (mongoc_bulk_operation_execute (bulk, &reply, &a->error) != 0) {
       b->stored = b->n;
    } else {
       inserted = (uint64_t) mh_bson_int64 (&reply, "nInserted");
@@ -114,14 +104,13 @@ mh_ew_write_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_
    bson_destroy (&reply);
    mongoc_bulk_operation_destroy (bulk);
    bson_destroy (opts);
-   mongoc_collection_destroy (coll);
    return ok;
 }
 
 static bool
 mh_ew_past_deadline (const mongo_helper_event_writer_t *w)
 {
-   return w->stop && mh_ew_mono_us () >= w->stop_deadline;
+   return w->stop && mh_mono_us () >= w->stop_deadline;
 }
 
 static void *
@@ -129,18 +118,18 @@ mh_ew_thread (void *arg)
 {
    mongo_helper_event_writer_t *w = arg;
    bson_t **batch = bson_malloc (w->opt.batch_size * sizeof *batch);
-   int64_t next = mh_ew_mono_us () + (int64_t) w->opt.flush_interval_ms * 1000;
+   int64_t next = mh_mono_us () + (int64_t) w->opt.flush_interval_ms * 1000;
 
    pthread_mutex_lock (&w->lock);
    for (;;) {
       mh_ew_batch_t b = {w->log, batch, 0, 0, 0};
       int64_t backoff = w->opt.backoff_min_ms;
 
-      while (!w->stop && !w->flush_now && w->len < w->opt.batch_size && mh_ew_mono_us () < next) {
+      while (!w->stop && !w->flush_now && w->len < w->opt.batch_size && mh_mono_us () < next) {
          struct timespec at = mh_ew_abstime (next);
          pthread_cond_timedwait (&w->wake, &w->lock, &at);
       }
-      next = mh_ew_mono_us () + (int64_t) w->opt.flush_interval_ms * 1000;
+      next = mh_mono_us () + (int64_t) w->opt.flush_interval_ms * 1000;
       if (w->len == 0) {
          w->flush_now = false;
          pthread_cond_broadcast (&w->room);
@@ -157,12 +146,13 @@ mh_ew_thread (void *arg)
       w->inflight = b.n;
       pthread_cond_broadcast (&w->room);
       for (;;) {
+         const mh_call_t call = {MH_OPID_EVENT_WRITER_WRITE, MH_OP_WRITE, NULL, w->log->coll, NULL};
          mongo_helper_error_t e;
          bool ok;
 
          pthread_mutex_unlock (&w->lock);
          ok = mh_web_ready (&w->log->setup, mh_eventlog_ensure_cb, w->log, &e) &&
-              mh_run ("write buffered user events", MH_OP_WRITE, mh_ew_write_op, &b, &e);
+              mh_run (&call, mh_ew_write_op, &b, &e);
          pthread_mutex_lock (&w->lock);
          if (ok) {
             w->st.stored += b.stored;
@@ -177,14 +167,14 @@ mh_ew_thread (void *arg)
          /* Server unreachable (or refusing): keep the batch, back off, and
           * let the queue absorb new events meanwhile. */
          {
-            int64_t until = mh_ew_mono_us () + backoff * 1000;
+            int64_t until = mh_mono_us () + backoff * 1000;
             struct timespec at;
 
             if (w->stop && w->stop_deadline < until) {
                until = w->stop_deadline;
             }
             at = mh_ew_abstime (until);
-            while (mh_ew_mono_us () < until) {
+            while (mh_mono_us () < until) {
                if (pthread_cond_timedwait (&w->wake, &w->lock, &at) != 0) {
                   break;
                }
@@ -297,7 +287,7 @@ mongo_helper_event_writer_log (mongo_helper_event_writer_t *writer,
    if (writer->len == writer->opt.queue_size) {
       switch (writer->opt.policy) {
       case MONGO_HELPER_QUEUE_BLOCK: {
-         int64_t until = mh_ew_mono_us () + (int64_t) writer->opt.block_timeout_ms * 1000;
+         int64_t until = mh_mono_us () + (int64_t) writer->opt.block_timeout_ms * 1000;
          struct timespec at = mh_ew_abstime (until);
 
          while (writer->len == writer->opt.queue_size && !writer->stop &&
@@ -344,7 +334,7 @@ mongo_helper_event_writer_flush (mongo_helper_event_writer_t *writer,
                                  int32_t timeout_ms,
                                  mongo_helper_error_t *error)
 {
-   int64_t until = mh_ew_mono_us () + (int64_t) (timeout_ms > 0 ? timeout_ms : 0) * 1000;
+   int64_t until = mh_mono_us () + (int64_t) (timeout_ms > 0 ? timeout_ms : 0) * 1000;
    struct timespec at = mh_ew_abstime (until);
    size_t left;
 
@@ -406,7 +396,7 @@ mongo_helper_event_writer_destroy (mongo_helper_event_writer_t *writer,
    }
    pthread_mutex_lock (&writer->lock);
    writer->stop = true;
-   writer->stop_deadline = mh_ew_mono_us () + (int64_t) (deadline_ms > 0 ? deadline_ms : 0) * 1000;
+   writer->stop_deadline = mh_mono_us () + (int64_t) (deadline_ms > 0 ? deadline_ms : 0) * 1000;
    pthread_cond_broadcast (&writer->wake);
    pthread_cond_broadcast (&writer->room);
    pthread_mutex_unlock (&writer->lock);

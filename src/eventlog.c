@@ -57,7 +57,7 @@ mongo_helper_eventlog_destroy (mongo_helper_eventlog_t *log)
    if (!log) {
       return;
    }
-   pthread_mutex_destroy (&log->setup.lock);
+   mh_web_setup_destroy (&log->setup);
    bson_free (log->coll);
    bson_free (log->granularity);
    bson_free (log);
@@ -87,10 +87,7 @@ mh_server_major (mongoc_client_t *client, bson_error_t *berr, bool *ok)
 }
 
 static bool
-mh_eventlog_ensure_op (mongoc_client_t *client,
-                       mongoc_database_t *db,
-                       void *ctx,
-                       bson_error_t *berr)
+mh_eventlog_ensure_op (mh_attempt_t *a, void *ctx)
 {
    mh_eventlog_ensure_t *e = ctx;
    mongo_helper_eventlog_t *l = e->log;
@@ -100,7 +97,7 @@ mh_eventlog_ensure_op (mongoc_client_t *client,
    };
    mh_web_ensure_t ens;
    bool ok;
-   int major = mh_server_major (client, berr, &ok);
+   int major = mh_server_major (a->client, &a->error, &ok);
 
    e->time_series = false;
    if (!ok) {
@@ -117,7 +114,7 @@ mh_eventlog_ensure_op (mongoc_client_t *client,
       bool exists = false;
 
       BSON_APPEND_DOCUMENT (&opts, "filter", filter);
-      cur = mongoc_database_find_collections_with_opts (db, &opts);
+      cur = mongoc_database_find_collections_with_opts (a->db, &opts);
       while (mongoc_cursor_next (cur, &doc)) {
          bson_iter_t it;
 
@@ -127,7 +124,7 @@ mh_eventlog_ensure_op (mongoc_client_t *client,
             e->time_series = true;
          }
       }
-      ok = !mongoc_cursor_error (cur, berr);
+      ok = !mongoc_cursor_error (cur, &a->error);
       mongoc_cursor_destroy (cur);
       bson_destroy (filter);
       bson_destroy (&opts);
@@ -146,8 +143,8 @@ mh_eventlog_ensure_op (mongoc_client_t *client,
          if (l->retention_s > 0) {
             BSON_APPEND_INT64 (create, "expireAfterSeconds", l->retention_s);
          }
-         ok = mongoc_database_command_simple (db, create, NULL, NULL, berr);
-         if (!ok && berr->code == 48) { /* NamespaceExists: a racing ensure */
+         ok = mongoc_database_command_simple (a->db, create, NULL, NULL, &a->error);
+         if (!ok && a->error.code == 48) { /* NamespaceExists: a racing ensure */
             ok = true;
          }
          e->time_series = ok;
@@ -162,7 +159,7 @@ mh_eventlog_ensure_op (mongoc_client_t *client,
    /* A time-series collection expires by its own expireAfterSeconds; a
     * regular one needs the TTL index (none when retention is 0). */
    ens.n = (e->time_series || l->retention_s == 0) ? 1 : 2;
-   return mh_web_ensure_op (client, db, &ens, berr);
+   return mh_web_ensure_op (a, &ens);
 }
 
 bool
@@ -171,6 +168,7 @@ mongo_helper_eventlog_ensure (mongo_helper_eventlog_t *log,
                               mongo_helper_error_t *error)
 {
    mh_eventlog_ensure_t e = {0};
+   mh_call_t call = {MH_OPID_EVENTLOG_ENSURE, MH_OP_WRITE | MH_OP_IDEMPOTENT, NULL, NULL, NULL};
 
    mh_error_clear (error);
    if (time_series) {
@@ -183,17 +181,14 @@ mongo_helper_eventlog_ensure (mongo_helper_eventlog_t *log,
                       "mongo_helper_eventlog_ensure: log is NULL");
    }
    e.log = log;
-   if (!mh_run ("ensure event log collection",
-                MH_OP_WRITE | MH_OP_IDEMPOTENT,
-                mh_eventlog_ensure_op,
-                &e,
-                error)) {
+   call.collection = log->coll;
+   if (!mh_run (&call, mh_eventlog_ensure_op, &e, error)) {
       return false;
    }
    if (time_series) {
       *time_series = e.time_series;
    }
-   atomic_store (&log->setup.done, true);
+   mh_web_setup_done (&log->setup);
    return true;
 }
 
@@ -245,7 +240,7 @@ mongo_helper_eventlog_log (mongo_helper_eventlog_t *log,
                            mongo_helper_error_t *error)
 {
    bson_t *doc;
-   mh_w_op_t o = {0};
+   mh_call_t call = {MH_OPID_EVENTLOG_LOG, MH_OP_WRITE, NULL, NULL, NULL};
    bool ok;
 
    mh_error_clear (error);
@@ -258,10 +253,8 @@ mongo_helper_eventlog_log (mongo_helper_eventlog_t *log,
    }
    ok = mh_web_ready (&log->setup, mh_eventlog_ensure_cb, log, error);
    if (ok) {
-      o.kind = MH_W_INSERT;
-      o.coll = log->coll;
-      o.filter = doc;
-      ok = mh_w_run ("log user event", &o, error);
+      call.collection = log->coll;
+      ok = mh_crud_insert_one (&call, doc, error);
    }
    bson_destroy (doc);
    return ok;
@@ -277,7 +270,7 @@ mongo_helper_eventlog_query (mongo_helper_eventlog_t *log,
    bson_t f = BSON_INITIALIZER;
    bson_t ts;
    bson_t *opts;
-   mh_w_op_t o = {0};
+   mh_call_t call = {MH_OPID_EVENTLOG_QUERY, MH_OP_READ, NULL, NULL, NULL};
    bool ok;
 
    mh_error_clear (error);
@@ -322,14 +315,10 @@ mongo_helper_eventlog_query (mongo_helper_eventlog_t *log,
                     "}",
                     "limit",
                     BCON_INT64 (query->limit > 0 ? query->limit : 100));
-   o.kind = MH_W_FIND_ALL;
-   o.coll = log->coll;
-   o.filter = &f;
-   o.opts = opts;
-   o.array = events_out;
-   ok = mh_w_run ("query user events", &o, error);
+   call.collection = log->coll;
+   ok = mh_crud_find (&call, &f, opts, false, events_out, error);
    if (ok && count) {
-      *count = (int32_t) o.n;
+      *count = (int32_t) bson_count_keys (events_out);
    }
    bson_destroy (opts);
    bson_destroy (&f);

@@ -75,17 +75,16 @@ mh_gfs_note_error (mh_gfs_ctx_t *c, const bson_error_t *berr)
 #define MH_GFS_IO_SIZE (255 * 1024)
 
 static bool
-mh_gfs_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
+mh_gfs_op (mh_attempt_t *a, void *ctx)
 {
    mh_gfs_ctx_t *c = ctx;
    const mongo_helper_gridfs_opts_t *o = c->opts;
    mongoc_gridfs_bucket_t *bucket;
-   mongoc_database_t *dbh;
    mongoc_stream_t *st = NULL;
    mongoc_cursor_t *cur;
    bson_t bopts = BSON_INITIALIZER;
    uint8_t *buf = NULL;
-   bool owned, ok = false;
+   bool ok = false;
 
    /* The path may run us again: start from a clean slate. */
    if (c->have_id) {
@@ -102,24 +101,22 @@ mh_gfs_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error
    if (o && o->chunk_size > 0) {
       BSON_APPEND_INT32 (&bopts, "chunkSizeBytes", o->chunk_size);
    }
-   dbh = mh_database (client, db, o ? o->database : NULL, &owned);
-   bucket = mongoc_gridfs_bucket_new (dbh, &bopts, NULL, berr);
+   bucket = mongoc_gridfs_bucket_new (a->db, &bopts, NULL, &a->error);
    bson_destroy (&bopts);
    if (!bucket) {
-      mh_database_done (dbh, owned);
       return false;
    }
 
    switch (c->kind) {
    case MH_GFS_PUT_STREAM:
       ok = mongoc_gridfs_bucket_upload_from_stream (
-         bucket, c->filename, c->stream, c->upload_opts, &c->file_id, berr);
+         bucket, c->filename, c->stream, c->upload_opts, &c->file_id, &a->error);
       c->have_id = ok;
       break;
 
    case MH_GFS_PUT_READER:
       st = mongoc_gridfs_bucket_open_upload_stream (
-         bucket, c->filename, c->upload_opts, &c->file_id, berr);
+         bucket, c->filename, c->upload_opts, &c->file_id, &a->error);
       if (!st) {
          break;
       }
@@ -134,7 +131,7 @@ mh_gfs_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error
          }
          if (n < 0 || n > MH_GFS_IO_SIZE) {
             c->aborted = true;
-            bson_set_error (berr,
+            bson_set_error (&a->error,
                             MONGOC_ERROR_GRIDFS,
                             MONGOC_ERROR_GRIDFS_BUCKET_STREAM,
                             "the read callback returned %" PRId64
@@ -145,7 +142,7 @@ mh_gfs_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error
             break;
          }
          if (mongoc_stream_write (st, buf, (size_t) n, 0) != (ssize_t) n) {
-            mongoc_gridfs_bucket_stream_error (st, berr);
+            mongoc_gridfs_bucket_stream_error (st, &a->error);
             ok = false;
             break;
          }
@@ -153,7 +150,7 @@ mh_gfs_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error
       /* Close writes the last chunk and the files document; an upload
        * that failed is aborted instead, which deletes its chunks. */
       if (ok && mongoc_stream_close (st) != 0) {
-         mongoc_gridfs_bucket_stream_error (st, berr);
+         mongoc_gridfs_bucket_stream_error (st, &a->error);
          ok = false;
       }
       if (!ok) {
@@ -167,9 +164,9 @@ mh_gfs_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error
       break;
 
    case MH_GFS_GET:
-      st = mongoc_gridfs_bucket_open_download_stream (bucket, c->file_id_in, berr);
+      st = mongoc_gridfs_bucket_open_download_stream (bucket, c->file_id_in, &a->error);
       if (!st) {
-         mh_gfs_note_error (c, berr);
+         mh_gfs_note_error (c, &a->error);
          break;
       }
       buf = bson_malloc (MH_GFS_IO_SIZE);
@@ -181,8 +178,8 @@ mh_gfs_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error
             break;
          }
          if (n < 0) {
-            if (!mongoc_gridfs_bucket_stream_error (st, berr)) {
-               bson_set_error (berr,
+            if (!mongoc_gridfs_bucket_stream_error (st, &a->error)) {
+               bson_set_error (&a->error,
                                MONGOC_ERROR_GRIDFS,
                                MONGOC_ERROR_GRIDFS_BUCKET_STREAM,
                                "reading the file failed");
@@ -192,7 +189,7 @@ mh_gfs_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error
          }
          if (!c->write (buf, (size_t) n, c->user_data)) {
             c->aborted = true;
-            bson_set_error (berr,
+            bson_set_error (&a->error,
                             MONGOC_ERROR_GRIDFS,
                             MONGOC_ERROR_GRIDFS_BUCKET_STREAM,
                             "download aborted by the write callback");
@@ -219,7 +216,7 @@ mh_gfs_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error
          BSON_APPEND_DOCUMENT (c->files, k, doc);
          c->count++;
       }
-      ok = !mongoc_cursor_error (cur, berr);
+      ok = !mongoc_cursor_error (cur, &a->error);
       mongoc_cursor_destroy (cur);
       bson_destroy (fopts);
       bson_destroy (&filter);
@@ -227,24 +224,29 @@ mh_gfs_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error
    }
 
    case MH_GFS_DELETE:
-      ok = mongoc_gridfs_bucket_delete_by_id (bucket, c->file_id_in, berr);
+      ok = mongoc_gridfs_bucket_delete_by_id (bucket, c->file_id_in, &a->error);
       if (!ok) {
-         mh_gfs_note_error (c, berr);
+         mh_gfs_note_error (c, &a->error);
       }
       break;
    }
 
    bson_free (buf);
    mongoc_gridfs_bucket_destroy (bucket);
-   mh_database_done (dbh, owned);
    return ok;
 }
 
 /* Runs a GridFS operation and refines the category of its error. */
 static bool
-mh_gfs_run (const char *what, unsigned flags, mh_gfs_ctx_t *c, mongo_helper_error_t *error)
+mh_gfs_run (mh_opid_t op,
+            unsigned flags,
+            const char *detail,
+            mh_gfs_ctx_t *c,
+            mongo_helper_error_t *error)
 {
-   if (mh_run (what, flags, mh_gfs_op, c, error)) {
+   const mh_call_t call = {op, flags, c->opts ? c->opts->database : NULL, NULL, detail};
+
+   if (mh_run (&call, mh_gfs_op, c, error)) {
       return true;
    }
    if (c->not_found) {
@@ -299,21 +301,18 @@ mh_gfs_check_put (mongo_helper_error_t *error,
 }
 
 static bool
-mh_gfs_put_common (const char *fn,
-                   mh_gfs_ctx_t *c,
+mh_gfs_put_common (mh_gfs_ctx_t *c,
                    const char *content_type,
                    const bson_t *metadata,
                    bson_value_t *file_id,
                    mongo_helper_error_t *error)
 {
    bson_t uopts;
-   char what[300];
    bool ok;
 
    mh_gfs_upload_opts (&uopts, content_type, metadata);
    c->upload_opts = &uopts;
-   bson_snprintf (what, sizeof what, "%s '%.200s'", fn, c->filename);
-   ok = mh_gfs_run (what, MH_OP_WRITE, c, error);
+   ok = mh_gfs_run (MH_OPID_GRIDFS_PUT, MH_OP_WRITE, c->filename, c, error);
    bson_destroy (&uopts);
    if (ok && file_id) {
       *file_id = c->file_id; /* ownership moves to the caller */
@@ -374,7 +373,7 @@ mongo_helper_gridfs_put (const mongo_helper_gridfs_opts_t *opts,
    c.read = mh_gfs_mem_read;
    c.restart = mh_gfs_mem_restart;
    c.user_data = &m;
-   return mh_gfs_put_common (fn, &c, content_type, metadata, file_id, error);
+   return mh_gfs_put_common (&c, content_type, metadata, file_id, error);
 }
 
 bool
@@ -402,7 +401,7 @@ mongo_helper_gridfs_put_reader (const mongo_helper_gridfs_opts_t *opts,
    c.filename = filename;
    c.read = read;
    c.user_data = user_data;
-   return mh_gfs_put_common (fn, &c, content_type, metadata, file_id, error);
+   return mh_gfs_put_common (&c, content_type, metadata, file_id, error);
 }
 
 bool
@@ -428,7 +427,7 @@ mongo_helper_gridfs_put_stream (const mongo_helper_gridfs_opts_t *opts,
    c.opts = opts;
    c.filename = filename;
    c.stream = source;
-   return mh_gfs_put_common (fn, &c, content_type, metadata, file_id, error);
+   return mh_gfs_put_common (&c, content_type, metadata, file_id, error);
 }
 
 bool
@@ -489,8 +488,7 @@ mh_gfs_check_id (mongo_helper_error_t *error,
 }
 
 static bool
-mh_gfs_get_common (const char *fn,
-                   const mongo_helper_gridfs_opts_t *opts,
+mh_gfs_get_common (const mongo_helper_gridfs_opts_t *opts,
                    const bson_value_t *file_id,
                    unsigned flags,
                    mongo_helper_write_fn write,
@@ -506,7 +504,7 @@ mh_gfs_get_common (const char *fn,
    c.write = write;
    c.restart = restart;
    c.user_data = user_data;
-   return mh_gfs_run (fn, flags, &c, error);
+   return mh_gfs_run (MH_OPID_GRIDFS_GET, flags, NULL, &c, error);
 }
 
 bool
@@ -525,7 +523,7 @@ mongo_helper_gridfs_get_writer (const mongo_helper_gridfs_opts_t *opts,
    if (!write) {
       return mh_bad_arg (error, fn, "the write callback is NULL");
    }
-   return mh_gfs_get_common (fn, opts, file_id, MH_OP_ONCE, write, NULL, user_data, error);
+   return mh_gfs_get_common (opts, file_id, MH_OP_ONCE, write, NULL, user_data, error);
 }
 
 typedef struct {
@@ -583,7 +581,7 @@ mongo_helper_gridfs_get (const mongo_helper_gridfs_opts_t *opts,
    }
    /* The buffer restarts if the path repeats the read: safe as MH_OP_READ. */
    if (!mh_gfs_get_common (
-          fn, opts, file_id, MH_OP_READ, mh_gfs_buf_write, mh_gfs_buf_restart, &b, error)) {
+          opts, file_id, MH_OP_READ, mh_gfs_buf_write, mh_gfs_buf_restart, &b, error)) {
       bson_free (b.data);
       return false;
    }
@@ -641,7 +639,7 @@ mongo_helper_gridfs_get_file (const mongo_helper_gridfs_opts_t *opts,
                       strerror (errno));
    }
    ok = mh_gfs_get_common (
-      fn, opts, file_id, MH_OP_READ, mh_gfs_file_write, mh_gfs_file_restart, f, error);
+      opts, file_id, MH_OP_READ, mh_gfs_file_write, mh_gfs_file_restart, f, error);
    if (fclose (f) != 0 && ok) {
       ok = mh_fail (error,
                     MONGO_HELPER_ERROR_INVALID_ARGUMENT,
@@ -680,7 +678,7 @@ mongo_helper_gridfs_get_stream (const mongo_helper_gridfs_opts_t *opts,
       return mh_bad_arg (error, fn, "the destination stream is NULL");
    }
    return mh_gfs_get_common (
-      fn, opts, file_id, MH_OP_ONCE, mh_gfs_stream_write, NULL, destination, error);
+      opts, file_id, MH_OP_ONCE, mh_gfs_stream_write, NULL, destination, error);
 }
 
 static void
@@ -722,7 +720,7 @@ mongo_helper_gridfs_find (const mongo_helper_gridfs_opts_t *opts,
    c.files = files;
    c.restart = mh_gfs_find_restart;
    c.user_data = &c;
-   if (!mh_gfs_run (fn, MH_OP_READ, &c, error)) {
+   if (!mh_gfs_run (MH_OPID_GRIDFS_FIND, MH_OP_READ, filename, &c, error)) {
       bson_reinit (files);
       return false;
    }
@@ -748,5 +746,5 @@ mongo_helper_gridfs_delete (const mongo_helper_gridfs_opts_t *opts,
    c.opts = opts;
    c.file_id_in = file_id;
    /* Deleting twice ends in NOT_FOUND, not in damage: safe to repeat. */
-   return mh_gfs_run (fn, MH_OP_WRITE | MH_OP_IDEMPOTENT, &c, error);
+   return mh_gfs_run (MH_OPID_GRIDFS_DELETE, MH_OP_WRITE | MH_OP_IDEMPOTENT, NULL, &c, error);
 }

@@ -6,23 +6,23 @@
 /* ---- indexes ---- */
 
 typedef struct {
-   const char *database;
-   const char *collection;
    const bson_t *command;
    const char *name;
    bson_t *results;
 } mh_index_ctx_t;
 
 static bool
-mh_create_index_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
+mh_create_index_op (mh_attempt_t *a, void *ctx)
 {
    mh_index_ctx_t *c = ctx;
-   mongoc_collection_t *coll = mh_collection (client, db, c->database, c->collection);
    bson_t reply;
-   bool ok = mongoc_collection_write_command_with_opts (coll, c->command, NULL, &reply, berr);
+   bool ok =
+      mongoc_collection_write_command_with_opts (a->coll, c->command, NULL, &reply, &a->error);
 
+   if (!ok) {
+      mh_attempt_labels (a, &reply);
+   }
    bson_destroy (&reply);
-   mongoc_collection_destroy (coll);
    return ok;
 }
 
@@ -34,11 +34,12 @@ mongo_helper_create_index (const char *database,
                            char **name_out,
                            mongo_helper_error_t *error)
 {
-   mh_index_ctx_t ctx = {database, collection, NULL, NULL, NULL};
+   mh_call_t call = {
+      MH_OPID_CREATE_INDEX, MH_OP_WRITE | MH_OP_IDEMPOTENT, database, collection, NULL};
+   mh_index_ctx_t ctx = {NULL, NULL, NULL};
    bson_t cmd = BSON_INITIALIZER, indexes, index;
    bson_iter_t it;
    char *name = NULL;
-   char what[400], ns[200];
    bool ok;
 
    if (name_out) {
@@ -90,13 +91,9 @@ mongo_helper_create_index (const char *database,
    bson_append_document_end (&indexes, &index);
    bson_append_array_end (&cmd, &indexes);
    ctx.command = &cmd;
-   bson_snprintf (what,
-                  sizeof what,
-                  "create_index '%s' on %s",
-                  name,
-                  mh_ns (ns, sizeof ns, database, collection));
+   call.detail = name;
    /* createIndexes with the same specification is a no-op on the server. */
-   ok = mh_run (what, MH_OP_WRITE | MH_OP_IDEMPOTENT, mh_create_index_op, &ctx, error);
+   ok = mh_run (&call, mh_create_index_op, &ctx, error);
    bson_destroy (&cmd);
    if (ok && name_out) {
       *name_out = name;
@@ -107,14 +104,13 @@ mongo_helper_create_index (const char *database,
 }
 
 static bool
-mh_list_indexes_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
+mh_list_indexes_op (mh_attempt_t *a, void *ctx)
 {
    mh_index_ctx_t *c = ctx;
-   mongoc_collection_t *coll = mh_collection (client, db, c->database, c->collection);
-   bool ok =
-      mh_cursor_drain (mongoc_collection_find_indexes_with_opts (coll, NULL), c->results, berr);
+   mongoc_collection_t *coll = a->coll;
+   bool ok = mh_cursor_drain (
+      mongoc_collection_find_indexes_with_opts (coll, NULL), c->results, &a->error);
 
-   mongoc_collection_destroy (coll);
    return ok;
 }
 
@@ -124,8 +120,8 @@ mongo_helper_list_indexes (const char *database,
                            bson_t *indexes,
                            mongo_helper_error_t *error)
 {
-   mh_index_ctx_t ctx = {database, collection, NULL, NULL, indexes};
-   char what[256], ns[200];
+   const mh_call_t call = {MH_OPID_LIST_INDEXES, MH_OP_READ, database, collection, NULL};
+   mh_index_ctx_t ctx = {NULL, NULL, indexes};
 
    if (!indexes) {
       mh_error_clear (error);
@@ -136,19 +132,16 @@ mongo_helper_list_indexes (const char *database,
    if (!mh_target_check ("list_indexes", database, collection, error)) {
       return false;
    }
-   bson_snprintf (
-      what, sizeof what, "list_indexes on %s", mh_ns (ns, sizeof ns, database, collection));
-   return mh_run (what, MH_OP_READ, mh_list_indexes_op, &ctx, error);
+   return mh_run (&call, mh_list_indexes_op, &ctx, error);
 }
 
 static bool
-mh_drop_index_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
+mh_drop_index_op (mh_attempt_t *a, void *ctx)
 {
    mh_index_ctx_t *c = ctx;
-   mongoc_collection_t *coll = mh_collection (client, db, c->database, c->collection);
-   bool ok = mongoc_collection_drop_index_with_opts (coll, c->name, NULL, berr);
+   mongoc_collection_t *coll = a->coll;
+   bool ok = mongoc_collection_drop_index_with_opts (coll, c->name, NULL, &a->error);
 
-   mongoc_collection_destroy (coll);
    return ok;
 }
 
@@ -158,8 +151,8 @@ mongo_helper_drop_index (const char *database,
                          const char *name,
                          mongo_helper_error_t *error)
 {
-   mh_index_ctx_t ctx = {database, collection, NULL, name, NULL};
-   char what[400], ns[200];
+   const mh_call_t call = {MH_OPID_DROP_INDEX, MH_OP_WRITE, database, collection, name};
+   mh_index_ctx_t ctx = {NULL, name, NULL};
 
    if (!mh_target_check ("drop_index", database, collection, error)) {
       return false;
@@ -171,10 +164,5 @@ mongo_helper_drop_index (const char *database,
                       "drop_index: give the name of one index (not NULL, "
                       "empty or \"*\")");
    }
-   bson_snprintf (what,
-                  sizeof what,
-                  "drop_index '%s' on %s",
-                  name,
-                  mh_ns (ns, sizeof ns, database, collection));
-   return mh_run (what, MH_OP_WRITE, mh_drop_index_op, &ctx, error);
+   return mh_run (&call, mh_drop_index_op, &ctx, error);
 }

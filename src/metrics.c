@@ -13,12 +13,35 @@ static const int32_t mh_hist_le_ms[] =
 #define MH_HIST_N (sizeof mh_hist_le_ms / sizeof *mh_hist_le_ms)
 
 typedef struct {
-   char name[MH_METRIC_NAME];
+   const char *name;
    uint64_t calls, ok, retries;
    uint64_t errors[MH_CATEGORIES];
    uint64_t buckets[MH_HIST_N + 1]; /* per bucket, +Inf last */
    uint64_t sum_us;
 } mh_op_metric_t;
+
+/* The live operation counters: one row per operation of the table, plain
+ * atomics, so the hot path takes no lock, formats nothing and looks
+ * nothing up. */
+typedef struct {
+   atomic_uint_least64_t calls, ok, retries, sum_us;
+   atomic_uint_least64_t errors[MH_CATEGORIES];
+   atomic_uint_least64_t buckets[MH_HIST_N + 1];
+} mh_op_live_t;
+
+static mh_op_live_t mh_ops_live[MH_OPID__COUNT];
+
+static const char *const mh_op_names[MH_OPID__COUNT] = {
+#define MH_OPID_NAME(id, name) [MH_OPID_##id] = name,
+   MH_OPERATIONS (MH_OPID_NAME)
+#undef MH_OPID_NAME
+};
+
+const char *
+mh_op_name (mh_opid_t op)
+{
+   return (unsigned) op < MH_OPID__COUNT ? mh_op_names[op] : "unknown";
+}
 
 typedef struct {
    char name[MH_METRIC_NAME];
@@ -27,8 +50,6 @@ typedef struct {
 
 static struct {
    pthread_mutex_t lock;
-   mh_op_metric_t ops[MH_METRIC_SLOTS];
-   size_t n_ops;
    mh_cmd_metric_t cmds[MH_METRIC_SLOTS];
    size_t n_cmds;
 } mh_m = {.lock = PTHREAD_MUTEX_INITIALIZER};
@@ -116,30 +137,30 @@ mh_metric_name (const char *in, char out[MH_METRIC_NAME])
    } while (0)
 
 void
-mh_metrics_op (const char *what, int64_t t0_us, int32_t retries, mongo_helper_category_t cat)
+mh_metrics_op (mh_opid_t op, int64_t t0_us, int32_t retries, mongo_helper_category_t cat)
 {
-   char name[MH_METRIC_NAME];
-   mh_op_metric_t *m;
-   int64_t us = bson_get_monotonic_time () - t0_us;
+   mh_op_live_t *m;
+   int64_t us = mh_mono_us () - t0_us;
    size_t b = 0;
 
-   mh_metric_name (what, name);
+   if ((unsigned) op >= MH_OPID__COUNT) {
+      return;
+   }
+   m = &mh_ops_live[op];
    while (b < MH_HIST_N && us > (int64_t) mh_hist_le_ms[b] * 1000) {
       b++;
    }
-   pthread_once (&mh_m_once, mh_m_init);
-   pthread_mutex_lock (&mh_m.lock);
-   MH_FIND_SLOT (mh_m.ops, mh_m.n_ops, name, m);
-   m->calls++;
-   m->retries += (uint64_t) retries;
-   if (cat == MONGO_HELPER_ERROR_NONE) {
-      m->ok++;
-   } else if ((int) cat >= 0 && (int) cat < MH_CATEGORIES) {
-      m->errors[cat]++;
+   atomic_fetch_add_explicit (&m->calls, 1, memory_order_relaxed);
+   if (retries > 0) {
+      atomic_fetch_add_explicit (&m->retries, (uint64_t) retries, memory_order_relaxed);
    }
-   m->buckets[b]++;
-   m->sum_us += (uint64_t) (us > 0 ? us : 0);
-   pthread_mutex_unlock (&mh_m.lock);
+   if (cat == MONGO_HELPER_ERROR_NONE) {
+      atomic_fetch_add_explicit (&m->ok, 1, memory_order_relaxed);
+   } else if ((int) cat >= 0 && (int) cat < MH_CATEGORIES) {
+      atomic_fetch_add_explicit (&m->errors[cat], 1, memory_order_relaxed);
+   }
+   atomic_fetch_add_explicit (&m->buckets[b], 1, memory_order_relaxed);
+   atomic_fetch_add_explicit (&m->sum_us, (uint64_t) (us > 0 ? us : 0), memory_order_relaxed);
 }
 
 static void
@@ -242,10 +263,21 @@ void
 mongo_helper_metrics_reset (void)
 {
    pthread_once (&mh_m_once, mh_m_init);
+   for (size_t i = 0; i < MH_OPID__COUNT; i++) {
+      mh_op_live_t *m = &mh_ops_live[i];
+      atomic_store (&m->calls, 0);
+      atomic_store (&m->ok, 0);
+      atomic_store (&m->retries, 0);
+      atomic_store (&m->sum_us, 0);
+      for (size_t c = 0; c < MH_CATEGORIES; c++) {
+         atomic_store (&m->errors[c], 0);
+      }
+      for (size_t b = 0; b <= MH_HIST_N; b++) {
+         atomic_store (&m->buckets[b], 0);
+      }
+   }
    pthread_mutex_lock (&mh_m.lock);
-   memset (mh_m.ops, 0, sizeof mh_m.ops);
    memset (mh_m.cmds, 0, sizeof mh_m.cmds);
-   mh_m.n_ops = 0;
    mh_m.n_cmds = 0;
    pthread_mutex_unlock (&mh_m.lock);
    atomic_store (&mh_pool_checkouts, 0);
@@ -255,7 +287,7 @@ mongo_helper_metrics_reset (void)
 
 /* A consistent copy, so formatting happens without the lock. */
 typedef struct {
-   mh_op_metric_t ops[MH_METRIC_SLOTS];
+   mh_op_metric_t ops[MH_OPID__COUNT];
    size_t n_ops;
    mh_cmd_metric_t cmds[MH_METRIC_SLOTS];
    size_t n_cmds;
@@ -269,10 +301,29 @@ mh_snapshot_new (void)
    mh_snapshot_t *s = bson_malloc0 (sizeof *s);
 
    pthread_once (&mh_m_once, mh_m_init);
+   /* Operations that never ran are left out, as before the table. */
+   for (size_t i = 0; i < MH_OPID__COUNT; i++) {
+      const mh_op_live_t *m = &mh_ops_live[i];
+      mh_op_metric_t *o = &s->ops[s->n_ops];
+
+      o->calls = atomic_load (&m->calls);
+      if (o->calls == 0) {
+         continue;
+      }
+      o->name = mh_op_names[i];
+      o->ok = atomic_load (&m->ok);
+      o->retries = atomic_load (&m->retries);
+      o->sum_us = atomic_load (&m->sum_us);
+      for (size_t c = 0; c < MH_CATEGORIES; c++) {
+         o->errors[c] = atomic_load (&m->errors[c]);
+      }
+      for (size_t b = 0; b <= MH_HIST_N; b++) {
+         o->buckets[b] = atomic_load (&m->buckets[b]);
+      }
+      s->n_ops++;
+   }
    pthread_mutex_lock (&mh_m.lock);
-   memcpy (s->ops, mh_m.ops, sizeof s->ops);
    memcpy (s->cmds, mh_m.cmds, sizeof s->cmds);
-   s->n_ops = mh_m.n_ops;
    s->n_cmds = mh_m.n_cmds;
    pthread_mutex_unlock (&mh_m.lock);
    mongo_helper_pool_stats (&s->pool);

@@ -92,6 +92,19 @@ typedef struct mh_fork_hook {
 
 void mh_fork_hook_add (mh_fork_hook_t *hook);
 
+/* The mutex (and, may be NULL, condition variable) of a handle the
+ * application creates: taken in prepare before every module's locks,
+ * released in parent and child; in the child the condition variable is
+ * initialised again (its waiters were the parent's threads).  Untrack it
+ * before destroying the handle. */
+void mh_fork_track (pthread_mutex_t *mutex, pthread_cond_t *cond);
+void mh_fork_untrack (pthread_mutex_t *mutex);
+
+/* How many fork()s lie between the process that started and this one
+ * (0 in the original process): state marked with it belongs to a thread
+ * of this process only if the numbers match. */
+unsigned mh_fork_count (void);
+
 /* The one wall clock (ms since the epoch) and the one monotonic clock
  * (µs, CLOCK_MONOTONIC like the event writer's condition variable). */
 int64_t mh_wall_ms (void);
@@ -116,18 +129,30 @@ bool mh_target_check (const char *what,
                       const char *collection,
                       mongo_helper_error_t *error);
 
-/* A caller's document: not NULL and within MH_MAX_BSON. */
+/* MongoDB's nesting limit for documents (100 levels).  Every walk of a
+ * caller's document, libbson's own validation included, recurses or keeps
+ * a stack this deep, so mh_doc_check() bounds the depth first, without
+ * recursing. */
+#define MH_MAX_DEPTH 100
+
+/* A frame of a non-recursive document walk (libbson over-aligns
+ * bson_iter_t, so a bare array of them is not allowed). */
+typedef struct {
+   bson_iter_t it;
+} mh_iter_frame_t;
+
+/* A caller's document: not NULL, within MH_MAX_BSON, well-formed and
+ * nested at most MH_MAX_DEPTH levels. */
 bool
 mh_doc_check (const char *what, const char *label, const bson_t *doc, mongo_helper_error_t *error);
 
+/* mh_doc_check() on each of `n` documents (the message names the index);
+ * also refuses a NULL or empty array. */
+bool
+mh_docs_check (const char *what, const bson_t *const *docs, size_t n, mongo_helper_error_t *error);
+
 /* INVALID_ARGUMENT "<fn>: <what>"; returns false. */
 bool mh_bad_arg (mongo_helper_error_t *error, const char *fn, const char *what);
-
-/* The collection, on the default database unless `database` names one. */
-mongoc_collection_t *mh_collection (mongoc_client_t *client,
-                                    mongoc_database_t *db,
-                                    const char *database,
-                                    const char *collection);
 
 /* The default database (borrowed, *owned false) or a named one (owned). */
 mongoc_database_t *
@@ -141,8 +166,6 @@ void mh_array_append_iter (bson_t *array, uint32_t i, const bson_iter_t *it);
 bool mh_cursor_drain (mongoc_cursor_t *cursor, bson_t *results, bson_error_t *berr);
 /* Any numeric field (dotted path allowed) as int64; 0 when absent. */
 int64_t mh_bson_int64 (const bson_t *doc, const char *dotted);
-/* "database.collection" for messages. */
-const char *mh_ns (char *buf, size_t size, const char *database, const char *collection);
 
 /* Overrides the category mh_run chose, where an area knows better. */
 void mh_recategorize (mongo_helper_error_t *error, mongo_helper_category_t cat);
@@ -175,10 +198,87 @@ void mh_backoff_sleep (const mongo_helper_retry_policy_t *pol, int32_t attempt);
 
 /* ==== Layer 5: metrics.c ============================================= */
 
+/* Every operation the library runs through mh_run(), in one table: its id
+ * and its name, which is both the metric label (op="...") and the first
+ * word of its error messages.  Names are snake_case and never change
+ * meaning (dashboards key on them). */
+#define MH_OPERATIONS(X)                                  \
+   X (COMMAND, "command")                                 \
+   X (READ_COMMAND, "read_command")                       \
+   X (INSERT_ONE, "insert_one")                           \
+   X (INSERT_MANY, "insert_many")                         \
+   X (FIND, "find")                                       \
+   X (FIND_ONE, "find_one")                               \
+   X (FIND_STREAM, "find_stream")                         \
+   X (UPDATE_ONE, "update_one")                           \
+   X (UPDATE_MANY, "update_many")                         \
+   X (REPLACE_ONE, "replace_one")                         \
+   X (DELETE_ONE, "delete_one")                           \
+   X (DELETE_MANY, "delete_many")                         \
+   X (COUNT_DOCUMENTS, "count_documents")                 \
+   X (ESTIMATED_COUNT, "estimated_count")                 \
+   X (DISTINCT, "distinct")                               \
+   X (BULK_INSERT, "bulk_insert")                         \
+   X (AGGREGATE, "aggregate")                             \
+   X (AGGREGATE_STREAM, "aggregate_stream")               \
+   X (CREATE_INDEX, "create_index")                       \
+   X (LIST_INDEXES, "list_indexes")                       \
+   X (DROP_INDEX, "drop_index")                           \
+   X (TEXT_SEARCH, "text_search")                         \
+   X (GEO_NEAR, "geo_near")                               \
+   X (GEO_WITHIN_POLYGON, "geo_within_polygon")           \
+   X (GEO_WITHIN_CIRCLE, "geo_within_circle")             \
+   X (GRIDFS_PUT, "gridfs_put")                           \
+   X (GRIDFS_GET, "gridfs_get")                           \
+   X (GRIDFS_FIND, "gridfs_find")                         \
+   X (GRIDFS_DELETE, "gridfs_delete")                     \
+   X (WATCH, "watch")                                     \
+   X (DB_STATS, "db_stats")                               \
+   X (COLLECTION_STATS, "collection_stats")               \
+   X (COLLECTION_NAMES, "collection_names")               \
+   X (SERVER_STATUS, "server_status")                     \
+   X (SESSIONS_ENSURE_INDEXES, "sessions_ensure_indexes") \
+   X (SESSIONS_CREATE, "sessions_create")                 \
+   X (SESSIONS_LOAD, "sessions_load")                     \
+   X (SESSIONS_SAVE, "sessions_save")                     \
+   X (SESSIONS_SET, "sessions_set")                       \
+   X (SESSIONS_UNSET, "sessions_unset")                   \
+   X (SESSIONS_SET_USER, "sessions_set_user")             \
+   X (SESSIONS_TOUCH, "sessions_touch")                   \
+   X (SESSIONS_DELETE, "sessions_delete")                 \
+   X (SESSIONS_REGENERATE, "sessions_regenerate")         \
+   X (SESSIONS_DELETE_USER, "sessions_delete_user")       \
+   X (SESSIONS_COUNT, "sessions_count")                   \
+   X (CACHE_ENSURE_INDEXES, "cache_ensure_indexes")       \
+   X (CACHE_SET, "cache_set")                             \
+   X (CACHE_ADD, "cache_add")                             \
+   X (CACHE_GET, "cache_get")                             \
+   X (CACHE_GET_MANY, "cache_get_many")                   \
+   X (CACHE_INCR, "cache_incr")                           \
+   X (CACHE_DELETE, "cache_delete")                       \
+   X (CACHE_TOUCH, "cache_touch")                         \
+   X (CACHE_CLEAR, "cache_clear")                         \
+   X (CACHE_LEASE, "cache_lease")                         \
+   X (CACHE_REAP, "cache_reap")                           \
+   X (EVENTLOG_ENSURE, "eventlog_ensure")                 \
+   X (EVENTLOG_LOG, "eventlog_log")                       \
+   X (EVENTLOG_QUERY, "eventlog_query")                   \
+   X (EVENT_WRITER_WRITE, "event_writer_write")
+
+typedef enum {
+#define MH_OPID_ENUM(id, name) MH_OPID_##id,
+   MH_OPERATIONS (MH_OPID_ENUM)
+#undef MH_OPID_ENUM
+      MH_OPID__COUNT
+} mh_opid_t;
+
+/* The operation's name ("insert_one"); "unknown" outside the table. */
+const char *mh_op_name (mh_opid_t op);
+
 /* Installs command monitoring on a new pool, before its first pop. */
 void mh_metrics_attach (mongoc_client_pool_t *pool);
 /* One finished operation of mh_run(). */
-void mh_metrics_op (const char *what, int64_t t0_us, int32_t retries, mongo_helper_category_t cat);
+void mh_metrics_op (mh_opid_t op, int64_t t0_us, int32_t retries, mongo_helper_category_t cat);
 /* Pool gauges. */
 void mh_pool_wait_begin (void);
 void mh_pool_wait_end (bool got);
@@ -187,13 +287,18 @@ void mh_pool_returned (void);
 /* ==== Layer 6: the core, mongo_helper.c ============================== */
 
 /* Every operation of the library runs through mh_run(), so that error
- * mapping, retries and metrics live in one place.  An operation is a
- * function of the thread's client and default database that reports
- * failure in a bson_error_t. */
-typedef bool (*mh_op_fn) (mongoc_client_t *client,
-                          mongoc_database_t *db,
-                          void *ctx,
-                          bson_error_t *berr);
+ * mapping, retries and metrics live in one place.  A call names the
+ * operation, whether repeating it is safe, and where it runs; mh_run gives
+ * the operation function the thread's handles for that place. */
+typedef struct {
+   mongoc_client_t *client;
+   mongoc_database_t *db;     /* the call's database (default or named) */
+   mongoc_collection_t *coll; /* the call's collection, or NULL; borrowed */
+   bson_error_t error;        /* set by a failing operation */
+   unsigned labels;           /* MH_LABEL_* of the server's error reply */
+} mh_attempt_t;
+
+typedef bool (*mh_op_fn) (mh_attempt_t *a, void *ctx);
 
 /* What an operation is, so the path knows whether repeating it is safe. */
 enum {
@@ -209,9 +314,39 @@ enum {
  * a write without MH_OP_IDEMPOTENT is the flag set it never repeats. */
 #define MH_OP_ONCE MH_OP_WRITE
 
+typedef struct {
+   mh_opid_t op;
+   unsigned flags;         /* MH_OP_* */
+   const char *database;   /* NULL: the default database */
+   const char *collection; /* NULL: the operation has none */
+   const char *detail;     /* NULL, or words for the error message */
+} mh_call_t;
+
+/* Server error labels an operation saw (mh_attempt_labels). */
+enum {
+   MH_LABEL_RETRYABLE_WRITE = 1u << 0,
+   MH_LABEL_TRANSIENT_TRANSACTION = 1u << 1,
+   MH_LABEL_RESUMABLE_CHANGE_STREAM = 1u << 2,
+};
+
+/* Records the error labels of a server reply for mh_run's decision. */
+void mh_attempt_labels (mh_attempt_t *a, const bson_t *reply);
+
 /* Runs `fn`, retrying transient failures of reads and idempotent writes
- * with backoff, behind the circuit breaker, and records metrics. */
-bool mh_run (const char *what, unsigned flags, mh_op_fn fn, void *ctx, mongo_helper_error_t *error);
+ * with backoff, behind the circuit breaker, and records metrics.  On
+ * failure the message reads "<op> [detail] on <db>[.<coll>] failed: ...",
+ * formatted only then. */
+bool mh_run (const mh_call_t *call, mh_op_fn fn, void *ctx, mongo_helper_error_t *error);
+
+/* mongo_helper_command() on `database` (NULL: the default one). */
+bool mh_command_on (const char *database,
+                    const bson_t *command,
+                    bson_t *reply,
+                    mongo_helper_error_t *error);
+
+/* "database.collection" for a message, with the default database's real
+ * name when `database` is NULL. */
+const char *mh_ns (char *buf, size_t size, const char *database, const char *collection);
 
 /* Runs {cmd_name: 1} on admin through the dedicated client (not the
  * pool) within `timeout_ms` (<= 0: 2000 ms).  `reply` is always
@@ -222,16 +357,95 @@ bool mh_direct_command (const char *cmd_name,
                         int64_t *elapsed_us,
                         mongo_helper_error_t *error);
 
-/* ==== Layer 7: crud.c (shared), stream.c, health.c ==================== */
+/* ==== Layer 7: ops.c (shared), stream.c, health.c ===================== */
 
 #define MH_EARTH_RADIUS_M 6378100.0
 
-/* crud.c */
+/* ops.c: the document operations every area above runs.  Each takes a
+ * ready call (operation, flags, place) and arguments its caller checked. */
+
+/* Finds into `results` (an array, reinitialised); first_only stops at one. */
+bool mh_crud_find (const mh_call_t *call,
+                   const bson_t *filter,
+                   const bson_t *opts,
+                   bool first_only,
+                   bson_t *results,
+                   mongo_helper_error_t *error);
+
+/* The first match copied into `doc` (reinitialised; empty when none). */
+bool mh_crud_find_one (const mh_call_t *call,
+                       const bson_t *filter,
+                       const bson_t *opts,
+                       bson_t *doc,
+                       bool *found,
+                       mongo_helper_error_t *error);
+
+bool mh_crud_insert_one (const mh_call_t *call, const bson_t *doc, mongo_helper_error_t *error);
+
+bool mh_crud_insert_many (const mh_call_t *call,
+                          const bson_t *const *docs,
+                          size_t n,
+                          bool ordered,
+                          int64_t *inserted,
+                          mongo_helper_error_t *error);
+
+/* The one place an _id is made: NULL when `doc` has one, else a copy with
+ * a new ObjectId first.  `id` (may be NULL) is left on the _id to insert. */
+bson_t *mh_doc_with_id (const bson_t *doc, bson_iter_t *id);
+
+typedef enum { MH_UPDATE_ONE, MH_UPDATE_MANY, MH_REPLACE_ONE } mh_update_kind_t;
+
+/* `result` (may be NULL) is reset first, then filled on success. */
+bool mh_crud_update (const mh_call_t *call,
+                     mh_update_kind_t kind,
+                     const bson_t *filter,
+                     const bson_t *update,
+                     bool upsert,
+                     mongo_helper_update_result_t *result,
+                     mongo_helper_error_t *error);
+void mh_update_result_reset (mongo_helper_update_result_t *result);
+
+bool mh_crud_delete (const mh_call_t *call,
+                     const bson_t *filter,
+                     bool many,
+                     int64_t *deleted,
+                     mongo_helper_error_t *error);
+
+/* count_documents with `filter`, or the estimated count when it is NULL. */
+bool mh_crud_count (const mh_call_t *call,
+                    const bson_t *filter,
+                    const bson_t *opts,
+                    int64_t *count,
+                    mongo_helper_error_t *error);
+
+enum { MH_FAM_UPSERT = 1u << 0, MH_FAM_RETURN_NEW = 1u << 1, MH_FAM_REMOVE = 1u << 2 };
+
+/* findAndModify: the document before (or, with MH_FAM_RETURN_NEW, after)
+ * the change, or removed, into `doc` (reinitialised); *found. */
+bool mh_crud_find_and_modify (const mh_call_t *call,
+                              const bson_t *filter,
+                              const bson_t *update,
+                              const bson_t *sort,
+                              unsigned flags,
+                              bson_t *doc,
+                              bool *found,
+                              mongo_helper_error_t *error);
+
+/* The distinct values of `field` into `values` (an array). */
+bool mh_crud_distinct (const mh_call_t *call,
+                       const char *field,
+                       const bson_t *filter,
+                       bson_t *values,
+                       mongo_helper_error_t *error);
+
+/* The find options struct as the find command's options. */
 bool mh_find_opts (const char *what,
                    const mongo_helper_find_opts_t *o,
                    bson_t *out,
                    mongo_helper_error_t *error);
-bool mh_find_exec (const char *op,
+
+/* A read with ready-made options: checks the filter, then finds. */
+bool mh_find_exec (mh_opid_t op,
                    const char *database,
                    const char *collection,
                    const bson_t *filter,
@@ -251,7 +465,10 @@ typedef struct {
    void *user_data;
 } mh_stream_ctx_t;
 
-bool mh_stream_run (const char *op, mh_stream_ctx_t *ctx, mongo_helper_error_t *error);
+bool mh_stream_run (mh_opid_t op, mh_stream_ctx_t *ctx, mongo_helper_error_t *error);
+
+/* ==== Layer 8: crud, aggregate, bulk, index, search, gridfs, watch, stats:
+ * nothing shared. */
 
 /* ==== Layer 9: web helpers (web.c shared), concurrent.c ============== */
 
@@ -259,38 +476,28 @@ bool mh_stream_run (const char *op, mh_stream_ctx_t *ctx, mongo_helper_error_t *
  * (_id, dates): the web helpers keep this margin. */
 #define MH_WEB_ENVELOPE 4096
 
-/* -- Generic single-collection operations of the helpers (web.c). */
-typedef enum {
-   MH_W_FIND_ONE,
-   MH_W_FIND_ALL,
-   MH_W_INSERT,
-   MH_W_UPDATE,
-   MH_W_REPLACE,
-   MH_W_DELETE,
-   MH_W_COUNT,
-   MH_W_FAM
-} mh_w_kind_t;
+/* -- The helpers' operations (web.c): one update, reporting how many
+ * documents it matched or upserted. */
+bool mh_web_update (const mh_call_t *call,
+                    mh_update_kind_t kind,
+                    const bson_t *filter,
+                    const bson_t *update,
+                    bool upsert,
+                    int64_t *addressed,
+                    mongo_helper_error_t *error);
 
-typedef struct {
-   mh_w_kind_t kind;
-   const char *coll;
-   const bson_t *filter; /* the document for INSERT */
-   const bson_t *update; /* UPDATE/REPLACE/FAM */
-   const bson_t *opts;   /* find options (projection, sort, limit) */
-   bool upsert;
-   bool many;
-   /* results */
-   bson_t *found; /* FIND_ONE, FAM: initialised by the caller */
-   bson_t *array; /* FIND_ALL: initialised by the caller */
-   bool hit;
-   int64_t n; /* matched, deleted, counted or found */
-} mh_w_op_t;
-
+/* Lazy index set-up of one helper handle: the first request runs ensure
+ * and the others wait for it, but no lock is held across the network. */
 typedef struct {
    bool lazy;
-   atomic_bool done;
+   atomic_bool done; /* the fast path */
    pthread_mutex_t lock;
+   pthread_cond_t cond;
+   int state;           /* MH_SETUP_*, under lock */
+   unsigned fork_count; /* of the process whose thread runs it */
 } mh_web_setup_t;
+
+enum { MH_SETUP_TODO, MH_SETUP_RUNNING, MH_SETUP_DONE };
 
 typedef bool (*mh_web_ensure_fn) (void *handle, mongo_helper_error_t *error);
 
@@ -314,10 +521,11 @@ bool mh_web_id_new (char out[MONGO_HELPER_SESSION_ID_SIZE], mongo_helper_error_t
 bool mh_web_coll_name_ok (const char *name, mongo_helper_error_t *error);
 bool mh_web_str_ok (const char *s, const char *what, mongo_helper_error_t *error);
 bool mh_web_size_ok (size_t len, const char *what, mongo_helper_error_t *error);
-bool mh_w_run (const char *what, mh_w_op_t *o, mongo_helper_error_t *error);
-bool
-mh_web_ensure_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr);
+bool mh_web_ensure_op (mh_attempt_t *a, void *ctx);
 void mh_web_setup_init (mh_web_setup_t *s, bool lazy);
+void mh_web_setup_destroy (mh_web_setup_t *s);
+/* An explicit ensure succeeded: the lazy one is no longer needed. */
+void mh_web_setup_done (mh_web_setup_t *s);
 bool
 mh_web_ready (mh_web_setup_t *s, mh_web_ensure_fn fn, void *handle, mongo_helper_error_t *error);
 void mh_web_append_date (bson_t *b, const char *key, int64_t ms);

@@ -58,7 +58,7 @@ mongo_helper_text_search (const char *database,
    if (limit > 0) {
       BSON_APPEND_INT64 (&opts, "limit", limit);
    }
-   ok = mh_find_exec ("text_search", database, collection, &f, &opts, results, error);
+   ok = mh_find_exec (MH_OPID_TEXT_SEARCH, database, collection, &f, &opts, results, error);
    bson_destroy (&f);
    bson_destroy (&opts);
    return ok;
@@ -135,7 +135,7 @@ mongo_helper_geo_near (const char *database,
    if (limit > 0) {
       BSON_APPEND_INT64 (&opts, "limit", limit);
    }
-   ok = mh_find_exec ("geo_near", database, collection, filter, &opts, results, error);
+   ok = mh_find_exec (MH_OPID_GEO_NEAR, database, collection, filter, &opts, results, error);
    bson_destroy (filter);
    bson_destroy (&opts);
    return ok;
@@ -201,7 +201,8 @@ mongo_helper_geo_within_polygon (const char *database,
    bson_append_document_end (&w, &g);
    bson_append_document_end (&f, &w);
    bson_append_document_end (&filter, &f);
-   ok = mh_find_exec ("geo_within_polygon", database, collection, &filter, NULL, results, error);
+   ok = mh_find_exec (
+      MH_OPID_GEO_WITHIN_POLYGON, database, collection, &filter, NULL, results, error);
    bson_destroy (&filter);
    return ok;
 }
@@ -238,7 +239,8 @@ mongo_helper_geo_within_circle (const char *database,
                       "]",
                       "}",
                       "}");
-   ok = mh_find_exec ("geo_within_circle", database, collection, filter, NULL, results, error);
+   ok =
+      mh_find_exec (MH_OPID_GEO_WITHIN_CIRCLE, database, collection, filter, NULL, results, error);
    bson_destroy (filter);
    return ok;
 }

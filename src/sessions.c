@@ -64,7 +64,7 @@ mongo_helper_sessions_destroy (mongo_helper_sessions_t *sessions)
    if (!sessions) {
       return;
    }
-   pthread_mutex_destroy (&sessions->setup.lock);
+   mh_web_setup_destroy (&sessions->setup);
    bson_free (sessions->coll);
    bson_free (sessions);
 }
@@ -77,6 +77,8 @@ mongo_helper_sessions_ensure (mongo_helper_sessions_t *sessions, mongo_helper_er
       {"userId_1", "userId", 1, NULL, 0, -1},
    };
    mh_web_ensure_t e;
+   mh_call_t call = {
+      MH_OPID_SESSIONS_ENSURE_INDEXES, MH_OP_WRITE | MH_OP_IDEMPOTENT, NULL, NULL, NULL};
 
    mh_error_clear (error);
    if (!sessions) {
@@ -88,11 +90,11 @@ mongo_helper_sessions_ensure (mongo_helper_sessions_t *sessions, mongo_helper_er
    e.coll = sessions->coll;
    e.ix = ix;
    e.n = 2;
-   if (!mh_run (
-          "ensure sessions indexes", MH_OP_WRITE | MH_OP_IDEMPOTENT, mh_web_ensure_op, &e, error)) {
+   call.collection = sessions->coll;
+   if (!mh_run (&call, mh_web_ensure_op, &e, error)) {
       return false;
    }
-   atomic_store (&sessions->setup.done, true);
+   mh_web_setup_done (&sessions->setup);
    return true;
 }
 
@@ -176,7 +178,7 @@ mh_session_expiry (const mongo_helper_sessions_t *s, int64_t now, int64_t abs_ex
 
 static bool
 mh_session_insert (mongo_helper_sessions_t *s,
-                   const char *what,
+                   mh_opid_t op,
                    const bson_t *data,
                    const char *user_id,
                    int64_t created,
@@ -189,7 +191,7 @@ mh_session_insert (mongo_helper_sessions_t *s,
    bson_t doc = BSON_INITIALIZER;
    bson_t empty = BSON_INITIALIZER;
    int64_t now = mh_wall_ms ();
-   mh_w_op_t o = {0};
+   const mh_call_t call = {op, MH_OP_WRITE, NULL, s->coll, NULL};
    bool ok;
 
    if (!mh_web_id_new (id, error) || !mh_session_key (id, hex, error)) {
@@ -212,10 +214,7 @@ mh_session_insert (mongo_helper_sessions_t *s,
    if (abs_exp > 0) {
       mh_web_append_date (&doc, "absoluteExpiresAt", abs_exp);
    }
-   o.kind = MH_W_INSERT;
-   o.coll = s->coll;
-   o.filter = &doc;
-   ok = mh_w_run (what, &o, error);
+   ok = mh_crud_insert_one (&call, &doc, error);
    if (ok) {
       memcpy (id_out, id, sizeof id);
    }
@@ -246,28 +245,25 @@ mongo_helper_sessions_create (mongo_helper_sessions_t *sessions,
    if (data && !mh_web_size_ok (data->len, "session data", error)) {
       return false;
    }
-   return mh_session_insert (sessions, "create session", data, user_id, 0, 0, id_out, error);
+   return mh_session_insert (sessions, MH_OPID_SESSIONS_CREATE, data, user_id, 0, 0, id_out, error);
 }
 
 /* Reads the live session document (all fields) into `doc`. */
 static bool
 mh_session_read (mongo_helper_sessions_t *s,
+                 mh_opid_t op,
                  const char *hex,
                  bson_t *doc,
                  mongo_helper_error_t *error)
 {
+   const mh_call_t call = {op, MH_OP_READ, NULL, s->coll, NULL};
    bson_t f = BSON_INITIALIZER;
-   mh_w_op_t o = {0};
-   bool ok;
+   bool ok, found;
 
    mh_session_filter (&f, hex, mh_wall_ms ());
-   o.kind = MH_W_FIND_ONE;
-   o.coll = s->coll;
-   o.filter = &f;
-   o.found = doc;
-   ok = mh_w_run ("load session", &o, error);
+   ok = mh_crud_find_one (&call, &f, NULL, doc, &found, error);
    bson_destroy (&f);
-   if (ok && !o.hit) {
+   if (ok && !found) {
       return mh_session_not_found (error);
    }
    return ok;
@@ -309,7 +305,7 @@ mongo_helper_sessions_load (mongo_helper_sessions_t *sessions,
                       0,
                       "mongo_helper_sessions_load: data_out is NULL");
    }
-   ok = mh_session_read (sessions, hex, &doc, error);
+   ok = mh_session_read (sessions, MH_OPID_SESSIONS_LOAD, hex, &doc, error);
    if (ok && bson_iter_init_find (&it, &doc, "data") && BSON_ITER_HOLDS_DOCUMENT (&it)) {
       uint32_t len;
       const uint8_t *d;
@@ -328,23 +324,20 @@ mongo_helper_sessions_load (mongo_helper_sessions_t *sessions,
 /* One update on a live session; NOT_FOUND when it matched nothing. */
 static bool
 mh_session_update (mongo_helper_sessions_t *s,
-                   const char *what,
+                   mh_opid_t op,
                    const char *hex,
                    const bson_t *update,
                    mongo_helper_error_t *error)
 {
+   const mh_call_t call = {op, MH_OP_WRITE, NULL, s->coll, NULL};
    bson_t f = BSON_INITIALIZER;
-   mh_w_op_t o = {0};
+   int64_t n;
    bool ok;
 
    mh_session_filter (&f, hex, mh_wall_ms ());
-   o.kind = MH_W_UPDATE;
-   o.coll = s->coll;
-   o.filter = &f;
-   o.update = update;
-   ok = mh_w_run (what, &o, error);
+   ok = mh_web_update (&call, MH_UPDATE_ONE, &f, update, false, &n, error);
    bson_destroy (&f);
-   if (ok && o.n == 0) {
+   if (ok && n == 0) {
       return mh_session_not_found (error);
    }
    return ok;
@@ -371,7 +364,7 @@ mongo_helper_sessions_save (mongo_helper_sessions_t *sessions,
       return false;
    }
    u = BCON_NEW ("$set", "{", "data", BCON_DOCUMENT (data), "}");
-   ok = mh_session_update (sessions, "save session", hex, u, error);
+   ok = mh_session_update (sessions, MH_OPID_SESSIONS_SAVE, hex, u, error);
    bson_destroy (u);
    return ok;
 }
@@ -428,7 +421,7 @@ mongo_helper_sessions_set (mongo_helper_sessions_t *sessions,
                     "mongo_helper_sessions_set: fields is empty");
    }
    if (ok) {
-      ok = mh_session_update (sessions, "set session fields", hex, &u, error);
+      ok = mh_session_update (sessions, MH_OPID_SESSIONS_SET, hex, &u, error);
    }
    bson_destroy (&u);
    return ok;
@@ -476,7 +469,7 @@ mongo_helper_sessions_unset (mongo_helper_sessions_t *sessions,
    }
    bson_append_document_end (&u, &unset);
    if (ok) {
-      ok = mh_session_update (sessions, "unset session fields", hex, &u, error);
+      ok = mh_session_update (sessions, MH_OPID_SESSIONS_UNSET, hex, &u, error);
    }
    bson_destroy (&u);
    return ok;
@@ -500,7 +493,7 @@ mongo_helper_sessions_set_user (mongo_helper_sessions_t *sessions,
    }
    u = user_id ? BCON_NEW ("$set", "{", "userId", BCON_UTF8 (user_id), "}")
                : BCON_NEW ("$unset", "{", "userId", BCON_UTF8 (""), "}");
-   ok = mh_session_update (sessions, "set session user", hex, u, error);
+   ok = mh_session_update (sessions, MH_OPID_SESSIONS_SET_USER, hex, u, error);
    bson_destroy (u);
    return ok;
 }
@@ -516,16 +509,17 @@ mongo_helper_sessions_touch (mongo_helper_sessions_t *sessions,
    bson_t f = BSON_INITIALIZER;
    bson_t u = BSON_INITIALIZER;
    bson_t set, lt;
-   mh_w_op_t o = {0};
+   const mh_call_t call = {MH_OPID_SESSIONS_TOUCH, MH_OP_WRITE, NULL, NULL, NULL};
+   mh_call_t write = call;
    int64_t now = mh_wall_ms ();
-   int64_t threshold;
+   int64_t threshold, n = 0;
    bool ok;
 
    if (wrote) {
       *wrote = false;
    }
-   ok =
-      mh_sessions_begin (sessions, id, hex, error) && mh_session_read (sessions, hex, &doc, error);
+   ok = mh_sessions_begin (sessions, id, hex, error) &&
+        mh_session_read (sessions, MH_OPID_SESSIONS_TOUCH, hex, &doc, error);
    if (!ok) {
       goto cleanup;
    }
@@ -545,13 +539,10 @@ mongo_helper_sessions_touch (mongo_helper_sessions_t *sessions,
                        "expiresAt",
                        mh_session_expiry (sessions, now, mh_doc_date (&doc, "absoluteExpiresAt")));
    bson_append_document_end (&u, &set);
-   o.kind = MH_W_UPDATE;
-   o.coll = sessions->coll;
-   o.filter = &f;
-   o.update = &u;
-   ok = mh_w_run ("touch session", &o, error);
+   write.collection = sessions->coll;
+   ok = mh_web_update (&write, MH_UPDATE_ONE, &f, &u, false, &n, error);
    if (ok && wrote) {
-      *wrote = o.n > 0;
+      *wrote = n > 0;
    }
 cleanup:
    bson_destroy (&doc);
@@ -567,7 +558,7 @@ mongo_helper_sessions_delete (mongo_helper_sessions_t *sessions,
 {
    char hex[65];
    bson_t f = BSON_INITIALIZER;
-   mh_w_op_t o = {0};
+   mh_call_t call = {MH_OPID_SESSIONS_DELETE, MH_OP_WRITE | MH_OP_IDEMPOTENT, NULL, NULL, NULL};
    mongo_helper_error_t local;
    bool ok;
 
@@ -584,10 +575,8 @@ mongo_helper_sessions_delete (mongo_helper_sessions_t *sessions,
       return false;
    }
    BSON_APPEND_UTF8 (&f, "_id", hex);
-   o.kind = MH_W_DELETE;
-   o.coll = sessions->coll;
-   o.filter = &f;
-   ok = mh_w_run ("delete session", &o, error);
+   call.collection = sessions->coll;
+   ok = mh_crud_delete (&call, &f, false, NULL, error);
    bson_destroy (&f);
    return ok;
 }
@@ -604,7 +593,7 @@ mongo_helper_sessions_regenerate (mongo_helper_sessions_t *sessions,
    bson_t f = BSON_INITIALIZER;
    bson_iter_t it;
    const char *user = NULL;
-   mh_w_op_t o = {0};
+   mh_call_t call = {MH_OPID_SESSIONS_REGENERATE, MH_OP_WRITE | MH_OP_IDEMPOTENT, NULL, NULL, NULL};
    bson_t *u = NULL;
    bool ok;
 
@@ -615,7 +604,7 @@ mongo_helper_sessions_regenerate (mongo_helper_sessions_t *sessions,
                     0,
                     "mongo_helper_sessions_regenerate: new_id_out is NULL");
    }
-   ok = ok && mh_session_read (sessions, hex, &doc, error);
+   ok = ok && mh_session_read (sessions, MH_OPID_SESSIONS_REGENERATE, hex, &doc, error);
    if (!ok) {
       goto cleanup;
    }
@@ -634,7 +623,7 @@ mongo_helper_sessions_regenerate (mongo_helper_sessions_t *sessions,
       user = bson_iter_utf8 (&it, NULL);
    }
    ok = mh_session_insert (sessions,
-                           "regenerate session",
+                           MH_OPID_SESSIONS_REGENERATE,
                            &data,
                            user,
                            mh_doc_date (&doc, "createdAt"),
@@ -645,20 +634,16 @@ mongo_helper_sessions_regenerate (mongo_helper_sessions_t *sessions,
       goto cleanup;
    }
    BSON_APPEND_UTF8 (&f, "_id", hex);
-   o.coll = sessions->coll;
-   o.filter = &f;
+   call.collection = sessions->coll;
    if (sessions->opt.regenerate_grace_ms > 0) {
       int64_t grace = mh_wall_ms () + sessions->opt.regenerate_grace_ms;
       int64_t cur = mh_doc_date (&doc, "expiresAt");
 
       u = BCON_NEW (
          "$set", "{", "expiresAt", BCON_DATE_TIME (cur && cur < grace ? cur : grace), "}");
-      o.kind = MH_W_UPDATE;
-      o.update = u;
-      ok = mh_w_run ("shorten the old session", &o, error);
+      ok = mh_web_update (&call, MH_UPDATE_ONE, &f, u, false, NULL, error);
    } else {
-      o.kind = MH_W_DELETE;
-      ok = mh_w_run ("delete the old session", &o, error);
+      ok = mh_crud_delete (&call, &f, false, NULL, error);
    }
 cleanup:
    bson_destroy (u);
@@ -675,7 +660,8 @@ mongo_helper_sessions_delete_user (mongo_helper_sessions_t *sessions,
                                    mongo_helper_error_t *error)
 {
    bson_t f = BSON_INITIALIZER;
-   mh_w_op_t o = {0};
+   mh_call_t call = {
+      MH_OPID_SESSIONS_DELETE_USER, MH_OP_WRITE | MH_OP_IDEMPOTENT, NULL, NULL, NULL};
    bool ok;
 
    if (deleted) {
@@ -687,14 +673,8 @@ mongo_helper_sessions_delete_user (mongo_helper_sessions_t *sessions,
       return false;
    }
    BSON_APPEND_UTF8 (&f, "userId", user_id);
-   o.kind = MH_W_DELETE;
-   o.many = true;
-   o.coll = sessions->coll;
-   o.filter = &f;
-   ok = mh_w_run ("delete a user's sessions", &o, error);
-   if (ok && deleted) {
-      *deleted = o.n;
-   }
+   call.collection = sessions->coll;
+   ok = mh_crud_delete (&call, &f, true, deleted, error);
    bson_destroy (&f);
    return ok;
 }
@@ -706,7 +686,7 @@ mongo_helper_sessions_count (mongo_helper_sessions_t *sessions,
                              mongo_helper_error_t *error)
 {
    bson_t f = BSON_INITIALIZER;
-   mh_w_op_t o = {0};
+   mh_call_t call = {MH_OPID_SESSIONS_COUNT, MH_OP_READ, NULL, NULL, NULL};
    bool ok;
 
    if (count) {
@@ -728,13 +708,8 @@ mongo_helper_sessions_count (mongo_helper_sessions_t *sessions,
       BSON_APPEND_UTF8 (&f, "userId", user_id);
    }
    mh_web_append_live (&f, "expiresAt", mh_wall_ms ());
-   o.kind = MH_W_COUNT;
-   o.coll = sessions->coll;
-   o.filter = &f;
-   ok = mh_w_run ("count sessions", &o, error);
-   if (ok) {
-      *count = o.n;
-   }
+   call.collection = sessions->coll;
+   ok = mh_crud_count (&call, &f, NULL, count, error);
    bson_destroy (&f);
    return ok;
 }

@@ -6,7 +6,6 @@
 /* ---- Statistics and metadata ---- */
 
 typedef struct {
-   const char *database;
    const char *collection;
    bson_t *reply;  /* always initialised */
    char **names;   /* collection names */
@@ -14,17 +13,14 @@ typedef struct {
 } mh_stats_ctx_t;
 
 static bool
-mh_dbstats_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
+mh_dbstats_op (mh_attempt_t *a, void *ctx)
 {
    mh_stats_ctx_t *c = ctx;
    bson_t *cmd = BCON_NEW ("dbStats", BCON_INT32 (1));
-   mongoc_database_t *dbh;
-   bool owned, ok;
+   bool ok;
 
-   dbh = mh_database (client, db, c->database, &owned);
    bson_destroy (c->reply);
-   ok = mongoc_database_command_simple (dbh, cmd, NULL, c->reply, berr);
-   mh_database_done (dbh, owned);
+   ok = mongoc_database_command_simple (a->db, cmd, NULL, c->reply, &a->error);
    bson_destroy (cmd);
    return ok;
 }
@@ -36,6 +32,7 @@ mongo_helper_db_stats (const char *database,
                        mongo_helper_error_t *error)
 {
    static const char fn[] = "mongo_helper_db_stats";
+   const mh_call_t call = {MH_OPID_DB_STATS, MH_OP_READ, database, NULL, NULL};
    mh_stats_ctx_t c = {0};
    bson_t scratch;
    bool ok;
@@ -51,9 +48,8 @@ mongo_helper_db_stats (const char *database,
       return false;
    }
    bson_init (&scratch);
-   c.database = database;
    c.reply = reply ? reply : &scratch;
-   ok = mh_run ("dbStats", MH_OP_READ, mh_dbstats_op, &c, error);
+   ok = mh_run (&call, mh_dbstats_op, &c, error);
    if (ok && stats) {
       stats->collections = mh_bson_int64 (c.reply, "collections");
       stats->objects = mh_bson_int64 (c.reply, "objects");
@@ -70,23 +66,19 @@ mongo_helper_db_stats (const char *database,
 }
 
 static bool
-mh_collstats_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
+mh_collstats_op (mh_attempt_t *a, void *ctx)
 {
    mh_stats_ctx_t *c = ctx;
    bson_t *pipeline =
       BCON_NEW ("pipeline", "[", "{", "$collStats", "{", "storageStats", "{", "}", "}", "}", "]");
-   mongoc_database_t *dbh;
-   mongoc_collection_t *coll;
    mongoc_cursor_t *cur;
    const bson_t *doc;
    bson_iter_t it, sub;
-   bool owned, ok = false, got = false;
+   bool ok = false, got = false;
 
    bson_reinit (c->reply);
    c->fell_back = false;
-   dbh = mh_database (client, db, c->database, &owned);
-   coll = mongoc_database_get_collection (dbh, c->collection);
-   cur = mongoc_collection_aggregate (coll, MONGOC_QUERY_NONE, pipeline, NULL, NULL);
+   cur = mongoc_collection_aggregate (a->coll, MONGOC_QUERY_NONE, pipeline, NULL, NULL);
    if (mongoc_cursor_next (cur, &doc)) {
       got = true;
       if (bson_iter_init_find (&it, doc, "ns") && BSON_ITER_HOLDS_UTF8 (&it)) {
@@ -101,23 +93,22 @@ mh_collstats_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson
          }
       }
    }
-   ok = !mongoc_cursor_error (cur, berr);
+   ok = !mongoc_cursor_error (cur, &a->error);
    mongoc_cursor_destroy (cur);
-   if (!ok && berr->domain == MONGOC_ERROR_SERVER && berr->code == 40324) {
+   if (!ok && a->error.domain == MONGOC_ERROR_SERVER && a->error.code == 40324) {
       /* A server without the stage: the old command has the same fields. */
       bson_t *cmd = BCON_NEW ("collStats", BCON_UTF8 (c->collection));
 
       bson_destroy (c->reply);
-      ok = mongoc_database_command_simple (dbh, cmd, NULL, c->reply, berr);
+      ok = mongoc_database_command_simple (a->db, cmd, NULL, c->reply, &a->error);
       c->fell_back = ok;
       bson_destroy (cmd);
    } else if (ok && !got) {
       /* Older servers answer nothing for a missing collection. */
-      bson_set_error (berr, MONGOC_ERROR_SERVER, 26, "collection '%s' not found", c->collection);
+      bson_set_error (
+         &a->error, MONGOC_ERROR_SERVER, 26, "collection '%s' not found", c->collection);
       ok = false;
    }
-   mongoc_collection_destroy (coll);
-   mh_database_done (dbh, owned);
    bson_destroy (pipeline);
    return ok;
 }
@@ -130,9 +121,9 @@ mongo_helper_collection_stats (const char *database,
                                mongo_helper_error_t *error)
 {
    static const char fn[] = "mongo_helper_collection_stats";
+   const mh_call_t call = {MH_OPID_COLLECTION_STATS, MH_OP_READ, database, collection, NULL};
    mh_stats_ctx_t c = {0};
    bson_t scratch;
-   char what[300];
    bool ok;
 
    mh_error_clear (error);
@@ -146,11 +137,9 @@ mongo_helper_collection_stats (const char *database,
       return false;
    }
    bson_init (&scratch);
-   c.database = database;
    c.collection = collection;
    c.reply = reply ? reply : &scratch;
-   bson_snprintf (what, sizeof what, "collection stats of '%.200s'", collection);
-   ok = mh_run (what, MH_OP_READ, mh_collstats_op, &c, error);
+   ok = mh_run (&call, mh_collstats_op, &c, error);
    if (ok && stats) {
       stats->count = mh_bson_int64 (c.reply, "count");
       stats->size = mh_bson_int64 (c.reply, "size");
@@ -200,30 +189,26 @@ mongo_helper_index_sizes (const char *database,
 }
 
 static bool
-mh_names_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
+mh_names_op (mh_attempt_t *a, void *ctx)
 {
    mh_stats_ctx_t *c = ctx;
-   mongoc_database_t *dbh;
-   bool owned;
 
    bson_strfreev (c->names);
-   dbh = mh_database (client, db, c->database, &owned);
-   c->names = mongoc_database_get_collection_names_with_opts (dbh, NULL, berr);
-   mh_database_done (dbh, owned);
+   c->names = mongoc_database_get_collection_names_with_opts (a->db, NULL, &a->error);
    return c->names != NULL;
 }
 
 char **
 mongo_helper_collection_names (const char *database, mongo_helper_error_t *error)
 {
+   const mh_call_t call = {MH_OPID_COLLECTION_NAMES, MH_OP_READ, database, NULL, NULL};
    mh_stats_ctx_t c = {0};
 
    mh_error_clear (error);
    if (!mh_check_db_name ("mongo_helper_collection_names", database, error)) {
       return NULL;
    }
-   c.database = database;
-   if (!mh_run ("listCollections", MH_OP_READ, mh_names_op, &c, error)) {
+   if (!mh_run (&call, mh_names_op, &c, error)) {
       bson_strfreev (c.names);
       return NULL;
    }
@@ -231,15 +216,14 @@ mongo_helper_collection_names (const char *database, mongo_helper_error_t *error
 }
 
 static bool
-mh_server_status_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
+mh_server_status_op (mh_attempt_t *a, void *ctx)
 {
    mh_stats_ctx_t *c = ctx;
    bson_t *cmd = BCON_NEW ("serverStatus", BCON_INT32 (1));
    bool ok;
 
-   (void) db;
    bson_destroy (c->reply);
-   ok = mongoc_client_command_simple (client, "admin", cmd, NULL, c->reply, berr);
+   ok = mongoc_client_command_simple (a->client, "admin", cmd, NULL, c->reply, &a->error);
    bson_destroy (cmd);
    return ok;
 }
@@ -249,6 +233,7 @@ mongo_helper_server_status (mongo_helper_server_status_t *status,
                             bson_t *reply,
                             mongo_helper_error_t *error)
 {
+   const mh_call_t call = {MH_OPID_SERVER_STATUS, MH_OP_READ, NULL, NULL, NULL};
    mh_stats_ctx_t c = {0};
    bson_t scratch;
    bson_iter_t it;
@@ -263,7 +248,7 @@ mongo_helper_server_status (mongo_helper_server_status_t *status,
    }
    bson_init (&scratch);
    c.reply = reply ? reply : &scratch;
-   ok = mh_run ("serverStatus", MH_OP_READ, mh_server_status_op, &c, error);
+   ok = mh_run (&call, mh_server_status_op, &c, error);
    if (ok && status) {
       if (bson_iter_init_find (&it, c.reply, "version") && BSON_ITER_HOLDS_UTF8 (&it)) {
          bson_strncpy (status->version, bson_iter_utf8 (&it, NULL), sizeof status->version);

@@ -26,20 +26,21 @@ mh_stream_deliver (mh_stream_ctx_t *c,
 }
 
 static bool
-mh_stream_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
+mh_stream_op (mh_attempt_t *a, void *ctx)
 {
    mh_stream_ctx_t *c = ctx;
-   mongoc_collection_t *coll = mh_collection (client, db, c->database, c->collection);
    bson_t empty = BSON_INITIALIZER;
    mongoc_cursor_t *cursor;
    /* A chunk's documents are copied back to back into one buffer (reused
     * for every chunk) and handed out as static bson_t's over it: one
     * allocation per growth instead of a bson_copy() (two mallocs and two
     * frees) per document, which bench/ measured at over half of the
-    * stream's client CPU. */
-   bson_t *chunk = bson_malloc (c->chunk_size * sizeof *chunk);
-   const bson_t **ptrs = bson_malloc (c->chunk_size * sizeof *ptrs);
-   size_t *offs = bson_malloc (c->chunk_size * sizeof *offs);
+    * stream's client CPU.  The per-document arrays grow with the chunk
+    * actually filled, never to a caller's chunk_size up front. */
+   bson_t *chunk = NULL;
+   const bson_t **ptrs = NULL;
+   size_t *offs = NULL;
+   size_t slots = 0;
    uint8_t *buf = NULL;
    size_t used = 0, cap = 0;
    const bson_t *doc;
@@ -47,10 +48,10 @@ mh_stream_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_er
    bool more = true, ok;
 
    if (c->pipeline) {
-      cursor = mongoc_collection_aggregate (coll, MONGOC_QUERY_NONE, c->pipeline, c->opts, NULL);
+      cursor = mongoc_collection_aggregate (a->coll, MONGOC_QUERY_NONE, c->pipeline, c->opts, NULL);
    } else {
       cursor =
-         mongoc_collection_find_with_opts (coll, c->filter ? c->filter : &empty, c->opts, NULL);
+         mongoc_collection_find_with_opts (a->coll, c->filter ? c->filter : &empty, c->opts, NULL);
    }
    /* Copies are needed because a cursor's document is only valid until the
     * next call; holding at most chunk_size of them bounds the memory. */
@@ -67,6 +68,13 @@ mh_stream_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_er
          }
          buf = bson_realloc (buf, cap);
       }
+      if (n == slots) {
+         slots = slots ? (2 * slots < c->chunk_size ? 2 * slots : c->chunk_size)
+                       : (c->chunk_size < 64 ? c->chunk_size : 64);
+         chunk = bson_realloc (chunk, slots * sizeof *chunk);
+         ptrs = bson_realloc (ptrs, slots * sizeof *ptrs);
+         offs = bson_realloc (offs, slots * sizeof *offs);
+      }
       memcpy (buf + used, bson_get_data (doc), doc->len);
       offs[n++] = used;
       used += doc->len;
@@ -76,7 +84,7 @@ mh_stream_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_er
          used = 0;
       }
    }
-   ok = !mongoc_cursor_error (cursor, berr);
+   ok = !mongoc_cursor_error (cursor, &a->error);
    if (ok && more && n > 0) {
       mh_stream_deliver (c, chunk, ptrs, offs, n, buf, used);
    }
@@ -87,14 +95,15 @@ mh_stream_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_er
    /* Destroying a cursor that was stopped early sends killCursors, so the
     * server frees its side too. */
    mongoc_cursor_destroy (cursor);
-   mongoc_collection_destroy (coll);
    return ok;
 }
 
 bool
-mh_stream_run (const char *op, mh_stream_ctx_t *ctx, mongo_helper_error_t *error)
+mh_stream_run (mh_opid_t op, mh_stream_ctx_t *ctx, mongo_helper_error_t *error)
 {
-   char what[256], ns[200];
+   /* Flagged as a write: chunks already handed to the callback cannot be
+    * taken back, so the execution path must never repeat the stream. */
+   const mh_call_t call = {op, MH_OP_ONCE, ctx->database, ctx->collection, NULL};
 
    if (ctx->chunk_size == 0 || !ctx->fn) {
       return mh_fail (error,
@@ -102,21 +111,17 @@ mh_stream_run (const char *op, mh_stream_ctx_t *ctx, mongo_helper_error_t *error
                       0,
                       "%s: chunk_size must be at least 1 and the callback "
                       "must not be NULL",
-                      op);
+                      mh_op_name (op));
    }
    if (ctx->chunk_size > INT32_MAX) {
       return mh_fail (error,
                       MONGO_HELPER_ERROR_INVALID_ARGUMENT,
                       0,
                       "%s: chunk_size %zu is too large",
-                      op,
+                      mh_op_name (op),
                       ctx->chunk_size);
    }
-   bson_snprintf (
-      what, sizeof what, "%s on %s", op, mh_ns (ns, sizeof ns, ctx->database, ctx->collection));
-   /* Flagged as a write: chunks already handed to the callback cannot be
-    * taken back, so the execution path must never repeat the stream. */
-   return mh_run (what, MH_OP_WRITE, mh_stream_op, ctx, error);
+   return mh_run (&call, mh_stream_op, ctx, error);
 }
 
 bool
@@ -150,7 +155,7 @@ mongo_helper_find_stream (const char *database,
       return false;
    }
    ctx.opts = &b;
-   ok = mh_stream_run ("find_stream", &ctx, error);
+   ok = mh_stream_run (MH_OPID_FIND_STREAM, &ctx, error);
    bson_destroy (&b);
    return ok;
 }

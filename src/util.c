@@ -13,9 +13,22 @@ static pthread_mutex_t mh_hooks_lock = PTHREAD_MUTEX_INITIALIZER;
 static mh_fork_hook_t *mh_hooks;
 static pthread_once_t mh_process_once = PTHREAD_ONCE_INIT;
 
+/* The mutexes (and condition variables) of handles the application
+ * creates: taken across fork() before any module's locks. */
+typedef struct {
+   pthread_mutex_t *mutex;
+   pthread_cond_t *cond;
+} mh_tracked_t;
+
+static pthread_mutex_t mh_tracked_lock = PTHREAD_MUTEX_INITIALIZER;
+static mh_tracked_t *mh_tracked;
+static size_t mh_n_tracked, mh_cap_tracked;
+static atomic_uint mh_forks;
+
 /* prepare runs the higher layers first: their code may call down while
  * holding its own lock, never the other way round, so this order takes
- * every lock in the order the library itself nests them. */
+ * every lock in the order the library itself nests them.  Handle mutexes
+ * are the highest of all: they are held around calls into the library. */
 static void
 mh_fork_prepare (void)
 {
@@ -23,6 +36,10 @@ mh_fork_prepare (void)
    size_t n = 0;
 
    pthread_mutex_lock (&mh_hooks_lock);
+   pthread_mutex_lock (&mh_tracked_lock);
+   for (size_t i = 0; i < mh_n_tracked; i++) {
+      pthread_mutex_lock (mh_tracked[i].mutex);
+   }
    for (mh_fork_hook_t *h = mh_hooks; h && n < 64; h = h->next) {
       stack[n++] = h;
    }
@@ -35,25 +52,36 @@ mh_fork_prepare (void)
 }
 
 static void
-mh_fork_parent (void)
+mh_fork_release (bool child)
 {
    for (mh_fork_hook_t *h = mh_hooks; h; h = h->next) {
-      if (h->parent) {
-         h->parent ();
+      void (*fn) (void) = child ? h->child : h->parent;
+      if (fn) {
+         fn ();
       }
    }
+   for (size_t i = mh_n_tracked; i-- > 0;) {
+      if (child && mh_tracked[i].cond) {
+         /* Its waiters were threads of the parent. */
+         pthread_cond_init (mh_tracked[i].cond, NULL);
+      }
+      pthread_mutex_unlock (mh_tracked[i].mutex);
+   }
+   pthread_mutex_unlock (&mh_tracked_lock);
    pthread_mutex_unlock (&mh_hooks_lock);
+}
+
+static void
+mh_fork_parent (void)
+{
+   mh_fork_release (false);
 }
 
 static void
 mh_fork_child (void)
 {
-   for (mh_fork_hook_t *h = mh_hooks; h; h = h->next) {
-      if (h->child) {
-         h->child ();
-      }
-   }
-   pthread_mutex_unlock (&mh_hooks_lock);
+   atomic_fetch_add (&mh_forks, 1);
+   mh_fork_release (true);
 }
 
 void
@@ -71,6 +99,40 @@ mh_fork_hook_add (mh_fork_hook_t *hook)
       hook->added = true;
    }
    pthread_mutex_unlock (&mh_hooks_lock);
+}
+
+void
+mh_fork_track (pthread_mutex_t *mutex, pthread_cond_t *cond)
+{
+   mh_process_init ();
+   pthread_mutex_lock (&mh_tracked_lock);
+   if (mh_n_tracked == mh_cap_tracked) {
+      mh_cap_tracked = mh_cap_tracked ? 2 * mh_cap_tracked : 16;
+      mh_tracked = bson_realloc (mh_tracked, mh_cap_tracked * sizeof *mh_tracked);
+   }
+   mh_tracked[mh_n_tracked].mutex = mutex;
+   mh_tracked[mh_n_tracked].cond = cond;
+   mh_n_tracked++;
+   pthread_mutex_unlock (&mh_tracked_lock);
+}
+
+void
+mh_fork_untrack (pthread_mutex_t *mutex)
+{
+   pthread_mutex_lock (&mh_tracked_lock);
+   for (size_t i = 0; i < mh_n_tracked; i++) {
+      if (mh_tracked[i].mutex == mutex) {
+         mh_tracked[i] = mh_tracked[--mh_n_tracked];
+         break;
+      }
+   }
+   pthread_mutex_unlock (&mh_tracked_lock);
+}
+
+unsigned
+mh_fork_count (void)
+{
+   return atomic_load (&mh_forks);
 }
 
 static void
@@ -224,11 +286,16 @@ mh_target_check (const char *what,
    return mh_check_db_name (what, database, error) && mh_check_coll_name (what, collection, error);
 }
 
-/* The server would refuse an oversized document only after the whole of it
- * crossed the network; refusing here is cheaper and names the culprit. */
+/* The server would refuse an oversized or too deeply nested document only
+ * after the whole of it crossed the network; refusing here is cheaper and
+ * names the culprit.  The depth walk keeps its own stack, so a hostile
+ * 10,000-level document costs a loop, not the thread's stack. */
 bool
 mh_doc_check (const char *what, const char *label, const bson_t *doc, mongo_helper_error_t *error)
 {
+   mh_iter_frame_t stack[MH_MAX_DEPTH];
+   int depth = 0;
+
    if (!doc) {
       return mh_fail (
          error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "%s: the %s is NULL", what, label);
@@ -237,27 +304,76 @@ mh_doc_check (const char *what, const char *label, const bson_t *doc, mongo_help
       return mh_fail (error,
                       MONGO_HELPER_ERROR_INVALID_ARGUMENT,
                       0,
-                      "%s: the %s is %u bytes, over MongoDB's limit of %d "
-                      "bytes: split it or store large content with GridFS",
+                      "%s: the %s is %u bytes, over MongoDB's 16 MiB limit (%d "
+                      "bytes): split it or store large content with GridFS",
                       what,
                       label,
                       (unsigned) doc->len,
                       MH_MAX_BSON);
    }
+   if (!bson_iter_init (&stack[0].it, doc)) {
+      goto corrupt;
+   }
+   while (depth >= 0) {
+      bson_iter_t *it = &stack[depth].it;
+
+      if (!bson_iter_next (it)) {
+         /* The end of the elements, or a corrupt one: tell them apart. */
+         if (it->err_off) {
+            goto corrupt;
+         }
+         depth--;
+         continue;
+      }
+      if (BSON_ITER_HOLDS_DOCUMENT (it) || BSON_ITER_HOLDS_ARRAY (it)) {
+         if (depth + 1 >= MH_MAX_DEPTH) {
+            return mh_fail (error,
+                            MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                            0,
+                            "%s: the %s is nested deeper than %d levels, MongoDB's "
+                            "limit: flatten it",
+                            what,
+                            label,
+                            MH_MAX_DEPTH);
+         }
+         if (!bson_iter_recurse (it, &stack[depth + 1].it)) {
+            goto corrupt;
+         }
+         depth++;
+      }
+   }
    return true;
+
+corrupt:
+   return mh_fail (error,
+                   MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                   0,
+                   "%s: the %s is not valid BSON (corrupt or truncated)",
+                   what,
+                   label);
 }
 
-/* The collection, on the default database unless `database` names one. */
-mongoc_collection_t *
-mh_collection (mongoc_client_t *client,
-               mongoc_database_t *db,
-               const char *database,
-               const char *collection)
+bool
+mh_docs_check (const char *what, const bson_t *const *docs, size_t n, mongo_helper_error_t *error)
 {
-   if (database) {
-      return mongoc_client_get_collection (client, database, collection);
+   char label[48];
+
+   if (!docs || n == 0) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "%s: no documents given (docs NULL or n 0)",
+                      what);
    }
-   return mongoc_database_get_collection (db, collection);
+   for (size_t i = 0; i < n; i++) {
+      /* The label is formatted only for a failing document: a vsnprintf
+       * per document was measurable in bench/ (insert_many_small). */
+      if (!mh_doc_check (what, "document", docs[i], NULL)) {
+         bson_snprintf (label, sizeof label, "document at index %zu", i);
+         return mh_doc_check (what, label, docs[i], error);
+      }
+   }
+   return true;
 }
 
 void
@@ -297,14 +413,6 @@ mh_cursor_drain (mongoc_cursor_t *cursor, bson_t *results, bson_error_t *berr)
    ok = !mongoc_cursor_error (cursor, berr);
    mongoc_cursor_destroy (cursor);
    return ok;
-}
-
-const char *
-mh_ns (char *buf, size_t size, const char *database, const char *collection)
-{
-   bson_snprintf (
-      buf, size, "%s.%s", database ? database : "(default)", collection ? collection : "");
-   return buf;
 }
 
 bool

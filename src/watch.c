@@ -6,7 +6,6 @@
 /* ---- Change streams ---- */
 
 typedef struct {
-   const char *collection;
    const mongo_helper_watch_opts_t *opts;
    mongo_helper_change_fn fn;
    void *user_data;
@@ -25,19 +24,17 @@ mh_watch_keep_token (mh_watch_ctx_t *c, mongoc_change_stream_t *cs)
 }
 
 static bool
-mh_watch_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
+mh_watch_op (mh_attempt_t *a, void *ctx)
 {
    mh_watch_ctx_t *c = ctx;
    const mongo_helper_watch_opts_t *o = c->opts;
-   mongoc_database_t *dbh;
-   mongoc_collection_t *coll = NULL;
    mongoc_change_stream_t *cs;
    bson_t wopts = BSON_INITIALIZER;
    bson_t empty = BSON_INITIALIZER;
    const bson_t *ev, *edoc;
    int64_t deadline = 0;
    int32_t await_ms = 1000;
-   bool owned, ok = true;
+   bool ok = true;
 
    if (o->full_document_update_lookup) {
       BSON_APPEND_UTF8 (&wopts, "fullDocument", "updateLookup");
@@ -52,7 +49,7 @@ mh_watch_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_err
       await_ms = o->max_await_time_ms;
    }
    if (o->timeout_ms > 0) {
-      deadline = bson_get_monotonic_time () + o->timeout_ms * 1000;
+      deadline = mh_mono_us () + o->timeout_ms * 1000;
       if (o->timeout_ms < await_ms) {
          await_ms = (int32_t) o->timeout_ms; /* never wait past the end */
       }
@@ -62,13 +59,8 @@ mh_watch_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_err
       BSON_APPEND_INT32 (&wopts, "batchSize", o->batch_size);
    }
 
-   dbh = mh_database (client, db, o->database, &owned);
-   if (c->collection) {
-      coll = mongoc_database_get_collection (dbh, c->collection);
-      cs = mongoc_collection_watch (coll, o->pipeline ? o->pipeline : &empty, &wopts);
-   } else {
-      cs = mongoc_database_watch (dbh, o->pipeline ? o->pipeline : &empty, &wopts);
-   }
+   cs = a->coll ? mongoc_collection_watch (a->coll, o->pipeline ? o->pipeline : &empty, &wopts)
+                : mongoc_database_watch (a->db, o->pipeline ? o->pipeline : &empty, &wopts);
    for (;;) {
       if (mongoc_change_stream_next (cs, &ev)) {
          mh_watch_keep_token (c, cs);
@@ -77,19 +69,17 @@ mh_watch_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_err
          }
       } else {
          /* Also the initial aggregate's error (e.g. 40573 standalone). */
-         if (mongoc_change_stream_error_document (cs, berr, &edoc)) {
+         if (mongoc_change_stream_error_document (cs, &a->error, &edoc)) {
             ok = false;
             break;
          }
          mh_watch_keep_token (c, cs); /* postBatchResumeToken moves on */
       }
-      if (deadline && bson_get_monotonic_time () >= deadline) {
+      if (deadline && mh_mono_us () >= deadline) {
          break;
       }
    }
    mongoc_change_stream_destroy (cs);
-   mongoc_collection_destroy (coll);
-   mh_database_done (dbh, owned);
    bson_destroy (&wopts);
    bson_destroy (&empty);
    return ok;
@@ -105,9 +95,9 @@ mongo_helper_watch (const char *collection,
 {
    static const char fn_name[] = "mongo_helper_watch";
    mongo_helper_watch_opts_t defaults = {0};
+   mh_call_t call = {MH_OPID_WATCH, MH_OP_ONCE, NULL, collection, "(change stream)"};
    mh_watch_ctx_t c;
    bson_t scratch;
-   char what[320];
    bool ok;
 
    mh_error_clear (error);
@@ -136,18 +126,18 @@ mongo_helper_watch (const char *collection,
        (opts->start_after && bson_empty (opts->start_after))) {
       return mh_bad_arg (error, fn_name, "the resume token is empty");
    }
+   if ((opts->pipeline && !mh_doc_check (fn_name, "pipeline", opts->pipeline, error)) ||
+       (opts->resume_after && !mh_doc_check (fn_name, "resume token", opts->resume_after, error)) ||
+       (opts->start_after && !mh_doc_check (fn_name, "resume token", opts->start_after, error))) {
+      return false;
+   }
+   call.database = opts->database;
    bson_init (&scratch);
-   c.collection = collection;
    c.opts = opts;
    c.fn = fn;
    c.user_data = user_data;
    c.token = resume_token ? resume_token : &scratch;
-   bson_snprintf (what,
-                  sizeof what,
-                  "change stream on %s%.200s",
-                  collection ? "collection " : "the database",
-                  collection ? collection : "");
-   ok = mh_run (what, MH_OP_ONCE, mh_watch_op, &c, error);
+   ok = mh_run (&call, mh_watch_op, &c, error);
    bson_destroy (&scratch);
    return ok;
 }

@@ -98,134 +98,26 @@ mh_web_size_ok (size_t len, const char *what, mongo_helper_error_t *error)
    return true;
 }
 
-/* -- Generic single-collection operations.  One op function covers the
- * handful of shapes the helpers need; the context carries the request and
- * receives the results, which are reset on entry so a repeated attempt
- * never sees a previous one's state. */
-
-static bool
-mh_w_op_fn (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
-{
-   mh_w_op_t *o = ctx;
-   mongoc_collection_t *coll = mongoc_database_get_collection (db, o->coll);
-   bson_t reply = BSON_INITIALIZER;
-   bson_t uopts = BSON_INITIALIZER;
-   const bson_t *doc;
-   bool ok = false;
-
-   (void) client;
-   o->hit = false;
-   o->n = 0;
-   if (o->upsert) {
-      BSON_APPEND_BOOL (&uopts, "upsert", true);
-   }
-   switch (o->kind) {
-   case MH_W_FIND_ONE:
-   case MH_W_FIND_ALL: {
-      mongoc_cursor_t *cur;
-
-      if (o->array) {
-         bson_reinit (o->array);
-      }
-      cur = mongoc_collection_find_with_opts (coll, o->filter, o->opts, NULL);
-      while (mongoc_cursor_next (cur, &doc)) {
-         if (o->kind == MH_W_FIND_ONE) {
-            if (!o->hit) {
-               bson_destroy (o->found);
-               bson_copy_to (doc, o->found);
-               o->hit = true;
-            }
-         } else {
-            char key[16];
-            const char *k;
-
-            bson_uint32_to_string ((uint32_t) o->n, &k, key, sizeof key);
-            BSON_APPEND_DOCUMENT (o->array, k, doc);
-         }
-         o->n++;
-      }
-      ok = !mongoc_cursor_error (cur, berr);
-      mongoc_cursor_destroy (cur);
-      break;
-   }
-   case MH_W_INSERT:
-      ok = mongoc_collection_insert_one (coll, o->filter, NULL, NULL, berr);
-      o->n = ok ? 1 : 0;
-      break;
-   case MH_W_UPDATE:
-      bson_destroy (&reply);
-      ok = o->many
-              ? mongoc_collection_update_many (coll, o->filter, o->update, &uopts, &reply, berr)
-              : mongoc_collection_update_one (coll, o->filter, o->update, &uopts, &reply, berr);
-      o->n = mh_bson_int64 (&reply, "matchedCount") + mh_bson_int64 (&reply, "upsertedCount");
-      break;
-   case MH_W_REPLACE:
-      bson_destroy (&reply);
-      ok = mongoc_collection_replace_one (coll, o->filter, o->update, &uopts, &reply, berr);
-      o->n = mh_bson_int64 (&reply, "matchedCount") + mh_bson_int64 (&reply, "upsertedCount");
-      break;
-   case MH_W_DELETE:
-      bson_destroy (&reply);
-      ok = o->many ? mongoc_collection_delete_many (coll, o->filter, NULL, &reply, berr)
-                   : mongoc_collection_delete_one (coll, o->filter, NULL, &reply, berr);
-      o->n = mh_bson_int64 (&reply, "deletedCount");
-      break;
-   case MH_W_COUNT:
-      o->n = mongoc_collection_count_documents (coll, o->filter, NULL, NULL, NULL, berr);
-      ok = o->n >= 0;
-      break;
-   case MH_W_FAM: {
-      mongoc_find_and_modify_opts_t *fam = mongoc_find_and_modify_opts_new ();
-      bson_iter_t it;
-
-      mongoc_find_and_modify_opts_set_update (fam, o->update);
-      mongoc_find_and_modify_opts_set_flags (
-         fam, MONGOC_FIND_AND_MODIFY_RETURN_NEW | (o->upsert ? MONGOC_FIND_AND_MODIFY_UPSERT : 0));
-      bson_destroy (&reply);
-      ok = mongoc_collection_find_and_modify_with_opts (coll, o->filter, fam, &reply, berr);
-      if (ok && bson_iter_init_find (&it, &reply, "value") && BSON_ITER_HOLDS_DOCUMENT (&it)) {
-         uint32_t len;
-         const uint8_t *data;
-         bson_t v;
-
-         bson_iter_document (&it, &len, &data);
-         if (bson_init_static (&v, data, len)) {
-            bson_destroy (o->found);
-            bson_copy_to (&v, o->found);
-            o->hit = true;
-            o->n = 1;
-         }
-      }
-      mongoc_find_and_modify_opts_destroy (fam);
-      break;
-   }
-   }
-   bson_destroy (&reply);
-   bson_destroy (&uopts);
-   mongoc_collection_destroy (coll);
-   return ok;
-}
+/* -- The helpers' operations are the document operations of src/ops.c,
+ * on the default database, under the helpers' own operation names. */
 
 bool
-mh_w_run (const char *what, mh_w_op_t *o, mongo_helper_error_t *error)
+mh_web_update (const mh_call_t *call,
+               mh_update_kind_t kind,
+               const bson_t *filter,
+               const bson_t *update,
+               bool upsert,
+               int64_t *addressed,
+               mongo_helper_error_t *error)
 {
-   unsigned flags;
+   mongo_helper_update_result_t r;
+   bool ok = mh_crud_update (call, kind, filter, update, upsert, &r, error);
 
-   switch (o->kind) {
-   case MH_W_FIND_ONE:
-   case MH_W_FIND_ALL:
-   case MH_W_COUNT:
-      flags = MH_OP_READ;
-      break;
-   case MH_W_REPLACE:
-   case MH_W_DELETE:
-      flags = MH_OP_WRITE | MH_OP_IDEMPOTENT;
-      break;
-   default:
-      flags = MH_OP_WRITE;
-      break;
+   if (addressed) {
+      *addressed = ok ? r.matched + r.upserted : 0;
    }
-   return mh_run (what, flags, mh_w_op_fn, o, error);
+   mongo_helper_update_result_cleanup (&r);
+   return ok;
 }
 
 /* -- Index set-up shared by the three helpers. */
@@ -271,11 +163,12 @@ mh_web_append_key (bson_t *dst, const char *field, const mh_web_index_t *w)
  * no TTL (or a TTL where none is wanted) is a clear error, and only the
  * missing ones are sent to createIndexes. */
 bool
-mh_web_ensure_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bson_error_t *berr)
+mh_web_ensure_op (mh_attempt_t *a, void *ctx)
 {
    mh_web_ensure_t *e = ctx;
-   mongoc_collection_t *coll = mongoc_database_get_collection (db, e->coll);
-   mongoc_cursor_t *cur = mongoc_collection_find_indexes_with_opts (coll, NULL);
+   mongoc_database_t *db = a->db;
+   bson_error_t *berr = &a->error;
+   mongoc_cursor_t *cur = mongoc_collection_find_indexes_with_opts (a->coll, NULL);
    bool present[8] = {false};
    bson_t cmd = BSON_INITIALIZER;
    bson_t arr;
@@ -284,7 +177,6 @@ mh_web_ensure_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bso
    size_t missing = 0;
    bool ok = true;
 
-   (void) client;
    BSON_ASSERT (e->n <= 8);
    while (ok && mongoc_cursor_next (cur, &doc)) {
       bson_iter_t it;
@@ -388,7 +280,6 @@ mh_web_ensure_op (mongoc_client_t *client, mongoc_database_t *db, void *ctx, bso
       }
    }
    bson_destroy (&cmd);
-   mongoc_collection_destroy (coll);
    return ok;
 }
 
@@ -401,20 +292,65 @@ mh_web_setup_init (mh_web_setup_t *s, bool lazy)
    s->lazy = lazy;
    atomic_init (&s->done, false);
    pthread_mutex_init (&s->lock, NULL);
+   pthread_cond_init (&s->cond, NULL);
+   s->state = MH_SETUP_TODO;
+   mh_fork_track (&s->lock, &s->cond);
+}
+
+void
+mh_web_setup_destroy (mh_web_setup_t *s)
+{
+   mh_fork_untrack (&s->lock);
+   pthread_cond_destroy (&s->cond);
+   pthread_mutex_destroy (&s->lock);
+}
+
+void
+mh_web_setup_done (mh_web_setup_t *s)
+{
+   pthread_mutex_lock (&s->lock);
+   s->state = MH_SETUP_DONE;
+   atomic_store (&s->done, true);
+   pthread_cond_broadcast (&s->cond);
+   pthread_mutex_unlock (&s->lock);
 }
 
 bool
 mh_web_ready (mh_web_setup_t *s, mh_web_ensure_fn fn, void *handle, mongo_helper_error_t *error)
 {
-   bool ok = true;
+   bool ok, waited = false;
 
    if (!s->lazy || atomic_load (&s->done)) {
       return true;
    }
    pthread_mutex_lock (&s->lock);
-   if (!atomic_load (&s->done)) {
-      ok = fn (handle, error);
+   /* One runner at a time (an event log's time-series collection must
+    * exist before the first insert creates a plain one).  A runner from
+    * before a fork() is a thread this process does not have. */
+   while (s->state == MH_SETUP_RUNNING && s->fork_count == mh_fork_count ()) {
+      pthread_cond_wait (&s->cond, &s->lock);
+      waited = true;
    }
+   if (s->state == MH_SETUP_DONE || waited) {
+      /* Done, or the run we waited for failed: the request goes ahead and
+       * reports the server's own condition instead of queueing retries. */
+      pthread_mutex_unlock (&s->lock);
+      return true;
+   }
+   s->state = MH_SETUP_RUNNING;
+   s->fork_count = mh_fork_count ();
+   pthread_mutex_unlock (&s->lock);
+
+   ok = fn (handle, error); /* sets DONE through mh_web_setup_done() */
+
+   pthread_mutex_lock (&s->lock);
+   if (s->state == MH_SETUP_RUNNING) {
+      s->state = ok ? MH_SETUP_DONE : MH_SETUP_TODO;
+   }
+   if (ok) {
+      atomic_store (&s->done, true);
+   }
+   pthread_cond_broadcast (&s->cond);
    pthread_mutex_unlock (&s->lock);
    return ok;
 }
