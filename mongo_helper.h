@@ -453,14 +453,16 @@ const char *mongo_helper_circuit_state_name (mongo_helper_circuit_state_t state)
 /*
  * Metrics
  * -------
- * Collected from the execution path (per operation kind: calls, errors by
+ * Collected from the execution path (per operation: calls, errors by
  * category, retries, latency histogram over the whole call including
  * retries), from libmongoc's command monitoring (per server command name:
- * started, succeeded, failed, total duration) and from the library's pool
- * paths (clients in use, threads waiting, checkouts, wait timeouts).  The
- * operation kind is the first word of the operation's description (e.g.
- * "command", "read_command"); at most 64 kinds and 64 command names are
- * kept, later ones count under "other".  Metrics survive shutdown and
+ * started, succeeded, failed, total duration; a command counts as started
+ * when it finishes, since a "started" callback would make libmongoc copy
+ * every command) and from the library's pool paths (clients in use,
+ * threads waiting, checkouts, wait timeouts).  The operation is named from
+ * one fixed table (snake_case: "insert_one", "find", "sessions_load",
+ * "cache_get", ...; README lists them); at most 64 command names are kept,
+ * later ones count under "other".  Metrics survive shutdown and
  * re-initialisation; they hold names and numbers only, never a URI, user
  * or password.
  */
