@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Runs the Check binary (under valgrind when MH_VALGRIND=1) and prints the
-# number of skipped tests with their reasons.  Exit status: the binary's.
+# number of skipped tests with their reasons.  Exit status: the binary's,
+# or 1 when tests/env_check.sh finds a variable the library reads that the
+# tests' environment cleaner misses (checked first: it voids every test).
 set -u
 bin=$1
+bash tests/env_check.sh || exit 1
 skips=$(mktemp)
 export MH_SKIP_LOG=$skips
 status=0
