@@ -9,6 +9,9 @@ int
 main (void)
 {
    Suite *(*const suites[]) (void) = {
+      redact_suite,
+      error_suite,
+      log_suite,
       config_suite,
       resilience_suite,
       security_suite,

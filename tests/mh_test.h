@@ -13,6 +13,9 @@
  * tests/check_main.c runs them in this order: the library's layer order,
  * as in the map at the top of mongo_helper.c. */
 
+Suite *redact_suite (void);
+Suite *error_suite (void);
+Suite *log_suite (void);
 Suite *config_suite (void);
 Suite *resilience_suite (void);
 Suite *security_suite (void);
