@@ -15,6 +15,7 @@ main (void)
       config_suite,
       resilience_suite,
       security_suite,
+      metrics_suite,
       singleton_suite,
       live_suite,
       crud_suite,

@@ -19,6 +19,7 @@ Suite *log_suite (void);
 Suite *config_suite (void);
 Suite *resilience_suite (void);
 Suite *security_suite (void);
+Suite *metrics_suite (void);
 Suite *singleton_suite (void); /* mongo_helper.c: singleton, pool, commands */
 Suite *live_suite (void);
 Suite *crud_suite (void);
