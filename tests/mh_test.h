@@ -21,8 +21,8 @@ Suite *resilience_suite (void);
 Suite *security_suite (void);
 Suite *metrics_suite (void);
 Suite *singleton_suite (void); /* mongo_helper.c: singleton, pool, commands */
-Suite *live_suite (void);
 Suite *crud_suite (void);
+Suite *health_suite (void);
 Suite *ops_suite (void);
 Suite *sessions_suite (void);
 Suite *cache_suite (void);
