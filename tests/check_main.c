@@ -9,20 +9,10 @@ int
 main (void)
 {
    Suite *(*const suites[]) (void) = {
-      redact_suite,
-      error_suite,
-      log_suite,
-      config_suite,
-      resilience_suite,
-      security_suite,
-      metrics_suite,
-      singleton_suite,
-      crud_suite,
-      health_suite,
-      ops_suite,
-      sessions_suite,
-      cache_suite,
-      eventlog_suite,
+      redact_suite,   error_suite,     log_suite,       config_suite,   resilience_suite,
+      security_suite, metrics_suite,   singleton_suite, crud_suite,     stream_suite,
+      health_suite,   aggregate_suite, bulk_suite,      index_suite,    search_suite,
+      ops_suite,      sessions_suite,  cache_suite,     eventlog_suite,
    };
    SRunner *sr = srunner_create (NULL);
    int failed;

@@ -22,7 +22,12 @@ Suite *security_suite (void);
 Suite *metrics_suite (void);
 Suite *singleton_suite (void); /* mongo_helper.c: singleton, pool, commands */
 Suite *crud_suite (void);
+Suite *stream_suite (void);
 Suite *health_suite (void);
+Suite *aggregate_suite (void);
+Suite *bulk_suite (void);
+Suite *index_suite (void);
+Suite *search_suite (void);
 Suite *ops_suite (void);
 Suite *sessions_suite (void);
 Suite *cache_suite (void);
