@@ -28,10 +28,13 @@ Suite *aggregate_suite (void);
 Suite *bulk_suite (void);
 Suite *index_suite (void);
 Suite *search_suite (void);
-Suite *ops_suite (void);
+Suite *gridfs_suite (void);
+Suite *watch_suite (void);
+Suite *stats_suite (void);
 Suite *sessions_suite (void);
 Suite *cache_suite (void);
 Suite *eventlog_suite (void);
+Suite *concurrent_suite (void);
 
 /* ---- fixtures ---------------------------------------------------------
  * Check runs each test in its own forked process, so a file's static
