@@ -22,6 +22,7 @@ main (void)
       gridfs_suite, watch_suite, stats_suite,          /* 8 */
       sessions_suite, cache_suite, eventlog_suite,
       concurrent_suite,                                /* 9 */
+      event_writer_suite,                              /* 10 */
    };
    /* clang-format on */
    SRunner *sr = srunner_create (NULL);

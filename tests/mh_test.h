@@ -35,6 +35,7 @@ Suite *sessions_suite (void);
 Suite *cache_suite (void);
 Suite *eventlog_suite (void);
 Suite *concurrent_suite (void);
+Suite *event_writer_suite (void);
 
 /* ---- fixtures ---------------------------------------------------------
  * Check runs each test in its own forked process, so a file's static
