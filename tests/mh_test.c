@@ -588,13 +588,6 @@ mh_test_capture_setup (void)
    MH_ASSERT_OK (mongo_helper_init_uri (uri, &e), e);
 }
 
-void
-mh_test_capture_teardown (void)
-{
-   mongo_helper_shutdown ();
-   mh_test_server_stop (&mh_capture);
-}
-
 bool
 mh_test_capturing (void)
 {

@@ -40,9 +40,10 @@ Suite *event_writer_suite (void);
 /* ---- fixtures ---------------------------------------------------------
  * Check runs each test in its own forked process, so a file's static
  * `mongo_helper_error_t err` starts zeroed in every test and the
- * environment a set-up changes is the test's own.  Every TCase names one
- * set-up ("core": no server; "live": the test server) and
- * mh_test_teardown. */
+ * environment a set-up changes is the test's own.  Every TCase ends with
+ * mh_test_teardown and starts with one of these set-ups ("core" TCases
+ * need no server, "live" ones the test server), a file's own built on
+ * them, or none when each test configures its own server. */
 
 /* Unsets every variable the library reads, so a test sees only what it
  * sets itself.  tests/env_check.sh (run by tests/run_checks.sh) fails when
@@ -68,11 +69,10 @@ void mh_test_live_setup (void);
 void mh_test_teardown (void);
 
 /* "capture" TCases: a private test server that logs every command, with
- * the singleton pointed at it (database mh_cap).  Without
- * MH_MOCK_SERVER_SCRIPT no server starts and mh_test_capturing() is false:
- * the tests skip themselves. */
+ * the singleton pointed at it (database mh_cap); mh_test_teardown stops
+ * it.  Without MH_MOCK_SERVER_SCRIPT no server starts and
+ * mh_test_capturing() is false: the tests skip themselves. */
 void mh_test_capture_setup (void);
-void mh_test_capture_teardown (void);
 bool mh_test_capturing (void);
 
 /* The last command named `name` (its first key) that the capture server

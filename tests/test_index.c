@@ -144,7 +144,7 @@ index_suite (void)
    tcase_add_test (live, single_compound_unique_and_ttl_indexes_are_created_listed_and_dropped);
    suite_add_tcase (s, live);
 
-   tcase_add_checked_fixture (cap, mh_test_capture_setup, mh_test_capture_teardown);
+   tcase_add_checked_fixture (cap, mh_test_capture_setup, mh_test_teardown);
    tcase_set_timeout (cap, 60);
    tcase_add_test (cap, text_and_2dsphere_index_commands_are_exact);
    suite_add_tcase (s, cap);

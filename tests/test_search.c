@@ -253,7 +253,7 @@ search_suite (void)
    tcase_add_test (live, geo_near_and_within_find_the_right_places_on_a_real_server);
    suite_add_tcase (s, live);
 
-   tcase_add_checked_fixture (cap, mh_test_capture_setup, mh_test_capture_teardown);
+   tcase_add_checked_fixture (cap, mh_test_capture_setup, mh_test_teardown);
    tcase_set_timeout (cap, 60);
    tcase_add_test (cap, text_search_command_is_exact);
    tcase_add_test (cap, geo_query_commands_are_exact);

@@ -203,7 +203,7 @@ stream_suite (void)
    tcase_add_test (live, aggregate_stream_delivers_chunks_and_stops_early);
    suite_add_tcase (s, live);
 
-   tcase_add_checked_fixture (cap, mh_test_capture_setup, mh_test_capture_teardown);
+   tcase_add_checked_fixture (cap, mh_test_capture_setup, mh_test_teardown);
    tcase_set_timeout (cap, 60);
    tcase_add_test (cap, stream_and_aggregate_options_are_sent_as_batch_size_and_allow_disk_use);
    suite_add_tcase (s, cap);
