@@ -44,13 +44,7 @@ result_utf8 (const mongo_helper_op_result_t *r, const char *path)
 static int64_t
 result_int (const mongo_helper_op_result_t *r, const char *path)
 {
-   bson_iter_t it, f;
-
-   ck_assert_msg (bson_iter_init (&it, &r->result) && bson_iter_find_descendant (&it, path, &f) &&
-                     BSON_ITER_HOLDS_NUMBER (&f),
-                  "no number at %s",
-                  path);
-   return bson_iter_as_int64 (&f);
+   return mh_test_int_at (&r->result, path);
 }
 
 START_TEST (run_concurrent_returns_each_result_in_order_with_its_own_error)
