@@ -16,6 +16,8 @@
 
 #include "mh_test.h"
 
+/* ---- fixtures ------------------------------------------------------------ */
+
 void
 mh_test_clean_env (void)
 {
@@ -119,6 +121,8 @@ mh_test_on_mock (void)
    return m && *m;
 }
 
+/* ---- reading back what the library stored -------------------------------- */
+
 mongoc_collection_t *
 mh_test_raw_collection (const char *name)
 {
@@ -188,6 +192,8 @@ mh_test_index_ttl (const char *coll, const char *name)
    return r;
 }
 
+/* ---- documents ----------------------------------------------------------- */
+
 uint32_t
 mh_test_arr_len (const bson_t *arr)
 {
@@ -240,6 +246,8 @@ mh_test_has_field (const bson_t *doc, const char *key)
    bson_iter_t it;
    return bson_iter_init_find (&it, doc, key);
 }
+
+/* ---- data through the library -------------------------------------------- */
 
 int64_t
 mh_test_count_documents (const char *coll, const bson_t *filter)
@@ -313,6 +321,8 @@ mh_test_recent_base_ms (void)
    return ((int64_t) time (NULL) - 3600) * 1000;
 }
 
+/* ---- names, skips, time, ports ------------------------------------------- */
+
 const char *
 mh_test_collection (const char *prefix)
 {
@@ -376,6 +386,8 @@ mh_test_port_accepts (int port)
    close (fd);
    return ok;
 }
+
+/* ---- private test servers ------------------------------------------------ */
 
 /* What mh_test_server_stop_all must clean up, copied: a test's handles
  * may live on its stack, which is gone by teardown. */
@@ -563,7 +575,7 @@ mh_test_server_stop_all (void)
    }
 }
 
-/* ---- capture ------------------------------------------------------------ */
+/* ---- capture ------------------------------------------------------------- */
 
 static mh_test_server_t mh_capture;
 
