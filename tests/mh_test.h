@@ -65,7 +65,9 @@ void mh_test_offline_setup (void);
 void mh_test_live_setup (void);
 
 /* Shuts the singleton down and stops every private test server the test
- * started (whatever the outcome of the test). */
+ * started, removing their directories.  Check runs a teardown only when
+ * the test returns: a failed assertion ends the test's process at once,
+ * and its servers die with it (mh_test_server_start), directories left. */
 void mh_test_teardown (void);
 
 /* "capture" TCases: a private test server that logs every command, with
