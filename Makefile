@@ -39,7 +39,8 @@ STATIC    := lib$(NAME).a
 SONAME    := lib$(NAME).so.$(MAJOR)
 SHARED    := lib$(NAME).so.$(VERSION)
 
-TEST_SRCS := $(sort $(wildcard tests/test_*.c))
+# The suites (tests/test_*.c) and their shared fixture.
+TEST_SRCS := tests/mh_test.c $(sort $(wildcard tests/test_*.c))
 TEST_BIN  := build/check_mongo_helper
 EXAMPLES  := $(patsubst examples/%.c,build/%,$(wildcard examples/*.c))
 

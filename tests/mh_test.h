@@ -1,4 +1,5 @@
-/* Shared helpers for the Check suites. */
+/* The shared test fixture (tests/mh_test.c): the suites, set-up and
+ * teardown, read-back helpers and private test servers. */
 #ifndef MH_TEST_H
 #define MH_TEST_H
 
@@ -8,13 +9,81 @@
 
 #include "mongo_helper.h"
 
+/* ---- suites, one per file of the library (tests/test_<area>.c) -------
+ * tests/check_main.c runs them in this order: the library's layer order,
+ * as in the map at the top of mongo_helper.c. */
+
+Suite *redact_suite (void);
+Suite *error_suite (void);
+Suite *log_suite (void);
 Suite *config_suite (void);
-Suite *singleton_suite (void);
-Suite *live_suite (void);
+Suite *resilience_suite (void);
+Suite *security_suite (void);
+Suite *metrics_suite (void);
+Suite *singleton_suite (void); /* mongo_helper.c: singleton, pool, commands */
+Suite *crud_suite (void);
+Suite *stream_suite (void);
+Suite *health_suite (void);
+Suite *aggregate_suite (void);
+Suite *bulk_suite (void);
+Suite *index_suite (void);
+Suite *search_suite (void);
+Suite *gridfs_suite (void);
+Suite *watch_suite (void);
+Suite *stats_suite (void);
+Suite *sessions_suite (void);
+Suite *cache_suite (void);
+Suite *eventlog_suite (void);
+Suite *concurrent_suite (void);
+Suite *event_writer_suite (void);
+
+/* ---- fixtures ---------------------------------------------------------
+ * Check runs each test in its own forked process, so a file's static
+ * `mongo_helper_error_t err` starts zeroed in every test and the
+ * environment a set-up changes is the test's own.  Every TCase ends with
+ * mh_test_teardown and starts with one of these set-ups ("core" TCases
+ * need no server, "live" ones the test server), a file's own built on
+ * them, or none when each test configures its own server. */
 
 /* Unsets every variable the library reads, so a test sees only what it
- * sets itself (Check runs each test in its own process). */
+ * sets itself.  tests/env_check.sh (run by tests/run_checks.sh) fails when
+ * the library reads a variable this list lacks. */
 void mh_test_clean_env (void);
+
+/* Nothing configured: no variable the library reads, and the working
+ * directory is /tmp, which has no conf/mongo_helper.ini.  For tests of the
+ * configuration itself. */
+void mh_test_bare_setup (void);
+
+/* The singleton points at a closed port of 127.0.0.1 and no INI file is
+ * read: bad input must be refused before anything is sent, and anything
+ * sent fails with CONNECTION instead of INVALID_ARGUMENT. */
+void mh_test_offline_setup (void);
+
+/* Points the singleton at the live server with short timeouts; fails the
+ * test when no server is configured. */
+void mh_test_live_setup (void);
+
+/* Shuts the singleton down and stops every private test server the test
+ * started, removing their directories.  Check runs a teardown only when
+ * the test returns: a failed assertion ends the test's process at once,
+ * and its servers die with it (mh_test_server_start), directories left. */
+void mh_test_teardown (void);
+
+/* "capture" TCases: a private test server that logs every command, with
+ * the singleton pointed at it (database mh_cap); mh_test_teardown stops
+ * it.  Without MH_MOCK_SERVER_SCRIPT no server starts and
+ * mh_test_capturing() is false: the tests skip themselves. */
+void mh_test_capture_setup (void);
+bool mh_test_capturing (void);
+
+/* The last command named `name` (its first key) that the capture server
+ * received, as canonical extended JSON without $db (checked to be mh_cap)
+ * and $readPreference; fails the test when there is none.  The caller
+ * frees it with bson_free(). */
+char *mh_test_captured (const char *name);
+
+/* ---- environment and files ------------------------------------------- */
 
 /* Writes `content` to a new file in a fresh temporary directory and
  * returns its path (static storage, valid until the next call). */
@@ -23,16 +92,70 @@ const char *mh_test_write_ini (const char *content);
 /* The live server's URI (MONGO_TEST_URI), or NULL when none is set. */
 const char *mh_test_uri (void);
 
-/* Points the singleton at the live server with short timeouts; fails the
- * test when no server is configured. */
-void mh_test_live_setup (void);
-
-/* A collection of the default database through the singleton, for
- * reading back what the library stored; the caller destroys it. */
-mongoc_collection_t *mh_test_raw_collection (const char *name);
+/* True when the live server is tests/mock_server.py (MH_MOCK_SERVER). */
+bool mh_test_on_mock (void);
 
 /* A collection name unique to this process and call. */
 const char *mh_test_collection (const char *prefix);
+
+/* ---- reading back what the library stored -----------------------------
+ * With raw libmongoc through the singleton's database, so a test checks
+ * the stored data without the code under test. */
+
+/* A collection of the default database; the caller destroys it. */
+mongoc_collection_t *mh_test_raw_collection (const char *name);
+
+/* The number of documents of `coll` matching `filter` (NULL: all). */
+int64_t mh_test_count_in (mongoc_collection_t *coll, const bson_t *filter);
+int64_t mh_test_raw_count (const char *coll, const bson_t *filter);
+
+/* A copy of the first document of `coll` matching `filter` (the caller
+ * destroys it), or NULL when none does. */
+bson_t *mh_test_raw_find_one (const char *coll, const bson_t *filter);
+
+/* The expireAfterSeconds of index `name` of `coll`: -1 when it has none,
+ * -2 when there is no such index. */
+int64_t mh_test_index_ttl (const char *coll, const char *name);
+
+/* ---- documents --------------------------------------------------------
+ * Each fails the test, naming the path, when the value is missing or of
+ * another type. */
+
+/* The number of elements of an array document. */
+uint32_t mh_test_arr_len (const bson_t *arr);
+
+/* The i-th document of an array document, borrowed from `arr`. */
+void mh_test_arr_doc (const bson_t *arr, uint32_t i, bson_t *out);
+
+/* The number at dotted `path`, as int64. */
+int64_t mh_test_int_at (const bson_t *doc, const char *path);
+
+/* The string at dotted `path`, borrowed from `doc`. */
+const char *mh_test_utf8_at (const bson_t *doc, const char *path);
+
+/* True when `doc` has the top-level field `key`. */
+bool mh_test_has_field (const bson_t *doc, const char *key);
+
+/* ---- data through the library ------------------------------------------ */
+
+/* mongo_helper_count_documents() on the default database. */
+int64_t mh_test_count_documents (const char *coll, const bson_t *filter);
+
+/* Inserts {n: 0..n-1, even: bool, tag: "t<n%3>"} with insert_many. */
+void mh_test_seed (const char *coll, int n);
+
+/* Drops `coll` of `database` (NULL: the default database). */
+void mh_test_drop (const char *database, const char *coll);
+
+/* An event log on `coll` with the default options. */
+mongo_helper_eventlog_t *mh_test_eventlog_on (const char *coll);
+
+/* An event time an hour ago: inside the event log's retention, so the
+ * test server's TTL monitor (every second) never removes the event
+ * mid-test, even when valgrind makes the test slow. */
+int64_t mh_test_recent_base_ms (void);
+
+/* ---- skips, time, ports ------------------------------------------------ */
 
 /* Records a skipped test with its reason (counted by tests/run_checks.sh)
  * and returns from the test. */
@@ -51,6 +174,8 @@ int mh_test_free_port (void);
 
 /* True when something accepts TCP connections on 127.0.0.1:`port`. */
 bool mh_test_port_accepts (int port);
+
+/* ---- private test servers ---------------------------------------------- */
 
 /* A private test server ($MH_MOCK_SERVER_SCRIPT): for tests that kill and
  * restart a server, need TLS or a replica set, or read the commands it
@@ -84,6 +209,8 @@ int mh_test_server_log_count (const mh_test_server_t *s, const char *needle);
  * directories: for a teardown, when the handles lived on a test's stack. */
 void mh_test_server_stop_all (void);
 
+/* ---- assertions -------------------------------------------------------- */
+
 /* Asserts that `ok` is true and prints the library error otherwise. */
 #define MH_ASSERT_OK(ok, err)                                  \
    ck_assert_msg ((ok),                                        \
@@ -91,5 +218,21 @@ void mh_test_server_stop_all (void);
                   mongo_helper_category_name ((err).category), \
                   (int) (err).code,                            \
                   (err).message)
+
+/* Asserts that `call` fails with category `cat` and a message, in the
+ * error variable `err` of the test file (cleared first, so a stale error
+ * cannot pass). */
+#define MH_ASSERT_FAILS_WITH(call, cat)                                      \
+   do {                                                                      \
+      memset (&err, 0, sizeof err);                                          \
+      ck_assert_msg (!(call), "expected failure: %s", #call);                \
+      ck_assert_msg (err.category == (cat),                                  \
+                     "%s: expected %s, got %s (%s)",                         \
+                     #call,                                                  \
+                     mongo_helper_category_name (cat),                       \
+                     mongo_helper_category_name (err.category),              \
+                     err.message);                                           \
+      ck_assert_msg (err.message[0] != '\0', "empty message for %s", #call); \
+   } while (0)
 
 #endif

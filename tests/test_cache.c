@@ -1,4 +1,4 @@
-/* Cache: values read back with raw libmongoc, expiry through the read
+/* src/cache.c: values read back with raw libmongoc, expiry through the read
  * filter, add/incr/get-many/touch/clear, the 16 MB check before any write,
  * and get-or-compute stampede protection with 16 threads. */
 #define _POSIX_C_SOURCE 200809L
@@ -10,53 +10,7 @@
 
 #include "mh_test.h"
 
-Suite *cache_suite (void);
-
 static mongo_helper_error_t err;
-
-static void
-setup (void)
-{
-   memset (&err, 0, sizeof err);
-   mh_test_live_setup ();
-}
-
-static void
-teardown (void)
-{
-   mongo_helper_shutdown ();
-}
-
-static int64_t
-raw_count (const char *coll, const bson_t *filter)
-{
-   mongoc_collection_t *c = mh_test_raw_collection (coll);
-   bson_t empty = BSON_INITIALIZER;
-   bson_error_t e;
-   int64_t n =
-      mongoc_collection_count_documents (c, filter ? filter : &empty, NULL, NULL, NULL, &e);
-
-   ck_assert_msg (n >= 0, "%s", e.message);
-   mongoc_collection_destroy (c);
-   return n;
-}
-
-/* The first stored document matching `filter` (caller destroys) or NULL. */
-static bson_t *
-raw_first (const char *coll, const bson_t *filter)
-{
-   mongoc_collection_t *c = mh_test_raw_collection (coll);
-   mongoc_cursor_t *cur = mongoc_collection_find_with_opts (c, filter, NULL, NULL);
-   const bson_t *d;
-   bson_t *out = NULL;
-
-   if (mongoc_cursor_next (cur, &d)) {
-      out = bson_copy (d);
-   }
-   mongoc_cursor_destroy (cur);
-   mongoc_collection_destroy (c);
-   return out;
-}
 
 static mongo_helper_cache_t *
 cache_on (const char *coll, bool lazy)
@@ -110,7 +64,7 @@ START_TEST (set_stores_document_with_date_expiry_and_get_reads_it_back)
    MH_ASSERT_OK (mongo_helper_cache_get (c, "user:1", &out, &err), err);
    ck_assert (bson_equal (&out, v));
    bson_destroy (&out);
-   doc = raw_first (coll, f);
+   doc = mh_test_raw_find_one (coll, f);
    ck_assert_ptr_nonnull (doc);
    ck_assert (bson_iter_init_find (&it, doc, "value") && BSON_ITER_HOLDS_DOCUMENT (&it));
    ck_assert (bson_iter_init_find (&it, doc, "expiresAt") && BSON_ITER_HOLDS_DATE_TIME (&it));
@@ -120,8 +74,8 @@ START_TEST (set_stores_document_with_date_expiry_and_get_reads_it_back)
 
    /* set replaces (upsert), never duplicates */
    MH_ASSERT_OK (mongo_helper_cache_set (c, "user:1", f, -1, &err), err);
-   ck_assert_int_eq (raw_count (coll, f), 1);
-   doc = raw_first (coll, f);
+   ck_assert_int_eq (mh_test_raw_count (coll, f), 1);
+   doc = mh_test_raw_find_one (coll, f);
    ck_assert (!bson_iter_init_find (&it, doc, "expiresAt"));
    bson_destroy (doc);
    ck_assert (!mongo_helper_cache_get (c, "missing", &out, &err));
@@ -154,7 +108,7 @@ START_TEST (long_keys_are_hashed_with_a_readable_prefix)
    MH_ASSERT_OK (mongo_helper_cache_get (c, key, &out, &err), err);
    ck_assert (bson_equal (&out, v));
    bson_destroy (&out);
-   doc = raw_first (coll, &empty);
+   doc = mh_test_raw_find_one (coll, &empty);
    ck_assert (bson_iter_init_find (&it, doc, "_id") && BSON_ITER_HOLDS_DOCUMENT (&it));
    ck_assert (bson_iter_recurse (&it, &id) && bson_iter_find (&id, "p"));
    ck_assert_uint_eq (strlen (bson_iter_utf8 (&id, NULL)), 64);
@@ -204,7 +158,7 @@ START_TEST (oversized_value_fails_before_any_write)
    ck_assert (!mongo_helper_cache_set_bytes (c, "big", big, n, 0, &err));
    ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_INVALID_ARGUMENT);
    ck_assert_msg (strstr (err.message, "16 MB"), "%s", err.message);
-   ck_assert_int_eq (raw_count (coll, NULL), 0);
+   ck_assert_int_eq (mh_test_raw_count (coll, NULL), 0);
    ck_assert (!mongo_helper_cache_set (c, NULL, NULL, 0, &err));
    ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_INVALID_ARGUMENT);
    free (big);
@@ -232,7 +186,7 @@ START_TEST (add_only_stores_when_absent_or_expired)
    ck_assert (!mongo_helper_cache_get (c, "k", &out, &err));
    ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_NOT_FOUND);
    bson_destroy (&out);
-   ck_assert_int_eq (raw_count (coll, NULL), 1);
+   ck_assert_int_eq (mh_test_raw_count (coll, NULL), 1);
    MH_ASSERT_OK (mongo_helper_cache_add (c, "k", b, 0, &err), err);
    MH_ASSERT_OK (mongo_helper_cache_get (c, "k", &out, &err), err);
    ck_assert (bson_equal (&out, b));
@@ -258,7 +212,7 @@ START_TEST (incr_counts_atomically_and_restarts_after_expiry)
    ck_assert_int_eq (r, 1);
    MH_ASSERT_OK (mongo_helper_cache_incr (c, "hits", 5, 800, &r, &err), err);
    ck_assert_int_eq (r, 6);
-   doc = raw_first (coll, f);
+   doc = mh_test_raw_find_one (coll, f);
    ck_assert (bson_iter_init_find (&it, doc, "value"));
    /* a number (mongod keeps int64; the Python test server narrows it) */
    ck_assert (BSON_ITER_HOLDS_INT32 (&it) || BSON_ITER_HOLDS_INT64 (&it));
@@ -267,7 +221,7 @@ START_TEST (incr_counts_atomically_and_restarts_after_expiry)
    mh_test_sleep_ms (1000);
    MH_ASSERT_OK (mongo_helper_cache_incr (c, "hits", 2, 300, &r, &err), err);
    ck_assert_int_eq (r, 2);
-   ck_assert_int_eq (raw_count (coll, f), 1);
+   ck_assert_int_eq (mh_test_raw_count (coll, f), 1);
    mongo_helper_cache_destroy (c);
    bson_destroy (f);
 }
@@ -334,7 +288,7 @@ START_TEST (delete_touch_and_clear_keep_the_indexes)
    ck_assert (!deleted);
    MH_ASSERT_OK (mongo_helper_cache_set (c, "u", v, 0, &err), err);
    MH_ASSERT_OK (mongo_helper_cache_clear (c, &err), err);
-   ck_assert_int_eq (raw_count (coll, NULL), 0);
+   ck_assert_int_eq (mh_test_raw_count (coll, NULL), 0);
    rc = mh_test_raw_collection (coll);
    cur = mongoc_collection_find_indexes_with_opts (rc, NULL);
    while (mongoc_cursor_next (cur, &d)) {
@@ -551,7 +505,7 @@ START_TEST (waiters_time_out_on_a_held_lease_and_take_over_an_expired_one)
    ck_assert_str_eq (err.message, "backend down");
    bson_destroy (&out);
    lease = BCON_NEW ("_id", "{", "lease", BCON_UTF8 ("fails"), "}");
-   ck_assert_int_eq (raw_count (coll, lease), 0);
+   ck_assert_int_eq (mh_test_raw_count (coll, lease), 0);
    bson_destroy (lease);
    mongoc_collection_destroy (rc);
    mongo_helper_cache_destroy (c);
@@ -565,9 +519,10 @@ cache_suite (void)
    TCase *core = tcase_create ("core");
    TCase *live = tcase_create ("live");
 
+   tcase_add_checked_fixture (core, mh_test_offline_setup, mh_test_teardown);
    tcase_add_test (core, options_init_gives_documented_defaults);
    suite_add_tcase (s, core);
-   tcase_add_checked_fixture (live, setup, teardown);
+   tcase_add_checked_fixture (live, mh_test_live_setup, mh_test_teardown);
    tcase_set_timeout (live, 60);
    tcase_add_test (live, set_stores_document_with_date_expiry_and_get_reads_it_back);
    tcase_add_test (live, long_keys_are_hashed_with_a_readable_prefix);

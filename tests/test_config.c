@@ -1,5 +1,8 @@
-/* Configuration: URI precedence, INI errors, settings, redaction.
- * No server needed: mongo_helper_config_new() never connects. */
+/* src/config.c: URI precedence, INI errors, settings, the redacted URI.
+ * No server needed: mongo_helper_config_new() never connects.  Each test
+ * starts with no MONGO_* variable and in a directory without a
+ * conf/mongo_helper.ini (mh_test_bare_setup), so only what it sets is
+ * seen. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdlib.h>
 #include <string.h>
@@ -9,16 +12,6 @@
 #include "mh_test.h"
 
 static mongo_helper_error_t err;
-
-/* Each test starts with no MONGO_* variables and in a directory without a
- * conf/mongo_helper.ini, so only what the test sets is seen. */
-static void
-setup (void)
-{
-   mh_test_clean_env ();
-   ck_assert_int_eq (chdir ("/tmp"), 0);
-   memset (&err, 0, sizeof err);
-}
 
 static mongo_helper_config_t *
 load_ok (const char *path, const char *uri)
@@ -369,23 +362,7 @@ START_TEST (unknown_connection_option_is_an_error)
 }
 END_TEST
 
-/* ---- redaction and errors ------------------------------------------- */
-
-START_TEST (redact_hides_passwords_in_uris_and_key_values)
-{
-   char out[256];
-
-   mongo_helper_redact ("connect mongodb://app:s3cr%40t@h1,h2/db failed", out, sizeof out);
-   ck_assert_str_eq (out, "connect mongodb://app:****@h1,h2/db failed");
-   mongo_helper_redact ("mongodb+srv://u:p@ss@x.net/?password=abc&w=1", out, sizeof out);
-   ck_assert_str_eq (out, "mongodb+srv://u:****@x.net/?password=****&w=1");
-   mongo_helper_redact ("mongodb://onlyuser@h/db", out, sizeof out);
-   ck_assert_str_eq (out, "mongodb://onlyuser@h/db");
-   mongo_helper_redact (NULL, out, sizeof out);
-   ck_assert_str_eq (out, "");
-   ck_assert_uint_eq (mongo_helper_redact ("mongodb://a:b@c", out, 8), 7);
-}
-END_TEST
+/* ---- redaction ----------------------------------------------------- */
 
 START_TEST (redacted_uri_of_config_has_no_password)
 {
@@ -395,24 +372,13 @@ START_TEST (redacted_uri_of_config_has_no_password)
 }
 END_TEST
 
-START_TEST (category_names_are_stable)
-{
-   ck_assert_str_eq (mongo_helper_category_name (MONGO_HELPER_ERROR_TIMEOUT), "timeout");
-   ck_assert_str_eq (mongo_helper_category_name (MONGO_HELPER_ERROR_DUPLICATE_KEY),
-                     "duplicate_key");
-   ck_assert_str_eq (mongo_helper_category_name (MONGO_HELPER_ERROR_CONFIG), "config");
-   ck_assert_str_eq (mongo_helper_category_name ((mongo_helper_category_t) 999), "unknown");
-   ck_assert_str_eq (mongo_helper_version (), MONGO_HELPER_VERSION_STRING);
-}
-END_TEST
-
 Suite *
 config_suite (void)
 {
    Suite *s = suite_create ("config");
    TCase *tc = tcase_create ("core");
 
-   tcase_add_checked_fixture (tc, setup, NULL);
+   tcase_add_checked_fixture (tc, mh_test_bare_setup, mh_test_teardown);
    tcase_add_test (tc, default_uri_without_database_is_a_config_error_saying_how);
    tcase_add_test (tc, default_uri_is_localhost_with_mongo_db_as_database);
    tcase_add_test (tc, mongo_cache_uri_wins_over_mongo_uri_and_parts);
@@ -440,9 +406,7 @@ config_suite (void)
    tcase_add_test (tc, non_numeric_ini_setting_names_file_and_key);
    tcase_add_test (tc, zero_pool_wait_is_refused_because_it_means_forever);
    tcase_add_test (tc, unknown_connection_option_is_an_error);
-   tcase_add_test (tc, redact_hides_passwords_in_uris_and_key_values);
    tcase_add_test (tc, redacted_uri_of_config_has_no_password);
-   tcase_add_test (tc, category_names_are_stable);
    suite_add_tcase (s, tc);
    return s;
 }

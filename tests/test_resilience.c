@@ -1,4 +1,5 @@
-/* Resilience: retries, circuit breaker, metrics and fault injection.
+/* src/resilience.c: retries, circuit breaker and fault injection, with the
+ * metrics that count them.
  *
  * Faults come from three places, all on 127.0.0.1: the shared test server's
  * `configureFailPoint failCommand` (restricted to this process by appName),
@@ -18,8 +19,6 @@
 
 #include "mh_test.h"
 
-Suite *resilience_suite (void);
-
 static mongo_helper_error_t err;
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -28,21 +27,6 @@ static int64_t
 now_ms (void)
 {
    return bson_get_monotonic_time () / 1000;
-}
-
-static void
-clean_resil_env (void)
-{
-   static const char *vars[] = {"MONGO_RETRY_ATTEMPTS",
-                                "MONGO_RETRY_BASE_MS",
-                                "MONGO_RETRY_MAX_MS",
-                                "MONGO_CIRCUIT_FAILURE_THRESHOLD",
-                                "MONGO_CIRCUIT_COOLDOWN_MS"};
-   mh_test_clean_env ();
-   for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
-      unsetenv (vars[i]);
-   }
-   setenv ("MONGO_HELPER_CONFIG", "/dev/null", 1);
 }
 
 /* Runs an admin command through a pooled client (configureFailPoint,
@@ -174,35 +158,19 @@ collect_ids (mongoc_client_t *client, const char *db, const char *coll, bool *se
 
 /* ---- fixtures ---------------------------------------------------------- */
 
-static void
-core_setup (void)
-{
-   memset (&err, 0, sizeof err);
-   clean_resil_env ();
-}
-
+/* The live server, with this process's own application name (so fail
+ * points hit only its clients) and only the library's own retries (so
+ * counts are exact). */
 static void
 live_setup (void)
 {
-   memset (&err, 0, sizeof err);
    mh_test_live_setup ();
-   clean_resil_env ();
-   setenv ("MONGO_CACHE_URI", mh_test_uri (), 1);
-   setenv ("MONGO_DB", "mh_test", 1);
    setenv ("MONGO_SERVER_SELECTION_TIMEOUT_MS", "3000", 1);
    snprintf (app_name, sizeof app_name, "mh_resil_%ld", (long) getpid ());
    setenv ("MONGO_APP_NAME", app_name, 1);
-   /* Only the library's own retries, so counts are exact. */
    setenv ("MONGO_RETRY_READS", "false", 1);
    setenv ("MONGO_RETRY_BASE_MS", "5", 1);
    mongo_helper_metrics_reset ();
-}
-
-static void
-teardown (void)
-{
-   mh_test_server_stop_all ();
-   mongo_helper_shutdown ();
 }
 
 /* ---- core: configuration and classification ---------------------------- */
@@ -296,26 +264,6 @@ START_TEST (max_time_option_is_appended_once_and_validated)
    ck_assert (!mongo_helper_opts_set_max_time (NULL, 10, &err));
    ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_INVALID_ARGUMENT);
    bson_destroy (&opts);
-}
-END_TEST
-
-START_TEST (prometheus_text_reports_needed_size_when_the_buffer_is_small)
-{
-   char small[16];
-   size_t needed = 0;
-   char *buf;
-
-   ck_assert (!mongo_helper_metrics_prometheus (small, sizeof small, &needed, &err));
-   ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_INVALID_ARGUMENT);
-   ck_assert_uint_gt (needed, sizeof small);
-   ck_assert_str_eq (small, "");
-   ck_assert (!mongo_helper_metrics_prometheus (NULL, 0, &needed, &err));
-   buf = malloc (needed + 256);
-   MH_ASSERT_OK (mongo_helper_metrics_prometheus (buf, needed + 256, &needed, &err), err);
-   ck_assert_uint_eq (strlen (buf) + 1, needed);
-   ck_assert_ptr_nonnull (strstr (buf, "# TYPE mongo_helper_pool_in_use gauge\n"));
-   ck_assert_ptr_nonnull (strstr (buf, "mongo_helper_circuit_state 0\n"));
-   free (buf);
 }
 END_TEST
 
@@ -928,14 +876,13 @@ resilience_suite (void)
    TCase *live = tcase_create ("live");
    TCase *own = tcase_create ("own_servers");
 
-   tcase_add_checked_fixture (core, core_setup, teardown);
+   tcase_add_checked_fixture (core, mh_test_offline_setup, mh_test_teardown);
    tcase_add_test (core, retry_settings_default_then_ini_then_environment);
    tcase_add_test (core, only_network_selection_and_not_primary_errors_are_transient);
    tcase_add_test (core, max_time_option_is_appended_once_and_validated);
-   tcase_add_test (core, prometheus_text_reports_needed_size_when_the_buffer_is_small);
    suite_add_tcase (s, core);
 
-   tcase_add_checked_fixture (live, live_setup, teardown);
+   tcase_add_checked_fixture (live, live_setup, mh_test_teardown);
    tcase_set_timeout (live, 60);
    tcase_add_test (live, not_primary_error_is_retried_for_reads_with_backoff);
    tcase_add_test (live, plain_write_is_not_retried_on_not_primary);
@@ -947,7 +894,7 @@ resilience_suite (void)
    tcase_add_test (live, sixty_four_threads_of_mixed_operations_add_up);
    suite_add_tcase (s, live);
 
-   tcase_add_checked_fixture (own, live_setup, teardown);
+   tcase_add_checked_fixture (own, live_setup, mh_test_teardown);
    tcase_set_timeout (own, 90);
    tcase_add_test (own, server_down_at_start_fails_cleanly_then_succeeds_and_circuit_closes);
    tcase_add_test (own, half_open_circuit_lets_exactly_one_probe_through);

@@ -12,13 +12,12 @@
 
 #include "mh_test.h"
 
-Suite *security_suite (void);
-
 static mongo_helper_error_t err;
 
 /* ---- helpers ---------------------------------------------------------- */
 
-/* The test's own server: TLS needs its own certificates and options. */
+/* The test's own server: TLS needs its own certificates and options
+ * (stopped by mh_test_teardown). */
 static mh_test_server_t server;
 
 /* Throwaway PKI, made once per test case by the openssl command line. */
@@ -100,22 +99,16 @@ ping (void)
    return ok;
 }
 
+/* Nothing configured but what a test sets (not even a URI: tests build
+ * theirs from parts), one attempt per call and no circuit breaker, so a
+ * failure is the failure under test. */
 static void
 setup (void)
 {
-   memset (&err, 0, sizeof err);
    mh_test_clean_env ();
    setenv ("MONGO_HELPER_CONFIG", "/dev/null", 1);
    setenv ("MONGO_RETRY_ATTEMPTS", "1", 1);
    setenv ("MONGO_CIRCUIT_FAILURE_THRESHOLD", "0", 1);
-   memset (&server, 0, sizeof server);
-}
-
-static void
-teardown (void)
-{
-   mongo_helper_shutdown ();
-   mh_test_server_stop (&server);
 }
 
 /* Starts a TLS server and points the singleton at it with `opts`. */
@@ -559,7 +552,7 @@ security_suite (void)
    TCase *core = tcase_create ("core");
    TCase *tls = tcase_create ("tls");
 
-   tcase_add_checked_fixture (core, setup, teardown);
+   tcase_add_checked_fixture (core, setup, mh_test_teardown);
    tcase_add_test (core, credentials_never_appear_in_errors_logs_status_or_metrics);
    tcase_add_test (core, password_from_environment_parts_stays_out_of_errors);
    tcase_add_test (core, auth_source_and_mechanism_pass_through_to_the_driver);
@@ -576,7 +569,7 @@ security_suite (void)
    suite_add_tcase (s, core);
 
    tcase_add_unchecked_fixture (tls, pki_make, pki_remove);
-   tcase_add_checked_fixture (tls, setup, teardown);
+   tcase_add_checked_fixture (tls, setup, mh_test_teardown);
    tcase_set_timeout (tls, 30);
    tcase_add_test (tls, tls_with_the_right_ca_file_connects);
    tcase_add_test (tls, tls_verifies_certificates_by_default);

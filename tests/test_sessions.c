@@ -1,4 +1,4 @@
-/* Sessions: stored documents read back with raw libmongoc (types, hashed
+/* src/sessions.c: stored documents read back with raw libmongoc (types, hashed
  * ids), expiry through the read filter, lazy touch, regenerate, user-wide
  * delete and index set-up, against the test server. */
 #define _POSIX_C_SOURCE 200809L
@@ -12,22 +12,7 @@
 
 #include "mh_test.h"
 
-Suite *sessions_suite (void);
-
 static mongo_helper_error_t err;
-
-static void
-setup (void)
-{
-   memset (&err, 0, sizeof err);
-   mh_test_live_setup ();
-}
-
-static void
-teardown (void)
-{
-   mongo_helper_shutdown ();
-}
 
 static void
 sha256_hex (const char *s, char out[65])
@@ -45,34 +30,11 @@ sha256_hex (const char *s, char out[65])
 static bson_t *
 raw_doc (const char *coll, const char *hex)
 {
-   mongoc_collection_t *c = mh_test_raw_collection (coll);
    bson_t *f = BCON_NEW ("_id", BCON_UTF8 (hex));
-   mongoc_cursor_t *cur = mongoc_collection_find_with_opts (c, f, NULL, NULL);
-   const bson_t *d;
-   bson_t *out = NULL;
-   bson_error_t e;
+   bson_t *out = mh_test_raw_find_one (coll, f);
 
-   if (mongoc_cursor_next (cur, &d)) {
-      out = bson_copy (d);
-   }
-   ck_assert_msg (!mongoc_cursor_error (cur, &e), "%s", e.message);
-   mongoc_cursor_destroy (cur);
    bson_destroy (f);
-   mongoc_collection_destroy (c);
    return out;
-}
-
-static int64_t
-raw_count (const char *coll)
-{
-   mongoc_collection_t *c = mh_test_raw_collection (coll);
-   bson_t empty = BSON_INITIALIZER;
-   bson_error_t e;
-   int64_t n = mongoc_collection_count_documents (c, &empty, NULL, NULL, NULL, &e);
-
-   ck_assert_msg (n >= 0, "%s", e.message);
-   mongoc_collection_destroy (c);
-   return n;
 }
 
 static int64_t
@@ -169,7 +131,7 @@ START_TEST (create_stores_hashed_id_dates_and_queryable_data_never_the_id)
    }
    bson_free (json);
    bson_destroy (doc);
-   ck_assert_int_eq (raw_count (coll), 2);
+   ck_assert_int_eq (mh_test_raw_count (coll, NULL), 2);
    mongo_helper_sessions_destroy (s);
    bson_destroy (data);
 }
@@ -261,7 +223,7 @@ START_TEST (expired_session_is_not_returned_before_the_ttl_monitor_runs)
    MH_ASSERT_OK (mongo_helper_sessions_load (s, id, &out, &err), err);
    bson_destroy (&out);
    mh_test_sleep_ms (1150);
-   ck_assert_int_eq (raw_count (coll), 1);
+   ck_assert_int_eq (mh_test_raw_count (coll, NULL), 1);
    ck_assert (!mongo_helper_sessions_load (s, id, &out, &err));
    ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_NOT_FOUND);
    bson_destroy (&out);
@@ -283,16 +245,16 @@ START_TEST (ttl_index_removes_expired_sessions_from_the_collection)
    snprintf (coll, sizeof coll, "%s", mh_test_collection ("sess"));
    s = store (coll, 200, 0, true);
    MH_ASSERT_OK (mongo_helper_sessions_create (s, NULL, NULL, id, &err), err);
-   ck_assert_int_eq (raw_count (coll), 1);
+   ck_assert_int_eq (mh_test_raw_count (coll, NULL), 1);
    /* The test server's TTL monitor runs every second (mongod: 60 s). */
    if (getenv ("MH_MOCK_SERVER") == NULL) {
       mongo_helper_sessions_destroy (s);
       MH_SKIP ("a real mongod's TTL monitor runs every 60 s");
    }
-   for (i = 0; i < 40 && raw_count (coll) > 0; i++) {
+   for (i = 0; i < 40 && mh_test_raw_count (coll, NULL) > 0; i++) {
       mh_test_sleep_ms (100);
    }
-   ck_assert_int_eq (raw_count (coll), 0);
+   ck_assert_int_eq (mh_test_raw_count (coll, NULL), 0);
    mongo_helper_sessions_destroy (s);
 }
 END_TEST
@@ -391,7 +353,7 @@ START_TEST (regenerate_moves_data_to_a_new_id_and_deletes_the_old)
    ck_assert (bson_iter_init_find (&it, &out, "k"));
    ck_assert_str_eq (bson_iter_utf8 (&it, NULL), "v");
    bson_destroy (&out);
-   ck_assert_int_eq (raw_count (coll), 1);
+   ck_assert_int_eq (mh_test_raw_count (coll, NULL), 1);
    sha256_hex (nid, nhex);
    new_doc = raw_doc (coll, nhex);
    ck_assert_ptr_nonnull (new_doc);
@@ -507,27 +469,6 @@ START_TEST (concurrent_touches_of_a_stale_session_write_once)
 }
 END_TEST
 
-/* Finds index `name` in `coll`; returns its expireAfterSeconds or -1 when
- * it has none, -2 when the index is missing. */
-static int64_t
-index_ttl (const char *coll, const char *name)
-{
-   mongoc_collection_t *c = mh_test_raw_collection (coll);
-   mongoc_cursor_t *cur = mongoc_collection_find_indexes_with_opts (c, NULL);
-   const bson_t *d;
-   int64_t r = -2;
-   bson_iter_t it;
-
-   while (mongoc_cursor_next (cur, &d)) {
-      if (bson_iter_init_find (&it, d, "name") && strcmp (bson_iter_utf8 (&it, NULL), name) == 0) {
-         r = bson_iter_init_find (&it, d, "expireAfterSeconds") ? bson_iter_as_int64 (&it) : -1;
-      }
-   }
-   mongoc_cursor_destroy (cur);
-   mongoc_collection_destroy (c);
-   return r;
-}
-
 static void
 raw_index (const char *coll, const char *name, int64_t ttl)
 {
@@ -580,8 +521,8 @@ START_TEST (ensure_creates_ttl_and_user_indexes_and_is_idempotent)
    snprintf (coll, sizeof coll, "%s", mh_test_collection ("sess"));
    s = store (coll, 0, 60000, true);
    MH_ASSERT_OK (mongo_helper_sessions_create (s, NULL, NULL, id, &err), err);
-   ck_assert_int_eq (index_ttl (coll, "expiresAt_ttl"), 0);
-   ck_assert_int_eq (index_ttl (coll, "userId_1"), -1);
+   ck_assert_int_eq (mh_test_index_ttl (coll, "expiresAt_ttl"), 0);
+   ck_assert_int_eq (mh_test_index_ttl (coll, "userId_1"), -1);
    MH_ASSERT_OK (mongo_helper_sessions_ensure (s, &err), err);
    MH_ASSERT_OK (mongo_helper_sessions_ensure (s, &err), err);
    mongo_helper_sessions_destroy (s);
@@ -590,7 +531,7 @@ START_TEST (ensure_creates_ttl_and_user_indexes_and_is_idempotent)
    snprintf (coll, sizeof coll, "%s", mh_test_collection ("sess"));
    s = store (coll, 0, 60000, false);
    MH_ASSERT_OK (mongo_helper_sessions_create (s, NULL, NULL, id, &err), err);
-   ck_assert_int_eq (index_ttl (coll, "expiresAt_ttl"), -2);
+   ck_assert_int_eq (mh_test_index_ttl (coll, "expiresAt_ttl"), -2);
    mongo_helper_sessions_destroy (s);
 }
 END_TEST
@@ -604,9 +545,9 @@ START_TEST (ensure_changes_a_different_ttl_with_collmod_instead_of_failing)
    raw_index (coll, "old_ttl", 3600);
    s = store (coll, 0, 60000, false);
    MH_ASSERT_OK (mongo_helper_sessions_ensure (s, &err), err);
-   ck_assert_int_eq (index_ttl (coll, "old_ttl"), 0);
-   ck_assert_int_eq (index_ttl (coll, "expiresAt_ttl"), -2);
-   ck_assert_int_eq (index_ttl (coll, "userId_1"), -1);
+   ck_assert_int_eq (mh_test_index_ttl (coll, "old_ttl"), 0);
+   ck_assert_int_eq (mh_test_index_ttl (coll, "expiresAt_ttl"), -2);
+   ck_assert_int_eq (mh_test_index_ttl (coll, "userId_1"), -1);
    mongo_helper_sessions_destroy (s);
 }
 END_TEST
@@ -678,9 +619,10 @@ sessions_suite (void)
    TCase *live = tcase_create ("live");
    TCase *own = tcase_create ("own_server");
 
+   tcase_add_checked_fixture (core, mh_test_offline_setup, mh_test_teardown);
    tcase_add_test (core, options_init_gives_documented_defaults);
    suite_add_tcase (s, core);
-   tcase_add_checked_fixture (live, setup, teardown);
+   tcase_add_checked_fixture (live, mh_test_live_setup, mh_test_teardown);
    tcase_set_timeout (live, 60);
    tcase_add_test (live, create_stores_hashed_id_dates_and_queryable_data_never_the_id);
    tcase_add_test (live, load_returns_data_and_malformed_or_unknown_ids_are_not_found);
@@ -697,6 +639,7 @@ sessions_suite (void)
    tcase_add_test (live, ensure_changes_a_different_ttl_with_collmod_instead_of_failing);
    tcase_add_test (live, ensure_reports_a_conflicting_index_clearly_and_lazy_use_fails);
    suite_add_tcase (s, live);
+   tcase_add_checked_fixture (own, NULL, mh_test_teardown);
    tcase_set_timeout (own, 60);
    tcase_add_test (own, server_sees_one_update_per_touch_interval_and_one_index_setup);
    suite_add_tcase (s, own);

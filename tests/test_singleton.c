@@ -1,28 +1,18 @@
-/* The singleton: lazy init under a race, shutdown and re-init, the pool
- * wait, logging.  No server needed: a pool does not connect until used. */
+/* mongo_helper.c, the core: the singleton (lazy init under a race,
+ * shutdown and re-init), the pool wait, per-thread and acquired clients,
+ * fork, commands.  "core" needs no server: a pool does not connect until
+ * used.  "live" does real reads and writes through the singleton against
+ * the test server (MONGO_TEST_URI, started by make check). */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "mh_test.h"
 
 static mongo_helper_error_t err;
-
-static void
-setup (void)
-{
-   mh_test_clean_env ();
-   ck_assert_int_eq (chdir ("/tmp"), 0);
-   memset (&err, 0, sizeof err);
-}
-
-static void
-teardown (void)
-{
-   mongo_helper_shutdown ();
-}
 
 /* ---- lazy initialisation -------------------------------------------- */
 
@@ -225,35 +215,187 @@ START_TEST (connection_held_across_shutdown_stays_usable_until_released)
 }
 END_TEST
 
-/* ---- logging -------------------------------------------------------- */
+/* ---- live: real reads and writes ------------------------------------ */
 
-static char logged[8192];
-static int log_calls;
-static bool saw_mongoc_domain;
-
-static void
-capture_log (mongo_helper_log_level_t level, const char *domain, const char *msg, void *ud)
+START_TEST (insert_through_singleton_is_read_back_with_its_fields)
 {
-   (void) level;
-   (void) ud;
-   log_calls++;
-   if (strcmp (domain, "mongo_helper") != 0) {
-      saw_mongoc_domain = true;
+   mongoc_collection_t *coll = mh_test_raw_collection (mh_test_collection ("events"));
+   bson_t *doc = BCON_NEW ("user_id",
+                           BCON_INT32 (123),
+                           "event_type",
+                           BCON_UTF8 ("login"),
+                           "timestamp",
+                           BCON_DATE_TIME (1700000000000));
+   bson_t *filter = BCON_NEW ("user_id", BCON_INT32 (123));
+   bson_error_t e;
+   mongoc_cursor_t *cur;
+   const bson_t *found;
+   bson_iter_t it;
+
+   ck_assert_msg (mongoc_collection_insert_one (coll, doc, NULL, NULL, &e), "%s", e.message);
+   cur = mongoc_collection_find_with_opts (coll, filter, NULL, NULL);
+   ck_assert (mongoc_cursor_next (cur, &found));
+   ck_assert (bson_iter_init_find (&it, found, "event_type"));
+   ck_assert_str_eq (bson_iter_utf8 (&it, NULL), "login");
+   ck_assert (bson_iter_init_find (&it, found, "timestamp"));
+   ck_assert (BSON_ITER_HOLDS_DATE_TIME (&it));
+   ck_assert_int_eq (bson_iter_date_time (&it), 1700000000000);
+   ck_assert (!mongoc_cursor_next (cur, &found));
+   ck_assert (!mongoc_cursor_error (cur, &e));
+   mongoc_cursor_destroy (cur);
+   mongoc_collection_drop (coll, NULL);
+   mongoc_collection_destroy (coll);
+   bson_destroy (doc);
+   bson_destroy (filter);
+}
+END_TEST
+
+START_TEST (command_runs_on_default_database_and_maps_unknown_command)
+{
+   bson_t *ping = BCON_NEW ("ping", BCON_INT32 (1));
+   bson_t *bogus = BCON_NEW ("noSuchCommandAtAll", BCON_INT32 (1));
+   bson_t reply;
+   bson_iter_t it;
+
+   ck_assert (mongo_helper_command (ping, &reply, &err));
+   ck_assert (bson_iter_init_find (&it, &reply, "ok"));
+   ck_assert (bson_iter_as_double (&it) == 1.0);
+   bson_destroy (&reply);
+
+   ck_assert (!mongo_helper_command (bogus, &reply, &err));
+   ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_SERVER);
+   ck_assert_int_eq (err.code, 59);
+   ck_assert_ptr_nonnull (strstr (err.message, "noSuchCommandAtAll"));
+   bson_destroy (&reply);
+
+   ck_assert (!mongo_helper_command (NULL, NULL, &err));
+   ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_INVALID_ARGUMENT);
+   bson_destroy (ping);
+   bson_destroy (bogus);
+}
+END_TEST
+
+START_TEST (acquired_connection_does_real_work)
+{
+   const char *name = mh_test_collection ("acq");
+   mongo_helper_conn_t *conn = mongo_helper_acquire (&err);
+   mongoc_collection_t *coll;
+   bson_t *doc = BCON_NEW ("k", BCON_UTF8 ("v"));
+   bson_error_t e;
+
+   MH_ASSERT_OK (conn != NULL, err);
+   coll = mongoc_database_get_collection (mongo_helper_conn_database (conn), name);
+   ck_assert_msg (mongoc_collection_insert_one (coll, doc, NULL, NULL, &e), "%s", e.message);
+   ck_assert_int_eq (mh_test_count_in (coll, doc), 1);
+   mongoc_collection_drop (coll, NULL);
+   mongoc_collection_destroy (coll);
+   mongo_helper_release (conn);
+   bson_destroy (doc);
+}
+END_TEST
+
+#define WRITERS 8
+#define WRITES 25
+static const char *shared_coll;
+
+static void *
+writer (void *arg)
+{
+   mongo_helper_error_t e;
+   mongoc_database_t *db = mongo_helper_database (&e);
+   mongoc_collection_t *coll;
+   intptr_t ok = 0;
+
+   (void) arg;
+   if (!db) {
+      return (void *) 0;
    }
-   strncat (logged, msg, sizeof logged - strlen (logged) - 2);
-   strcat (logged, "\n");
+   coll = mongoc_database_get_collection (db, shared_coll);
+   for (int i = 0; i < WRITES; i++) {
+      bson_t *doc = BCON_NEW ("i", BCON_INT32 (i));
+      ok += mongoc_collection_insert_one (coll, doc, NULL, NULL, NULL);
+      bson_destroy (doc);
+   }
+   mongoc_collection_destroy (coll);
+   return (void *) ok;
 }
 
-START_TEST (log_handler_gets_library_and_driver_messages_without_passwords)
+START_TEST (threads_writing_through_their_own_clients_all_land)
 {
-   mongo_helper_set_log_handler (capture_log, MONGO_HELPER_LOG_DEBUG, NULL);
-   /* an unknown URI option makes libmongoc warn through its log */
-   ck_assert (mongo_helper_init_uri ("mongodb://app:sekr1t@127.0.0.1:1/logdb?bogusOption=1", &err));
-   ck_assert_int_gt (log_calls, 0);
-   ck_assert_msg (strstr (logged, "pool created"), "log: %s", logged);
-   ck_assert_msg (saw_mongoc_domain, "libmongoc's warning was not routed: %s", logged);
-   ck_assert_msg (!strstr (logged, "sekr1t"), "password leaked into log: %s", logged);
-   mongo_helper_set_log_handler (NULL, MONGO_HELPER_LOG_ERROR, NULL);
+   pthread_t t[WRITERS];
+   mongoc_collection_t *coll;
+   intptr_t total = 0;
+
+   shared_coll = mh_test_collection ("threads");
+   for (int i = 0; i < WRITERS; i++) {
+      pthread_create (&t[i], NULL, writer, NULL);
+   }
+   for (int i = 0; i < WRITERS; i++) {
+      void *r;
+      pthread_join (t[i], &r);
+      total += (intptr_t) r;
+   }
+   ck_assert_int_eq (total, WRITERS * WRITES);
+   coll = mh_test_raw_collection (shared_coll);
+   ck_assert_int_eq (mh_test_count_in (coll, NULL), WRITERS * WRITES);
+   mongoc_collection_drop (coll, NULL);
+   mongoc_collection_destroy (coll);
+}
+END_TEST
+
+/* The pre-forking server pattern: initialise and use, then fork. */
+START_TEST (forked_child_gets_its_own_pool_and_parent_keeps_working)
+{
+   const char *name = mh_test_collection ("fork");
+   mongoc_collection_t *coll = mh_test_raw_collection (name);
+   bson_t *parent_doc = BCON_NEW ("who", BCON_UTF8 ("parent"));
+   bson_t *child_doc = BCON_NEW ("who", BCON_UTF8 ("child"));
+   mongo_helper_status_t before;
+   bson_error_t e;
+   pid_t pid;
+   int wstatus;
+
+   ck_assert_msg (mongoc_collection_insert_one (coll, parent_doc, NULL, NULL, &e), "%s", e.message);
+   mongo_helper_status (&before);
+
+   pid = fork ();
+   ck_assert_int_ge (pid, 0);
+   if (pid == 0) {
+      /* Child: the library must build a new pool (new generation) and do
+       * real work with it.  Exit code tells the parent what went wrong. */
+      mongo_helper_status_t st;
+      mongoc_collection_t *cc = mh_test_raw_collection (name);
+      int code = 0;
+
+      mongo_helper_status (&st);
+      if (st.generation != before.generation + 1) {
+         code = 2;
+      } else if (!mongoc_collection_insert_one (cc, child_doc, NULL, NULL, NULL)) {
+         code = 3;
+      } else if (mh_test_count_in (cc, NULL) != 2) {
+         code = 4;
+      }
+      mongoc_collection_destroy (cc);
+      mongo_helper_shutdown ();
+      /* free what this child inherited from the test, for leak checkers */
+      mongoc_collection_destroy (coll);
+      bson_destroy (parent_doc);
+      bson_destroy (child_doc);
+      _exit (code);
+   }
+   ck_assert_int_eq (waitpid (pid, &wstatus, 0), pid);
+   ck_assert_msg (WIFEXITED (wstatus) && WEXITSTATUS (wstatus) == 0,
+                  "child failed with code %d (2: no new pool, 3: insert, 4: count)",
+                  WEXITSTATUS (wstatus));
+
+   /* The parent's own client and socket still work. */
+   ck_assert_msg (mongoc_collection_insert_one (coll, parent_doc, NULL, NULL, &e), "%s", e.message);
+   ck_assert_int_eq (mh_test_count_in (coll, parent_doc), 2);
+   ck_assert_int_eq (mh_test_count_in (coll, child_doc), 1);
+   mongoc_collection_drop (coll, NULL);
+   mongoc_collection_destroy (coll);
+   bson_destroy (parent_doc);
+   bson_destroy (child_doc);
 }
 END_TEST
 
@@ -261,20 +403,29 @@ Suite *
 singleton_suite (void)
 {
    Suite *s = suite_create ("singleton");
-   TCase *tc = tcase_create ("core");
+   TCase *core = tcase_create ("core");
+   TCase *live = tcase_create ("live");
 
-   tcase_add_checked_fixture (tc, setup, teardown);
-   tcase_set_timeout (tc, 60);
-   tcase_add_test (tc, thirty_two_threads_racing_on_first_use_create_one_pool);
-   tcase_add_test (tc, database_is_the_same_handle_for_repeated_calls_in_a_thread);
-   tcase_add_test (tc, shutdown_is_idempotent_and_init_works_again);
-   tcase_add_test (tc, lazy_init_with_bad_configuration_returns_config_error);
-   tcase_add_test (tc, init_uri_rejects_null_and_empty);
-   tcase_add_test (tc, init_from_config_file_uses_its_uri);
-   tcase_add_test (tc, exhausted_pool_gives_timeout_instead_of_hanging);
-   tcase_add_test (tc, thread_release_returns_the_client_to_the_pool);
-   tcase_add_test (tc, connection_held_across_shutdown_stays_usable_until_released);
-   tcase_add_test (tc, log_handler_gets_library_and_driver_messages_without_passwords);
-   suite_add_tcase (s, tc);
+   tcase_add_checked_fixture (core, mh_test_bare_setup, mh_test_teardown);
+   tcase_set_timeout (core, 60);
+   tcase_add_test (core, thirty_two_threads_racing_on_first_use_create_one_pool);
+   tcase_add_test (core, database_is_the_same_handle_for_repeated_calls_in_a_thread);
+   tcase_add_test (core, shutdown_is_idempotent_and_init_works_again);
+   tcase_add_test (core, lazy_init_with_bad_configuration_returns_config_error);
+   tcase_add_test (core, init_uri_rejects_null_and_empty);
+   tcase_add_test (core, init_from_config_file_uses_its_uri);
+   tcase_add_test (core, exhausted_pool_gives_timeout_instead_of_hanging);
+   tcase_add_test (core, thread_release_returns_the_client_to_the_pool);
+   tcase_add_test (core, connection_held_across_shutdown_stays_usable_until_released);
+   suite_add_tcase (s, core);
+
+   tcase_add_checked_fixture (live, mh_test_live_setup, mh_test_teardown);
+   tcase_set_timeout (live, 60);
+   tcase_add_test (live, insert_through_singleton_is_read_back_with_its_fields);
+   tcase_add_test (live, command_runs_on_default_database_and_maps_unknown_command);
+   tcase_add_test (live, acquired_connection_does_real_work);
+   tcase_add_test (live, threads_writing_through_their_own_clients_all_land);
+   tcase_add_test (live, forked_child_gets_its_own_pool_and_parent_keeps_working);
+   suite_add_tcase (s, live);
    return s;
 }
