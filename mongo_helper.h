@@ -135,14 +135,15 @@ void mongo_helper_set_log_handler (mongo_helper_log_fn fn,
  *  1. User information, from the password's ':' to the LAST '@' of the
  *     whole text (so an '@' later in a message hides the text between).
  *     The password's ':' is the first ':' after "mongodb://",
- *     "mongodb+srv://" or the mistyped "mongodb:/" (any case); after any
- *     other "word:/", the word's own ':' (the word may be a user name and
- *     the rest a password starting with '/').  Without such a scheme
- *     ("alice:S3cret@host", "mongodb//alice:S3cret@host"), any ':' with an
- *     '@' after it, except a ':' followed by a blank in running prose
- *     ("failed: a@b.c"): that one counts only when no blank comes before
- *     it in the text, or when a "//" or ":/" does.  The user name before
- *     the ':' stays visible; "mongodb://user@host" hides nothing.
+ *     "mongodb+srv://" or the mistyped "mongodb:/" (any case).  Without a
+ *     second ':', "mongodb://user@host" hides nothing, but a mistyped or
+ *     percent-encoded scheme hides from its own ':'; so does any other
+ *     "word:/" (the word may be a user name and the rest a password that
+ *     starts with '/').  Without such a scheme ("alice:S3cret@host",
+ *     "mongodb//alice:S3cret@host"), any ':' with an '@' after it, except
+ *     a ':' followed by a blank in running prose ("failed: a@b.c"): that
+ *     one counts only when no blank comes before it in the text, or when a
+ *     "//" or ":/" does.  The user name before the ':' stays visible.
  *  2. A URI cut before its '@' (an INI value cut at ';' or '#' leaves
  *     "mongodb://alice:S3c"): after "word:/" or "word//", and in a text
  *     that starts with "word:" (no blank before or after the ':'), the

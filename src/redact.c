@@ -8,7 +8,8 @@
  * short by an INI comment character, or one with a mistyped scheme.  So the
  * end of a password is never guessed from its characters: it is the LAST
  * '@' of the text, and a doubt always hides more, never less.  The rules
- * are listed in mongo_helper.h; the text is read once, without allocating.
+ * are listed in mongo_helper.h; each is one linear pass, and nothing is
+ * allocated (log and error paths call this).
  */
 #include "mh_private.h"
 

@@ -447,6 +447,7 @@ START_TEST (redact_keeps_user_and_hosts_and_hides_to_the_last_at)
        "pool created for mongodb://localhost:27017 (database d)"},
       {"dup key: { email: \"a@example.com\" }", "dup key: { email: \"a@example.com\" }"},
       {"x:/S3cret@h", "x:****@h"},
+      {"mongodb:/alice@host/db", "mongodb:****@host/db"},
    };
 
    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
