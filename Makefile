@@ -222,9 +222,11 @@ clean:
 	rm -rf build $(STATIC) lib$(NAME).so* mongo_helper.pc
 
 # ---- fuzzing --------------------------------------------------------------
-# Each target runs FUZZ_SECONDS from its seed corpus; a crash stops the run
-# and leaves the input in build/fuzz/ (add it to tests/fuzz/regressions/).
+# Each target runs FUZZ_SECONDS from its seed corpus, with inputs up to
+# 1 MB (FUZZ_MAX_LEN); a crash stops the run and leaves the input in
+# build/fuzz/ (add it to tests/fuzz/regressions/).
 FUZZ_SECONDS ?= 20
+FUZZ_MAX_LEN ?= 1048576
 FUZZERS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 build/fuzz/%: tests/fuzz/%.c $(SRCS) src/mh_private.h mongo_helper.h
 	@mkdir -p build/fuzz
@@ -237,7 +239,7 @@ fuzz: deps-fuzz
 	  if ls tests/fuzz/regressions/$$n/* >/dev/null 2>&1; then \
 	    echo "fuzz: $$n regressions"; $$f tests/fuzz/regressions/$$n/* >/dev/null 2>&1 || { echo "fuzz: $$n regression failed" >&2; exit 1; }; fi; \
 	  echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=0 \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) -timeout=10 -rss_limit_mb=2048 -print_final_stats=0 \
 	    -artifact_prefix=build/fuzz/$$n- build/fuzz/corpus/$$n tests/fuzz/corpus/$$n 2>build/fuzz/$$n.log \
 	    || { tail -40 build/fuzz/$$n.log >&2; exit 1; }; \
 	  grep -E '^#[0-9]+.*DONE' build/fuzz/$$n.log | tail -1; done

@@ -121,9 +121,50 @@ void mongo_helper_set_log_handler (mongo_helper_log_fn fn,
                                    void *user_data);
 
 /* Copies `text` into `out` (always NUL-terminated, truncated to
- * `out_size`) with the password of every "scheme://user:password@" and
- * every "password=" value replaced by "****".  Use it before logging any
- * string that might hold a URI.  Returns the length written. */
+ * `out_size`) with every credential replaced by "****" (one per hidden
+ * run, whatever its length).  Every error message, log line and redacted
+ * URI of the library passes through it; use it before logging any string
+ * that might hold a URI.  Returns the length written (NULL text: "").
+ *
+ * A password may hold anything libmongoc accepts (blanks, quotes, ? # & ;
+ * = and the other delimiters, UTF-8, and '@' ':' '/' escaped by '\'), and
+ * a URI may be mistyped or cut short, so the end of a password is never
+ * guessed from its characters: a doubt hides more, never less.  Below,
+ * '@' ':' '/' '=' also stand for %40 %3A %2F %3D.  Hidden:
+ *
+ *  1. User information, from the password's ':' to the LAST '@' of the
+ *     whole text (so an '@' later in a message hides the text between).
+ *     The password's ':' is the first ':' after "mongodb://",
+ *     "mongodb+srv://" or the mistyped "mongodb:/" (any case).  Without a
+ *     second ':', "mongodb://user@host" hides nothing, but a mistyped or
+ *     percent-encoded scheme hides from its own ':'; so does any other
+ *     "word:/" (the word may be a user name and the rest a password that
+ *     starts with '/').  Without such a scheme ("alice:S3cret@host",
+ *     "mongodb//alice:S3cret@host"), any ':' with an '@' after it, except
+ *     a ':' followed by a blank in running prose ("failed: a@b.c"): that
+ *     one counts only when no blank comes before it in the text, or when a
+ *     "//" or ":/" does.  The user name before the ':' stays visible.
+ *  2. A URI cut before its '@' (an INI value cut at ';' or '#' leaves
+ *     "mongodb://alice:S3c"): after "word:/" or "word//", and in a text
+ *     that starts with "word:" (no blank before or after the ':'), the
+ *     hosts must read host[:port][,host[:port]...] with ports of 1 to 5
+ *     digits; from the first ':' that breaks this, the rest of the text is
+ *     hidden.  A URI that starts the text ends only at '/', '?' or the
+ *     end; inside a sentence, also at a blank, quote or bracket.
+ *  3. Secret values: after a key ending in password, passwd, pwd, token,
+ *     secret, secret_access_key, secretaccesskey, api_key or apikey (any
+ *     case: password=, tlsCertificateKeyFilePassword=, AWS_SESSION_TOKEN:
+ *     in authMechanismProperties, AWS_SESSION_TOKEN=, "password": "...")
+ *     and '=' or ':' (blanks and the key's closing quote allowed), or
+ *     blanks and a quote (libmongoc's Password "..."): the value up to the
+ *     next '&' or the end of the text; a quoted value up to the last such
+ *     quote of the text.
+ *
+ * Left visible, because nothing tells them from ordinary text: a
+ * password that starts with a blank, in a URI without scheme, when a blank
+ * comes earlier in the text ("connect alice: pw@host"); what is left of a
+ * cut password when it reads as a port ("mongodb://alice:1234", or
+ * "x mongodb://alice:1234 y" inside a sentence). */
 size_t mongo_helper_redact (const char *text, char *out, size_t out_size);
 
 /* ---- Configuration -------------------------------------------------- */

@@ -6,7 +6,9 @@
  *
  *   GET /health   200 {"status":"ok",...} when MongoDB answers a ping within
  *                 1 s, else 503 {"status":"down",...}; always reports the
- *                 circuit breaker and pool (for a load balancer's check)
+ *                 circuit breaker and pool (for a load balancer's check).
+ *                 Never the error text, hosts or user names: HTTP clients
+ *                 see up or down, the reason goes to the log (stderr)
  *   GET /metrics  the library's metrics in the Prometheus text format
  *   GET /ping     one read through the library's execution path (retried,
  *                 counted), so /metrics has something to show
@@ -46,31 +48,42 @@ reply (struct MHD_Connection *c, unsigned status, const char *type, const char *
    return ret;
 }
 
+/* The log sink: the library's messages (credentials already redacted)
+ * and this server's own, on stderr. */
+static void
+log_line (mongo_helper_log_level_t level, const char *domain, const char *message, void *data)
+{
+   static const char *const names[] = {"error", "warning", "info", "debug"};
+
+   (void) data;
+   fprintf (stderr,
+            "metrics_server: %s %s: %s\n",
+            (unsigned) level < 4 ? names[level] : "log",
+            domain,
+            message);
+}
+
 static enum MHD_Result
 health (struct MHD_Connection *c)
 {
    mongo_helper_error_t err;
    mongo_helper_circuit_t circuit;
    mongo_helper_pool_stats_t pool;
-   char body[1024];
+   char body[256];
    bool up = mongo_helper_ping (1000, &err);
 
    mongo_helper_circuit_status (&circuit);
    mongo_helper_pool_stats (&pool);
-   /* err.message is redacted by the library and has no quotes to escape
-    * that matter here beyond '"' and '\\', which we drop. */
-   for (char *p = err.message; *p; p++) {
-      if (*p == '"' || *p == '\\' || (unsigned char) *p < 0x20) {
-         *p = ' ';
-      }
+   if (!up) {
+      /* The reason names hosts and users: for the operator's log only. */
+      log_line (MONGO_HELPER_LOG_WARNING, "metrics_server", err.message, NULL);
    }
    snprintf (body,
              sizeof body,
-             "{\"status\":\"%s\",\"error\":\"%s\",\"circuit\":\"%s\","
+             "{\"status\":\"%s\",\"circuit\":\"%s\","
              "\"consecutive_failures\":%d,\"pool_in_use\":%lld,"
              "\"pool_waiting\":%lld}\n",
              up ? "ok" : "down",
-             up ? "" : err.message,
              mongo_helper_circuit_state_name (circuit.state),
              (int) circuit.consecutive_failures,
              (long long) pool.in_use,
@@ -163,6 +176,7 @@ main (int argc, char **argv)
       fprintf (stderr, "usage: %s [PORT]\n", argv[0]);
       return EXIT_FAILURE;
    }
+   mongo_helper_set_log_handler (log_line, MONGO_HELPER_LOG_WARNING, NULL);
    if (!mongo_helper_init (NULL, &err)) {
       fprintf (stderr, "metrics_server: %s\n", err.message);
       return EXIT_FAILURE;
