@@ -78,27 +78,75 @@ mh_config_init (void)
    iniparser_set_error_callback (mh_ini_error);
 }
 
-/* One setting that can come from the INI file or the environment. */
+/* Every setting, in one table: where it is read (its INI key in [db],
+ * which is also its name; its environment variable; its URI option), what
+ * it holds, its default and range, and where the resolved value goes.
+ * Precedence: the URI, then the environment, then the INI key, then
+ * connection_options, then the default; a library setting (no URI option)
+ * reads only the environment, the INI key and the default. */
+typedef enum { MH_INT, MH_BOOL, MH_TEXT } mh_type_t;
+
+typedef enum {
+   MH_DRIVER, /* the default is libmongoc's own: nothing is set */
+   MH_OURS    /* the library sets its default */
+} mh_default_t;
+
+typedef enum {
+   MH_TO_URI,  /* the URI option, for libmongoc */
+   MH_TO_RETRY /* an int32_t of mongo_helper_retry_policy_t */
+} mh_dest_t;
+
 typedef struct {
-   const char *ini_key; /* in section [db] */
+   const char *key;
    const char *env;
-   const char *option; /* libmongoc URI option name */
+   const char *option; /* NULL: a library setting */
+   mh_type_t type;
+   int32_t min, max; /* MH_INT */
+   int32_t def;      /* MH_INT, MH_BOOL (0/1); none for MH_TEXT */
+   mh_default_t def_by;
+   mh_dest_t dest;
+   size_t field;    /* MH_TO_RETRY: offsetof in mongo_helper_retry_policy_t */
+   const char *why; /* said when a value is out of range */
 } mh_setting_t;
 
+/* clang-format off */
+#define MH_URI_INT(key, env, opt, min, def, by) \
+   {key, env, opt, MH_INT, min, INT32_MAX, def, by, MH_TO_URI, 0, NULL}
+#define MH_URI_BOOL(key, env, opt, def) \
+   {key, env, opt, MH_BOOL, 0, 1, def, MH_DRIVER, MH_TO_URI, 0, NULL}
+#define MH_RETRY(key, env, min, max, def, f) \
+   {key, env, NULL, MH_INT, min, max, def, MH_OURS, MH_TO_RETRY, \
+    offsetof (mongo_helper_retry_policy_t, f), NULL}
+
 static const mh_setting_t mh_settings[] = {
-   {"max_pool_size", "MONGO_MAX_POOL_SIZE", MONGOC_URI_MAXPOOLSIZE},
-   {"min_pool_size", "MONGO_MIN_POOL_SIZE", MONGOC_URI_MINPOOLSIZE},
-   {"max_idle_time_ms", "MONGO_MAX_IDLE_TIME_MS", MONGOC_URI_MAXIDLETIMEMS},
-   {"connect_timeout_ms", "MONGO_CONNECT_TIMEOUT_MS", MONGOC_URI_CONNECTTIMEOUTMS},
-   {"server_selection_timeout_ms",
-    "MONGO_SERVER_SELECTION_TIMEOUT_MS",
-    MONGOC_URI_SERVERSELECTIONTIMEOUTMS},
-   {"socket_timeout_ms", "MONGO_SOCKET_TIMEOUT_MS", MONGOC_URI_SOCKETTIMEOUTMS},
-   {"wait_queue_timeout_ms", "MONGO_WAIT_QUEUE_TIMEOUT_MS", MONGOC_URI_WAITQUEUETIMEOUTMS},
-   {"retry_writes", "MONGO_RETRY_WRITES", MONGOC_URI_RETRYWRITES},
-   {"retry_reads", "MONGO_RETRY_READS", MONGOC_URI_RETRYREADS},
-   {"app_name", "MONGO_APP_NAME", MONGOC_URI_APPNAME},
+   /* libmongoc 1.23's defaults are shown for information only */
+   MH_URI_INT ("max_pool_size", "MONGO_MAX_POOL_SIZE", MONGOC_URI_MAXPOOLSIZE, 0, 100, MH_DRIVER),
+   MH_URI_INT ("min_pool_size", "MONGO_MIN_POOL_SIZE", MONGOC_URI_MINPOOLSIZE, 0, 0, MH_DRIVER),
+   MH_URI_INT ("max_idle_time_ms", "MONGO_MAX_IDLE_TIME_MS", MONGOC_URI_MAXIDLETIMEMS, 0, 0, MH_DRIVER),
+   MH_URI_INT ("connect_timeout_ms", "MONGO_CONNECT_TIMEOUT_MS", MONGOC_URI_CONNECTTIMEOUTMS,
+               0, MONGOC_DEFAULT_CONNECTTIMEOUTMS, MH_DRIVER),
+   MH_URI_INT ("server_selection_timeout_ms", "MONGO_SERVER_SELECTION_TIMEOUT_MS",
+               MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 0, 30000, MH_DRIVER),
+   MH_URI_INT ("socket_timeout_ms", "MONGO_SOCKET_TIMEOUT_MS", MONGOC_URI_SOCKETTIMEOUTMS,
+               0, MONGOC_DEFAULT_SOCKETTIMEOUTMS, MH_DRIVER),
+   {"wait_queue_timeout_ms", "MONGO_WAIT_QUEUE_TIMEOUT_MS", MONGOC_URI_WAITQUEUETIMEOUTMS, MH_INT,
+    1, INT32_MAX, MONGO_HELPER_DEFAULT_POOL_WAIT_MS, MH_OURS, MH_TO_URI, 0,
+    "0 would let callers wait forever for a pooled connection"},
+   MH_URI_BOOL ("retry_writes", "MONGO_RETRY_WRITES", MONGOC_URI_RETRYWRITES, 1),
+   MH_URI_BOOL ("retry_reads", "MONGO_RETRY_READS", MONGOC_URI_RETRYREADS, 1),
+   {"app_name", "MONGO_APP_NAME", MONGOC_URI_APPNAME, MH_TEXT, 0, 0, 0, MH_DRIVER, MH_TO_URI, 0, NULL},
+   MH_RETRY ("retry_attempts", "MONGO_RETRY_ATTEMPTS", 1, 10,
+             MONGO_HELPER_DEFAULT_RETRY_ATTEMPTS, attempts),
+   MH_RETRY ("retry_base_ms", "MONGO_RETRY_BASE_MS", 0, 60000,
+             MONGO_HELPER_DEFAULT_RETRY_BASE_MS, base_ms),
+   MH_RETRY ("retry_max_ms", "MONGO_RETRY_MAX_MS", 0, 600000,
+             MONGO_HELPER_DEFAULT_RETRY_MAX_MS, max_ms),
+   MH_RETRY ("circuit_failure_threshold", "MONGO_CIRCUIT_FAILURE_THRESHOLD", 0, 1000000,
+             MONGO_HELPER_DEFAULT_CIRCUIT_THRESHOLD, circuit_threshold),
+   MH_RETRY ("circuit_cooldown_ms", "MONGO_CIRCUIT_COOLDOWN_MS", 1, 3600000,
+             MONGO_HELPER_DEFAULT_CIRCUIT_COOLDOWN_MS, circuit_cooldown_ms),
 };
+/* clang-format on */
 
 /* A variable that is set counts as set even when empty: an empty value is
  * reported instead of silently falling through to the next source. */
@@ -139,14 +187,6 @@ mh_uri_apply (mongoc_uri_t *muri,
                          source,
                          value,
                          option);
-      }
-      if (strcasecmp (option, MONGOC_URI_WAITQUEUETIMEOUTMS) == 0 && v == 0) {
-         return mh_fail (error,
-                         MONGO_HELPER_ERROR_CONFIG,
-                         0,
-                         "%s=0 would let callers wait forever for a pooled "
-                         "connection: use a positive number of milliseconds",
-                         source);
       }
       ok = mongoc_uri_set_option_as_int32 (muri, option, v);
    } else if (mongoc_uri_option_is_bool (option)) {
@@ -328,9 +368,6 @@ mh_uri_from_parts (mongo_helper_error_t *error, bool *failed)
    return bson_string_free (s, false);
 }
 
-/* MongoDB's rules for database names, so a typo fails here and not on the
- * first write. */
-
 static bool
 mh_load_ini (const char *config_path,
              dictionary **dict,
@@ -397,44 +434,125 @@ mh_load_ini (const char *config_path,
    return true;
 }
 
-/* One of the library's own integer settings (not a URI option): the
- * environment wins over the INI key, then the default. */
+/* Checks one value of `s` given by `label` and converts it (MH_INT into
+ * *n, MH_BOOL into *n as 0/1).  The messages name the source. */
 static bool
-mh_config_int (dictionary *ini,
-               const char *ini_path,
-               const char *ini_key,
-               const char *env,
-               int32_t def,
-               int32_t min,
-               int32_t max,
-               int32_t *out,
-               mongo_helper_error_t *error)
+mh_setting_check (const mh_setting_t *s,
+                  const char *v,
+                  const char *label,
+                  int32_t *n,
+                  mongo_helper_error_t *error)
 {
-   const char *v = mh_env (env);
-   char key[64], label[300];
+   bool b;
 
-   if (v) {
-      bson_snprintf (label, sizeof label, "environment %s", env);
-   } else if (ini) {
-      bson_snprintf (key, sizeof key, "db:%s", ini_key);
-      v = iniparser_getstring (ini, key, NULL);
-      bson_snprintf (label, sizeof label, "%s [db] %s", ini_path, ini_key);
-   }
-   if (!v) {
-      *out = def;
-      return true;
-   }
-   if (!mh_parse_int32 (v, out) || *out < min || *out > max) {
+   if (!*v) {
       return mh_fail (error,
                       MONGO_HELPER_ERROR_CONFIG,
                       0,
-                      "%s='%s' is not a whole number from %d to %d",
+                      "%s is empty: give it a value for %s or remove it",
                       label,
-                      v,
-                      (int) min,
-                      (int) max);
+                      s->option ? s->option : s->key);
+   }
+   switch (s->type) {
+   case MH_INT:
+      if (!mh_parse_int32 (v, n) || *n < s->min || *n > s->max) {
+         return mh_fail (error,
+                         MONGO_HELPER_ERROR_CONFIG,
+                         0,
+                         "%s='%s' is not a whole number from %d to %d%s%s",
+                         label,
+                         v,
+                         (int) s->min,
+                         (int) s->max,
+                         s->why ? ": " : "",
+                         s->why ? s->why : "");
+      }
+      return true;
+   case MH_BOOL:
+      if (!mh_parse_bool (v, &b)) {
+         return mh_fail (error,
+                         MONGO_HELPER_ERROR_CONFIG,
+                         0,
+                         "%s='%s' is not a boolean: use true or false",
+                         label,
+                         v);
+      }
+      *n = b;
+      return true;
+   case MH_TEXT:
+   default:
+      return true;
+   }
+}
+
+/* Sets a checked value of a URI setting. */
+static bool
+mh_uri_set (mongoc_uri_t *muri, const mh_setting_t *s, const char *v, int32_t n)
+{
+   switch (s->type) {
+   case MH_BOOL:
+      return mongoc_uri_set_option_as_bool (muri, s->option, n != 0);
+   case MH_TEXT:
+      return mongoc_uri_set_appname (muri, v);
+   case MH_INT:
+   default:
+      return mongoc_uri_set_option_as_int32 (muri, s->option, n);
+   }
+}
+
+/* The [db] connection_options "k=v&k=v", split once; each table setting
+ * takes its own entry, the rest are applied as they are. */
+typedef struct {
+   char *key, *value;
+   bool taken;
+} mh_conn_opt_t;
+
+static bool
+mh_conn_opts_split (const char *text,
+                    const char *label,
+                    char **buf,
+                    mh_conn_opt_t **opts,
+                    size_t *n,
+                    mongo_helper_error_t *error)
+{
+   char *save = NULL;
+   size_t cap = 0;
+
+   *buf = bson_strdup (text);
+   *opts = NULL;
+   *n = 0;
+   for (char *kv = strtok_r (*buf, "&", &save); kv; kv = strtok_r (NULL, "&", &save)) {
+      char *eq = strchr (kv, '=');
+
+      if (!eq || eq == kv) {
+         return mh_fail (error,
+                         MONGO_HELPER_ERROR_CONFIG,
+                         0,
+                         "%s: '%s' is not of the form option=value",
+                         label,
+                         kv);
+      }
+      *eq = '\0';
+      if (*n == cap) {
+         cap = cap ? 2 * cap : 8;
+         *opts = bson_realloc (*opts, cap * sizeof **opts);
+      }
+      (*opts)[(*n)++] = (mh_conn_opt_t){kv, eq + 1, false};
    }
    return true;
+}
+
+/* The first untaken connection_options entry for `option`, taken. */
+static const char *
+mh_conn_opts_take (mh_conn_opt_t *opts, size_t n, const char *option)
+{
+   for (size_t i = 0; i < n; i++) {
+      if (!opts[i].taken && strcasecmp (opts[i].key, option) == 0) {
+         opts[i].taken = true;
+         return opts[i].value;
+      }
+   }
+   return NULL;
 }
 
 mongo_helper_config_t *
@@ -442,9 +560,11 @@ mongo_helper_config_new (const char *config_path, const char *uri, mongo_helper_
 {
    mongo_helper_config_t *cfg = NULL;
    dictionary *ini = NULL;
-   char *ini_path = NULL, *built = NULL, *conn_opts = NULL;
+   char *ini_path = NULL, *built = NULL, *conn_buf = NULL;
+   mh_conn_opt_t *conn_opts = NULL;
+   size_t n_conn = 0;
    const char *chosen = NULL, *v;
-   char source[256], label[300];
+   char source[256], label[300], conn_label[300] = "";
    bson_error_t berr;
    bool failed = false;
 
@@ -515,98 +635,58 @@ mongo_helper_config_new (const char *config_path, const char *uri, mongo_helper_
       goto fail;
    }
 
-   /* Settings: URI, then environment, then INI key, then
-    * connection_options, then defaults. */
-   for (size_t i = 0; i < sizeof mh_settings / sizeof *mh_settings; i++) {
-      const mh_setting_t *s = &mh_settings[i];
-      char key[64];
-
-      if ((v = mh_env (s->env))) {
-         bson_snprintf (label, sizeof label, "environment %s", s->env);
-      } else if (ini) {
-         bson_snprintf (key, sizeof key, "db:%s", s->ini_key);
-         v = iniparser_getstring (ini, key, NULL);
-         bson_snprintf (label, sizeof label, "%s [db] %s", ini_path, s->ini_key);
-      }
-      if (v && !mh_uri_apply (cfg->muri, s->option, v, label, error)) {
+   if (ini && (v = iniparser_getstring (ini, "db:connection_options", NULL))) {
+      bson_snprintf (conn_label, sizeof conn_label, "%s [db] connection_options", ini_path);
+      if (!mh_conn_opts_split (v, conn_label, &conn_buf, &conn_opts, &n_conn, error)) {
          goto fail;
       }
    }
-   if (ini && (v = iniparser_getstring (ini, "db:connection_options", NULL))) {
-      char *save = NULL;
 
-      conn_opts = bson_strdup (v);
-      for (char *kv = strtok_r (conn_opts, "&", &save); kv; kv = strtok_r (NULL, "&", &save)) {
-         char *eq = strchr (kv, '=');
+   /* Every setting, walking the table once. */
+   for (size_t i = 0; i < sizeof mh_settings / sizeof *mh_settings; i++) {
+      const mh_setting_t *s = &mh_settings[i];
+      char key[64];
+      int32_t n = s->def;
 
-         bson_snprintf (label, sizeof label, "%s [db] connection_options", ini_path);
-         if (!eq || eq == kv) {
-            mh_fail (error,
-                     MONGO_HELPER_ERROR_CONFIG,
-                     0,
-                     "%s: '%s' is not of the form option=value",
-                     label,
-                     kv);
-            goto fail;
-         }
-         *eq = '\0';
-         if (!mh_uri_apply (cfg->muri, kv, eq + 1, label, error)) {
-            goto fail;
-         }
+      if (s->option && mongoc_uri_has_option (cfg->muri, s->option)) {
+         continue; /* the URI wins */
+      }
+      v = NULL;
+      if ((v = mh_env (s->env))) {
+         bson_snprintf (label, sizeof label, "environment %s", s->env);
+      } else if (ini) {
+         bson_snprintf (key, sizeof key, "db:%s", s->key);
+         v = iniparser_getstring (ini, key, NULL);
+         bson_snprintf (label, sizeof label, "%s [db] %s", ini_path, s->key);
+      }
+      if (!v && s->option && (v = mh_conn_opts_take (conn_opts, n_conn, s->option))) {
+         bson_snprintf (label, sizeof label, "%s", conn_label);
+      }
+      if (!v && s->def_by == MH_DRIVER) {
+         continue; /* libmongoc's own default */
+      }
+      if (v && !mh_setting_check (s, v, label, &n, error)) {
+         goto fail;
+      }
+      if (s->dest == MH_TO_RETRY) {
+         *(int32_t *) (void *) ((char *) &cfg->retry + s->field) = n;
+      } else if (!mh_uri_set (cfg->muri, s, v, n)) {
+         mh_fail (error,
+                  MONGO_HELPER_ERROR_CONFIG,
+                  0,
+                  "%s: the driver refused %s='%s'",
+                  label,
+                  s->option,
+                  v);
+         goto fail;
       }
    }
-   if (!mongoc_uri_has_option (cfg->muri, MONGOC_URI_WAITQUEUETIMEOUTMS)) {
-      mongoc_uri_set_option_as_int32 (
-         cfg->muri, MONGOC_URI_WAITQUEUETIMEOUTMS, MONGO_HELPER_DEFAULT_POOL_WAIT_MS);
-   }
-
-   /* Retries and the circuit breaker are the library's, not the URI's. */
-   if (!mh_config_int (ini,
-                       ini_path,
-                       "retry_attempts",
-                       "MONGO_RETRY_ATTEMPTS",
-                       MONGO_HELPER_DEFAULT_RETRY_ATTEMPTS,
-                       1,
-                       10,
-                       &cfg->retry.attempts,
-                       error) ||
-       !mh_config_int (ini,
-                       ini_path,
-                       "retry_base_ms",
-                       "MONGO_RETRY_BASE_MS",
-                       MONGO_HELPER_DEFAULT_RETRY_BASE_MS,
-                       0,
-                       60000,
-                       &cfg->retry.base_ms,
-                       error) ||
-       !mh_config_int (ini,
-                       ini_path,
-                       "retry_max_ms",
-                       "MONGO_RETRY_MAX_MS",
-                       MONGO_HELPER_DEFAULT_RETRY_MAX_MS,
-                       0,
-                       600000,
-                       &cfg->retry.max_ms,
-                       error) ||
-       !mh_config_int (ini,
-                       ini_path,
-                       "circuit_failure_threshold",
-                       "MONGO_CIRCUIT_FAILURE_THRESHOLD",
-                       MONGO_HELPER_DEFAULT_CIRCUIT_THRESHOLD,
-                       0,
-                       1000000,
-                       &cfg->retry.circuit_threshold,
-                       error) ||
-       !mh_config_int (ini,
-                       ini_path,
-                       "circuit_cooldown_ms",
-                       "MONGO_CIRCUIT_COOLDOWN_MS",
-                       MONGO_HELPER_DEFAULT_CIRCUIT_COOLDOWN_MS,
-                       1,
-                       3600000,
-                       &cfg->retry.circuit_cooldown_ms,
-                       error)) {
-      goto fail;
+   /* connection_options left over: any other URI option. */
+   for (size_t i = 0; i < n_conn; i++) {
+      if (!conn_opts[i].taken &&
+          !mh_uri_apply (cfg->muri, conn_opts[i].key, conn_opts[i].value, conn_label, error)) {
+         goto fail;
+      }
    }
 
    /* The default database: URI path, MONGO_DB, [db] database. */
@@ -641,6 +721,7 @@ mongo_helper_config_new (const char *config_path, const char *uri, mongo_helper_
    iniparser_freedict (ini);
    bson_free (ini_path);
    bson_free (built);
+   bson_free (conn_buf);
    bson_free (conn_opts);
    return cfg;
 
@@ -650,6 +731,7 @@ fail:
    }
    bson_free (ini_path);
    bson_free (built);
+   bson_free (conn_buf);
    bson_free (conn_opts);
    mongo_helper_config_destroy (cfg);
    return NULL;
