@@ -161,11 +161,25 @@ size_t mongo_helper_redact (const char *text, char *out, size_t out_size);
  * socketTimeoutMS, wait_queue_timeout_ms / MONGO_WAIT_QUEUE_TIMEOUT_MS /
  * waitQueueTimeoutMS, retry_writes / MONGO_RETRY_WRITES / retryWrites,
  * retry_reads / MONGO_RETRY_READS / retryReads, app_name / MONGO_APP_NAME /
- * appName, plus [db] connection_options = "k=v&k=v" with any URI option.
- * Precedence for one option: the URI itself, then the environment, then the
- * INI key, then connection_options, then the library default.  The pool
- * wait (waitQueueTimeoutMS) defaults to MONGO_HELPER_DEFAULT_POOL_WAIT_MS
- * and must be positive, so no caller ever waits forever for a connection.
+ * appName.  Precedence for one option: the URI itself, then the
+ * environment, then the INI key, then connection_options, then the default.
+ * The pool wait (waitQueueTimeoutMS) defaults to
+ * MONGO_HELPER_DEFAULT_POOL_WAIT_MS and must be positive, so no caller ever
+ * waits forever for a connection; the numbers above must be >= 0.  A value
+ * out of range is a CONFIG error wherever it is written, the URI included.
+ * Environment and INI values are plain text (app_name = my app).
+ *
+ * [db] connection_options = "k=v&k=v" takes ANY option libmongoc reads in
+ * a URI, written as in a URI's query (percent-encode '%', '&' and '='):
+ * w, journal, wTimeoutMS, readPreference, readPreferenceTags (may repeat),
+ * maxStalenessSeconds, readConcernLevel, compressors, tls and its options,
+ * authMechanism, authSource, ... .  Every option the URI does not name is
+ * appended to the URI text and libmongoc parses the whole, so an option
+ * behaves exactly as if the URI held it (write concern, read preference,
+ * read concern and compressors included).  A CONFIG error naming the file
+ * and the option: an option libmongoc does not know, one given twice, a
+ * compressor libmongoc was built without, a bad %-escape, or a value the
+ * driver refuses (e.g. w=0 with journal=true).
  *
  * Default database: the URI's path (like pymongo's get_default_database()),
  * else MONGO_DB, else [db] database; with none, a CONFIG error.
@@ -185,15 +199,19 @@ mongo_helper_config_new (const char *config_path, const char *uri, mongo_helper_
 /* Frees a configuration.  NULL is allowed. */
 void mongo_helper_config_destroy (mongo_helper_config_t *config);
 
-/* The final URI with every setting applied.  It CONTAINS CREDENTIALS: pass
- * it to libmongoc, never to a log.  Valid until the configuration is
+/* The URI as its source gave it (settings from other sources are in the
+ * parsed URI, mongo_helper_config_mongoc_uri()).  It CONTAINS CREDENTIALS:
+ * pass it to libmongoc, never to a log.  Valid until the configuration is
  * destroyed. */
 const char *mongo_helper_config_uri (const mongo_helper_config_t *config);
 
 /* The same URI with the password replaced by "****": safe to log. */
 const char *mongo_helper_config_uri_redacted (const mongo_helper_config_t *config);
 
-/* The parsed URI, for reading options with mongoc_uri_get_option_as_*(). */
+/* The parsed URI with every setting applied: the one the pool is built
+ * from.  Read options with mongoc_uri_get_option_as_*(),
+ * mongoc_uri_get_write_concern(), _get_read_prefs_t(), _get_read_concern(),
+ * _get_compressors().  Valid until the configuration is destroyed. */
 const mongoc_uri_t *mongo_helper_config_mongoc_uri (const mongo_helper_config_t *config);
 
 /* The default database name.  Valid until the configuration is destroyed. */

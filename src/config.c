@@ -99,7 +99,7 @@ typedef enum {
 typedef struct {
    const char *key;
    const char *env;
-   const char *option; /* NULL: a library setting */
+   const char *option; /* as shown (libmongoc ignores case); NULL: a library setting */
    mh_type_t type;
    int32_t min, max; /* MH_INT */
    int32_t def;      /* MH_INT, MH_BOOL (0/1); none for MH_TEXT */
@@ -120,21 +120,21 @@ typedef struct {
 
 static const mh_setting_t mh_settings[] = {
    /* libmongoc 1.23's defaults are shown for information only */
-   MH_URI_INT ("max_pool_size", "MONGO_MAX_POOL_SIZE", MONGOC_URI_MAXPOOLSIZE, 0, 100, MH_DRIVER),
-   MH_URI_INT ("min_pool_size", "MONGO_MIN_POOL_SIZE", MONGOC_URI_MINPOOLSIZE, 0, 0, MH_DRIVER),
-   MH_URI_INT ("max_idle_time_ms", "MONGO_MAX_IDLE_TIME_MS", MONGOC_URI_MAXIDLETIMEMS, 0, 0, MH_DRIVER),
-   MH_URI_INT ("connect_timeout_ms", "MONGO_CONNECT_TIMEOUT_MS", MONGOC_URI_CONNECTTIMEOUTMS,
+   MH_URI_INT ("max_pool_size", "MONGO_MAX_POOL_SIZE", "maxPoolSize", 0, 100, MH_DRIVER),
+   MH_URI_INT ("min_pool_size", "MONGO_MIN_POOL_SIZE", "minPoolSize", 0, 0, MH_DRIVER),
+   MH_URI_INT ("max_idle_time_ms", "MONGO_MAX_IDLE_TIME_MS", "maxIdleTimeMS", 0, 0, MH_DRIVER),
+   MH_URI_INT ("connect_timeout_ms", "MONGO_CONNECT_TIMEOUT_MS", "connectTimeoutMS",
                0, MONGOC_DEFAULT_CONNECTTIMEOUTMS, MH_DRIVER),
    MH_URI_INT ("server_selection_timeout_ms", "MONGO_SERVER_SELECTION_TIMEOUT_MS",
-               MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 0, 30000, MH_DRIVER),
-   MH_URI_INT ("socket_timeout_ms", "MONGO_SOCKET_TIMEOUT_MS", MONGOC_URI_SOCKETTIMEOUTMS,
+               "serverSelectionTimeoutMS", 0, 30000, MH_DRIVER),
+   MH_URI_INT ("socket_timeout_ms", "MONGO_SOCKET_TIMEOUT_MS", "socketTimeoutMS",
                0, MONGOC_DEFAULT_SOCKETTIMEOUTMS, MH_DRIVER),
-   {"wait_queue_timeout_ms", "MONGO_WAIT_QUEUE_TIMEOUT_MS", MONGOC_URI_WAITQUEUETIMEOUTMS, MH_INT,
+   {"wait_queue_timeout_ms", "MONGO_WAIT_QUEUE_TIMEOUT_MS", "waitQueueTimeoutMS", MH_INT,
     1, INT32_MAX, MONGO_HELPER_DEFAULT_POOL_WAIT_MS, MH_OURS, MH_TO_URI, 0,
     "0 would let callers wait forever for a pooled connection"},
-   MH_URI_BOOL ("retry_writes", "MONGO_RETRY_WRITES", MONGOC_URI_RETRYWRITES, 1),
-   MH_URI_BOOL ("retry_reads", "MONGO_RETRY_READS", MONGOC_URI_RETRYREADS, 1),
-   {"app_name", "MONGO_APP_NAME", MONGOC_URI_APPNAME, MH_TEXT, 0, 0, 0, MH_DRIVER, MH_TO_URI, 0, NULL},
+   MH_URI_BOOL ("retry_writes", "MONGO_RETRY_WRITES", "retryWrites", 1),
+   MH_URI_BOOL ("retry_reads", "MONGO_RETRY_READS", "retryReads", 1),
+   {"app_name", "MONGO_APP_NAME", "appName", MH_TEXT, 0, 0, 0, MH_DRIVER, MH_TO_URI, 0, NULL},
    MH_RETRY ("retry_attempts", "MONGO_RETRY_ATTEMPTS", 1, 10,
              MONGO_HELPER_DEFAULT_RETRY_ATTEMPTS, attempts),
    MH_RETRY ("retry_base_ms", "MONGO_RETRY_BASE_MS", 0, 60000,
@@ -154,75 +154,6 @@ static const char *
 mh_env (const char *name)
 {
    return getenv (name);
-}
-
-/* Applies one option unless the URI already names it (the URI wins). */
-static bool
-mh_uri_apply (mongoc_uri_t *muri,
-              const char *option,
-              const char *value,
-              const char *source,
-              mongo_helper_error_t *error)
-{
-   bool ok;
-
-   if (mongoc_uri_has_option (muri, option)) {
-      return true;
-   }
-   if (!*value) {
-      return mh_fail (error,
-                      MONGO_HELPER_ERROR_CONFIG,
-                      0,
-                      "%s is empty: give it a value for %s or remove it",
-                      source,
-                      option);
-   }
-   if (mongoc_uri_option_is_int32 (option)) {
-      int32_t v;
-      if (!mh_parse_int32 (value, &v) || v < 0) {
-         return mh_fail (error,
-                         MONGO_HELPER_ERROR_CONFIG,
-                         0,
-                         "%s='%s' is not a non-negative whole number (%s)",
-                         source,
-                         value,
-                         option);
-      }
-      ok = mongoc_uri_set_option_as_int32 (muri, option, v);
-   } else if (mongoc_uri_option_is_bool (option)) {
-      bool v;
-      if (!mh_parse_bool (value, &v)) {
-         return mh_fail (error,
-                         MONGO_HELPER_ERROR_CONFIG,
-                         0,
-                         "%s='%s' is not a boolean: use true or false",
-                         source,
-                         value);
-      }
-      ok = mongoc_uri_set_option_as_bool (muri, option, v);
-   } else if (strcasecmp (option, MONGOC_URI_APPNAME) == 0) {
-      ok = mongoc_uri_set_appname (muri, value);
-   } else if (mongoc_uri_option_is_utf8 (option)) {
-      ok = mongoc_uri_set_option_as_utf8 (muri, option, value);
-   } else {
-      return mh_fail (error,
-                      MONGO_HELPER_ERROR_CONFIG,
-                      0,
-                      "%s names '%s', which is not a MongoDB URI option this "
-                      "driver knows",
-                      source,
-                      option);
-   }
-   if (!ok) {
-      return mh_fail (error,
-                      MONGO_HELPER_ERROR_CONFIG,
-                      0,
-                      "%s: the driver refused %s='%s'",
-                      source,
-                      option,
-                      value);
-   }
-   return true;
 }
 
 /* Appends `s` percent-encoded (RFC 3986: everything but unreserved), so a
@@ -434,6 +365,184 @@ mh_load_ini (const char *config_path,
    return true;
 }
 
+/* ---- URI options ------------------------------------------------------- */
+
+/* Deprecated names libmongoc 1.23 still reads, and the option each stands
+ * for: "does the URI name it" compares canonical names. */
+static const char *const mh_aliases[][2] = {
+   {"ssl", "tls"},
+   {"sslClientCertificateKeyFile", "tlsCertificateKeyFile"},
+   {"sslClientCertificateKeyPassword", "tlsCertificateKeyFilePassword"},
+   {"sslCertificateAuthorityFile", "tlsCAFile"},
+   {"sslAllowInvalidCertificates", "tlsAllowInvalidCertificates"},
+   {"sslAllowInvalidHostnames", "tlsAllowInvalidHostnames"},
+};
+
+static const char *
+mh_canonical (const char *option)
+{
+   for (size_t i = 0; i < sizeof mh_aliases / sizeof *mh_aliases; i++) {
+      if (strcasecmp (option, mh_aliases[i][0]) == 0) {
+         return mh_aliases[i][1];
+      }
+   }
+   return option;
+}
+
+/* The options libmongoc 1.23 reads by name besides its typed ones (see
+ * mongoc_uri_apply_options).  It ignores any other with a warning; given
+ * outside the URI such a name is a typo, so the library refuses it. */
+static const char *const mh_named_options[] = {MONGOC_URI_W,
+                                               MONGOC_URI_READPREFERENCETAGS,
+                                               MONGOC_URI_AUTHMECHANISM,
+                                               MONGOC_URI_AUTHSOURCE,
+                                               MONGOC_URI_AUTHMECHANISMPROPERTIES,
+                                               MONGOC_URI_GSSAPISERVICENAME,
+                                               MONGOC_URI_SRVSERVICENAME,
+                                               MONGOC_URI_READCONCERNLEVEL,
+                                               MONGOC_URI_COMPRESSORS};
+
+static bool
+mh_option_known (const char *option)
+{
+   if (mongoc_uri_option_is_int32 (option) || mongoc_uri_option_is_bool (option) ||
+       mongoc_uri_option_is_utf8 (option)) {
+      return true;
+   }
+   for (size_t i = 0; i < sizeof mh_named_options / sizeof *mh_named_options; i++) {
+      if (strcasecmp (option, mh_named_options[i]) == 0) {
+         return true;
+      }
+   }
+   return false;
+}
+
+/* Options whose values are credentials (a key file's password, AWS
+ * session tokens in authMechanismProperties): never shown. */
+static bool
+mh_option_secret (const char *option)
+{
+   option = mh_canonical (option);
+   return strcasecmp (option, MONGOC_URI_TLSCERTIFICATEKEYFILEPASSWORD) == 0 ||
+          strcasecmp (option, MONGOC_URI_AUTHMECHANISMPROPERTIES) == 0;
+}
+
+/* The options of a URI text ("a=1&b=2"), found the way libmongoc finds
+ * them: from the first '?' after the first '/' behind the scheme; NULL
+ * when there is no '?'. */
+static const char *
+mh_uri_query (const char *uri)
+{
+   const char *p = strstr (uri, "://");
+   const char *slash = p ? strchr (p + 3, '/') : NULL;
+   const char *q = slash ? strchr (slash, '?') : NULL;
+
+   return q ? q + 1 : NULL;
+}
+
+/* Whether the text of `uri` has `option` (or one of its aliases). */
+static bool
+mh_query_has (const char *uri, const char *option)
+{
+   const char *q = mh_uri_query (uri);
+   const char *canon = mh_canonical (option);
+
+   while (q && *q) {
+      size_t len = strcspn (q, "&");
+      char *key = bson_strndup (q, strcspn (q, "=&"));
+      bool same = strcasecmp (mh_canonical (key), canon) == 0;
+
+      bson_free (key);
+      if (same) {
+         return true;
+      }
+      q += len + (q[len] == '&');
+   }
+   return false;
+}
+
+/* Whether the URI itself gives `option`, so it wins.  A typed option (and
+ * w) counts when libmongoc took a value from it, as before settings were
+ * merged into the URI text; the others (readPreferenceTags, auth*,
+ * readConcernLevel, compressors) do not land among libmongoc's options and
+ * are looked for in the text. */
+static bool
+mh_uri_names (const mongoc_uri_t *muri, const char *uri, const char *option)
+{
+   const char *canon = mh_canonical (option);
+
+   if (mongoc_uri_option_is_int32 (canon) || mongoc_uri_option_is_bool (canon) ||
+       mongoc_uri_option_is_utf8 (canon) || strcasecmp (canon, MONGOC_URI_W) == 0) {
+      return mongoc_uri_has_option (muri, canon);
+   }
+   return mh_query_has (uri, canon);
+}
+
+/* Percent-decodes a value written in URI syntax, as libmongoc does; NULL
+ * for a '%' not followed by two hex digits, or %00. */
+static char *
+mh_pct_decode (const char *s)
+{
+   char *out = bson_malloc (strlen (s) + 1), *o = out;
+
+   while (*s) {
+      if (*s == '%') {
+         char hex[3] = {s[1], s[1] ? s[2] : '\0', '\0'};
+
+         if (!isxdigit ((unsigned char) hex[0]) || !isxdigit ((unsigned char) hex[1]) ||
+             strtol (hex, NULL, 16) == 0) {
+            bson_free (out);
+            return NULL;
+         }
+         *o++ = (char) strtol (hex, NULL, 16);
+         s += 3;
+      } else {
+         *o++ = *s++;
+      }
+   }
+   *o = '\0';
+   return out;
+}
+
+/* libmongoc drops a compressor it was built without, with a warning; named
+ * outside the URI that is a typo to report. */
+static bool
+mh_compressors_check (const char *value, const char *label, mongo_helper_error_t *error)
+{
+   bson_string_t *probe = bson_string_new ("mongodb://localhost/?compressors=");
+   mongoc_uri_t *u;
+   const char *p = value;
+   bool ok = true;
+
+   mh_pct_encode (probe, value);
+   u = mongoc_uri_new_with_error (probe->str, NULL);
+   bson_string_free (probe, true);
+   while (ok) {
+      size_t len = strcspn (p, ",");
+      char *name = bson_strndup (p, len);
+      bson_iter_t it;
+
+      if (!u || !*name || !bson_iter_init_find_case (&it, mongoc_uri_get_compressors (u), name)) {
+         ok = mh_fail (error,
+                       MONGO_HELPER_ERROR_CONFIG,
+                       0,
+                       "%s: compressors names '%s', which this libmongoc does not "
+                       "have: use snappy, zlib or zstd, separated by commas",
+                       label,
+                       name);
+      }
+      bson_free (name);
+      if (!p[len]) {
+         break;
+      }
+      p += len + 1;
+   }
+   mongoc_uri_destroy (u);
+   return ok;
+}
+
+/* ---- Settings ----------------------------------------------------------- */
+
 /* Checks one value of `s` given by `label` and converts it (MH_INT into
  * *n, MH_BOOL into *n as 0/1).  The messages name the source. */
 static bool
@@ -485,72 +594,221 @@ mh_setting_check (const mh_setting_t *s,
    }
 }
 
-/* Sets a checked value of a URI setting. */
-static bool
-mh_uri_set (mongoc_uri_t *muri, const mh_setting_t *s, const char *v, int32_t n)
-{
-   switch (s->type) {
-   case MH_BOOL:
-      return mongoc_uri_set_option_as_bool (muri, s->option, n != 0);
-   case MH_TEXT:
-      return mongoc_uri_set_appname (muri, v);
-   case MH_INT:
-   default:
-      return mongoc_uri_set_option_as_int32 (muri, s->option, n);
-   }
-}
-
-/* The [db] connection_options "k=v&k=v", split once; each table setting
- * takes its own entry, the rest are applied as they are. */
+/* The [db] connection_options "k=v&k=v", written like a URI's options
+ * (values percent-decoded), split once; each table setting takes its own
+ * entry, the others go to the URI as they are. */
 typedef struct {
-   char *key, *value;
+   char *key;   /* points into the split copy */
+   char *value; /* decoded, owned */
    bool taken;
 } mh_conn_opt_t;
 
+typedef struct {
+   char *buf;
+   mh_conn_opt_t *v;
+   size_t n;
+   char label[300];
+} mh_conn_opts_t;
+
+static void
+mh_conn_opts_free (mh_conn_opts_t *c)
+{
+   for (size_t i = 0; i < c->n; i++) {
+      bson_free (c->v[i].value);
+   }
+   bson_free (c->v);
+   bson_free (c->buf);
+}
+
 static bool
-mh_conn_opts_split (const char *text,
-                    const char *label,
-                    char **buf,
-                    mh_conn_opt_t **opts,
-                    size_t *n,
-                    mongo_helper_error_t *error)
+mh_conn_opts_split (mh_conn_opts_t *c, const char *text, mongo_helper_error_t *error)
 {
    char *save = NULL;
    size_t cap = 0;
 
-   *buf = bson_strdup (text);
-   *opts = NULL;
-   *n = 0;
-   for (char *kv = strtok_r (*buf, "&", &save); kv; kv = strtok_r (NULL, "&", &save)) {
+   c->buf = bson_strdup (text);
+   for (char *kv = strtok_r (c->buf, "&", &save); kv; kv = strtok_r (NULL, "&", &save)) {
       char *eq = strchr (kv, '=');
+      char *value;
 
       if (!eq || eq == kv) {
          return mh_fail (error,
                          MONGO_HELPER_ERROR_CONFIG,
                          0,
                          "%s: '%s' is not of the form option=value",
-                         label,
+                         c->label,
                          kv);
       }
       *eq = '\0';
-      if (*n == cap) {
-         cap = cap ? 2 * cap : 8;
-         *opts = bson_realloc (*opts, cap * sizeof **opts);
+      if (!mh_option_known (kv)) {
+         return mh_fail (error,
+                         MONGO_HELPER_ERROR_CONFIG,
+                         0,
+                         "%s names '%s', which is not a MongoDB URI option this "
+                         "driver knows",
+                         c->label,
+                         kv);
       }
-      (*opts)[(*n)++] = (mh_conn_opt_t){kv, eq + 1, false};
+      for (size_t i = 0; i < c->n; i++) {
+         /* Several readPreferenceTags are a list; anything else twice is
+          * ambiguous. */
+         if (strcasecmp (mh_canonical (c->v[i].key), mh_canonical (kv)) == 0 &&
+             strcasecmp (kv, MONGOC_URI_READPREFERENCETAGS) != 0) {
+            return mh_fail (
+               error, MONGO_HELPER_ERROR_CONFIG, 0, "%s names %s twice: keep one", c->label, kv);
+         }
+      }
+      if (!(value = mh_pct_decode (eq + 1))) {
+         return mh_fail (error,
+                         MONGO_HELPER_ERROR_CONFIG,
+                         0,
+                         "%s: the value of %s has a bad escape: write '%%' as %%25 "
+                         "(values are percent-encoded as in a URI)",
+                         c->label,
+                         kv);
+      }
+      if (c->n == cap) {
+         cap = cap ? 2 * cap : 8;
+         c->v = bson_realloc (c->v, cap * sizeof *c->v);
+      }
+      c->v[c->n++] = (mh_conn_opt_t){kv, value, false};
    }
    return true;
 }
 
-/* The first untaken connection_options entry for `option`, taken. */
+/* The first untaken entry for `option`, taken. */
 static const char *
-mh_conn_opts_take (mh_conn_opt_t *opts, size_t n, const char *option)
+mh_conn_opts_take (mh_conn_opts_t *c, const char *option)
 {
-   for (size_t i = 0; i < n; i++) {
-      if (!opts[i].taken && strcasecmp (opts[i].key, option) == 0) {
-         opts[i].taken = true;
-         return opts[i].value;
+   for (size_t i = 0; i < c->n; i++) {
+      if (!c->v[i].taken && strcasecmp (c->v[i].key, option) == 0) {
+         c->v[i].taken = true;
+         return c->v[i].value;
       }
+   }
+   return NULL;
+}
+
+/* ---- Merging the settings into the URI ---------------------------------- */
+
+/* Options the URI does not name, appended to its text so that libmongoc's
+ * own parser reads them exactly as if the URI held them (write concern,
+ * read preference and its tags, read concern, compressors, TLS and auth
+ * options are only read while parsing). */
+typedef struct {
+   char *option;
+   char *value; /* plain, percent-encoded when appended */
+   char *label; /* its source, for messages */
+} mh_extra_t;
+
+typedef struct {
+   mh_extra_t *v;
+   size_t n, cap;
+} mh_extras_t;
+
+static void
+mh_extras_add (mh_extras_t *x, const char *option, const char *value, const char *label)
+{
+   if (x->n == x->cap) {
+      x->cap = x->cap ? 2 * x->cap : 16;
+      x->v = bson_realloc (x->v, x->cap * sizeof *x->v);
+   }
+   x->v[x->n++] = (mh_extra_t){bson_strdup (option), bson_strdup (value), bson_strdup (label)};
+}
+
+static void
+mh_extras_free (mh_extras_t *x)
+{
+   for (size_t i = 0; i < x->n; i++) {
+      bson_free (x->v[i].option);
+      bson_free (x->v[i].value);
+      bson_free (x->v[i].label);
+   }
+   bson_free (x->v);
+}
+
+/* `uri` with the extras before `upto` appended, except number `skip`. */
+static char *
+mh_uri_merged (const char *uri, const mh_extras_t *x, size_t skip, size_t upto)
+{
+   const char *q = mh_uri_query (uri);
+   bson_string_t *s = bson_string_new (uri);
+   const char *sep;
+
+   if (!q) {
+      sep = strchr (strstr (uri, "://") + 3, '/') ? "?" : "/?";
+   } else {
+      sep = *q && uri[strlen (uri) - 1] != '&' ? "&" : "";
+   }
+   for (size_t i = 0; i < upto && i < x->n; i++) {
+      if (i != skip) {
+         bson_string_append_printf (s, "%s%s=", sep, x->v[i].option);
+         mh_pct_encode (s, x->v[i].value);
+         sep = "&";
+      }
+   }
+   return bson_string_free (s, false);
+}
+
+/* Parses the URI with every extra.  When libmongoc refuses the result,
+ * finds the extra to blame (the one whose removal makes it parse, else the
+ * first that breaks it) and names its source. */
+static mongoc_uri_t *
+mh_uri_parse_merged (const char *uri,
+                     const mh_extras_t *x,
+                     const char *uri_source,
+                     mongo_helper_error_t *error)
+{
+   bson_error_t berr, other;
+   char *text = mh_uri_merged (uri, x, SIZE_MAX, x->n);
+   mongoc_uri_t *muri = mongoc_uri_new_with_error (text, &berr);
+   size_t culprit = SIZE_MAX;
+
+   bson_free (text);
+   if (muri) {
+      return muri;
+   }
+   for (size_t i = 0; i < x->n && culprit == SIZE_MAX; i++) {
+      text = mh_uri_merged (uri, x, i, x->n);
+      muri = mongoc_uri_new_with_error (text, &other);
+      culprit = muri ? i : SIZE_MAX;
+      mongoc_uri_destroy (muri);
+      bson_free (text);
+   }
+   for (size_t i = 0; i < x->n && culprit == SIZE_MAX; i++) {
+      text = mh_uri_merged (uri, x, SIZE_MAX, i + 1);
+      muri = mongoc_uri_new_with_error (text, &other);
+      if (!muri) {
+         culprit = i;
+         berr = other;
+      }
+      mongoc_uri_destroy (muri);
+      bson_free (text);
+   }
+   if (culprit == SIZE_MAX) {
+      mh_fail (error,
+               MONGO_HELPER_ERROR_CONFIG,
+               0,
+               "%s: the URI with the settings applied is invalid (%s)",
+               uri_source,
+               berr.message);
+   } else if (mh_option_secret (x->v[culprit].option)) {
+      mh_fail (error,
+               MONGO_HELPER_ERROR_CONFIG,
+               0,
+               "%s: the driver refused the value of %s (not shown: it is a credential)",
+               x->v[culprit].label,
+               x->v[culprit].option);
+   } else {
+      mh_fail (error,
+               MONGO_HELPER_ERROR_CONFIG,
+               0,
+               "%s: the driver refused %s='%s' (%s): fix the value, or the "
+               "URI option it conflicts with",
+               x->v[culprit].label,
+               x->v[culprit].option,
+               x->v[culprit].value,
+               berr.message);
    }
    return NULL;
 }
@@ -559,12 +817,13 @@ mongo_helper_config_t *
 mongo_helper_config_new (const char *config_path, const char *uri, mongo_helper_error_t *error)
 {
    mongo_helper_config_t *cfg = NULL;
+   mongoc_uri_t *given = NULL;
    dictionary *ini = NULL;
-   char *ini_path = NULL, *built = NULL, *conn_buf = NULL;
-   mh_conn_opt_t *conn_opts = NULL;
-   size_t n_conn = 0;
+   char *ini_path = NULL, *built = NULL;
+   mh_conn_opts_t conn = {0};
+   mh_extras_t extras = {0};
    const char *chosen = NULL, *v;
-   char source[256], label[300], conn_label[300] = "";
+   char source[256], label[300];
    bson_error_t berr;
    bool failed = false;
 
@@ -610,8 +869,8 @@ mongo_helper_config_new (const char *config_path, const char *uri, mongo_helper_
    cfg->source = bson_strdup (source);
    cfg->uri_redacted = bson_malloc (strlen (chosen) + 16);
    mongo_helper_redact (chosen, cfg->uri_redacted, strlen (chosen) + 16);
-   cfg->muri = mongoc_uri_new_with_error (chosen, &berr);
-   if (!cfg->muri) {
+   given = mongoc_uri_new_with_error (chosen, &berr);
+   if (!given) {
       mh_fail (error,
                MONGO_HELPER_ERROR_CONFIG,
                0,
@@ -623,33 +882,38 @@ mongo_helper_config_new (const char *config_path, const char *uri, mongo_helper_
       goto fail;
    }
 
-   /* A waitQueueTimeoutMS of 0 in the URI itself means "forever" too. */
-   if (mongoc_uri_has_option (cfg->muri, MONGOC_URI_WAITQUEUETIMEOUTMS) &&
-       mongoc_uri_get_option_as_int32 (cfg->muri, MONGOC_URI_WAITQUEUETIMEOUTMS, 0) <= 0) {
-      mh_fail (error,
-               MONGO_HELPER_ERROR_CONFIG,
-               0,
-               "%s: waitQueueTimeoutMS must be positive, or callers could "
-               "wait forever for a pooled connection",
-               source);
+   bson_snprintf (conn.label, sizeof conn.label, "%s [db] connection_options", ini_path);
+   if (ini && (v = iniparser_getstring (ini, "db:connection_options", NULL)) &&
+       !mh_conn_opts_split (&conn, v, error)) {
       goto fail;
-   }
-
-   if (ini && (v = iniparser_getstring (ini, "db:connection_options", NULL))) {
-      bson_snprintf (conn_label, sizeof conn_label, "%s [db] connection_options", ini_path);
-      if (!mh_conn_opts_split (v, conn_label, &conn_buf, &conn_opts, &n_conn, error)) {
-         goto fail;
-      }
    }
 
    /* Every setting, walking the table once. */
    for (size_t i = 0; i < sizeof mh_settings / sizeof *mh_settings; i++) {
       const mh_setting_t *s = &mh_settings[i];
-      char key[64];
+      char key[64], text[16];
       int32_t n = s->def;
+      /* Taken whichever source wins, so it never reaches the URI later. */
+      const char *in_conn = s->option ? mh_conn_opts_take (&conn, s->option) : NULL;
 
-      if (s->option && mongoc_uri_has_option (cfg->muri, s->option)) {
-         continue; /* the URI wins */
+      if (s->option && mh_uri_names (given, chosen, s->option)) {
+         /* The URI wins; its value has the same range. */
+         n = mongoc_uri_get_option_as_int32 (given, s->option, 0);
+         if (s->type == MH_INT && (n < s->min || n > s->max)) {
+            mh_fail (error,
+                     MONGO_HELPER_ERROR_CONFIG,
+                     0,
+                     "%s: %s=%d is not a whole number from %d to %d%s%s",
+                     source,
+                     s->option,
+                     (int) n,
+                     (int) s->min,
+                     (int) s->max,
+                     s->why ? ": " : "",
+                     s->why ? s->why : "");
+            goto fail;
+         }
+         continue;
       }
       v = NULL;
       if ((v = mh_env (s->env))) {
@@ -659,34 +923,43 @@ mongo_helper_config_new (const char *config_path, const char *uri, mongo_helper_
          v = iniparser_getstring (ini, key, NULL);
          bson_snprintf (label, sizeof label, "%s [db] %s", ini_path, s->key);
       }
-      if (!v && s->option && (v = mh_conn_opts_take (conn_opts, n_conn, s->option))) {
-         bson_snprintf (label, sizeof label, "%s", conn_label);
+      if (!v && (v = in_conn)) {
+         bson_snprintf (label, sizeof label, "%s", conn.label);
       }
       if (!v && s->def_by == MH_DRIVER) {
          continue; /* libmongoc's own default */
       }
-      if (v && !mh_setting_check (s, v, label, &n, error)) {
+      if (!v) {
+         bson_snprintf (label, sizeof label, "default");
+      } else if (!mh_setting_check (s, v, label, &n, error)) {
          goto fail;
       }
       if (s->dest == MH_TO_RETRY) {
          *(int32_t *) (void *) ((char *) &cfg->retry + s->field) = n;
-      } else if (!mh_uri_set (cfg->muri, s, v, n)) {
-         mh_fail (error,
-                  MONGO_HELPER_ERROR_CONFIG,
-                  0,
-                  "%s: the driver refused %s='%s'",
-                  label,
-                  s->option,
-                  v);
-         goto fail;
+         continue;
       }
+      if (s->type == MH_INT) {
+         bson_snprintf (text, sizeof text, "%d", (int) n);
+      } else if (s->type == MH_BOOL) {
+         bson_snprintf (text, sizeof text, "%s", n ? "true" : "false");
+      }
+      mh_extras_add (&extras, s->option, s->type == MH_TEXT ? v : text, label);
    }
-   /* connection_options left over: any other URI option. */
-   for (size_t i = 0; i < n_conn; i++) {
-      if (!conn_opts[i].taken &&
-          !mh_uri_apply (cfg->muri, conn_opts[i].key, conn_opts[i].value, conn_label, error)) {
+   /* The rest of connection_options: any other URI option. */
+   for (size_t i = 0; i < conn.n; i++) {
+      const mh_conn_opt_t *o = &conn.v[i];
+
+      if (o->taken || mh_uri_names (given, chosen, o->key)) {
+         continue;
+      }
+      if (strcasecmp (o->key, MONGOC_URI_COMPRESSORS) == 0 &&
+          !mh_compressors_check (o->value, conn.label, error)) {
          goto fail;
       }
+      mh_extras_add (&extras, o->key, o->value, conn.label);
+   }
+   if (!(cfg->muri = mh_uri_parse_merged (chosen, &extras, source, error))) {
+      goto fail;
    }
 
    /* The default database: URI path, MONGO_DB, [db] database. */
@@ -717,24 +990,21 @@ mongo_helper_config_new (const char *config_path, const char *uri, mongo_helper_
       goto fail;
    }
    cfg->database = bson_strdup (v);
-
-   iniparser_freedict (ini);
-   bson_free (ini_path);
-   bson_free (built);
-   bson_free (conn_buf);
-   bson_free (conn_opts);
-   return cfg;
+   goto done;
 
 fail:
+   mongo_helper_config_destroy (cfg);
+   cfg = NULL;
+done:
    if (ini) {
       iniparser_freedict (ini);
    }
+   mongoc_uri_destroy (given);
+   mh_conn_opts_free (&conn);
+   mh_extras_free (&extras);
    bson_free (ini_path);
    bson_free (built);
-   bson_free (conn_buf);
-   bson_free (conn_opts);
-   mongo_helper_config_destroy (cfg);
-   return NULL;
+   return cfg;
 }
 
 void
