@@ -183,6 +183,9 @@ size_t mongo_helper_redact (const char *text, char *out, size_t out_size);
  *
  * Default database: the URI's path (like pymongo's get_default_database()),
  * else MONGO_DB, else [db] database; with none, a CONFIG error.
+ *
+ * What is in force, and from where: mongo_helper_config_setting() lists
+ * every setting with its value and source (see below).
  */
 typedef struct mongo_helper_config_t mongo_helper_config_t;
 
@@ -220,6 +223,72 @@ const char *mongo_helper_config_database (const mongo_helper_config_t *config);
 /* Where the URI came from, e.g. "environment MONGO_CACHE_URI" or
  * "conf/mongo_helper.ini [db] mongo_uri".  Valid as the configuration. */
 const char *mongo_helper_config_source (const mongo_helper_config_t *config);
+
+/* The URI text libmongoc actually parsed: the URI with every option from
+ * the environment, the INI file, connection_options and the library's
+ * defaults appended, the password and credential options
+ * (tlsCertificateKeyFilePassword, authMechanismProperties) replaced by
+ * "****".  Safe to log.  Valid until the configuration is destroyed. */
+const char *mongo_helper_config_effective_uri_redacted (const mongo_helper_config_t *config);
+
+/* Where a setting's value came from. */
+typedef enum {
+   MONGO_HELPER_SOURCE_DEFAULT = 0,       /* nothing set it: the default */
+   MONGO_HELPER_SOURCE_URI,               /* the URI itself (its path, for the database) */
+   MONGO_HELPER_SOURCE_ENVIRONMENT,       /* the setting's environment variable */
+   MONGO_HELPER_SOURCE_INI,               /* the setting's key in [db] of the INI file */
+   MONGO_HELPER_SOURCE_CONNECTION_OPTIONS /* [db] connection_options */
+} mongo_helper_source_t;
+
+/* "default", "uri", "environment", "ini", "connection_options", or
+ * "unknown" for a value outside the enum.  Never NULL. */
+const char *mongo_helper_source_name (mongo_helper_source_t source);
+
+/* One resolved setting: what is in force and where it came from.  The
+ * strings are lent by the configuration, valid until it is destroyed. */
+typedef struct {
+   const char *name;       /* its INI key ("max_pool_size", "database",
+                              "retry_attempts"); for another URI option,
+                              the option as written ("w") */
+   const char *env;        /* its environment variable, or NULL */
+   const char *uri_option; /* its URI option ("maxPoolSize"), or NULL for
+                              the library's own settings and the database */
+   const char *value;      /* the value in force as text ("100", "true",
+                              "majority"); the default when nothing set it
+                              (libmongoc's own, e.g. maxPoolSize 100, or the
+                              library's); NULL when there is none (app_name
+                              unset); "****" for a credential option.  A
+                              password is never a setting. */
+   mongo_helper_source_t source;
+   const char *source_text; /* e.g. "environment MONGO_MAX_POOL_SIZE",
+                               "/etc/app.ini [db] max_pool_size",
+                               "URI from environment MONGO_CACHE_URI",
+                               "/etc/app.ini [db] connection_options",
+                               "default (libmongoc)", "default (mongo_helper)" */
+   bool is_default;         /* source == MONGO_HELPER_SOURCE_DEFAULT */
+} mongo_helper_setting_t;
+
+/* How many settings the configuration lists (0 for NULL): the default
+ * database first, then every setting of the tables above (pool, timeouts,
+ * retries, circuit breaker) whether set or not, then every other URI
+ * option named by the URI, then those added by connection_options. */
+size_t mongo_helper_config_setting_count (const mongo_helper_config_t *config);
+
+/* Fills `out` with setting number `index` (0 to count - 1).  Fails with
+ * INVALID_ARGUMENT for a NULL argument or an index past the last. */
+bool mongo_helper_config_setting (const mongo_helper_config_t *config,
+                                  size_t index,
+                                  mongo_helper_setting_t *out,
+                                  mongo_helper_error_t *error);
+
+/* Fills `out` with the first setting whose name or URI option (any case)
+ * or environment variable is `name`.  Fails with INVALID_ARGUMENT for a
+ * NULL argument, NOT_FOUND when no setting has that name (an option no
+ * source set is not listed, except the table's). */
+bool mongo_helper_config_setting_find (const mongo_helper_config_t *config,
+                                       const char *name,
+                                       mongo_helper_setting_t *out,
+                                       mongo_helper_error_t *error);
 
 /* ---- Singleton ------------------------------------------------------ */
 

@@ -9,18 +9,47 @@
 #define MH_DEFAULT_CONFIG_PATH "conf/mongo_helper.ini"
 #define MH_DEFAULT_URI "mongodb://localhost:27017/"
 
+/* One resolved setting, as mongo_helper_config_setting() lends it. */
+typedef struct {
+   char *name, *env, *option, *value, *source_text;
+   mongo_helper_source_t source;
+} mh_record_t;
+
+/* The configuration with what only this file reads: the shared struct
+ * (mh_private.h, read by the core) comes first, so a pointer to one is a
+ * pointer to the other. */
+typedef struct {
+   struct mongo_helper_config_t base;
+   mh_record_t *records;
+   size_t n_records, cap;
+   char *effective_redacted;
+} mh_config_full_t;
+
+#define MH_FULL(config) ((mh_config_full_t *) (void *) (config))
+
 void
 mongo_helper_config_destroy (mongo_helper_config_t *config)
 {
+   mh_config_full_t *f = MH_FULL (config);
+
    if (!config) {
       return;
    }
+   for (size_t i = 0; i < f->n_records; i++) {
+      bson_free (f->records[i].name);
+      bson_free (f->records[i].env);
+      bson_free (f->records[i].option);
+      bson_free (f->records[i].value);
+      bson_free (f->records[i].source_text);
+   }
+   bson_free (f->records);
+   bson_free (f->effective_redacted);
    bson_free (config->uri);
    bson_free (config->uri_redacted);
    bson_free (config->database);
    bson_free (config->source);
    mongoc_uri_destroy (config->muri);
-   bson_free (config);
+   bson_free (f);
 }
 
 const char *
@@ -33,6 +62,12 @@ const char *
 mongo_helper_config_uri_redacted (const mongo_helper_config_t *config)
 {
    return config ? config->uri_redacted : NULL;
+}
+
+const char *
+mongo_helper_config_effective_uri_redacted (const mongo_helper_config_t *config)
+{
+   return config ? MH_FULL (config)->effective_redacted : NULL;
 }
 
 const mongoc_uri_t *
@@ -51,6 +86,94 @@ const char *
 mongo_helper_config_source (const mongo_helper_config_t *config)
 {
    return config ? config->source : NULL;
+}
+
+const char *
+mongo_helper_source_name (mongo_helper_source_t source)
+{
+   switch (source) {
+   case MONGO_HELPER_SOURCE_DEFAULT:
+      return "default";
+   case MONGO_HELPER_SOURCE_URI:
+      return "uri";
+   case MONGO_HELPER_SOURCE_ENVIRONMENT:
+      return "environment";
+   case MONGO_HELPER_SOURCE_INI:
+      return "ini";
+   case MONGO_HELPER_SOURCE_CONNECTION_OPTIONS:
+      return "connection_options";
+   default:
+      return "unknown";
+   }
+}
+
+size_t
+mongo_helper_config_setting_count (const mongo_helper_config_t *config)
+{
+   return config ? MH_FULL (config)->n_records : 0;
+}
+
+static void
+mh_setting_lend (const mh_record_t *r, mongo_helper_setting_t *out)
+{
+   out->name = r->name;
+   out->env = r->env;
+   out->uri_option = r->option;
+   out->value = r->value;
+   out->source = r->source;
+   out->source_text = r->source_text;
+   out->is_default = r->source == MONGO_HELPER_SOURCE_DEFAULT;
+}
+
+bool
+mongo_helper_config_setting (const mongo_helper_config_t *config,
+                             size_t index,
+                             mongo_helper_setting_t *out,
+                             mongo_helper_error_t *error)
+{
+   mh_error_clear (error);
+   if (!config || !out) {
+      return mh_bad_arg (error, "mongo_helper_config_setting", "config and out must not be NULL");
+   }
+   if (index >= MH_FULL (config)->n_records) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "mongo_helper_config_setting: index %zu is past the last "
+                      "setting (there are %zu)",
+                      index,
+                      MH_FULL (config)->n_records);
+   }
+   mh_setting_lend (&MH_FULL (config)->records[index], out);
+   return true;
+}
+
+bool
+mongo_helper_config_setting_find (const mongo_helper_config_t *config,
+                                  const char *name,
+                                  mongo_helper_setting_t *out,
+                                  mongo_helper_error_t *error)
+{
+   mh_error_clear (error);
+   if (!config || !name || !out) {
+      return mh_bad_arg (
+         error, "mongo_helper_config_setting_find", "config, name and out must not be NULL");
+   }
+   for (size_t i = 0; i < MH_FULL (config)->n_records; i++) {
+      const mh_record_t *r = &MH_FULL (config)->records[i];
+
+      if (strcasecmp (r->name, name) == 0 || (r->env && strcmp (r->env, name) == 0) ||
+          (r->option && strcasecmp (r->option, name) == 0)) {
+         mh_setting_lend (r, out);
+         return true;
+      }
+   }
+   return mh_fail (error,
+                   MONGO_HELPER_ERROR_NOT_FOUND,
+                   0,
+                   "no setting '%s': name one by its INI key (max_pool_size), "
+                   "environment variable or URI option",
+                   name);
 }
 
 /* iniparser reports syntax errors through a printf-like callback with no
@@ -504,6 +627,96 @@ mh_pct_decode (const char *s)
    return out;
 }
 
+/* Records one resolved setting for mongo_helper_config_setting(); a
+ * credential's value is kept as "****" only. */
+static void
+mh_record (mh_config_full_t *f,
+           const char *name,
+           const char *env,
+           const char *option,
+           const char *value,
+           mongo_helper_source_t source,
+           const char *source_text)
+{
+   if (f->n_records == f->cap) {
+      f->cap = f->cap ? 2 * f->cap : 32;
+      f->records = bson_realloc (f->records, f->cap * sizeof *f->records);
+   }
+   if (value && option && mh_option_secret (option)) {
+      value = "****";
+   }
+   f->records[f->n_records++] = (mh_record_t){bson_strdup (name),
+                                              bson_strdup (env),
+                                              bson_strdup (option),
+                                              bson_strdup (value),
+                                              bson_strdup (source_text),
+                                              source};
+}
+
+/* A URI text safe to show: the password (mongo_helper_redact()) and the
+ * values of credential options replaced by "****". */
+static char *
+mh_redact_uri (const char *uri)
+{
+   size_t size = 2 * strlen (uri) + 16; /* "a:b@" grows to "a:****@" */
+   char *r = bson_malloc (size);
+   const char *q;
+   bson_string_t *out;
+
+   mongo_helper_redact (uri, r, size);
+   if (!(q = mh_uri_query (r))) {
+      return r;
+   }
+   out = bson_string_new (NULL);
+   bson_string_append_printf (out, "%.*s", (int) (q - r), r);
+   while (*q) {
+      size_t len = strcspn (q, "&"), klen = strcspn (q, "=&");
+      char *key = bson_strndup (q, klen);
+
+      if (klen < len && mh_option_secret (key)) {
+         bson_string_append_printf (out, "%s=****", key);
+      } else {
+         bson_string_append_printf (out, "%.*s", (int) len, q);
+      }
+      bson_free (key);
+      q += len;
+      if (*q == '&') {
+         bson_string_append_c (out, '&');
+         q++;
+      }
+   }
+   bson_free (r);
+   return bson_string_free (out, false);
+}
+
+/* Records the options the URI text names that are not table settings
+ * (w, readPreference, replicaSet, tls, ...), as written. */
+static void
+mh_record_uri_options (mh_config_full_t *f, const char *uri, const char *source_text)
+{
+   const char *q = mh_uri_query (uri);
+
+   while (q && *q) {
+      size_t len = strcspn (q, "&"), klen = strcspn (q, "=&");
+      char *key = bson_strndup (q, klen);
+      char *raw = bson_strndup (q + klen + (klen < len), len - klen - (klen < len));
+      char *value = mh_pct_decode (raw);
+      bool in_table = false;
+
+      for (size_t i = 0; i < sizeof mh_settings / sizeof *mh_settings; i++) {
+         in_table =
+            in_table || (mh_settings[i].option && strcasecmp (mh_settings[i].option, key) == 0);
+      }
+      if (*key && !in_table) {
+         mh_record (f, key, NULL, key, value ? value : raw, MONGO_HELPER_SOURCE_URI, source_text);
+      }
+      bson_free (key);
+      bson_free (raw);
+      bson_free (value);
+      q += len + (q[len] == '&');
+   }
+}
+
 /* libmongoc drops a compressor it was built without, with a warning; named
  * outside the URI that is a typo to report. */
 static bool
@@ -542,6 +755,21 @@ mh_compressors_check (const char *value, const char *label, mongo_helper_error_t
 }
 
 /* ---- Settings ----------------------------------------------------------- */
+
+/* The value of `s` as text: `v` for MH_TEXT, else `n` written to `text`
+ * (a number, or true/false). */
+static const char *
+mh_setting_text (const mh_setting_t *s, int32_t n, const char *v, char text[16])
+{
+   if (s->type == MH_TEXT) {
+      return v;
+   }
+   if (s->type == MH_BOOL) {
+      return n ? "true" : "false";
+   }
+   bson_snprintf (text, 16, "%d", (int) n);
+   return text;
+}
 
 /* Checks one value of `s` given by `label` and converts it (MH_INT into
  * *n, MH_BOOL into *n as 0/1).  The messages name the source. */
@@ -757,6 +985,7 @@ static mongoc_uri_t *
 mh_uri_parse_merged (const char *uri,
                      const mh_extras_t *x,
                      const char *uri_source,
+                     char **merged,
                      mongo_helper_error_t *error)
 {
    bson_error_t berr, other;
@@ -764,10 +993,11 @@ mh_uri_parse_merged (const char *uri,
    mongoc_uri_t *muri = mongoc_uri_new_with_error (text, &berr);
    size_t culprit = SIZE_MAX;
 
-   bson_free (text);
    if (muri) {
+      *merged = text;
       return muri;
    }
+   bson_free (text);
    for (size_t i = 0; i < x->n && culprit == SIZE_MAX; i++) {
       text = mh_uri_merged (uri, x, i, x->n);
       muri = mongoc_uri_new_with_error (text, &other);
@@ -817,13 +1047,15 @@ mongo_helper_config_t *
 mongo_helper_config_new (const char *config_path, const char *uri, mongo_helper_error_t *error)
 {
    mongo_helper_config_t *cfg = NULL;
+   mh_config_full_t *full = NULL;
    mongoc_uri_t *given = NULL;
    dictionary *ini = NULL;
    char *ini_path = NULL, *built = NULL;
    mh_conn_opts_t conn = {0};
    mh_extras_t extras = {0};
    const char *chosen = NULL, *v;
-   char source[256], label[300];
+   char source[256], label[300], uri_label[300], *merged = NULL;
+   mongo_helper_source_t from;
    bson_error_t berr;
    bool failed = false;
 
@@ -864,11 +1096,12 @@ mongo_helper_config_new (const char *config_path, const char *uri, mongo_helper_
       goto fail;
    }
 
-   cfg = bson_malloc0 (sizeof *cfg);
+   full = bson_malloc0 (sizeof *full);
+   cfg = &full->base;
    cfg->uri = bson_strdup (chosen);
    cfg->source = bson_strdup (source);
-   cfg->uri_redacted = bson_malloc (strlen (chosen) + 16);
-   mongo_helper_redact (chosen, cfg->uri_redacted, strlen (chosen) + 16);
+   cfg->uri_redacted = mh_redact_uri (chosen);
+   bson_snprintf (uri_label, sizeof uri_label, "URI from %s", source);
    given = mongoc_uri_new_with_error (chosen, &berr);
    if (!given) {
       mh_fail (error,
@@ -898,7 +1131,8 @@ mongo_helper_config_new (const char *config_path, const char *uri, mongo_helper_
 
       if (s->option && mh_uri_names (given, chosen, s->option)) {
          /* The URI wins; its value has the same range. */
-         n = mongoc_uri_get_option_as_int32 (given, s->option, 0);
+         n = s->type == MH_BOOL ? mongoc_uri_get_option_as_bool (given, s->option, s->def)
+                                : mongoc_uri_get_option_as_int32 (given, s->option, 0);
          if (s->type == MH_INT && (n < s->min || n > s->max)) {
             mh_fail (error,
                      MONGO_HELPER_ERROR_CONFIG,
@@ -913,39 +1147,46 @@ mongo_helper_config_new (const char *config_path, const char *uri, mongo_helper_
                      s->why ? s->why : "");
             goto fail;
          }
+         v = mongoc_uri_get_option_as_utf8 (given, s->option, NULL);
+         mh_record (full,
+                    s->key,
+                    s->env,
+                    s->option,
+                    mh_setting_text (s, n, v, text),
+                    MONGO_HELPER_SOURCE_URI,
+                    uri_label);
          continue;
       }
-      v = NULL;
+      from = MONGO_HELPER_SOURCE_DEFAULT;
+      bson_snprintf (key, sizeof key, "db:%s", s->key);
       if ((v = mh_env (s->env))) {
+         from = MONGO_HELPER_SOURCE_ENVIRONMENT;
          bson_snprintf (label, sizeof label, "environment %s", s->env);
-      } else if (ini) {
-         bson_snprintf (key, sizeof key, "db:%s", s->key);
-         v = iniparser_getstring (ini, key, NULL);
+      } else if (ini && (v = iniparser_getstring (ini, key, NULL))) {
+         from = MONGO_HELPER_SOURCE_INI;
          bson_snprintf (label, sizeof label, "%s [db] %s", ini_path, s->key);
-      }
-      if (!v && (v = in_conn)) {
+      } else if ((v = in_conn)) {
+         from = MONGO_HELPER_SOURCE_CONNECTION_OPTIONS;
          bson_snprintf (label, sizeof label, "%s", conn.label);
+      } else {
+         bson_snprintf (label,
+                        sizeof label,
+                        "default (%s)",
+                        s->def_by == MH_OURS ? "mongo_helper" : "libmongoc");
       }
-      if (!v && s->def_by == MH_DRIVER) {
-         continue; /* libmongoc's own default */
-      }
-      if (!v) {
-         bson_snprintf (label, sizeof label, "default");
-      } else if (!mh_setting_check (s, v, label, &n, error)) {
+      if (v && !mh_setting_check (s, v, label, &n, error)) {
          goto fail;
       }
+      mh_record (full, s->key, s->env, s->option, mh_setting_text (s, n, v, text), from, label);
       if (s->dest == MH_TO_RETRY) {
          *(int32_t *) (void *) ((char *) &cfg->retry + s->field) = n;
-         continue;
+      } else if (v || s->def_by == MH_OURS) {
+         mh_extras_add (&extras, s->option, mh_setting_text (s, n, v, text), label);
       }
-      if (s->type == MH_INT) {
-         bson_snprintf (text, sizeof text, "%d", (int) n);
-      } else if (s->type == MH_BOOL) {
-         bson_snprintf (text, sizeof text, "%s", n ? "true" : "false");
-      }
-      mh_extras_add (&extras, s->option, s->type == MH_TEXT ? v : text, label);
    }
-   /* The rest of connection_options: any other URI option. */
+   /* The other options of the URI, then the rest of connection_options
+    * (any other URI option). */
+   mh_record_uri_options (full, chosen, uri_label);
    for (size_t i = 0; i < conn.n; i++) {
       const mh_conn_opt_t *o = &conn.v[i];
 
@@ -957,17 +1198,23 @@ mongo_helper_config_new (const char *config_path, const char *uri, mongo_helper_
          goto fail;
       }
       mh_extras_add (&extras, o->key, o->value, conn.label);
+      mh_record (
+         full, o->key, NULL, o->key, o->value, MONGO_HELPER_SOURCE_CONNECTION_OPTIONS, conn.label);
    }
-   if (!(cfg->muri = mh_uri_parse_merged (chosen, &extras, source, error))) {
+   if (!(cfg->muri = mh_uri_parse_merged (chosen, &extras, source, &merged, error))) {
       goto fail;
    }
+   full->effective_redacted = mh_redact_uri (merged);
 
    /* The default database: URI path, MONGO_DB, [db] database. */
    if ((v = mongoc_uri_get_database (cfg->muri)) && *v) {
-      bson_snprintf (label, sizeof label, "%s (path of the URI)", source);
+      from = MONGO_HELPER_SOURCE_URI;
+      bson_snprintf (label, sizeof label, "%s (its path)", uri_label);
    } else if ((v = mh_env ("MONGO_DB"))) {
+      from = MONGO_HELPER_SOURCE_ENVIRONMENT;
       bson_snprintf (label, sizeof label, "environment MONGO_DB");
    } else if (ini && (v = iniparser_getstring (ini, "db:database", NULL))) {
+      from = MONGO_HELPER_SOURCE_INI;
       bson_snprintf (label, sizeof label, "%s [db] database", ini_path);
    } else {
       mh_fail (error,
@@ -990,6 +1237,14 @@ mongo_helper_config_new (const char *config_path, const char *uri, mongo_helper_
       goto fail;
    }
    cfg->database = bson_strdup (v);
+   /* Shown first: it is what an operator looks for after the URI. */
+   mh_record (full, "database", "MONGO_DB", NULL, v, from, label);
+   {
+      mh_record_t db = full->records[full->n_records - 1];
+
+      memmove (full->records + 1, full->records, (full->n_records - 1) * sizeof *full->records);
+      full->records[0] = db;
+   }
    goto done;
 
 fail:
@@ -1004,6 +1259,7 @@ done:
    mh_extras_free (&extras);
    bson_free (ini_path);
    bson_free (built);
+   bson_free (merged);
    return cfg;
 }
 

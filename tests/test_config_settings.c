@@ -434,6 +434,243 @@ START_TEST (uri_value_outside_a_settings_range_names_the_uri_source)
 }
 END_TEST
 
+/* ---- the settings as mongo_helper_config_setting() lists them ------------ */
+
+/* The setting called `name`, asserted present. */
+static mongo_helper_setting_t
+setting (const mongo_helper_config_t *c, const char *name)
+{
+   mongo_helper_setting_t st;
+
+   memset (&st, 0, sizeof st);
+   ck_assert_msg (
+      mongo_helper_config_setting_find (c, name, &st, &err), "setting %s: %s", name, err.message);
+   return st;
+}
+
+static void
+assert_setting (const mongo_helper_config_t *c,
+                const char *name,
+                const char *value,
+                mongo_helper_source_t source,
+                const char *source_text_part)
+{
+   mongo_helper_setting_t st = setting (c, name);
+
+   ck_assert_msg ((value == NULL && st.value == NULL) ||
+                     (value && st.value && strcmp (value, st.value) == 0),
+                  "%s: expected value %s, found %s",
+                  name,
+                  value ? value : "(none)",
+                  st.value ? st.value : "(none)");
+   ck_assert_msg (st.source == source,
+                  "%s: expected source %s, found %s (%s)",
+                  name,
+                  mongo_helper_source_name (source),
+                  mongo_helper_source_name (st.source),
+                  st.source_text);
+   ck_assert_msg (strstr (st.source_text, source_text_part),
+                  "%s: expected '%s' in the source, found '%s'",
+                  name,
+                  source_text_part,
+                  st.source_text);
+   ck_assert (st.is_default == (source == MONGO_HELPER_SOURCE_DEFAULT));
+}
+
+START_TEST (every_table_setting_is_listed_with_its_default_when_nothing_sets_it)
+{
+   static const char *names[] = {"database",
+                                 "max_pool_size",
+                                 "min_pool_size",
+                                 "max_idle_time_ms",
+                                 "connect_timeout_ms",
+                                 "server_selection_timeout_ms",
+                                 "socket_timeout_ms",
+                                 "wait_queue_timeout_ms",
+                                 "retry_writes",
+                                 "retry_reads",
+                                 "app_name",
+                                 "retry_attempts",
+                                 "retry_base_ms",
+                                 "retry_max_ms",
+                                 "circuit_failure_threshold",
+                                 "circuit_cooldown_ms"};
+   mongo_helper_config_t *c = load_ok ("/dev/null", "mongodb://h/db");
+   mongo_helper_setting_t st;
+
+   ck_assert_uint_eq (mongo_helper_config_setting_count (c), sizeof names / sizeof *names);
+   for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+      MH_ASSERT_OK (mongo_helper_config_setting (c, i, &st, &err), err);
+      ck_assert_str_eq (st.name, names[i]);
+      ck_assert (i == 0 || st.is_default);
+   }
+   assert_setting (c, "database", "db", MONGO_HELPER_SOURCE_URI, "explicit URI argument");
+   assert_setting (c, "max_pool_size", "100", MONGO_HELPER_SOURCE_DEFAULT, "default (libmongoc)");
+   assert_setting (
+      c, "wait_queue_timeout_ms", "10000", MONGO_HELPER_SOURCE_DEFAULT, "default (mongo_helper)");
+   assert_setting (c, "retry_writes", "true", MONGO_HELPER_SOURCE_DEFAULT, "libmongoc");
+   assert_setting (c, "app_name", NULL, MONGO_HELPER_SOURCE_DEFAULT, "libmongoc");
+   assert_setting (c, "retry_attempts", "3", MONGO_HELPER_SOURCE_DEFAULT, "mongo_helper");
+   st = setting (c, "max_pool_size");
+   ck_assert_str_eq (st.env, "MONGO_MAX_POOL_SIZE");
+   ck_assert_str_eq (st.uri_option, "maxPoolSize");
+   ck_assert_ptr_null (setting (c, "retry_attempts").uri_option);
+   mongo_helper_config_destroy (c);
+}
+END_TEST
+
+START_TEST (each_setting_reports_the_source_that_won)
+{
+   const char *ini = mh_test_write_ini (
+      "[db]\nmongo_uri = mongodb://h/?maxPoolSize=7&w=1\nconnect_timeout_ms = 1111\n"
+      "retry_base_ms = 20\ndatabase = inidb\n"
+      "connection_options = socketTimeoutMS=3333&readConcernLevel=majority&maxPoolSize=9\n");
+   mongo_helper_config_t *c;
+
+   setenv ("MONGO_SERVER_SELECTION_TIMEOUT_MS", "4444", 1);
+   setenv ("MONGO_RETRY_ATTEMPTS", "2", 1);
+   c = load_ok (ini, NULL);
+   assert_setting (c, "database", "inidb", MONGO_HELPER_SOURCE_INI, "[db] database");
+   assert_setting (c, "max_pool_size", "7", MONGO_HELPER_SOURCE_URI, "URI from ");
+   assert_setting (c,
+                   "server_selection_timeout_ms",
+                   "4444",
+                   MONGO_HELPER_SOURCE_ENVIRONMENT,
+                   "environment MONGO_SERVER_SELECTION_TIMEOUT_MS");
+   assert_setting (
+      c, "connect_timeout_ms", "1111", MONGO_HELPER_SOURCE_INI, "[db] connect_timeout_ms");
+   assert_setting (c,
+                   "socket_timeout_ms",
+                   "3333",
+                   MONGO_HELPER_SOURCE_CONNECTION_OPTIONS,
+                   "[db] connection_options");
+   assert_setting (c, "min_pool_size", "0", MONGO_HELPER_SOURCE_DEFAULT, "default");
+   assert_setting (c,
+                   "retry_attempts",
+                   "2",
+                   MONGO_HELPER_SOURCE_ENVIRONMENT,
+                   "environment MONGO_RETRY_ATTEMPTS");
+   assert_setting (c, "retry_base_ms", "20", MONGO_HELPER_SOURCE_INI, "[db] retry_base_ms");
+   assert_setting (c, "retry_max_ms", "2000", MONGO_HELPER_SOURCE_DEFAULT, "mongo_helper");
+   assert_setting (c, "w", "1", MONGO_HELPER_SOURCE_URI, "[db] mongo_uri");
+   assert_setting (c,
+                   "readConcernLevel",
+                   "majority",
+                   MONGO_HELPER_SOURCE_CONNECTION_OPTIONS,
+                   "[db] connection_options");
+   mongo_helper_config_destroy (c);
+
+   /* The database from the environment. */
+   setenv ("MONGO_DB", "envdb", 1);
+   c = load_ok (ini, NULL);
+   assert_setting (c, "database", "envdb", MONGO_HELPER_SOURCE_ENVIRONMENT, "MONGO_DB");
+   mongo_helper_config_destroy (c);
+}
+END_TEST
+
+START_TEST (settings_of_the_parts_uri_name_their_variables)
+{
+   mongo_helper_config_t *c;
+
+   setenv ("MONGO_HOST", "db1", 1);
+   setenv ("MONGO_DB", "partsdb", 1);
+   setenv ("MONGO_REPLICA_SET", "rs0", 1);
+   c = load_ok (NULL, NULL);
+   assert_setting (c, "replicaSet", "rs0", MONGO_HELPER_SOURCE_URI, "MONGO_HOST");
+   assert_setting (c, "database", "partsdb", MONGO_HELPER_SOURCE_URI, "its path");
+   mongo_helper_config_destroy (c);
+}
+END_TEST
+
+START_TEST (credentials_are_never_a_setting_value_nor_in_a_shown_uri)
+{
+   const char *ini = mh_test_write_ini (
+      "[db]\nmongo_uri = mongodb://app:Pw0rdSecret@h/db?tlsCertificateKeyFilePassword=KeyPw1\n"
+      "connection_options = authMechanismProperties=AWS_SESSION_TOKEN:T0ken2\n");
+   static const char *secrets[] = {"Pw0rdSecret", "KeyPw1", "T0ken2"};
+   mongo_helper_config_t *c = load_ok (ini, NULL);
+   mongo_helper_setting_t st;
+
+   for (size_t i = 0; i < mongo_helper_config_setting_count (c); i++) {
+      MH_ASSERT_OK (mongo_helper_config_setting (c, i, &st, &err), err);
+      for (size_t k = 0; k < 3; k++) {
+         ck_assert_msg (
+            !st.value || !strstr (st.value, secrets[k]), "setting %s shows %s", st.name, st.value);
+         ck_assert (!strstr (st.source_text, secrets[k]));
+      }
+   }
+   assert_setting (c, "tlsCertificateKeyFilePassword", "****", MONGO_HELPER_SOURCE_URI, "URI");
+   assert_setting (
+      c, "authMechanismProperties", "****", MONGO_HELPER_SOURCE_CONNECTION_OPTIONS, "[db]");
+   for (size_t k = 0; k < 3; k++) {
+      ck_assert_msg (!strstr (mongo_helper_config_uri_redacted (c), secrets[k]),
+                     "%s",
+                     mongo_helper_config_uri_redacted (c));
+      ck_assert_msg (!strstr (mongo_helper_config_effective_uri_redacted (c), secrets[k]),
+                     "%s",
+                     mongo_helper_config_effective_uri_redacted (c));
+   }
+   /* ... while libmongoc still gets them. */
+   ck_assert_str_eq (mongoc_uri_get_password (mongo_helper_config_mongoc_uri (c)), "Pw0rdSecret");
+   mongo_helper_config_destroy (c);
+}
+END_TEST
+
+START_TEST (effective_uri_shows_every_applied_option)
+{
+   const char *ini = mh_test_write_ini ("[db]\nmongo_uri = mongodb://u:pw@h/db?appName=a\n"
+                                        "connection_options = w=majority\n");
+   mongo_helper_config_t *c;
+   const char *eff;
+
+   setenv ("MONGO_MAX_POOL_SIZE", "12", 1);
+   c = load_ok (ini, NULL);
+   eff = mongo_helper_config_effective_uri_redacted (c);
+   ck_assert_str_eq (eff,
+                     "mongodb://u:****@h/db?appName=a&maxPoolSize=12&waitQueueTimeoutMS=10000"
+                     "&w=majority");
+   /* The URI of the source stays as it was given. */
+   ck_assert_str_eq (mongo_helper_config_uri_redacted (c), "mongodb://u:****@h/db?appName=a");
+   mongo_helper_config_destroy (c);
+}
+END_TEST
+
+START_TEST (setting_lookup_rejects_bad_arguments)
+{
+   mongo_helper_config_t *c = load_ok ("/dev/null", "mongodb://h/db");
+   mongo_helper_setting_t st;
+   size_t n = mongo_helper_config_setting_count (c);
+
+   ck_assert (!mongo_helper_config_setting (c, n, &st, &err));
+   ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_INVALID_ARGUMENT);
+   ck_assert (!mongo_helper_config_setting (NULL, 0, &st, &err));
+   ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_INVALID_ARGUMENT);
+   ck_assert (!mongo_helper_config_setting (c, 0, NULL, &err));
+   ck_assert (!mongo_helper_config_setting_find (c, "no_such_setting", &st, &err));
+   ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_NOT_FOUND);
+   ck_assert (!mongo_helper_config_setting_find (c, NULL, &st, &err));
+   ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_INVALID_ARGUMENT);
+   /* By environment variable or URI option, any case for the option. */
+   ck_assert_str_eq (setting (c, "MONGO_SOCKET_TIMEOUT_MS").name, "socket_timeout_ms");
+   ck_assert_str_eq (setting (c, "SOCKETTIMEOUTMS").name, "socket_timeout_ms");
+   ck_assert_uint_eq (mongo_helper_config_setting_count (NULL), 0);
+   ck_assert_ptr_null (mongo_helper_config_effective_uri_redacted (NULL));
+   mongo_helper_config_destroy (c);
+}
+END_TEST
+
+START_TEST (source_names_are_stable)
+{
+   ck_assert_str_eq (mongo_helper_source_name (MONGO_HELPER_SOURCE_DEFAULT), "default");
+   ck_assert_str_eq (mongo_helper_source_name (MONGO_HELPER_SOURCE_URI), "uri");
+   ck_assert_str_eq (mongo_helper_source_name (MONGO_HELPER_SOURCE_ENVIRONMENT), "environment");
+   ck_assert_str_eq (mongo_helper_source_name (MONGO_HELPER_SOURCE_INI), "ini");
+   ck_assert_str_eq (mongo_helper_source_name (MONGO_HELPER_SOURCE_CONNECTION_OPTIONS),
+                     "connection_options");
+   ck_assert_str_eq (mongo_helper_source_name ((mongo_helper_source_t) 99), "unknown");
+}
+END_TEST
+
 Suite *
 settings_suite (void)
 {
@@ -458,6 +695,13 @@ settings_suite (void)
    tcase_add_test (tc, bad_percent_escape_in_connection_options_is_an_error);
    tcase_add_test (tc, refused_option_error_never_shows_a_credential);
    tcase_add_test (tc, uri_value_outside_a_settings_range_names_the_uri_source);
+   tcase_add_test (tc, every_table_setting_is_listed_with_its_default_when_nothing_sets_it);
+   tcase_add_test (tc, each_setting_reports_the_source_that_won);
+   tcase_add_test (tc, settings_of_the_parts_uri_name_their_variables);
+   tcase_add_test (tc, credentials_are_never_a_setting_value_nor_in_a_shown_uri);
+   tcase_add_test (tc, effective_uri_shows_every_applied_option);
+   tcase_add_test (tc, setting_lookup_rejects_bad_arguments);
+   tcase_add_test (tc, source_names_are_stable);
    suite_add_tcase (s, tc);
    return s;
 }
