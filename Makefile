@@ -150,6 +150,10 @@ layer-check: $(OBJS)
 $(TOOL): $(TOOL_SRCS) tools/mh_cli.h $(STATIC) | build
 	$(CC) $(ALL_CFLAGS) -Itools $(TOOL_SRCS) -o $@ $(STATIC) $(PKG_LIBS)
 
+# Writes the test data tests/test_cli.sh reads back with the tool.
+build/cli_fixture: tests/cli_fixture.c $(STATIC) | build
+	$(CC) $(ALL_CFLAGS) $< -o $@ $(STATIC) $(PKG_LIBS)
+
 # ---- install --------------------------------------------------------------
 mongo_helper.pc: Makefile mongo_helper.h
 	@printf '%s\n' \
@@ -205,28 +209,38 @@ $(TEST_BIN): $(TEST_SRCS) tests/check_main.c $(TEST_HDRS) $(STATIC) | build
 # The test server's own self-test runs only against the mock (it starts its
 # own); the Check suites run against MONGO_TEST_URI or a fresh mock.
 check: deps
-	@$(MAKE) --no-print-directory WERROR=-Werror all $(TEST_BIN) build/metrics_server
+	@$(MAKE) --no-print-directory WERROR=-Werror all $(TEST_BIN) build/metrics_server build/cli_fixture
 	@$(MAKE) --no-print-directory WERROR=-Werror abi-check layer-check format-check
 	@if [ -z "$$MONGO_TEST_URI" ]; then $(PYTHON) tests/test_mock_server.py 2>&1 | tail -3; \
 	  test $${PIPESTATUS[0]} -eq 0; fi
 	bash tests/with_server.sh bash tests/run_checks.sh $(TEST_BIN)
 	bash tests/with_server.sh bash tests/test_metrics_http.sh build/metrics_server
+	bash tests/with_server.sh bash tests/test_cli.sh $(TOOL) build/cli_fixture
 
 memcheck: deps-valgrind
 	@$(MAKE) --no-print-directory WERROR=-Werror $(TEST_BIN)
 	MH_VALGRIND=1 bash tests/with_server.sh bash tests/run_checks.sh $(TEST_BIN)
 
 # A separate build tree so sanitizer objects never mix with the normal ones.
+SAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 sanitize: deps
-	@$(MAKE) --no-print-directory WERROR=-Werror build/san/check_mongo_helper
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  bash tests/with_server.sh bash tests/run_checks.sh build/san/check_mongo_helper
+	@$(MAKE) --no-print-directory WERROR=-Werror build/san/check_mongo_helper build/san/mongo-helper build/san/cli_fixture
+	$(SAN_ENV) bash tests/with_server.sh bash tests/run_checks.sh build/san/check_mongo_helper
+	$(SAN_ENV) bash tests/with_server.sh bash tests/test_cli.sh build/san/mongo-helper build/san/cli_fixture
 
 SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 build/san/check_mongo_helper: $(SRCS) src/mh_private.h mongo_helper.h $(TEST_SRCS) tests/check_main.c $(TEST_HDRS)
 	@mkdir -p build/san
 	$(CC) $(STD_WARN) $(WERROR) $(SAN_FLAGS) $(PKG_CFLAGS) -I. -Itests $(SRCS) tests/check_main.c $(TEST_SRCS) \
 	  -o $@ $(PKG_LIBS) $(CHECK_LIBS)
+
+build/san/mongo-helper: $(SRCS) src/mh_private.h mongo_helper.h $(TOOL_SRCS) tools/mh_cli.h
+	@mkdir -p build/san
+	$(CC) $(STD_WARN) $(WERROR) $(SAN_FLAGS) $(PKG_CFLAGS) -I. -Itools $(SRCS) $(TOOL_SRCS) -o $@ $(PKG_LIBS)
+
+build/san/cli_fixture: $(SRCS) src/mh_private.h mongo_helper.h tests/cli_fixture.c
+	@mkdir -p build/san
+	$(CC) $(STD_WARN) $(WERROR) $(SAN_FLAGS) $(PKG_CFLAGS) -I. $(SRCS) tests/cli_fixture.c -o $@ $(PKG_LIBS)
 
 # ---- benchmark ------------------------------------------------------------
 # `make bench` (full mode) or `make bench BENCH_ARGS=--quick` (< 3 minutes):
