@@ -1147,7 +1147,7 @@ mongo_helper_config_new (const char *config_path, const char *uri, mongo_helper_
                      s->why ? s->why : "");
             goto fail;
          }
-         v = mongoc_uri_get_option_as_utf8 (given, s->option, NULL);
+         v = s->type == MH_TEXT ? mongoc_uri_get_option_as_utf8 (given, s->option, NULL) : NULL;
          mh_record (full,
                     s->key,
                     s->env,
