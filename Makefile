@@ -1,6 +1,6 @@
 # mongo_helper — build, test and install.
 #
-#   make            static and shared library
+#   make            static and shared library, the mongo-helper tool
 #   make demo       run the example against MONGO_CACHE_URI or a local test server
 #   make check      all tests (starts and stops the local test server)
 #   make memcheck   the tests under valgrind (errors and leaks fail the run)
@@ -20,6 +20,8 @@ MAJOR     := $(firstword $(subst ., ,$(VERSION)))
 PREFIX    ?= /usr/local
 LIBDIR    ?= $(PREFIX)/lib
 INCDIR    ?= $(PREFIX)/include
+BINDIR    ?= $(PREFIX)/bin
+MANDIR    ?= $(PREFIX)/share/man
 PYTHON    := /usr/bin/python3
 
 CC        ?= cc
@@ -43,12 +45,15 @@ SHARED    := lib$(NAME).so.$(VERSION)
 TEST_SRCS := tests/mh_test.c $(sort $(wildcard tests/test_*.c))
 TEST_BIN  := build/check_mongo_helper
 EXAMPLES  := $(patsubst examples/%.c,build/%,$(wildcard examples/*.c))
+TOOL      := build/mongo-helper
+TOOL_SRCS := $(sort $(wildcard tools/*.c))
+MANPAGE   := tools/mongo-helper.1
 
 
 .PHONY: all deps deps-valgrind deps-fuzz deps-bench demo check memcheck sanitize fuzz bench
 .PHONY: install uninstall clean examples abi-check layer-check format format-check FORCE
 
-all: $(STATIC) $(SHARED)
+all: $(STATIC) $(SHARED) $(TOOL)
 
 # ---- dependencies ---------------------------------------------------------
 # Installs only what is missing, and says what.  Debian package names.
@@ -140,6 +145,45 @@ abi-check: $(STATIC) $(SHARED)
 layer-check: $(OBJS)
 	bash tests/layer_check.sh mongo_helper.c $(OBJS)
 
+# ---- the mongo-helper tool ----------------------------------------------------
+# Public API only; linked with the static library, so it runs without the
+# shared one installed.
+$(TOOL): $(TOOL_SRCS) tools/mh_cli.h $(STATIC) | build
+	$(CC) $(ALL_CFLAGS) -Itools $(TOOL_SRCS) -o $@ $(STATIC) $(PKG_LIBS)
+
+# Writes the test data tests/test_cli.sh reads back with the tool.
+build/cli_fixture: tests/cli_fixture.c $(STATIC) | build
+	$(CC) $(ALL_CFLAGS) $< -o $@ $(STATIC) $(PKG_LIBS)
+
+# ---- install --------------------------------------------------------------
+mongo_helper.pc: Makefile mongo_helper.h
+	@printf '%s\n' \
+	  'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCDIR)' '' \
+	  'Name: mongo_helper' \
+	  'Description: One place for a C web backend'"'"'s MongoDB access' \
+	  'Version: $(VERSION)' \
+	  'Requires: libmongoc-1.0 libbson-1.0' \
+	  'Libs: -L$${libdir} -lmongo_helper' \
+	  'Libs.private: -liniparser -lcrypto -lpthread' \
+	  'Cflags: -I$${includedir}' > $@
+
+install: all mongo_helper.pc
+	install -d $(DESTDIR)$(INCDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
+	install -m 644 mongo_helper.h $(DESTDIR)$(INCDIR)/
+	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/
+	ln -sf $(SHARED) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/lib$(NAME).so
+	install -m 644 mongo_helper.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+	install -m 755 $(TOOL) $(DESTDIR)$(BINDIR)/mongo-helper
+	install -m 644 $(MANPAGE) $(DESTDIR)$(MANDIR)/man1/mongo-helper.1
+
+uninstall:
+	rm -f $(DESTDIR)$(INCDIR)/mongo_helper.h $(DESTDIR)$(LIBDIR)/$(STATIC) \
+	  $(DESTDIR)$(LIBDIR)/$(SHARED) $(DESTDIR)$(LIBDIR)/$(SONAME) \
+	  $(DESTDIR)$(LIBDIR)/lib$(NAME).so $(DESTDIR)$(LIBDIR)/pkgconfig/mongo_helper.pc \
+	  $(DESTDIR)$(BINDIR)/mongo-helper $(DESTDIR)$(MANDIR)/man1/mongo-helper.1
+
 # ---- examples and demo ----------------------------------------------------
 build/%: examples/%.c $(STATIC) | build
 	$(CC) $(ALL_CFLAGS) $< -o $@ $(STATIC) $(PKG_LIBS) $(shell pkg-config --libs libmicrohttpd)
@@ -147,12 +191,15 @@ build/%: examples/%.c $(STATIC) | build
 examples: $(EXAMPLES)
 
 # The main job: against MONGO_CACHE_URI when set, else a local test server.
+# Then the operator's view: mongo-helper config and status.
+DEMO_TOOL := echo "== mongo-helper config" && ./$(TOOL) config && \
+  echo "== mongo-helper status" && ./$(TOOL) status
 demo: deps
-	@$(MAKE) --no-print-directory examples
+	@$(MAKE) --no-print-directory examples $(TOOL)
 	@if [ -n "$$MONGO_CACHE_URI" ]; then \
-	  ./build/events_demo && bash examples/web_demo.sh; \
+	  ./build/events_demo && bash examples/web_demo.sh && $(DEMO_TOOL); \
 	else \
-	  bash tests/with_server.sh sh -c 'export MONGO_CACHE_URI=$$MONGO_TEST_URI; ./build/events_demo && bash examples/web_demo.sh'; \
+	  bash tests/with_server.sh sh -c 'export MONGO_CACHE_URI=$$MONGO_TEST_URI; ./build/events_demo && bash examples/web_demo.sh && $(DEMO_TOOL)'; \
 	fi
 
 # ---- tests ----------------------------------------------------------------
@@ -163,28 +210,38 @@ $(TEST_BIN): $(TEST_SRCS) tests/check_main.c $(TEST_HDRS) $(STATIC) | build
 # The test server's own self-test runs only against the mock (it starts its
 # own); the Check suites run against MONGO_TEST_URI or a fresh mock.
 check: deps
-	@$(MAKE) --no-print-directory WERROR=-Werror all $(TEST_BIN) build/metrics_server
+	@$(MAKE) --no-print-directory WERROR=-Werror all $(TEST_BIN) build/metrics_server build/cli_fixture
 	@$(MAKE) --no-print-directory WERROR=-Werror abi-check layer-check format-check
 	@if [ -z "$$MONGO_TEST_URI" ]; then $(PYTHON) tests/test_mock_server.py 2>&1 | tail -3; \
 	  test $${PIPESTATUS[0]} -eq 0; fi
 	bash tests/with_server.sh bash tests/run_checks.sh $(TEST_BIN)
 	bash tests/with_server.sh bash tests/test_metrics_http.sh build/metrics_server
+	bash tests/with_server.sh bash tests/test_cli.sh $(TOOL) build/cli_fixture
 
 memcheck: deps-valgrind
 	@$(MAKE) --no-print-directory WERROR=-Werror $(TEST_BIN)
 	MH_VALGRIND=1 bash tests/with_server.sh bash tests/run_checks.sh $(TEST_BIN)
 
 # A separate build tree so sanitizer objects never mix with the normal ones.
+SAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 sanitize: deps
-	@$(MAKE) --no-print-directory WERROR=-Werror build/san/check_mongo_helper
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  bash tests/with_server.sh bash tests/run_checks.sh build/san/check_mongo_helper
+	@$(MAKE) --no-print-directory WERROR=-Werror build/san/check_mongo_helper build/san/mongo-helper build/san/cli_fixture
+	$(SAN_ENV) bash tests/with_server.sh bash tests/run_checks.sh build/san/check_mongo_helper
+	$(SAN_ENV) bash tests/with_server.sh bash tests/test_cli.sh build/san/mongo-helper build/san/cli_fixture
 
 SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 build/san/check_mongo_helper: $(SRCS) src/mh_private.h mongo_helper.h $(TEST_SRCS) tests/check_main.c $(TEST_HDRS)
 	@mkdir -p build/san
 	$(CC) $(STD_WARN) $(WERROR) $(SAN_FLAGS) $(PKG_CFLAGS) -I. -Itests $(SRCS) tests/check_main.c $(TEST_SRCS) \
 	  -o $@ $(PKG_LIBS) $(CHECK_LIBS)
+
+build/san/mongo-helper: $(SRCS) src/mh_private.h mongo_helper.h $(TOOL_SRCS) tools/mh_cli.h
+	@mkdir -p build/san
+	$(CC) $(STD_WARN) $(WERROR) $(SAN_FLAGS) $(PKG_CFLAGS) -I. -Itools $(SRCS) $(TOOL_SRCS) -o $@ $(PKG_LIBS)
+
+build/san/cli_fixture: $(SRCS) src/mh_private.h mongo_helper.h tests/cli_fixture.c
+	@mkdir -p build/san
+	$(CC) $(STD_WARN) $(WERROR) $(SAN_FLAGS) $(PKG_CFLAGS) -I. $(SRCS) tests/cli_fixture.c -o $@ $(PKG_LIBS)
 
 # ---- benchmark ------------------------------------------------------------
 # `make bench` (full mode) or `make bench BENCH_ARGS=--quick` (< 3 minutes):
@@ -209,7 +266,7 @@ bench: deps-bench
 # ---- formatting -----------------------------------------------------------
 # One style for the whole tree (.clang-format, clang-format 14 as Debian 12
 # ships it).  format-check runs in make check.
-FORMAT_FILES = mongo_helper.h $(SRCS) src/mh_private.h $(wildcard tests/*.c tests/*.h tests/fuzz/*.c examples/*.c bench/*.c)
+FORMAT_FILES = mongo_helper.h $(SRCS) src/mh_private.h $(wildcard tests/*.c tests/*.h tests/fuzz/*.c examples/*.c bench/*.c tools/*.c tools/*.h)
 format:
 	clang-format -i $(FORMAT_FILES)
 

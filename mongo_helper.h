@@ -202,14 +202,31 @@ size_t mongo_helper_redact (const char *text, char *out, size_t out_size);
  * socketTimeoutMS, wait_queue_timeout_ms / MONGO_WAIT_QUEUE_TIMEOUT_MS /
  * waitQueueTimeoutMS, retry_writes / MONGO_RETRY_WRITES / retryWrites,
  * retry_reads / MONGO_RETRY_READS / retryReads, app_name / MONGO_APP_NAME /
- * appName, plus [db] connection_options = "k=v&k=v" with any URI option.
- * Precedence for one option: the URI itself, then the environment, then the
- * INI key, then connection_options, then the library default.  The pool
- * wait (waitQueueTimeoutMS) defaults to MONGO_HELPER_DEFAULT_POOL_WAIT_MS
- * and must be positive, so no caller ever waits forever for a connection.
+ * appName.  Precedence for one option: the URI itself, then the
+ * environment, then the INI key, then connection_options, then the default.
+ * The pool wait (waitQueueTimeoutMS) defaults to
+ * MONGO_HELPER_DEFAULT_POOL_WAIT_MS and must be positive, so no caller ever
+ * waits forever for a connection; the numbers above must be >= 0.  A value
+ * out of range is a CONFIG error wherever it is written, the URI included.
+ * Environment and INI values are plain text (app_name = my app).
+ *
+ * [db] connection_options = "k=v&k=v" takes ANY option libmongoc reads in
+ * a URI, written as in a URI's query (percent-encode '%', '&' and '='):
+ * w, journal, wTimeoutMS, readPreference, readPreferenceTags (may repeat),
+ * maxStalenessSeconds, readConcernLevel, compressors, tls and its options,
+ * authMechanism, authSource, ... .  Every option the URI does not name is
+ * appended to the URI text and libmongoc parses the whole, so an option
+ * behaves exactly as if the URI held it (write concern, read preference,
+ * read concern and compressors included).  A CONFIG error naming the file
+ * and the option: an option libmongoc does not know, one given twice, a
+ * compressor libmongoc was built without, a bad %-escape, or a value the
+ * driver refuses (e.g. w=0 with journal=true).
  *
  * Default database: the URI's path (like pymongo's get_default_database()),
  * else MONGO_DB, else [db] database; with none, a CONFIG error.
+ *
+ * What is in force, and from where: mongo_helper_config_setting() lists
+ * every setting with its value and source (see below).
  */
 typedef struct mongo_helper_config_t mongo_helper_config_t;
 
@@ -226,15 +243,19 @@ mongo_helper_config_new (const char *config_path, const char *uri, mongo_helper_
 /* Frees a configuration.  NULL is allowed. */
 void mongo_helper_config_destroy (mongo_helper_config_t *config);
 
-/* The final URI with every setting applied.  It CONTAINS CREDENTIALS: pass
- * it to libmongoc, never to a log.  Valid until the configuration is
+/* The URI as its source gave it (settings from other sources are in the
+ * parsed URI, mongo_helper_config_mongoc_uri()).  It CONTAINS CREDENTIALS:
+ * pass it to libmongoc, never to a log.  Valid until the configuration is
  * destroyed. */
 const char *mongo_helper_config_uri (const mongo_helper_config_t *config);
 
 /* The same URI with the password replaced by "****": safe to log. */
 const char *mongo_helper_config_uri_redacted (const mongo_helper_config_t *config);
 
-/* The parsed URI, for reading options with mongoc_uri_get_option_as_*(). */
+/* The parsed URI with every setting applied: the one the pool is built
+ * from.  Read options with mongoc_uri_get_option_as_*(),
+ * mongoc_uri_get_write_concern(), _get_read_prefs_t(), _get_read_concern(),
+ * _get_compressors().  Valid until the configuration is destroyed. */
 const mongoc_uri_t *mongo_helper_config_mongoc_uri (const mongo_helper_config_t *config);
 
 /* The default database name.  Valid until the configuration is destroyed. */
@@ -243,6 +264,72 @@ const char *mongo_helper_config_database (const mongo_helper_config_t *config);
 /* Where the URI came from, e.g. "environment MONGO_CACHE_URI" or
  * "conf/mongo_helper.ini [db] mongo_uri".  Valid as the configuration. */
 const char *mongo_helper_config_source (const mongo_helper_config_t *config);
+
+/* The URI text libmongoc actually parsed: the URI with every option from
+ * the environment, the INI file, connection_options and the library's
+ * defaults appended, the password and credential options
+ * (tlsCertificateKeyFilePassword, authMechanismProperties) replaced by
+ * "****".  Safe to log.  Valid until the configuration is destroyed. */
+const char *mongo_helper_config_effective_uri_redacted (const mongo_helper_config_t *config);
+
+/* Where a setting's value came from. */
+typedef enum {
+   MONGO_HELPER_SOURCE_DEFAULT = 0,       /* nothing set it: the default */
+   MONGO_HELPER_SOURCE_URI,               /* the URI itself (its path, for the database) */
+   MONGO_HELPER_SOURCE_ENVIRONMENT,       /* the setting's environment variable */
+   MONGO_HELPER_SOURCE_INI,               /* the setting's key in [db] of the INI file */
+   MONGO_HELPER_SOURCE_CONNECTION_OPTIONS /* [db] connection_options */
+} mongo_helper_source_t;
+
+/* "default", "uri", "environment", "ini", "connection_options", or
+ * "unknown" for a value outside the enum.  Never NULL. */
+const char *mongo_helper_source_name (mongo_helper_source_t source);
+
+/* One resolved setting: what is in force and where it came from.  The
+ * strings are lent by the configuration, valid until it is destroyed. */
+typedef struct {
+   const char *name;       /* its INI key ("max_pool_size", "database",
+                              "retry_attempts"); for another URI option,
+                              the option as written ("w") */
+   const char *env;        /* its environment variable, or NULL */
+   const char *uri_option; /* its URI option ("maxPoolSize"), or NULL for
+                              the library's own settings and the database */
+   const char *value;      /* the value in force as text ("100", "true",
+                              "majority"); the default when nothing set it
+                              (libmongoc's own, e.g. maxPoolSize 100, or the
+                              library's); NULL when there is none (app_name
+                              unset); "****" for a credential option.  A
+                              password is never a setting. */
+   mongo_helper_source_t source;
+   const char *source_text; /* e.g. "environment MONGO_MAX_POOL_SIZE",
+                               "/etc/app.ini [db] max_pool_size",
+                               "URI from environment MONGO_CACHE_URI",
+                               "/etc/app.ini [db] connection_options",
+                               "default (libmongoc)", "default (mongo_helper)" */
+   bool is_default;         /* source == MONGO_HELPER_SOURCE_DEFAULT */
+} mongo_helper_setting_t;
+
+/* How many settings the configuration lists (0 for NULL): the default
+ * database first, then every setting of the tables above (pool, timeouts,
+ * retries, circuit breaker) whether set or not, then every other URI
+ * option named by the URI, then those added by connection_options. */
+size_t mongo_helper_config_setting_count (const mongo_helper_config_t *config);
+
+/* Fills `out` with setting number `index` (0 to count - 1).  Fails with
+ * INVALID_ARGUMENT for a NULL argument or an index past the last. */
+bool mongo_helper_config_setting (const mongo_helper_config_t *config,
+                                  size_t index,
+                                  mongo_helper_setting_t *out,
+                                  mongo_helper_error_t *error);
+
+/* Fills `out` with the first setting whose name or URI option (any case)
+ * or environment variable is `name`.  Fails with INVALID_ARGUMENT for a
+ * NULL argument, NOT_FOUND when no setting has that name (an option no
+ * source set is not listed, except the table's). */
+bool mongo_helper_config_setting_find (const mongo_helper_config_t *config,
+                                       const char *name,
+                                       mongo_helper_setting_t *out,
+                                       mongo_helper_error_t *error);
 
 /* ---- Singleton ------------------------------------------------------ */
 

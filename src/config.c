@@ -9,18 +9,47 @@
 #define MH_DEFAULT_CONFIG_PATH "conf/mongo_helper.ini"
 #define MH_DEFAULT_URI "mongodb://localhost:27017/"
 
+/* One resolved setting, as mongo_helper_config_setting() lends it. */
+typedef struct {
+   char *name, *env, *option, *value, *source_text;
+   mongo_helper_source_t source;
+} mh_record_t;
+
+/* The configuration with what only this file reads: the shared struct
+ * (mh_private.h, read by the core) comes first, so a pointer to one is a
+ * pointer to the other. */
+typedef struct {
+   struct mongo_helper_config_t base;
+   mh_record_t *records;
+   size_t n_records, cap;
+   char *effective_redacted;
+} mh_config_full_t;
+
+#define MH_FULL(config) ((mh_config_full_t *) (void *) (config))
+
 void
 mongo_helper_config_destroy (mongo_helper_config_t *config)
 {
+   mh_config_full_t *f = MH_FULL (config);
+
    if (!config) {
       return;
    }
+   for (size_t i = 0; i < f->n_records; i++) {
+      bson_free (f->records[i].name);
+      bson_free (f->records[i].env);
+      bson_free (f->records[i].option);
+      bson_free (f->records[i].value);
+      bson_free (f->records[i].source_text);
+   }
+   bson_free (f->records);
+   bson_free (f->effective_redacted);
    bson_free (config->uri);
    bson_free (config->uri_redacted);
    bson_free (config->database);
    bson_free (config->source);
    mongoc_uri_destroy (config->muri);
-   bson_free (config);
+   bson_free (f);
 }
 
 const char *
@@ -33,6 +62,12 @@ const char *
 mongo_helper_config_uri_redacted (const mongo_helper_config_t *config)
 {
    return config ? config->uri_redacted : NULL;
+}
+
+const char *
+mongo_helper_config_effective_uri_redacted (const mongo_helper_config_t *config)
+{
+   return config ? MH_FULL (config)->effective_redacted : NULL;
 }
 
 const mongoc_uri_t *
@@ -51,6 +86,94 @@ const char *
 mongo_helper_config_source (const mongo_helper_config_t *config)
 {
    return config ? config->source : NULL;
+}
+
+const char *
+mongo_helper_source_name (mongo_helper_source_t source)
+{
+   switch (source) {
+   case MONGO_HELPER_SOURCE_DEFAULT:
+      return "default";
+   case MONGO_HELPER_SOURCE_URI:
+      return "uri";
+   case MONGO_HELPER_SOURCE_ENVIRONMENT:
+      return "environment";
+   case MONGO_HELPER_SOURCE_INI:
+      return "ini";
+   case MONGO_HELPER_SOURCE_CONNECTION_OPTIONS:
+      return "connection_options";
+   default:
+      return "unknown";
+   }
+}
+
+size_t
+mongo_helper_config_setting_count (const mongo_helper_config_t *config)
+{
+   return config ? MH_FULL (config)->n_records : 0;
+}
+
+static void
+mh_setting_lend (const mh_record_t *r, mongo_helper_setting_t *out)
+{
+   out->name = r->name;
+   out->env = r->env;
+   out->uri_option = r->option;
+   out->value = r->value;
+   out->source = r->source;
+   out->source_text = r->source_text;
+   out->is_default = r->source == MONGO_HELPER_SOURCE_DEFAULT;
+}
+
+bool
+mongo_helper_config_setting (const mongo_helper_config_t *config,
+                             size_t index,
+                             mongo_helper_setting_t *out,
+                             mongo_helper_error_t *error)
+{
+   mh_error_clear (error);
+   if (!config || !out) {
+      return mh_bad_arg (error, "mongo_helper_config_setting", "config and out must not be NULL");
+   }
+   if (index >= MH_FULL (config)->n_records) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "mongo_helper_config_setting: index %zu is past the last "
+                      "setting (there are %zu)",
+                      index,
+                      MH_FULL (config)->n_records);
+   }
+   mh_setting_lend (&MH_FULL (config)->records[index], out);
+   return true;
+}
+
+bool
+mongo_helper_config_setting_find (const mongo_helper_config_t *config,
+                                  const char *name,
+                                  mongo_helper_setting_t *out,
+                                  mongo_helper_error_t *error)
+{
+   mh_error_clear (error);
+   if (!config || !name || !out) {
+      return mh_bad_arg (
+         error, "mongo_helper_config_setting_find", "config, name and out must not be NULL");
+   }
+   for (size_t i = 0; i < MH_FULL (config)->n_records; i++) {
+      const mh_record_t *r = &MH_FULL (config)->records[i];
+
+      if (strcasecmp (r->name, name) == 0 || (r->env && strcmp (r->env, name) == 0) ||
+          (r->option && strcasecmp (r->option, name) == 0)) {
+         mh_setting_lend (r, out);
+         return true;
+      }
+   }
+   return mh_fail (error,
+                   MONGO_HELPER_ERROR_NOT_FOUND,
+                   0,
+                   "no setting '%s': name one by its INI key (max_pool_size), "
+                   "environment variable or URI option",
+                   name);
 }
 
 /* iniparser reports syntax errors through a printf-like callback with no
@@ -78,27 +201,75 @@ mh_config_init (void)
    iniparser_set_error_callback (mh_ini_error);
 }
 
-/* One setting that can come from the INI file or the environment. */
+/* Every setting, in one table: where it is read (its INI key in [db],
+ * which is also its name; its environment variable; its URI option), what
+ * it holds, its default and range, and where the resolved value goes.
+ * Precedence: the URI, then the environment, then the INI key, then
+ * connection_options, then the default; a library setting (no URI option)
+ * reads only the environment, the INI key and the default. */
+typedef enum { MH_INT, MH_BOOL, MH_TEXT } mh_type_t;
+
+typedef enum {
+   MH_DRIVER, /* the default is libmongoc's own: nothing is set */
+   MH_OURS    /* the library sets its default */
+} mh_default_t;
+
+typedef enum {
+   MH_TO_URI,  /* the URI option, for libmongoc */
+   MH_TO_RETRY /* an int32_t of mongo_helper_retry_policy_t */
+} mh_dest_t;
+
 typedef struct {
-   const char *ini_key; /* in section [db] */
+   const char *key;
    const char *env;
-   const char *option; /* libmongoc URI option name */
+   const char *option; /* as shown (libmongoc ignores case); NULL: a library setting */
+   mh_type_t type;
+   int32_t min, max; /* MH_INT */
+   int32_t def;      /* MH_INT, MH_BOOL (0/1); none for MH_TEXT */
+   mh_default_t def_by;
+   mh_dest_t dest;
+   size_t field;    /* MH_TO_RETRY: offsetof in mongo_helper_retry_policy_t */
+   const char *why; /* said when a value is out of range */
 } mh_setting_t;
 
+/* clang-format off */
+#define MH_URI_INT(key, env, opt, min, def, by) \
+   {key, env, opt, MH_INT, min, INT32_MAX, def, by, MH_TO_URI, 0, NULL}
+#define MH_URI_BOOL(key, env, opt, def) \
+   {key, env, opt, MH_BOOL, 0, 1, def, MH_DRIVER, MH_TO_URI, 0, NULL}
+#define MH_RETRY(key, env, min, max, def, f) \
+   {key, env, NULL, MH_INT, min, max, def, MH_OURS, MH_TO_RETRY, \
+    offsetof (mongo_helper_retry_policy_t, f), NULL}
+
 static const mh_setting_t mh_settings[] = {
-   {"max_pool_size", "MONGO_MAX_POOL_SIZE", MONGOC_URI_MAXPOOLSIZE},
-   {"min_pool_size", "MONGO_MIN_POOL_SIZE", MONGOC_URI_MINPOOLSIZE},
-   {"max_idle_time_ms", "MONGO_MAX_IDLE_TIME_MS", MONGOC_URI_MAXIDLETIMEMS},
-   {"connect_timeout_ms", "MONGO_CONNECT_TIMEOUT_MS", MONGOC_URI_CONNECTTIMEOUTMS},
-   {"server_selection_timeout_ms",
-    "MONGO_SERVER_SELECTION_TIMEOUT_MS",
-    MONGOC_URI_SERVERSELECTIONTIMEOUTMS},
-   {"socket_timeout_ms", "MONGO_SOCKET_TIMEOUT_MS", MONGOC_URI_SOCKETTIMEOUTMS},
-   {"wait_queue_timeout_ms", "MONGO_WAIT_QUEUE_TIMEOUT_MS", MONGOC_URI_WAITQUEUETIMEOUTMS},
-   {"retry_writes", "MONGO_RETRY_WRITES", MONGOC_URI_RETRYWRITES},
-   {"retry_reads", "MONGO_RETRY_READS", MONGOC_URI_RETRYREADS},
-   {"app_name", "MONGO_APP_NAME", MONGOC_URI_APPNAME},
+   /* libmongoc 1.23's defaults are shown for information only */
+   MH_URI_INT ("max_pool_size", "MONGO_MAX_POOL_SIZE", "maxPoolSize", 0, 100, MH_DRIVER),
+   MH_URI_INT ("min_pool_size", "MONGO_MIN_POOL_SIZE", "minPoolSize", 0, 0, MH_DRIVER),
+   MH_URI_INT ("max_idle_time_ms", "MONGO_MAX_IDLE_TIME_MS", "maxIdleTimeMS", 0, 0, MH_DRIVER),
+   MH_URI_INT ("connect_timeout_ms", "MONGO_CONNECT_TIMEOUT_MS", "connectTimeoutMS",
+               0, MONGOC_DEFAULT_CONNECTTIMEOUTMS, MH_DRIVER),
+   MH_URI_INT ("server_selection_timeout_ms", "MONGO_SERVER_SELECTION_TIMEOUT_MS",
+               "serverSelectionTimeoutMS", 0, 30000, MH_DRIVER),
+   MH_URI_INT ("socket_timeout_ms", "MONGO_SOCKET_TIMEOUT_MS", "socketTimeoutMS",
+               0, MONGOC_DEFAULT_SOCKETTIMEOUTMS, MH_DRIVER),
+   {"wait_queue_timeout_ms", "MONGO_WAIT_QUEUE_TIMEOUT_MS", "waitQueueTimeoutMS", MH_INT,
+    1, INT32_MAX, MONGO_HELPER_DEFAULT_POOL_WAIT_MS, MH_OURS, MH_TO_URI, 0,
+    "0 would let callers wait forever for a pooled connection"},
+   MH_URI_BOOL ("retry_writes", "MONGO_RETRY_WRITES", "retryWrites", 1),
+   MH_URI_BOOL ("retry_reads", "MONGO_RETRY_READS", "retryReads", 1),
+   {"app_name", "MONGO_APP_NAME", "appName", MH_TEXT, 0, 0, 0, MH_DRIVER, MH_TO_URI, 0, NULL},
+   MH_RETRY ("retry_attempts", "MONGO_RETRY_ATTEMPTS", 1, 10,
+             MONGO_HELPER_DEFAULT_RETRY_ATTEMPTS, attempts),
+   MH_RETRY ("retry_base_ms", "MONGO_RETRY_BASE_MS", 0, 60000,
+             MONGO_HELPER_DEFAULT_RETRY_BASE_MS, base_ms),
+   MH_RETRY ("retry_max_ms", "MONGO_RETRY_MAX_MS", 0, 600000,
+             MONGO_HELPER_DEFAULT_RETRY_MAX_MS, max_ms),
+   MH_RETRY ("circuit_failure_threshold", "MONGO_CIRCUIT_FAILURE_THRESHOLD", 0, 1000000,
+             MONGO_HELPER_DEFAULT_CIRCUIT_THRESHOLD, circuit_threshold),
+   MH_RETRY ("circuit_cooldown_ms", "MONGO_CIRCUIT_COOLDOWN_MS", 1, 3600000,
+             MONGO_HELPER_DEFAULT_CIRCUIT_COOLDOWN_MS, circuit_cooldown_ms),
 };
+/* clang-format on */
 
 /* A variable that is set counts as set even when empty: an empty value is
  * reported instead of silently falling through to the next source. */
@@ -106,83 +277,6 @@ static const char *
 mh_env (const char *name)
 {
    return getenv (name);
-}
-
-/* Applies one option unless the URI already names it (the URI wins). */
-static bool
-mh_uri_apply (mongoc_uri_t *muri,
-              const char *option,
-              const char *value,
-              const char *source,
-              mongo_helper_error_t *error)
-{
-   bool ok;
-
-   if (mongoc_uri_has_option (muri, option)) {
-      return true;
-   }
-   if (!*value) {
-      return mh_fail (error,
-                      MONGO_HELPER_ERROR_CONFIG,
-                      0,
-                      "%s is empty: give it a value for %s or remove it",
-                      source,
-                      option);
-   }
-   if (mongoc_uri_option_is_int32 (option)) {
-      int32_t v;
-      if (!mh_parse_int32 (value, &v) || v < 0) {
-         return mh_fail (error,
-                         MONGO_HELPER_ERROR_CONFIG,
-                         0,
-                         "%s='%s' is not a non-negative whole number (%s)",
-                         source,
-                         value,
-                         option);
-      }
-      if (strcasecmp (option, MONGOC_URI_WAITQUEUETIMEOUTMS) == 0 && v == 0) {
-         return mh_fail (error,
-                         MONGO_HELPER_ERROR_CONFIG,
-                         0,
-                         "%s=0 would let callers wait forever for a pooled "
-                         "connection: use a positive number of milliseconds",
-                         source);
-      }
-      ok = mongoc_uri_set_option_as_int32 (muri, option, v);
-   } else if (mongoc_uri_option_is_bool (option)) {
-      bool v;
-      if (!mh_parse_bool (value, &v)) {
-         return mh_fail (error,
-                         MONGO_HELPER_ERROR_CONFIG,
-                         0,
-                         "%s='%s' is not a boolean: use true or false",
-                         source,
-                         value);
-      }
-      ok = mongoc_uri_set_option_as_bool (muri, option, v);
-   } else if (strcasecmp (option, MONGOC_URI_APPNAME) == 0) {
-      ok = mongoc_uri_set_appname (muri, value);
-   } else if (mongoc_uri_option_is_utf8 (option)) {
-      ok = mongoc_uri_set_option_as_utf8 (muri, option, value);
-   } else {
-      return mh_fail (error,
-                      MONGO_HELPER_ERROR_CONFIG,
-                      0,
-                      "%s names '%s', which is not a MongoDB URI option this "
-                      "driver knows",
-                      source,
-                      option);
-   }
-   if (!ok) {
-      return mh_fail (error,
-                      MONGO_HELPER_ERROR_CONFIG,
-                      0,
-                      "%s: the driver refused %s='%s'",
-                      source,
-                      option,
-                      value);
-   }
-   return true;
 }
 
 /* Appends `s` percent-encoded (RFC 3986: everything but unreserved), so a
@@ -328,9 +422,6 @@ mh_uri_from_parts (mongo_helper_error_t *error, bool *failed)
    return bson_string_free (s, false);
 }
 
-/* MongoDB's rules for database names, so a typo fails here and not on the
- * first write. */
-
 static bool
 mh_load_ini (const char *config_path,
              dictionary **dict,
@@ -397,54 +488,574 @@ mh_load_ini (const char *config_path,
    return true;
 }
 
-/* One of the library's own integer settings (not a URI option): the
- * environment wins over the INI key, then the default. */
-static bool
-mh_config_int (dictionary *ini,
-               const char *ini_path,
-               const char *ini_key,
-               const char *env,
-               int32_t def,
-               int32_t min,
-               int32_t max,
-               int32_t *out,
-               mongo_helper_error_t *error)
-{
-   const char *v = mh_env (env);
-   char key[64], label[300];
+/* ---- URI options ------------------------------------------------------- */
 
-   if (v) {
-      bson_snprintf (label, sizeof label, "environment %s", env);
-   } else if (ini) {
-      bson_snprintf (key, sizeof key, "db:%s", ini_key);
-      v = iniparser_getstring (ini, key, NULL);
-      bson_snprintf (label, sizeof label, "%s [db] %s", ini_path, ini_key);
+/* Deprecated names libmongoc 1.23 still reads, and the option each stands
+ * for: "does the URI name it" compares canonical names. */
+static const char *const mh_aliases[][2] = {
+   {"ssl", "tls"},
+   {"sslClientCertificateKeyFile", "tlsCertificateKeyFile"},
+   {"sslClientCertificateKeyPassword", "tlsCertificateKeyFilePassword"},
+   {"sslCertificateAuthorityFile", "tlsCAFile"},
+   {"sslAllowInvalidCertificates", "tlsAllowInvalidCertificates"},
+   {"sslAllowInvalidHostnames", "tlsAllowInvalidHostnames"},
+};
+
+static const char *
+mh_canonical (const char *option)
+{
+   for (size_t i = 0; i < sizeof mh_aliases / sizeof *mh_aliases; i++) {
+      if (strcasecmp (option, mh_aliases[i][0]) == 0) {
+         return mh_aliases[i][1];
+      }
    }
-   if (!v) {
-      *out = def;
+   return option;
+}
+
+/* The options libmongoc 1.23 reads by name besides its typed ones (see
+ * mongoc_uri_apply_options).  It ignores any other with a warning; given
+ * outside the URI such a name is a typo, so the library refuses it. */
+static const char *const mh_named_options[] = {MONGOC_URI_W,
+                                               MONGOC_URI_READPREFERENCETAGS,
+                                               MONGOC_URI_AUTHMECHANISM,
+                                               MONGOC_URI_AUTHSOURCE,
+                                               MONGOC_URI_AUTHMECHANISMPROPERTIES,
+                                               MONGOC_URI_GSSAPISERVICENAME,
+                                               MONGOC_URI_SRVSERVICENAME,
+                                               MONGOC_URI_READCONCERNLEVEL,
+                                               MONGOC_URI_COMPRESSORS};
+
+static bool
+mh_option_known (const char *option)
+{
+   if (mongoc_uri_option_is_int32 (option) || mongoc_uri_option_is_bool (option) ||
+       mongoc_uri_option_is_utf8 (option)) {
       return true;
    }
-   if (!mh_parse_int32 (v, out) || *out < min || *out > max) {
+   for (size_t i = 0; i < sizeof mh_named_options / sizeof *mh_named_options; i++) {
+      if (strcasecmp (option, mh_named_options[i]) == 0) {
+         return true;
+      }
+   }
+   return false;
+}
+
+/* Options whose values are credentials (a key file's password, AWS
+ * session tokens in authMechanismProperties): never shown. */
+static bool
+mh_option_secret (const char *option)
+{
+   option = mh_canonical (option);
+   return strcasecmp (option, MONGOC_URI_TLSCERTIFICATEKEYFILEPASSWORD) == 0 ||
+          strcasecmp (option, MONGOC_URI_AUTHMECHANISMPROPERTIES) == 0;
+}
+
+/* The options of a URI text ("a=1&b=2"), found the way libmongoc finds
+ * them: from the first '?' after the first '/' behind the scheme; NULL
+ * when there is no '?'. */
+static const char *
+mh_uri_query (const char *uri)
+{
+   const char *p = strstr (uri, "://");
+   const char *slash = p ? strchr (p + 3, '/') : NULL;
+   const char *q = slash ? strchr (slash, '?') : NULL;
+
+   return q ? q + 1 : NULL;
+}
+
+/* Whether the text of `uri` has `option` (or one of its aliases). */
+static bool
+mh_query_has (const char *uri, const char *option)
+{
+   const char *q = mh_uri_query (uri);
+   const char *canon = mh_canonical (option);
+
+   while (q && *q) {
+      size_t len = strcspn (q, "&");
+      char *key = bson_strndup (q, strcspn (q, "=&"));
+      bool same = strcasecmp (mh_canonical (key), canon) == 0;
+
+      bson_free (key);
+      if (same) {
+         return true;
+      }
+      q += len + (q[len] == '&');
+   }
+   return false;
+}
+
+/* Whether the URI itself gives `option`, so it wins.  A typed option (and
+ * w) counts when libmongoc took a value from it, as before settings were
+ * merged into the URI text; the others (readPreferenceTags, auth*,
+ * readConcernLevel, compressors) do not land among libmongoc's options and
+ * are looked for in the text. */
+static bool
+mh_uri_names (const mongoc_uri_t *muri, const char *uri, const char *option)
+{
+   const char *canon = mh_canonical (option);
+
+   if (mongoc_uri_option_is_int32 (canon) || mongoc_uri_option_is_bool (canon) ||
+       mongoc_uri_option_is_utf8 (canon) || strcasecmp (canon, MONGOC_URI_W) == 0) {
+      return mongoc_uri_has_option (muri, canon);
+   }
+   return mh_query_has (uri, canon);
+}
+
+/* Percent-decodes a value written in URI syntax, as libmongoc does; NULL
+ * for a '%' not followed by two hex digits, or %00. */
+static char *
+mh_pct_decode (const char *s)
+{
+   char *out = bson_malloc (strlen (s) + 1), *o = out;
+
+   while (*s) {
+      if (*s == '%') {
+         char hex[3] = {s[1], s[1] ? s[2] : '\0', '\0'};
+
+         if (!isxdigit ((unsigned char) hex[0]) || !isxdigit ((unsigned char) hex[1]) ||
+             strtol (hex, NULL, 16) == 0) {
+            bson_free (out);
+            return NULL;
+         }
+         *o++ = (char) strtol (hex, NULL, 16);
+         s += 3;
+      } else {
+         *o++ = *s++;
+      }
+   }
+   *o = '\0';
+   return out;
+}
+
+/* Records one resolved setting for mongo_helper_config_setting(); a
+ * credential's value is kept as "****" only. */
+static void
+mh_record (mh_config_full_t *f,
+           const char *name,
+           const char *env,
+           const char *option,
+           const char *value,
+           mongo_helper_source_t source,
+           const char *source_text)
+{
+   if (f->n_records == f->cap) {
+      f->cap = f->cap ? 2 * f->cap : 32;
+      f->records = bson_realloc (f->records, f->cap * sizeof *f->records);
+   }
+   if (value && option && mh_option_secret (option)) {
+      value = "****";
+   }
+   f->records[f->n_records++] = (mh_record_t){bson_strdup (name),
+                                              bson_strdup (env),
+                                              bson_strdup (option),
+                                              bson_strdup (value),
+                                              bson_strdup (source_text),
+                                              source};
+}
+
+/* A URI text safe to show: the password (mongo_helper_redact()) and the
+ * values of credential options replaced by "****". */
+static char *
+mh_redact_uri (const char *uri)
+{
+   size_t size = 2 * strlen (uri) + 16; /* "a:b@" grows to "a:****@" */
+   char *r = bson_malloc (size);
+   const char *q;
+   bson_string_t *out;
+
+   mongo_helper_redact (uri, r, size);
+   if (!(q = mh_uri_query (r))) {
+      return r;
+   }
+   out = bson_string_new (NULL);
+   bson_string_append_printf (out, "%.*s", (int) (q - r), r);
+   while (*q) {
+      size_t len = strcspn (q, "&"), klen = strcspn (q, "=&");
+      char *key = bson_strndup (q, klen);
+
+      if (klen < len && mh_option_secret (key)) {
+         bson_string_append_printf (out, "%s=****", key);
+      } else {
+         bson_string_append_printf (out, "%.*s", (int) len, q);
+      }
+      bson_free (key);
+      q += len;
+      if (*q == '&') {
+         bson_string_append_c (out, '&');
+         q++;
+      }
+   }
+   bson_free (r);
+   return bson_string_free (out, false);
+}
+
+/* Records the options the URI text names that are not table settings
+ * (w, readPreference, replicaSet, tls, ...), as written. */
+static void
+mh_record_uri_options (mh_config_full_t *f, const char *uri, const char *source_text)
+{
+   const char *q = mh_uri_query (uri);
+
+   while (q && *q) {
+      size_t len = strcspn (q, "&"), klen = strcspn (q, "=&");
+      char *key = bson_strndup (q, klen);
+      char *raw = bson_strndup (q + klen + (klen < len), len - klen - (klen < len));
+      char *value = mh_pct_decode (raw);
+      bool in_table = false;
+
+      for (size_t i = 0; i < sizeof mh_settings / sizeof *mh_settings; i++) {
+         in_table =
+            in_table || (mh_settings[i].option && strcasecmp (mh_settings[i].option, key) == 0);
+      }
+      if (*key && !in_table) {
+         mh_record (f, key, NULL, key, value ? value : raw, MONGO_HELPER_SOURCE_URI, source_text);
+      }
+      bson_free (key);
+      bson_free (raw);
+      bson_free (value);
+      q += len + (q[len] == '&');
+   }
+}
+
+/* libmongoc drops a compressor it was built without, with a warning; named
+ * outside the URI that is a typo to report. */
+static bool
+mh_compressors_check (const char *value, const char *label, mongo_helper_error_t *error)
+{
+   bson_string_t *probe = bson_string_new ("mongodb://localhost/?compressors=");
+   mongoc_uri_t *u;
+   const char *p = value;
+   bool ok = true;
+
+   mh_pct_encode (probe, value);
+   u = mongoc_uri_new_with_error (probe->str, NULL);
+   bson_string_free (probe, true);
+   while (ok) {
+      size_t len = strcspn (p, ",");
+      char *name = bson_strndup (p, len);
+      bson_iter_t it;
+
+      if (!u || !*name || !bson_iter_init_find_case (&it, mongoc_uri_get_compressors (u), name)) {
+         ok = mh_fail (error,
+                       MONGO_HELPER_ERROR_CONFIG,
+                       0,
+                       "%s: compressors names '%s', which this libmongoc does not "
+                       "have: use snappy, zlib or zstd, separated by commas",
+                       label,
+                       name);
+      }
+      bson_free (name);
+      if (!p[len]) {
+         break;
+      }
+      p += len + 1;
+   }
+   mongoc_uri_destroy (u);
+   return ok;
+}
+
+/* ---- Settings ----------------------------------------------------------- */
+
+/* The value of `s` as text: `v` for MH_TEXT, else `n` written to `text`
+ * (a number, or true/false). */
+static const char *
+mh_setting_text (const mh_setting_t *s, int32_t n, const char *v, char text[16])
+{
+   if (s->type == MH_TEXT) {
+      return v;
+   }
+   if (s->type == MH_BOOL) {
+      return n ? "true" : "false";
+   }
+   bson_snprintf (text, 16, "%d", (int) n);
+   return text;
+}
+
+/* Checks one value of `s` given by `label` and converts it (MH_INT into
+ * *n, MH_BOOL into *n as 0/1).  The messages name the source. */
+static bool
+mh_setting_check (const mh_setting_t *s,
+                  const char *v,
+                  const char *label,
+                  int32_t *n,
+                  mongo_helper_error_t *error)
+{
+   bool b;
+
+   if (!*v) {
       return mh_fail (error,
                       MONGO_HELPER_ERROR_CONFIG,
                       0,
-                      "%s='%s' is not a whole number from %d to %d",
+                      "%s is empty: give it a value for %s or remove it",
                       label,
-                      v,
-                      (int) min,
-                      (int) max);
+                      s->option ? s->option : s->key);
+   }
+   switch (s->type) {
+   case MH_INT:
+      if (!mh_parse_int32 (v, n) || *n < s->min || *n > s->max) {
+         return mh_fail (error,
+                         MONGO_HELPER_ERROR_CONFIG,
+                         0,
+                         "%s='%s' is not a whole number from %d to %d%s%s",
+                         label,
+                         v,
+                         (int) s->min,
+                         (int) s->max,
+                         s->why ? ": " : "",
+                         s->why ? s->why : "");
+      }
+      return true;
+   case MH_BOOL:
+      if (!mh_parse_bool (v, &b)) {
+         return mh_fail (error,
+                         MONGO_HELPER_ERROR_CONFIG,
+                         0,
+                         "%s='%s' is not a boolean: use true or false",
+                         label,
+                         v);
+      }
+      *n = b;
+      return true;
+   case MH_TEXT:
+   default:
+      return true;
+   }
+}
+
+/* The [db] connection_options "k=v&k=v", written like a URI's options
+ * (values percent-decoded), split once; each table setting takes its own
+ * entry, the others go to the URI as they are. */
+typedef struct {
+   char *key;   /* points into the split copy */
+   char *value; /* decoded, owned */
+   bool taken;
+} mh_conn_opt_t;
+
+typedef struct {
+   char *buf;
+   mh_conn_opt_t *v;
+   size_t n;
+   char label[300];
+} mh_conn_opts_t;
+
+static void
+mh_conn_opts_free (mh_conn_opts_t *c)
+{
+   for (size_t i = 0; i < c->n; i++) {
+      bson_free (c->v[i].value);
+   }
+   bson_free (c->v);
+   bson_free (c->buf);
+}
+
+static bool
+mh_conn_opts_split (mh_conn_opts_t *c, const char *text, mongo_helper_error_t *error)
+{
+   char *save = NULL;
+   size_t cap = 0;
+
+   c->buf = bson_strdup (text);
+   for (char *kv = strtok_r (c->buf, "&", &save); kv; kv = strtok_r (NULL, "&", &save)) {
+      char *eq = strchr (kv, '=');
+      char *value;
+
+      if (!eq || eq == kv) {
+         return mh_fail (error,
+                         MONGO_HELPER_ERROR_CONFIG,
+                         0,
+                         "%s: '%s' is not of the form option=value",
+                         c->label,
+                         kv);
+      }
+      *eq = '\0';
+      if (!mh_option_known (kv)) {
+         return mh_fail (error,
+                         MONGO_HELPER_ERROR_CONFIG,
+                         0,
+                         "%s names '%s', which is not a MongoDB URI option this "
+                         "driver knows",
+                         c->label,
+                         kv);
+      }
+      for (size_t i = 0; i < c->n; i++) {
+         /* Several readPreferenceTags are a list; anything else twice is
+          * ambiguous. */
+         if (strcasecmp (mh_canonical (c->v[i].key), mh_canonical (kv)) == 0 &&
+             strcasecmp (kv, MONGOC_URI_READPREFERENCETAGS) != 0) {
+            return mh_fail (
+               error, MONGO_HELPER_ERROR_CONFIG, 0, "%s names %s twice: keep one", c->label, kv);
+         }
+      }
+      if (!(value = mh_pct_decode (eq + 1))) {
+         return mh_fail (error,
+                         MONGO_HELPER_ERROR_CONFIG,
+                         0,
+                         "%s: the value of %s has a bad escape: write '%%' as %%25 "
+                         "(values are percent-encoded as in a URI)",
+                         c->label,
+                         kv);
+      }
+      if (c->n == cap) {
+         cap = cap ? 2 * cap : 8;
+         c->v = bson_realloc (c->v, cap * sizeof *c->v);
+      }
+      c->v[c->n++] = (mh_conn_opt_t){kv, value, false};
    }
    return true;
+}
+
+/* The first untaken entry for `option`, taken. */
+static const char *
+mh_conn_opts_take (mh_conn_opts_t *c, const char *option)
+{
+   for (size_t i = 0; i < c->n; i++) {
+      if (!c->v[i].taken && strcasecmp (c->v[i].key, option) == 0) {
+         c->v[i].taken = true;
+         return c->v[i].value;
+      }
+   }
+   return NULL;
+}
+
+/* ---- Merging the settings into the URI ---------------------------------- */
+
+/* Options the URI does not name, appended to its text so that libmongoc's
+ * own parser reads them exactly as if the URI held them (write concern,
+ * read preference and its tags, read concern, compressors, TLS and auth
+ * options are only read while parsing). */
+typedef struct {
+   char *option;
+   char *value; /* plain, percent-encoded when appended */
+   char *label; /* its source, for messages */
+} mh_extra_t;
+
+typedef struct {
+   mh_extra_t *v;
+   size_t n, cap;
+} mh_extras_t;
+
+static void
+mh_extras_add (mh_extras_t *x, const char *option, const char *value, const char *label)
+{
+   if (x->n == x->cap) {
+      x->cap = x->cap ? 2 * x->cap : 16;
+      x->v = bson_realloc (x->v, x->cap * sizeof *x->v);
+   }
+   x->v[x->n++] = (mh_extra_t){bson_strdup (option), bson_strdup (value), bson_strdup (label)};
+}
+
+static void
+mh_extras_free (mh_extras_t *x)
+{
+   for (size_t i = 0; i < x->n; i++) {
+      bson_free (x->v[i].option);
+      bson_free (x->v[i].value);
+      bson_free (x->v[i].label);
+   }
+   bson_free (x->v);
+}
+
+/* `uri` with the extras before `upto` appended, except number `skip`. */
+static char *
+mh_uri_merged (const char *uri, const mh_extras_t *x, size_t skip, size_t upto)
+{
+   const char *q = mh_uri_query (uri);
+   bson_string_t *s = bson_string_new (uri);
+   const char *sep;
+
+   if (!q) {
+      sep = strchr (strstr (uri, "://") + 3, '/') ? "?" : "/?";
+   } else {
+      sep = *q && uri[strlen (uri) - 1] != '&' ? "&" : "";
+   }
+   for (size_t i = 0; i < upto && i < x->n; i++) {
+      if (i != skip) {
+         bson_string_append_printf (s, "%s%s=", sep, x->v[i].option);
+         mh_pct_encode (s, x->v[i].value);
+         sep = "&";
+      }
+   }
+   return bson_string_free (s, false);
+}
+
+/* Parses the URI with every extra.  When libmongoc refuses the result,
+ * finds the extra to blame (the one whose removal makes it parse, else the
+ * first that breaks it) and names its source. */
+static mongoc_uri_t *
+mh_uri_parse_merged (const char *uri,
+                     const mh_extras_t *x,
+                     const char *uri_source,
+                     char **merged,
+                     mongo_helper_error_t *error)
+{
+   bson_error_t berr, other;
+   char *text = mh_uri_merged (uri, x, SIZE_MAX, x->n);
+   mongoc_uri_t *muri = mongoc_uri_new_with_error (text, &berr);
+   size_t culprit = SIZE_MAX;
+
+   if (muri) {
+      *merged = text;
+      return muri;
+   }
+   bson_free (text);
+   for (size_t i = 0; i < x->n && culprit == SIZE_MAX; i++) {
+      text = mh_uri_merged (uri, x, i, x->n);
+      muri = mongoc_uri_new_with_error (text, &other);
+      culprit = muri ? i : SIZE_MAX;
+      mongoc_uri_destroy (muri);
+      bson_free (text);
+   }
+   for (size_t i = 0; i < x->n && culprit == SIZE_MAX; i++) {
+      text = mh_uri_merged (uri, x, SIZE_MAX, i + 1);
+      muri = mongoc_uri_new_with_error (text, &other);
+      if (!muri) {
+         culprit = i;
+         berr = other;
+      }
+      mongoc_uri_destroy (muri);
+      bson_free (text);
+   }
+   if (culprit == SIZE_MAX) {
+      mh_fail (error,
+               MONGO_HELPER_ERROR_CONFIG,
+               0,
+               "%s: the URI with the settings applied is invalid (%s)",
+               uri_source,
+               berr.message);
+   } else if (mh_option_secret (x->v[culprit].option)) {
+      mh_fail (error,
+               MONGO_HELPER_ERROR_CONFIG,
+               0,
+               "%s: the driver refused the value of %s (not shown: it is a credential)",
+               x->v[culprit].label,
+               x->v[culprit].option);
+   } else {
+      mh_fail (error,
+               MONGO_HELPER_ERROR_CONFIG,
+               0,
+               "%s: the driver refused %s='%s' (%s): fix the value, or the "
+               "URI option it conflicts with",
+               x->v[culprit].label,
+               x->v[culprit].option,
+               x->v[culprit].value,
+               berr.message);
+   }
+   return NULL;
 }
 
 mongo_helper_config_t *
 mongo_helper_config_new (const char *config_path, const char *uri, mongo_helper_error_t *error)
 {
    mongo_helper_config_t *cfg = NULL;
+   mh_config_full_t *full = NULL;
+   mongoc_uri_t *given = NULL;
    dictionary *ini = NULL;
-   char *ini_path = NULL, *built = NULL, *conn_opts = NULL;
+   char *ini_path = NULL, *built = NULL;
+   mh_conn_opts_t conn = {0};
+   mh_extras_t extras = {0};
    const char *chosen = NULL, *v;
-   char source[256], label[300];
+   char source[256], label[300], uri_label[300], *merged = NULL;
+   mongo_helper_source_t from;
    bson_error_t berr;
    bool failed = false;
 
@@ -485,13 +1096,14 @@ mongo_helper_config_new (const char *config_path, const char *uri, mongo_helper_
       goto fail;
    }
 
-   cfg = bson_malloc0 (sizeof *cfg);
+   full = bson_malloc0 (sizeof *full);
+   cfg = &full->base;
    cfg->uri = bson_strdup (chosen);
    cfg->source = bson_strdup (source);
-   cfg->uri_redacted = bson_malloc (strlen (chosen) + 16);
-   mongo_helper_redact (chosen, cfg->uri_redacted, strlen (chosen) + 16);
-   cfg->muri = mongoc_uri_new_with_error (chosen, &berr);
-   if (!cfg->muri) {
+   cfg->uri_redacted = mh_redact_uri (chosen);
+   bson_snprintf (uri_label, sizeof uri_label, "URI from %s", source);
+   given = mongoc_uri_new_with_error (chosen, &berr);
+   if (!given) {
       mh_fail (error,
                MONGO_HELPER_ERROR_CONFIG,
                0,
@@ -503,118 +1115,106 @@ mongo_helper_config_new (const char *config_path, const char *uri, mongo_helper_
       goto fail;
    }
 
-   /* A waitQueueTimeoutMS of 0 in the URI itself means "forever" too. */
-   if (mongoc_uri_has_option (cfg->muri, MONGOC_URI_WAITQUEUETIMEOUTMS) &&
-       mongoc_uri_get_option_as_int32 (cfg->muri, MONGOC_URI_WAITQUEUETIMEOUTMS, 0) <= 0) {
-      mh_fail (error,
-               MONGO_HELPER_ERROR_CONFIG,
-               0,
-               "%s: waitQueueTimeoutMS must be positive, or callers could "
-               "wait forever for a pooled connection",
-               source);
+   bson_snprintf (conn.label, sizeof conn.label, "%s [db] connection_options", ini_path);
+   if (ini && (v = iniparser_getstring (ini, "db:connection_options", NULL)) &&
+       !mh_conn_opts_split (&conn, v, error)) {
       goto fail;
    }
 
-   /* Settings: URI, then environment, then INI key, then
-    * connection_options, then defaults. */
+   /* Every setting, walking the table once. */
    for (size_t i = 0; i < sizeof mh_settings / sizeof *mh_settings; i++) {
       const mh_setting_t *s = &mh_settings[i];
-      char key[64];
+      char key[64], text[16];
+      int32_t n = s->def;
+      /* Taken whichever source wins, so it never reaches the URI later. */
+      const char *in_conn = s->option ? mh_conn_opts_take (&conn, s->option) : NULL;
 
-      if ((v = mh_env (s->env))) {
-         bson_snprintf (label, sizeof label, "environment %s", s->env);
-      } else if (ini) {
-         bson_snprintf (key, sizeof key, "db:%s", s->ini_key);
-         v = iniparser_getstring (ini, key, NULL);
-         bson_snprintf (label, sizeof label, "%s [db] %s", ini_path, s->ini_key);
-      }
-      if (v && !mh_uri_apply (cfg->muri, s->option, v, label, error)) {
-         goto fail;
-      }
-   }
-   if (ini && (v = iniparser_getstring (ini, "db:connection_options", NULL))) {
-      char *save = NULL;
-
-      conn_opts = bson_strdup (v);
-      for (char *kv = strtok_r (conn_opts, "&", &save); kv; kv = strtok_r (NULL, "&", &save)) {
-         char *eq = strchr (kv, '=');
-
-         bson_snprintf (label, sizeof label, "%s [db] connection_options", ini_path);
-         if (!eq || eq == kv) {
+      if (s->option && mh_uri_names (given, chosen, s->option)) {
+         /* The URI wins; its value has the same range. */
+         n = s->type == MH_BOOL ? mongoc_uri_get_option_as_bool (given, s->option, s->def)
+                                : mongoc_uri_get_option_as_int32 (given, s->option, 0);
+         if (s->type == MH_INT && (n < s->min || n > s->max)) {
             mh_fail (error,
                      MONGO_HELPER_ERROR_CONFIG,
                      0,
-                     "%s: '%s' is not of the form option=value",
-                     label,
-                     kv);
+                     "%s: %s=%d is not a whole number from %d to %d%s%s",
+                     source,
+                     s->option,
+                     (int) n,
+                     (int) s->min,
+                     (int) s->max,
+                     s->why ? ": " : "",
+                     s->why ? s->why : "");
             goto fail;
          }
-         *eq = '\0';
-         if (!mh_uri_apply (cfg->muri, kv, eq + 1, label, error)) {
-            goto fail;
-         }
+         v = s->type == MH_TEXT ? mongoc_uri_get_option_as_utf8 (given, s->option, NULL) : NULL;
+         mh_record (full,
+                    s->key,
+                    s->env,
+                    s->option,
+                    mh_setting_text (s, n, v, text),
+                    MONGO_HELPER_SOURCE_URI,
+                    uri_label);
+         continue;
+      }
+      from = MONGO_HELPER_SOURCE_DEFAULT;
+      bson_snprintf (key, sizeof key, "db:%s", s->key);
+      if ((v = mh_env (s->env))) {
+         from = MONGO_HELPER_SOURCE_ENVIRONMENT;
+         bson_snprintf (label, sizeof label, "environment %s", s->env);
+      } else if (ini && (v = iniparser_getstring (ini, key, NULL))) {
+         from = MONGO_HELPER_SOURCE_INI;
+         bson_snprintf (label, sizeof label, "%s [db] %s", ini_path, s->key);
+      } else if ((v = in_conn)) {
+         from = MONGO_HELPER_SOURCE_CONNECTION_OPTIONS;
+         bson_snprintf (label, sizeof label, "%s", conn.label);
+      } else {
+         bson_snprintf (label,
+                        sizeof label,
+                        "default (%s)",
+                        s->def_by == MH_OURS ? "mongo_helper" : "libmongoc");
+      }
+      if (v && !mh_setting_check (s, v, label, &n, error)) {
+         goto fail;
+      }
+      mh_record (full, s->key, s->env, s->option, mh_setting_text (s, n, v, text), from, label);
+      if (s->dest == MH_TO_RETRY) {
+         *(int32_t *) (void *) ((char *) &cfg->retry + s->field) = n;
+      } else if (v || s->def_by == MH_OURS) {
+         mh_extras_add (&extras, s->option, mh_setting_text (s, n, v, text), label);
       }
    }
-   if (!mongoc_uri_has_option (cfg->muri, MONGOC_URI_WAITQUEUETIMEOUTMS)) {
-      mongoc_uri_set_option_as_int32 (
-         cfg->muri, MONGOC_URI_WAITQUEUETIMEOUTMS, MONGO_HELPER_DEFAULT_POOL_WAIT_MS);
-   }
+   /* The other options of the URI, then the rest of connection_options
+    * (any other URI option). */
+   mh_record_uri_options (full, chosen, uri_label);
+   for (size_t i = 0; i < conn.n; i++) {
+      const mh_conn_opt_t *o = &conn.v[i];
 
-   /* Retries and the circuit breaker are the library's, not the URI's. */
-   if (!mh_config_int (ini,
-                       ini_path,
-                       "retry_attempts",
-                       "MONGO_RETRY_ATTEMPTS",
-                       MONGO_HELPER_DEFAULT_RETRY_ATTEMPTS,
-                       1,
-                       10,
-                       &cfg->retry.attempts,
-                       error) ||
-       !mh_config_int (ini,
-                       ini_path,
-                       "retry_base_ms",
-                       "MONGO_RETRY_BASE_MS",
-                       MONGO_HELPER_DEFAULT_RETRY_BASE_MS,
-                       0,
-                       60000,
-                       &cfg->retry.base_ms,
-                       error) ||
-       !mh_config_int (ini,
-                       ini_path,
-                       "retry_max_ms",
-                       "MONGO_RETRY_MAX_MS",
-                       MONGO_HELPER_DEFAULT_RETRY_MAX_MS,
-                       0,
-                       600000,
-                       &cfg->retry.max_ms,
-                       error) ||
-       !mh_config_int (ini,
-                       ini_path,
-                       "circuit_failure_threshold",
-                       "MONGO_CIRCUIT_FAILURE_THRESHOLD",
-                       MONGO_HELPER_DEFAULT_CIRCUIT_THRESHOLD,
-                       0,
-                       1000000,
-                       &cfg->retry.circuit_threshold,
-                       error) ||
-       !mh_config_int (ini,
-                       ini_path,
-                       "circuit_cooldown_ms",
-                       "MONGO_CIRCUIT_COOLDOWN_MS",
-                       MONGO_HELPER_DEFAULT_CIRCUIT_COOLDOWN_MS,
-                       1,
-                       3600000,
-                       &cfg->retry.circuit_cooldown_ms,
-                       error)) {
+      if (o->taken || mh_uri_names (given, chosen, o->key)) {
+         continue;
+      }
+      if (strcasecmp (o->key, MONGOC_URI_COMPRESSORS) == 0 &&
+          !mh_compressors_check (o->value, conn.label, error)) {
+         goto fail;
+      }
+      mh_extras_add (&extras, o->key, o->value, conn.label);
+      mh_record (
+         full, o->key, NULL, o->key, o->value, MONGO_HELPER_SOURCE_CONNECTION_OPTIONS, conn.label);
+   }
+   if (!(cfg->muri = mh_uri_parse_merged (chosen, &extras, source, &merged, error))) {
       goto fail;
    }
+   full->effective_redacted = mh_redact_uri (merged);
 
    /* The default database: URI path, MONGO_DB, [db] database. */
    if ((v = mongoc_uri_get_database (cfg->muri)) && *v) {
-      bson_snprintf (label, sizeof label, "%s (path of the URI)", source);
+      from = MONGO_HELPER_SOURCE_URI;
+      bson_snprintf (label, sizeof label, "%s (its path)", uri_label);
    } else if ((v = mh_env ("MONGO_DB"))) {
+      from = MONGO_HELPER_SOURCE_ENVIRONMENT;
       bson_snprintf (label, sizeof label, "environment MONGO_DB");
    } else if (ini && (v = iniparser_getstring (ini, "db:database", NULL))) {
+      from = MONGO_HELPER_SOURCE_INI;
       bson_snprintf (label, sizeof label, "%s [db] database", ini_path);
    } else {
       mh_fail (error,
@@ -637,22 +1237,30 @@ mongo_helper_config_new (const char *config_path, const char *uri, mongo_helper_
       goto fail;
    }
    cfg->database = bson_strdup (v);
+   /* Shown first: it is what an operator looks for after the URI. */
+   mh_record (full, "database", "MONGO_DB", NULL, v, from, label);
+   {
+      mh_record_t db = full->records[full->n_records - 1];
 
-   iniparser_freedict (ini);
-   bson_free (ini_path);
-   bson_free (built);
-   bson_free (conn_opts);
-   return cfg;
+      memmove (full->records + 1, full->records, (full->n_records - 1) * sizeof *full->records);
+      full->records[0] = db;
+   }
+   goto done;
 
 fail:
+   mongo_helper_config_destroy (cfg);
+   cfg = NULL;
+done:
    if (ini) {
       iniparser_freedict (ini);
    }
+   mongoc_uri_destroy (given);
+   mh_conn_opts_free (&conn);
+   mh_extras_free (&extras);
    bson_free (ini_path);
    bson_free (built);
-   bson_free (conn_opts);
-   mongo_helper_config_destroy (cfg);
-   return NULL;
+   bson_free (merged);
+   return cfg;
 }
 
 void

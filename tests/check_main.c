@@ -13,7 +13,7 @@ main (void)
    Suite *(*const suites[]) (void) = {
       redact_suite,                                    /* 0 */
       error_suite, log_suite,                          /* 1 */
-      config_suite,                                    /* 3 */
+      config_suite, config_settings_suite,             /* 3 */
       resilience_suite, security_suite,                /* 4 */
       metrics_suite,                                   /* 5 */
       singleton_suite,                                 /* 6: mongo_helper.c */

@@ -17,6 +17,7 @@ Suite *redact_suite (void);
 Suite *error_suite (void);
 Suite *log_suite (void);
 Suite *config_suite (void);
+Suite *config_settings_suite (void);
 Suite *resilience_suite (void);
 Suite *security_suite (void);
 Suite *metrics_suite (void);
