@@ -540,14 +540,12 @@ mh_option_known (const char *option)
    return false;
 }
 
-/* Options whose values are credentials (a key file's password, AWS
- * session tokens in authMechanismProperties): never shown. */
+/* An option whose whole value is a credential (a key file's password):
+ * never shown. */
 static bool
 mh_option_secret (const char *option)
 {
-   option = mh_canonical (option);
-   return strcasecmp (option, MONGOC_URI_TLSCERTIFICATEKEYFILEPASSWORD) == 0 ||
-          strcasecmp (option, MONGOC_URI_AUTHMECHANISMPROPERTIES) == 0;
+   return strcasecmp (mh_canonical (option), MONGOC_URI_TLSCERTIFICATEKEYFILEPASSWORD) == 0;
 }
 
 /* The options of a URI text ("a=1&b=2"), found the way libmongoc finds
@@ -642,8 +640,18 @@ mh_record (mh_config_full_t *f,
       f->cap = f->cap ? 2 * f->cap : 32;
       f->records = bson_realloc (f->records, f->cap * sizeof *f->records);
    }
+   char *shown = NULL;
+
    if (value && option && mh_option_secret (option)) {
       value = "****";
+   } else if (value && option &&
+              strcasecmp (mh_canonical (option), MONGOC_URI_AUTHMECHANISMPROPERTIES) == 0) {
+      /* Its AWS_SESSION_TOKEN is a credential; the other properties are
+       * not, and mongo_helper_redact() knows the one from the others. */
+      size_t size = 2 * strlen (value) + 16;
+      shown = bson_malloc (size);
+      mongo_helper_redact (value, shown, size);
+      value = shown;
    }
    f->records[f->n_records++] = (mh_record_t){bson_strdup (name),
                                               bson_strdup (env),
@@ -651,42 +659,20 @@ mh_record (mh_config_full_t *f,
                                               bson_strdup (value),
                                               bson_strdup (source_text),
                                               source};
+   bson_free (shown);
 }
 
-/* A URI text safe to show: the password (mongo_helper_redact()) and the
- * values of credential options replaced by "****". */
+/* A URI text safe to show: mongo_helper_redact() hides the password and
+ * the values of credential options (key file passwords, AWS session
+ * tokens), the one place that knows them. */
 static char *
 mh_redact_uri (const char *uri)
 {
-   size_t size = 2 * strlen (uri) + 16; /* "a:b@" grows to "a:****@" */
+   size_t size = 2 * strlen (uri) + 16; /* each hidden run may grow by 3 */
    char *r = bson_malloc (size);
-   const char *q;
-   bson_string_t *out;
 
    mongo_helper_redact (uri, r, size);
-   if (!(q = mh_uri_query (r))) {
-      return r;
-   }
-   out = bson_string_new (NULL);
-   bson_string_append_printf (out, "%.*s", (int) (q - r), r);
-   while (*q) {
-      size_t len = strcspn (q, "&"), klen = strcspn (q, "=&");
-      char *key = bson_strndup (q, klen);
-
-      if (klen < len && mh_option_secret (key)) {
-         bson_string_append_printf (out, "%s=****", key);
-      } else {
-         bson_string_append_printf (out, "%.*s", (int) len, q);
-      }
-      bson_free (key);
-      q += len;
-      if (*q == '&') {
-         bson_string_append_c (out, '&');
-         q++;
-      }
-   }
-   bson_free (r);
-   return bson_string_free (out, false);
+   return r;
 }
 
 /* Records the options the URI text names that are not table settings
@@ -1043,6 +1029,51 @@ mh_uri_parse_merged (const char *uri,
    return NULL;
 }
 
+/* iniparser ends an unquoted value at ';' or '#' (a comment) without a
+ * word: a password holding one would be cut silently, and what is left
+ * may even parse.  So the raw line of `key` in [db] is read again, and an
+ * unquoted value holding either is refused. */
+static bool
+mh_ini_value_uncut (const char *path, const char *key, mongo_helper_error_t *error)
+{
+   FILE *f = fopen (path, "r");
+   char line[4096];
+   bool in_db = false, ok = true;
+   size_t klen = strlen (key);
+
+   while (f && ok && fgets (line, sizeof line, f)) {
+      char *p = line + strspn (line, " \t");
+
+      if (*p == '[') {
+         in_db = strncasecmp (p, "[db]", 4) == 0;
+         continue;
+      }
+      if (!in_db || strncasecmp (p, key, klen) != 0) {
+         continue;
+      }
+      p += klen;
+      p += strspn (p, " \t");
+      if (*p != '=') {
+         continue;
+      }
+      p++;
+      p += strspn (p, " \t");
+      if (*p != '"' && *p != '\'' && strpbrk (p, ";#")) {
+         ok = mh_fail (error,
+                       MONGO_HELPER_ERROR_CONFIG,
+                       0,
+                       "%s [db] %s: the value holds ';' or '#', where the INI reader "
+                       "would cut it: put the value in double quotes",
+                       path,
+                       key);
+      }
+   }
+   if (f) {
+      fclose (f);
+   }
+   return ok;
+}
+
 mongo_helper_config_t *
 mongo_helper_config_new (const char *config_path, const char *uri, mongo_helper_error_t *error)
 {
@@ -1073,6 +1104,9 @@ mongo_helper_config_new (const char *config_path, const char *uri, mongo_helper_
       chosen = v;
       bson_snprintf (source, sizeof source, "environment MONGO_CACHE_URI");
    } else if (ini && (v = iniparser_getstring (ini, "db:mongo_uri", NULL))) {
+      if (!mh_ini_value_uncut (ini_path, "mongo_uri", error)) {
+         goto fail;
+      }
       chosen = v;
       bson_snprintf (source, sizeof source, "%s [db] mongo_uri", ini_path);
    } else if ((v = mh_env ("MONGO_URI"))) {
@@ -1104,11 +1138,14 @@ mongo_helper_config_new (const char *config_path, const char *uri, mongo_helper_
    bson_snprintf (uri_label, sizeof uri_label, "URI from %s", source);
    given = mongoc_uri_new_with_error (chosen, &berr);
    if (!given) {
+      /* The hint spells out "at sign": the redactor hides up to the last
+       * '@' of a message, which must be the URI's own. */
       mh_fail (error,
                MONGO_HELPER_ERROR_CONFIG,
                0,
-               "%s: invalid MongoDB URI '%s' (%s): expected "
-               "mongodb://[user:password@]host[:port][/database][?options]",
+               "%s: invalid MongoDB URI '%s' (%s): expected the form "
+               "mongodb://host[:port][/database][?options], with user:password and "
+               "an at sign before the host when it needs credentials",
                source,
                cfg->uri_redacted,
                berr.message);
@@ -1117,7 +1154,8 @@ mongo_helper_config_new (const char *config_path, const char *uri, mongo_helper_
 
    bson_snprintf (conn.label, sizeof conn.label, "%s [db] connection_options", ini_path);
    if (ini && (v = iniparser_getstring (ini, "db:connection_options", NULL)) &&
-       !mh_conn_opts_split (&conn, v, error)) {
+       (!mh_ini_value_uncut (ini_path, "connection_options", error) ||
+        !mh_conn_opts_split (&conn, v, error))) {
       goto fail;
    }
 
