@@ -172,6 +172,28 @@ END_TEST
 
 /* ---- precedence with an INI file ------------------------------------ */
 
+START_TEST (unquoted_ini_value_holding_semicolon_or_hash_is_refused_with_advice_to_quote)
+{
+   /* iniparser would keep "mongodb://app:pa" and "mongodb://app:pa" and a
+    * cut password may still parse: refused instead, with the remedy. */
+   const char *cut[] = {"[db]\nmongo_uri = mongodb://app:pa;ss@h/db\n",
+                        "[db]\nmongo_uri = mongodb://app:pa#ss@h/db\n",
+                        "[db]\nmongo_uri = \"mongodb://h/db\"\nconnection_options = appName=a;b\n"};
+
+   for (size_t i = 0; i < sizeof cut / sizeof *cut; i++) {
+      load_fails (mh_test_write_ini (cut[i]), NULL, "put the value in double quotes");
+      ck_assert_msg (!strstr (err.message, "ss@"), "%s", err.message);
+   }
+   {
+      mongo_helper_config_t *c = mongo_helper_config_new (
+         mh_test_write_ini ("[db]\nmongo_uri = \"mongodb://app:pa;ss#x@h/db\"\n"), NULL, &err);
+      MH_ASSERT_OK (c != NULL, err);
+      ck_assert_str_eq (mongo_helper_config_uri (c), "mongodb://app:pa;ss#x@h/db");
+      mongo_helper_config_destroy (c);
+   }
+}
+END_TEST
+
 START_TEST (ini_uri_wins_over_mongo_uri_but_not_mongo_cache_uri)
 {
    const char *ini = mh_test_write_ini ("[db]\nmongo_uri = mongodb://ini:3/inidb\n");
@@ -380,6 +402,8 @@ config_suite (void)
 
    tcase_add_checked_fixture (tc, mh_test_bare_setup, mh_test_teardown);
    tcase_add_test (tc, default_uri_without_database_is_a_config_error_saying_how);
+   tcase_add_test (tc,
+                   unquoted_ini_value_holding_semicolon_or_hash_is_refused_with_advice_to_quote);
    tcase_add_test (tc, default_uri_is_localhost_with_mongo_db_as_database);
    tcase_add_test (tc, mongo_cache_uri_wins_over_mongo_uri_and_parts);
    tcase_add_test (tc, mongo_uri_wins_over_parts);
