@@ -1309,7 +1309,17 @@ bool mongo_helper_server_status (mongo_helper_server_status_t *status,
  * ensure changes it with collMod instead of failing; an index that cannot
  * be reconciled (same key without TTL, same name with another key) is a
  * SERVER error (code 85 or 86) that names the index to drop.
+ *
+ * Every duration, in an options struct or as an argument, is bounded:
+ * at most MONGO_HELPER_MAX_DURATION_MS, and at least the minimum given
+ * next to it (0 unless said otherwise; a cache ttl may also be negative,
+ * meaning "never expires").  A value out of range is INVALID_ARGUMENT
+ * before anything is sent; nothing is clamped silently.
  */
+
+/* The longest duration (ms) the helpers accept: 100 years of 365.25 days.
+ * The bound keeps now + duration far inside a BSON date. */
+#define MONGO_HELPER_MAX_DURATION_MS INT64_C (3155760000000)
 
 /* ---- Sessions ---- */
 
@@ -1463,8 +1473,9 @@ void mongo_helper_cache_options_init (mongo_helper_cache_options_t *options);
 
 /* A cache: documents { _id: key, value: document | binary | int64,
  * expiresAt?: date }.  Keys are non-empty UTF-8; a key longer than
- * max_key_length is stored as _id { p: its first 64 bytes, h: SHA-256 hex }
- * so it fits any index and never collides with a short key. */
+ * max_key_length is stored as _id { p: its first 64 bytes at most (all of
+ * a shorter key), cut on a character boundary, h: SHA-256 hex of the whole
+ * key } so it fits any index and never collides with a short key. */
 typedef struct mongo_helper_cache_t mongo_helper_cache_t;
 
 /* Makes a cache handle (no server contact).  `options` NULL: defaults.
@@ -1481,8 +1492,10 @@ void mongo_helper_cache_destroy (mongo_helper_cache_t *cache);
 bool mongo_helper_cache_ensure (mongo_helper_cache_t *cache, mongo_helper_error_t *error);
 
 /* Stores a copy of `value` under `key` for `ttl_ms` (0: default_ttl_ms;
- * negative: no expiry), replacing any value (upsert).  A value too big for
- * one 16 MB document fails with INVALID_ARGUMENT before any write. */
+ * negative: no expiry; at most MONGO_HELPER_MAX_DURATION_MS), replacing
+ * any value (upsert).  A value too big for one 16 MB document or a ttl_ms
+ * out of range fails with INVALID_ARGUMENT before any write.  Every other
+ * call taking a ttl_ms reads it the same way. */
 bool mongo_helper_cache_set (mongo_helper_cache_t *cache,
                              const char *key,
                              const bson_t *value,
@@ -1584,10 +1597,15 @@ bool mongo_helper_cache_get_or_compute (mongo_helper_cache_t *cache,
 /* ---- Event log ---- */
 
 /* Event log settings.  Strings are copied by mongo_helper_eventlog_new. */
+/* The longest retention (s) an event log accepts: the server's limit for
+ * expireAfterSeconds (INT32_MAX, about 68 years). */
+#define MONGO_HELPER_EVENTLOG_MAX_RETENTION_S INT64_C (2147483647)
+
 typedef struct {
    const char *collection;  /* default "user_events" */
    int64_t retention_s;     /* events older than this are removed by the
-                               server; default 90 days; 0: kept forever */
+                               server; default 90 days; 0: kept forever;
+                               0..MONGO_HELPER_EVENTLOG_MAX_RETENTION_S */
    const char *granularity; /* time-series granularity: "seconds"
                                (default), "minutes" or "hours" */
    bool lazy_ensure;        /* run ensure on first use; default true */
