@@ -1331,7 +1331,8 @@ bool mongo_helper_server_status (mongo_helper_server_status_t *status,
 /* Session store settings.  Strings are copied by mongo_helper_sessions_new. */
 typedef struct {
    const char *collection;       /* default "sessions" */
-   int64_t idle_lifetime_ms;     /* sliding lifetime; default 14 days */
+   int64_t idle_lifetime_ms;     /* sliding lifetime; default 14 days;
+                                    1..MONGO_HELPER_MAX_DURATION_MS */
    int64_t absolute_lifetime_ms; /* hard limit from creation; 0 (default):
                                     none */
    int64_t touch_interval_ms;    /* touch writes only when lastSeen is older
@@ -1347,14 +1348,19 @@ void mongo_helper_sessions_options_init (mongo_helper_sessions_options_t *option
 
 /* A session store: one collection of documents
  * { _id: SHA-256 of the id (64 hex chars), data: {...}, userId?: string,
- *   createdAt, lastSeen, expiresAt, absoluteExpiresAt?: BSON dates }.
+ *   createdAt, lastSeen, expiresAt, absoluteExpiresAt?: BSON dates,
+ *   replacedBy?: SHA-256 of the successor's id (a regenerated session) }.
  * The id itself is never stored, so read access to the database does not
- * leak live session tokens. */
+ * leak live session tokens.
+ *
+ * Session ids come from cookies, not from code: every call taking an id
+ * treats a NULL, missing, malformed, unknown or expired id alike, as
+ * NOT_FOUND (the normal outcome of a first visit: create a session). */
 typedef struct mongo_helper_sessions_t mongo_helper_sessions_t;
 
 /* Makes a store (no server contact).  `options` NULL: defaults.  Returns
- * NULL with INVALID_ARGUMENT for a bad collection name or a lifetime <= 0.
- * Free with mongo_helper_sessions_destroy(). */
+ * NULL with INVALID_ARGUMENT for a bad collection name or a duration out
+ * of its range.  Free with mongo_helper_sessions_destroy(). */
 mongo_helper_sessions_t *mongo_helper_sessions_new (const mongo_helper_sessions_options_t *options,
                                                     mongo_helper_error_t *error);
 
@@ -1377,13 +1383,25 @@ bool mongo_helper_sessions_create (mongo_helper_sessions_t *sessions,
                                    mongo_helper_error_t *error);
 
 /* Reads a live session's data document into `data_out` (always
- * initialised; the caller bson_destroy()s it).  Does not write: call
- * mongo_helper_sessions_touch() to slide the expiry.  A missing, expired
- * or malformed id fails with NOT_FOUND. */
+ * initialised; the caller bson_destroy()s it).  Does not write: see
+ * mongo_helper_sessions_load_touch() for the per-request call.  A NULL,
+ * missing, expired or malformed id fails with NOT_FOUND. */
 bool mongo_helper_sessions_load (mongo_helper_sessions_t *sessions,
                                  const char *id,
                                  bson_t *data_out,
                                  mongo_helper_error_t *error);
+
+/* The per-request call: mongo_helper_sessions_load() and
+ * mongo_helper_sessions_touch() together, in one round trip (a find) while
+ * the session is fresh and two (find, then the conditional update) when
+ * the touch is due, instead of two and three.  `touched` (may be NULL)
+ * says whether it wrote.  NOT_FOUND like load: on a NULL id (no cookie)
+ * too, so "load, and create on NOT_FOUND" needs no special case. */
+bool mongo_helper_sessions_load_touch (mongo_helper_sessions_t *sessions,
+                                       const char *id,
+                                       bson_t *data_out,
+                                       bool *touched,
+                                       mongo_helper_error_t *error);
 
 /* Replaces the whole data document of a live session.  NOT_FOUND when the
  * session is missing or expired. */
@@ -1393,16 +1411,20 @@ bool mongo_helper_sessions_save (mongo_helper_sessions_t *sessions,
                                  mongo_helper_error_t *error);
 
 /* Sets the top-level fields of `fields` inside the session's data with one
- * $set (other fields untouched, no read-modify-write).  A key may be a
- * dotted path; keys starting with '$' are INVALID_ARGUMENT.  NOT_FOUND
- * when the session is missing or expired. */
+ * $set (other fields untouched, no read-modify-write).  A name that is
+ * empty, starts with '$' or contains '.' is INVALID_ARGUMENT and nothing
+ * is written: a '.' would turn the name into a path into a nested document
+ * (MongoDB's $set cannot hold a literal dot), so to change a nested value
+ * set its whole top-level field.  NOT_FOUND when the session is missing or
+ * expired. */
 bool mongo_helper_sessions_set (mongo_helper_sessions_t *sessions,
                                 const char *id,
                                 const bson_t *fields,
                                 mongo_helper_error_t *error);
 
-/* Removes `n` fields (dotted paths allowed) from the session's data with
- * one $unset.  NOT_FOUND when the session is missing or expired. */
+/* Removes `n` top-level fields from the session's data with one $unset;
+ * names are checked like mongo_helper_sessions_set()'s.  NOT_FOUND when
+ * the session is missing or expired. */
 bool mongo_helper_sessions_unset (mongo_helper_sessions_t *sessions,
                                   const char *id,
                                   const char *const *fields,
@@ -1415,25 +1437,43 @@ bool mongo_helper_sessions_set_user (mongo_helper_sessions_t *sessions,
                                      const char *user_id,
                                      mongo_helper_error_t *error);
 
-/* Slides the expiry of a live session, lazily: it writes lastSeen and
- * expiresAt only when lastSeen is older than touch_interval_ms.  `wrote`
- * (may be NULL) says whether it wrote.  NOT_FOUND when the session is
- * missing or expired (a normal outcome: start a new session). */
+/* Slides the expiry of a live session, lazily: it reads the session's
+ * dates (one round trip) and writes lastSeen and expiresAt (capped by
+ * absoluteExpiresAt) only when lastSeen is older than touch_interval_ms,
+ * with an update conditional on that (a second round trip), so concurrent
+ * touches write once.  The old id of a regenerated session is never
+ * extended.  `wrote` (may be NULL) says whether it wrote.  NOT_FOUND when
+ * the session is missing or expired (a normal outcome: start a new
+ * session). */
 bool mongo_helper_sessions_touch (mongo_helper_sessions_t *sessions,
                                   const char *id,
                                   bool *wrote,
                                   mongo_helper_error_t *error);
 
-/* Deletes one session.  Deleting a missing session succeeds. */
+/* Deletes one session.  Deleting a missing session (NULL id included)
+ * succeeds. */
 bool mongo_helper_sessions_delete (mongo_helper_sessions_t *sessions,
                                    const char *id,
                                    mongo_helper_error_t *error);
 
 /* Gives a live session a new id (written to `new_id_out`) with the same
- * data, owner and creation time, e.g. at login against session fixation.
- * The old id is deleted, or with regenerate_grace_ms > 0 stays valid for
- * that long for requests already in flight.  NOT_FOUND when the old
- * session is missing or expired. */
+ * data, owner, creation time and absolute expiry, e.g. at login against
+ * session fixation.  Three round trips: a findAndModify claims the old
+ * session (marks it replacedBy and caps expiresAt and absoluteExpiresAt at
+ * now + regenerate_grace_ms), the successor is inserted, then the old one
+ * is deleted (no grace) or checked to still exist (grace).  So:
+ *  - the old id stays valid for regenerate_grace_ms at most, for requests
+ *    already in flight; no touch can extend it, and it cannot be
+ *    regenerated again;
+ *  - of concurrent regenerates of one id exactly one succeeds, the others
+ *    fail with NOT_FOUND;
+ *  - a deletion that reaches the old session before the regenerate ends
+ *    (mongo_helper_sessions_delete(), _delete_user()) wins: the successor
+ *    is deleted and the call fails with NOT_FOUND, so "log out everywhere"
+ *    leaves no session of the user behind.
+ * NOT_FOUND when the old session is missing, expired or already
+ * regenerated.  When the call fails after the claim, the old id may be
+ * retired already: start a new session. */
 bool mongo_helper_sessions_regenerate (mongo_helper_sessions_t *sessions,
                                        const char *old_id,
                                        char new_id_out[MONGO_HELPER_SESSION_ID_SIZE],
@@ -1446,7 +1486,9 @@ bool mongo_helper_sessions_delete_user (mongo_helper_sessions_t *sessions,
                                         int64_t *deleted,
                                         mongo_helper_error_t *error);
 
-/* Counts live (unexpired) sessions, of `user_id` only unless it is NULL. */
+/* Counts live (unexpired) sessions, of `user_id` only unless it is NULL.
+ * The old id of a regenerated session, live during its grace, is not
+ * counted. */
 bool mongo_helper_sessions_count (mongo_helper_sessions_t *sessions,
                                   const char *user_id,
                                   int64_t *count,
@@ -1458,13 +1500,14 @@ bool mongo_helper_sessions_count (mongo_helper_sessions_t *sessions,
 typedef struct {
    const char *collection; /* default "cache" */
    int64_t default_ttl_ms; /* used when a call passes ttl_ms 0; default
-                              300000 (5 min); a negative ttl never expires */
-   size_t max_key_length;  /* longer keys are hashed; default 200 */
+                              300000 (5 min); 0 or negative: never expires */
+   size_t max_key_length;  /* longer keys are hashed; default 200;
+                              1..1000 */
    int64_t lease_ms;       /* how long a get-or-compute caller may compute
-                              before others take over; default 10000 */
-   int64_t wait_ms;        /* how long the other callers wait for it;
-                              default 5000 */
-   int64_t poll_ms;        /* how often they look; default 25 */
+                              before others take over; default 10000; >= 1 */
+   int64_t wait_ms;        /* how long other callers of this handle wait
+                              for it; default 5000 */
+   int64_t poll_ms;        /* how often they look; default 25; >= 1 */
    bool lazy_ensure;       /* run ensure on first use; default true */
 } mongo_helper_cache_options_t;
 

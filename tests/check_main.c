@@ -352,7 +352,8 @@ mh_test_server_stop_all (void)
    X (eventlog_suite)     \
    X (resilience_suite)   \
    X (security_suite)     \
-   X (web_limits_suite)
+   X (web_limits_suite)   \
+   X (session_races_suite)
 #define MH_DECLARE_WEAK(name) Suite *name (void) __attribute__ ((weak));
 MH_AREA_SUITES (MH_DECLARE_WEAK)
 

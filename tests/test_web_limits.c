@@ -1,6 +1,6 @@
 /* Limits of the web helpers' inputs: cache keys at every length edge
  * (read back from the stored _id), durations at and beyond their bounds,
- * against the test server. */
+ * session field names and the NULL session id, against the test server. */
 #define _POSIX_C_SOURCE 200809L
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -209,6 +209,55 @@ END_TEST
 
 #define MAX_MS MONGO_HELPER_MAX_DURATION_MS
 
+START_TEST (session_durations_out_of_range_are_refused_and_the_maximum_is_accepted)
+{
+   struct {
+      int64_t idle, absolute, touch, grace;
+      bool ok;
+   } cases[] = {
+      {MAX_MS, MAX_MS, MAX_MS, MAX_MS, true},
+      {1, 0, 0, 0, true},
+      {0, 0, 0, 0, false},
+      {-1, 0, 0, 0, false},
+      {MAX_MS + 1, 0, 0, 0, false},
+      {INT64_MAX, 0, 0, 0, false},
+      {1000, -1, 0, 0, false},
+      {1000, MAX_MS + 1, 0, 0, false},
+      {1000, INT64_MAX, 0, 0, false},
+      {1000, 0, -1, 0, false},
+      {1000, 0, INT64_MAX, 0, false},
+      {1000, 0, 0, -1, false},
+      {1000, 0, 0, INT64_MAX, false},
+      {1000, 0, 0, INT64_MIN, false},
+   };
+
+   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+      mongo_helper_sessions_options_t o;
+      mongo_helper_sessions_t *s;
+
+      mongo_helper_sessions_options_init (&o);
+      o.idle_lifetime_ms = cases[i].idle;
+      o.absolute_lifetime_ms = cases[i].absolute;
+      o.touch_interval_ms = cases[i].touch;
+      o.regenerate_grace_ms = cases[i].grace;
+      s = mongo_helper_sessions_new (&o, &err);
+      if (cases[i].ok) {
+         ck_assert_msg (s != NULL, "case %zu: expected a store, got: %s", i, err.message);
+      } else {
+         ck_assert_msg (s == NULL && err.category == MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                        "case %zu: expected INVALID_ARGUMENT, got %s",
+                        i,
+                        mongo_helper_category_name (err.category));
+         ck_assert_msg (strstr (err.message, "3155760000000"),
+                        "case %zu: the message should give the range: %s",
+                        i,
+                        err.message);
+      }
+      mongo_helper_sessions_destroy (s);
+   }
+}
+END_TEST
+
 START_TEST (cache_and_event_log_options_out_of_range_are_refused)
 {
    struct {
@@ -360,6 +409,125 @@ START_TEST (cache_ttl_of_the_maximum_stores_a_live_entry_a_century_ahead)
 }
 END_TEST
 
+START_TEST (session_with_the_maximum_idle_lifetime_is_live_a_century_ahead)
+{
+   char coll[96], id[MONGO_HELPER_SESSION_ID_SIZE];
+   mongo_helper_sessions_options_t o;
+   mongo_helper_sessions_t *s;
+   bson_t out;
+   bson_t *all;
+   bson_iter_t it;
+   bson_t doc;
+   uint32_t len;
+   const uint8_t *d;
+
+   snprintf (coll, sizeof coll, "%s", mh_test_collection ("sess_max"));
+   mongo_helper_sessions_options_init (&o);
+   o.collection = coll;
+   o.idle_lifetime_ms = MAX_MS;
+   o.absolute_lifetime_ms = MAX_MS;
+   o.touch_interval_ms = 0;
+   s = mongo_helper_sessions_new (&o, &err);
+   MH_ASSERT_OK (s != NULL, err);
+   MH_ASSERT_OK (mongo_helper_sessions_create (s, NULL, NULL, id, &err), err);
+   MH_ASSERT_OK (mongo_helper_sessions_touch (s, id, NULL, &err), err);
+   MH_ASSERT_OK (mongo_helper_sessions_load (s, id, &out, &err), err);
+   bson_destroy (&out);
+   all = raw_all (coll);
+   ck_assert (bson_iter_init (&it, all) && bson_iter_next (&it));
+   bson_iter_document (&it, &len, &d);
+   ck_assert (bson_init_static (&doc, d, len));
+   ck_assert_int_eq (date_of (&doc, "absoluteExpiresAt"), date_of (&doc, "createdAt") + MAX_MS);
+   ck_assert_int_le (date_of (&doc, "expiresAt"), date_of (&doc, "absoluteExpiresAt"));
+   ck_assert_int_ge (date_of (&doc, "expiresAt"), date_of (&doc, "createdAt") + MAX_MS - 60000);
+   bson_destroy (all);
+   mongo_helper_sessions_destroy (s);
+}
+END_TEST
+
+START_TEST (null_session_id_is_not_found_like_a_missing_cookie)
+{
+   mongo_helper_sessions_t *s;
+   bson_t *set = BCON_NEW ("a", BCON_INT32 (1));
+   const char *names[] = {"a"};
+   char nid[MONGO_HELPER_SESSION_ID_SIZE];
+   bson_t out;
+   bool wrote = true;
+
+   s = mongo_helper_sessions_new (NULL, &err);
+   MH_ASSERT_OK (s != NULL, err);
+   ck_assert (!mongo_helper_sessions_load (s, NULL, &out, &err));
+   ck_assert_msg (err.category == MONGO_HELPER_ERROR_NOT_FOUND,
+                  "load(NULL): expected not_found, got %s",
+                  mongo_helper_category_name (err.category));
+   ck_assert_uint_eq (bson_count_keys (&out), 0);
+   bson_destroy (&out);
+   ck_assert (!mongo_helper_sessions_load_touch (s, NULL, &out, &wrote, &err));
+   ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_NOT_FOUND);
+   ck_assert (!wrote);
+   bson_destroy (&out);
+   ck_assert (!mongo_helper_sessions_touch (s, NULL, &wrote, &err));
+   ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_NOT_FOUND);
+   ck_assert (!mongo_helper_sessions_save (s, NULL, set, &err));
+   ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_NOT_FOUND);
+   ck_assert (!mongo_helper_sessions_set (s, NULL, set, &err));
+   ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_NOT_FOUND);
+   ck_assert (!mongo_helper_sessions_unset (s, NULL, names, 1, &err));
+   ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_NOT_FOUND);
+   ck_assert (!mongo_helper_sessions_set_user (s, NULL, "u", &err));
+   ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_NOT_FOUND);
+   ck_assert (!mongo_helper_sessions_regenerate (s, NULL, nid, &err));
+   ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_NOT_FOUND);
+   /* Logging out without a cookie has nothing to delete. */
+   MH_ASSERT_OK (mongo_helper_sessions_delete (s, NULL, &err), err);
+   mongo_helper_sessions_destroy (s);
+   bson_destroy (set);
+}
+END_TEST
+
+START_TEST (session_set_and_unset_refuse_dotted_dollar_and_empty_field_names)
+{
+   char id[MONGO_HELPER_SESSION_ID_SIZE];
+   const char *bad_keys[] = {"a.b", ".a", "a.", "$x", ""};
+   const char *plain[] = {"keep"};
+   mongo_helper_sessions_t *s;
+   bson_t *data = BCON_NEW ("keep", BCON_INT32 (1), "a", "{", "b", BCON_INT32 (2), "}");
+   bson_t out;
+
+   s = mongo_helper_sessions_new (NULL, &err);
+   MH_ASSERT_OK (s != NULL, err);
+   MH_ASSERT_OK (mongo_helper_sessions_create (s, data, NULL, id, &err), err);
+   for (size_t i = 0; i < sizeof bad_keys / sizeof *bad_keys; i++) {
+      bson_t f = BSON_INITIALIZER;
+      const char *names[] = {bad_keys[i]};
+
+      BSON_APPEND_INT32 (&f, bad_keys[i], 9);
+      ck_assert_msg (!mongo_helper_sessions_set (s, id, &f, &err),
+                     "set accepted the field name '%s'",
+                     bad_keys[i]);
+      ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_INVALID_ARGUMENT);
+      ck_assert_msg (!mongo_helper_sessions_unset (s, id, names, 1, &err),
+                     "unset accepted the field name '%s'",
+                     bad_keys[i]);
+      ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_INVALID_ARGUMENT);
+      bson_destroy (&f);
+   }
+   /* Nothing changed, the nested a.b included. */
+   MH_ASSERT_OK (mongo_helper_sessions_load (s, id, &out, &err), err);
+   if (!bson_equal (&out, data)) {
+      ck_abort_msg ("session data changed: %s", bson_as_relaxed_extended_json (&out, NULL));
+   }
+   bson_destroy (&out);
+   /* Plain top-level names still work. */
+   MH_ASSERT_OK (mongo_helper_sessions_unset (s, id, plain, 1, &err), err);
+   MH_ASSERT_OK (mongo_helper_sessions_load (s, id, &out, &err), err);
+   ck_assert (!bson_has_field (&out, "keep") && bson_has_field (&out, "a"));
+   bson_destroy (&out);
+   mongo_helper_sessions_destroy (s);
+   bson_destroy (data);
+}
+END_TEST
+
 Suite *
 web_limits_suite (void)
 {
@@ -370,9 +538,13 @@ web_limits_suite (void)
    tcase_set_timeout (live, 60);
    tcase_add_test (live, cache_keys_at_every_length_edge_are_stored_exactly_and_read_back);
    tcase_add_test (live, hashed_cache_key_prefix_is_cut_on_a_utf8_character_boundary);
+   tcase_add_test (live, session_durations_out_of_range_are_refused_and_the_maximum_is_accepted);
    tcase_add_test (live, cache_and_event_log_options_out_of_range_are_refused);
    tcase_add_test (live, cache_ttl_beyond_the_maximum_is_refused_before_any_write);
    tcase_add_test (live, cache_ttl_of_the_maximum_stores_a_live_entry_a_century_ahead);
+   tcase_add_test (live, session_with_the_maximum_idle_lifetime_is_live_a_century_ahead);
+   tcase_add_test (live, null_session_id_is_not_found_like_a_missing_cookie);
+   tcase_add_test (live, session_set_and_unset_refuse_dotted_dollar_and_empty_field_names);
    suite_add_tcase (s, live);
    return s;
 }
