@@ -344,17 +344,17 @@ mh_test_server_stop_all (void)
 
 /* Suites of later areas are weak, so each area's test file adds its suite
  * without editing this list. */
-#define MH_AREA_SUITES(X)  \
-   X (crud_suite)          \
-   X (ops_suite)           \
-   X (sessions_suite)      \
-   X (cache_suite)         \
-   X (eventlog_suite)      \
-   X (resilience_suite)    \
-   X (security_suite)      \
-   X (web_limits_suite)    \
-   X (session_races_suite) \
-   X (session_round_trips_suite)
+#define MH_AREA_SUITES(X) \
+   X (crud_suite)         \
+   X (ops_suite)          \
+   X (sessions_suite)     \
+   X (cache_suite)        \
+   X (eventlog_suite)     \
+   X (resilience_suite)   \
+   X (security_suite)     \
+   X (web_limits_suite)   \
+   X (session_race_suite) \
+   X (round_trips_suite)
 #define MH_DECLARE_WEAK(name) Suite *name (void) __attribute__ ((weak));
 MH_AREA_SUITES (MH_DECLARE_WEAK)
 

@@ -374,9 +374,9 @@ START_TEST (touch_cannot_extend_the_old_id_of_a_regenerated_session_past_its_gra
 END_TEST
 
 Suite *
-session_races_suite (void)
+session_race_suite (void)
 {
-   Suite *s = suite_create ("session_races");
+   Suite *s = suite_create ("session_race");
    TCase *live = tcase_create ("live");
 
    tcase_add_checked_fixture (live, setup, teardown);

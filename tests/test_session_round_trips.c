@@ -177,9 +177,9 @@ START_TEST (touch_sends_one_find_without_the_data_and_an_update_only_when_due)
 END_TEST
 
 Suite *
-session_round_trips_suite (void)
+round_trips_suite (void)
 {
-   Suite *s = suite_create ("session_round_trips");
+   Suite *s = suite_create ("round_trips");
    TCase *own = tcase_create ("own_server");
 
    tcase_set_timeout (own, 60);
