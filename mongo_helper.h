@@ -1505,8 +1505,8 @@ typedef struct {
                               1..1000 */
    int64_t lease_ms;       /* how long a get-or-compute caller may compute
                               before others take over; default 10000; >= 1 */
-   int64_t wait_ms;        /* how long other callers of this handle wait
-                              for it; default 5000 */
+   int64_t wait_ms;        /* how long a caller of this handle waits for
+                              another's value; default 5000 */
    int64_t poll_ms;        /* how often they look; default 25; >= 1 */
    bool lazy_ensure;       /* run ensure on first use; default true */
 } mongo_helper_cache_options_t;
@@ -1624,10 +1624,18 @@ typedef bool (*mongo_helper_cache_compute_fn) (const char *key,
  * the caller destroys it), computing and storing it when missing, with
  * stampede protection: of many callers (threads or processes) that miss
  * at once, the one that inserts a short-lived lease document runs
- * `compute`; the others poll for the value up to wait_ms and then fail
- * with TIMEOUT.  A lease older than lease_ms (a crashed computer) is taken
- * over.  `computed` (may be NULL) says whether this call ran `compute`.
- * A failing `compute` releases the lease and its error is returned. */
+ * `compute`; the others poll for the value every poll_ms and fail with
+ * TIMEOUT when it has not arrived within their wait_ms.  A lease is taken
+ * over once it is older than the lease_ms of the handle that took it (a
+ * crashed or stuck holder).  Whose bound is whose: the holder's lease_ms
+ * bounds how long a holder that never finishes blocks the others; each
+ * waiter's own wait_ms bounds how long that caller waits (measured on the
+ * monotonic clock; the last poll is shortened to end at the deadline, so
+ * it returns within wait_ms plus one round trip), whatever the holder's
+ * lease_ms.  A waiter that takes an expired lease over becomes the holder
+ * and runs `compute` itself, which no wait_ms bounds.  `computed` (may be
+ * NULL) says whether this call ran `compute`.  A failing `compute`
+ * releases the lease and its error is returned. */
 bool mongo_helper_cache_get_or_compute (mongo_helper_cache_t *cache,
                                         const char *key,
                                         int64_t ttl_ms,

@@ -785,7 +785,7 @@ mongo_helper_cache_get_or_compute (mongo_helper_cache_t *cache,
 {
    mongo_helper_error_t local;
    char token[MONGO_HELPER_SESSION_ID_SIZE];
-   int64_t deadline;
+   int64_t deadline_us, left_us;
 
    if (!error) {
       error = &local;
@@ -811,7 +811,9 @@ mongo_helper_cache_get_or_compute (mongo_helper_cache_t *cache,
        !mh_web_id_new (token, error)) {
       return false;
    }
-   deadline = mh_wall_ms () + cache->opt.wait_ms;
+   /* This caller's own bound, on the monotonic clock: the holder's
+    * lease_ms only decides when its lease may be taken over. */
+   deadline_us = mh_mono_us () + cache->opt.wait_ms * 1000;
    for (;;) {
       bson_t lease = BSON_INITIALIZER;
       bool ok;
@@ -860,8 +862,10 @@ mongo_helper_cache_get_or_compute (mongo_helper_cache_t *cache,
          return false;
       }
       /* Someone else holds the lease (an expired one was reaped by
-       * mh_cache_insert's retry already): wait for their value. */
-      if (mh_wall_ms () >= deadline) {
+       * mh_cache_insert's retry already): wait for their value, but never
+       * sleep past this caller's deadline. */
+      left_us = deadline_us - mh_mono_us ();
+      if (left_us <= 0) {
          return mh_fail (error,
                          MONGO_HELPER_ERROR_TIMEOUT,
                          0,
@@ -871,6 +875,7 @@ mongo_helper_cache_get_or_compute (mongo_helper_cache_t *cache,
                          key,
                          (long long) cache->opt.wait_ms);
       }
-      mh_sleep_ms (cache->opt.poll_ms);
+      mh_sleep_ms (cache->opt.poll_ms < (left_us + 999) / 1000 ? cache->opt.poll_ms
+                                                               : (left_us + 999) / 1000);
    }
 }

@@ -354,7 +354,8 @@ mh_test_server_stop_all (void)
    X (security_suite)     \
    X (web_limits_suite)   \
    X (session_race_suite) \
-   X (round_trips_suite)
+   X (round_trips_suite)  \
+   X (cache_lease_suite)
 #define MH_DECLARE_WEAK(name) Suite *name (void) __attribute__ ((weak));
 MH_AREA_SUITES (MH_DECLARE_WEAK)
 

@@ -14,6 +14,7 @@ Suite *live_suite (void);
 Suite *web_limits_suite (void);
 Suite *session_race_suite (void);
 Suite *round_trips_suite (void);
+Suite *cache_lease_suite (void);
 
 /* Unsets every variable the library reads, so a test sees only what it
  * sets itself (Check runs each test in its own process). */
