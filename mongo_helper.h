@@ -1459,9 +1459,11 @@ bool mongo_helper_sessions_delete (mongo_helper_sessions_t *sessions,
 /* Gives a live session a new id (written to `new_id_out`) with the same
  * data, owner, creation time and absolute expiry, e.g. at login against
  * session fixation.  Three round trips: a findAndModify claims the old
- * session (marks it replacedBy and caps expiresAt and absoluteExpiresAt at
- * now + regenerate_grace_ms), the successor is inserted, then the old one
- * is deleted (no grace) or checked to still exist (grace).  So:
+ * session (marks it replacedBy and caps its expiresAt and
+ * absoluteExpiresAt at 10 s from now, or the grace if longer, so the TTL
+ * monitor cannot remove it meanwhile), the successor is inserted, then the
+ * old one is deleted (no grace) or capped at now + regenerate_grace_ms.
+ * So:
  *  - the old id stays valid for regenerate_grace_ms at most, for requests
  *    already in flight; no touch can extend it, and it cannot be
  *    regenerated again;
@@ -1472,8 +1474,9 @@ bool mongo_helper_sessions_delete (mongo_helper_sessions_t *sessions,
  *    is deleted and the call fails with NOT_FOUND, so "log out everywhere"
  *    leaves no session of the user behind.
  * NOT_FOUND when the old session is missing, expired or already
- * regenerated.  When the call fails after the claim, the old id may be
- * retired already: start a new session. */
+ * regenerated.  When the call fails after the claim (e.g. the insert), the
+ * old id is retired: it still loads, but expires within 10 s (or the grace)
+ * and cannot be touched or regenerated: start a new session. */
 bool mongo_helper_sessions_regenerate (mongo_helper_sessions_t *sessions,
                                        const char *old_id,
                                        char new_id_out[MONGO_HELPER_SESSION_ID_SIZE],

@@ -670,21 +670,30 @@ mongo_helper_sessions_delete (mongo_helper_sessions_t *sessions,
    return ok;
 }
 
+/* How long a claimed session is kept at least while its successor is
+ * made: the claim must not shorten its expiry to "now", or the TTL monitor
+ * could remove it mid-regenerate and the last step would take that for a
+ * deletion.  Also how long the old id may still load after a regenerate
+ * that failed half-way. */
+#define MH_SESSION_CLAIM_HOLD_MS 10000
+
 /* Regenerate, step 1: claims the live, unclaimed session `hex` for the
  * successor `new_hex` in one findAndModify, so of two racing regenerates
- * exactly one wins, and caps both of its expiries at the end of the grace
- * (now without grace), so no touch can extend the old id.  `old` receives
- * the document as it was. */
+ * exactly one wins and no touch extends the old id afterwards, and caps
+ * both of its expiries at the end of the grace or of the hold, whichever
+ * is later (step 3 lowers it to the grace).  `old` receives the document
+ * as it was. */
 static bool
 mh_session_claim (mongo_helper_sessions_t *s,
                   const char *hex,
                   const char *new_hex,
+                  int64_t now,
                   bson_t *old,
                   mongo_helper_error_t *error)
 {
    const mh_call_t call = {MH_OPID_SESSIONS_REGENERATE, MH_OP_WRITE, NULL, s->coll, NULL};
-   int64_t now = mh_wall_ms ();
-   int64_t end = now + s->opt.regenerate_grace_ms;
+   int64_t hold = s->opt.regenerate_grace_ms > MH_SESSION_CLAIM_HOLD_MS ? s->opt.regenerate_grace_ms
+                                                                        : MH_SESSION_CLAIM_HOLD_MS;
    bson_t f = BSON_INITIALIZER;
    bson_t u = BSON_INITIALIZER;
    bson_t set, min;
@@ -696,8 +705,8 @@ mh_session_claim (mongo_helper_sessions_t *s,
    BSON_APPEND_UTF8 (&set, "replacedBy", new_hex);
    bson_append_document_end (&u, &set);
    BSON_APPEND_DOCUMENT_BEGIN (&u, "$min", &min);
-   mh_web_append_date (&min, "expiresAt", end);
-   mh_web_append_date (&min, "absoluteExpiresAt", end);
+   mh_web_append_date (&min, "expiresAt", now + hold);
+   mh_web_append_date (&min, "absoluteExpiresAt", now + hold);
    bson_append_document_end (&u, &min);
    ok = mh_crud_find_and_modify (&call, &f, &u, NULL, 0, old, &found, error);
    bson_destroy (&f);
@@ -712,29 +721,42 @@ mh_session_claim (mongo_helper_sessions_t *s,
    return ok;
 }
 
-/* Regenerate, step 3: the claimed session must still exist once its
- * successor is stored.  If it was deleted meanwhile (a logout, or
- * "delete every session of this user" that could not see the successor
- * yet), the successor is deleted too, so the deletion wins.  Without grace
- * the check is the deletion of the old session itself. */
+/* Regenerate, step 3, once the successor is stored: deletes the claimed
+ * session (no grace) or caps its expiries at the end of the grace (claim
+ * time + grace).  Either must find it: if it is gone, a logout or "delete
+ * every session of this user" (which could not see the successor yet)
+ * reached it meanwhile, so the successor is deleted too and the deletion
+ * wins. */
 static bool
 mh_session_retire (mongo_helper_sessions_t *s,
                    const char *hex,
                    const char *new_hex,
+                   int64_t claimed_at,
                    mongo_helper_error_t *error)
 {
-   mh_call_t call = {MH_OPID_SESSIONS_REGENERATE, MH_OP_READ, NULL, s->coll, NULL};
+   mh_call_t call = {MH_OPID_SESSIONS_REGENERATE, MH_OP_WRITE, NULL, s->coll, NULL};
+   int64_t end = claimed_at + s->opt.regenerate_grace_ms;
    bson_t f = BSON_INITIALIZER;
    bson_t doc = BSON_INITIALIZER;
+   bson_t *u = NULL;
    bool ok, found = false;
+   int64_t n = 0;
 
    BSON_APPEND_UTF8 (&f, "_id", hex);
    BSON_APPEND_UTF8 (&f, "replacedBy", new_hex);
    if (s->opt.regenerate_grace_ms > 0) {
-      ok = mh_crud_find_one (&call, &f, NULL, &doc, &found, error);
+      u = BCON_NEW ("$min",
+                    "{",
+                    "expiresAt",
+                    BCON_DATE_TIME (end),
+                    "absoluteExpiresAt",
+                    BCON_DATE_TIME (end),
+                    "}");
+      call.flags |= MH_OP_IDEMPOTENT; /* $min lands once however often sent */
+      ok = mh_web_update (&call, MH_UPDATE_ONE, &f, u, false, &n, error);
+      found = n > 0;
    } else {
-      /* Not idempotent: a repeat would find nothing and undo the regenerate. */
-      call.flags = MH_OP_WRITE;
+      /* Not repeated: a repeat would find nothing and undo the regenerate. */
       ok = mh_crud_find_and_modify (&call, &f, NULL, NULL, MH_FAM_REMOVE, &doc, &found, error);
    }
    if (ok && !found) {
@@ -748,6 +770,7 @@ mh_session_retire (mongo_helper_sessions_t *s,
                     "the session was deleted while it was being regenerated (a logout "
                     "or mongo_helper_sessions_delete_user()): start a new one");
    }
+   bson_destroy (u);
    bson_destroy (&f);
    bson_destroy (&doc);
    return ok;
@@ -765,6 +788,7 @@ mongo_helper_sessions_regenerate (mongo_helper_sessions_t *sessions,
    bson_t data = BSON_INITIALIZER;
    bson_iter_t it;
    const char *user = NULL;
+   int64_t now = mh_wall_ms ();
    bool ok;
 
    ok = mh_sessions_begin (sessions, old_id, hex, error);
@@ -775,10 +799,10 @@ mongo_helper_sessions_regenerate (mongo_helper_sessions_t *sessions,
                     "mongo_helper_sessions_regenerate: new_id_out is NULL");
    }
    /* Claim, then store the successor with the same data, owner, creation
-    * and absolute expiry (a copy of what the claim returned), then check
-    * that the claimed session was not deleted meanwhile. */
+    * and absolute expiry (a copy of what the claim returned), then retire
+    * the claimed session, which must still be there. */
    ok = ok && mh_session_new_id (new_id, new_hex, error) &&
-        mh_session_claim (sessions, hex, new_hex, &old, error);
+        mh_session_claim (sessions, hex, new_hex, now, &old, error);
    if (ok) {
       mh_session_data (&old, &data);
       if (bson_iter_init_find (&it, &old, "userId") && BSON_ITER_HOLDS_UTF8 (&it)) {
@@ -792,7 +816,7 @@ mongo_helper_sessions_regenerate (mongo_helper_sessions_t *sessions,
                               mh_doc_date (&old, "createdAt"),
                               mh_doc_date (&old, "absoluteExpiresAt"),
                               error) &&
-           mh_session_retire (sessions, hex, new_hex, error);
+           mh_session_retire (sessions, hex, new_hex, now, error);
    }
    if (ok) {
       memcpy (new_id_out, new_id, sizeof new_id);

@@ -169,6 +169,7 @@ START_TEST (concurrent_regenerates_of_one_session_leave_exactly_one_live_success
 {
    char coll[96];
    int both = 0, none = 0, wrong_error = 0, live_wrong = 0, old_live = 0, winner_gone = 0;
+   char first_none[1100] = "";
    mongo_helper_sessions_t *s;
 
    snprintf (coll, sizeof coll, "%s", mh_test_collection ("race_regen"));
@@ -182,7 +183,10 @@ START_TEST (concurrent_regenerates_of_one_session_leave_exactly_one_live_success
       if (a.ok && b.ok) {
          both++;
       } else if (!a.ok && !b.ok) {
-         none++;
+         if (none++ == 0) {
+            snprintf (
+               first_none, sizeof first_none, " (first time: %s; %s)", a.e.message, b.e.message);
+         }
       } else {
          racer_t *w = a.ok ? &a : &b, *l = a.ok ? &b : &a;
          wrong_error += l->e.category != MONGO_HELPER_ERROR_NOT_FOUND;
@@ -192,13 +196,14 @@ START_TEST (concurrent_regenerates_of_one_session_leave_exactly_one_live_success
       old_live += loads (s, id);
    }
    ck_assert_msg (both + none + wrong_error + live_wrong + old_live + winner_gone == 0,
-                  "%d trials: both regenerates succeeded %d times, neither %d, the loser "
+                  "%d trials: both regenerates succeeded %d times, neither %d%s, the loser "
                   "failed with another error than not_found %d, the user had not exactly "
                   "one live session %d times, the old id still loaded %d times, the "
                   "winner's new id did not load %d times",
                   TRIALS,
                   both,
                   none,
+                  first_none,
                   wrong_error,
                   live_wrong,
                   old_live,
@@ -373,6 +378,91 @@ START_TEST (touch_cannot_extend_the_old_id_of_a_regenerated_session_past_its_gra
 }
 END_TEST
 
+/* Runs {configureFailPoint: failCommand} for the next `command`. */
+static void
+fail_next (const char *command)
+{
+   mongo_helper_conn_t *conn = mongo_helper_acquire (&err);
+   bson_t *cmd = BCON_NEW ("configureFailPoint",
+                           "failCommand",
+                           "mode",
+                           "{",
+                           "times",
+                           BCON_INT32 (1),
+                           "}",
+                           "data",
+                           "{",
+                           "failCommands",
+                           "[",
+                           BCON_UTF8 (command),
+                           "]",
+                           "errorCode",
+                           BCON_INT32 (2),
+                           "}");
+   bson_error_t e;
+
+   MH_ASSERT_OK (conn != NULL, err);
+   ck_assert_msg (
+      mongoc_client_command_simple (mongo_helper_conn_client (conn), "admin", cmd, NULL, NULL, &e),
+      "configureFailPoint: %s",
+      e.message);
+   mongo_helper_release (conn);
+   bson_destroy (cmd);
+}
+
+START_TEST (regenerate_failing_after_the_claim_leaves_the_old_id_retired_and_short_lived)
+{
+   char coll[96], id[MONGO_HELPER_SESSION_ID_SIZE], nid[MONGO_HELPER_SESSION_ID_SIZE];
+   mongo_helper_sessions_t *s;
+   mongoc_collection_t *c;
+   bson_t *f, *doc = NULL;
+   const bson_t *d;
+   mongoc_cursor_t *cur;
+   bson_iter_t it;
+   int64_t claimed, n = -1;
+   bool wrote = true;
+
+   if (!getenv ("MH_MOCK_SERVER")) {
+      MH_SKIP ("needs the test server's failCommand fail point");
+   }
+   snprintf (coll, sizeof coll, "%s", mh_test_collection ("half"));
+   s = store (coll, 0, 0);
+   MH_ASSERT_OK (mongo_helper_sessions_create (s, NULL, "u", id, &err), err);
+   fail_next ("insert"); /* the successor's */
+   claimed = now_ms ();
+   ck_assert (!mongo_helper_sessions_regenerate (s, id, nid, &err));
+   ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_SERVER);
+   /* The old id is retired: it cannot be regenerated, touched or counted,
+    * and it expires within the claim's hold. */
+   ck_assert (!mongo_helper_sessions_regenerate (s, id, nid, &err));
+   ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_NOT_FOUND);
+   MH_ASSERT_OK (mongo_helper_sessions_touch (s, id, &wrote, &err), err);
+   ck_assert (!wrote);
+   MH_ASSERT_OK (mongo_helper_sessions_count (s, "u", &n, &err), err);
+   ck_assert_int_eq (n, 0);
+   ck_assert_int_eq (raw_live_of_user (coll, "u"), 1);
+
+   c = mh_test_raw_collection (coll);
+   f = BCON_NEW ("userId", BCON_UTF8 ("u"));
+   cur = mongoc_collection_find_with_opts (c, f, NULL, NULL);
+   if (mongoc_cursor_next (cur, &d)) {
+      doc = bson_copy (d);
+   }
+   mongoc_cursor_destroy (cur);
+   mongoc_collection_destroy (c);
+   bson_destroy (f);
+   ck_assert_ptr_nonnull (doc);
+   ck_assert (bson_iter_init_find (&it, doc, "replacedBy") && BSON_ITER_HOLDS_UTF8 (&it));
+   ck_assert_uint_eq (strlen (bson_iter_utf8 (&it, NULL)), 64);
+   ck_assert (bson_iter_init_find (&it, doc, "expiresAt"));
+   ck_assert_msg (bson_iter_date_time (&it) <= claimed + 10000 + 1000,
+                  "the retired id lives %d ms more (expected 10 s at most)",
+                  (int) (bson_iter_date_time (&it) - claimed));
+   bson_destroy (doc);
+   mongo_helper_sessions_destroy (s);
+}
+END_TEST
+
 Suite *
 session_race_suite (void)
 {
@@ -388,6 +478,8 @@ session_race_suite (void)
    tcase_add_test (live, delete_racing_regenerate_of_the_same_id_is_all_or_nothing);
    tcase_add_test (live, touch_racing_regenerate_never_keeps_the_old_id_past_its_grace);
    tcase_add_test (live, touch_cannot_extend_the_old_id_of_a_regenerated_session_past_its_grace);
+   tcase_add_test (live,
+                   regenerate_failing_after_the_claim_leaves_the_old_id_retired_and_short_lived);
    suite_add_tcase (s, live);
    return s;
 }
