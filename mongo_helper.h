@@ -1310,6 +1310,11 @@ bool mongo_helper_server_status (mongo_helper_server_status_t *status,
  * be reconciled (same key without TTL, same name with another key) is a
  * SERVER error (code 85 or 86) that names the index to drop.
  *
+ * Every document handed to a helper to store (session data and fields,
+ * cache values, event metadata) must be well-formed BSON, nested at most
+ * 100 levels and small enough for one 16 MB document with the helper's
+ * envelope, else INVALID_ARGUMENT before anything is sent.
+ *
  * Every duration, in an options struct or as an argument, is bounded:
  * at most MONGO_HELPER_MAX_DURATION_MS, and at least the minimum given
  * next to it (0 unless said otherwise; a cache ttl may also be negative,

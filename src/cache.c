@@ -255,7 +255,7 @@ mongo_helper_cache_set (mongo_helper_cache_t *cache,
       return mh_fail (
          error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "mongo_helper_cache_set: value is NULL");
    }
-   if (!cache || !mh_web_size_ok (value->len, "cache value", error)) {
+   if (!cache || !mh_web_doc_ok ("mongo_helper_cache_set", "cache value", value, error)) {
       return cache
                 ? false
                 : mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "cache handle is NULL");
@@ -363,7 +363,7 @@ mongo_helper_cache_add (mongo_helper_cache_t *cache,
       ok = mh_fail (
          error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "mongo_helper_cache_add: value is NULL");
    }
-   ok = ok && mh_web_size_ok (value->len, "cache value", error) &&
+   ok = ok && mh_web_doc_ok ("mongo_helper_cache_add", "cache value", value, error) &&
         mh_cache_ttl_ok (ttl_ms, "mongo_helper_cache_add: ttl_ms", error);
    if (ok) {
       BSON_APPEND_DOCUMENT (&doc, "value", value);

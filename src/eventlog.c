@@ -224,7 +224,7 @@ mh_event_build (const char *user_id,
 
    if (!mh_web_str_ok (user_id, "user_id", error) ||
        !mh_web_str_ok (event_type, "event_type", error) ||
-       (metadata && !mh_web_size_ok (metadata->len, "event metadata", error))) {
+       (metadata && !mh_web_doc_ok ("event log", "event metadata", metadata, error))) {
       return NULL;
    }
    if (timestamp_ms < 0) {

@@ -257,7 +257,7 @@ mongo_helper_sessions_create (mongo_helper_sessions_t *sessions,
    if (user_id && !mh_web_str_ok (user_id, "user_id", error)) {
       return false;
    }
-   if (data && !mh_web_size_ok (data->len, "session data", error)) {
+   if (data && !mh_web_doc_ok ("mongo_helper_sessions_create", "session data", data, error)) {
       return false;
    }
    if (!mh_session_new_id (id, hex, error) ||
@@ -469,7 +469,7 @@ mongo_helper_sessions_save (mongo_helper_sessions_t *sessions,
       return mh_fail (
          error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "mongo_helper_sessions_save: data is NULL");
    }
-   if (!mh_web_size_ok (data->len, "session data", error)) {
+   if (!mh_web_doc_ok ("mongo_helper_sessions_save", "session data", data, error)) {
       return false;
    }
    u = BCON_NEW ("$set", "{", "data", BCON_DOCUMENT (data), "}");
@@ -515,7 +515,7 @@ mongo_helper_sessions_set (mongo_helper_sessions_t *sessions,
       bson_destroy (&u);
       return false;
    }
-   if (!fields || !mh_web_size_ok (fields->len, "session fields", error) ||
+   if (!fields || !mh_web_doc_ok ("mongo_helper_sessions_set", "session fields", fields, error) ||
        !bson_iter_init (&it, fields)) {
       bson_destroy (&u);
       return fields ? false

@@ -99,6 +99,12 @@ mh_web_size_ok (size_t len, const char *what, mongo_helper_error_t *error)
 }
 
 bool
+mh_web_doc_ok (const char *fn, const char *label, const bson_t *doc, mongo_helper_error_t *error)
+{
+   return mh_doc_check (fn, label, doc, error) && mh_web_size_ok (doc->len, label, error);
+}
+
+bool
 mh_web_duration_ok (int64_t ms, int64_t min, const char *what, mongo_helper_error_t *error)
 {
    if (ms < min || ms > MONGO_HELPER_MAX_DURATION_MS) {

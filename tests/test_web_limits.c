@@ -528,6 +528,101 @@ START_TEST (session_set_and_unset_refuse_dotted_dollar_and_empty_field_names)
 }
 END_TEST
 
+/* A document whose string claims 100 bytes in a 13-byte document. */
+static const uint8_t corrupt_bytes[] = {13, 0, 0, 0, 0x02, 'a', 0, 100, 0, 0, 0, 'x', 0};
+
+/* {a: {a: ... 150 levels}} */
+static bson_t *
+too_deep (void)
+{
+   bson_t *cur = bson_new ();
+
+   for (int i = 0; i < 150; i++) {
+      bson_t *next = bson_new ();
+      BSON_APPEND_DOCUMENT (next, "a", cur);
+      bson_destroy (cur);
+      cur = next;
+   }
+   return cur;
+}
+
+START_TEST (corrupt_or_too_deep_documents_are_refused_before_any_write)
+{
+   char sess[96], cache_coll[96], log_coll[96], id[MONGO_HELPER_SESSION_ID_SIZE];
+   mongo_helper_sessions_options_t so;
+   mongo_helper_eventlog_options_t lo;
+   mongo_helper_sessions_t *s;
+   mongo_helper_cache_t *c;
+   mongo_helper_eventlog_t *l;
+   bson_t corrupt, out;
+   bson_t *deep = too_deep ();
+   const bson_t *bad[2];
+
+   ck_assert (bson_init_static (&corrupt, corrupt_bytes, sizeof corrupt_bytes));
+   bad[0] = &corrupt;
+   bad[1] = deep;
+   snprintf (sess, sizeof sess, "%s", mh_test_collection ("docs"));
+   snprintf (cache_coll, sizeof cache_coll, "%s", mh_test_collection ("docs"));
+   snprintf (log_coll, sizeof log_coll, "%s", mh_test_collection ("docs"));
+   mongo_helper_sessions_options_init (&so);
+   so.collection = sess;
+   s = mongo_helper_sessions_new (&so, &err);
+   MH_ASSERT_OK (s != NULL, err);
+   c = cache_with_limit (cache_coll, 200);
+   mongo_helper_eventlog_options_init (&lo);
+   lo.collection = log_coll;
+   l = mongo_helper_eventlog_new (&lo, &err);
+   MH_ASSERT_OK (l != NULL, err);
+   MH_ASSERT_OK (mongo_helper_sessions_create (s, NULL, NULL, id, &err), err);
+   for (int i = 0; i < 2; i++) {
+      const char *kind = i ? "too deep" : "corrupt";
+      char nid[MONGO_HELPER_SESSION_ID_SIZE];
+
+      ck_assert_msg (!mongo_helper_sessions_create (s, bad[i], NULL, nid, &err) &&
+                        err.category == MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                     "sessions_create took a %s document (%s)",
+                     kind,
+                     err.message);
+      ck_assert_msg (!mongo_helper_sessions_save (s, id, bad[i], &err) &&
+                        err.category == MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                     "sessions_save took a %s document (%s)",
+                     kind,
+                     err.message);
+      ck_assert_msg (!mongo_helper_sessions_set (s, id, bad[i], &err) &&
+                        err.category == MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                     "sessions_set took a %s document (%s)",
+                     kind,
+                     err.message);
+      ck_assert_msg (!mongo_helper_cache_set (c, "k", bad[i], 0, &err) &&
+                        err.category == MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                     "cache_set took a %s document (%s)",
+                     kind,
+                     err.message);
+      ck_assert_msg (!mongo_helper_cache_add (c, "k", bad[i], 0, &err) &&
+                        err.category == MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                     "cache_add took a %s document (%s)",
+                     kind,
+                     err.message);
+      ck_assert_msg (!mongo_helper_eventlog_log (l, "u", "t", bad[i], 0, &err) &&
+                        err.category == MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                     "eventlog_log took a %s document (%s)",
+                     kind,
+                     err.message);
+   }
+   /* Nothing but the first session was written. */
+   ck_assert_int_eq (raw_count (sess), 1);
+   ck_assert_int_eq (raw_count (cache_coll), 0);
+   ck_assert_int_eq (raw_count (log_coll), 0);
+   MH_ASSERT_OK (mongo_helper_sessions_load (s, id, &out, &err), err);
+   ck_assert_uint_eq (bson_count_keys (&out), 0);
+   bson_destroy (&out);
+   mongo_helper_eventlog_destroy (l);
+   mongo_helper_cache_destroy (c);
+   mongo_helper_sessions_destroy (s);
+   bson_destroy (deep);
+}
+END_TEST
+
 Suite *
 web_limits_suite (void)
 {
@@ -545,6 +640,7 @@ web_limits_suite (void)
    tcase_add_test (live, session_with_the_maximum_idle_lifetime_is_live_a_century_ahead);
    tcase_add_test (live, null_session_id_is_not_found_like_a_missing_cookie);
    tcase_add_test (live, session_set_and_unset_refuse_dotted_dollar_and_empty_field_names);
+   tcase_add_test (live, corrupt_or_too_deep_documents_are_refused_before_any_write);
    suite_add_tcase (s, live);
    return s;
 }
