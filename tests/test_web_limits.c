@@ -163,6 +163,15 @@ START_TEST (cache_keys_at_every_length_edge_are_stored_exactly_and_read_back)
       MH_ASSERT_OK (mongo_helper_cache_get (c, key, &out, &err), err);
       ck_assert (bson_equal (&out, v));
       bson_destroy (&out);
+      {
+         const char *keys[] = {key};
+         bson_iter_t it;
+         MH_ASSERT_OK (mongo_helper_cache_get_many (c, keys, 1, &out, &err), err);
+         ck_assert_msg (bson_iter_init_find (&it, &out, key),
+                        "get_many did not find the key of %zu bytes",
+                        lens[i]);
+         bson_destroy (&out);
+      }
       MH_ASSERT_OK (mongo_helper_cache_delete (c, key, &deleted, &err), err);
       ck_assert_msg (deleted, "key of %zu bytes was not found by delete", lens[i]);
       mongo_helper_cache_destroy (c);
