@@ -215,6 +215,7 @@ check: deps
 	@if [ -z "$$MONGO_TEST_URI" ]; then $(PYTHON) tests/test_mock_server.py 2>&1 | tail -3; \
 	  test $${PIPESTATUS[0]} -eq 0; fi
 	bash tests/with_server.sh bash tests/run_checks.sh $(TEST_BIN)
+	bash tests/with_server.sh $(PYTHON) tests/readme_snippets.py
 	bash tests/with_server.sh bash tests/test_metrics_http.sh build/metrics_server
 	bash tests/with_server.sh bash tests/test_cli.sh $(TOOL) build/cli_fixture
 

@@ -1439,7 +1439,22 @@ bool mongo_helper_server_status (mongo_helper_server_status_t *status,
  * ensure changes it with collMod instead of failing; an index that cannot
  * be reconciled (same key without TTL, same name with another key) is a
  * SERVER error (code 85 or 86) that names the index to drop.
+ *
+ * Every document handed to a helper to store (session data and fields,
+ * cache values, event metadata) must be well-formed BSON, nested at most
+ * 100 levels and small enough for one 16 MB document with the helper's
+ * envelope, else INVALID_ARGUMENT before anything is sent.
+ *
+ * Every duration, in an options struct or as an argument, is bounded:
+ * at most MONGO_HELPER_MAX_DURATION_MS, and at least the minimum given
+ * next to it (0 unless said otherwise; a cache ttl may also be negative,
+ * meaning "never expires").  A value out of range is INVALID_ARGUMENT
+ * before anything is sent; nothing is clamped silently.
  */
+
+/* The longest duration (ms) the helpers accept: 100 years of 365.25 days.
+ * The bound keeps now + duration far inside a BSON date. */
+#define MONGO_HELPER_MAX_DURATION_MS INT64_C (3155760000000)
 
 /* ---- Sessions ---- */
 
@@ -1451,7 +1466,8 @@ bool mongo_helper_server_status (mongo_helper_server_status_t *status,
 /* Session store settings.  Strings are copied by mongo_helper_sessions_new. */
 typedef struct {
    const char *collection;       /* default "sessions" */
-   int64_t idle_lifetime_ms;     /* sliding lifetime; default 14 days */
+   int64_t idle_lifetime_ms;     /* sliding lifetime; default 14 days;
+                                    1..MONGO_HELPER_MAX_DURATION_MS */
    int64_t absolute_lifetime_ms; /* hard limit from creation; 0 (default):
                                     none */
    int64_t touch_interval_ms;    /* touch writes only when lastSeen is older
@@ -1467,14 +1483,19 @@ void mongo_helper_sessions_options_init (mongo_helper_sessions_options_t *option
 
 /* A session store: one collection of documents
  * { _id: SHA-256 of the id (64 hex chars), data: {...}, userId?: string,
- *   createdAt, lastSeen, expiresAt, absoluteExpiresAt?: BSON dates }.
+ *   createdAt, lastSeen, expiresAt, absoluteExpiresAt?: BSON dates,
+ *   replacedBy?: SHA-256 of the successor's id (a regenerated session) }.
  * The id itself is never stored, so read access to the database does not
- * leak live session tokens. */
+ * leak live session tokens.
+ *
+ * Session ids come from cookies, not from code: every call taking an id
+ * treats a NULL, missing, malformed, unknown or expired id alike, as
+ * NOT_FOUND (the normal outcome of a first visit: create a session). */
 typedef struct mongo_helper_sessions_t mongo_helper_sessions_t;
 
 /* Makes a store (no server contact).  `options` NULL: defaults.  Returns
- * NULL with INVALID_ARGUMENT for a bad collection name or a lifetime <= 0.
- * Free with mongo_helper_sessions_destroy(). */
+ * NULL with INVALID_ARGUMENT for a bad collection name or a duration out
+ * of its range.  Free with mongo_helper_sessions_destroy(). */
 mongo_helper_sessions_t *mongo_helper_sessions_new (const mongo_helper_sessions_options_t *options,
                                                     mongo_helper_error_t *error);
 
@@ -1497,13 +1518,25 @@ bool mongo_helper_sessions_create (mongo_helper_sessions_t *sessions,
                                    mongo_helper_error_t *error);
 
 /* Reads a live session's data document into `data_out` (always
- * initialised; the caller bson_destroy()s it).  Does not write: call
- * mongo_helper_sessions_touch() to slide the expiry.  A missing, expired
- * or malformed id fails with NOT_FOUND. */
+ * initialised; the caller bson_destroy()s it).  Does not write: see
+ * mongo_helper_sessions_load_touch() for the per-request call.  A NULL,
+ * missing, expired or malformed id fails with NOT_FOUND. */
 bool mongo_helper_sessions_load (mongo_helper_sessions_t *sessions,
                                  const char *id,
                                  bson_t *data_out,
                                  mongo_helper_error_t *error);
+
+/* The per-request call: mongo_helper_sessions_load() and
+ * mongo_helper_sessions_touch() together, in one round trip (a find) while
+ * the session is fresh and two (find, then the conditional update) when
+ * the touch is due, instead of two and three.  `touched` (may be NULL)
+ * says whether it wrote.  NOT_FOUND like load: on a NULL id (no cookie)
+ * too, so "load, and create on NOT_FOUND" needs no special case. */
+bool mongo_helper_sessions_load_touch (mongo_helper_sessions_t *sessions,
+                                       const char *id,
+                                       bson_t *data_out,
+                                       bool *touched,
+                                       mongo_helper_error_t *error);
 
 /* Replaces the whole data document of a live session.  NOT_FOUND when the
  * session is missing or expired. */
@@ -1513,16 +1546,20 @@ bool mongo_helper_sessions_save (mongo_helper_sessions_t *sessions,
                                  mongo_helper_error_t *error);
 
 /* Sets the top-level fields of `fields` inside the session's data with one
- * $set (other fields untouched, no read-modify-write).  A key may be a
- * dotted path; keys starting with '$' are INVALID_ARGUMENT.  NOT_FOUND
- * when the session is missing or expired. */
+ * $set (other fields untouched, no read-modify-write).  A name that is
+ * empty, starts with '$' or contains '.' is INVALID_ARGUMENT and nothing
+ * is written: a '.' would turn the name into a path into a nested document
+ * (MongoDB's $set cannot hold a literal dot), so to change a nested value
+ * set its whole top-level field.  NOT_FOUND when the session is missing or
+ * expired. */
 bool mongo_helper_sessions_set (mongo_helper_sessions_t *sessions,
                                 const char *id,
                                 const bson_t *fields,
                                 mongo_helper_error_t *error);
 
-/* Removes `n` fields (dotted paths allowed) from the session's data with
- * one $unset.  NOT_FOUND when the session is missing or expired. */
+/* Removes `n` top-level fields from the session's data with one $unset;
+ * names are checked like mongo_helper_sessions_set()'s.  NOT_FOUND when
+ * the session is missing or expired. */
 bool mongo_helper_sessions_unset (mongo_helper_sessions_t *sessions,
                                   const char *id,
                                   const char *const *fields,
@@ -1535,25 +1572,46 @@ bool mongo_helper_sessions_set_user (mongo_helper_sessions_t *sessions,
                                      const char *user_id,
                                      mongo_helper_error_t *error);
 
-/* Slides the expiry of a live session, lazily: it writes lastSeen and
- * expiresAt only when lastSeen is older than touch_interval_ms.  `wrote`
- * (may be NULL) says whether it wrote.  NOT_FOUND when the session is
- * missing or expired (a normal outcome: start a new session). */
+/* Slides the expiry of a live session, lazily: it reads the session's
+ * dates (one round trip) and writes lastSeen and expiresAt (capped by
+ * absoluteExpiresAt) only when lastSeen is older than touch_interval_ms,
+ * with an update conditional on that (a second round trip), so concurrent
+ * touches write once.  The old id of a regenerated session is never
+ * extended.  `wrote` (may be NULL) says whether it wrote.  NOT_FOUND when
+ * the session is missing or expired (a normal outcome: start a new
+ * session). */
 bool mongo_helper_sessions_touch (mongo_helper_sessions_t *sessions,
                                   const char *id,
                                   bool *wrote,
                                   mongo_helper_error_t *error);
 
-/* Deletes one session.  Deleting a missing session succeeds. */
+/* Deletes one session.  Deleting a missing session (NULL id included)
+ * succeeds. */
 bool mongo_helper_sessions_delete (mongo_helper_sessions_t *sessions,
                                    const char *id,
                                    mongo_helper_error_t *error);
 
 /* Gives a live session a new id (written to `new_id_out`) with the same
- * data, owner and creation time, e.g. at login against session fixation.
- * The old id is deleted, or with regenerate_grace_ms > 0 stays valid for
- * that long for requests already in flight.  NOT_FOUND when the old
- * session is missing or expired. */
+ * data, owner, creation time and absolute expiry, e.g. at login against
+ * session fixation.  Three round trips: a findAndModify claims the old
+ * session (marks it replacedBy and caps its expiresAt and
+ * absoluteExpiresAt at 10 s from now, or the grace if longer, so the TTL
+ * monitor cannot remove it meanwhile), the successor is inserted, then the
+ * old one is deleted (no grace) or capped at now + regenerate_grace_ms.
+ * So:
+ *  - the old id stays valid for regenerate_grace_ms at most, for requests
+ *    already in flight; no touch can extend it, and it cannot be
+ *    regenerated again;
+ *  - of concurrent regenerates of one id exactly one succeeds, the others
+ *    fail with NOT_FOUND;
+ *  - a deletion that reaches the old session before the regenerate ends
+ *    (mongo_helper_sessions_delete(), _delete_user()) wins: the successor
+ *    is deleted and the call fails with NOT_FOUND, so "log out everywhere"
+ *    leaves no session of the user behind.
+ * NOT_FOUND when the old session is missing, expired or already
+ * regenerated.  When the call fails after the claim (e.g. the insert), the
+ * old id is retired: it still loads, but expires within 10 s (or the grace)
+ * and cannot be touched or regenerated: start a new session. */
 bool mongo_helper_sessions_regenerate (mongo_helper_sessions_t *sessions,
                                        const char *old_id,
                                        char new_id_out[MONGO_HELPER_SESSION_ID_SIZE],
@@ -1566,7 +1624,9 @@ bool mongo_helper_sessions_delete_user (mongo_helper_sessions_t *sessions,
                                         int64_t *deleted,
                                         mongo_helper_error_t *error);
 
-/* Counts live (unexpired) sessions, of `user_id` only unless it is NULL. */
+/* Counts live (unexpired) sessions, of `user_id` only unless it is NULL.
+ * The old id of a regenerated session, live during its grace, is not
+ * counted. */
 bool mongo_helper_sessions_count (mongo_helper_sessions_t *sessions,
                                   const char *user_id,
                                   int64_t *count,
@@ -1578,13 +1638,14 @@ bool mongo_helper_sessions_count (mongo_helper_sessions_t *sessions,
 typedef struct {
    const char *collection; /* default "cache" */
    int64_t default_ttl_ms; /* used when a call passes ttl_ms 0; default
-                              300000 (5 min); a negative ttl never expires */
-   size_t max_key_length;  /* longer keys are hashed; default 200 */
+                              300000 (5 min); 0 or negative: never expires */
+   size_t max_key_length;  /* longer keys are hashed; default 200;
+                              1..1000 */
    int64_t lease_ms;       /* how long a get-or-compute caller may compute
-                              before others take over; default 10000 */
-   int64_t wait_ms;        /* how long the other callers wait for it;
-                              default 5000 */
-   int64_t poll_ms;        /* how often they look; default 25 */
+                              before others take over; default 10000; >= 1 */
+   int64_t wait_ms;        /* how long a caller of this handle waits for
+                              another's value; default 5000 */
+   int64_t poll_ms;        /* how often they look; default 25; >= 1 */
    bool lazy_ensure;       /* run ensure on first use; default true */
 } mongo_helper_cache_options_t;
 
@@ -1593,8 +1654,9 @@ void mongo_helper_cache_options_init (mongo_helper_cache_options_t *options);
 
 /* A cache: documents { _id: key, value: document | binary | int64,
  * expiresAt?: date }.  Keys are non-empty UTF-8; a key longer than
- * max_key_length is stored as _id { p: its first 64 bytes, h: SHA-256 hex }
- * so it fits any index and never collides with a short key. */
+ * max_key_length is stored as _id { p: its first 64 bytes at most (all of
+ * a shorter key), cut on a character boundary, h: SHA-256 hex of the whole
+ * key } so it fits any index and never collides with a short key. */
 typedef struct mongo_helper_cache_t mongo_helper_cache_t;
 
 /* Makes a cache handle (no server contact).  `options` NULL: defaults.
@@ -1611,8 +1673,10 @@ void mongo_helper_cache_destroy (mongo_helper_cache_t *cache);
 bool mongo_helper_cache_ensure (mongo_helper_cache_t *cache, mongo_helper_error_t *error);
 
 /* Stores a copy of `value` under `key` for `ttl_ms` (0: default_ttl_ms;
- * negative: no expiry), replacing any value (upsert).  A value too big for
- * one 16 MB document fails with INVALID_ARGUMENT before any write. */
+ * negative: no expiry; at most MONGO_HELPER_MAX_DURATION_MS), replacing
+ * any value (upsert).  A value too big for one 16 MB document or a ttl_ms
+ * out of range fails with INVALID_ARGUMENT before any write.  Every other
+ * call taking a ttl_ms reads it the same way. */
 bool mongo_helper_cache_set (mongo_helper_cache_t *cache,
                              const char *key,
                              const bson_t *value,
@@ -1698,10 +1762,18 @@ typedef bool (*mongo_helper_cache_compute_fn) (const char *key,
  * the caller destroys it), computing and storing it when missing, with
  * stampede protection: of many callers (threads or processes) that miss
  * at once, the one that inserts a short-lived lease document runs
- * `compute`; the others poll for the value up to wait_ms and then fail
- * with TIMEOUT.  A lease older than lease_ms (a crashed computer) is taken
- * over.  `computed` (may be NULL) says whether this call ran `compute`.
- * A failing `compute` releases the lease and its error is returned. */
+ * `compute`; the others poll for the value every poll_ms and fail with
+ * TIMEOUT when it has not arrived within their wait_ms.  A lease is taken
+ * over once it is older than the lease_ms of the handle that took it (a
+ * crashed or stuck holder).  Whose bound is whose: the holder's lease_ms
+ * bounds how long a holder that never finishes blocks the others; each
+ * waiter's own wait_ms bounds how long that caller waits (measured on the
+ * monotonic clock; the last poll is shortened to end at the deadline, so
+ * it returns within wait_ms plus one round trip), whatever the holder's
+ * lease_ms.  A waiter that takes an expired lease over becomes the holder
+ * and runs `compute` itself, which no wait_ms bounds.  `computed` (may be
+ * NULL) says whether this call ran `compute`.  A failing `compute`
+ * releases the lease and its error is returned. */
 bool mongo_helper_cache_get_or_compute (mongo_helper_cache_t *cache,
                                         const char *key,
                                         int64_t ttl_ms,
@@ -1714,10 +1786,15 @@ bool mongo_helper_cache_get_or_compute (mongo_helper_cache_t *cache,
 /* ---- Event log ---- */
 
 /* Event log settings.  Strings are copied by mongo_helper_eventlog_new. */
+/* The longest retention (s) an event log accepts: the server's limit for
+ * expireAfterSeconds (INT32_MAX, about 68 years). */
+#define MONGO_HELPER_EVENTLOG_MAX_RETENTION_S INT64_C (2147483647)
+
 typedef struct {
    const char *collection;  /* default "user_events" */
    int64_t retention_s;     /* events older than this are removed by the
-                               server; default 90 days; 0: kept forever */
+                               server; default 90 days; 0: kept forever;
+                               0..MONGO_HELPER_EVENTLOG_MAX_RETENTION_S */
    const char *granularity; /* time-series granularity: "seconds"
                                (default), "minutes" or "hours" */
    bool lazy_ensure;        /* run ensure on first use; default true */

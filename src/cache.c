@@ -27,6 +27,14 @@ mongo_helper_cache_options_init (mongo_helper_cache_options_t *options)
    options->lazy_ensure = true;
 }
 
+/* A time to live: negative (never expires), 0 (the default) or a
+ * duration up to MONGO_HELPER_MAX_DURATION_MS. */
+static bool
+mh_cache_ttl_ok (int64_t ttl_ms, const char *what, mongo_helper_error_t *error)
+{
+   return ttl_ms < 0 || mh_web_duration_ok (ttl_ms, 0, what, error);
+}
+
 mongo_helper_cache_t *
 mongo_helper_cache_new (const mongo_helper_cache_options_t *options, mongo_helper_error_t *error)
 {
@@ -41,13 +49,18 @@ mongo_helper_cache_new (const mongo_helper_cache_options_t *options, mongo_helpe
    if (!mh_web_coll_name_ok (o.collection, error)) {
       return NULL;
    }
-   if (o.max_key_length < 1 || o.max_key_length > 1000 || o.lease_ms <= 0 || o.wait_ms < 0 ||
-       o.poll_ms <= 0) {
+   if (o.max_key_length < 1 || o.max_key_length > 1000) {
       mh_fail (error,
                MONGO_HELPER_ERROR_INVALID_ARGUMENT,
                0,
-               "cache options: max_key_length must be 1..1000, lease_ms and "
-               "poll_ms > 0, wait_ms >= 0");
+               "cache option max_key_length is %zu: it must be within 1..1000",
+               o.max_key_length);
+      return NULL;
+   }
+   if (!mh_cache_ttl_ok (o.default_ttl_ms, "cache option default_ttl_ms", error) ||
+       !mh_web_duration_ok (o.lease_ms, 1, "cache option lease_ms", error) ||
+       !mh_web_duration_ok (o.wait_ms, 0, "cache option wait_ms", error) ||
+       !mh_web_duration_ok (o.poll_ms, 1, "cache option poll_ms", error)) {
       return NULL;
    }
    c = bson_malloc0 (sizeof *c);
@@ -99,6 +112,9 @@ mh_cache_ensure_cb (void *h, mongo_helper_error_t *error)
    return mongo_helper_cache_ensure (h, error);
 }
 
+/* Bytes of a long key kept readable in its stored _id. */
+#define MH_CACHE_KEY_PREFIX 64
+
 /* Appends the stored _id of `key` under `field`: the key itself, or for a
  * long key { p: prefix, h: SHA-256 } (a document never equals a string,
  * so a crafted short key cannot collide with a hashed one). */
@@ -120,13 +136,16 @@ mh_cache_append_id (const mongo_helper_cache_t *c,
    } else {
       char hex[65];
       bson_t sub;
-      size_t p = 64;
+      /* max_key_length may be below the prefix size: never read past the
+       * key's own bytes. */
+      size_t p = len < MH_CACHE_KEY_PREFIX ? len : MH_CACHE_KEY_PREFIX;
 
       if (!mh_sha256_hex (key, len, hex)) {
          return mh_fail (
             error, MONGO_HELPER_ERROR_INTERNAL, 0, "SHA-256 of the cache key failed (OpenSSL)");
       }
-      /* Cut the readable prefix on a UTF-8 character boundary. */
+      /* Cut the readable prefix on a UTF-8 character boundary (key[len]
+       * is the NUL, never a continuation byte). */
       while (p > 0 && ((unsigned char) key[p] & 0xC0) == 0x80) {
          p--;
       }
@@ -236,10 +255,13 @@ mongo_helper_cache_set (mongo_helper_cache_t *cache,
       return mh_fail (
          error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "mongo_helper_cache_set: value is NULL");
    }
-   if (!cache || !mh_web_size_ok (value->len, "cache value", error)) {
+   if (!cache || !mh_web_doc_ok ("mongo_helper_cache_set", "cache value", value, error)) {
       return cache
                 ? false
                 : mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "cache handle is NULL");
+   }
+   if (!mh_cache_ttl_ok (ttl_ms, "mongo_helper_cache_set: ttl_ms", error)) {
+      return false;
    }
    BSON_APPEND_DOCUMENT (&entry, "value", value);
    mh_cache_append_expiry (cache, &entry, ttl_ms);
@@ -267,7 +289,8 @@ mongo_helper_cache_set_bytes (mongo_helper_cache_t *cache,
                       0,
                       "mongo_helper_cache_set_bytes: cache or data is NULL");
    }
-   if (!mh_web_size_ok (len, "cache value", error)) {
+   if (!mh_web_size_ok (len, "cache value", error) ||
+       !mh_cache_ttl_ok (ttl_ms, "mongo_helper_cache_set_bytes: ttl_ms", error)) {
       return false;
    }
    bson_append_binary (
@@ -340,7 +363,8 @@ mongo_helper_cache_add (mongo_helper_cache_t *cache,
       ok = mh_fail (
          error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "mongo_helper_cache_add: value is NULL");
    }
-   ok = ok && mh_web_size_ok (value->len, "cache value", error);
+   ok = ok && mh_web_doc_ok ("mongo_helper_cache_add", "cache value", value, error) &&
+        mh_cache_ttl_ok (ttl_ms, "mongo_helper_cache_add: ttl_ms", error);
    if (ok) {
       BSON_APPEND_DOCUMENT (&doc, "value", value);
       mh_cache_append_expiry (cache, &doc, ttl_ms);
@@ -590,7 +614,8 @@ mongo_helper_cache_incr (mongo_helper_cache_t *cache,
    if (result) {
       *result = 0;
    }
-   ok = mh_cache_begin (cache, key, &f, true, error);
+   ok = mh_cache_begin (cache, key, &f, true, error) &&
+        mh_cache_ttl_ok (ttl_ms, "mongo_helper_cache_incr: ttl_ms", error);
    if (!ok) {
       goto cleanup;
    }
@@ -670,7 +695,8 @@ mongo_helper_cache_touch (mongo_helper_cache_t *cache,
    int64_t n = 0;
    bool ok;
 
-   ok = mh_cache_begin (cache, key, &f, true, error);
+   ok = mh_cache_begin (cache, key, &f, true, error) &&
+        mh_cache_ttl_ok (ttl_ms, "mongo_helper_cache_touch: ttl_ms", error);
    if (ok) {
       if (mh_cache_ttl (cache, ttl_ms) > 0) {
          BSON_APPEND_DOCUMENT_BEGIN (&u, "$set", &sub);
@@ -759,7 +785,7 @@ mongo_helper_cache_get_or_compute (mongo_helper_cache_t *cache,
 {
    mongo_helper_error_t local;
    char token[MONGO_HELPER_SESSION_ID_SIZE];
-   int64_t deadline;
+   int64_t deadline_us, left_us;
 
    if (!error) {
       error = &local;
@@ -781,10 +807,13 @@ mongo_helper_cache_get_or_compute (mongo_helper_cache_t *cache,
    if (!cache) {
       return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "cache handle is NULL");
    }
-   if (!mh_web_id_new (token, error)) {
+   if (!mh_cache_ttl_ok (ttl_ms, "mongo_helper_cache_get_or_compute: ttl_ms", error) ||
+       !mh_web_id_new (token, error)) {
       return false;
    }
-   deadline = mh_wall_ms () + cache->opt.wait_ms;
+   /* This caller's own bound, on the monotonic clock: the holder's
+    * lease_ms only decides when its lease may be taken over. */
+   deadline_us = mh_mono_us () + cache->opt.wait_ms * 1000;
    for (;;) {
       bson_t lease = BSON_INITIALIZER;
       bool ok;
@@ -833,8 +862,10 @@ mongo_helper_cache_get_or_compute (mongo_helper_cache_t *cache,
          return false;
       }
       /* Someone else holds the lease (an expired one was reaped by
-       * mh_cache_insert's retry already): wait for their value. */
-      if (mh_wall_ms () >= deadline) {
+       * mh_cache_insert's retry already): wait for their value, but never
+       * sleep past this caller's deadline. */
+      left_us = deadline_us - mh_mono_us ();
+      if (left_us <= 0) {
          return mh_fail (error,
                          MONGO_HELPER_ERROR_TIMEOUT,
                          0,
@@ -844,6 +875,7 @@ mongo_helper_cache_get_or_compute (mongo_helper_cache_t *cache,
                          key,
                          (long long) cache->opt.wait_ms);
       }
-      mh_sleep_ms (cache->opt.poll_ms);
+      mh_sleep_ms (cache->opt.poll_ms < (left_us + 999) / 1000 ? cache->opt.poll_ms
+                                                               : (left_us + 999) / 1000);
    }
 }

@@ -33,14 +33,25 @@ mongo_helper_eventlog_new (const mongo_helper_eventlog_options_t *options,
    if (!mh_web_coll_name_ok (o.collection, error)) {
       return NULL;
    }
-   if (o.retention_s < 0 || !o.granularity ||
+   if (o.retention_s < 0 || o.retention_s > MONGO_HELPER_EVENTLOG_MAX_RETENTION_S) {
+      mh_fail (error,
+               MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+               0,
+               "event log option retention_s is %" PRId64 " s: it must be within 0..%" PRId64
+               " (MONGO_HELPER_EVENTLOG_MAX_RETENTION_S, the server's limit for "
+               "expireAfterSeconds)",
+               o.retention_s,
+               (int64_t) MONGO_HELPER_EVENTLOG_MAX_RETENTION_S);
+      return NULL;
+   }
+   if (!o.granularity ||
        (strcmp (o.granularity, "seconds") != 0 && strcmp (o.granularity, "minutes") != 0 &&
         strcmp (o.granularity, "hours") != 0)) {
       mh_fail (error,
                MONGO_HELPER_ERROR_INVALID_ARGUMENT,
                0,
-               "event log options: retention_s must be >= 0 and granularity "
-               "\"seconds\", \"minutes\" or \"hours\"");
+               "event log option granularity must be \"seconds\", \"minutes\" or "
+               "\"hours\"");
       return NULL;
    }
    l = bson_malloc0 (sizeof *l);
@@ -213,7 +224,7 @@ mh_event_build (const char *user_id,
 
    if (!mh_web_str_ok (user_id, "user_id", error) ||
        !mh_web_str_ok (event_type, "event_type", error) ||
-       (metadata && !mh_web_size_ok (metadata->len, "event metadata", error))) {
+       (metadata && !mh_web_doc_ok ("event log", "event metadata", metadata, error))) {
       return NULL;
    }
    if (timestamp_ms < 0) {

@@ -521,6 +521,13 @@ bool mh_web_id_new (char out[MONGO_HELPER_SESSION_ID_SIZE], mongo_helper_error_t
 bool mh_web_coll_name_ok (const char *name, mongo_helper_error_t *error);
 bool mh_web_str_ok (const char *s, const char *what, mongo_helper_error_t *error);
 bool mh_web_size_ok (size_t len, const char *what, mongo_helper_error_t *error);
+/* A caller's document to store: mh_doc_check() (well-formed, nesting) and
+ * mh_web_size_ok(). */
+bool
+mh_web_doc_ok (const char *fn, const char *label, const bson_t *doc, mongo_helper_error_t *error);
+/* A duration (ms) within [min, MONGO_HELPER_MAX_DURATION_MS], else
+ * INVALID_ARGUMENT naming `what` and the range. */
+bool mh_web_duration_ok (int64_t ms, int64_t min, const char *what, mongo_helper_error_t *error);
 bool mh_web_ensure_op (mh_attempt_t *a, void *ctx);
 void mh_web_setup_init (mh_web_setup_t *s, bool lazy);
 void mh_web_setup_destroy (mh_web_setup_t *s);

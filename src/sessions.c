@@ -38,16 +38,13 @@ mongo_helper_sessions_new (const mongo_helper_sessions_options_t *options,
    if (options) {
       o = *options;
    }
-   if (!mh_web_coll_name_ok (o.collection, error)) {
-      return NULL;
-   }
-   if (o.idle_lifetime_ms <= 0 || o.absolute_lifetime_ms < 0 || o.touch_interval_ms < 0 ||
-       o.regenerate_grace_ms < 0) {
-      mh_fail (error,
-               MONGO_HELPER_ERROR_INVALID_ARGUMENT,
-               0,
-               "session options: idle_lifetime_ms must be > 0 and the other "
-               "times >= 0");
+   if (!mh_web_coll_name_ok (o.collection, error) ||
+       !mh_web_duration_ok (o.idle_lifetime_ms, 1, "session option idle_lifetime_ms", error) ||
+       !mh_web_duration_ok (
+          o.absolute_lifetime_ms, 0, "session option absolute_lifetime_ms", error) ||
+       !mh_web_duration_ok (o.touch_interval_ms, 0, "session option touch_interval_ms", error) ||
+       !mh_web_duration_ok (
+          o.regenerate_grace_ms, 0, "session option regenerate_grace_ms", error)) {
       return NULL;
    }
    s = bson_malloc0 (sizeof *s);
@@ -105,15 +102,19 @@ mh_sessions_ensure_cb (void *h, mongo_helper_error_t *error)
 }
 
 /* Validates a client-supplied id (exact length and alphabet, so nothing
- * else ever reaches a filter) and hashes it to the stored _id.  A
- * malformed id is NOT_FOUND: it comes from a cookie, not from code. */
+ * else ever reaches a filter) and hashes it to the stored _id.  A missing
+ * or malformed id is NOT_FOUND: it comes from a cookie, not from code, and
+ * a first visit has none. */
 static bool
 mh_session_key (const char *id, char hex[65], mongo_helper_error_t *error)
 {
    size_t i;
 
    if (!id) {
-      return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "session id is NULL");
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_NOT_FOUND,
+                      0,
+                      "no session id (e.g. no cookie yet): start a new session");
    }
    for (i = 0; id[i] && i <= MONGO_HELPER_SESSION_ID_LEN; i++) {
       char c = id[i];
@@ -169,6 +170,19 @@ mh_session_filter (bson_t *f, const char *hex, int64_t now)
    mh_web_append_live (f, "expiresAt", now);
 }
 
+/* A regenerated session keeps its document until the grace ends, marked
+ * with the digest of its successor's id: { replacedBy: { $exists: false } }
+ * matches only sessions nobody has regenerated. */
+static void
+mh_session_unclaimed (bson_t *f)
+{
+   bson_t ex;
+
+   BSON_APPEND_DOCUMENT_BEGIN (f, "replacedBy", &ex);
+   BSON_APPEND_BOOL (&ex, "$exists", false);
+   bson_append_document_end (f, &ex);
+}
+
 static int64_t
 mh_session_expiry (const mongo_helper_sessions_t *s, int64_t now, int64_t abs_exp)
 {
@@ -176,29 +190,23 @@ mh_session_expiry (const mongo_helper_sessions_t *s, int64_t now, int64_t abs_ex
    return abs_exp > 0 && abs_exp < e ? abs_exp : e;
 }
 
+/* Inserts the session `hex` (the digest of a new id). */
 static bool
 mh_session_insert (mongo_helper_sessions_t *s,
                    mh_opid_t op,
+                   const char *hex,
                    const bson_t *data,
                    const char *user_id,
                    int64_t created,
                    int64_t abs_exp,
-                   char id_out[MONGO_HELPER_SESSION_ID_SIZE],
                    mongo_helper_error_t *error)
 {
-   char id[MONGO_HELPER_SESSION_ID_SIZE];
-   char hex[65];
    bson_t doc = BSON_INITIALIZER;
    bson_t empty = BSON_INITIALIZER;
    int64_t now = mh_wall_ms ();
    const mh_call_t call = {op, MH_OP_WRITE, NULL, s->coll, NULL};
    bool ok;
 
-   if (!mh_web_id_new (id, error) || !mh_session_key (id, hex, error)) {
-      bson_destroy (&doc);
-      bson_destroy (&empty);
-      return false;
-   }
    if (created == 0) { /* a new session, not a regenerated one */
       created = now;
       abs_exp = s->opt.absolute_lifetime_ms > 0 ? now + s->opt.absolute_lifetime_ms : 0;
@@ -215,12 +223,16 @@ mh_session_insert (mongo_helper_sessions_t *s,
       mh_web_append_date (&doc, "absoluteExpiresAt", abs_exp);
    }
    ok = mh_crud_insert_one (&call, &doc, error);
-   if (ok) {
-      memcpy (id_out, id, sizeof id);
-   }
    bson_destroy (&doc);
    bson_destroy (&empty);
    return ok;
+}
+
+/* A new id and its digest. */
+static bool
+mh_session_new_id (char id[MONGO_HELPER_SESSION_ID_SIZE], char hex[65], mongo_helper_error_t *error)
+{
+   return mh_web_id_new (id, error) && mh_session_key (id, hex, error);
 }
 
 bool
@@ -230,6 +242,9 @@ mongo_helper_sessions_create (mongo_helper_sessions_t *sessions,
                               char id_out[MONGO_HELPER_SESSION_ID_SIZE],
                               mongo_helper_error_t *error)
 {
+   char id[MONGO_HELPER_SESSION_ID_SIZE];
+   char hex[65];
+
    if (!mh_sessions_begin (sessions, NULL, NULL, error)) {
       return false;
    }
@@ -242,17 +257,24 @@ mongo_helper_sessions_create (mongo_helper_sessions_t *sessions,
    if (user_id && !mh_web_str_ok (user_id, "user_id", error)) {
       return false;
    }
-   if (data && !mh_web_size_ok (data->len, "session data", error)) {
+   if (data && !mh_web_doc_ok ("mongo_helper_sessions_create", "session data", data, error)) {
       return false;
    }
-   return mh_session_insert (sessions, MH_OPID_SESSIONS_CREATE, data, user_id, 0, 0, id_out, error);
+   if (!mh_session_new_id (id, hex, error) ||
+       !mh_session_insert (sessions, MH_OPID_SESSIONS_CREATE, hex, data, user_id, 0, 0, error)) {
+      return false;
+   }
+   memcpy (id_out, id, sizeof id);
+   return true;
 }
 
-/* Reads the live session document (all fields) into `doc`. */
+/* Reads the live session document into `doc` (`opts` NULL: all fields). */
 static bool
 mh_session_read (mongo_helper_sessions_t *s,
                  mh_opid_t op,
                  const char *hex,
+                 const bson_t *opts,
+                 int64_t now,
                  bson_t *doc,
                  mongo_helper_error_t *error)
 {
@@ -260,8 +282,8 @@ mh_session_read (mongo_helper_sessions_t *s,
    bson_t f = BSON_INITIALIZER;
    bool ok, found;
 
-   mh_session_filter (&f, hex, mh_wall_ms ());
-   ok = mh_crud_find_one (&call, &f, NULL, doc, &found, error);
+   mh_session_filter (&f, hex, now);
+   ok = mh_crud_find_one (&call, &f, opts, doc, &found, error);
    bson_destroy (&f);
    if (ok && !found) {
       return mh_session_not_found (error);
@@ -280,6 +302,24 @@ mh_doc_date (const bson_t *doc, const char *field)
    return 0;
 }
 
+/* Copies the session document's data into `data_out` (initialised). */
+static void
+mh_session_data (const bson_t *doc, bson_t *data_out)
+{
+   bson_iter_t it;
+   uint32_t len;
+   const uint8_t *d;
+   bson_t v;
+
+   if (bson_iter_init_find (&it, doc, "data") && BSON_ITER_HOLDS_DOCUMENT (&it)) {
+      bson_iter_document (&it, &len, &d);
+      if (bson_init_static (&v, d, len)) {
+         bson_destroy (data_out);
+         bson_copy_to (&v, data_out);
+      }
+   }
+}
+
 bool
 mongo_helper_sessions_load (mongo_helper_sessions_t *sessions,
                             const char *id,
@@ -288,7 +328,6 @@ mongo_helper_sessions_load (mongo_helper_sessions_t *sessions,
 {
    char hex[65];
    bson_t doc = BSON_INITIALIZER;
-   bson_iter_t it;
    bool ok;
 
    if (data_out) {
@@ -305,17 +344,87 @@ mongo_helper_sessions_load (mongo_helper_sessions_t *sessions,
                       0,
                       "mongo_helper_sessions_load: data_out is NULL");
    }
-   ok = mh_session_read (sessions, MH_OPID_SESSIONS_LOAD, hex, &doc, error);
-   if (ok && bson_iter_init_find (&it, &doc, "data") && BSON_ITER_HOLDS_DOCUMENT (&it)) {
-      uint32_t len;
-      const uint8_t *d;
-      bson_t v;
+   ok = mh_session_read (sessions, MH_OPID_SESSIONS_LOAD, hex, NULL, mh_wall_ms (), &doc, error);
+   if (ok) {
+      mh_session_data (&doc, data_out);
+   }
+   bson_destroy (&doc);
+   return ok;
+}
 
-      bson_iter_document (&it, &len, &d);
-      if (bson_init_static (&v, d, len)) {
-         bson_destroy (data_out);
-         bson_copy_to (&v, data_out);
-      }
+/* The lazy touch of a session document just read at `now`: when its
+ * lastSeen is older than touch_interval_ms, one update slides lastSeen and
+ * expiresAt (capped by absoluteExpiresAt).  Its filter repeats the lastSeen
+ * condition, so concurrent touches write once between them, and requires
+ * an unclaimed session, so a touch never extends the old id of a
+ * regenerated session, whichever runs first. */
+static bool
+mh_session_touch_due (mongo_helper_sessions_t *s,
+                      const char *hex,
+                      const bson_t *doc,
+                      int64_t now,
+                      bool *wrote,
+                      mongo_helper_error_t *error)
+{
+   const mh_call_t call = {MH_OPID_SESSIONS_TOUCH, MH_OP_WRITE, NULL, s->coll, NULL};
+   int64_t threshold = now - s->opt.touch_interval_ms;
+   bson_t f = BSON_INITIALIZER;
+   bson_t u = BSON_INITIALIZER;
+   bson_t set, lt;
+   int64_t n = 0;
+   bool ok;
+
+   if (mh_doc_date (doc, "lastSeen") >= threshold || bson_has_field (doc, "replacedBy")) {
+      return true; /* fresh enough (or retired): the whole point is not writing */
+   }
+   mh_session_filter (&f, hex, now);
+   BSON_APPEND_DOCUMENT_BEGIN (&f, "lastSeen", &lt);
+   mh_web_append_date (&lt, "$lt", threshold);
+   bson_append_document_end (&f, &lt);
+   mh_session_unclaimed (&f);
+   BSON_APPEND_DOCUMENT_BEGIN (&u, "$set", &set);
+   mh_web_append_date (&set, "lastSeen", now);
+   mh_web_append_date (
+      &set, "expiresAt", mh_session_expiry (s, now, mh_doc_date (doc, "absoluteExpiresAt")));
+   bson_append_document_end (&u, &set);
+   ok = mh_web_update (&call, MH_UPDATE_ONE, &f, &u, false, &n, error);
+   if (ok && wrote) {
+      *wrote = n > 0;
+   }
+   bson_destroy (&f);
+   bson_destroy (&u);
+   return ok;
+}
+
+bool
+mongo_helper_sessions_load_touch (mongo_helper_sessions_t *sessions,
+                                  const char *id,
+                                  bson_t *data_out,
+                                  bool *touched,
+                                  mongo_helper_error_t *error)
+{
+   char hex[65];
+   bson_t doc = BSON_INITIALIZER;
+   int64_t now = mh_wall_ms ();
+   bool ok;
+
+   if (touched) {
+      *touched = false;
+   }
+   if (data_out) {
+      bson_init (data_out);
+   }
+   ok = mh_sessions_begin (sessions, id, hex, error);
+   if (ok && !data_out) {
+      ok = mh_fail (error,
+                    MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                    0,
+                    "mongo_helper_sessions_load_touch: data_out is NULL");
+   }
+   ok = ok && mh_session_read (sessions, MH_OPID_SESSIONS_LOAD, hex, NULL, now, &doc, error) &&
+        mh_session_touch_due (sessions, hex, &doc, now, touched, error);
+   if (ok) {
+      mh_session_data (&doc, data_out);
    }
    bson_destroy (&doc);
    return ok;
@@ -360,13 +469,33 @@ mongo_helper_sessions_save (mongo_helper_sessions_t *sessions,
       return mh_fail (
          error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "mongo_helper_sessions_save: data is NULL");
    }
-   if (!mh_web_size_ok (data->len, "session data", error)) {
+   if (!mh_web_doc_ok ("mongo_helper_sessions_save", "session data", data, error)) {
       return false;
    }
    u = BCON_NEW ("$set", "{", "data", BCON_DOCUMENT (data), "}");
    ok = mh_session_update (sessions, MH_OPID_SESSIONS_SAVE, hex, u, error);
    bson_destroy (u);
    return ok;
+}
+
+/* A name set or unset names one top-level field of the data: in an update
+ * a '.' would make it a path into a nested document, and a leading '$' an
+ * operator, so both are refused rather than reinterpreted. */
+static bool
+mh_session_field_ok (const char *fn, const char *name, mongo_helper_error_t *error)
+{
+   if (!name || !*name || name[0] == '$' || strchr (name, '.')) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "%s: session field name '%.64s' is NULL, empty, starts with '$' "
+                      "or contains '.': only top-level fields of the data can be set "
+                      "or unset (set the whole top-level field, or use "
+                      "mongo_helper_sessions_save())",
+                      fn,
+                      name ? name : "(null)");
+   }
+   return true;
 }
 
 bool
@@ -386,7 +515,7 @@ mongo_helper_sessions_set (mongo_helper_sessions_t *sessions,
       bson_destroy (&u);
       return false;
    }
-   if (!fields || !mh_web_size_ok (fields->len, "session fields", error) ||
+   if (!fields || !mh_web_doc_ok ("mongo_helper_sessions_set", "session fields", fields, error) ||
        !bson_iter_init (&it, fields)) {
       bson_destroy (&u);
       return fields ? false
@@ -400,18 +529,13 @@ mongo_helper_sessions_set (mongo_helper_sessions_t *sessions,
       const char *k = bson_iter_key (&it);
       char *path;
 
-      if (!*k || k[0] == '$') {
-         ok = mh_fail (error,
-                       MONGO_HELPER_ERROR_INVALID_ARGUMENT,
-                       0,
-                       "session field name '%s' is empty or starts with '$'",
-                       k);
-         break;
+      ok = mh_session_field_ok ("mongo_helper_sessions_set", k, error);
+      if (ok) {
+         path = bson_strdup_printf ("data.%s", k);
+         bson_append_iter (&set, path, -1, &it);
+         bson_free (path);
+         n++;
       }
-      path = bson_strdup_printf ("data.%s", k);
-      bson_append_iter (&set, path, -1, &it);
-      bson_free (path);
-      n++;
    }
    bson_append_document_end (&u, &set);
    if (ok && n == 0) {
@@ -454,18 +578,12 @@ mongo_helper_sessions_unset (mongo_helper_sessions_t *sessions,
    for (size_t i = 0; ok && i < n; i++) {
       char *path;
 
-      if (!fields[i] || !*fields[i] || fields[i][0] == '$') {
-         ok = mh_fail (error,
-                       MONGO_HELPER_ERROR_INVALID_ARGUMENT,
-                       0,
-                       "session field name %zu is NULL, empty or starts "
-                       "with '$'",
-                       i);
-         break;
+      ok = mh_session_field_ok ("mongo_helper_sessions_unset", fields[i], error);
+      if (ok) {
+         path = bson_strdup_printf ("data.%s", fields[i]);
+         BSON_APPEND_UTF8 (&unset, path, "");
+         bson_free (path);
       }
-      path = bson_strdup_printf ("data.%s", fields[i]);
-      BSON_APPEND_UTF8 (&unset, path, "");
-      bson_free (path);
    }
    bson_append_document_end (&u, &unset);
    if (ok) {
@@ -506,48 +624,19 @@ mongo_helper_sessions_touch (mongo_helper_sessions_t *sessions,
 {
    char hex[65];
    bson_t doc = BSON_INITIALIZER;
-   bson_t f = BSON_INITIALIZER;
-   bson_t u = BSON_INITIALIZER;
-   bson_t set, lt;
-   const mh_call_t call = {MH_OPID_SESSIONS_TOUCH, MH_OP_WRITE, NULL, NULL, NULL};
-   mh_call_t write = call;
+   /* The touch needs the dates, not the data. */
+   bson_t *opts = BCON_NEW ("projection", "{", "data", BCON_INT32 (0), "}");
    int64_t now = mh_wall_ms ();
-   int64_t threshold, n = 0;
    bool ok;
 
    if (wrote) {
       *wrote = false;
    }
    ok = mh_sessions_begin (sessions, id, hex, error) &&
-        mh_session_read (sessions, MH_OPID_SESSIONS_TOUCH, hex, &doc, error);
-   if (!ok) {
-      goto cleanup;
-   }
-   threshold = now - sessions->opt.touch_interval_ms;
-   if (mh_doc_date (&doc, "lastSeen") >= threshold) {
-      goto cleanup; /* fresh enough: the whole point is not writing */
-   }
-   /* The lastSeen condition makes concurrent touches of one session write
-    * once between them. */
-   mh_session_filter (&f, hex, now);
-   BSON_APPEND_DOCUMENT_BEGIN (&f, "lastSeen", &lt);
-   mh_web_append_date (&lt, "$lt", threshold);
-   bson_append_document_end (&f, &lt);
-   BSON_APPEND_DOCUMENT_BEGIN (&u, "$set", &set);
-   mh_web_append_date (&set, "lastSeen", now);
-   mh_web_append_date (&set,
-                       "expiresAt",
-                       mh_session_expiry (sessions, now, mh_doc_date (&doc, "absoluteExpiresAt")));
-   bson_append_document_end (&u, &set);
-   write.collection = sessions->coll;
-   ok = mh_web_update (&write, MH_UPDATE_ONE, &f, &u, false, &n, error);
-   if (ok && wrote) {
-      *wrote = n > 0;
-   }
-cleanup:
+        mh_session_read (sessions, MH_OPID_SESSIONS_TOUCH, hex, opts, now, &doc, error) &&
+        mh_session_touch_due (sessions, hex, &doc, now, wrote, error);
    bson_destroy (&doc);
-   bson_destroy (&f);
-   bson_destroy (&u);
+   bson_destroy (opts);
    return ok;
 }
 
@@ -567,7 +656,7 @@ mongo_helper_sessions_delete (mongo_helper_sessions_t *sessions,
    }
    if (!mh_sessions_begin (sessions, id, hex, error)) {
       bson_destroy (&f);
-      /* A malformed id names no session, so it is already deleted. */
+      /* A missing or malformed id names no session: already deleted. */
       if (error->category == MONGO_HELPER_ERROR_NOT_FOUND) {
          mh_error_clear (error);
          return true;
@@ -581,20 +670,125 @@ mongo_helper_sessions_delete (mongo_helper_sessions_t *sessions,
    return ok;
 }
 
+/* How long a claimed session is kept at least while its successor is
+ * made: the claim must not shorten its expiry to "now", or the TTL monitor
+ * could remove it mid-regenerate and the last step would take that for a
+ * deletion.  Also how long the old id may still load after a regenerate
+ * that failed half-way. */
+#define MH_SESSION_CLAIM_HOLD_MS 10000
+
+/* Regenerate, step 1: claims the live, unclaimed session `hex` for the
+ * successor `new_hex` in one findAndModify, so of two racing regenerates
+ * exactly one wins and no touch extends the old id afterwards, and caps
+ * both of its expiries at the end of the grace or of the hold, whichever
+ * is later (step 3 lowers it to the grace).  `old` receives the document
+ * as it was. */
+static bool
+mh_session_claim (mongo_helper_sessions_t *s,
+                  const char *hex,
+                  const char *new_hex,
+                  int64_t now,
+                  bson_t *old,
+                  mongo_helper_error_t *error)
+{
+   const mh_call_t call = {MH_OPID_SESSIONS_REGENERATE, MH_OP_WRITE, NULL, s->coll, NULL};
+   int64_t hold = s->opt.regenerate_grace_ms > MH_SESSION_CLAIM_HOLD_MS ? s->opt.regenerate_grace_ms
+                                                                        : MH_SESSION_CLAIM_HOLD_MS;
+   bson_t f = BSON_INITIALIZER;
+   bson_t u = BSON_INITIALIZER;
+   bson_t set, min;
+   bool ok, found;
+
+   mh_session_filter (&f, hex, now);
+   mh_session_unclaimed (&f);
+   BSON_APPEND_DOCUMENT_BEGIN (&u, "$set", &set);
+   BSON_APPEND_UTF8 (&set, "replacedBy", new_hex);
+   bson_append_document_end (&u, &set);
+   BSON_APPEND_DOCUMENT_BEGIN (&u, "$min", &min);
+   mh_web_append_date (&min, "expiresAt", now + hold);
+   mh_web_append_date (&min, "absoluteExpiresAt", now + hold);
+   bson_append_document_end (&u, &min);
+   ok = mh_crud_find_and_modify (&call, &f, &u, NULL, 0, old, &found, error);
+   bson_destroy (&f);
+   bson_destroy (&u);
+   if (ok && !found) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_NOT_FOUND,
+                      0,
+                      "no such session (unknown, expired or already regenerated): "
+                      "start a new one");
+   }
+   return ok;
+}
+
+/* Regenerate, step 3, once the successor is stored: deletes the claimed
+ * session (no grace) or caps its expiries at the end of the grace (claim
+ * time + grace).  Either must find it: if it is gone, a logout or "delete
+ * every session of this user" (which could not see the successor yet)
+ * reached it meanwhile, so the successor is deleted too and the deletion
+ * wins. */
+static bool
+mh_session_retire (mongo_helper_sessions_t *s,
+                   const char *hex,
+                   const char *new_hex,
+                   int64_t claimed_at,
+                   mongo_helper_error_t *error)
+{
+   mh_call_t call = {MH_OPID_SESSIONS_REGENERATE, MH_OP_WRITE, NULL, s->coll, NULL};
+   int64_t end = claimed_at + s->opt.regenerate_grace_ms;
+   bson_t f = BSON_INITIALIZER;
+   bson_t doc = BSON_INITIALIZER;
+   bson_t *u = NULL;
+   bool ok, found = false;
+   int64_t n = 0;
+
+   BSON_APPEND_UTF8 (&f, "_id", hex);
+   BSON_APPEND_UTF8 (&f, "replacedBy", new_hex);
+   if (s->opt.regenerate_grace_ms > 0) {
+      u = BCON_NEW ("$min",
+                    "{",
+                    "expiresAt",
+                    BCON_DATE_TIME (end),
+                    "absoluteExpiresAt",
+                    BCON_DATE_TIME (end),
+                    "}");
+      call.flags |= MH_OP_IDEMPOTENT; /* $min lands once however often sent */
+      ok = mh_web_update (&call, MH_UPDATE_ONE, &f, u, false, &n, error);
+      found = n > 0;
+   } else {
+      /* Not repeated: a repeat would find nothing and undo the regenerate. */
+      ok = mh_crud_find_and_modify (&call, &f, NULL, NULL, MH_FAM_REMOVE, &doc, &found, error);
+   }
+   if (ok && !found) {
+      bson_reinit (&f);
+      BSON_APPEND_UTF8 (&f, "_id", new_hex);
+      call.flags = MH_OP_WRITE | MH_OP_IDEMPOTENT;
+      ok = mh_crud_delete (&call, &f, false, NULL, error) &&
+           mh_fail (error,
+                    MONGO_HELPER_ERROR_NOT_FOUND,
+                    0,
+                    "the session was deleted while it was being regenerated (a logout "
+                    "or mongo_helper_sessions_delete_user()): start a new one");
+   }
+   bson_destroy (u);
+   bson_destroy (&f);
+   bson_destroy (&doc);
+   return ok;
+}
+
 bool
 mongo_helper_sessions_regenerate (mongo_helper_sessions_t *sessions,
                                   const char *old_id,
                                   char new_id_out[MONGO_HELPER_SESSION_ID_SIZE],
                                   mongo_helper_error_t *error)
 {
-   char hex[65];
-   bson_t doc = BSON_INITIALIZER;
+   char hex[65], new_hex[65];
+   char new_id[MONGO_HELPER_SESSION_ID_SIZE];
+   bson_t old = BSON_INITIALIZER;
    bson_t data = BSON_INITIALIZER;
-   bson_t f = BSON_INITIALIZER;
    bson_iter_t it;
    const char *user = NULL;
-   mh_call_t call = {MH_OPID_SESSIONS_REGENERATE, MH_OP_WRITE | MH_OP_IDEMPOTENT, NULL, NULL, NULL};
-   bson_t *u = NULL;
+   int64_t now = mh_wall_ms ();
    bool ok;
 
    ok = mh_sessions_begin (sessions, old_id, hex, error);
@@ -604,52 +798,31 @@ mongo_helper_sessions_regenerate (mongo_helper_sessions_t *sessions,
                     0,
                     "mongo_helper_sessions_regenerate: new_id_out is NULL");
    }
-   ok = ok && mh_session_read (sessions, MH_OPID_SESSIONS_REGENERATE, hex, &doc, error);
-   if (!ok) {
-      goto cleanup;
-   }
-   if (bson_iter_init_find (&it, &doc, "data") && BSON_ITER_HOLDS_DOCUMENT (&it)) {
-      uint32_t len;
-      const uint8_t *d;
-      bson_t v;
-
-      bson_iter_document (&it, &len, &d);
-      if (bson_init_static (&v, d, len)) {
-         bson_destroy (&data);
-         bson_copy_to (&v, &data);
+   /* Claim, then store the successor with the same data, owner, creation
+    * and absolute expiry (a copy of what the claim returned), then retire
+    * the claimed session, which must still be there. */
+   ok = ok && mh_session_new_id (new_id, new_hex, error) &&
+        mh_session_claim (sessions, hex, new_hex, now, &old, error);
+   if (ok) {
+      mh_session_data (&old, &data);
+      if (bson_iter_init_find (&it, &old, "userId") && BSON_ITER_HOLDS_UTF8 (&it)) {
+         user = bson_iter_utf8 (&it, NULL);
       }
+      ok = mh_session_insert (sessions,
+                              MH_OPID_SESSIONS_REGENERATE,
+                              new_hex,
+                              &data,
+                              user,
+                              mh_doc_date (&old, "createdAt"),
+                              mh_doc_date (&old, "absoluteExpiresAt"),
+                              error) &&
+           mh_session_retire (sessions, hex, new_hex, now, error);
    }
-   if (bson_iter_init_find (&it, &doc, "userId") && BSON_ITER_HOLDS_UTF8 (&it)) {
-      user = bson_iter_utf8 (&it, NULL);
+   if (ok) {
+      memcpy (new_id_out, new_id, sizeof new_id);
    }
-   ok = mh_session_insert (sessions,
-                           MH_OPID_SESSIONS_REGENERATE,
-                           &data,
-                           user,
-                           mh_doc_date (&doc, "createdAt"),
-                           mh_doc_date (&doc, "absoluteExpiresAt"),
-                           new_id_out,
-                           error);
-   if (!ok) {
-      goto cleanup;
-   }
-   BSON_APPEND_UTF8 (&f, "_id", hex);
-   call.collection = sessions->coll;
-   if (sessions->opt.regenerate_grace_ms > 0) {
-      int64_t grace = mh_wall_ms () + sessions->opt.regenerate_grace_ms;
-      int64_t cur = mh_doc_date (&doc, "expiresAt");
-
-      u = BCON_NEW (
-         "$set", "{", "expiresAt", BCON_DATE_TIME (cur && cur < grace ? cur : grace), "}");
-      ok = mh_web_update (&call, MH_UPDATE_ONE, &f, u, false, NULL, error);
-   } else {
-      ok = mh_crud_delete (&call, &f, false, NULL, error);
-   }
-cleanup:
-   bson_destroy (u);
-   bson_destroy (&doc);
+   bson_destroy (&old);
    bson_destroy (&data);
-   bson_destroy (&f);
    return ok;
 }
 
@@ -708,6 +881,8 @@ mongo_helper_sessions_count (mongo_helper_sessions_t *sessions,
       BSON_APPEND_UTF8 (&f, "userId", user_id);
    }
    mh_web_append_live (&f, "expiresAt", mh_wall_ms ());
+   /* The old id of a regenerated session is not a session of its own. */
+   mh_session_unclaimed (&f);
    call.collection = sessions->coll;
    ok = mh_crud_count (&call, &f, NULL, count, error);
    bson_destroy (&f);

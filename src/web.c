@@ -98,6 +98,29 @@ mh_web_size_ok (size_t len, const char *what, mongo_helper_error_t *error)
    return true;
 }
 
+bool
+mh_web_doc_ok (const char *fn, const char *label, const bson_t *doc, mongo_helper_error_t *error)
+{
+   return mh_doc_check (fn, label, doc, error) && mh_web_size_ok (doc->len, label, error);
+}
+
+bool
+mh_web_duration_ok (int64_t ms, int64_t min, const char *what, mongo_helper_error_t *error)
+{
+   if (ms < min || ms > MONGO_HELPER_MAX_DURATION_MS) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "%s is %" PRId64 " ms: it must be within %" PRId64 "..%" PRId64
+                      " (MONGO_HELPER_MAX_DURATION_MS, 100 years)",
+                      what,
+                      ms,
+                      min,
+                      (int64_t) MONGO_HELPER_MAX_DURATION_MS);
+   }
+   return true;
+}
+
 /* -- The helpers' operations are the document operations of src/ops.c,
  * on the default database, under the helpers' own operation names. */
 

@@ -20,7 +20,8 @@ main (void)
       crud_suite, stream_suite, health_suite,          /* 7 */
       aggregate_suite, bulk_suite, index_suite, search_suite,
       gridfs_suite, watch_suite, stats_suite,          /* 8 */
-      sessions_suite, cache_suite, eventlog_suite,
+      sessions_suite, session_races_suite, session_round_trips_suite,
+      cache_suite, cache_lease_suite, eventlog_suite, web_limits_suite,
       concurrent_suite,                                /* 9 */
       event_writer_suite,                              /* 10 */
    };

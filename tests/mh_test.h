@@ -33,8 +33,12 @@ Suite *gridfs_suite (void);
 Suite *watch_suite (void);
 Suite *stats_suite (void);
 Suite *sessions_suite (void);
+Suite *session_races_suite (void);
+Suite *session_round_trips_suite (void);
 Suite *cache_suite (void);
+Suite *cache_lease_suite (void);
 Suite *eventlog_suite (void);
+Suite *web_limits_suite (void);
 Suite *concurrent_suite (void);
 Suite *event_writer_suite (void);
 
