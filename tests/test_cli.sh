@@ -237,7 +237,7 @@ run 3 env "MONGO_URI=mongodb://app:$pw@h/db" MONGO_WAIT_QUEUE_TIMEOUT_MS=0 "$too
 no_password "bad setting"
 run 0 "$tool" -c "$tmp/pw_down.ini" config --json
 no_password "credential option"
-setting_is authMechanismProperties "'****'" connection_options "[db] connection_options"
+setting_is authMechanismProperties "'AWS_SESSION_TOKEN:****'" connection_options "[db] connection_options"
 
 # ---- ping and status --------------------------------------------------------------
 
