@@ -290,15 +290,11 @@ mh_keyring_parse_text (const char *text,
    const char *p = text, *end = text + len;
    unsigned no = 0;
 
-   while (p <= end) {
+   for (;;) {
       const char *stop = memchr (p, sep, (size_t) (end - p));
       const char *e = p;
-      size_t elen;
+      size_t elen = (size_t) ((stop ? stop : end) - p);
 
-      if (!stop) {
-         stop = end;
-      }
-      elen = (size_t) (stop - p);
       no++;
       mh_trim (&e, &elen);
       if (comments && (elen == 0 || e[0] == '#')) {
@@ -310,6 +306,9 @@ mh_keyring_parse_text (const char *text,
       } else if (!mh_keyring_add (ring, e, elen, where, unit, no, error)) {
          mh_keyring_destroy (ring);
          return NULL;
+      }
+      if (!stop) {
+         break;
       }
       p = stop + 1;
    }
