@@ -6,11 +6,13 @@
  * *, or lower layers; `make layer-check` verifies it on the objects):
  *
  *   0  src/redact.c       credential redaction (no dependencies)
- *      src/crypto.c       SHA-256 and the CSPRNG: the one OpenSSL user
+ *      src/crypto.c       SHA-256, the CSPRNG, AES-256-GCM: the one OpenSSL
+ *                         user
  *   1  src/error.c        error categories and messages
  *      src/log.c          the log sink and libmongoc's log route
  *   2  src/util.c         process set-up and fork hooks, the clocks, the
  *                         sleep, name checks, bson helpers
+ *      src/keyring.c      key rings and sealed (encrypted) records
  *   3  src/config.c       URI and settings resolution (one settings table)
  *   4  src/resilience.c   retry classification, backoff, circuit breaker
  *      src/security.c     filter check, ObjectId parsing

@@ -77,7 +77,12 @@ typedef enum {
    MONGO_HELPER_ERROR_AUTH,             /* authentication failed */
    MONGO_HELPER_ERROR_CIRCUIT_OPEN,     /* failing fast after repeated
                                            connection failures */
-   MONGO_HELPER_ERROR_INTERNAL          /* out of memory, library bug */
+   MONGO_HELPER_ERROR_INTERNAL,         /* out of memory, library bug */
+   MONGO_HELPER_ERROR_INTEGRITY         /* an encrypted record did not open:
+                                           altered, truncated, moved from
+                                           another record, or its key is
+                                           not in the key ring; the record
+                                           is not returned */
 } mongo_helper_category_t;
 
 /* Size of mongo_helper_error_t.message, including the terminating NUL. */

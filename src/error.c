@@ -29,6 +29,8 @@ mongo_helper_category_name (mongo_helper_category_t category)
       return "circuit_open";
    case MONGO_HELPER_ERROR_INTERNAL:
       return "internal";
+   case MONGO_HELPER_ERROR_INTEGRITY:
+      return "integrity";
    }
    return "unknown";
 }

@@ -6,7 +6,7 @@
 
 #define MH_METRIC_SLOTS 64
 #define MH_METRIC_NAME 48
-#define MH_CATEGORIES (MONGO_HELPER_ERROR_INTERNAL + 1)
+#define MH_CATEGORIES (MONGO_HELPER_ERROR_INTEGRITY + 1) /* the last category, + 1 */
 
 static const int32_t mh_hist_le_ms[] =
    {1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000};

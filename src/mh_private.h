@@ -41,6 +41,33 @@ bool mh_starts_with_ci (const char *s, const char *prefix);
 bool mh_sha256_hex (const void *data, size_t len, char out[65]);
 bool mh_random_bytes (void *buf, size_t len);
 
+/* crypto.c: memory wiping the compiler cannot drop (OPENSSL_cleanse). */
+void mh_cleanse (void *buf, size_t len);
+
+/* crypto.c: AES-256-GCM, 12-byte nonce, 16-byte tag.  Seal writes
+ * len + MH_AEAD_TAG_LEN bytes to `out` (ciphertext, then tag).  Open takes
+ * that form (len >= MH_AEAD_TAG_LEN) and writes len - MH_AEAD_TAG_LEN
+ * bytes to `out`; false when the tag does not verify (the key, nonce,
+ * associated data or bytes differ from the seal's), `out` then wiped.
+ * `out` is never NULL; lengths are at most INT_MAX. */
+#define MH_AEAD_KEY_LEN 32
+#define MH_AEAD_NONCE_LEN 12
+#define MH_AEAD_TAG_LEN 16
+bool mh_aead_seal (const uint8_t key[MH_AEAD_KEY_LEN],
+                   const uint8_t nonce[MH_AEAD_NONCE_LEN],
+                   const uint8_t *aad,
+                   size_t aad_len,
+                   const uint8_t *plain,
+                   size_t len,
+                   uint8_t *out);
+bool mh_aead_open (const uint8_t key[MH_AEAD_KEY_LEN],
+                   const uint8_t nonce[MH_AEAD_NONCE_LEN],
+                   const uint8_t *aad,
+                   size_t aad_len,
+                   const uint8_t *sealed,
+                   size_t len,
+                   uint8_t *out);
+
 /* ==== Layer 1: error.c, log.c ======================================== */
 
 /* error.c */
@@ -173,6 +200,136 @@ void mh_recategorize (mongo_helper_error_t *error, mongo_helper_category_t cat);
 /* Reports a condition found inside an operation so mh_run() maps it like
  * a server error (domain SERVER, the given code); returns false. */
 bool mh_berr (bson_error_t *berr, uint32_t code, const char *fmt, ...) BSON_GNUC_PRINTF (3, 4);
+
+/* ==== Layer 2: keyring.c (key rings and sealed records) ============== */
+
+/*
+ * A key ring: the AES-256 keys that may open encrypted records, each under
+ * a short id; the first is the current key, the one every seal uses.  A
+ * ring never changes once made: threads share it without a lock.  Key
+ * bytes are wiped when it is destroyed.
+ *
+ * Text form (configuration): entries "id:base64key", the current key
+ * first.  mh_keyring_parse() takes them separated by ',' (an environment
+ * variable, an INI value, the API); mh_keyring_load_file() one per line,
+ * blank lines and lines starting with '#' skipped.  Whitespace around an
+ * entry, id or key is ignored.  An id is 1 to MH_KEY_ID_MAX characters
+ * among A-Z a-z 0-9 _ -, unique in the ring.  A key is standard (+/) or
+ * URL-safe (-_) base64, '=' padding optional, exactly 32 bytes decoded
+ * (`openssl rand -base64 32`).  Two ids may hold the same key (renaming a
+ * key).  At most MH_KEYRING_MAX keys.  A key file must be a regular file
+ * no other user may access (mode 0600 or 0640; symbolic links are
+ * followed) of at most MH_KEY_FILE_MAX bytes.
+ *
+ * Errors are CONFIG, "<source>, entry 2 ('k1'): the key is 31 bytes after
+ * base64 decoding, AES-256 needs 32" (a file: "<source>, key file <path>,
+ * line 3 ..."), and never hold key text: ids are echoed only once valid,
+ * bad characters are given by position.  `source` names where the text
+ * came from ("environment MONGO_SESSION_KEYS"); NULL: "key ring".
+ */
+typedef struct mh_keyring mh_keyring_t;
+
+#define MH_KEY_ID_MAX 32
+#define MH_KEYRING_MAX 64
+#define MH_KEY_FILE_MAX (64 * 1024)
+
+mh_keyring_t *mh_keyring_parse (const char *spec, const char *source, mongo_helper_error_t *error);
+mh_keyring_t *
+mh_keyring_load_file (const char *path, const char *source, mongo_helper_error_t *error);
+void mh_keyring_destroy (mh_keyring_t *ring);
+
+/* How many keys; the id of key `i` (0: the current key), NULL past the
+ * end.  Ids live as long as the ring. */
+size_t mh_keyring_count (const mh_keyring_t *ring);
+const char *mh_keyring_id (const mh_keyring_t *ring, size_t i);
+
+/*
+ * A sealed record (envelope version 1) is the BSON subdocument
+ *
+ *    { v: <int32 1>,
+ *      k: <string: id of the key that sealed it>,
+ *      n: <binary subtype 0, 12 bytes: the AES-GCM nonce, random per seal>,
+ *      c: <binary subtype 0: the ciphertext, then the 16-byte GCM tag> }
+ *
+ * with exactly these fields in this order (MongoDB keeps the order of a
+ * subdocument's fields).  The ciphertext has the plaintext's length.  The
+ * associated data GCM authenticates is
+ *
+ *    0x01 (the version) || one byte: length of k || k || the caller's aad
+ *
+ * so the version and key id cannot be changed either, and the caller's
+ * aad binds the record's identity: a payload moved to another record does
+ * not open.  Key id and version stay readable, so a query finds the
+ * records of a key ({"<field>.k": "k1"}) without decrypting anything.  A
+ * random 96-bit nonce is safe for about 2^32 seals per key (NIST SP
+ * 800-38D): rotate the current key before that.
+ */
+#define MH_SEALED_VERSION 1
+
+/* The record identity to pass as associated data: the BSON document
+ * {c: <collection>, i: <the record's _id>} (use bson_get_data (aad),
+ * aad->len).  Sessions: the collection name and the stored _id (the
+ * hashed session id); cache: the collection name and the stored _id as
+ * it is (string or {p, h} document).  The database is left out, so a dump
+ * restored under another database name still opens; a renamed
+ * collection does not.  `aad` is initialised in every case (destroy it);
+ * false with INVALID_ARGUMENT for a NULL argument. */
+bool mh_record_aad (bson_t *aad,
+                    const char *collection,
+                    const bson_value_t *id,
+                    mongo_helper_error_t *error);
+
+/* Encrypts `len` bytes (at most MH_MAX_BSON; `plain` may be NULL when 0)
+ * with the ring's current key and a fresh random nonce, and appends the
+ * sealed record to `parent` as `field`.  Fails with INVALID_ARGUMENT
+ * (NULL argument, too large) or INTERNAL (OpenSSL failed); `parent` is
+ * then unusable if the failure came after the append began. */
+bool mh_seal (const mh_keyring_t *ring,
+              const uint8_t *aad,
+              size_t aad_len,
+              const uint8_t *plain,
+              size_t len,
+              bson_t *parent,
+              const char *field,
+              mongo_helper_error_t *error);
+
+/* What mh_open() found.  `data` holds `len` bytes and a NUL after them
+ * (bson_malloc); `key_id` is the ring's id of the key that opened it
+ * (borrowed from the ring); `stale` is true when that is not the current
+ * key: the record should be sealed again on its next write. */
+typedef struct {
+   uint8_t *data;
+   size_t len;
+   const char *key_id;
+   bool stale;
+} mh_opened_t;
+
+/* The codes of MONGO_HELPER_ERROR_INTEGRITY errors (error->code). */
+enum {
+   MH_INTEGRITY_MALFORMED = 1,   /* not an envelope: truncated, altered, or
+                                    another version */
+   MH_INTEGRITY_UNKNOWN_KEY = 2, /* sealed with a key id not in the ring */
+   MH_INTEGRITY_FORGED = 3,      /* authentication failed: altered bytes,
+                                    another record's payload, or other key
+                                    bytes under the same id */
+};
+
+/* Decrypts the sealed record at `sealed` (an iterator on the field) with
+ * whichever key of the ring its id names, checking it against `aad`.
+ * `out` is cleared first and filled only on success: release it with
+ * mh_opened_clear().  Fails with INTEGRITY and an MH_INTEGRITY_* code (the
+ * message names the key id, never key bytes or plaintext), or
+ * INVALID_ARGUMENT for a NULL argument; nothing of the plaintext is kept
+ * on failure. */
+bool mh_open (const mh_keyring_t *ring,
+              const uint8_t *aad,
+              size_t aad_len,
+              const bson_iter_t *sealed,
+              mh_opened_t *out,
+              mongo_helper_error_t *error);
+
+/* Wipes and frees the plaintext; `opened` may be NULL or already clear. */
+void mh_opened_clear (mh_opened_t *opened);
 
 /* ==== Layer 3: config.c ============================================== */
 

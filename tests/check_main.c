@@ -11,7 +11,7 @@ main (void)
    /* By layer of the map in mongo_helper.c (its number on the right). */
    /* clang-format off */
    Suite *(*const suites[]) (void) = {
-      redact_suite,                                    /* 0 */
+      redact_suite, crypto_suite,                      /* 0 (crypto: keyring is 2) */
       error_suite, log_suite,                          /* 1 */
       config_suite, config_settings_suite,             /* 3 */
       resilience_suite, security_suite,                /* 4 */

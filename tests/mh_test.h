@@ -14,6 +14,7 @@
  * as in the map at the top of mongo_helper.c. */
 
 Suite *redact_suite (void);
+Suite *crypto_suite (void);
 Suite *error_suite (void);
 Suite *log_suite (void);
 Suite *config_suite (void);
