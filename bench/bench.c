@@ -133,6 +133,7 @@ static struct {
    bson_t **flat;   /* flat docs without _id, for inserts */
    long flat_n;
    bson_t *large;   /* one large document without _id */
+   bson_t *large_bad; /* the same with one invalid UTF-8 byte at its end */
    bson_t **meta;   /* event metadata documents */
    long meta_n;
    uint8_t *blob;   /* GridFS payload */
@@ -277,21 +278,34 @@ gen_nested (long i, bool with_id)
    return d;
 }
 
-/* Large: 3000 string fields of 400-599 letters, ~1.5 MB. */
+/* Large: 3000 string fields of 400-599 letters, ~1.5 MB.  With bad_utf8,
+ * the same document except that the last letter of the last string is the
+ * byte 0xFF, never valid in UTF-8: a validator must read all of it to find
+ * the error. */
 static bson_t *
-gen_large (long i)
+gen_large_ex (long i, bool bad_utf8)
 {
    bson_t *d = bson_new ();
    rng_t r;
-   char key[16];
+   char key[16], buf[1024];
 
    rng_init (&r, 3, (uint64_t) i);
    for (int k = 0; k < LARGE_FIELDS; k++) {
       size_t n = 400 + rng_next (&r) % 200;
       snprintf (key, sizeof key, "k%04d", k);
-      append_letters (d, key, &r, n);
+      rng_letters (&r, buf, n);
+      if (bad_utf8 && k == LARGE_FIELDS - 1) {
+         buf[n - 1] = (char) 0xFF; /* bson_append_utf8 does not validate */
+      }
+      BSON_APPEND_UTF8 (d, key, buf);
    }
    return d;
+}
+
+static bson_t *
+gen_large (long i)
+{
+   return gen_large_ex (i, false);
 }
 
 /* Event metadata: what a request handler would attach to a user event. */
@@ -862,6 +876,111 @@ static status_t
 raw_insert_large (run_t *r)
 {
    return raw_insert_one_common (r, "insert_large", true);
+}
+
+/* ---- Task: insert one large document with invalid UTF-8 ------------- */
+
+/* The bad path of insert_one_large: the same 1.5 MB document with one
+ * invalid byte at the end of its last string.  A side that refuses it
+ * before sending (its UTF-8 check has to read the whole document) is
+ * measured; a side that would send it is "n/a" with the reason, never a
+ * failure, and nothing of it counts.  libbson 1.23's bson_validate() drops
+ * the invalid-UTF-8 result of bson_iter_visit_all() (CDRIVER-4448), so
+ * libmongoc 1.23's insert validates every string (twice) and still sends
+ * invalid ones: raw is n/a there, and so is the helper until it checks
+ * UTF-8 itself. */
+static bool
+prep_insert_invalid (side_t side, char *err, size_t err_size)
+{
+   char name[64];
+
+   coll_name (name, sizeof name, "insert_invalid", side);
+   return admin_drop (name, err, err_size);
+}
+
+static status_t
+na (run_t *r, const char *fmt, ...)
+{
+   va_list ap;
+
+   va_start (ap, fmt);
+   vsnprintf (r->err, sizeof r->err, fmt, ap);
+   va_end (ap);
+   return ST_NA;
+}
+
+static status_t
+helper_insert_invalid (run_t *r)
+{
+   char name[64];
+
+   coll_name (name, sizeof name, "insert_invalid", SIDE_HELPER);
+   for (long j = 0; j < r->ops; j++) {
+      mongo_helper_error_t me;
+      bool utf8_error;
+
+      if (mongo_helper_insert_one (NULL, name, B.large_bad, NULL, &me)) {
+         return j == 0 ? na (r, "not rejected: mongo_helper_insert_one() stored the document")
+                       : fail (r, "mongo_helper_insert_one() stored a document with invalid UTF-8");
+      }
+      utf8_error = me.category == MONGO_HELPER_ERROR_INVALID_ARGUMENT &&
+                   (strcasestr (me.message, "utf-8") || strcasestr (me.message, "utf8"));
+      if (!utf8_error && j == 0) {
+         return na (r, "not rejected before sending: mongo_helper_insert_one() relies on libmongoc's "
+                       "validation, which passes it on libbson %s; the server got it (%s: %.*s)",
+                    bson_get_version (), mongo_helper_category_name (me.category),
+                    (int) (strcspn (me.message, ";") < 200 ? strcspn (me.message, ";") : 200),
+                    me.message);
+      }
+      if (!utf8_error) {
+         return fail_mh (r, "mongo_helper_insert_one: not rejected as invalid UTF-8", &me);
+      }
+   }
+   /* nothing stored: counted after the clock stops */
+   snprintf (r->verify_coll, sizeof r->verify_coll, "%s", name);
+   r->verify_count = 0;
+   return ST_OK;
+}
+
+static status_t
+raw_insert_invalid (run_t *r)
+{
+   char name[64];
+   mongoc_client_t *c;
+   mongoc_collection_t *coll;
+   status_t st = ST_OK;
+   bson_error_t ve;
+
+   /* libmongoc's default validation of an inserted document */
+   if (bson_validate_with_error (B.large_bad,
+                                 BSON_VALIDATE_UTF8 | BSON_VALIDATE_UTF8_ALLOW_NULL |
+                                    BSON_VALIDATE_EMPTY_KEYS | BSON_VALIDATE_DOT_KEYS |
+                                    BSON_VALIDATE_DOLLAR_KEYS,
+                                 &ve)) {
+      return na (r, "not rejected before sending: libbson %s's bson_validate() passes this document "
+                    "(it drops bson_iter_visit_all's invalid-UTF-8 result, CDRIVER-4448), so "
+                    "mongoc_collection_insert_one() would send it to the server",
+                 bson_get_version ());
+   }
+   coll_name (name, sizeof name, "insert_invalid", SIDE_RAW);
+   c = raw_pop ();
+   coll = mongoc_client_get_collection (c, B.db, name);
+   for (long j = 0; j < r->ops && st == ST_OK; j++) {
+      bson_error_t e;
+
+      if (mongoc_collection_insert_one (coll, B.large_bad, NULL, NULL, &e)) {
+         st = fail (r, "insert one accepted a document with invalid UTF-8");
+      } else if (e.domain != MONGOC_ERROR_COMMAND || e.code != MONGOC_ERROR_COMMAND_INVALID_ARG) {
+         st = fail_bson (r, "insert one: not rejected as an invalid document", &e);
+      }
+   }
+   mongoc_collection_destroy (coll);
+   raw_push (c);
+   if (st == ST_OK) {
+      snprintf (r->verify_coll, sizeof r->verify_coll, "%s", name);
+      r->verify_count = 0;
+   }
+   return st;
 }
 
 /* ---- Task: find many and empty the cursor --------------------------- */
@@ -2255,6 +2374,12 @@ static const task_t TASKS[] = {
    {"insert_one_large", KIND_SINGLE, "insert one large document (~1.5 MB)", 50, 10, 0, 0,
     NULL, prep_insert_large, helper_insert_large, raw_insert_large, true,
     "helper: mongo_helper_insert_one"},
+   {"insert_one_large_invalid", KIND_SINGLE,
+    "try to insert one large document (~1.5 MB) whose last string has an invalid UTF-8 byte: "
+    "rejected before sending", 50, 10, 0, 0,
+    NULL, prep_insert_invalid, helper_insert_invalid, raw_insert_invalid, true,
+    "helper: mongo_helper_insert_one; every side must reject it (INVALID_ARGUMENT / "
+    "MONGOC_ERROR_COMMAND_INVALID_ARG; pymongo: a lone surrogate, UnicodeEncodeError) and store nothing"},
    {"find_many", KIND_BULK, "one nested document read from a find cursor", 10000, 2000, 0, 0,
     setup_nested, NULL, helper_find_many, raw_find_many, true,
     "helper: mongo_helper_find_stream"},
@@ -3163,8 +3288,8 @@ instr_task (task_res_t *tr)
    mkdir ("build", 0777);
    mkdir ("build/bench", 0777);
    mkdir ("build/bench/callgrind", 0777);
-   fprintf (stderr, "bench: %-20s %8ld ops x %d runs x %d processes under callgrind ...", t->name,
-            tr->instr_ops, B.instr_reps, B.instr_procs);
+   fprintf (stderr, "bench: %-20s %8ld ops x %d run%s x %d processes under callgrind ...", t->name,
+            tr->instr_ops, B.instr_reps, B.instr_reps == 1 ? "" : "s", B.instr_procs);
    for (int s = SIDE_HELPER; s <= SIDE_RAW; s++) {
       side_t side = (side_t) s;
 
@@ -3309,6 +3434,8 @@ instr_task (task_res_t *tr)
       stat_t st = stats (tr->instr[s], tr->n_instr[s]);
       if (tr->instr_status[s] == ST_FAIL) {
          fprintf (stderr, " %s FAILED: %s;", side_name[s], tr->instr_err[s]);
+      } else if (tr->instr_status[s] == ST_NA) {
+         fprintf (stderr, " %s n/a;", side_name[s]);
       } else if (st.ok) {
          fprintf (stderr, " %s %.0f [%.0f, %.0f];", side_name[s], st.med, st.min, st.max);
       }
@@ -3356,7 +3483,9 @@ why_missed (const task_t *t, bool pymongo_ratio)
       return "libmongoc validates every string of an inserted document as UTF-8 by default "
              "(bson_utf8_validate was ~40% of the C client's CPU in `perf record` of this task and is "
              "~89% of its instructions under callgrind: libbson 1.23's bson_validate runs it twice per "
-             "string); pymongo encodes Python str objects, valid by construction, without that pass";
+             "string); pymongo encodes Python str objects, valid by construction, without that pass. "
+             "On libbson 1.23 that validation does not even reject invalid UTF-8 (see "
+             "insert_one_large_invalid)";
    }
    if (!pymongo_ratio && strcmp (t->name, "session_touch") == 0) {
       return "two calls, two round trips: mongo_helper_sessions_load() reads the session and "
@@ -3483,7 +3612,8 @@ why_instr (const task_t *t)
              "it allocates (mh_gfs_buf_write); under callgrind a large memcpy counts one instruction "
              "per byte (rep movsb), so copies weigh more here than in CPU time";
    }
-   if (strcmp (n, "insert_one_large") == 0 || strcmp (n, "insert_many_large") == 0) {
+   if (strcmp (n, "insert_one_large") == 0 || strcmp (n, "insert_many_large") == 0 ||
+       strcmp (n, "insert_one_large_invalid") == 0) {
       return "command monitoring copies the whole 1.5 MB document into the started event "
              "(_mongoc_cmd_append_payload_as_array: about one instruction per byte); libbson's "
              "per-byte UTF-8 validation (bson_utf8_validate, ~23 instructions per byte) is ~89% of "
@@ -3569,6 +3699,18 @@ targets (bson_string_t *out)
          if (miss && why_missed (tr->t, true)) {
             bson_string_append_printf (out, "    why: %s\n", why_missed (tr->t, true));
          }
+      }
+   }
+   buf = res_by_name ("insert_one_large_invalid");
+   for (int s = 0; buf && s < SIDE_N; s++) {
+      /* every side must refuse the document before sending it */
+      const char *why = buf->s[s].status == ST_NA ? buf->s[s].err
+                        : buf->instr_run && buf->instr_status[s] == ST_NA ? buf->instr_err[s]
+                                                                          : NULL;
+      if (why && strncmp (why, "not rejected", 12) == 0) {
+         missed++;
+         bson_string_append_printf (out, "WARNING: missed insert_one_large_invalid (%s): %s\n",
+                                    side_name[s], why);
       }
    }
    buf = res_by_name ("event_log_buffered");
@@ -4594,6 +4736,7 @@ main (int argc, char **argv)
       B.flat[i] = gen_flat (i, false);
    }
    B.large = gen_large (0);
+   B.large_bad = gen_large_ex (0, true);
    B.meta = bson_malloc ((size_t) B.meta_n * sizeof *B.meta);
    for (long i = 0; i < B.meta_n; i++) {
       int32_t uid;
@@ -4678,6 +4821,7 @@ done:
    }
    bson_free (B.flat);
    bson_destroy (B.large);
+   bson_destroy (B.large_bad);
    for (long i = 0; B.meta && i < B.meta_n; i++) {
       bson_destroy (B.meta[i]);
    }
