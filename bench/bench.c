@@ -885,7 +885,7 @@ raw_insert_large (run_t *r)
  * before sending (its UTF-8 check has to read the whole document) is
  * measured; a side that would send it is "n/a" with the reason, never a
  * failure, and nothing of it counts.  libbson 1.23's bson_validate() drops
- * the invalid-UTF-8 result of bson_iter_visit_all() (CDRIVER-4448), so
+ * the invalid-UTF-8 result of bson_iter_visit_all() (cf. CDRIVER-4448), so
  * libmongoc 1.23's insert validates every string (twice) and still sends
  * invalid ones: raw is n/a there, and so is the helper until it checks
  * UTF-8 itself. */
@@ -958,7 +958,8 @@ raw_insert_invalid (run_t *r)
                                     BSON_VALIDATE_DOLLAR_KEYS,
                                  &ve)) {
       return na (r, "not rejected before sending: libbson %s's bson_validate() passes this document "
-                    "(it drops bson_iter_visit_all's invalid-UTF-8 result, CDRIVER-4448), so "
+                    "(bson_iter_visit_all stops at the invalid string before the UTF-8 visitor sees "
+                    "it, and bson_validate ignores that stop; cf. upstream CDRIVER-4448), so "
                     "mongoc_collection_insert_one() would send it to the server",
                  bson_get_version ());
    }
