@@ -46,6 +46,7 @@
 #include <malloc.h>
 #include <math.h>
 #include <openssl/sha.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -110,10 +111,9 @@ static struct {
    bool instr;      /* run it (--instr; on by default in --quick) */
    bool instr_only; /* and skip the CPU/wall pass (--instr-only) */
    int instr_reps;  /* counted runs per child process */
-   int instr_procs; /* child processes per task and side */
+   int instr_procs; /* child processes per side */
    char valgrind[1024], self_exe[1024];
-   const char *ic_task, *ic_side; /* set in the child under callgrind */
-   long ic_ops;
+   const char *ic_tasks, *ic_side; /* set in the child under callgrind */
    const char *only, *skip, *out_dir, *python, *script;
    char uri[2048];
    char uri_redacted[2048];
@@ -444,7 +444,7 @@ rss_kb (void)
    long pages_total = 0, pages_res = 0;
    FILE *f;
 
-   if (B.ic_task) {
+   if (B.ic_side) {
       return 0; /* under callgrind: memory is not measured there */
    }
    f = fopen ("/proc/self/statm", "r");
@@ -477,7 +477,7 @@ hwm_kb (void)
    long v = -1;
    FILE *f;
 
-   if (B.ic_task) {
+   if (B.ic_side) {
       return 0;
    }
    f = fopen ("/proc/self/status", "r");
@@ -2578,9 +2578,10 @@ typedef struct {
    char instr_err[SIDE_N][512];
    double instr[SIDE_N][MAX_REPS];
    int n_instr[SIDE_N];
-   double instr_elapsed_s;
    double attr[SIDE_N][4]; /* per operation, AG_* groups, from the median run */
    bool attr_ok[SIDE_N];
+   int instr_proc[SIDE_N][MAX_REPS], instr_dump[SIDE_N][MAX_REPS]; /* each value's dump */
+   int instr_got[SIDE_N]; /* counted runs reported by the current child */
 } task_res_t;
 
 static task_res_t RES[NTASKS];
@@ -2757,8 +2758,6 @@ task_ops_param (const task_t *t, long *ops, long *param)
    }
 }
 
-static void instr_task (task_res_t *tr);
-
 static void
 run_task (task_res_t *tr)
 {
@@ -2799,7 +2798,6 @@ run_task (task_res_t *tr)
    }
    if (B.instr_only) {
       fprintf (stderr, " %.1f s\n", now_s () - t0);
-      instr_task (tr);
       return;
    }
    /* Warm-up: connections, server caches, allocator; a fifth of the work
@@ -2839,9 +2837,6 @@ run_task (task_res_t *tr)
    }
    tr->elapsed_s = now_s () - t0;
    fprintf (stderr, " %.1f s\n", tr->elapsed_s);
-   if (B.instr) {
-      instr_task (tr);
-   }
 }
 
 /* ---- Instruction pass (callgrind) -------------------------------------- */
@@ -2849,27 +2844,28 @@ run_task (task_res_t *tr)
 /* CPU time on a shared 2-core machine moves by tens of percent between
  * repetitions; the number of instructions the client executes for the same
  * work hardly moves at all.  So each task's timed loop is also run under
- * valgrind's callgrind, one task and side per child process (this program
- * re-executed with --instr-child), client process only: the test server is
- * another process and is not traced.  The child runs with
- * --instr-atstart=no, does its set-up, connections and a warm-up run
- * uninstrumented, then per counted run: prep (untimed), instrumentation
+ * valgrind's callgrind, in one child process per side (this program
+ * re-executed with --instr-child SIDE), client process only: the test
+ * server is another process and is not traced.  The child runs with
+ * --instr-atstart=no and, task after task, does the connections and a
+ * warm-up run uninstrumented, then per counted run: prep (untimed), instrumentation
  * on, counters zeroed, the same run function as the CPU pass, counters
  * dumped to a file named after the run, instrumentation off, result check.
  * The parent reads the "totals:" line of each dump (every thread of the
  * client process, e.g. the concurrent tasks' workers and the buffered
  * writer's flusher) and divides by the operations of the run. */
 
-#define INSTR_DEFAULT_REPS 2  /* counted runs per child process (quick: 1) ... */
-#define INSTR_DEFAULT_PROCS 2 /* ... and child processes per task and side */
-#define INSTR_STREAM_DOCS 5000
+#define INSTR_DEFAULT_REPS 2  /* counted runs per child process ... */
+#define INSTR_DEFAULT_PROCS 2 /* ... and child processes per side (quick: 1) */
+#define INSTR_MAX_PROCS 8
+#define INSTR_STREAM_DOCS 2000
 #define INSTR_HEARTBEAT_MS 600000
 
 /* Operations per instruction run: a third of the quick mode's (instruction
  * counts need no long runs to be stable; a multiple of the threads for the
- * concurrent tasks), 3 large documents, the whole collection for
- * find_many, at most INSTR_STREAM_DOCS streamed documents, two batches of
- * the bulk insert. */
+ * concurrent tasks), 1 large document, the whole collection for find_many,
+ * at most INSTR_STREAM_DOCS streamed documents, one batch of the bulk
+ * insert. */
 static long
 instr_ops_for (const task_t *t)
 {
@@ -2883,10 +2879,10 @@ instr_ops_for (const task_t *t)
       return ops < INSTR_STREAM_DOCS ? ops : INSTR_STREAM_DOCS;
    }
    if (strcmp (t->name, "bulk_insert") == 0) {
-      return 2 * BULK_BATCH; /* whole batches */
+      return BULK_BATCH; /* one whole batch */
    }
    if (strstr (t->name, "_large")) {
-      return 3;
+      return 1; /* ~40 million instructions, the same to a few in a million */
    }
    ops = t->ops_quick >= 300 ? t->ops_quick / 3 : t->ops_quick;
    if (t->kind == KIND_CONCURRENT) {
@@ -2994,40 +2990,25 @@ instr_warmup_ops (const task_t *t, long ops, long param)
    return w;
 }
 
-/* The child, under callgrind: one warm-up run, then B.instr_reps counted
- * runs of one task and side.  Reports "run K ok" per counted run, or
- * "fail MESSAGE", on stdout. */
-static int
-instr_child (void)
+/* One task in the child: a warm-up run, then B.instr_reps counted runs.
+ * Reports "run TASK K ok" per counted run (its dump is written by then),
+ * then "done TASK", or "na TASK WHY" / "fail TASK WHY", on stdout. */
+static void
+instr_child_task (const task_t *t, side_t side)
 {
-   const task_t *t = NULL;
-   side_t side = SIDE_N;
-   run_fn fn = NULL;
+   run_fn fn = side_fn (t, side);
    long ops, param;
    char err[512];
 
-   for (size_t k = 0; k < NTASKS; k++) {
-      if (strcmp (TASKS[k].name, B.ic_task) == 0) {
-         t = &TASKS[k];
-      }
-   }
-   for (int s = 0; s < SIDE_PY; s++) {
-      if (strcmp (B.ic_side, side_name[s]) == 0) {
-         side = (side_t) s;
-      }
-   }
-   if (t && side != SIDE_N) {
-      fn = side_fn (t, side);
-   }
-   if (!fn) {
-      printf ("fail no task/side %s/%s\n", B.ic_task, B.ic_side);
-      return 2;
-   }
    task_ops_param (t, &ops, &param);
-   ops = B.ic_ops;
+   ops = instr_ops_for (t);
+   if (!fn) {
+      printf ("na %s no %s implementation\n", t->name, side_name[side]);
+      return;
+   }
    if (t->kind == KIND_CONCURRENT && !prewarm_clients (side, param, err, sizeof err)) {
-      printf ("fail %s\n", err);
-      return 1;
+      printf ("fail %s %s\n", t->name, err);
+      return;
    }
    for (int rep = 0; rep <= B.instr_reps; rep++) {
       run_t r;
@@ -3042,8 +3023,8 @@ instr_child (void)
       r.rss_growth_kb = -1;
       r.peak_growth_kb = -1;
       if (t->prep && !t->prep (side, r.err, sizeof r.err)) {
-         printf ("fail prep: %s\n", r.err);
-         return 1;
+         printf ("fail %s prep: %s\n", t->name, r.err);
+         return;
       }
       snprintf (label, sizeof label, "%s %s run %d", t->name, side_name[side], rep);
       if (rep > 0) {
@@ -3058,17 +3039,39 @@ instr_child (void)
       if (st == ST_OK && r.verify_coll[0]) {
          st = count_docs (r.verify_coll, r.verify_count, &r);
       }
-      if (st == ST_NA) {
-         printf ("na %s\n", r.err);
-         return 0;
-      }
       if (st != ST_OK) {
-         printf ("fail %s\n", r.err);
-         return 1;
+         printf ("%s %s %s\n", st == ST_NA ? "na" : "fail", t->name, r.err);
+         fflush (stdout);
+         return;
       }
       if (rep > 0) {
-         printf ("run %d ok\n", rep);
+         printf ("run %s %d ok\n", t->name, rep);
          fflush (stdout);
+      }
+   }
+   printf ("done %s\n", t->name);
+   fflush (stdout);
+}
+
+/* The child, under callgrind: the tasks of B.ic_tasks in table order, for
+ * side B.ic_side.  A failed task does not stop the others. */
+static int
+instr_child (void)
+{
+   side_t side = SIDE_N;
+
+   for (int s = 0; s < SIDE_PY; s++) {
+      if (strcmp (B.ic_side, side_name[s]) == 0) {
+         side = (side_t) s;
+      }
+   }
+   if (side == SIDE_N) {
+      printf ("fail - no side %s\n", B.ic_side);
+      return 2;
+   }
+   for (size_t k = 0; k < NTASKS; k++) {
+      if (in_list (B.ic_tasks, TASKS[k].name)) {
+         instr_child_task (&TASKS[k], side);
       }
    }
    return 0;
@@ -3102,36 +3105,6 @@ spawn_capture (char *const argv[], int *fd)
    fcntl (p[0], F_SETFD, FD_CLOEXEC); /* not inherited by the other side's child */
    *fd = p[0];
    return pid;
-}
-
-/* Reads the child's stdout into out (NUL-terminated, truncated to
- * out_size - 1) and waits for it: its exit status, 128 + signal, or -1. */
-static int
-finish_capture (pid_t pid, int fd, char *out, size_t out_size)
-{
-   int status = 0;
-   size_t n = 0;
-
-   for (;;) {
-      char scratch[4096];
-      ssize_t k = n + 1 < out_size ? read (fd, out + n, out_size - 1 - n)
-                                   : read (fd, scratch, sizeof scratch);
-      if (k < 0 && errno == EINTR) {
-         continue;
-      }
-      if (k <= 0) {
-         break;
-      }
-      if (n + 1 < out_size) {
-         n += (size_t) k;
-      }
-   }
-   out[n] = '\0';
-   close (fd);
-   while (waitpid (pid, &status, 0) < 0 && errno == EINTR) {
-   }
-   return WIFEXITED (status) ? WEXITSTATUS (status)
-                             : WIFSIGNALED (status) ? 128 + WTERMSIG (status) : -1;
 }
 
 /* The total of a callgrind dump ("totals:" line, summed over its cost
@@ -3172,8 +3145,8 @@ cg_totals (const char *path, const char *label, double *total, char *err, size_t
  * counted in both (small here: the name checks' UTF-8 validation). */
 enum { AG_APM, AG_HANDLE, AG_BOOK, AG_UTF8, AG_N };
 _Static_assert (AG_N == 4, "task_res_t.attr has 4 groups");
-static const char *const AG_NAME[AG_N] = {"command monitoring", "collection handles",
-                                          "helper bookkeeping", "UTF-8 validation"};
+static const char *const AG_KEY[AG_N] = {"command_monitoring", "collection_handles",
+                                         "helper_bookkeeping", "utf8_validation"};
 static const char *const AG_FNS[AG_N][12] = {
    {"mongoc_apm_command_started_init", "mongoc_apm_command_started_init_with_cmd",
     "mongoc_apm_command_started_cleanup", "mongoc_apm_command_succeeded_init",
@@ -3262,86 +3235,204 @@ cg_attribute (const char *path, double out[AG_N])
    return true;
 }
 
-/* B.instr_procs child processes per side, one after the other (a side's
- * runs share its collections); the helper's and raw's children run at the
- * same time: instruction counts do not depend on the machine's load, and on
- * 2 cores the pass takes about half the time. */
-#define INSTR_MAX_PROCS 8
+/* The instruction pass, after the CPU pass: for each of B.instr_procs
+ * rounds, one callgrind child per side (helper and raw at the same time:
+ * instruction counts do not depend on the machine's load, and on 2 cores
+ * the pass takes about half the time; the sides use separate collections
+ * for what they write).  Each child runs all its side's tasks; its dumps
+ * are read as it reports each counted run. */
+typedef struct {
+   side_t side;
+   pid_t pid;
+   int fd;
+   char out[1024];
+   char line[4096];
+   size_t len;
+   int dumps; /* dumps read so far (callgrind numbers them 1, 2, ...) */
+   int rc;
+} instr_child_t;
+
+static task_res_t *
+res_of_task (const char *name, size_t len)
+{
+   for (size_t k = 0; k < NTASKS; k++) {
+      if (RES[k].selected && strlen (RES[k].t->name) == len &&
+          strncmp (RES[k].t->name, name, len) == 0) {
+         return &RES[k];
+      }
+   }
+   return NULL;
+}
+
+/* One line of a child's report. */
+static void
+instr_line (instr_child_t *c, int proc, const char *line)
+{
+   side_t side = c->side;
+   const char *name = strchr (line, ' ');
+   size_t nlen;
+   task_res_t *tr;
+
+   if (!name) {
+      return;
+   }
+   name++;
+   nlen = strcspn (name, " \n");
+   tr = res_of_task (name, nlen);
+   if (!tr || tr->instr_status[side] != ST_OK) {
+      return;
+   }
+   if (strncmp (line, "run ", 4) == 0) {
+      char path[1100], label[160];
+      double total = 0;
+      int k = atoi (name + nlen);
+
+      c->dumps++;
+      snprintf (path, sizeof path, "%s.%d", c->out, c->dumps);
+      snprintf (label, sizeof label, "%s %s run %d", tr->t->name, side_name[side], k);
+      if (!cg_totals (path, label, &total, tr->instr_err[side], sizeof tr->instr_err[side])) {
+         tr->instr_status[side] = ST_FAIL;
+         return;
+      }
+      if (tr->n_instr[side] < MAX_REPS) {
+         tr->instr_proc[side][tr->n_instr[side]] = proc;
+         tr->instr_dump[side][tr->n_instr[side]] = c->dumps;
+         tr->instr[side][tr->n_instr[side]++] = total / (double) tr->instr_ops;
+      }
+      tr->instr_got[side]++;
+   } else if (strncmp (line, "na ", 3) == 0 || strncmp (line, "fail ", 5) == 0) {
+      tr->instr_status[side] = line[0] == 'n' ? ST_NA : ST_FAIL;
+      snprintf (tr->instr_err[side], sizeof tr->instr_err[side], "%.*s",
+                (int) strcspn (name + nlen + 1, "\n"), name[nlen] ? name + nlen + 1 : "");
+   }
+}
 
 static void
-instr_task (task_res_t *tr)
+instr_task_done (task_res_t *tr)
 {
-   enum { MAXJ = 2 * INSTR_MAX_PROCS };
-   const task_t *t = tr->t;
-   double t0 = now_s ();
-   char uri[2300], ops_s[32], reps_s[16], stream_s[32], path[1100], label[160];
-   char out[MAXJ][1024], arg_out[MAXJ][1100], buf[MAXJ][2048];
-   char *argv[MAXJ][40];
-   pid_t pid[MAXJ];
-   int fd[MAXJ], run_proc[SIDE_PY][MAX_REPS], run_k[SIDE_PY][MAX_REPS];
+   char path[1100];
 
-   tr->instr_run = true;
-   tr->instr_ops = instr_ops_for (t);
+   fprintf (stderr, "bench: %-20s %8ld ops x %d run%s x %d process%s under callgrind:", tr->t->name,
+            tr->instr_ops, B.instr_reps, B.instr_reps == 1 ? "" : "s", B.instr_procs,
+            B.instr_procs == 1 ? "" : "es");
+   for (int s = SIDE_HELPER; s <= SIDE_RAW; s++) {
+      stat_t st = stats (tr->instr[s], tr->n_instr[s]);
+      int best = 0;
+
+      if (tr->instr_status[s] == ST_FAIL) {
+         fprintf (stderr, " %s FAILED: %s;", side_name[s], tr->instr_err[s]);
+         continue;
+      }
+      if (tr->instr_status[s] == ST_NA || !st.ok) {
+         fprintf (stderr, " %s n/a;", side_name[s]);
+         continue;
+      }
+      fprintf (stderr, " %s %.0f [%.0f, %.0f];", side_name[s], st.med, st.min, st.max);
+      /* attribution from the run nearest the median */
+      for (int k = 1; k < tr->n_instr[s]; k++) {
+         if (fabs (tr->instr[s][k] - st.med) < fabs (tr->instr[s][best] - st.med)) {
+            best = k;
+         }
+      }
+      snprintf (path, sizeof path, "build/bench/callgrind/%s.p%d.out.%d", side_name[s],
+                tr->instr_proc[s][best] + 1, tr->instr_dump[s][best]);
+      tr->attr_ok[s] = cg_attribute (path, tr->attr[s]);
+      for (int g = 0; g < AG_N; g++) {
+         tr->attr[s][g] /= (double) tr->instr_ops;
+      }
+   }
+   fprintf (stderr, " instructions/op\n");
+}
+
+static double INSTR_SECS;
+
+static void
+instr_pass (void)
+{
+   double t0 = now_s ();
+   char uri[2300], reps_s[16], stream_s[32], path[1100], arg_out[SIDE_PY][1100];
+   char tasks[SIDE_PY][1024];
+   instr_child_t ch[SIDE_PY];
+
    child_uri (uri, sizeof uri);
-   snprintf (ops_s, sizeof ops_s, "%ld", tr->instr_ops);
    snprintf (reps_s, sizeof reps_s, "%d", B.instr_reps);
    snprintf (stream_s, sizeof stream_s, "%ld", B.stream_docs);
    mkdir ("build", 0777);
    mkdir ("build/bench", 0777);
    mkdir ("build/bench/callgrind", 0777);
-   fprintf (stderr, "bench: %-20s %8ld ops x %d run%s x %d processes under callgrind ...", t->name,
-            tr->instr_ops, B.instr_reps, B.instr_reps == 1 ? "" : "s", B.instr_procs);
+   /* which side runs which task */
    for (int s = SIDE_HELPER; s <= SIDE_RAW; s++) {
-      side_t side = (side_t) s;
-
-      tr->instr_status[side] = ST_OK;
-      if (!side_fn (t, side)) {
-         tr->instr_status[side] = ST_NA;
-         continue;
-      }
-      if (!B.instr_only && tr->s[side].status == ST_NA) {
-         /* the CPU pass found this side not applicable: same reason */
-         tr->instr_status[side] = ST_NA;
-         snprintf (tr->instr_err[side], sizeof tr->instr_err[side], "%s", tr->s[side].err);
-         continue;
-      }
-      if (!B.valgrind[0] || !HAVE_CALLGRIND) {
-         tr->instr_status[side] = ST_FAIL;
-         snprintf (tr->instr_err[side], sizeof tr->instr_err[side], "%s",
-                   !HAVE_CALLGRIND ? "bench was built without <valgrind/callgrind.h> (make deps-bench)"
-                                   : "valgrind not found in PATH (make deps-bench installs it)");
-      }
+      tasks[s][0] = '\0';
    }
-   for (int p = 0; p < B.instr_procs; p++) {
+   for (size_t k = 0; k < NTASKS; k++) {
+      task_res_t *tr = &RES[k];
+      if (!tr->selected || tr->setup_status == ST_FAIL) {
+         continue;
+      }
+      tr->instr_run = true;
+      tr->instr_ops = instr_ops_for (tr->t);
       for (int s = SIDE_HELPER; s <= SIDE_RAW; s++) {
          side_t side = (side_t) s;
-         int j = side * INSTR_MAX_PROCS + p, a = 0;
-         char **av = argv[j];
 
-         pid[j] = -1;
-         if (tr->instr_status[side] != ST_OK) {
-            continue; /* n/a, or failed in an earlier process */
+         tr->instr_status[side] = ST_OK;
+         if (!side_fn (tr->t, side)) {
+            tr->instr_status[side] = ST_NA;
+         } else if (!B.instr_only && tr->s[side].status == ST_NA) {
+            /* the CPU pass found this side not applicable: same reason */
+            tr->instr_status[side] = ST_NA;
+            snprintf (tr->instr_err[side], sizeof tr->instr_err[side], "%s", tr->s[side].err);
+         } else if (!B.valgrind[0] || !HAVE_CALLGRIND) {
+            tr->instr_status[side] = ST_FAIL;
+            snprintf (tr->instr_err[side], sizeof tr->instr_err[side], "%s",
+                      !HAVE_CALLGRIND ? "bench was built without <valgrind/callgrind.h> (make deps-bench)"
+                                      : "valgrind not found in PATH (make deps-bench installs it)");
+         } else if (strlen (tasks[side]) + strlen (tr->t->name) + 2 < sizeof tasks[side]) {
+            snprintf (tasks[side] + strlen (tasks[side]), sizeof tasks[side] - strlen (tasks[side]),
+                      "%s%s", tasks[side][0] ? "," : "", tr->t->name);
          }
-         snprintf (out[j], sizeof out[j], "build/bench/callgrind/%s.%s.p%d.out", t->name,
-                   side_name[side], p + 1);
-         unlink (out[j]);
-         for (int k = 1; k <= MAX_REPS; k++) {
-            snprintf (path, sizeof path, "%s.%d", out[j], k);
-            unlink (path);
+      }
+   }
+   fprintf (stderr, "bench: instruction pass: helper and raw under callgrind, %d process%s per side, "
+                    "%d counted run%s per task in each ...\n",
+            B.instr_procs, B.instr_procs == 1 ? "" : "es", B.instr_reps,
+            B.instr_reps == 1 ? "" : "s");
+   for (int p = 0; p < B.instr_procs; p++) {
+      int running = 0;
+
+      for (int s = SIDE_HELPER; s <= SIDE_RAW; s++) {
+         instr_child_t *c = &ch[s];
+         char *av[40];
+         int a = 0;
+
+         memset (c, 0, sizeof *c);
+         c->side = (side_t) s;
+         c->pid = -1;
+         for (size_t k = 0; k < NTASKS; k++) {
+            RES[k].instr_got[s] = 0;
          }
-         snprintf (arg_out[j], sizeof arg_out[j], "--callgrind-out-file=%s", out[j]);
+         if (!tasks[s][0]) {
+            continue;
+         }
+         snprintf (c->out, sizeof c->out, "build/bench/callgrind/%s.p%d.out", side_name[s], p + 1);
+         unlink (c->out);
+         for (int k = 1; k <= (int) NTASKS * MAX_REPS; k++) {
+            snprintf (path, sizeof path, "%s.%d", c->out, k);
+            if (unlink (path) != 0 && k > 1) {
+               break;
+            }
+         }
+         snprintf (arg_out[s], sizeof arg_out[s], "--callgrind-out-file=%s", c->out);
          av[a++] = B.valgrind;
          av[a++] = "-q";
          av[a++] = "--tool=callgrind";
          av[a++] = "--instr-atstart=no";
          av[a++] = "--trace-children=no";
-         av[a++] = arg_out[j];
+         av[a++] = arg_out[s];
          av[a++] = B.self_exe;
          av[a++] = "--instr-child";
-         av[a++] = (char *) t->name;
-         av[a++] = (char *) side_name[side];
-         av[a++] = "--instr-ops";
-         av[a++] = ops_s;
+         av[a++] = (char *) side_name[s];
+         av[a++] = "--instr-tasks";
+         av[a++] = tasks[s];
          av[a++] = "--instr-reps";
          av[a++] = reps_s;
          av[a++] = "--stream-docs";
@@ -3356,92 +3447,77 @@ instr_task (task_res_t *tr)
             av[a++] = "--aa";
          }
          av[a] = NULL;
-         pid[j] = spawn_capture (av, &fd[j]);
-         if (pid[j] < 0) {
-            tr->instr_status[side] = ST_FAIL;
-            snprintf (tr->instr_err[side], sizeof tr->instr_err[side], "cannot start valgrind: %s",
-                      strerror (errno));
+         c->pid = spawn_capture (av, &c->fd);
+         running += c->pid > 0;
+      }
+      /* read both reports as they come */
+      while (running > 0) {
+         struct pollfd pfd[SIDE_PY];
+         int n = 0, map[SIDE_PY];
+
+         for (int s = SIDE_HELPER; s <= SIDE_RAW; s++) {
+            if (ch[s].pid > 0 && ch[s].fd >= 0) {
+               pfd[n].fd = ch[s].fd;
+               pfd[n].events = POLLIN;
+               map[n++] = s;
+            }
+         }
+         if (poll (pfd, (nfds_t) n, -1) < 0) {
+            if (errno == EINTR) {
+               continue;
+            }
+            break;
+         }
+         for (int i = 0; i < n; i++) {
+            instr_child_t *c = &ch[map[i]];
+            ssize_t got;
+            char *nl;
+
+            if (!(pfd[i].revents & (POLLIN | POLLHUP | POLLERR))) {
+               continue;
+            }
+            got = read (c->fd, c->line + c->len, sizeof c->line - 1 - c->len);
+            if (got <= 0) {
+               close (c->fd);
+               c->fd = -1;
+               while (waitpid (c->pid, &c->rc, 0) < 0 && errno == EINTR) {
+               }
+               running--;
+               continue;
+            }
+            c->len += (size_t) got;
+            c->line[c->len] = '\0';
+            while ((nl = strchr (c->line, '\n'))) {
+               *nl = '\0';
+               instr_line (c, p, c->line);
+               memmove (c->line, nl + 1, c->len - (size_t) (nl + 1 - c->line) + 1);
+               c->len -= (size_t) (nl + 1 - c->line);
+            }
+            if (c->len >= sizeof c->line - 1) {
+               c->len = 0; /* an overlong line: dropped */
+            }
          }
       }
-      for (int s = SIDE_HELPER; s <= SIDE_RAW; s++) {
-         side_t side = (side_t) s;
-         int j = side * INSTR_MAX_PROCS + p;
-         int rc, ok_runs = 0;
-         const char *fail_line;
-
-         if (pid[j] < 0) {
-            continue;
-         }
-         rc = finish_capture (pid[j], fd[j], buf[j], sizeof buf[j]);
-         for (int k = 1; k <= B.instr_reps && tr->instr_status[side] == ST_OK; k++) {
-            char want[32];
-            double total = 0;
-
-            snprintf (want, sizeof want, "run %d ok\n", k);
-            if (!strstr (buf[j], want)) {
-               break;
-            }
-            snprintf (path, sizeof path, "%s.%d", out[j], k);
-            snprintf (label, sizeof label, "%s %s run %d", t->name, side_name[side], k);
-            if (!cg_totals (path, label, &total, tr->instr_err[side], sizeof tr->instr_err[side])) {
-               tr->instr_status[side] = ST_FAIL;
-               break;
-            }
-            run_proc[side][tr->n_instr[side]] = p;
-            run_k[side][tr->n_instr[side]] = k;
-            tr->instr[side][tr->n_instr[side]++] = total / (double) tr->instr_ops;
-            ok_runs++;
-         }
-         fail_line = strstr (buf[j], "fail ");
-         if (tr->instr_status[side] == ST_OK && rc == 0 && strncmp (buf[j], "na ", 3) == 0) {
-            tr->instr_status[side] = ST_NA;
-            snprintf (tr->instr_err[side], sizeof tr->instr_err[side], "%.*s",
-                      (int) strcspn (buf[j] + 3, "\n"), buf[j] + 3);
-         } else if (tr->instr_status[side] == ST_OK && (rc != 0 || ok_runs < B.instr_reps)) {
-            tr->instr_status[side] = ST_FAIL;
-            if (fail_line) {
-               snprintf (tr->instr_err[side], sizeof tr->instr_err[side], "%.*s",
-                         (int) strcspn (fail_line + 5, "\n"), fail_line + 5);
-            } else {
-               snprintf (tr->instr_err[side], sizeof tr->instr_err[side],
-                         "callgrind child exited with status %d after %d of %d runs", rc, ok_runs,
-                         B.instr_reps);
+      /* a task a child did not finish (it crashed) */
+      for (size_t k = 0; k < NTASKS; k++) {
+         task_res_t *tr = &RES[k];
+         for (int s = SIDE_HELPER; s <= SIDE_RAW && tr->instr_run; s++) {
+            if (tr->instr_status[s] == ST_OK && tr->instr_got[s] < B.instr_reps) {
+               tr->instr_status[s] = ST_FAIL;
+               snprintf (tr->instr_err[s], sizeof tr->instr_err[s],
+                         "the callgrind child (process %d) ended (status %d) after %d of %d runs",
+                         p + 1, ch[s].rc, tr->instr_got[s], B.instr_reps);
             }
          }
       }
    }
-   /* attribution from the run nearest the median of each side */
-   for (int s = SIDE_HELPER; s <= SIDE_RAW; s++) {
-      stat_t st = stats (tr->instr[s], tr->n_instr[s]);
-      int best = 0;
-
-      if (tr->instr_status[s] != ST_OK || !st.ok) {
-         continue;
-      }
-      for (int k = 1; k < tr->n_instr[s]; k++) {
-         if (fabs (tr->instr[s][k] - st.med) < fabs (tr->instr[s][best] - st.med)) {
-            best = k;
-         }
-      }
-      snprintf (path, sizeof path, "build/bench/callgrind/%s.%s.p%d.out.%d", t->name, side_name[s],
-                run_proc[s][best] + 1, run_k[s][best]);
-      tr->attr_ok[s] = cg_attribute (path, tr->attr[s]);
-      for (int g = 0; g < AG_N; g++) {
-         tr->attr[s][g] /= (double) tr->instr_ops;
+   for (size_t k = 0; k < NTASKS; k++) {
+      if (RES[k].instr_run) {
+         instr_task_done (&RES[k]);
       }
    }
-   tr->instr_elapsed_s = now_s () - t0;
-   for (int s = SIDE_HELPER; s <= SIDE_RAW; s++) {
-      stat_t st = stats (tr->instr[s], tr->n_instr[s]);
-      if (tr->instr_status[s] == ST_FAIL) {
-         fprintf (stderr, " %s FAILED: %s;", side_name[s], tr->instr_err[s]);
-      } else if (tr->instr_status[s] == ST_NA) {
-         fprintf (stderr, " %s n/a;", side_name[s]);
-      } else if (st.ok) {
-         fprintf (stderr, " %s %.0f [%.0f, %.0f];", side_name[s], st.med, st.min, st.max);
-      }
-   }
-   fprintf (stderr, " instructions/op, %.1f s\n", tr->instr_elapsed_s);
+   INSTR_SECS = now_s () - t0;
+   fprintf (stderr, "bench: instruction pass took %.0f s\n", INSTR_SECS);
 }
 
 /* ---- Targets ---------------------------------------------------------- */
@@ -3886,9 +3962,7 @@ write_json (const char *path)
          if (instr_extra (tr, extra, &total)) {
             fprintf (f, ", \"instr_extra_per_op\": {\"total\": %.1f", total);
             for (int g = 0; g < AG_N; g++) {
-               fprintf (f, ", ");
-               json_str (f, AG_NAME[g]);
-               fprintf (f, ": %.1f", extra[g]);
+               fprintf (f, ", \"%s\": %.1f", AG_KEY[g], extra[g]);
             }
             fprintf (f, ", \"rest\": %.1f}", extra[AG_N]);
          }
@@ -3935,7 +4009,7 @@ grouped (double v, char *buf, size_t size)
 
    snprintf (digits, sizeof digits, "%.0f", fabs (v));
    n = strlen (digits);
-   if (neg && out + 1 < size) {
+   if (neg && strcmp (digits, "0") != 0 && out + 1 < size) {
       buf[out++] = '-';
    }
    for (size_t k = 0; k < n && out + 2 < size; k++) {
@@ -3984,12 +4058,12 @@ md_instr_tables (FILE *f)
 
    fprintf (f, "## Client instructions per operation (callgrind; the judged ratio)\n\n");
    fprintf (f, "Instructions the client process executes per operation (all its threads, user space), "
-               "counted by valgrind's callgrind around the same timed loop as the CPU pass, in a child "
-               "process per task and side: median of %d runs (%d counted runs in each of %d processes), "
-               "[min, max]. The spread is (max - min) / min of each side's runs, within and across "
-               "processes; the ratio's range pairs the extremes (min helper / max raw, max / min). See "
-               "\"Instruction mode\" below for how and why.\n\n",
-            B.instr_reps * B.instr_procs, B.instr_reps, B.instr_procs);
+               "counted by valgrind's callgrind around the same timed loop as the CPU pass, in child "
+               "processes: median of %d runs (%d in each of %d process%s per side), [min, max]. The spread "
+               "is (max - min) / min of each side's runs%s; the ratio's range pairs the extremes (min "
+               "helper / max raw, max / min). See \"Instruction mode\" below for how and why.\n\n",
+            B.instr_reps * B.instr_procs, B.instr_reps, B.instr_procs, B.instr_procs == 1 ? "" : "es",
+            B.instr_procs > 1 ? ", within and across processes" : " within one process");
    fprintf (f, "| task | ops x runs x processes | helper | raw libmongoc | spread helper / raw | helper/raw | target | |\n");
    fprintf (f, "|---|---:|---:|---:|---:|---:|---:|---|\n");
    for (size_t k = 0; k < NTASKS; k++) {
@@ -4007,8 +4081,8 @@ md_instr_tables (FILE *f)
             fprintf (f, " %s [%s, %s] |", grouped (st.med, a, sizeof a), grouped (st.min, b, sizeof b),
                      grouped (st.max, c, sizeof c));
          } else {
-            fprintf (f, " %s%s%s |", status_name (tr->instr_status[s]),
-                     tr->instr_err[s][0] ? ": " : "", tr->instr_err[s]);
+            fprintf (f, " %s%s |", status_name (tr->instr_status[s]),
+                     tr->instr_err[s][0] ? " (below)" : "");
          }
       }
       for (int s = SIDE_HELPER; s <= SIDE_RAW; s++) {
@@ -4028,6 +4102,15 @@ md_instr_tables (FILE *f)
          fprintf (f, " <= %.2f | n/a |\n", ir_limit (tr->t));
       }
    }
+   for (size_t k = 0, listed = 0; k < NTASKS; k++) {
+      task_res_t *tr = &RES[k];
+      for (int s = SIDE_HELPER; s <= SIDE_RAW && tr->selected && tr->instr_run; s++) {
+         if (tr->instr_status[s] != ST_OK && tr->instr_err[s][0]) {
+            fprintf (f, "%s- %s, %s: %s: %s\n", listed++ ? "" : "\n", tr->t->name, side_name[s],
+                     status_name (tr->instr_status[s]), tr->instr_err[s]);
+         }
+      }
+   }
    fprintf (f, "\n### Where the helper's extra instructions go\n\n");
    fprintf (f, "Helper minus raw, instructions per operation, from each side's median run: the inclusive "
                "cost of the calls into libmongoc's command monitoring (APM started/succeeded events and "
@@ -4036,7 +4119,8 @@ md_instr_tables (FILE *f)
                "per-operation metrics) and libbson's UTF-8 validation (bson_utf8_validate; its total per "
                "side in parentheses); \"rest\" is everything else (e.g. a second round trip, document "
                "copies). Approximate: callgrind keeps caller/callee pairs, not whole call paths. The "
-               "dumps are in build/bench/callgrind/ (`callgrind_annotate --inclusive=yes FILE`).\n\n");
+               "dumps are in build/bench/callgrind/ (`callgrind_annotate --inclusive=yes FILE`; the "
+               "`desc: Trigger:` line of each names its task and run).\n\n");
    fprintf (f, "| task | helper - raw | command monitoring | collection handles | helper bookkeeping | "
                "UTF-8 validation (helper / raw) | rest |\n");
    fprintf (f, "|---|---:|---:|---:|---:|---:|---:|\n");
@@ -4081,13 +4165,12 @@ write_md (const char *path, const char *target_lines)
                   "sides interleaved (the six possible orders in turn)\n", mode_name (), B.reps);
    }
    if (B.instr) {
-      double secs = 0;
-      for (size_t k = 0; k < NTASKS; k++) {
-         secs += RES[k].selected ? RES[k].instr_elapsed_s : 0;
-      }
-      fprintf (f, "- **Instruction pass:** valgrind callgrind (%s), %d child processes per task and side, "
-                  "each one uncounted warm-up run then %d counted runs; took %.0f s of the total\n",
-               B.valgrind[0] ? B.valgrind : "not found", B.instr_procs, B.instr_reps, secs);
+      double secs = INSTR_SECS;
+      fprintf (f, "- **Instruction pass:** valgrind callgrind (%s), %d child process%s per side running "
+                  "all its tasks, per task one uncounted warm-up run then %d counted run%s; took %.0f s of "
+                  "the total\n",
+               B.valgrind[0] ? B.valgrind : "not found", B.instr_procs, B.instr_procs == 1 ? "" : "es",
+               B.instr_reps, B.instr_reps == 1 ? "" : "s", secs);
    } else {
       fprintf (f, "- **Instruction pass:** not run (add BENCH_ARGS=--instr; the quick mode includes it)\n");
    }
@@ -4103,7 +4186,8 @@ write_md (const char *path, const char *target_lines)
 #endif
             B.py_info[0] ? B.py_info : "pymongo side not run");
    fprintf (f, "- **Data:** generated in code, seed 0x%016llx; C and Python data fingerprint %s (%s)\n",
-            (unsigned long long) BENCH_SEED, B.fingerprint, B.fingerprint_ok ? "identical" : "NOT CHECKED OR DIFFERENT");
+            (unsigned long long) BENCH_SEED, B.fingerprint,
+            B.fingerprint_ok ? "identical" : B.py_info[0] ? "DIFFERENT" : "not compared: no pymongo side");
    fprintf (f, "- **Streaming:** %s\n", B.stream_note);
    if (B.aa) {
       fprintf (f, "- **A/A CALIBRATION RUN (--aa):** the \"helper\" columns are raw libmongoc again; "
@@ -4239,32 +4323,36 @@ status_table:
                "columns stay: they are what a user pays, the instructions are what can be compared.\n"
                "- **Running it:** `make bench BENCH_ARGS=--instr` adds the pass to the full mode; "
                "`make bench BENCH_ARGS=--quick` includes it (`--no-instr` leaves it out); "
-               "`--instr-only` runs only it (no CPU pass, no pymongo); `--instr-procs P` (default %d) "
-               "child processes per task and side with `--instr-reps R` counted runs each (default 1 in "
-               "quick mode, %d in full mode); `--only`/`--skip` select tasks as usual.\n"
-               "- **How:** per task and side, bench re-executes itself as `valgrind --tool=callgrind "
-               "--instr-atstart=no --trace-children=no --callgrind-out-file=build/bench/callgrind/"
-               "TASK.SIDE.pN.out bench --instr-child TASK SIDE ...`: the client process only (the test "
-               "server is another process and is not traced). The child connects, generates its data and "
-               "does a warm-up run with instrumentation off (a fifth of the work as in the CPU pass: "
-               "connections, handshakes, first round trips, the helper's handles; for the concurrent "
-               "tasks N pool clients are first held at once, so no counted run opens a connection). "
-               "Each counted run: prep (dropping its collection) uninstrumented; "
-               "`CALLGRIND_START_INSTRUMENTATION` + `CALLGRIND_ZERO_STATS`; the same run function as the "
-               "CPU pass; `CALLGRIND_DUMP_STATS_AT(\"TASK SIDE run K\")` + "
-               "`CALLGRIND_STOP_INSTRUMENTATION`; then the usual result check (counts), uninstrumented. "
-               "The parent reads the `totals:` line of each dump (after checking its trigger label) and "
-               "divides by the run's operations. A side's processes run one after the other (they share "
-               "its collections); the helper's and raw's run at the same time, which does not change what "
-               "they count.\n"
+               "`--instr-only` runs only it (no CPU pass, no pymongo); `--instr-procs P` child processes "
+               "per side (default %d; 1 in quick mode, to keep it within its time) with "
+               "`--instr-reps R` counted runs each (default %d); `--only`/`--skip` select tasks as "
+               "usual.\n",
+            INSTR_DEFAULT_PROCS, INSTR_DEFAULT_REPS);
+   fprintf (f,
+               "- **How:** after the CPU pass, bench re-executes itself once per side as `valgrind "
+               "--tool=callgrind --instr-atstart=no --trace-children=no "
+               "--callgrind-out-file=build/bench/callgrind/SIDE.pN.out bench --instr-child SIDE "
+               "--instr-tasks LIST ...`: the client process only (the test server is another process and "
+               "is not traced). The child connects, generates its data, and for each task does a warm-up "
+               "run with instrumentation off (a fifth of the work as in the CPU pass: connections, "
+               "handshakes, first round trips, the helper's handles; for the concurrent tasks N pool "
+               "clients are first held at once, so no counted run opens a connection). Each counted run: "
+               "prep (dropping its collection) uninstrumented; `CALLGRIND_START_INSTRUMENTATION` + "
+               "`CALLGRIND_ZERO_STATS`; the same run function as the CPU pass; "
+               "`CALLGRIND_DUMP_STATS_AT(\"TASK SIDE run K\")` + `CALLGRIND_STOP_INSTRUMENTATION`; then "
+               "the usual result check (counts), uninstrumented. The child reports each run on a pipe; "
+               "the parent then reads the `totals:` line of that dump (SIDE.pN.out.K, after checking its "
+               "trigger label) and divides by the run's operations. The helper's and raw's children run "
+               "at the same time (they write separate collections), which does not change what they "
+               "count; with more than one process per side they run one after the other.\n"
                "- **What is counted:** user-space instructions of every thread of the client process "
                "between zero and dump: the operations, their libmongoc and libbson work, the concurrent "
                "tasks' worker threads, the buffered writer's flusher. Not counted: the server, the kernel "
                "(system calls, the network), set-up and checks outside the runs.\n"
                "- **Operations per counted run:** a third of the quick mode's (per-operation counts need "
-               "no long runs): 200 single-document operations, 3 large documents, two batches of 1000 "
-               "for bulk_insert, the whole collection for find_many, at most %d streamed documents; the "
-               "same for both sides.\n"
+               "no long runs): 200 single-document operations, 1 large document (its count repeats to a "
+               "few instructions in a million), one batch of 1000 for bulk_insert, the whole collection "
+               "for find_many, at most %d streamed documents; the same for both sides.\n"
                "- **Keeping counts repeatable:** the child's URI gets heartbeatFrequencyMS=%d (unless it "
                "sets one), so no server-monitoring heartbeat of the two pools lands in a counted run; the "
                "child fixes glibc's mmap threshold (mallopt M_MMAP_THRESHOLD, 128 KiB), which glibc "
@@ -4272,15 +4360,16 @@ status_table:
                "where earlier ones remapped (up to 2%% drift from run to run). What still varies: "
                "glibc malloc's internal paths (consolidation) and how replies arrive over the socket "
                "(number of reads and buffer copies in libmongoc), which differs more between processes "
-               "than between runs of one process: that is the spread column.\n"
+               "than between runs of one process: that is the spread column. One child runs all of a "
+               "side's tasks in table order, so a task starts from the heap the tasks before it left, "
+               "in the same order on both sides.\n"
                "- **Limits:** instructions are not cycles: cache misses, branch mispredictions and "
                "system calls do not show, and a large memcpy counts one instruction per byte (`rep "
                "movsb`, which valgrind executes byte by byte), so big copies weigh more here than in CPU "
                "time. Under valgrind threads run one at a time. event_log_buffered's count depends on "
                "timing (its flusher writes every %d ms or %d events, so a slower run makes more, smaller "
                "batches); it has no raw counterpart and is shown for information.\n",
-            INSTR_DEFAULT_PROCS, INSTR_DEFAULT_REPS, INSTR_STREAM_DOCS, INSTR_HEARTBEAT_MS,
-            EVENT_FLUSH_MS, EVENT_FLUSH_MAX);
+            INSTR_STREAM_DOCS, INSTR_HEARTBEAT_MS, EVENT_FLUSH_MS, EVENT_FLUSH_MAX);
    return fclose (f) == 0;
 }
 
@@ -4493,7 +4582,7 @@ usage (FILE *f)
             "             [--instr | --no-instr | --instr-only] [--instr-procs P] [--instr-reps R]\n"
             "--aa: calibration, raw libmongoc also plays the helper (noise floor).\n"
             "--instr: also count instructions per operation under callgrind (default with --quick);\n"
-            "  P child processes per task and side (default 2), R counted runs each (quick 1, else 2).\n"
+            "  P child processes per side (default 2, quick 1), R counted runs per task (default 2).\n"
             "URI: --uri, else MONGO_CACHE_URI, else MONGO_TEST_URI (must name a database).\n"
             "Writes DIR/results.json, DIR/RESULTS.md, DIR/ratios.png (DIR default: bench).\n");
 }
@@ -4537,10 +4626,10 @@ main (int argc, char **argv)
          B.instr_reps = atoi (v), k++;
       } else if (v && strcmp (a, "--instr-procs") == 0) {
          B.instr_procs = atoi (v), k++;
-      } else if (v && k + 2 < argc && strcmp (a, "--instr-child") == 0) {
-         B.ic_task = v, B.ic_side = argv[k + 2], k += 2;
-      } else if (v && strcmp (a, "--instr-ops") == 0) {
-         B.ic_ops = atol (v), k++;
+      } else if (v && strcmp (a, "--instr-child") == 0) {
+         B.ic_side = v, k++;
+      } else if (v && strcmp (a, "--instr-tasks") == 0) {
+         B.ic_tasks = v, k++;
       } else if (strcmp (a, "--no-pymongo") == 0) {
          B.pymongo = false;
       } else if (strcmp (a, "--list") == 0) {
@@ -4572,7 +4661,7 @@ main (int argc, char **argv)
          return 2;
       }
    }
-   if (B.quick && !B.ic_task) {
+   if (B.quick && !B.ic_side) {
       B.instr = true; /* the quick mode includes the instruction pass */
    }
    if (no_instr) {
@@ -4582,24 +4671,26 @@ main (int argc, char **argv)
       B.pymongo = false; /* nothing for it to do */
    }
    if (B.instr_reps == 0) {
-      /* quick: one counted run in each of two processes (the spread is then
-       * across processes, where it is largest); full: two in each */
-      B.instr_reps = B.quick ? 1 : INSTR_DEFAULT_REPS;
+      B.instr_reps = INSTR_DEFAULT_REPS;
    }
    if (B.instr_procs == 0) {
-      B.instr_procs = INSTR_DEFAULT_PROCS;
+      /* a child process costs more than its counted runs (valgrind's
+       * start-up, connections, warm-up): the quick mode uses one per task
+       * and side to stay within its time, the full mode two, so that its
+       * spread also covers differences between processes */
+      B.instr_procs = B.quick ? 1 : INSTR_DEFAULT_PROCS;
    }
    if (B.instr_reps < 1 || B.instr_procs < 1 || B.instr_procs > INSTR_MAX_PROCS ||
-       B.instr_reps * B.instr_procs > MAX_REPS || (B.ic_task && B.ic_ops < 1)) {
+       B.instr_reps * B.instr_procs > MAX_REPS || (B.ic_side && !B.ic_tasks)) {
       fprintf (stderr, "bench: --instr-procs must be 1..%d and --instr-reps x --instr-procs "
-                       "1..%d (and --instr-ops >= 1)\n", INSTR_MAX_PROCS, MAX_REPS);
+                       "1..%d (and --instr-child needs --instr-tasks)\n", INSTR_MAX_PROCS, MAX_REPS);
       return 2;
    }
    if (B.reps < 1 || B.reps > MAX_REPS) {
       fprintf (stderr, "bench: --reps must be 1..%d\n", MAX_REPS);
       return 2;
    }
-   if (B.reps < BENCH_MIN_REPS && !B.instr_only && !B.ic_task) {
+   if (B.reps < BENCH_MIN_REPS && !B.instr_only && !B.ic_side) {
       fprintf (stderr, "bench: WARNING: %d repetitions; results need >= %d\n", B.reps, BENCH_MIN_REPS);
    }
    if (!uri || !*uri) {
@@ -4651,8 +4742,8 @@ main (int argc, char **argv)
    B.cache_n = B.quick || B.mock ? 200 : 1000;
    B.flat_n = B.quick ? 5000 : 50000;
    B.meta_n = 1000;
-   if (B.ic_task) {
-      B.only = B.ic_task; /* the child generates only its task's data */
+   if (B.ic_side) {
+      B.only = B.ic_tasks; /* the child generates only its tasks' data */
       B.pymongo = false;
       /* A fixed mmap threshold: glibc otherwise raises it each time a
        * large block is freed, so later runs take other allocation paths
@@ -4668,7 +4759,7 @@ main (int argc, char **argv)
          blob_len = B.quick ? TASKS[k].param_quick : TASKS[k].param_full;
       }
    }
-   if (B.instr && !B.ic_task) {
+   if (B.instr && !B.ic_side) {
       /* valgrind from PATH; this program by its absolute path */
       const char *pathvar = getenv ("PATH");
       ssize_t n = readlink ("/proc/self/exe", B.self_exe, sizeof B.self_exe - 1);
@@ -4729,7 +4820,7 @@ main (int argc, char **argv)
              info.version, info.topology, B.uri_redacted);
 
    /* Data, generated once, untimed. */
-   if (!B.ic_task) {
+   if (!B.ic_side) {
       data_fingerprint (B.fingerprint, sizeof B.fingerprint);
    }
    B.flat = bson_malloc ((size_t) B.flat_n * sizeof *B.flat);
@@ -4778,7 +4869,7 @@ main (int argc, char **argv)
       bson_destroy (&reply);
    }
 
-   if (B.ic_task) {
+   if (B.ic_side) {
       child_rc = instr_child ();
       goto done;
    }
@@ -4791,6 +4882,13 @@ main (int argc, char **argv)
          }
          for (int s = 0; s < SIDE_N; s++) {
             failed |= RES[k].s[s].status == ST_FAIL;
+         }
+      }
+   }
+   if (B.instr) {
+      instr_pass ();
+      for (size_t k = 0; k < NTASKS; k++) {
+         for (int s = 0; s < SIDE_N; s++) {
             failed |= RES[k].instr_run && RES[k].instr_status[s] == ST_FAIL;
          }
       }
@@ -4801,7 +4899,7 @@ done:
    LOAD1 = loadavg ();
    DURATION = now_s () - t_start;
    tl = bson_string_new (NULL);
-   if (B.server[0] && !B.ic_task) {
+   if (B.server[0] && !B.ic_side) {
       mkdir (B.out_dir, 0777); /* an existing directory is fine */
       int missed = targets (tl);
       fputs (tl->str, stdout);
@@ -4834,7 +4932,7 @@ done:
    mongo_helper_shutdown ();
    mongoc_client_pool_destroy (B.pool);
    mongoc_cleanup ();
-   if (B.ic_task) {
+   if (B.ic_side) {
       return failed && !child_rc ? 1 : child_rc;
    }
    return failed ? 1 : 0;
