@@ -41,6 +41,7 @@
 #define _GNU_SOURCE /* RUSAGE_THREAD, pipe2-free fork/exec helpers */
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -3360,6 +3361,21 @@ instr_pass (void)
    mkdir ("build", 0777);
    mkdir ("build/bench", 0777);
    mkdir ("build/bench/callgrind", 0777);
+   {
+      /* last run's dumps: no stale file can pass for one of this run */
+      DIR *d = opendir ("build/bench/callgrind");
+      struct dirent *e;
+
+      while (d && (e = readdir (d))) {
+         if (strstr (e->d_name, ".out")) {
+            snprintf (path, sizeof path, "build/bench/callgrind/%s", e->d_name);
+            unlink (path);
+         }
+      }
+      if (d) {
+         closedir (d);
+      }
+   }
    /* which side runs which task */
    for (int s = SIDE_HELPER; s <= SIDE_RAW; s++) {
       tasks[s][0] = '\0';
@@ -3414,13 +3430,6 @@ instr_pass (void)
             continue;
          }
          snprintf (c->out, sizeof c->out, "build/bench/callgrind/%s.p%d.out", side_name[s], p + 1);
-         unlink (c->out);
-         for (int k = 1; k <= (int) NTASKS * MAX_REPS; k++) {
-            snprintf (path, sizeof path, "%s.%d", c->out, k);
-            if (unlink (path) != 0 && k > 1) {
-               break;
-            }
-         }
          snprintf (arg_out[s], sizeof arg_out[s], "--callgrind-out-file=%s", c->out);
          av[a++] = B.valgrind;
          av[a++] = "-q";
