@@ -2849,9 +2849,10 @@ run_task (task_res_t *tr)
  * re-executed with --instr-child SIDE), client process only: the test
  * server is another process and is not traced.  The child runs with
  * --instr-atstart=no and, task after task, does the connections and a
- * warm-up run uninstrumented, then per counted run: prep (untimed), instrumentation
- * on, counters zeroed, the same run function as the CPU pass, counters
- * dumped to a file named after the run, instrumentation off, result check.
+ * warm-up run uninstrumented, then per counted run: prep (untimed),
+ * instrumentation on, counters zeroed, the same run function as the CPU
+ * pass, counters dumped to a file named after the run, instrumentation
+ * off, result check.
  * The parent reads the "totals:" line of each dump (every thread of the
  * client process, e.g. the concurrent tasks' workers and the buffered
  * writer's flusher) and divides by the operations of the run. */
