@@ -3679,12 +3679,19 @@ why_instr (const task_t *t)
    }
    if (strcmp (n, "find_many") == 0) {
       return "mongo_helper_find_stream() asks for batches of its chunk size (batchSize 1000) where "
-             "the raw loop takes the server's default batches (101, then the rest): with batchSize "
-             "1000 on the raw side too, raw rose from ~1,480 to ~1,700 instructions/document in a "
-             "test run, so the batch size is about half of the gap; the rest is the copy of each "
-             "document into the chunk the callback receives. libmongoc's reply reading copies "
-             "depend on how the reply arrives over the socket, so this task's counts spread by a "
-             "few percent";
+             "the raw loop takes the server's default batches (101, then the rest), and copies each "
+             "document once into the chunk the callback receives. This task's counts depend on how "
+             "the replies arrive over the socket (libmongoc's buffered reads copy more when a reply "
+             "comes in more pieces): in otherwise identical runs raw measured from ~1,450 to ~1,820 "
+             "instructions/document in different processes, the helper ~1,770 to ~1,990, and raw "
+             "~1,700 in a test with batchSize 1000 on its side too; judge it with the full mode's "
+             "two processes per side, or against a real mongod";
+   }
+   if (strcmp (n, "aggregate") == 0) {
+      return "per call as in the single-document tasks (command monitoring, a collection handle, "
+             "bookkeeping), plus: mongo_helper_aggregate() copies each result document into the "
+             "array it returns (mh_cursor_drain; raw only looks at each), and its aggregate command "
+             "costs libmongoc more to assemble and run (_mongoc_cursor_run_command +~6,800)";
    }
    if (strcmp (n, "stream") == 0) {
       return "each document is copied once into the chunk the callback receives "
