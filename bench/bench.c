@@ -2857,8 +2857,8 @@ run_task (task_res_t *tr)
  * client process, e.g. the concurrent tasks' workers and the buffered
  * writer's flusher) and divides by the operations of the run. */
 
-#define INSTR_DEFAULT_REPS 2  /* counted runs per child process ... */
-#define INSTR_DEFAULT_PROCS 2 /* ... and child processes per side (quick: 1) */
+#define INSTR_DEFAULT_REPS 2  /* counted runs per task in each child process (quick: 1) */
+#define INSTR_DEFAULT_PROCS 2 /* child processes per side, one after the other */
 #define INSTR_MAX_PROCS 8
 #define INSTR_STREAM_DOCS 2000
 #define INSTR_HEARTBEAT_MS 600000
@@ -4080,7 +4080,8 @@ md_instr_tables (FILE *f)
                "is (max - min) / min of each side's runs%s; the ratio's range pairs the extremes (min "
                "helper / max raw, max / min). See \"Instruction mode\" below for how and why.\n\n",
             B.instr_reps * B.instr_procs, B.instr_reps, B.instr_procs, B.instr_procs == 1 ? "" : "es",
-            B.instr_procs > 1 ? ", within and across processes" : " within one process");
+            B.instr_reps == 1 ? " across processes"
+            : B.instr_procs > 1 ? ", within and across processes" : " within one process");
    fprintf (f, "| task | ops x runs x processes | helper | raw libmongoc | spread helper / raw | helper/raw | target | |\n");
    fprintf (f, "|---|---:|---:|---:|---:|---:|---:|---|\n");
    for (size_t k = 0; k < NTASKS; k++) {
@@ -4341,8 +4342,9 @@ status_table:
                "- **Running it:** `make bench BENCH_ARGS=--instr` adds the pass to the full mode; "
                "`make bench BENCH_ARGS=--quick` includes it (`--no-instr` leaves it out); "
                "`--instr-only` runs only it (no CPU pass, no pymongo); `--instr-procs P` child processes "
-               "per side (default %d; 1 in quick mode, to keep it within its time) with "
-               "`--instr-reps R` counted runs each (default %d); `--only`/`--skip` select tasks as "
+               "per side, one after the other (default %d), with `--instr-reps R` counted runs per task "
+               "in each (default %d; 1 in quick mode, which spends its time on processes rather than "
+               "runs because counts differ more between processes); `--only`/`--skip` select tasks as "
                "usual.\n",
             INSTR_DEFAULT_PROCS, INSTR_DEFAULT_REPS);
    fprintf (f,
@@ -4375,9 +4377,13 @@ status_table:
                "child fixes glibc's mmap threshold (mallopt M_MMAP_THRESHOLD, 128 KiB), which glibc "
                "otherwise raises whenever a large block is freed, making later runs copy on realloc "
                "where earlier ones remapped (up to 2%% drift from run to run). What still varies: "
-               "glibc malloc's internal paths (consolidation) and how replies arrive over the socket "
-               "(number of reads and buffer copies in libmongoc), which differs more between processes "
-               "than between runs of one process: that is the spread column. One child runs all of a "
+               "the heap layout, which decides whether a growing buffer (e.g. the started event's copy "
+               "of an insert batch) is extended in place or copied, and glibc malloc's internal paths; "
+               "string functions' costs, which depend on addresses; and how replies arrive over the "
+               "socket (number of reads and buffer copies in libmongoc). These differ more between "
+               "processes than between runs of one process (bulk_insert and insert_many_small have "
+               "moved by ~2%% between processes with identical runs inside each): that is the spread "
+               "column. One child runs all of a "
                "side's tasks in table order, so a task starts from the heap the tasks before it left, "
                "in the same order on both sides.\n"
                "- **Limits:** instructions are not cycles: cache misses, branch mispredictions and "
@@ -4599,7 +4605,7 @@ usage (FILE *f)
             "             [--instr | --no-instr | --instr-only] [--instr-procs P] [--instr-reps R]\n"
             "--aa: calibration, raw libmongoc also plays the helper (noise floor).\n"
             "--instr: also count instructions per operation under callgrind (default with --quick);\n"
-            "  P child processes per side (default 2, quick 1), R counted runs per task (default 2).\n"
+            "  P child processes per side (default 2), R counted runs per task in each (default 2, quick 1).\n"
             "URI: --uri, else MONGO_CACHE_URI, else MONGO_TEST_URI (must name a database).\n"
             "Writes DIR/results.json, DIR/RESULTS.md, DIR/ratios.png (DIR default: bench).\n");
 }
@@ -4687,15 +4693,15 @@ main (int argc, char **argv)
    if (B.instr_only) {
       B.pymongo = false; /* nothing for it to do */
    }
-   if (B.instr_reps == 0) {
-      B.instr_reps = INSTR_DEFAULT_REPS;
-   }
    if (B.instr_procs == 0) {
-      /* a child process costs more than its counted runs (valgrind's
-       * start-up, connections, warm-up): the quick mode uses one per task
-       * and side to stay within its time, the full mode two, so that its
-       * spread also covers differences between processes */
-      B.instr_procs = B.quick ? 1 : INSTR_DEFAULT_PROCS;
+      B.instr_procs = INSTR_DEFAULT_PROCS;
+   }
+   if (B.instr_reps == 0) {
+      /* Counts differ more between processes (heap layout: how often a
+       * growing buffer is copied; how replies arrive) than between runs of
+       * one process, so the quick mode spends its time on two processes
+       * with one counted run each rather than on more runs in one. */
+      B.instr_reps = B.quick ? 1 : INSTR_DEFAULT_REPS;
    }
    if (B.instr_reps < 1 || B.instr_procs < 1 || B.instr_procs > INSTR_MAX_PROCS ||
        B.instr_reps * B.instr_procs > MAX_REPS || (B.ic_side && !B.ic_tasks)) {
