@@ -2583,6 +2583,7 @@ typedef struct {
    bool attr_ok[SIDE_N];
    int instr_proc[SIDE_N][MAX_REPS], instr_dump[SIDE_N][MAX_REPS]; /* each value's dump */
    int instr_got[SIDE_N]; /* counted runs reported by the current child */
+   double instr_secs[SIDE_N]; /* wall time of this task in the children */
 } task_res_t;
 
 static task_res_t RES[NTASKS];
@@ -3252,6 +3253,7 @@ typedef struct {
    size_t len;
    int dumps; /* dumps read so far (callgrind numbers them 1, 2, ...) */
    int rc;
+   double last; /* when the child reported its last task finished */
 } instr_child_t;
 
 static task_res_t *
@@ -3281,7 +3283,16 @@ instr_line (instr_child_t *c, int proc, const char *line)
    name++;
    nlen = strcspn (name, " \n");
    tr = res_of_task (name, nlen);
-   if (!tr || tr->instr_status[side] != ST_OK) {
+   if (!tr) {
+      return;
+   }
+   if (strncmp (line, "done ", 5) == 0 || strncmp (line, "na ", 3) == 0 ||
+       strncmp (line, "fail ", 5) == 0) {
+      double now = now_s ();
+      tr->instr_secs[side] += now - c->last;
+      c->last = now;
+   }
+   if (tr->instr_status[side] != ST_OK) {
       return;
    }
    if (strncmp (line, "run ", 4) == 0) {
@@ -3343,7 +3354,9 @@ instr_task_done (task_res_t *tr)
          tr->attr[s][g] /= (double) tr->instr_ops;
       }
    }
-   fprintf (stderr, " instructions/op\n");
+   fprintf (stderr, " instructions/op; %.1f s\n",
+            tr->instr_secs[SIDE_HELPER] > tr->instr_secs[SIDE_RAW] ? tr->instr_secs[SIDE_HELPER]
+                                                                   : tr->instr_secs[SIDE_RAW]);
 }
 
 static double INSTR_SECS;
@@ -3457,6 +3470,7 @@ instr_pass (void)
             av[a++] = "--aa";
          }
          av[a] = NULL;
+         c->last = now_s ();
          c->pid = spawn_capture (av, &c->fd);
          running += c->pid > 0;
       }
