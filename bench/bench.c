@@ -3693,13 +3693,16 @@ why_instr (const task_t *t)
    }
    if (strcmp (n, "find_many") == 0) {
       return "mongo_helper_find_stream() asks for batches of its chunk size (batchSize 1000) where "
-             "the raw loop takes the server's default batches (101, then the rest), and copies each "
-             "document once into the chunk the callback receives. This task's counts depend on how "
-             "the replies arrive over the socket (libmongoc's buffered reads copy more when a reply "
-             "comes in more pieces): in otherwise identical runs raw measured from ~1,450 to ~1,820 "
-             "instructions/document in different processes, the helper ~1,770 to ~1,990, and raw "
-             "~1,700 in a test with batchSize 1000 on its side too; judge it with the full mode's "
-             "two processes per side, or against a real mongod";
+             "the raw loop takes the server's default batches (101, then all the rest in one reply), "
+             "and copies each document once into the chunk the callback receives. This task's counts "
+             "are mostly libmongoc's reply reading, which copies more or less depending on the reply "
+             "sizes and on how they arrive over the socket: with 2,000 documents raw measured from "
+             "~1,450 to ~1,820 instructions/document in different processes of otherwise identical "
+             "runs (the helper ~1,770 to ~1,990); with the full mode's 10,000 raw measured ~430 "
+             "against the helper's ~1,970, while the full mode's CPU pass had the helper cheaper "
+             "(0.63 against 1.44 us/document): raw's one 3.5 MB reply costs page faults and cache "
+             "misses that CPU time sees and instruction counts do not. The instruction ratio is not a "
+             "fair judge of this task";
    }
    if (strcmp (n, "aggregate") == 0) {
       return "per call as in the single-document tasks (command monitoring, a collection handle, "
@@ -4401,8 +4404,9 @@ status_table:
                "spread column as a lower bound of the noise and differences under ~2%% as noise. One child runs all of a "
                "side's tasks in table order, so a task starts from the heap the tasks before it left, "
                "in the same order on both sides.\n"
-               "- **Limits:** instructions are not cycles: cache misses, branch mispredictions and "
-               "system calls do not show, and a large memcpy counts one instruction per byte (`rep "
+               "- **Limits:** instructions are not cycles: cache misses, branch mispredictions, "
+               "system calls and page faults do not show (find_many's note shows a case where this "
+               "reverses the CPU ratio), and a large memcpy counts one instruction per byte (`rep "
                "movsb`, which valgrind executes byte by byte), so big copies weigh more here than in CPU "
                "time. Under valgrind threads run one at a time. event_log_buffered's count depends on "
                "timing (its flusher writes every %d ms or %d events, so a slower run makes more, smaller "
