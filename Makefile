@@ -248,24 +248,32 @@ build/san/cli_fixture: $(SRCS) src/mh_private.h mongo_helper.h tests/cli_fixture
 	$(CC) $(STD_WARN) $(WERROR) $(SAN_FLAGS) $(PKG_CFLAGS) -I. $(SRCS) tests/cli_fixture.c -o $@ $(PKG_LIBS)
 
 # ---- benchmark ------------------------------------------------------------
-# `make bench` (full mode) or `make bench BENCH_ARGS=--quick` (< 3 minutes):
-# helper vs raw libmongoc vs pymongo, against MONGO_CACHE_URI/MONGO_TEST_URI
-# or a local test server; writes bench/RESULTS.md, bench/results.json and
-# bench/ratios.png.  See bench/bench.c for BENCH_ARGS (--only, --skip, ...).
+# `make bench` (full mode) or `make bench BENCH_ARGS=--quick` (< 5 minutes,
+# including the callgrind instruction pass; `--instr` adds that pass to the
+# full mode): helper vs raw libmongoc vs pymongo, against MONGO_CACHE_URI/
+# MONGO_TEST_URI or a local test server; writes bench/RESULTS.md,
+# bench/results.json and bench/ratios.png.  See bench/bench.c for BENCH_ARGS
+# (--only, --skip, --instr-only, --instr-reps, ...).
 deps-bench: deps
-	@command -v gnuplot >/dev/null 2>&1 || { echo "make deps: installing gnuplot-nox"; \
+	@missing=""; \
+	command -v gnuplot >/dev/null 2>&1 || missing="$$missing gnuplot-nox"; \
+	command -v valgrind >/dev/null 2>&1 || missing="$$missing valgrind"; \
+	$(PYTHON) -c "import gridfs" >/dev/null 2>&1 || missing="$$missing python3-gridfs"; \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps-bench: installing$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends gnuplot-nox >/dev/null || \
-	  { echo "make deps: apt-get failed; install the Debian package gnuplot-nox by hand" >&2; exit 1; }; }
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null || \
+	  { echo "make deps-bench: apt-get failed; install these Debian packages by hand:$$missing" >&2; exit 1; }; \
+	fi
 
-build/bench: bench/bench.c mongo_helper.h $(STATIC) | build
+build/mh_bench: bench/bench.c mongo_helper.h $(STATIC) | build
 	$(CC) $(ALL_CFLAGS) bench/bench.c -o $@ $(STATIC) $(PKG_LIBS) -lm
 
 bench: deps-bench
-	@$(MAKE) --no-print-directory build/bench
-	@if [ -n "$$MONGO_CACHE_URI$$MONGO_TEST_URI" ]; then ./build/bench $(BENCH_ARGS); \
-	else bash tests/with_server.sh ./build/bench $(BENCH_ARGS); fi
+	@$(MAKE) --no-print-directory build/mh_bench
+	@if [ -n "$$MONGO_CACHE_URI$$MONGO_TEST_URI" ]; then ./build/mh_bench $(BENCH_ARGS); \
+	else bash tests/with_server.sh ./build/mh_bench $(BENCH_ARGS); fi
 
 # ---- formatting -----------------------------------------------------------
 # One style for the whole tree (.clang-format, clang-format 14 as Debian 12

@@ -223,6 +223,7 @@ class Bench:
         self.meta_n = 1000
         self.flat = []
         self.large = None
+        self.large_bad = None
         self.metas = []
         self.blob = b""
         self.stream_docs = 0
@@ -238,6 +239,9 @@ class Bench:
         self.stream_docs = stream_docs
         self.flat = [gen_flat(i, False) for i in range(flat_n)]
         self.large = gen_large(0)
+        last = "k%04d" % (LARGE_FIELDS - 1)
+        self.large_bad = dict(self.large)
+        self.large_bad[last] = self.large[last][:-1] + "\udcff"
         self.metas = [gen_meta(i) for i in range(meta_n)]
         self.blob = gen_blob((5 if quick else 50) << 20)
 
@@ -287,6 +291,28 @@ class Bench:
         # insert_one adds _id to the dict it is given: one shallow copy per
         # insert, made before the clock starts.
         return self._insert_one("insert_large", [dict(self.large) for _ in range(ops)])
+
+    def t_insert_one_large_invalid(self, ops, param):
+        # A Python str cannot hold invalid UTF-8 bytes; the nearest is a lone
+        # surrogate at the same place (the end of the last string), which
+        # pymongo's encoder refuses before sending (UnicodeEncodeError).
+        coll = self.db[self.name("insert_invalid")]
+        coll.drop()
+        docs = [dict(self.large_bad) for _ in range(ops)]
+
+        def run():
+            for d in docs:
+                try:
+                    coll.insert_one(d)
+                except (UnicodeEncodeError, bson.errors.InvalidStringData):
+                    continue
+                raise RuntimeError("insert one accepted a string with a lone surrogate")
+
+        def after():
+            n = coll.count_documents({})
+            if n:
+                raise RuntimeError("%d documents stored, expected none" % n)
+        return run, after
 
     def t_find_many(self, ops, param):
         coll = self.db.bench_nested
@@ -527,6 +553,7 @@ class Bench:
 STANDALONE = [
     ("run_command", 10000, 600, 0), ("find_one", 5000, 600, 0),
     ("insert_one_small", 5000, 600, 0), ("insert_one_large", 50, 10, 0),
+    ("insert_one_large_invalid", 50, 10, 0),
     ("find_many", 10000, 2000, 0), ("insert_many_small", 10000, 2000, 0),
     ("insert_many_large", 20, 5, 0), ("bulk_insert", 50000, 5000, 1000),
     ("aggregate", 10, 3, 0), ("stream", 50000, 10000, STREAM_CHUNK),
