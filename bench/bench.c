@@ -1791,18 +1791,15 @@ helper_session (run_t *r)
       bool wrote, ok;
 
       snprintf (token, sizeof token, "sess%039ld", i);
-      if (!mongo_helper_sessions_load (S, token, &data, &me)) {
+      if (!mongo_helper_sessions_load_touch (S, token, &data, &wrote, &me)) {
          bson_destroy (&data);
-         return fail_mh (r, "mongo_helper_sessions_load", &me);
+         return fail_mh (r, "mongo_helper_sessions_load_touch", &me);
       }
       ok = bson_iter_init_find (&it, &data, "counter") && BSON_ITER_HOLDS_INT32 (&it) &&
            bson_iter_int32 (&it) == (int32_t) i;
       bson_destroy (&data);
       if (!ok) {
          return fail (r, "session %ld: loaded data is not the seeded one", i);
-      }
-      if (!mongo_helper_sessions_touch (S, token, &wrote, &me)) {
-         return fail_mh (r, "mongo_helper_sessions_touch", &me);
       }
    }
    return ST_OK;
@@ -2556,7 +2553,7 @@ static const task_t TASKS[] = {
     helper_session,
     raw_session,
     true,
-    "helper: mongo_helper_sessions_load/_touch"},
+    "helper: mongo_helper_sessions_load_touch"},
    {"cache_get",
     KIND_HELPER,
     "cache get (hit, TTL filter)",
