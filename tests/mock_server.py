@@ -15,7 +15,53 @@ mock-specific admin command):
   {configureFailPoint: "failCommand", mode: "alwaysOn"|"off"|{times: n}|{skip: n},
    data: {failCommands: [...], errorCode, errorLabels, closeConnection,
           blockConnection, blockTimeMS, writeConcernError, appName}}
+  {configureFailPoint: "failGetMoreAfterCursorCheckout", mode: ..., data: {errorCode}}
+                                             a getMore fails after its cursor was
+                                             checked out (so a change-stream cursor
+                                             gets ResumableChangeStreamError)
   {mockSetRole: "primary"|"secondary"}       (admin) flip the replica-set role
+  {replSetStepDown: secs, secondaryCatchUpPeriodSecs, force}
+                                             (admin) the real command: becomes
+                                             secondary; a one-member set (no --hosts
+                                             or only itself) is primary again after
+                                             `secs`, a member of a larger set stays
+                                             secondary until mockSetRole
+
+Replica-set mode (--replset NAME)
+  hello reports setName/hosts/primary/me/electionId/setVersion/lastWrite; every
+  reply carries $clusterTime (zero signature) and operationTime.  Each write
+  gets its own cluster time (Timestamp); a higher $clusterTime sent by a client
+  advances the clock.  Retryable writes: a write with lsid + txnNumber runs once,
+  a retry with the same txnNumber gets the recorded reply, an older txnNumber
+  gets TransactionTooOld (225).  Error labels as MongoDB 4.4+ adds them:
+  RetryableWriteError for codes 6 7 89 91 189 262 9001 10107 11600 11602 13435
+  13436 (top-level or writeConcernError) on insert/update/delete/findAndModify
+  with txnNumber; failCommand's `errorLabels` replaces the server's labels (as
+  in MongoDB).  A standalone refuses txnNumber (20 IllegalOperation).
+
+Change streams (replica-set mode; a standalone answers 40573)
+  aggregate with a first $changeStream stage on a collection, on a database
+  (aggregate: 1) or on the cluster (admin, allChangesForCluster: true).  Events
+  of this server's own writes: insert, update (updateDescription with
+  updatedFields/removedFields; truncatedArrays with --version 5.0), replace,
+  delete (also TTL deletions), drop, rename (renameCollection), dropDatabase,
+  invalidate (collection stream: after drop or rename of/onto it; database
+  stream: after dropDatabase).  fullDocument: "updateLookup" reads the current
+  document when the event is returned (null once deleted).  Options:
+  resumeAfter, startAfter (also from an invalidate token), startAtOperationTime.
+  Following stages: $match $project $addFields $set $unset $replaceRoot
+  $replaceWith $redact (changing _id gives 280).  Every batch carries
+  postBatchResumeToken.  getMore waits for new events up to maxTimeMS (default
+  1 s) without holding the store lock.  Only failGetMoreAfterCursorCheckout
+  errors (and real errors after checkout) get ResumableChangeStreamError;
+  failCommand errors on getMore do not (as in MongoDB 4.4+, SERVER-46091), so a
+  driver resumes after failGetMoreAfterCursorCheckout, a closed connection,
+  CursorNotFound or failCommand with errorLabels: ["ResumableChangeStreamError"].
+  Resume tokens: see mockserver_changestreams.py.  --oplog-size N events are
+  kept; older tokens give ChangeStreamHistoryLost (286).  Not produced: events
+  for $out targets, create/createIndexes (DDL events need 6.0's
+  showExpandedEvents), transactions.  The oplog is not persisted with --dbpath
+  (after a restart older tokens give 286).
 """
 
 import argparse
@@ -42,6 +88,7 @@ from bson.binary import Binary
 from bson.int64 import Int64
 from bson.objectid import ObjectId
 from bson.son import SON
+from bson.timestamp import Timestamp
 
 import mockupdb
 from mockupdb import (OpMsg, OpQuery, Command, OpGetMore, OpKillCursors,
@@ -54,6 +101,9 @@ from mongomock import store as mm_store
 from mongomock import filtering as mm_filtering
 from mongomock import collection as mm_collection
 import pymongo.errors as pm_errors
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mockserver_changestreams as mcs  # noqa: E402
 
 MAX_BSON = 16 * 1024 * 1024
 DEFAULT_BATCH = 101
@@ -75,7 +125,23 @@ CODE_NAMES = {
     11602: 'InterruptedDueToReplStateChange', 13435: 'NotPrimaryNoSecondaryOk',
     13436: 'NotPrimaryOrSecondary', 40573: 'Location40573',
     40324: 'Location40324', 40415: 'Location40415',
+    63: 'StaleShardVersion', 76: 'NoReplicationEnabled', 133: 'FailedToSatisfyReadPreference',
+    143: 'CursorInUse', 150: 'StaleEpoch', 225: 'TransactionTooOld', 234: 'RetryChangeStream',
+    237: 'CursorKilled', 260: 'InvalidResumeToken', 280: 'ChangeStreamFatalError',
+    286: 'ChangeStreamHistoryLost', 9001: 'SocketException', 13388: 'StaleConfig',
+    16755: 'Location16755', 40414: 'Location40414', 17262: 'Location17262',
 }
+
+# Codes for which MongoDB 4.4+ adds the RetryableWriteError label to a
+# retryable write (a write command with txnNumber, outside a transaction).
+RETRYABLE_WRITE_CODES = {6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436}
+# Codes for which MongoDB 4.4+ adds ResumableChangeStreamError to an error
+# raised by a getMore on a change-stream cursor (after the cursor was checked out).
+RESUMABLE_CHANGE_STREAM_CODES = {6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435,
+                                 13436, 63, 150, 13388, 234, 133}
+RETRYABLE_WRITE_CMDS = {'insert', 'update', 'delete', 'findandmodify'}
+# --version (major, minor) -> maxWireVersion
+WIRE_VERSIONS = {(4, 4): 9, (5, 0): 13}
 
 GENERIC_FIELDS = {'$db', 'lsid', '$clusterTime', 'txnNumber', '$readPreference',
                   'readConcern', 'writeConcern', 'apiVersion', 'apiStrict',
@@ -182,6 +248,10 @@ def _doc_key(_id):
     return mm_helpers.hashdict(_id) if isinstance(_id, dict) else _id
 
 
+mcs.CmdError = CmdError
+mcs._doc_key = _doc_key
+
+
 def bson_size(doc):
     return len(bson.BSON.encode(doc))
 
@@ -210,14 +280,24 @@ class Connection(object):
 class Engine(object):
     def __init__(self, opts):
         self.opts = opts
+        self.version = tuple(int(x) for x in opts.version.split('.'))
         self.client = mongomock.MongoClient()
         self.lock = threading.RLock()
         self.cursors = {}
         self.coll_uuids = {}
         self.fp_lock = threading.Lock()
-        self.failpoint = None
+        self.failpoints = {}
         self.role = 'secondary' if opts.secondary else 'primary'
         self.election_id = self._new_election_id()
+        self.term = 1
+        self.stepdown_timer = None
+        # Logical clock (replica-set mode): each write gets its own Timestamp.
+        self.ct_lock = threading.Lock()
+        self.ct_secs, self.ct_inc = int(time.time()), 0
+        # Retryable writes: lsid -> (txnNumber, reply) of the last write.
+        self.txn_records = {}
+        # Change streams: an oplog-like list of write events (replica sets only).
+        self.cs = mcs.ChangeStreams(self, opts.oplog_size) if opts.replset else None
         self.start_time = time.time()
         self.conn_lock = threading.Lock()
         self.conn_current = 0
@@ -278,6 +358,10 @@ class Engine(object):
             cstore.create()
         elif op == 'drop':
             self.client[e['db']].drop_collection(e['coll'])
+        elif op == 'rename':
+            dstore = sstore[e['db']]
+            dstore._collections[e['to']] = dstore._collections.pop(e['coll'])
+            dstore._collections[e['to']].name = e['to']
         elif op == 'indexes':
             cstore.indexes = {}
             cstore._ttl_indexes = {}
@@ -314,6 +398,37 @@ class Engine(object):
             self.journal.flush()
             self.journal_pending = []
 
+    # ---------------- change events -----------------
+    def ev(self, op, db, coll, **fields):
+        """Records one write in the oplog (replica-set mode) or just advances the clock."""
+        if self.cs is not None:
+            self.cs.log(op, db, coll, **fields)
+        else:
+            self.tick()
+
+    def ev_doc(self, op, db, coll, _id, before=None, update=None):
+        """insert / update / replace / delete event for the document _id (now stored state)."""
+        if self.cs is None:
+            self.tick()
+            return
+        cur = self.client._store[db][coll]._documents.get(_doc_key(_id))
+        key = SON([('_id', _id)])
+        if op == 'delete':
+            self.cs.log('delete', db, coll, key=key)
+        elif op == 'insert':
+            self.cs.log('insert', db, coll, key=key, full=copy.deepcopy(cur))
+        elif cur is None or before == cur:
+            return
+        elif op == 'replace':
+            self.cs.log('replace', db, coll, key=key, full=copy.deepcopy(cur))
+        else:
+            self.cs.log('update', db, coll, key=key, desc=mcs.update_description(
+                before, cur, update, self.version >= (5, 0)))
+
+    def _snapshot(self, db, coll, ids):
+        docs = self.client._store[db][coll]._documents
+        return {_dict_key(i): copy.deepcopy(docs.get(_doc_key(i))) for i in ids}
+
     # ---------------- helpers -----------------
     def coll_exists(self, db, coll):
         return bool(self.client._store[db][coll].is_created)
@@ -341,16 +456,16 @@ class Engine(object):
             self.cmd_log.flush()
 
     # ---------------- failpoint -----------------
-    def check_failpoint(self, name, conn):
-        """Returns None or the failpoint data that fires for this command."""
+    FAILPOINTS = ('failCommand', 'failGetMoreAfterCursorCheckout')
+
+    def _fire_failpoint(self, fpname, applies):
+        """Returns None or the data of the fail point `fpname` if it fires now."""
         with self.fp_lock:
-            fp = self.failpoint
+            fp = self.failpoints.get(fpname)
             if not fp:
                 return None
             data = fp['data']
-            if name not in data.get('failCommands', []):
-                return None
-            if data.get('appName') is not None and data['appName'] != conn.app_name:
+            if not applies(data):
                 return None
             mode = fp['mode']
             if isinstance(mode, dict):
@@ -359,35 +474,44 @@ class Engine(object):
                     return None
                 if 'times' in mode:
                     if fp['times'] <= 0:
-                        self.failpoint = None
+                        self.failpoints[fpname] = None
                         return None
                     fp['times'] -= 1
                     if fp['times'] <= 0:
-                        self.failpoint = None
+                        self.failpoints[fpname] = None
             fp['count'] = fp.get('count', 0) + 1
             return data
+
+    def check_failpoint(self, name, conn):
+        """Returns None or the failCommand data that fires for this command."""
+        def applies(data):
+            if name not in data.get('failCommands', []):
+                return False
+            return data.get('appName') is None or data['appName'] == conn.app_name
+        return self._fire_failpoint('failCommand', applies)
 
     def cmd_configureFailPoint(self, db, cmd, conn):
         if db != 'admin':
             raise CmdError(13, 'configureFailPoint may only be run against the admin database.')
         name = cmd['configureFailPoint']
-        if name != 'failCommand':
-            raise CmdError(2, 'Unknown fail point: %s (mock server only supports failCommand)' % name)
+        if name not in self.FAILPOINTS:
+            raise CmdError(2, 'Unknown fail point: %s (mock server supports %s)' % (name, ', '.join(self.FAILPOINTS)))
         mode = cmd.get('mode')
         data = cmd.get('data', {}) or {}
         with self.fp_lock:
-            old = self.failpoint['count'] if self.failpoint else 0
+            cur = self.failpoints.get(name)
+            old = cur['count'] if cur else 0
             if mode == 'off':
-                self.failpoint = None
+                self.failpoints[name] = None
             elif mode == 'alwaysOn':
-                self.failpoint = {'mode': mode, 'data': data}
+                self.failpoints[name] = {'mode': mode, 'data': data}
             elif isinstance(mode, dict) and ('times' in mode or 'skip' in mode):
                 fp = {'mode': mode, 'data': data}
                 if 'times' in mode:
                     fp['times'] = int(mode['times'])
                 if 'skip' in mode:
                     fp['skip'] = int(mode['skip'])
-                self.failpoint = fp
+                self.failpoints[name] = fp
             else:
                 raise CmdError(9, 'unrecognized failpoint mode: %r' % (mode,))
         return OrderedDict(count=old)
@@ -405,6 +529,7 @@ class Engine(object):
         fp = None
         if name != 'configureFailPoint':
             fp = self.check_failpoint(name, conn)
+        self._see_cluster_time(cmd)
         if fp:
             if fp.get('blockConnection'):
                 time.sleep(float(fp.get('blockTimeMS', 0)) / 1000.0)
@@ -414,9 +539,7 @@ class Engine(object):
                 code = int(fp['errorCode'])
                 d = OrderedDict(ok=0.0, errmsg="Failing command via 'failCommand' failpoint",
                                 code=code, codeName=CODE_NAMES.get(code, 'Location%d' % code))
-                if fp.get('errorLabels'):
-                    d['errorLabels'] = list(fp['errorLabels'])
-                return d, False
+                return self._finish_reply(d, lname, cmd, fp), False
         try:
             reply = self.dispatch(db, name, lname, cmd, conn, request)
             if fp and 'writeConcernError' in fp:
@@ -438,9 +561,62 @@ class Engine(object):
                     self.j_flush()
         if 'ok' not in reply:
             reply['ok'] = 1.0
-        return reply, False
+        return self._finish_reply(reply, lname, cmd, fp), False
 
-    READ_CMDS = {'find', 'getmore', 'aggregate', 'count', 'distinct', 'listcollections',
+    def _finish_reply(self, reply, lname, cmd, fp):
+        """Error labels (as MongoDB 4.4+ computes them) and, in replica-set
+        mode, $clusterTime / operationTime."""
+        if fp and 'errorLabels' in fp and (reply.get('ok') == 0 or 'writeConcernError' in reply):
+            # failCommand's errorLabels replace the server's own labels.
+            labels = list(fp['errorLabels'])
+        else:
+            labels = list(reply.get('errorLabels') or [])
+            retryable_write = (lname in RETRYABLE_WRITE_CMDS and 'txnNumber' in cmd
+                               and 'autocommit' not in cmd)
+            codes = []
+            if reply.get('ok') == 0:
+                codes.append(reply.get('code'))
+            wce = reply.get('writeConcernError')
+            if isinstance(wce, dict):
+                codes.append(wce.get('code'))
+            if retryable_write and any(c in RETRYABLE_WRITE_CODES for c in codes) \
+                    and 'RetryableWriteError' not in labels:
+                labels.append('RetryableWriteError')
+        reply.pop('errorLabels', None)
+        if labels:
+            reply['errorLabels'] = labels
+        if self.opts.replset:
+            ct = self.cluster_time()
+            reply['$clusterTime'] = OrderedDict(
+                clusterTime=ct, signature=OrderedDict(hash=Binary(b'\0' * 20, 0), keyId=Int64(0)))
+            reply['operationTime'] = reply.pop('operationTime', None) or ct
+        return reply
+
+    # ---------------- logical clock -----------------
+    def tick(self):
+        """A new cluster time (Timestamp) for one write."""
+        with self.ct_lock:
+            now = int(time.time())
+            if now > self.ct_secs:
+                self.ct_secs, self.ct_inc = now, 1
+            else:
+                self.ct_inc += 1
+            return Timestamp(self.ct_secs, self.ct_inc)
+
+    def cluster_time(self):
+        with self.ct_lock:
+            return Timestamp(self.ct_secs, self.ct_inc)
+
+    def _see_cluster_time(self, cmd):
+        # Like mongod: a higher $clusterTime gossiped by a client advances the clock.
+        ct = cmd.get('$clusterTime') if self.opts.replset else None
+        t = ct.get('clusterTime') if isinstance(ct, dict) else None
+        if isinstance(t, Timestamp):
+            with self.ct_lock:
+                if (t.time, t.inc) > (self.ct_secs, self.ct_inc):
+                    self.ct_secs, self.ct_inc = t.time, t.inc
+
+    READ_CMDS = {'find', 'aggregate', 'count', 'distinct', 'listcollections',
                  'listindexes', 'dbstats', 'collstats'}
     WRITE_CMDS = {'insert', 'update', 'delete', 'findandmodify', 'createindexes',
                   'dropindexes', 'collmod', 'create', 'drop', 'dropdatabase'}
@@ -450,6 +626,8 @@ class Engine(object):
             if not self.opts.replset:
                 raise CmdError(20, 'Transaction numbers are only allowed on a replica set member or mongos')
             raise CmdError(238, 'mock server does not support transactions')
+        if 'txnNumber' in cmd and not self.opts.replset:
+            raise CmdError(20, 'Transaction numbers are only allowed on a replica set member or mongos')
         if lname in ('ismaster', 'hello'):
             return self.cmd_hello(cmd, conn, lname == 'hello')
         if name == 'sleep':
@@ -465,10 +643,10 @@ class Engine(object):
                 raise CmdError(13, 'mockSetRole may only be run against the admin database.')
             if cmd['mockSetRole'] not in ('primary', 'secondary'):
                 raise CmdError(2, 'mockSetRole must be "primary" or "secondary"')
-            if cmd['mockSetRole'] == 'primary' and self.role != 'primary':
-                self.election_id = self._new_election_id()
-            self.role = cmd['mockSetRole']
+            self._set_role(cmd['mockSetRole'])
             return OrderedDict(role=self.role)
+        if name == 'replSetStepDown':
+            return self.cmd_replsetstepdown(db, cmd)
         if self.role == 'secondary':
             if lname in self.WRITE_CMDS or (lname == 'aggregate' and any(
                     '$out' in s or '$merge' in s for s in cmd.get('pipeline', []))):
@@ -485,8 +663,61 @@ class Engine(object):
         handler = self.HANDLERS.get(lname) if name in _REAL_NAMES else None
         if handler is None:
             raise CmdError(59, "no such command: '%s'" % name)
+        if lname == 'getmore':
+            return self.cmd_getmore_outer(db, cmd)   # takes the lock itself
         with self.lock:
+            if 'txnNumber' in cmd and lname in RETRYABLE_WRITE_CMDS:
+                return self._retryable_write(handler, db, cmd)
             return handler(self, db, cmd)
+
+    def _retryable_write(self, handler, db, cmd):
+        """A write with lsid + txnNumber: executed once; a retry of the same
+        txnNumber gets the recorded reply (MongoDB's retryable writes)."""
+        lsid = cmd.get('lsid') or {}
+        key = _dict_key(lsid)
+        txn = int(cmd['txnNumber'])
+        rec = self.txn_records.get(key)
+        if rec is not None:
+            if txn < rec[0]:
+                raise CmdError(225, 'Retryable write with txnNumber %d is prohibited on session %s because a '
+                               'newer retryable write with txnNumber %d has already started on this session.'
+                               % (txn, _fmt_val(lsid.get('id')), rec[0]))
+            if txn == rec[0] and rec[1] is not None:
+                return copy.deepcopy(rec[1])
+        reply = handler(self, db, cmd)
+        self.txn_records[key] = (txn, copy.deepcopy(reply))
+        return reply
+
+    def _set_role(self, role):
+        if role == 'primary' and self.role != 'primary':
+            self.election_id = self._new_election_id()
+            self.term += 1
+        self.role = role
+
+    def cmd_replsetstepdown(self, db, cmd):
+        if db != 'admin':
+            raise CmdError(13, 'replSetStepDown may only be run against the admin database.')
+        if not self.opts.replset:
+            raise CmdError(76, 'not running with --replSet')
+        secs = cmd.get('replSetStepDown')
+        if not isinstance(secs, (int, float)) or isinstance(secs, bool):
+            raise CmdError(14, "BSON field 'replSetStepDown.replSetStepDown' is the wrong type, expected a number")
+        catch_up = cmd.get('secondaryCatchUpPeriodSecs', 10 if not cmd.get('force') else 0)
+        if secs < catch_up:
+            raise CmdError(2, 'stepdown period must be longer than secondaryCatchUpPeriodSecs')
+        if self.role != 'primary':
+            raise CmdError(10107, 'not primary so can\'t step down')
+        self._set_role('secondary')
+        me = self.me()
+        hosts = self.opts.hosts.split(',') if self.opts.hosts else [me]
+        if hosts == [me]:
+            # The only member: it is elected again once the step-down period ends.
+            if self.stepdown_timer is not None:
+                self.stepdown_timer.cancel()
+            self.stepdown_timer = threading.Timer(float(secs), self._set_role, args=('primary',))
+            self.stepdown_timer.daemon = True
+            self.stepdown_timer.start()
+        return OrderedDict()
 
     @staticmethod
     def _new_election_id():
@@ -524,6 +755,11 @@ class Engine(object):
                 elif others:
                     d['primary'] = others[0]
             d['me'] = me
+            ct = self.cluster_time()
+            now = datetime.datetime.utcnow()
+            op = OrderedDict(ts=ct, t=Int64(self.term))
+            d['lastWrite'] = OrderedDict(opTime=op, lastWriteDate=now, majorityOpTime=op,
+                                         majorityWriteDate=now)
         d['maxBsonObjectSize'] = MAX_BSON
         d['maxMessageSizeBytes'] = 48000000
         d['maxWriteBatchSize'] = 100000
@@ -531,7 +767,7 @@ class Engine(object):
         d['logicalSessionTimeoutMinutes'] = 30
         d['connectionId'] = conn.id
         d['minWireVersion'] = 0
-        d['maxWireVersion'] = 9
+        d['maxWireVersion'] = WIRE_VERSIONS[self.version[:2]]
         d['readOnly'] = False
         return d
 
@@ -539,9 +775,9 @@ class Engine(object):
         return OrderedDict()
 
     def cmd_buildinfo(self, db, cmd):
-        return OrderedDict(version='4.4.0', gitVersion='mock', modules=[],
+        return OrderedDict(version=self.opts.version, gitVersion='mock', modules=[],
                            allocator='system', javascriptEngine='none',
-                           versionArray=[4, 4, 0, 0], bits=64, debug=False,
+                           versionArray=list(self.version) + [0], bits=64, debug=False,
                            maxBsonObjectSize=MAX_BSON, storageEngines=['mongomock'])
 
     def cmd_endsessions(self, db, cmd):
@@ -552,7 +788,7 @@ class Engine(object):
         with self.conn_lock:
             cur, tot = self.conn_current, self.conn_total
         return OrderedDict(host=socket.gethostname() + ':%d' % self.port,
-                           version='4.4.0', process='mongod', pid=Int64(os.getpid()),
+                           version=self.opts.version, process='mongod', pid=Int64(os.getpid()),
                            uptime=float(int(up)), uptimeMillis=Int64(int(up * 1000)),
                            uptimeEstimate=Int64(int(up)),
                            localTime=datetime.datetime.utcnow(),
@@ -607,6 +843,7 @@ class Engine(object):
                 coll.insert_one(doc)
                 n += 1
                 inserted.append(doc['_id'])
+                self.ev_doc('insert', db, cname, doc['_id'])
             except Exception as exc:
                 errors.append(self._write_error(i, exc, ns, doc))
                 if ordered:
@@ -636,6 +873,7 @@ class Engine(object):
                 ids = [d['_id'] for d in cur]
                 for _id in ids:
                     coll.delete_one({'_id': _id})
+                    self.ev_doc('delete', db, cname, _id)
                 n += len(ids)
                 self.j_docs(db, cname, ids)
             except Exception as exc:
@@ -670,12 +908,18 @@ class Engine(object):
         if not multi:
             cur = cur.limit(1)
         ids = [d['_id'] for d in cur]
+        before = self._snapshot(db, cname, ids)
         try:
             res = coll._update(q, u, upsert=upsert, multi=multi)
         finally:
             self.j_docs(db, cname, ids)
+            replacement = not any(k.startswith('$') for k in u)
+            for _id in ids:
+                self.ev_doc('replace' if replacement else 'update', db, cname, _id,
+                            before[_dict_key(_id)], u)
         if res.get('upserted') is not None:
             self.j_docs(db, cname, [res['upserted']])
+            self.ev_doc('insert', db, cname, res['upserted'])
         return res
 
     def cmd_update(self, db, cmd):
@@ -744,16 +988,20 @@ class Engine(object):
                     value = self._project_one(coll, _id, fields)
                     coll.delete_one({'_id': _id})
                     self.j_docs(db, cname, [_id])
+                    self.ev_doc('delete', db, cname, _id)
                 lasterr['n'] = 1 if hit else 0
             else:
                 self._check_update_doc(update, False)
                 if hit:
                     _id = hit[0]['_id']
                     before = self._project_one(coll, _id, fields)
+                    full_before = self._snapshot(db, cname, [_id])[_dict_key(_id)]
                     try:
                         coll._update({'_id': _id}, update, upsert=False, multi=False)
                     finally:
                         self.j_docs(db, cname, [_id])
+                        self.ev_doc('update' if any(k.startswith('$') for k in update) else 'replace',
+                                    db, cname, _id, full_before, update)
                     value = self._project_one(coll, _id, fields) if new else before
                     lasterr['n'] = 1
                     lasterr['updatedExisting'] = True
@@ -761,6 +1009,7 @@ class Engine(object):
                     res = coll._update(query, update, upsert=True, multi=False)
                     _id = res.get('upserted')
                     self.j_docs(db, cname, [_id])
+                    self.ev_doc('insert', db, cname, _id)
                     value = self._project_one(coll, _id, fields) if new else None
                     lasterr['n'] = 1
                     lasterr['updatedExisting'] = False
@@ -843,6 +1092,54 @@ class Engine(object):
         self.cursors[cid] = {'ns': ns, 'docs': docs, 'ts': time.time()}
         return OrderedDict(cursor=OrderedDict([('id', Int64(cid)), ('ns', ns), ('firstBatch', [])]))
 
+    def cmd_getmore_outer(self, db, cmd):
+        """getMore: plain cursors under the store lock; change-stream cursors
+        wait for new events (up to maxTimeMS, default 1 s) without it."""
+        cid = cmd['getMore']
+        if not isinstance(cid, int) or isinstance(cid, bool):
+            raise CmdError(14, "BSON field 'getMore.getMore' is the wrong type '%s', expected type 'long'"
+                           % type(cid).__name__)
+        with self.lock:
+            c = self.cursors.get(int(cid))
+            if c is None or not c.get('cs'):
+                return self.cmd_getmore(db, cmd)
+            ns = '%s.%s' % (db, cmd.get('collection'))
+            if c['ns'] != ns:
+                raise CmdError(13, 'Requested getMore on namespace \'%s\', but cursor belongs to a '
+                               'different namespace %s' % (ns, c['ns']))
+            st = c['cs']
+            if st['busy']:
+                raise CmdError(143, 'cursor id %d is already in use' % cid)
+            st['busy'] = True
+        try:
+            fp = self._fire_failpoint('failGetMoreAfterCursorCheckout', lambda data: True)
+            if fp and 'errorCode' in fp:
+                code = int(fp['errorCode'])
+                labels = ['ResumableChangeStreamError'] if code in RESUMABLE_CHANGE_STREAM_CODES else []
+                raise CmdError(code, "Failing command via 'failGetMoreAfterCursorCheckout' failpoint",
+                               **({'errorLabels': labels} if labels else {}))
+            bs = cmd.get('batchSize')
+            wait_ms = cmd.get('maxTimeMS', 1000)
+            deadline = time.time() + float(wait_ms) / 1000.0
+            while True:
+                with self.lock:
+                    if st['killed']:
+                        raise CmdError(237, 'cursor id %d was killed' % cid)
+                    batch, pbrt = self.cs.scan(st, int(bs) if bs else None)
+                    if batch or st['closed'] or time.time() >= deadline:
+                        c['ts'] = time.time()
+                        rid = int(cid)
+                        if st['closed']:
+                            self.cursors.pop(int(cid), None)
+                            rid = 0
+                        return OrderedDict(cursor=OrderedDict([
+                            ('nextBatch', batch), ('postBatchResumeToken', pbrt),
+                            ('id', Int64(rid)), ('ns', c['ns'])]))
+                    pos = st['pos']
+                self.cs.wait(pos, deadline)
+        finally:
+            st['busy'] = False
+
     def cmd_getmore(self, db, cmd):
         cid = cmd['getMore']
         cname = cmd.get('collection')
@@ -867,7 +1164,11 @@ class Engine(object):
     def cmd_killcursors(self, db, cmd):
         killed, notfound = [], []
         for cid in cmd.get('cursors', []):
-            if self.cursors.pop(int(cid), None) is not None:
+            c = self.cursors.pop(int(cid), None)
+            if c is not None:
+                if c.get('cs'):
+                    c['cs']['killed'] = True
+                    self.cs.wake()
                 killed.append(Int64(cid))
             else:
                 notfound.append(Int64(cid))
@@ -939,7 +1240,7 @@ class Engine(object):
             elif op == '$changeStream':
                 if not self.opts.replset:
                     raise CmdError(40573, 'The $changeStream stage is only supported on replica sets')
-                raise CmdError(238, 'mock server does not support change streams')
+                raise CmdError(40602, '$changeStream is only valid as the first stage in a pipeline.')
             elif op == '$match':
                 self._check_filter(arg)
                 out.append(st)
@@ -985,6 +1286,12 @@ class Engine(object):
             raise CmdError(9, "The 'cursor' option is required, except for aggregate with the explain argument")
         if cmd.get('collation'):
             raise NotImplementedError('collation')
+        if pipeline and isinstance(pipeline[0], dict) and '$changeStream' in pipeline[0]:
+            if not self.opts.replset:
+                raise CmdError(40573, 'The $changeStream stage is only supported on replica sets')
+            if cname != 1 and not isinstance(cname, str):
+                raise CmdError(73, 'Invalid namespace specified')
+            return self.cs.open(db, cname, cmd, pipeline)
         if cname == 1 or not isinstance(cname, str):
             st = next(iter(pipeline[0])) if pipeline and isinstance(pipeline[0], dict) else None
             raise CmdError(40324 if st not in self.KNOWN_STAGES else 238,
@@ -1275,18 +1582,56 @@ class Engine(object):
         self.coll_uuids.pop((db, cname), None)
         self._kill_ns_cursors('%s.%s' % (db, cname))
         self.j(op='drop', db=db, coll=cname)
+        self.ev('drop', db, cname)
         return OrderedDict(nIndexesWas=was, ns='%s.%s' % (db, cname))
 
+    def cmd_renamecollection(self, db, cmd):
+        if db != 'admin':
+            raise CmdError(13, 'renameCollection may only be run against the admin database.')
+        src, dst = cmd.get('renameCollection'), cmd.get('to')
+        if not isinstance(src, str) or not isinstance(dst, str) or '.' not in src or '.' not in dst:
+            raise CmdError(73, 'Invalid source or target namespace')
+        sdb, scoll = src.split('.', 1)
+        tdb, tcoll = dst.split('.', 1)
+        if sdb != tdb:
+            raise CmdError(238, 'mock server does not support renameCollection across databases')
+        if not self.coll_exists(sdb, scoll):
+            raise CmdError(26, 'Source collection %s does not exist' % src)
+        if src == dst:
+            raise CmdError(20, "Can't rename a collection to itself")
+        if self.coll_exists(tdb, tcoll):
+            if not cmd.get('dropTarget'):
+                raise CmdError(48, 'target namespace exists')
+            self.client[tdb].drop_collection(tcoll)
+            self.coll_uuids.pop((tdb, tcoll), None)
+            self._kill_ns_cursors(dst)
+            self.j(op='drop', db=tdb, coll=tcoll)
+        dstore = self.client._store[sdb]
+        dstore._collections[tcoll] = dstore._collections.pop(scoll)
+        dstore._collections[tcoll].name = tcoll
+        if (sdb, scoll) in self.coll_uuids:
+            self.coll_uuids[(tdb, tcoll)] = self.coll_uuids.pop((sdb, scoll))
+        self._kill_ns_cursors(src)
+        self.j(op='rename', db=sdb, coll=scoll, to=tcoll)
+        self.ev('rename', sdb, scoll, to=(tdb, tcoll))
+        return OrderedDict()
+
     def _kill_ns_cursors(self, ns):
-        for cid in [c for c, v in self.cursors.items() if v['ns'] == ns]:
+        # Change-stream cursors outlive the collection (they get drop/invalidate).
+        for cid in [c for c, v in self.cursors.items() if v['ns'] == ns and not v.get('cs')]:
             del self.cursors[cid]
 
     def cmd_dropdatabase(self, db, cmd):
         if db in self.client._store._databases:
+            names = sorted(self.client._store[db].list_created_collection_names())
             for cname in list(self.client._store[db]._collections):
                 self._kill_ns_cursors('%s.%s' % (db, cname))
             self.client.drop_database(db)
             self.j(op='dropdb', db=db)
+            for cname in names:
+                self.ev('drop', db, cname)
+            if names:
+                self.ev('dropDatabase', db, None)
         for k in [k for k in self.coll_uuids if k[0] == db]:
             del self.coll_uuids[k]
         return OrderedDict(dropped=db)
@@ -1381,6 +1726,7 @@ class Engine(object):
                         for key, _id in expired:
                             cstore._documents.pop(key, None)
                             self.j(op='del', db=dbname, coll=cname, id=_id)
+                            self.ev_doc('delete', dbname, cname, _id)
             self.j_flush()
             # Reap idle cursors (MongoDB: 10 minutes).
             cutoff = time.time() - 600
@@ -1403,7 +1749,7 @@ Engine.HANDLERS = {
     'listcollections': Engine.cmd_listcollections, 'create': Engine.cmd_create,
     'drop': Engine.cmd_drop, 'dropdatabase': Engine.cmd_dropdatabase,
     'listdatabases': Engine.cmd_listdatabases, 'dbstats': Engine.cmd_dbstats,
-    'collstats': Engine.cmd_collstats,
+    'collstats': Engine.cmd_collstats, 'renamecollection': Engine.cmd_renamecollection,
 }
 # MongoDB command names are case-sensitive except for a few legacy aliases;
 # we look names up lower-cased but only accept the real spellings.
@@ -1411,7 +1757,8 @@ _REAL_NAMES = {'ping', 'buildInfo', 'buildinfo', 'endSessions', 'serverStatus', 
                'update', 'delete', 'findAndModify', 'findandmodify', 'find', 'getMore',
                'killCursors', 'count', 'distinct', 'aggregate', 'createIndexes', 'listIndexes',
                'dropIndexes', 'deleteIndexes', 'collMod', 'listCollections', 'create', 'drop',
-               'dropDatabase', 'listDatabases', 'dbStats', 'dbstats', 'collStats', 'collstats'}
+               'dropDatabase', 'listDatabases', 'dbStats', 'dbstats', 'collStats', 'collstats',
+               'renameCollection'}
 
 
 # ---------------------------------------------------------------------------
@@ -1577,10 +1924,21 @@ def main(argv=None):
     p.add_argument('--hosts', help='comma separated host:port list of the set members')
     p.add_argument('--me', help='this member\'s host:port (default HOST:PORT)')
     p.add_argument('--primary-host', help='host:port reported as primary while this member is secondary')
+    p.add_argument('--version', default='4.4.0',
+                   help='server version to present: 4.4.x (default, wire version 9) or 5.0.x '
+                        '(wire version 13; time-series collections)')
+    p.add_argument('--oplog-size', type=int, default=100000,
+                   help='change events kept for resuming change streams (replica-set mode)')
     g = p.add_mutually_exclusive_group()
     g.add_argument('--primary', action='store_true', help='start as primary (default)')
     g.add_argument('--secondary', action='store_true', help='start as secondary')
     opts = p.parse_args(argv)
+    try:
+        ver = tuple(int(x) for x in opts.version.split('.'))
+        if len(ver) != 3 or ver[:2] not in WIRE_VERSIONS:
+            raise ValueError
+    except ValueError:
+        p.error('--version must be 4.4.x or 5.0.x, not %r' % opts.version)
 
     engine = Engine(opts)
     server = Server(engine, opts)

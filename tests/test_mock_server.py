@@ -20,6 +20,7 @@ import unittest
 
 import pymongo
 from bson.int64 import Int64
+from bson.timestamp import Timestamp
 from pymongo.errors import (BulkWriteError, DuplicateKeyError, OperationFailure,
                             AutoReconnect, NotMasterError, ServerSelectionTimeoutError)
 
@@ -37,6 +38,14 @@ def _kill_leftovers():
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
 
 
 class MockProc(object):
@@ -508,6 +517,290 @@ class TestPersistenceTlsReplset(unittest.TestCase):
         finally:
             srv.close()
 
+
+
+class TestReplicaSet(unittest.TestCase):
+    """Cluster time, retryable writes and their error labels."""
+
+    def test_cluster_time_and_retryable_write_labels(self):
+        srv = MockProc('--replset', 'rs0', '--command-log', os.path.join(tempfile.gettempdir(), 'x'))
+        try:
+            c = pymongo.MongoClient(srv.uri('?replicaSet=rs0'), serverSelectionTimeoutMS=5000)
+            db = c.mh_test
+            r = db.command('ping')
+            self.assertIsInstance(r['operationTime'], Timestamp)
+            self.assertEqual(r['$clusterTime']['clusterTime'], r['operationTime'])
+            h = c.admin.command('hello')
+            self.assertEqual(h['lastWrite']['opTime']['ts'].__class__, Timestamp)
+            t0 = db.command('insert', 'c', documents=[{'_id': 0}])['operationTime']
+            t1 = db.command('insert', 'c', documents=[{'_id': 1}])['operationTime']
+            self.assertGreater(t1, t0)
+            # the server labels a retryable error of a write that carries txnNumber
+            c.admin.command('configureFailPoint', 'failCommand', mode={'times': 1},
+                            data={'failCommands': ['insert'], 'errorCode': 91})
+            with c.start_session() as s:
+                with self.assertRaises((OperationFailure, NotMasterError)) as cm:
+                    db.command('insert', 'c', documents=[{'_id': 2}], txnNumber=Int64(1), session=s)
+                self.assertEqual(cm.exception.details.get('errorLabels'), ['RetryableWriteError'])
+                # the same txnNumber again: executed once, the recorded reply comes back
+                r1 = db.command('insert', 'c', documents=[{'_id': 3}], txnNumber=Int64(2), session=s)
+                r2 = db.command('insert', 'c', documents=[{'_id': 3}], txnNumber=Int64(2), session=s)
+                self.assertEqual((r1['n'], r2['n']), (1, 1))
+                self.assertNotIn('writeErrors', r2)
+                d = self.assertRaises(OperationFailure, db.command, 'insert', 'c', documents=[{'_id': 9}],
+                                      txnNumber=Int64(1), session=s)
+            self.assertEqual(sorted(x['_id'] for x in db.c.find()), [0, 1, 3])
+            # without txnNumber (retryWrites=false) no label
+            c.admin.command('configureFailPoint', 'failCommand', mode={'times': 1},
+                            data={'failCommands': ['insert'], 'errorCode': 91})
+            nr = pymongo.MongoClient(srv.uri('?replicaSet=rs0'), retryWrites=False)
+            with self.assertRaises((OperationFailure, NotMasterError)) as cm:
+                nr.mh_test.c.insert_one({'_id': 4})
+            self.assertNotIn('errorLabels', cm.exception.details)
+            # with retryWrites the driver retries the labelled error by itself
+            c.admin.command('configureFailPoint', 'failCommand', mode={'times': 1},
+                            data={'failCommands': ['insert'], 'errorCode': 189})
+            db.c.insert_one({'_id': 5})
+            self.assertEqual(db.c.count_documents({'_id': 5}), 1)
+            # failCommand's errorLabels replace the server's own
+            c.admin.command('configureFailPoint', 'failCommand', mode={'times': 1},
+                            data={'failCommands': ['insert'], 'errorCode': 10107, 'errorLabels': []})
+            with self.assertRaises((OperationFailure, NotMasterError)) as cm:
+                db.c.insert_one({'_id': 6})
+            self.assertNotIn('errorLabels', cm.exception.details)
+            nr.close()
+            c.close()
+        finally:
+            srv.close()
+
+    def test_step_down_write_is_retried_on_the_new_primary(self):
+        p1, p2 = free_port(), free_port()
+        hosts = '127.0.0.1:%d,127.0.0.1:%d' % (p1, p2)
+        m1 = MockProc('--replset', 'rs0', '--hosts', hosts, '--primary', port=p1)
+        m2 = MockProc('--replset', 'rs0', '--hosts', hosts, '--secondary', port=p2)
+        try:
+            c = pymongo.MongoClient('mongodb://%s/?replicaSet=rs0' % hosts, serverSelectionTimeoutMS=5000,
+                                    heartbeatFrequencyMS=500)
+            c.mh_test.c.insert_one({'_id': 'before'})
+            d1 = pymongo.MongoClient(m1.uri('?directConnection=true'))
+            d2 = pymongo.MongoClient(m2.uri('?directConnection=true'))
+            # a write on the stepped-down member: NotWritablePrimary + RetryableWriteError
+            d1.admin.command('mockSetRole', 'secondary')
+            with d1.start_session() as s:
+                with self.assertRaises(NotMasterError) as cm:
+                    d1.mh_test.command('insert', 'c', documents=[{'_id': 'x'}], txnNumber=Int64(7), session=s)
+            self.assertEqual(cm.exception.details['code'], 10107)
+            self.assertEqual(cm.exception.details['errorLabels'], ['RetryableWriteError'])
+            d2.admin.command('mockSetRole', 'primary')
+            c.mh_test.c.insert_one({'_id': 'after'})   # retried by the driver on the new primary
+            self.assertEqual([x['_id'] for x in d2.mh_test.c.find()], ['after'])
+            self.assertEqual([x['_id'] for x in d1.mh_test.c.find()], ['before'])
+            # replSetStepDown on a one-member set: primary again after the period
+            d2.admin.command('replSetStepDown', 1, secondaryCatchUpPeriodSecs=0)
+            self.assertIs(d2.admin.command('hello')['isWritablePrimary'], False)
+            for cl in (c, d1, d2):
+                cl.close()
+        finally:
+            m1.close()
+            m2.close()
+        solo = MockProc('--replset', 'rs1')
+        try:
+            d = pymongo.MongoClient(solo.uri('?directConnection=true'))
+            d.admin.command('replSetStepDown', 1, secondaryCatchUpPeriodSecs=0)
+            self.assertIs(d.admin.command('hello')['isWritablePrimary'], False)
+            deadline = time.time() + 5
+            while not d.admin.command('hello')['isWritablePrimary'] and time.time() < deadline:
+                time.sleep(0.1)
+            self.assertIs(d.admin.command('hello')['isWritablePrimary'], True)
+            d.close()
+        finally:
+            solo.close()
+
+
+class TestChangeStreams(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = MockProc('--replset', 'rs0')
+        cls.client = pymongo.MongoClient(cls.srv.uri('?replicaSet=rs0'), serverSelectionTimeoutMS=5000)
+        cls.db = cls.client.mh_test
+        cls.other = pymongo.MongoClient(cls.srv.uri('?replicaSet=rs0'))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.client.close()
+        cls.other.close()
+        cls.srv.close()
+
+    def setUp(self):
+        self.client.drop_database('mh_test')
+        self.client.drop_database('mh_test2')
+
+    def tearDown(self):
+        for fp in ('failCommand', 'failGetMoreAfterCursorCheckout'):
+            self.client.admin.command('configureFailPoint', fp, mode='off')
+
+    def next_events(self, cs, n, timeout=5):
+        out = []
+        deadline = time.time() + timeout
+        while len(out) < n and time.time() < deadline:
+            ev = cs.try_next()
+            if ev is not None:
+                out.append(ev)
+        return out
+
+    def test_events_in_order(self):
+        cs = self.db.c.watch(full_document='updateLookup', max_await_time_ms=200)
+        oc = self.other.mh_test.c
+        oc.insert_one({'_id': 1, 'v': 10, 'gone': True})
+        oc.insert_one({'_id': 2, 'v': 20})
+        oc.update_one({'_id': 1}, {'$set': {'v': 11, 'sub.k': 'x'}, '$unset': {'gone': 1}})
+        oc.update_one({'_id': 1}, {'$set': {'v': 11}})          # no change: no event
+        oc.replace_one({'_id': 2}, {'w': 1})
+        oc.delete_one({'_id': 2})
+        evs = self.next_events(cs, 5)
+        self.assertEqual([e['operationType'] for e in evs], ['insert', 'insert', 'update', 'replace', 'delete'])
+        self.assertEqual(evs[0]['fullDocument'], {'_id': 1, 'v': 10, 'gone': True})
+        self.assertEqual(evs[0]['ns'], {'db': 'mh_test', 'coll': 'c'})
+        self.assertEqual([e['documentKey'] for e in evs], [{'_id': 1}, {'_id': 2}, {'_id': 1}, {'_id': 2}, {'_id': 2}])
+        self.assertEqual(evs[2]['updateDescription'], {'updatedFields': {'v': 11, 'sub': {'k': 'x'}},
+                                                       'removedFields': ['gone']})
+        self.assertEqual(evs[2]['fullDocument'], {'_id': 1, 'v': 11, 'sub': {'k': 'x'}})
+        self.assertEqual(evs[3]['fullDocument'], {'_id': 2, 'w': 1})
+        self.assertNotIn('fullDocument', evs[4])
+        times = [e['clusterTime'] for e in evs]
+        self.assertEqual(times, sorted(times))
+        self.assertEqual(len(set(times)), 5)
+        toks = [e['_id']['_data'] for e in evs]
+        self.assertTrue(all(t.startswith('82') and int(t, 16) for t in toks))
+        self.assertIsNone(cs.try_next())
+        # resumeAfter / startAtOperationTime replay from that point
+        with self.db.c.watch(resume_after=evs[2]['_id']) as cs2:
+            self.assertEqual([e['operationType'] for e in self.next_events(cs2, 2)], ['replace', 'delete'])
+        with self.db.c.watch(start_at_operation_time=evs[3]['clusterTime']) as cs3:
+            self.assertEqual([e['operationType'] for e in self.next_events(cs3, 2)], ['replace', 'delete'])
+        cs.close()
+
+    def test_post_batch_resume_token_and_await(self):
+        db = self.db
+        r = db.command('aggregate', 'c', pipeline=[{'$changeStream': {}}], cursor={})
+        cur = r['cursor']
+        self.assertEqual(cur['firstBatch'], [])
+        self.assertIn('_data', cur['postBatchResumeToken'])
+        self.assertNotEqual(cur['id'], 0)
+        t0 = time.time()
+        g = db.command('getMore', cur['id'], collection='c', maxTimeMS=300)
+        self.assertGreaterEqual(time.time() - t0, 0.28)
+        self.assertEqual(g['cursor']['nextBatch'], [])
+        self.assertIn('postBatchResumeToken', g['cursor'])
+        # a write during the wait ends it early; the waiting getMore holds no lock
+        import threading
+        th = threading.Timer(0.2, lambda: self.other.mh_test.c.insert_one({'_id': 'w'}))
+        th.start()
+        t0 = time.time()
+        g = db.command('getMore', cur['id'], collection='c', maxTimeMS=5000)
+        self.assertLess(time.time() - t0, 2)
+        th.join()
+        self.assertEqual([e['documentKey']['_id'] for e in g['cursor']['nextBatch']], ['w'])
+        self.assertEqual(g['cursor']['postBatchResumeToken'], g['cursor']['nextBatch'][-1]['_id'])
+        # $match after the stage filters; the token still advances past filtered writes
+        self.other.mh_test.c.insert_many([{'_id': i} for i in range(3)])
+        r = db.command('aggregate', 'c', pipeline=[
+            {'$changeStream': {'startAfter': g['cursor']['postBatchResumeToken']}},
+            {'$match': {'documentKey._id': 1}}], cursor={'batchSize': 5})
+        self.assertEqual([e['documentKey'] for e in r['cursor']['firstBatch']], [{'_id': 1}])
+        self.assertGreater(r['cursor']['postBatchResumeToken']['_data'], r['cursor']['firstBatch'][0]['_id']['_data'])
+        self.assertRaises(OperationFailure, db.command, 'aggregate', 'c', pipeline=[
+            {'$changeStream': {}}, {'$group': {'_id': 1}}], cursor={})
+        with self.assertRaises(OperationFailure) as cm:
+            db.command('aggregate', 'c', pipeline=[{'$changeStream': {'bogus': 1}}], cursor={})
+        self.assertEqual(cm.exception.code, 40415)
+        r = db.command('aggregate', 'c', pipeline=[{'$changeStream': {}}, {'$project': {'_id': 0}}], cursor={})
+        self.other.mh_test.c.insert_one({})
+        with self.assertRaises(OperationFailure) as cm:
+            db.command('getMore', r['cursor']['id'], collection='c')
+        self.assertEqual(cm.exception.code, 280)
+
+    def test_resume_after_errors_loses_and_repeats_nothing(self):
+        oc = self.other.mh_test.c
+        cs = self.db.c.watch(max_await_time_ms=100)
+        oc.insert_many([{'_id': i} for i in range(3)])
+        got = [e['documentKey']['_id'] for e in self.next_events(cs, 1)]
+        # error after cursor checkout: labelled ResumableChangeStreamError -> resume
+        self.client.admin.command('configureFailPoint', 'failGetMoreAfterCursorCheckout', mode={'times': 1},
+                                  data={'errorCode': 6})
+        oc.insert_many([{'_id': i} for i in range(3, 6)])
+        got += [e['documentKey']['_id'] for e in self.next_events(cs, 5)]
+        self.assertEqual(got, list(range(6)))
+        # closed connection -> resume
+        self.client.admin.command('configureFailPoint', 'failCommand', mode={'times': 1},
+                                  data={'failCommands': ['getMore'], 'closeConnection': True})
+        oc.insert_many([{'_id': i} for i in range(6, 9)])
+        got += [e['documentKey']['_id'] for e in self.next_events(cs, 3)]
+        self.assertEqual(got, list(range(9)))
+        # failCommand errorCode 6 on getMore carries no label (as MongoDB 4.4+): not resumed
+        self.client.admin.command('configureFailPoint', 'failCommand', mode={'times': 1},
+                                  data={'failCommands': ['getMore'], 'errorCode': 6})
+        with self.assertRaises(OperationFailure) as cm:
+            self.next_events(cs, 1, timeout=1)
+        self.assertEqual(cm.exception.code, 6)
+        self.assertNotIn('errorLabels', cm.exception.details)
+
+    def test_db_cluster_streams_drop_rename_invalidate(self):
+        dbs = self.db.watch(max_await_time_ms=100)
+        cl = self.client.watch(max_await_time_ms=100)
+        coll = self.db.a.watch(max_await_time_ms=100)
+        o = self.other
+        o.mh_test.a.insert_one({'_id': 1})
+        o.mh_test.b.insert_one({'_id': 2})
+        o.mh_test2.z.insert_one({'_id': 3})
+        o.admin.command('renameCollection', 'mh_test.a', to='mh_test.a2')
+        o.mh_test2.drop_collection('z')
+        ev = self.next_events(dbs, 3)
+        self.assertEqual([(e['operationType'], e['ns']['coll']) for e in ev],
+                         [('insert', 'a'), ('insert', 'b'), ('rename', 'a')])
+        self.assertEqual(ev[2]['to'], {'db': 'mh_test', 'coll': 'a2'})
+        ev = self.next_events(cl, 5)
+        self.assertEqual([(e['operationType'], e['ns']['db']) for e in ev],
+                         [('insert', 'mh_test'), ('insert', 'mh_test'), ('insert', 'mh_test2'),
+                          ('rename', 'mh_test'), ('drop', 'mh_test2')])
+        ev = self.next_events(coll, 3)
+        self.assertEqual([e['operationType'] for e in ev], ['insert', 'rename', 'invalidate'])
+        self.assertFalse(coll.alive)
+        with self.assertRaises(OperationFailure) as cm:
+            self.db.a.watch(resume_after=ev[2]['_id'])
+        self.assertEqual(cm.exception.code, 260)
+        with self.db.a.watch(start_after=ev[2]['_id'], max_await_time_ms=100) as again:
+            o.mh_test.a.insert_one({'_id': 'new'})
+            self.assertEqual([e['documentKey'] for e in self.next_events(again, 1)], [{'_id': 'new'}])
+        o.drop_database('mh_test')
+        ev = self.next_events(dbs, 6)
+        self.assertEqual([e['operationType'] for e in ev],
+                         ['insert', 'drop', 'drop', 'drop', 'dropDatabase', 'invalidate'])
+        self.assertEqual(sorted(e['ns']['coll'] for e in ev[1:4]), ['a', 'a2', 'b'])
+        self.assertFalse(dbs.alive)
+        for s in (dbs, cl):
+            s.close()
+        with self.assertRaises(OperationFailure) as cm:
+            self.client.admin.watch()
+        self.assertEqual(cm.exception.code, 73)
+
+    def test_history_lost(self):
+        srv = MockProc('--replset', 'rs0', '--oplog-size', '3')
+        try:
+            c = pymongo.MongoClient(srv.uri('?replicaSet=rs0'))
+            cs = c.mh_test.c.watch()
+            c.mh_test.c.insert_one({'_id': 0})
+            tok = cs.next()['_id']
+            cs.close()
+            with c.mh_test.c.watch(resume_after=tok) as cs2:
+                self.assertIsNone(cs2.try_next())
+            c.mh_test.c.insert_many([{'_id': i} for i in range(1, 6)])
+            with self.assertRaises(OperationFailure) as cm:
+                c.mh_test.c.watch(resume_after=tok)
+            self.assertEqual((cm.exception.code, cm.exception.details['codeName']), (286, 'ChangeStreamHistoryLost'))
+            c.close()
+        finally:
+            srv.close()
 
 if __name__ == '__main__':
     unittest.main(verbosity=2)
