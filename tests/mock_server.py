@@ -4,7 +4,8 @@
 Wire protocol handling comes from mockupdb (OP_QUERY legacy handshake, OP_MSG
 incl. document sequences); storage, query, update and aggregation come from
 mongomock.  The server presents itself as a MongoDB 4.4 standalone (or, with
---replset, as a replica-set member).  It is ONLY meant for tests.
+--replset, as a replica-set member; with --version 5.0.0 as MongoDB 5.0, wire
+version 13).  It is ONLY meant for tests.
 
 Run with Debian's /usr/bin/python3 (needs python3-mockupdb, python3-mongomock,
 python3-pymongo).  See `--help` for the command line.
@@ -62,6 +63,45 @@ Change streams (replica-set mode; a standalone answers 40573)
   for $out targets, create/createIndexes (DDL events need 6.0's
   showExpandedEvents), transactions.  The oplog is not persisted with --dbpath
   (after a restart older tokens give 286).
+
+Text search and geospatial queries (details, the text score rule and the
+tokenizer: see mockserver_search.py)
+  createIndexes accepts text indexes ({f: "text"}, several fields, "$**",
+  weights, default_language, language_override, textIndexVersion; one text
+  index per collection, else 85 IndexOptionsConflict; listIndexes shows
+  {_fts: "text", _ftsx: 1} and the options), 2dsphere and 2d indexes (values a
+  geo index cannot take are refused on write: 16755 / 16804).  $text
+  ($search, $language, $caseSensitive, $diacriticSensitive) at the top level of
+  find / count / distinct / update / delete / findAndModify filters and in a
+  first $match stage; {$meta: "textScore"} in find projection and sort and in
+  later $project/$addFields/$set/$sort stages; no text index: 27.
+  Text score: MongoDB's own rule: for each field of weight W and each distinct
+  stemmed term t that occurs n times among the N indexed words of that field,
+  W * (1 + 1/2 + ... + 1/2^(n-1)) * (0.5 + 0.5 n/N) (x1.1 when the field is
+  exactly that word); a document's score is the sum over the query's distinct
+  terms.  More matched terms rank higher; weights multiply.
+  $near / $nearSphere (GeoJSON point: metres on a 6378100 m sphere, needs a
+  2dsphere index; legacy pair: $nearSphere in radians (2d or 2dsphere index),
+  $near flat (2d index)), $maxDistance/$minDistance, results nearest first; no
+  suitable index: 291.  $near in aggregate / countDocuments: 2 (4.4) or
+  5626500 (5.0), as MongoDB.  $geoWithin ($centerSphere, $box, $polygon,
+  $center, $geometry Polygon/MultiPolygon) anywhere in a filter, no index
+  needed (aggregate: first $match only).  $geoNear (first stage): near,
+  distanceField, spherical, maxDistance, minDistance, query, key,
+  distanceMultiplier, includeLocs; the index-choice errors of MongoDB (27).
+  Not implemented (238): $geoIntersects, geoHaystack.
+
+Time-series collections (--version 5.0.x)
+  create with timeseries {timeField, metaField, granularity} and
+  expireAfterSeconds, validated like 5.0 (40414 missing timeField, 40415
+  unknown field, 2 bad granularity, 72 bad field names / expireAfterSeconds
+  without timeseries, 14 wrong types); inserts need a date in timeField (2);
+  queries work as on a collection; updates/deletes answer 5.0's 166 (the
+  collection is a view); listCollections shows type "timeseries" and
+  options.timeseries (with bucketMaxSpanSeconds); expireAfterSeconds deletes
+  measurements by timeField (per document, not per bucket).  The
+  system.buckets collection is not exposed.  On 4.4 (default), create with
+  timeseries / expireAfterSeconds answers 40415 (unknown field).
 """
 
 import argparse
@@ -104,6 +144,7 @@ import pymongo.errors as pm_errors
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mockserver_changestreams as mcs  # noqa: E402
+import mockserver_search as msearch  # noqa: E402
 
 MAX_BSON = 16 * 1024 * 1024
 DEFAULT_BATCH = 101
@@ -129,7 +170,7 @@ CODE_NAMES = {
     143: 'CursorInUse', 150: 'StaleEpoch', 225: 'TransactionTooOld', 234: 'RetryChangeStream',
     237: 'CursorKilled', 260: 'InvalidResumeToken', 280: 'ChangeStreamFatalError',
     286: 'ChangeStreamHistoryLost', 9001: 'SocketException', 13388: 'StaleConfig',
-    16755: 'Location16755', 40414: 'Location40414', 17262: 'Location17262',
+    16755: 'Location16755', 166: 'CommandNotSupportedOnView', 40414: 'Location40414', 17262: 'Location17262',
 }
 
 # Codes for which MongoDB 4.4+ adds the RetryableWriteError label to a
@@ -157,9 +198,44 @@ GENERIC_FIELDS = {'$db', 'lsid', '$clusterTime', 'txnNumber', '$readPreference',
 mm_store.CollectionStore._remove_expired_documents = lambda self: None
 
 
+def _geo_key_error(index, doc):
+    """Why MongoDB would refuse doc's value(s) for a 2d/2dsphere index (None if fine)."""
+    for field, kind in index['key']:
+        if kind not in ('2d', '2dsphere'):
+            continue
+        try:
+            v = mm_helpers.get_value_by_dot(doc, field)
+        except (KeyError, TypeError, IndexError):
+            continue
+        if v is None:
+            continue
+        if kind == '2d':
+            vals = v if isinstance(v, list) and v and isinstance(v[0], (list, dict)) else [v]
+            for x in vals:
+                p = msearch.legacy_pair(x)
+                if p is None:
+                    return "geo values must be 'legacy coordinate pairs' for 2d indexes"
+                lo, hi = index.get('min', -180.0), index.get('max', 180.0)
+                if not (lo <= p[0] < hi and lo <= p[1] < hi):
+                    return 'point not in interval of [ %s, %s ) :: caused by :: %s' % (lo, hi, _fmt_val(x))
+            continue
+        vals = v if isinstance(v, list) and v and isinstance(v[0], (list, dict)) else [v]
+        for x in vals:
+            why = msearch.geojson_check(x)
+            if why:
+                return "Can't extract geo keys: %s  %s" % (_fmt_val(dict(doc)), why)
+    return None
+
+
 def _mh_ensure_uniques(self, new_data):
-    """Replacement for mongomock's unique check that records which index."""
+    """Replacement for mongomock's unique check that records which index;
+    also refuses values a 2d/2dsphere index cannot take (as MongoDB)."""
     for name, index in list(self._store.indexes.items()):
+        if any(v in ('2d', '2dsphere') for _, v in index.get('key', [])):
+            err = _geo_key_error(index, new_data)
+            if err:
+                raise pm_errors.OperationFailure(err, 16755 if '2dsphere' in [v for _, v in index['key']]
+                                                 else 16804)
         if not index.get('unique'):
             continue
         keys = index.get('key')
@@ -250,6 +326,38 @@ def _doc_key(_id):
 
 mcs.CmdError = CmdError
 mcs._doc_key = _doc_key
+msearch.CmdError = CmdError
+
+
+TEXT_SCORE_FIELD = '__mh_textScore'
+
+
+def _bson_type_name(v):
+    if isinstance(v, bool):
+        return 'bool'
+    if isinstance(v, int):
+        return 'int' if -2 ** 31 <= v < 2 ** 31 else 'long'
+    if isinstance(v, float):
+        return 'double'
+    if isinstance(v, str):
+        return 'string'
+    if isinstance(v, dict):
+        return 'object'
+    if isinstance(v, list):
+        return 'array'
+    if v is None:
+        return 'null'
+    return type(v).__name__
+
+
+def _set_path(doc, path, value):
+    parts = path.split('.')
+    cur = doc
+    for p in parts[:-1]:
+        if not isinstance(cur.get(p), dict):
+            cur[p] = OrderedDict()
+        cur = cur[p]
+    cur[parts[-1]] = value
 
 
 def bson_size(doc):
@@ -308,6 +416,7 @@ class Engine(object):
         self.cmd_log = open(opts.command_log, 'a') if opts.command_log else None
         self.journal = None
         self.journal_pending = []
+        self.ts_colls = {}   # (db, coll) -> time-series options (--version 5.0)
         if opts.dbpath:
             os.makedirs(opts.dbpath, exist_ok=True)
             path = os.path.join(opts.dbpath, 'journal.bson')
@@ -356,7 +465,10 @@ class Engine(object):
             cstore._documents.pop(_doc_key(e['id']), None)
         elif op == 'create':
             cstore.create()
+            if e.get('ts_options'):
+                self.ts_colls[(e['db'], e['coll'])] = e['ts_options']
         elif op == 'drop':
+            self.ts_colls.pop((e['db'], e['coll']), None)
             self.client[e['db']].drop_collection(e['coll'])
         elif op == 'rename':
             dstore = sstore[e['db']]
@@ -831,6 +943,7 @@ class Engine(object):
         ordered = cmd.get('ordered', True)
         coll = self.client[db][cname]
         ns = '%s.%s' % (db, cname)
+        ts = self.ts_colls.get((db, cname))
         n = 0
         errors = []
         inserted = []
@@ -840,6 +953,10 @@ class Engine(object):
                     doc = OrderedDict(itertools.chain([('_id', ObjectId())], doc.items()))
                 if isinstance(doc.get('_id'), list):
                     raise pm_errors.OperationFailure("can't use an array for _id", 2)
+                if ts is not None and not isinstance(doc.get(ts['timeseries']['timeField']), datetime.datetime):
+                    raise pm_errors.OperationFailure(
+                        "'%s' must be present and contain a valid BSON UTC datetime value"
+                        % ts['timeseries']['timeField'], 2)
                 coll.insert_one(doc)
                 n += 1
                 inserted.append(doc['_id'])
@@ -856,6 +973,7 @@ class Engine(object):
 
     def cmd_delete(self, db, cmd):
         cname = self._coll(db, cmd, 'delete')
+        self._ts_refuse_write(db, cname)
         ordered = cmd.get('ordered', True)
         coll = self.client[db][cname]
         ns = '%s.%s' % (db, cname)
@@ -863,7 +981,7 @@ class Engine(object):
         errors = []
         for i, st in enumerate(cmd.get('deletes', [])):
             try:
-                q = st.get('q', {})
+                q = self._ids_filter(db, cname, st.get('q', {}), 'delete')
                 limit = st.get('limit', 0)
                 if st.get('collation'):
                     raise NotImplementedError('collation')
@@ -924,6 +1042,7 @@ class Engine(object):
 
     def cmd_update(self, db, cmd):
         cname = self._coll(db, cmd, 'update')
+        self._ts_refuse_write(db, cname)
         ordered = cmd.get('ordered', True)
         coll = self.client[db][cname]
         ns = '%s.%s' % (db, cname)
@@ -934,7 +1053,8 @@ class Engine(object):
             try:
                 if st.get('collation'):
                     raise NotImplementedError('collation')
-                res = self._update_one_stmt(db, cname, coll, st.get('q', {}), st.get('u'),
+                res = self._update_one_stmt(db, cname, coll, self._ids_filter(db, cname, st.get('q', {}), 'update'),
+                                            st.get('u'),
                                             bool(st.get('upsert', False)), bool(st.get('multi', False)),
                                             st.get('arrayFilters'))
                 if res.get('upserted') is not None:
@@ -960,9 +1080,10 @@ class Engine(object):
 
     def cmd_findandmodify(self, db, cmd):
         cname = self._coll(db, cmd, next(iter(cmd)))
+        self._ts_refuse_write(db, cname)
         coll = self.client[db][cname]
         ns = '%s.%s' % (db, cname)
-        query = cmd.get('query') or {}
+        query = self._ids_filter(db, cname, cmd.get('query') or {}, 'findAndModify')
         sort = cmd.get('sort')
         fields = cmd.get('fields')
         remove = bool(cmd.get('remove', False))
@@ -1055,7 +1176,7 @@ class Engine(object):
         cname = self._coll(db, cmd, 'find')
         coll = self.client[db][cname]
         flt = cmd.get('filter') or {}
-        self._check_filter(flt)
+        flt, textq, near = self._prepare_filter(db, cname, flt)
         if cmd.get('collation'):
             raise NotImplementedError('collation')
         if cmd.get('tailable') or cmd.get('awaitData'):
@@ -1069,14 +1190,25 @@ class Engine(object):
         bs = cmd.get('batchSize')
         if bs is not None and int(bs) < 0:
             raise CmdError(2, 'BatchSize value must be non-negative')
-        cur = coll.find(flt, cmd.get('projection') or None)
-        if cmd.get('sort'):
-            cur = cur.sort(list(cmd['sort'].items()))
-        if skip:
-            cur = cur.skip(skip)
-        if limit:
-            cur = cur.limit(limit)
-        docs = list(cur)
+        proj, sort = cmd.get('projection') or None, cmd.get('sort')
+        if textq is not None or near is not None or any(
+                self._is_meta(v) for v in list((proj or {}).values()) + list((sort or {}).values())):
+            items = self._special_docs(db, cname, flt, textq, near)
+            if sort:
+                items = self._sort_items(items, sort, textq)
+            items = items[skip:]
+            if limit:
+                items = items[:limit]
+            docs = self._project_items(coll, items, proj, textq)
+        else:
+            cur = coll.find(flt, proj)
+            if sort:
+                cur = cur.sort(list(sort.items()))
+            if skip:
+                cur = cur.skip(skip)
+            if limit:
+                cur = cur.limit(limit)
+            docs = list(cur)
         bsz = DEFAULT_BATCH if bs is None else int(bs)
         if bs is not None and int(bs) == 0:
             bsz = 0
@@ -1175,6 +1307,205 @@ class Engine(object):
         return OrderedDict(cursorsKilled=killed, cursorsNotFound=notfound,
                            cursorsAlive=[], cursorsUnknown=[])
 
+    # ---------------- $text / geo -----------------
+    NO_GEO_INDEX = ('error processing query: planner returned error :: caused by :: '
+                    'unable to find index for $geoNear query')
+
+    def _special_indexes(self, db, cname, kind):
+        """[(name, spec)] of the collection's indexes with a `kind` key ('text', '2d', '2dsphere')."""
+        cstore = self.client._store[db][cname]
+        return [(n, sp) for n, sp in cstore.indexes.items() if any(v == kind for _, v in sp['key'])]
+
+    def _text_spec(self, db, cname):
+        ix = self._special_indexes(db, cname, 'text')
+        if not ix:
+            raise CmdError(27, 'text index required for $text query')
+        return ix[0][1]
+
+    def _geo_index_types(self, db, cname, field):
+        cstore = self.client._store[db][cname]
+        return {v for sp in cstore.indexes.values() for k, v in sp['key']
+                if k == field and v in ('2d', '2dsphere')}
+
+    def _prepare_filter(self, db, cname, flt, where='find'):
+        """Splits off $text and $near/$nearSphere (top level or in a top-level
+        $and) and turns each $geoWithin into an _id list.  Returns
+        (rest_filter, TextQuery or None, near or None)."""
+        state = {'text': None, 'near': None}
+        cstore = self.client._store[db][cname]
+
+        def geo_within_ids(field, arg):
+            pred = msearch.within_pred(arg)
+            ids = []
+            for d in list(cstore._documents.values()):
+                locs = msearch.doc_locations(d, field)
+                if locs and any(pred(x, y, g) for x, y, g, _ in locs):
+                    ids.append(d['_id'])
+            return {'_id': {'$in': ids}}
+
+        def walk(x, top):
+            if isinstance(x, list):
+                return [walk(v, False) for v in x]
+            if not isinstance(x, dict):
+                return x
+            parts = []
+            out = OrderedDict()
+            for k, v in x.items():
+                if k == '$text':
+                    if not top:
+                        raise CmdError(2, '$text is not allowed in this context' if where != 'or' else
+                                       'planner returned error :: caused by :: Failed to produce a solution '
+                                       'for TEXT under OR')
+                    if state['text'] is not None:
+                        raise CmdError(2, 'Too many text expressions')
+                    state['text'] = msearch.TextQuery(v, self._text_spec(db, cname))
+                    continue
+                if k == '$and' and isinstance(v, list):
+                    out[k] = [walk(c, top) for c in v]
+                    continue
+                if k in ('$or', '$nor') and isinstance(v, list):
+                    out[k] = [walk(c, False) for c in v]
+                    continue
+                if not k.startswith('$') and isinstance(v, dict) and any(
+                        op in v for op in ('$near', '$nearSphere', '$geoWithin', '$within', '$geoIntersects')):
+                    rest = OrderedDict()
+                    near_op = None
+                    for op, arg in v.items():
+                        if op in ('$geoWithin', '$within'):
+                            parts.append(geo_within_ids(k, arg))
+                        elif op == '$geoIntersects':
+                            raise CmdError(238, 'mock server does not implement $geoIntersects')
+                        elif op in ('$near', '$nearSphere'):
+                            near_op = op
+                        elif op in ('$maxDistance', '$minDistance'):
+                            pass
+                        else:
+                            rest[op] = arg
+                    if near_op is not None:
+                        if where == 'aggregate':
+                            if self.version >= (5, 0):
+                                raise CmdError(5626500, '$geoNear, $near, and $nearSphere are not allowed in '
+                                               'this context, as these operators require sorting geospatial '
+                                               'data. If you do not need sort, consider using $geoWithin '
+                                               'instead.')
+                            raise CmdError(2, '$geoNear, $near, and $nearSphere are not allowed in this context')
+                        if not top or state['near'] is not None:
+                            raise CmdError(2, 'geo near accepts just one argument when querying for a GeoJSON '
+                                           'point. Extra field found' if state['near'] else
+                                           'geoNear must be top-level expr')
+                        state['near'] = self._parse_near(db, cname, k, near_op, v)
+                    if rest:
+                        parts.append({k: rest})
+                    continue
+                out[k] = walk(v, False) if k.startswith('$') else v
+            if parts:
+                if out:
+                    parts.insert(0, out)
+                return {'$and': parts} if len(parts) > 1 else parts[0]
+            return out
+        rest = walk(flt, True)
+        return rest, state['text'], state['near']
+
+    def _parse_near(self, db, cname, field, op, v):
+        point, geojson, mx, mn = msearch.parse_near(op, v[op])
+        if not geojson:
+            mx, mn = v.get('$maxDistance'), v.get('$minDistance')
+        types = self._geo_index_types(db, cname, field)
+        if geojson:
+            if '2dsphere' not in types:
+                raise CmdError(291, self.NO_GEO_INDEX)
+            mode = 'meters'
+        elif op == '$nearSphere':
+            if not types:
+                raise CmdError(291, self.NO_GEO_INDEX)
+            mode = 'radians'
+        else:
+            if '2d' not in types:
+                raise CmdError(291, self.NO_GEO_INDEX)
+            mode = 'flat'
+        for val, name in ((mx, '$maxDistance'), (mn, '$minDistance')):
+            if val is not None and (not isinstance(val, (int, float)) or isinstance(val, bool) or val < 0):
+                raise CmdError(2, '%s must be a non-negative number' % name)
+        return dict(field=field, point=point, mode=mode, max=mx, min=mn)
+
+    @staticmethod
+    def _distance(near, doc):
+        """Smallest distance from near's point to a location of doc (None: no location)."""
+        x0, y0 = near['point']
+        best = None
+        for x, y, g, raw in msearch.doc_locations(doc, near['field']):
+            if near['mode'] == 'flat':
+                if g:
+                    continue
+                d = msearch.flat_dist(x0, y0, x, y)
+            else:
+                d = msearch.sphere_angle(x0, y0, x, y)
+                if near['mode'] == 'meters':
+                    d *= msearch.EARTH_RADIUS_M
+            if best is None or d < best[0]:
+                best = (d, raw)
+        return best
+
+    def _special_docs(self, db, cname, rest, textq, near):
+        """[(doc, score, (distance, location))] of the documents that match."""
+        coll = self.client[db][cname]
+        out = []
+        for d in coll.find(rest):
+            sc = None
+            if textq is not None:
+                sc = textq.score(d)
+                if sc is None:
+                    continue
+            dist = None
+            if near is not None:
+                dist = self._distance(near, d)
+                if dist is None or (near['max'] is not None and dist[0] > near['max']) or \
+                        (near['min'] is not None and dist[0] < near['min']):
+                    continue
+            out.append((d, sc, dist))
+        if near is not None:
+            out.sort(key=lambda t: t[2][0])
+        return out
+
+    @staticmethod
+    def _is_meta(v):
+        return isinstance(v, dict) and list(v.keys()) == ['$meta']
+
+    def _check_meta(self, v, textq):
+        if v.get('$meta') != 'textScore':
+            if v.get('$meta') in ('indexKey', 'recordId', 'sortKey', 'searchScore', 'searchHighlights',
+                                  'geoNearDistance', 'geoNearPoint', 'randVal'):
+                raise CmdError(238, "mock server does not support {$meta: '%s'}" % v['$meta'])
+            raise CmdError(17308, 'Unsupported argument to $meta: %s' % v.get('$meta'))
+        if textq is None:
+            raise CmdError(40218, 'query requires text score metadata, but it is not available')
+
+    def _sort_items(self, items, sort, textq):
+        """Sorts [(doc, score, dist)] by a find sort spec that may hold {$meta: 'textScore'}."""
+        for key, direction in reversed(list(sort.items())):
+            if self._is_meta(direction):
+                self._check_meta(direction, textq)
+                items.sort(key=lambda t: t[1], reverse=True)
+            else:
+                if direction not in (1, -1):
+                    raise CmdError(15974, 'Illegal key in $sort specification: %s: %s' % (key, direction))
+                items.sort(key=lambda t: mm_filtering.resolve_sort_key(key, t[0]), reverse=direction < 0)
+        return items
+
+    def _project_items(self, coll, items, proj, textq):
+        proj = dict(proj or {})
+        metas = [(k, v) for k, v in proj.items() if self._is_meta(v)]
+        for k, v in metas:
+            self._check_meta(v, textq)
+            del proj[k]
+        out = []
+        for d, sc, dist in items:
+            doc = coll._copy_only_fields(d, proj, OrderedDict) if proj else copy.deepcopy(d)
+            for k, _ in metas:
+                doc[k] = sc
+            out.append(doc)
+        return out
+
     def _check_filter(self, flt):
         def walk(x):
             if isinstance(x, dict):
@@ -1182,8 +1513,7 @@ class Engine(object):
                     if k == '$text':
                         raise CmdError(27, 'text index required for $text query')
                     if k in ('$near', '$nearSphere', '$geoNear'):
-                        raise CmdError(291, 'error processing query: planner returned error :: caused by :: '
-                                       'unable to find index for $geoNear query')
+                        raise CmdError(291, self.NO_GEO_INDEX)
                     walk(v)
             elif isinstance(x, list):
                 for v in x:
@@ -1195,8 +1525,11 @@ class Engine(object):
         cname = self._coll(db, cmd, 'count')
         coll = self.client[db][cname]
         q = cmd.get('query') or {}
-        self._check_filter(q)
-        n = len(list(coll.find(q, {'_id': 1})))
+        q, textq, near = self._prepare_filter(db, cname, q, 'count')
+        if textq is not None or near is not None:
+            n = len(self._special_docs(db, cname, q, textq, near))
+        else:
+            n = len(list(coll.find(q, {'_id': 1})))
         skip = int(cmd.get('skip', 0) or 0)
         if skip < 0:
             raise CmdError(2, 'skip value is negative in count query')
@@ -1212,8 +1545,18 @@ class Engine(object):
         if not isinstance(key, str):
             raise CmdError(14, "BSON field 'distinct.key' is missing or not a string")
         q = cmd.get('query') or {}
-        self._check_filter(q)
+        q = self._ids_filter(db, cname, q, 'distinct')
         return OrderedDict(values=self.client[db][cname].distinct(key, q))
+
+    def _ids_filter(self, db, cname, q, where):
+        """A filter without $text/$geoWithin (resolved to _ids); $near is refused."""
+        q, textq, near = self._prepare_filter(db, cname, q, where)
+        if near is not None:
+            raise CmdError(238, 'mock server supports $near/$nearSphere only in find and count')
+        if textq is not None:
+            ids = [d['_id'] for d, _, _ in self._special_docs(db, cname, q, textq, None)]
+            q = {'$and': [q, {'_id': {'$in': ids}}]} if q else {'_id': {'$in': ids}}
+        return q
 
     KNOWN_STAGES = {'$addFields', '$bucket', '$bucketAuto', '$collStats', '$count', '$currentOp',
                     '$facet', '$geoNear', '$graphLookup', '$group', '$indexStats', '$limit',
@@ -1242,11 +1585,16 @@ class Engine(object):
                     raise CmdError(40573, 'The $changeStream stage is only supported on replica sets')
                 raise CmdError(40602, '$changeStream is only valid as the first stage in a pipeline.')
             elif op == '$match':
-                self._check_filter(arg)
+                self._check_later_match(arg)
                 out.append(st)
             elif op == '$geoNear':
-                raise CmdError(291, 'error processing query: planner returned error :: caused by :: '
-                               'unable to find index for $geoNear query')
+                raise CmdError(40603, '$geoNear was not the first stage in the pipeline.')
+            elif op in ('$project', '$addFields', '$set') and isinstance(arg, dict):
+                out.append({op: self._meta_exprs(arg)})
+            elif op == '$sort' and isinstance(arg, dict):
+                out.append({'$sort': OrderedDict(
+                    (TEXT_SCORE_FIELD, -1) if self._is_meta(v) and v.get('$meta') == 'textScore' else (k, v)
+                    for k, v in arg.items())})
             elif op == '$facet':
                 out.append({'$facet': {k: self._rewrite_pipeline(v) for k, v in arg.items()}})
             elif op in mongomock.aggregate._PIPELINE_HANDLERS and \
@@ -1259,6 +1607,114 @@ class Engine(object):
                                "(valid in MongoDB but not supported by the mock server)" % op)
             else:
                 raise CmdError(40324, "Unrecognized pipeline stage name: '%s'" % op)
+        return out
+
+    def _meta_exprs(self, spec):
+        def conv(v):
+            if self._is_meta(v):
+                if v['$meta'] != 'textScore':
+                    self._check_meta(v, True)
+                return '$' + TEXT_SCORE_FIELD
+            if isinstance(v, dict):
+                return OrderedDict((k, conv(x)) for k, x in v.items())
+            if isinstance(v, list):
+                return [conv(x) for x in v]
+            return v
+        return conv(spec)
+
+    def _check_later_match(self, flt):
+        def walk(x):
+            if isinstance(x, dict):
+                for k, v in x.items():
+                    if k == '$text':
+                        raise CmdError(17313, '$match with $text is only allowed as the first pipeline stage')
+                    if k in ('$near', '$nearSphere'):
+                        if self.version >= (5, 0):
+                            raise CmdError(5626500, '$geoNear, $near, and $nearSphere are not allowed in this '
+                                           'context, as these operators require sorting geospatial data. If '
+                                           'you do not need sort, consider using $geoWithin instead.')
+                        raise CmdError(2, '$geoNear, $near, and $nearSphere are not allowed in this context')
+                    if k in ('$geoWithin', '$within', '$geoIntersects'):
+                        raise CmdError(238, 'mock server supports %s only in a first $match stage' % k)
+                    walk(v)
+            elif isinstance(x, list):
+                for v in x:
+                    walk(v)
+        walk(flt)
+
+    def _geo_near_stage(self, db, cname, arg):
+        """Documents of a first $geoNear stage, nearest first."""
+        if not isinstance(arg, dict):
+            raise CmdError(10065, 'invalid parameter: expected an object ($geoNear)')
+        known = {'near', 'distanceField', 'spherical', 'maxDistance', 'minDistance', 'query', 'key',
+                 'distanceMultiplier', 'includeLocs', 'uniqueDocs'}
+        for k in arg:
+            if k in ('num', 'limit'):
+                raise CmdError(50858 if k == 'num' else 50857, '$geoNear no longer supports the \'%s\' parameter. '
+                               'Use a $limit stage instead.' % k)
+            if k not in known:
+                raise CmdError(40415 if self.version >= (5, 0) else 16605,
+                               'Unknown argument to $geoNear: %s' % k)
+        if 'near' not in arg:
+            raise CmdError(5860400 if self.version >= (5, 0) else 40410,
+                           "$geoNear requires a 'near' argument")
+        df = arg.get('distanceField')
+        if not isinstance(df, str):
+            raise CmdError(16606, "$geoNear requires a 'distanceField' option as a String")
+        ns = '%s.%s' % (db, cname)
+        cstore = self.client._store[db][cname]
+        geo = [(k, v) for sp in cstore.indexes.values() for k, v in sp['key'] if v in ('2d', '2dsphere')]
+        key = arg.get('key')
+        if key is not None:
+            if not isinstance(key, str) or not key:
+                raise CmdError(2, '$geoNear parameter \'key\' must be of type string but found type: %s'
+                               % type(key).__name__)
+            types = {v for k, v in geo if k == key}
+            if not types:
+                raise CmdError(27, 'no geo indices for $geoNear query with key %s' % key)
+            field = key
+        else:
+            two_d = [k for k, v in geo if v == '2d']
+            sph = [k for k, v in geo if v == '2dsphere']
+            if len(two_d) > 1:
+                raise CmdError(27, 'There is more than one 2d index on %s; unsure which to use for $geoNear' % ns)
+            if two_d:
+                field, types = two_d[0], {'2d'}
+            elif len(sph) > 1:
+                raise CmdError(27, 'There is more than one 2dsphere index on %s; unsure which to use for $geoNear'
+                               % ns)
+            elif sph:
+                field, types = sph[0], {'2dsphere'}
+            else:
+                raise CmdError(27, '$geoNear requires a 2d or 2dsphere index, but none were found')
+        near = arg['near']
+        gp = msearch.geojson_point(near) if isinstance(near, dict) and 'type' in near else None
+        if gp is not None:
+            if '2dsphere' not in types:
+                raise CmdError(291, self.NO_GEO_INDEX)
+            point, mode = gp, 'meters'
+        else:
+            point = msearch.legacy_pair(near)
+            if point is None:
+                raise CmdError(2, 'invalid argument in geo near query: near: %s' % _fmt_val(near))
+            mode = 'radians' if (arg.get('spherical') or '2d' not in types) else 'flat'
+        spec = dict(field=field, point=point, mode=mode, max=arg.get('maxDistance'), min=arg.get('minDistance'))
+        for n in ('max', 'min'):
+            v = spec[n]
+            if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0):
+                raise CmdError(2, '%sDistance must be a non-negative number' % n)
+        q = arg.get('query') or {}
+        q, textq, near2 = self._prepare_filter(db, cname, q, 'aggregate')
+        if textq is not None:
+            raise CmdError(2, '$geoNear query cannot contain $text')
+        mult = arg.get('distanceMultiplier', 1)
+        out = []
+        for d, _, (dist, loc) in self._special_docs(db, cname, q, None, spec):
+            doc = copy.deepcopy(d)
+            _set_path(doc, df, dist * mult)
+            if isinstance(arg.get('includeLocs'), str):
+                _set_path(doc, arg['includeLocs'], copy.deepcopy(loc))
+            out.append(doc)
         return out
 
     def _coll_stats_doc(self, db, cname):
@@ -1317,8 +1773,33 @@ class Engine(object):
             if rest:
                 docs = list(mongomock.aggregate.process_pipeline(docs, self.client[db], rest, None))
             return self._make_cursor_reply(ns, docs, DEFAULT_BATCH if bs is None else int(bs))
+        pre_docs = None
+        if pipeline and isinstance(pipeline[0], dict) and len(pipeline[0]) == 1:
+            op0, arg0 = next(iter(pipeline[0].items()))
+            if op0 == '$geoNear':
+                pre_docs = self._geo_near_stage(db, cname, arg0)
+                pipeline = pipeline[1:]
+            elif op0 == '$match' and isinstance(arg0, dict):
+                m, textq, _ = self._prepare_filter(db, cname, arg0, 'aggregate')
+                if textq is not None:
+                    pre_docs = []
+                    for d, sc, _ in self._special_docs(db, cname, m, textq, None):
+                        d = copy.deepcopy(d)
+                        d[TEXT_SCORE_FIELD] = sc
+                        pre_docs.append(d)
+                    pipeline = pipeline[1:]
+                else:
+                    pipeline = [{'$match': m}] + list(pipeline[1:])
         pipe = self._rewrite_pipeline(pipeline)
-        docs = list(self.client[db][cname].aggregate(pipe))
+        if pre_docs is not None:
+            docs = list(mongomock.aggregate.process_pipeline(pre_docs, self.client[db], pipe, None))
+            for d in docs:
+                if isinstance(d, dict):
+                    d.pop(TEXT_SCORE_FIELD, None)
+        else:
+            if any(TEXT_SCORE_FIELD in json_util.dumps(st) for st in pipe):
+                raise CmdError(40218, 'query requires text score metadata, but it is not available')
+            docs = list(self.client[db][cname].aggregate(pipe))
         if not any('$replaceRoot' in st for st in pipe):
             # MongoDB keeps _id as the first field ($group, $project, ...).
             docs = [d if not isinstance(d, dict) or '_id' not in d or next(iter(d)) == '_id'
@@ -1338,14 +1819,59 @@ class Engine(object):
 
     # ---------------- indexes -----------------
     SUPPORTED_INDEX_OPTS = {'key', 'name', 'unique', 'sparse', 'expireAfterSeconds',
-                            'partialFilterExpression', 'background', 'v', 'ns'}
+                            'partialFilterExpression', 'background', 'v', 'ns', 'weights',
+                            'default_language', 'language_override', 'textIndexVersion',
+                            '2dsphereIndexVersion', 'bits', 'min', 'max'}
 
     def _index_public(self, name, spec):
-        d = OrderedDict(v=2, key=SON((k, v) for k, v in spec['key']), name=name)
-        for opt in ('unique', 'sparse', 'expireAfterSeconds', 'partialFilterExpression'):
+        if any(v == 'text' for _, v in spec['key']):
+            key = []
+            for k, v in spec['key']:
+                if v == 'text':
+                    if ('_fts', 'text') not in key:
+                        key += [('_fts', 'text'), ('_ftsx', 1)]
+                else:
+                    key.append((k, v))
+            d = OrderedDict(v=2, key=SON(key), name=name)
+        else:
+            d = OrderedDict(v=2, key=SON((k, v) for k, v in spec['key']), name=name)
+        for opt in ('unique', 'sparse', 'expireAfterSeconds', 'partialFilterExpression', 'weights',
+                    'default_language', 'language_override', 'textIndexVersion', '2dsphereIndexVersion',
+                    'bits', 'min', 'max'):
             if opt in spec:
-                d[opt] = spec[opt]
+                d[opt] = SON(sorted(spec[opt].items())) if opt == 'weights' else spec[opt]
         return d
+
+    def _text_index_spec(self, ix, spec):
+        keys = list(ix['key'].items())
+        kinds = [v == 'text' for _, v in keys]
+        first = kinds.index(True)
+        last = len(kinds) - 1 - kinds[::-1].index(True)
+        if not all(kinds[first:last + 1]):
+            raise CmdError(17389, "'text' fields in index must all be adjacent")
+        weights = OrderedDict((k, 1) for k, v in keys if v == 'text')
+        w = ix.get('weights')
+        if isinstance(w, dict):
+            for k, x in w.items():
+                if not isinstance(x, (int, float)) or isinstance(x, bool):
+                    raise CmdError(17283, 'weight for text index needs numeric type')
+                if not 0 < int(x) < 100000:
+                    raise CmdError(16674, 'score for word too high')
+                weights[k] = int(x)
+        elif w == '$**':
+            weights = OrderedDict([('$**', 1)])
+        elif w is not None:
+            raise CmdError(17284, "text index option 'weights' must be an object")
+        lang = ix.get('default_language', 'english')
+        if not isinstance(lang, str) or lang.lower() not in msearch.LANGUAGES:
+            raise CmdError(17263, 'default_language is not valid')
+        lo = ix.get('language_override', 'language')
+        if not isinstance(lo, str) or not lo or lo.startswith('$') or '.' in lo:
+            raise CmdError(17136, 'language_override is not valid')
+        tv = ix.get('textIndexVersion', 3)
+        if tv not in (1, 2, 3):
+            raise CmdError(17364, 'Currently only textIndexVersion 1, 2 and 3 are supported, not %s' % tv)
+        spec.update(weights=weights, default_language=lang, language_override=lo, textIndexVersion=int(tv))
 
     def cmd_createindexes(self, db, cmd):
         cname = self._coll(db, cmd, 'createIndexes')
@@ -1369,9 +1895,9 @@ class Engine(object):
                 raise CmdError(67, 'mock server does not support index option(s): %s' % ', '.join(sorted(bad)))
             for k, v in ix['key'].items():
                 if isinstance(v, str):
-                    if v in ('text', '2d', '2dsphere', 'geoHaystack'):
-                        raise CmdError(67, "mock server does not support '%s' indexes" % v)
-                    if v != 'hashed':
+                    if v == 'geoHaystack':
+                        raise CmdError(67, "mock server does not support 'geoHaystack' indexes")
+                    if v not in ('hashed', 'text', '2d', '2dsphere'):
                         raise CmdError(67, "Unknown index plugin '%s'" % v)
                 elif not isinstance(v, (int, float)) or v == 0:
                     raise CmdError(67, 'Values in the index key pattern can only be of numeric type '
@@ -1387,6 +1913,23 @@ class Engine(object):
                 spec['expireAfterSeconds'] = eas
             if 'partialFilterExpression' in ix:
                 spec['partialFilterExpression'] = ix['partialFilterExpression']
+            kinds = {v for v in ix['key'].values() if isinstance(v, str)}
+            if 'text' in kinds:
+                self._text_index_spec(ix, spec)
+            if '2dsphere' in kinds:
+                spec['2dsphereIndexVersion'] = 3
+                for d in list(cstore._documents.values()):
+                    err = _geo_key_error(spec, d)
+                    if err:
+                        raise CmdError(16755, err)
+            if '2d' in kinds:
+                for opt in ('bits', 'min', 'max'):
+                    if opt in ix:
+                        spec[opt] = ix[opt]
+                for d in list(cstore._documents.values()):
+                    err = _geo_key_error(spec, d)
+                    if err:
+                        raise CmdError(16804 if 'legacy' in err else 13027, err)
             name = ix['name']
             if name == '_id_' or list(ix['key'].items()) == [('_id', 1)]:
                 if spec['key'] == [('_id', 1)] and name == '_id_' and len(spec) == 1:
@@ -1396,6 +1939,14 @@ class Engine(object):
             existing = dict(cstore.indexes)
             for pname, pspec in planned:
                 existing[pname] = pspec
+            texts = [(n, sp) for n, sp in existing.items() if any(v == 'text' for _, v in sp['key'])]
+            if 'text' in kinds and texts:
+                if texts[0][0] == name and texts[0][1] == spec:
+                    continue
+                raise CmdError(85, 'An equivalent index already exists with a different name and options. '
+                               'Requested index: %s, existing index: %s'
+                               % (_fmt_val(dict(self._index_public(name, spec))),
+                                  _fmt_val(dict(self._index_public(*texts[0])))))
             if name in existing:
                 ex = existing[name]
                 if list(map(tuple, ex['key'])) != spec['key']:
@@ -1550,11 +2101,15 @@ class Engine(object):
         dstore = self.client._store[db]
         out = []
         for name in sorted(dstore.list_created_collection_names()):
-            d = OrderedDict(name=name, type='collection')
+            ts = self.ts_colls.get((db, name))
+            d = OrderedDict(name=name, type='timeseries' if ts else 'collection')
             if not name_only:
-                d['options'] = OrderedDict()
-                d['info'] = OrderedDict(readOnly=False, uuid=self.coll_uuid(db, name))
-                d['idIndex'] = OrderedDict([('v', 2), ('key', SON([('_id', 1)])), ('name', '_id_')])
+                d['options'] = copy.deepcopy(ts) if ts else OrderedDict()
+                if ts:
+                    d['info'] = OrderedDict(readOnly=False)
+                else:
+                    d['info'] = OrderedDict(readOnly=False, uuid=self.coll_uuid(db, name))
+                    d['idIndex'] = OrderedDict([('v', 2), ('key', SON([('_id', 1)])), ('name', '_id_')])
             if flt and not mm_filtering.filter_applies(flt, d):
                 continue
             out.append(d)
@@ -1562,16 +2117,83 @@ class Engine(object):
         return self._make_cursor_reply('%s.$cmd.listCollections' % db, out,
                                        DEFAULT_BATCH if bs is None else int(bs))
 
+    TS_SPANS = {'seconds': 3600, 'minutes': 86400, 'hours': 2592000}
+
+    def _ts_options(self, cmd):
+        """Validated time-series options of a create command (MongoDB 5.0's rules), or None."""
+        if self.version < (5, 0):
+            for f in ('timeseries', 'expireAfterSeconds'):
+                if f in cmd:
+                    raise CmdError(40415, "BSON field 'create.%s' is an unknown field." % f)
+            return None
+        ts = cmd.get('timeseries')
+        if 'expireAfterSeconds' in cmd and ts is None:
+            raise CmdError(72, "'expireAfterSeconds' option is only supported on time-series collections")
+        if ts is None:
+            return None
+        if not isinstance(ts, dict):
+            raise CmdError(14, "BSON field 'create.timeseries' is the wrong type '%s', expected type 'object'"
+                           % _bson_type_name(ts))
+        for k in ts:
+            if k not in ('timeField', 'metaField', 'granularity'):
+                raise CmdError(40415, "BSON field 'create.timeseries.%s' is an unknown field." % k)
+        if 'timeField' not in ts:
+            raise CmdError(40414, "BSON field 'create.timeseries.timeField' is missing but a required field")
+        for f in ('timeField', 'metaField', 'granularity'):
+            if f in ts and not isinstance(ts[f], str):
+                raise CmdError(14, "BSON field 'create.timeseries.%s' is the wrong type '%s', expected type "
+                               "'string'" % (f, _bson_type_name(ts[f])))
+        gran = ts.get('granularity', 'seconds')
+        if gran not in self.TS_SPANS:
+            raise CmdError(2, "Enumeration value '%s' for field 'create.timeseries.granularity' is not a valid "
+                           "value." % gran)
+        tf, mf = ts['timeField'], ts.get('metaField')
+        if '.' in tf:
+            raise CmdError(72, "The 'timeField' option cannot contain a '.'")
+        if mf is not None:
+            if mf == tf:
+                raise CmdError(72, "The 'metaField' option cannot be the same as the 'timeField' option")
+            if mf == '_id':
+                raise CmdError(72, "The 'metaField' option cannot be '_id'")
+            if '.' in mf:
+                raise CmdError(72, "The 'metaField' option cannot contain a '.'")
+        opts = OrderedDict()
+        t = OrderedDict(timeField=tf)
+        if mf is not None:
+            t['metaField'] = mf
+        t['granularity'] = gran
+        t['bucketMaxSpanSeconds'] = self.TS_SPANS[gran]
+        opts['timeseries'] = t
+        if 'expireAfterSeconds' in cmd:
+            eas = cmd['expireAfterSeconds']
+            if not isinstance(eas, (int, float)) or isinstance(eas, bool):
+                raise CmdError(72, "TTL index 'expireAfterSeconds' option must be numeric, but received a type "
+                               "of '%s'" % _bson_type_name(eas))
+            if eas < 0:
+                raise CmdError(72, "TTL index 'expireAfterSeconds' option cannot be less than 0")
+            opts['expireAfterSeconds'] = Int64(int(eas))
+        return opts
+
     def cmd_create(self, db, cmd):
         cname = self._coll(db, cmd, 'create')
-        bad = set(cmd) - GENERIC_FIELDS - {'create'}
+        ts = self._ts_options(cmd)
+        bad = set(cmd) - GENERIC_FIELDS - {'create'} - ({'timeseries', 'expireAfterSeconds'} if ts else set())
         if bad:
             raise CmdError(72, 'mock server cannot honour create option(s): %s' % ', '.join(sorted(bad)))
         if self.coll_exists(db, cname):
             raise CmdError(48, 'Collection already exists. NS: %s.%s' % (db, cname))
         self.client._store[db][cname].create()
-        self.j(op='create', db=db, coll=cname)
+        if ts:
+            self.ts_colls[(db, cname)] = ts
+            self.j(op='create', db=db, coll=cname, ts_options=ts)
+        else:
+            self.j(op='create', db=db, coll=cname)
+        self.tick()
         return OrderedDict()
+
+    def _ts_refuse_write(self, db, cname):
+        if (db, cname) in self.ts_colls:
+            raise CmdError(166, 'Namespace %s.%s is a view, not a collection' % (db, cname))
 
     def cmd_drop(self, db, cmd):
         cname = self._coll(db, cmd, 'drop')
@@ -1580,6 +2202,7 @@ class Engine(object):
         was = 1 + len(self.client._store[db][cname].indexes)
         self.client[db].drop_collection(cname)
         self.coll_uuids.pop((db, cname), None)
+        self.ts_colls.pop((db, cname), None)
         self._kill_ns_cursors('%s.%s' % (db, cname))
         self.j(op='drop', db=db, coll=cname)
         self.ev('drop', db, cname)
@@ -1599,6 +2222,8 @@ class Engine(object):
             raise CmdError(26, 'Source collection %s does not exist' % src)
         if src == dst:
             raise CmdError(20, "Can't rename a collection to itself")
+        if (sdb, scoll) in self.ts_colls:
+            raise CmdError(72, 'Renaming a time-series collection is not allowed')
         if self.coll_exists(tdb, tcoll):
             if not cmd.get('dropTarget'):
                 raise CmdError(48, 'target namespace exists')
@@ -1634,6 +2259,8 @@ class Engine(object):
                 self.ev('dropDatabase', db, None)
         for k in [k for k in self.coll_uuids if k[0] == db]:
             del self.coll_uuids[k]
+        for k in [k for k in self.ts_colls if k[0] == db]:
+            del self.ts_colls[k]
         return OrderedDict(dropped=db)
 
     def _db_size(self, name):
@@ -1695,6 +2322,20 @@ class Engine(object):
     def ttl_pass(self):
         now = datetime.datetime.utcnow()
         with self.lock:
+            for (dbname, cname), ts in list(self.ts_colls.items()):
+                eas = ts.get('expireAfterSeconds')
+                if eas is None:
+                    continue
+                cstore = self.client._store[dbname][cname]
+                tf = ts['timeseries']['timeField']
+                for key, doc in list(cstore._documents.items()):
+                    val = doc.get(tf)
+                    if isinstance(val, datetime.datetime):
+                        if val.tzinfo is not None:
+                            val = val.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+                        if val + datetime.timedelta(seconds=float(eas)) < now:
+                            cstore._documents.pop(key, None)
+                            self.j(op='del', db=dbname, coll=cname, id=doc['_id'])
             for dbname, dstore in list(self.client._store._databases.items()):
                 for cname, cstore in list(dstore._collections.items()):
                     for name, ix in list(cstore.indexes.items()):

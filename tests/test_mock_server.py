@@ -308,15 +308,16 @@ class TestIndexesCollections(Base):
         c.insert_many([{'q': 1}, {'q': 1}])
         d = self.err(c.create_index, 'q', unique=True)
         self.assertEqual(d['code'], 11000)
-        d = self.err(c.create_index, [('body', 'text')])
+        d = self.err(c.create_index, [('body', 'geoHaystack')])
         self.assertEqual(d['code'], 67)
 
     def test_collections_databases(self):
         self.db.create_collection('plain')
         d = self.err(self.db.command, 'create', 'plain')
         self.assertEqual(d['code'], 48)
+        # a 4.4 server does not know time-series collections
         d = self.err(self.db.command, 'create', 'ts', timeseries={'timeField': 't'})
-        self.assertEqual((d['code'], d['codeName']), (72, 'InvalidOptions'))
+        self.assertEqual((d['code'], d['errmsg']), (40415, "BSON field 'create.timeseries' is an unknown field."))
         self.db.other.insert_one({'a': 1})
         lc = self.db.command('listCollections', filter={'name': 'plain'})['cursor']['firstBatch']
         self.assertEqual(len(lc), 1)
@@ -798,6 +799,199 @@ class TestChangeStreams(unittest.TestCase):
             with self.assertRaises(OperationFailure) as cm:
                 c.mh_test.c.watch(resume_after=tok)
             self.assertEqual((cm.exception.code, cm.exception.details['codeName']), (286, 'ChangeStreamHistoryLost'))
+            c.close()
+        finally:
+            srv.close()
+
+
+class TestTextSearch(Base):
+    def setUp(self):
+        Base.setUp(self)
+        c = self.db.art
+        c.create_index([('title', 'text'), ('body', 'text')], weights={'title': 10}, name='t')
+        c.insert_many([
+            {'_id': 1, 'title': 'other', 'body': 'coffee'},
+            {'_id': 2, 'title': 'coffee', 'body': 'tea'},
+            {'_id': 3, 'title': 'tea', 'body': 'tea'},
+            {'_id': 4, 'title': 'cakes', 'body': 'coffee and tea with cakes in the coffee shop'},
+            {'_id': 5, 'title': 'Shop', 'body': 'nothing to see'},
+        ])
+
+    def ids(self, search, **kw):
+        q = {'$text': dict({'$search': search}, **kw)}
+        return [d['_id'] for d in self.db.art.find(q, {'s': {'$meta': 'textScore'}}).sort(
+            [('s', {'$meta': 'textScore'})])]
+
+    def test_index_listing_and_conflicts(self):
+        ix = {i['name']: i for i in self.db.art.list_indexes()}['t']
+        self.assertEqual(ix['key'], {'_fts': 'text', '_ftsx': 1})
+        self.assertEqual(ix['weights'], {'body': 1, 'title': 10})
+        self.assertEqual((ix['default_language'], ix['language_override'], ix['textIndexVersion']),
+                         ('english', 'language', 3))
+        # the same index again is fine, a second text index is not
+        self.db.art.create_index([('title', 'text'), ('body', 'text')], weights={'title': 10}, name='t')
+        d = self.err(self.db.art.create_index, [('body', 'text')])
+        self.assertEqual((d['code'], d['codeName']), (85, 'IndexOptionsConflict'))
+        d = self.err(lambda: list(self.db.other.find({'$text': {'$search': 'x'}})))
+        self.assertEqual((d['code'], d['codeName'], d['errmsg']),
+                         (27, 'IndexNotFound', 'text index required for $text query'))
+        d = self.err(lambda: list(self.db.art.find({}, {'s': {'$meta': 'textScore'}})))
+        self.assertEqual(d['code'], 40218)
+
+    def test_terms_phrases_negations_and_order(self):
+        # weights multiply: the title hit (weight 10) beats body hits
+        self.assertEqual(self.ids('coffee')[0], 2)
+        self.assertEqual(set(self.ids('coffee')), {1, 2, 4})
+        # OR of terms; more matched terms rank higher (4 has coffee and tea twice)
+        res = self.ids('coffee tea')
+        self.assertEqual(set(res), {1, 2, 3, 4})
+        self.assertLess(res.index(4), res.index(1))
+        self.assertEqual(self.ids('"coffee shop"'), [4])
+        self.assertEqual(self.ids('coffee -cakes')[:1], [2])
+        self.assertNotIn(4, self.ids('coffee -cakes'))
+        self.assertEqual(self.ids('-coffee'), [])
+        self.assertEqual(self.ids('the'), [])                 # stop word
+        self.assertEqual(self.ids('SHOP'), [5, 4])            # case-insensitive, title weighs more
+        self.assertEqual(self.ids('SHOP', **{'$caseSensitive': True}), [])
+        self.assertEqual(self.ids('Shop', **{'$caseSensitive': True}), [5])
+        scores = [d['s'] for d in self.db.art.find({'$text': {'$search': 'coffee tea'}},
+                                                   {'s': {'$meta': 'textScore'}}).sort([('s', {'$meta': 'textScore'})])]
+        self.assertEqual(scores, sorted(scores, reverse=True))
+        self.assertGreater(scores[0], scores[-1])
+
+    def test_count_aggregate_and_writes(self):
+        self.assertEqual(self.db.art.count_documents({'$text': {'$search': 'tea'}}), 3)
+        self.assertEqual(self.db.command('count', 'art', query={'$text': {'$search': 'tea'}})['n'], 3)
+        res = list(self.db.art.aggregate([{'$match': {'$text': {'$search': 'coffee'}}},
+                                          {'$project': {'score': {'$meta': 'textScore'}}},
+                                          {'$sort': {'score': -1}}, {'$limit': 2}]))
+        self.assertEqual([d['_id'] for d in res], [2, 4])
+        self.assertGreater(res[0]['score'], res[1]['score'])
+        d = self.err(lambda: list(self.db.art.aggregate([{'$match': {}}, {'$match': {'$text': {'$search': 'x'}}}])))
+        self.assertEqual(d['code'], 17313)
+        self.assertEqual(self.db.art.update_many({'$text': {'$search': 'cakes'}}, {'$set': {'sweet': 1}}).modified_count, 1)
+        self.assertEqual(self.db.art.find_one({'sweet': 1})['_id'], 4)
+        self.assertEqual(self.db.art.delete_many({'$text': {'$search': 'tea'}}).deleted_count, 3)
+        self.assertEqual(sorted(d['_id'] for d in self.db.art.find()), [1, 5])
+
+
+class TestGeo(Base):
+    PLACES = [('centre', 2.3522, 48.8566), ('eiffel', 2.2945, 48.8584), ('lyon', 4.8357, 45.7640),
+              ('nyc', -74.0060, 40.7128)]
+
+    def setUp(self):
+        Base.setUp(self)
+        self.db.pl.create_index([('loc', '2dsphere')])
+        self.db.pl.insert_many([{'_id': n, 'loc': {'type': 'Point', 'coordinates': [x, y]}}
+                                for n, x, y in self.PLACES])
+        self.here = {'type': 'Point', 'coordinates': [2.35, 48.85]}
+
+    def test_near_sorted_by_distance_with_bounds(self):
+        near = lambda **kw: [d['_id'] for d in self.db.pl.find(
+            {'loc': {'$near': dict({'$geometry': self.here}, **kw)}})]
+        self.assertEqual(near(), ['centre', 'eiffel', 'lyon', 'nyc'])
+        self.assertEqual(near(**{'$maxDistance': 10000}), ['centre', 'eiffel'])
+        self.assertEqual(near(**{'$minDistance': 1000, '$maxDistance': 500000}), ['eiffel', 'lyon'])
+        sph = [d['_id'] for d in self.db.pl.find({'loc': {'$nearSphere': [2.35, 48.85], '$maxDistance': 0.01}})]
+        self.assertEqual(sph, ['centre', 'eiffel'])          # legacy pair: radians
+        self.assertEqual(self.db.command('count', 'pl', query={'loc': {'$near': {
+            '$geometry': self.here, '$maxDistance': 10000}}})['n'], 2)
+        d = self.err(lambda: list(self.db.nogeo.find({'loc': {'$near': {'$geometry': self.here}}})))
+        self.assertEqual((d['code'], d['codeName']), (291, 'NoQueryExecutionPlans'))
+        self.assertIn('unable to find index for $geoNear query', d['errmsg'])
+        d = self.err(self.db.pl.count_documents, {'loc': {'$near': {'$geometry': self.here}}})
+        self.assertEqual(d['code'], 2)
+        d = self.err(self.db.pl.insert_one, {'loc': {'type': 'Point', 'coordinates': [200, 1]}})
+        self.assertEqual(d['code'], 16755)
+
+    def test_geo_within(self):
+        w = lambda spec, coll='pl': sorted(d['_id'] for d in self.db[coll].find({'loc': {'$geoWithin': spec}}))
+        self.assertEqual(w({'$centerSphere': [[2.35, 48.85], 1000 / 6378100.0]}), ['centre'])
+        self.assertEqual(w({'$centerSphere': [[2.35, 48.85], 500000 / 6378100.0]}), ['centre', 'eiffel', 'lyon'])
+        self.assertEqual(w({'$geometry': {'type': 'Polygon', 'coordinates': [
+            [[2.2, 48.8], [2.5, 48.8], [2.35, 48.95], [2.2, 48.8]]]}}), ['centre', 'eiffel'])
+        self.assertEqual(w({'$box': [[2.3, 45.0], [5, 49]]}), ['centre', 'lyon'])
+        self.assertEqual(w({'$polygon': [[-80, 30], [-70, 30], [-75, 45]]}), ['nyc'])
+        # no index needed
+        self.db.flat.insert_many([{'_id': 1, 'loc': [1, 1]}, {'_id': 2, 'loc': [5, 5]}])
+        self.assertEqual(w({'$center': [[0, 0], 2]}, 'flat'), [1])
+        self.assertEqual(self.db.pl.count_documents({'loc': {'$geoWithin': {'$centerSphere': [[2.35, 48.85], 0.01]}}}), 2)
+        self.assertEqual(self.db.pl.count_documents({'$or': [{'_id': 'nyc'}, {'loc': {'$geoWithin': {
+            '$centerSphere': [[2.35, 48.85], 0.0002]}}}]}), 2)
+
+    def test_geo_near_stage(self):
+        res = list(self.db.pl.aggregate([{'$geoNear': {
+            'near': self.here, 'distanceField': 'dist.m', 'spherical': True, 'maxDistance': 500000,
+            'distanceMultiplier': 0.001, 'includeLocs': 'where', 'query': {'_id': {'$ne': 'centre'}}}}]))
+        self.assertEqual([d['_id'] for d in res], ['eiffel', 'lyon'])
+        self.assertAlmostEqual(res[0]['dist']['m'], 4.17, delta=0.05)   # km
+        self.assertAlmostEqual(res[1]['dist']['m'], 391.4, delta=1.0)
+        self.assertEqual(res[0]['where']['coordinates'], [2.2945, 48.8584])
+        # legacy pair + spherical: radians
+        r = list(self.db.pl.aggregate([{'$geoNear': {'near': [2.35, 48.85], 'distanceField': 'd',
+                                                     'spherical': True}}, {'$limit': 1}]))
+        self.assertAlmostEqual(r[0]['d'] * 6378100, 752, delta=5)
+        d = self.err(lambda: list(self.db.nogeo.aggregate([{'$geoNear': {'near': self.here, 'distanceField': 'd'}}])))
+        self.assertEqual(d['code'], 27)
+        self.db.pl.create_index([('other', '2dsphere')])
+        d = self.err(lambda: list(self.db.pl.aggregate([{'$geoNear': {'near': self.here, 'distanceField': 'd'}}])))
+        self.assertIn('more than one 2dsphere index', d['errmsg'])
+        r = list(self.db.pl.aggregate([{'$geoNear': {'near': self.here, 'distanceField': 'd', 'key': 'loc'}}]))
+        self.assertEqual(len(r), 4)
+        d = self.err(lambda: list(self.db.pl.aggregate([{'$match': {}}, {'$geoNear': {
+            'near': self.here, 'distanceField': 'd'}}])))
+        self.assertEqual(d['code'], 40603)
+
+    def test_2d_index_flat(self):
+        self.db.f.create_index([('p', '2d')])
+        self.db.f.insert_many([{'_id': i, 'p': [i, 0]} for i in range(5)])
+        self.assertEqual([d['_id'] for d in self.db.f.find({'p': {'$near': [2.2, 0], '$maxDistance': 1.5}})],
+                         [2, 3, 1])
+        d = self.err(self.db.f.insert_one, {'p': 'nowhere'})
+        self.assertEqual(d['code'], 16804)
+
+
+class TestTimeSeries(unittest.TestCase):
+    def test_timeseries_on_5_0(self):
+        srv = MockProc('--version', '5.0.0')
+        try:
+            c = srv.client()
+            db = c.mh_test
+            self.assertEqual(c.admin.command('hello')['maxWireVersion'], 13)
+            self.assertEqual(c.admin.command('buildInfo')['versionArray'], [5, 0, 0, 0])
+            db.command('create', 'ts', timeseries={'timeField': 't', 'metaField': 'm', 'granularity': 'minutes'},
+                       expireAfterSeconds=60)
+            lc = db.command('listCollections', filter={'name': 'ts'})['cursor']['firstBatch']
+            self.assertEqual(lc[0]['type'], 'timeseries')
+            self.assertEqual(lc[0]['options'], {'timeseries': {'timeField': 't', 'metaField': 'm', 'granularity': 'minutes',
+                                                               'bucketMaxSpanSeconds': 86400}, 'expireAfterSeconds': 60})
+            now = datetime.datetime.utcnow().replace(microsecond=0)
+            db.ts.insert_many([{'t': now, 'm': {'s': 1}, 'v': 1},
+                               {'t': now - datetime.timedelta(hours=1), 'm': {'s': 2}, 'v': 2}])
+            self.assertEqual([d['v'] for d in db.ts.find({'m.s': 1})], [1])
+            with self.assertRaises(BulkWriteError) as cm:
+                db.ts.insert_many([{'v': 3}])
+            self.assertEqual(cm.exception.details['writeErrors'][0]['code'], 2)
+            self.assertIn("'t' must be present and contain a valid BSON UTC datetime value",
+                          cm.exception.details['writeErrors'][0]['errmsg'])
+            # the TTL monitor (1 s) removes the measurement older than 60 s
+            deadline = time.time() + 5
+            while db.ts.count_documents({}) > 1 and time.time() < deadline:
+                time.sleep(0.1)
+            self.assertEqual([d['v'] for d in db.ts.find()], [1])
+            for bad, code in (({'metaField': 'm'}, 40414), ({'timeField': 't', 'x': 1}, 40415),
+                              ({'timeField': 't', 'granularity': 'days'}, 2), ({'timeField': 't', 'metaField': 't'}, 72),
+                              ('t', 14)):
+                with self.assertRaises(OperationFailure) as cm:
+                    db.command('create', 'bad', timeseries=bad)
+                self.assertEqual(cm.exception.code, code, bad)
+            with self.assertRaises(OperationFailure) as cm:
+                db.command('create', 'bad', expireAfterSeconds=5)
+            self.assertEqual(cm.exception.code, 72)
+            with self.assertRaises(OperationFailure) as cm:
+                db.command('create', 'ts', timeseries={'timeField': 't'})
+            self.assertEqual(cm.exception.code, 48)
+            self.assertNotIn('bad', db.list_collection_names())
             c.close()
         finally:
             srv.close()
