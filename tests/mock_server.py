@@ -327,9 +327,10 @@ def _doc_key(_id):
 mcs.CmdError = CmdError
 mcs._doc_key = _doc_key
 msearch.CmdError = CmdError
+msearch._fmt_val = _fmt_val
 
 
-TEXT_SCORE_FIELD = '__mh_textScore'
+TEXT_SCORE_FIELD = msearch.TEXT_SCORE_FIELD
 
 
 def _bson_type_name(v):
@@ -350,14 +351,7 @@ def _bson_type_name(v):
     return type(v).__name__
 
 
-def _set_path(doc, path, value):
-    parts = path.split('.')
-    cur = doc
-    for p in parts[:-1]:
-        if not isinstance(cur.get(p), dict):
-            cur[p] = OrderedDict()
-        cur = cur[p]
-    cur[parts[-1]] = value
+_set_path = msearch._set_path
 
 
 def bson_size(doc):
@@ -385,7 +379,7 @@ class Connection(object):
         self.app_name = None
 
 
-class Engine(object):
+class Engine(msearch.SearchMixin):
     def __init__(self, opts):
         self.opts = opts
         self.version = tuple(int(x) for x in opts.version.split('.'))
@@ -1307,205 +1301,6 @@ class Engine(object):
         return OrderedDict(cursorsKilled=killed, cursorsNotFound=notfound,
                            cursorsAlive=[], cursorsUnknown=[])
 
-    # ---------------- $text / geo -----------------
-    NO_GEO_INDEX = ('error processing query: planner returned error :: caused by :: '
-                    'unable to find index for $geoNear query')
-
-    def _special_indexes(self, db, cname, kind):
-        """[(name, spec)] of the collection's indexes with a `kind` key ('text', '2d', '2dsphere')."""
-        cstore = self.client._store[db][cname]
-        return [(n, sp) for n, sp in cstore.indexes.items() if any(v == kind for _, v in sp['key'])]
-
-    def _text_spec(self, db, cname):
-        ix = self._special_indexes(db, cname, 'text')
-        if not ix:
-            raise CmdError(27, 'text index required for $text query')
-        return ix[0][1]
-
-    def _geo_index_types(self, db, cname, field):
-        cstore = self.client._store[db][cname]
-        return {v for sp in cstore.indexes.values() for k, v in sp['key']
-                if k == field and v in ('2d', '2dsphere')}
-
-    def _prepare_filter(self, db, cname, flt, where='find'):
-        """Splits off $text and $near/$nearSphere (top level or in a top-level
-        $and) and turns each $geoWithin into an _id list.  Returns
-        (rest_filter, TextQuery or None, near or None)."""
-        state = {'text': None, 'near': None}
-        cstore = self.client._store[db][cname]
-
-        def geo_within_ids(field, arg):
-            pred = msearch.within_pred(arg)
-            ids = []
-            for d in list(cstore._documents.values()):
-                locs = msearch.doc_locations(d, field)
-                if locs and any(pred(x, y, g) for x, y, g, _ in locs):
-                    ids.append(d['_id'])
-            return {'_id': {'$in': ids}}
-
-        def walk(x, top):
-            if isinstance(x, list):
-                return [walk(v, False) for v in x]
-            if not isinstance(x, dict):
-                return x
-            parts = []
-            out = OrderedDict()
-            for k, v in x.items():
-                if k == '$text':
-                    if not top:
-                        raise CmdError(2, '$text is not allowed in this context' if where != 'or' else
-                                       'planner returned error :: caused by :: Failed to produce a solution '
-                                       'for TEXT under OR')
-                    if state['text'] is not None:
-                        raise CmdError(2, 'Too many text expressions')
-                    state['text'] = msearch.TextQuery(v, self._text_spec(db, cname))
-                    continue
-                if k == '$and' and isinstance(v, list):
-                    out[k] = [walk(c, top) for c in v]
-                    continue
-                if k in ('$or', '$nor') and isinstance(v, list):
-                    out[k] = [walk(c, False) for c in v]
-                    continue
-                if not k.startswith('$') and isinstance(v, dict) and any(
-                        op in v for op in ('$near', '$nearSphere', '$geoWithin', '$within', '$geoIntersects')):
-                    rest = OrderedDict()
-                    near_op = None
-                    for op, arg in v.items():
-                        if op in ('$geoWithin', '$within'):
-                            parts.append(geo_within_ids(k, arg))
-                        elif op == '$geoIntersects':
-                            raise CmdError(238, 'mock server does not implement $geoIntersects')
-                        elif op in ('$near', '$nearSphere'):
-                            near_op = op
-                        elif op in ('$maxDistance', '$minDistance'):
-                            pass
-                        else:
-                            rest[op] = arg
-                    if near_op is not None:
-                        if where == 'aggregate':
-                            if self.version >= (5, 0):
-                                raise CmdError(5626500, '$geoNear, $near, and $nearSphere are not allowed in '
-                                               'this context, as these operators require sorting geospatial '
-                                               'data. If you do not need sort, consider using $geoWithin '
-                                               'instead.')
-                            raise CmdError(2, '$geoNear, $near, and $nearSphere are not allowed in this context')
-                        if not top or state['near'] is not None:
-                            raise CmdError(2, 'geo near accepts just one argument when querying for a GeoJSON '
-                                           'point. Extra field found' if state['near'] else
-                                           'geoNear must be top-level expr')
-                        state['near'] = self._parse_near(db, cname, k, near_op, v)
-                    if rest:
-                        parts.append({k: rest})
-                    continue
-                out[k] = walk(v, False) if k.startswith('$') else v
-            if parts:
-                if out:
-                    parts.insert(0, out)
-                return {'$and': parts} if len(parts) > 1 else parts[0]
-            return out
-        rest = walk(flt, True)
-        return rest, state['text'], state['near']
-
-    def _parse_near(self, db, cname, field, op, v):
-        point, geojson, mx, mn = msearch.parse_near(op, v[op])
-        if not geojson:
-            mx, mn = v.get('$maxDistance'), v.get('$minDistance')
-        types = self._geo_index_types(db, cname, field)
-        if geojson:
-            if '2dsphere' not in types:
-                raise CmdError(291, self.NO_GEO_INDEX)
-            mode = 'meters'
-        elif op == '$nearSphere':
-            if not types:
-                raise CmdError(291, self.NO_GEO_INDEX)
-            mode = 'radians'
-        else:
-            if '2d' not in types:
-                raise CmdError(291, self.NO_GEO_INDEX)
-            mode = 'flat'
-        for val, name in ((mx, '$maxDistance'), (mn, '$minDistance')):
-            if val is not None and (not isinstance(val, (int, float)) or isinstance(val, bool) or val < 0):
-                raise CmdError(2, '%s must be a non-negative number' % name)
-        return dict(field=field, point=point, mode=mode, max=mx, min=mn)
-
-    @staticmethod
-    def _distance(near, doc):
-        """Smallest distance from near's point to a location of doc (None: no location)."""
-        x0, y0 = near['point']
-        best = None
-        for x, y, g, raw in msearch.doc_locations(doc, near['field']):
-            if near['mode'] == 'flat':
-                if g:
-                    continue
-                d = msearch.flat_dist(x0, y0, x, y)
-            else:
-                d = msearch.sphere_angle(x0, y0, x, y)
-                if near['mode'] == 'meters':
-                    d *= msearch.EARTH_RADIUS_M
-            if best is None or d < best[0]:
-                best = (d, raw)
-        return best
-
-    def _special_docs(self, db, cname, rest, textq, near):
-        """[(doc, score, (distance, location))] of the documents that match."""
-        coll = self.client[db][cname]
-        out = []
-        for d in coll.find(rest):
-            sc = None
-            if textq is not None:
-                sc = textq.score(d)
-                if sc is None:
-                    continue
-            dist = None
-            if near is not None:
-                dist = self._distance(near, d)
-                if dist is None or (near['max'] is not None and dist[0] > near['max']) or \
-                        (near['min'] is not None and dist[0] < near['min']):
-                    continue
-            out.append((d, sc, dist))
-        if near is not None:
-            out.sort(key=lambda t: t[2][0])
-        return out
-
-    @staticmethod
-    def _is_meta(v):
-        return isinstance(v, dict) and list(v.keys()) == ['$meta']
-
-    def _check_meta(self, v, textq):
-        if v.get('$meta') != 'textScore':
-            if v.get('$meta') in ('indexKey', 'recordId', 'sortKey', 'searchScore', 'searchHighlights',
-                                  'geoNearDistance', 'geoNearPoint', 'randVal'):
-                raise CmdError(238, "mock server does not support {$meta: '%s'}" % v['$meta'])
-            raise CmdError(17308, 'Unsupported argument to $meta: %s' % v.get('$meta'))
-        if textq is None:
-            raise CmdError(40218, 'query requires text score metadata, but it is not available')
-
-    def _sort_items(self, items, sort, textq):
-        """Sorts [(doc, score, dist)] by a find sort spec that may hold {$meta: 'textScore'}."""
-        for key, direction in reversed(list(sort.items())):
-            if self._is_meta(direction):
-                self._check_meta(direction, textq)
-                items.sort(key=lambda t: t[1], reverse=True)
-            else:
-                if direction not in (1, -1):
-                    raise CmdError(15974, 'Illegal key in $sort specification: %s: %s' % (key, direction))
-                items.sort(key=lambda t: mm_filtering.resolve_sort_key(key, t[0]), reverse=direction < 0)
-        return items
-
-    def _project_items(self, coll, items, proj, textq):
-        proj = dict(proj or {})
-        metas = [(k, v) for k, v in proj.items() if self._is_meta(v)]
-        for k, v in metas:
-            self._check_meta(v, textq)
-            del proj[k]
-        out = []
-        for d, sc, dist in items:
-            doc = coll._copy_only_fields(d, proj, OrderedDict) if proj else copy.deepcopy(d)
-            for k, _ in metas:
-                doc[k] = sc
-            out.append(doc)
-        return out
-
     def _check_filter(self, flt):
         def walk(x):
             if isinstance(x, dict):
@@ -1607,114 +1402,6 @@ class Engine(object):
                                "(valid in MongoDB but not supported by the mock server)" % op)
             else:
                 raise CmdError(40324, "Unrecognized pipeline stage name: '%s'" % op)
-        return out
-
-    def _meta_exprs(self, spec):
-        def conv(v):
-            if self._is_meta(v):
-                if v['$meta'] != 'textScore':
-                    self._check_meta(v, True)
-                return '$' + TEXT_SCORE_FIELD
-            if isinstance(v, dict):
-                return OrderedDict((k, conv(x)) for k, x in v.items())
-            if isinstance(v, list):
-                return [conv(x) for x in v]
-            return v
-        return conv(spec)
-
-    def _check_later_match(self, flt):
-        def walk(x):
-            if isinstance(x, dict):
-                for k, v in x.items():
-                    if k == '$text':
-                        raise CmdError(17313, '$match with $text is only allowed as the first pipeline stage')
-                    if k in ('$near', '$nearSphere'):
-                        if self.version >= (5, 0):
-                            raise CmdError(5626500, '$geoNear, $near, and $nearSphere are not allowed in this '
-                                           'context, as these operators require sorting geospatial data. If '
-                                           'you do not need sort, consider using $geoWithin instead.')
-                        raise CmdError(2, '$geoNear, $near, and $nearSphere are not allowed in this context')
-                    if k in ('$geoWithin', '$within', '$geoIntersects'):
-                        raise CmdError(238, 'mock server supports %s only in a first $match stage' % k)
-                    walk(v)
-            elif isinstance(x, list):
-                for v in x:
-                    walk(v)
-        walk(flt)
-
-    def _geo_near_stage(self, db, cname, arg):
-        """Documents of a first $geoNear stage, nearest first."""
-        if not isinstance(arg, dict):
-            raise CmdError(10065, 'invalid parameter: expected an object ($geoNear)')
-        known = {'near', 'distanceField', 'spherical', 'maxDistance', 'minDistance', 'query', 'key',
-                 'distanceMultiplier', 'includeLocs', 'uniqueDocs'}
-        for k in arg:
-            if k in ('num', 'limit'):
-                raise CmdError(50858 if k == 'num' else 50857, '$geoNear no longer supports the \'%s\' parameter. '
-                               'Use a $limit stage instead.' % k)
-            if k not in known:
-                raise CmdError(40415 if self.version >= (5, 0) else 16605,
-                               'Unknown argument to $geoNear: %s' % k)
-        if 'near' not in arg:
-            raise CmdError(5860400 if self.version >= (5, 0) else 40410,
-                           "$geoNear requires a 'near' argument")
-        df = arg.get('distanceField')
-        if not isinstance(df, str):
-            raise CmdError(16606, "$geoNear requires a 'distanceField' option as a String")
-        ns = '%s.%s' % (db, cname)
-        cstore = self.client._store[db][cname]
-        geo = [(k, v) for sp in cstore.indexes.values() for k, v in sp['key'] if v in ('2d', '2dsphere')]
-        key = arg.get('key')
-        if key is not None:
-            if not isinstance(key, str) or not key:
-                raise CmdError(2, '$geoNear parameter \'key\' must be of type string but found type: %s'
-                               % type(key).__name__)
-            types = {v for k, v in geo if k == key}
-            if not types:
-                raise CmdError(27, 'no geo indices for $geoNear query with key %s' % key)
-            field = key
-        else:
-            two_d = [k for k, v in geo if v == '2d']
-            sph = [k for k, v in geo if v == '2dsphere']
-            if len(two_d) > 1:
-                raise CmdError(27, 'There is more than one 2d index on %s; unsure which to use for $geoNear' % ns)
-            if two_d:
-                field, types = two_d[0], {'2d'}
-            elif len(sph) > 1:
-                raise CmdError(27, 'There is more than one 2dsphere index on %s; unsure which to use for $geoNear'
-                               % ns)
-            elif sph:
-                field, types = sph[0], {'2dsphere'}
-            else:
-                raise CmdError(27, '$geoNear requires a 2d or 2dsphere index, but none were found')
-        near = arg['near']
-        gp = msearch.geojson_point(near) if isinstance(near, dict) and 'type' in near else None
-        if gp is not None:
-            if '2dsphere' not in types:
-                raise CmdError(291, self.NO_GEO_INDEX)
-            point, mode = gp, 'meters'
-        else:
-            point = msearch.legacy_pair(near)
-            if point is None:
-                raise CmdError(2, 'invalid argument in geo near query: near: %s' % _fmt_val(near))
-            mode = 'radians' if (arg.get('spherical') or '2d' not in types) else 'flat'
-        spec = dict(field=field, point=point, mode=mode, max=arg.get('maxDistance'), min=arg.get('minDistance'))
-        for n in ('max', 'min'):
-            v = spec[n]
-            if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0):
-                raise CmdError(2, '%sDistance must be a non-negative number' % n)
-        q = arg.get('query') or {}
-        q, textq, near2 = self._prepare_filter(db, cname, q, 'aggregate')
-        if textq is not None:
-            raise CmdError(2, '$geoNear query cannot contain $text')
-        mult = arg.get('distanceMultiplier', 1)
-        out = []
-        for d, _, (dist, loc) in self._special_docs(db, cname, q, None, spec):
-            doc = copy.deepcopy(d)
-            _set_path(doc, df, dist * mult)
-            if isinstance(arg.get('includeLocs'), str):
-                _set_path(doc, arg['includeLocs'], copy.deepcopy(loc))
-            out.append(doc)
         return out
 
     def _coll_stats_doc(self, db, cname):
