@@ -1,8 +1,9 @@
 /* src/eventlog.c: the user event log's set-up by server version, and the
  * synchronous log read back with its types and queries.  "core" needs no
  * server (the options of the log and of its writer); "live" runs against
- * the test server; "own_server" reads the commands a private test server
- * received. */
+ * the test server (the 5.0 time-series set-up against a private one
+ * started with --version 5.0.0); "own_server" reads the commands a private
+ * test server received. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>

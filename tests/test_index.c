@@ -94,7 +94,7 @@ START_TEST (text_and_2dsphere_index_commands_are_exact)
    char *json, *name = NULL;
 
    if (!mh_test_capturing ()) {
-      MH_SKIP ("command capture needs MH_MOCK_SERVER_SCRIPT and is off under valgrind");
+      MH_SKIP ("command capture needs MH_MOCK_SERVER_SCRIPT (tests/mock_server.py)");
    }
    text = BCON_NEW ("title", BCON_UTF8 ("text"), "body", BCON_UTF8 ("text"));
    topts = BCON_NEW ("weights",

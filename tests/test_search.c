@@ -54,7 +54,7 @@ START_TEST (text_search_command_is_exact)
    char *json;
 
    if (!mh_test_capturing ()) {
-      MH_SKIP ("command capture needs MH_MOCK_SERVER_SCRIPT and is off under valgrind");
+      MH_SKIP ("command capture needs MH_MOCK_SERVER_SCRIPT (tests/mock_server.py)");
    }
    extra = BCON_NEW ("published", BCON_BOOL (true));
    MH_ASSERT_FAILS_WITH (
@@ -82,7 +82,7 @@ START_TEST (geo_query_commands_are_exact)
    char *json;
 
    if (!mh_test_capturing ()) {
-      MH_SKIP ("command capture needs MH_MOCK_SERVER_SCRIPT and is off under valgrind");
+      MH_SKIP ("command capture needs MH_MOCK_SERVER_SCRIPT (tests/mock_server.py)");
    }
    MH_ASSERT_FAILS_WITH (
       mongo_helper_geo_near (NULL, "places", "loc", 2.35, 48.85, 1500, 10, &results, &err),
