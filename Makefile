@@ -57,6 +57,8 @@ all: $(STATIC) $(SHARED) $(TOOL)
 
 # ---- dependencies ---------------------------------------------------------
 # Installs only what is missing, and says what.  Debian package names.
+# libstemmer0d: the test server stems text-search words with it, as MongoDB
+# does (Snowball); without it the server still runs, words unstemmed.
 deps:
 	@missing=""; \
 	command -v pkg-config >/dev/null 2>&1 || missing="$$missing pkg-config"; \
@@ -75,6 +77,7 @@ deps:
 	  mod=$${pair%%:*}; deb=$${pair#*:}; \
 	  [ -x $(PYTHON) ] && $(PYTHON) -c "import $$mod" >/dev/null 2>&1 || missing="$$missing $$deb"; \
 	done; \
+	$(PYTHON) -c "import ctypes; ctypes.CDLL('libstemmer.so.0d')" >/dev/null 2>&1 || missing="$$missing libstemmer0d"; \
 	if [ -n "$$missing" ]; then \
 	  echo "make deps: installing$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \

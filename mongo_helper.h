@@ -473,11 +473,10 @@ bool mongo_helper_command (const bson_t *command, bson_t *reply, mongo_helper_er
  * InterruptedAtShutdown, 11602 InterruptedDueToReplStateChange, 189
  * PrimarySteppedDown, 91 ShutdownInProgress, 6 HostUnreachable, 7
  * HostNotFound, 89 NetworkTimeout, 9001 SocketException, 134
- * ReadConcernMajorityNotAvailableYet, 262 ExceededTimeLimit.  The
- * RetryableWriteError label is NOT seen by the library (it travels in the
- * server's reply, which the execution path does not receive); the server
- * attaches it to exactly these codes and to network errors, and libmongoc
- * acts on the label itself for writes.  Never retried: duplicate keys,
+ * ReadConcernMajorityNotAvailableYet, 262 ExceededTimeLimit; and any server
+ * error the server labels RetryableWriteError (libmongoc has then already
+ * retried a plain write once; the library does not repeat it and the
+ * message names the label).  Never retried: duplicate keys,
  * validation, syntax or any other server error, bad arguments, pool wait
  * timeouts, authentication failures, garbage from the server (protocol
  * errors), maxTimeMS expiry (50).
@@ -525,7 +524,9 @@ void mongo_helper_config_retry_policy (const mongo_helper_config_t *config,
                                        mongo_helper_retry_policy_t *policy);
 
 /* Whether the execution path would retry after this driver error (see
- * "Which operations retry"), for callers that run libmongoc directly. */
+ * "Which operations retry"), for callers that run libmongoc directly.  A
+ * bson_error_t carries no error labels: check the reply for
+ * RetryableWriteError (mongoc_error_has_label()) as well. */
 bool mongo_helper_error_is_transient (const bson_error_t *error);
 
 /* Appends maxTimeMS to an options document for libmongoc calls that take

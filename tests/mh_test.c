@@ -575,6 +575,31 @@ mh_test_server_stop_all (void)
    }
 }
 
+const char *
+mh_test_own_live_server (mh_test_server_t *s,
+                         const char *const *extra_args,
+                         const char *uri_options)
+{
+   static char uri[256];
+   const char *live = mh_test_uri ();
+
+   ck_assert_msg (live, "MONGO_TEST_URI is not set: run the tests with make check");
+   if (!mh_test_on_mock ()) {
+      snprintf (uri, sizeof uri, "%s", live);
+      return uri;
+   }
+   mongo_helper_shutdown ();
+   mh_test_server_start (s, 0, extra_args);
+   snprintf (uri,
+             sizeof uri,
+             "mongodb://127.0.0.1:%d/mh_test%s%s",
+             s->port,
+             uri_options && *uri_options ? "?" : "",
+             uri_options && *uri_options ? uri_options : "");
+   setenv ("MONGO_CACHE_URI", uri, 1);
+   return uri;
+}
+
 /* ---- capture ------------------------------------------------------------- */
 
 static mh_test_server_t mh_capture;

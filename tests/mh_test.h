@@ -215,6 +215,17 @@ int mh_test_server_log_count (const mh_test_server_t *s, const char *needle);
  * directories: for a teardown, when the handles lived on a test's stack. */
 void mh_test_server_stop_all (void);
 
+/* For a live test that needs what the shared test server was not started
+ * with (a replica set, MongoDB 5.0): on the test server (MH_MOCK_SERVER)
+ * starts private server `s` with `extra_args` and points the singleton at
+ * it (shut down first; database mh_test, `uri_options` such as
+ * "replicaSet=rs0" appended); on a real server (MONGO_TEST_URI) starts
+ * nothing and the test runs there.  Returns the URI the singleton uses
+ * now (static storage), for a test's own libmongoc clients. */
+const char *mh_test_own_live_server (mh_test_server_t *s,
+                                     const char *const *extra_args,
+                                     const char *uri_options);
+
 /* ---- assertions -------------------------------------------------------- */
 
 /* Asserts that `ok` is true and prints the library error otherwise. */

@@ -4,7 +4,8 @@
 Wire protocol handling comes from mockupdb (OP_QUERY legacy handshake, OP_MSG
 incl. document sequences); storage, query, update and aggregation come from
 mongomock.  The server presents itself as a MongoDB 4.4 standalone (or, with
---replset, as a replica-set member).  It is ONLY meant for tests.
+--replset, as a replica-set member; with --version 5.0.0 as MongoDB 5.0, wire
+version 13).  It is ONLY meant for tests.
 
 Run with Debian's /usr/bin/python3 (needs python3-mockupdb, python3-mongomock,
 python3-pymongo).  See `--help` for the command line.
@@ -15,7 +16,92 @@ mock-specific admin command):
   {configureFailPoint: "failCommand", mode: "alwaysOn"|"off"|{times: n}|{skip: n},
    data: {failCommands: [...], errorCode, errorLabels, closeConnection,
           blockConnection, blockTimeMS, writeConcernError, appName}}
+  {configureFailPoint: "failGetMoreAfterCursorCheckout", mode: ..., data: {errorCode}}
+                                             a getMore fails after its cursor was
+                                             checked out (so a change-stream cursor
+                                             gets ResumableChangeStreamError)
   {mockSetRole: "primary"|"secondary"}       (admin) flip the replica-set role
+  {replSetStepDown: secs, secondaryCatchUpPeriodSecs, force}
+                                             (admin) the real command: becomes
+                                             secondary; a one-member set (no --hosts
+                                             or only itself) is primary again after
+                                             `secs`, a member of a larger set stays
+                                             secondary until mockSetRole
+
+Replica-set mode (--replset NAME)
+  hello reports setName/hosts/primary/me/electionId/setVersion/lastWrite; every
+  reply carries $clusterTime (zero signature) and operationTime.  Each write
+  gets its own cluster time (Timestamp); a higher $clusterTime sent by a client
+  advances the clock.  Retryable writes: a write with lsid + txnNumber runs once,
+  a retry with the same txnNumber gets the recorded reply, an older txnNumber
+  gets TransactionTooOld (225).  Error labels as MongoDB 4.4+ adds them:
+  RetryableWriteError for codes 6 7 89 91 189 262 9001 10107 11600 11602 13435
+  13436 (top-level or writeConcernError) on insert/update/delete/findAndModify
+  with txnNumber; failCommand's `errorLabels` replaces the server's labels (as
+  in MongoDB).  A standalone refuses txnNumber (20 IllegalOperation).
+
+Change streams (replica-set mode; a standalone answers 40573)
+  aggregate with a first $changeStream stage on a collection, on a database
+  (aggregate: 1) or on the cluster (admin, allChangesForCluster: true).  Events
+  of this server's own writes: insert, update (updateDescription with
+  updatedFields/removedFields; truncatedArrays with --version 5.0), replace,
+  delete (also TTL deletions), drop, rename (renameCollection), dropDatabase,
+  invalidate (collection stream: after drop or rename of/onto it; database
+  stream: after dropDatabase).  fullDocument: "updateLookup" reads the current
+  document when the event is returned (null once deleted).  Options:
+  resumeAfter, startAfter (also from an invalidate token), startAtOperationTime.
+  Following stages: $match $project $addFields $set $unset $replaceRoot
+  $replaceWith $redact (changing _id gives 280).  Every batch carries
+  postBatchResumeToken.  getMore waits for new events up to maxTimeMS (default
+  1 s) without holding the store lock.  Only failGetMoreAfterCursorCheckout
+  errors (and real errors after checkout) get ResumableChangeStreamError;
+  failCommand errors on getMore do not (as in MongoDB 4.4+, SERVER-46091), so a
+  driver resumes after failGetMoreAfterCursorCheckout, a closed connection,
+  CursorNotFound or failCommand with errorLabels: ["ResumableChangeStreamError"].
+  Resume tokens: see mockserver_changestreams.py.  --oplog-size N events are
+  kept; older tokens give ChangeStreamHistoryLost (286).  Not produced: events
+  for $out targets, create/createIndexes (DDL events need 6.0's
+  showExpandedEvents), transactions.  The oplog is not persisted with --dbpath
+  (after a restart older tokens give 286).
+
+Text search and geospatial queries (details, the text score rule and the
+tokenizer: see mockserver_search.py)
+  createIndexes accepts text indexes ({f: "text"}, several fields, "$**",
+  weights, default_language, language_override, textIndexVersion; one text
+  index per collection, else 85 IndexOptionsConflict; listIndexes shows
+  {_fts: "text", _ftsx: 1} and the options), 2dsphere and 2d indexes (values a
+  geo index cannot take are refused on write: 16755 / 16804).  $text
+  ($search, $language, $caseSensitive, $diacriticSensitive) at the top level of
+  find / count / distinct / update / delete / findAndModify filters and in a
+  first $match stage; {$meta: "textScore"} in find projection and sort and in
+  later $project/$addFields/$set/$sort stages; no text index: 27.
+  Text score: MongoDB's own rule: for each field of weight W and each distinct
+  stemmed term t that occurs n times among the N indexed words of that field,
+  W * (1 + 1/2 + ... + 1/2^(n-1)) * (0.5 + 0.5 n/N) (x1.1 when the field is
+  exactly that word); a document's score is the sum over the query's distinct
+  terms.  More matched terms rank higher; weights multiply.
+  $near / $nearSphere (GeoJSON point: metres on a 6378100 m sphere, needs a
+  2dsphere index; legacy pair: $nearSphere in radians (2d or 2dsphere index),
+  $near flat (2d index)), $maxDistance/$minDistance, results nearest first; no
+  suitable index: 291.  $near in aggregate / countDocuments: 2 (4.4) or
+  5626500 (5.0), as MongoDB.  $geoWithin ($centerSphere, $box, $polygon,
+  $center, $geometry Polygon/MultiPolygon) anywhere in a filter, no index
+  needed (aggregate: first $match only).  $geoNear (first stage): near,
+  distanceField, spherical, maxDistance, minDistance, query, key,
+  distanceMultiplier, includeLocs; the index-choice errors of MongoDB (27).
+  Not implemented (238): $geoIntersects, geoHaystack.
+
+Time-series collections (--version 5.0.x)
+  create with timeseries {timeField, metaField, granularity} and
+  expireAfterSeconds, validated like 5.0 (40414 missing timeField, 40415
+  unknown field, 2 bad granularity, 72 bad field names / expireAfterSeconds
+  without timeseries, 14 wrong types); inserts need a date in timeField (2);
+  queries work as on a collection; updates/deletes answer 5.0's 166 (the
+  collection is a view); listCollections shows type "timeseries" and
+  options.timeseries (with bucketMaxSpanSeconds); expireAfterSeconds deletes
+  measurements by timeField (per document, not per bucket).  The
+  system.buckets collection is not exposed.  On 4.4 (default), create with
+  timeseries / expireAfterSeconds answers 40415 (unknown field).
 """
 
 import argparse
@@ -42,6 +128,7 @@ from bson.binary import Binary
 from bson.int64 import Int64
 from bson.objectid import ObjectId
 from bson.son import SON
+from bson.timestamp import Timestamp
 
 import mockupdb
 from mockupdb import (OpMsg, OpQuery, Command, OpGetMore, OpKillCursors,
@@ -54,6 +141,10 @@ from mongomock import store as mm_store
 from mongomock import filtering as mm_filtering
 from mongomock import collection as mm_collection
 import pymongo.errors as pm_errors
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mockserver_changestreams as mcs  # noqa: E402
+import mockserver_search as msearch  # noqa: E402
 
 MAX_BSON = 16 * 1024 * 1024
 DEFAULT_BATCH = 101
@@ -75,7 +166,23 @@ CODE_NAMES = {
     11602: 'InterruptedDueToReplStateChange', 13435: 'NotPrimaryNoSecondaryOk',
     13436: 'NotPrimaryOrSecondary', 40573: 'Location40573',
     40324: 'Location40324', 40415: 'Location40415',
+    63: 'StaleShardVersion', 76: 'NoReplicationEnabled', 133: 'FailedToSatisfyReadPreference',
+    143: 'CursorInUse', 150: 'StaleEpoch', 225: 'TransactionTooOld', 234: 'RetryChangeStream',
+    237: 'CursorKilled', 260: 'InvalidResumeToken', 280: 'ChangeStreamFatalError',
+    286: 'ChangeStreamHistoryLost', 9001: 'SocketException', 13388: 'StaleConfig',
+    16755: 'Location16755', 166: 'CommandNotSupportedOnView', 40414: 'Location40414', 17262: 'Location17262',
 }
+
+# Codes for which MongoDB 4.4+ adds the RetryableWriteError label to a
+# retryable write (a write command with txnNumber, outside a transaction).
+RETRYABLE_WRITE_CODES = {6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436}
+# Codes for which MongoDB 4.4+ adds ResumableChangeStreamError to an error
+# raised by a getMore on a change-stream cursor (after the cursor was checked out).
+RESUMABLE_CHANGE_STREAM_CODES = {6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435,
+                                 13436, 63, 150, 13388, 234, 133}
+RETRYABLE_WRITE_CMDS = {'insert', 'update', 'delete', 'findandmodify'}
+# --version (major, minor) -> maxWireVersion
+WIRE_VERSIONS = {(4, 4): 9, (5, 0): 13}
 
 GENERIC_FIELDS = {'$db', 'lsid', '$clusterTime', 'txnNumber', '$readPreference',
                   'readConcern', 'writeConcern', 'apiVersion', 'apiStrict',
@@ -91,9 +198,44 @@ GENERIC_FIELDS = {'$db', 'lsid', '$clusterTime', 'txnNumber', '$readPreference',
 mm_store.CollectionStore._remove_expired_documents = lambda self: None
 
 
+def _geo_key_error(index, doc):
+    """Why MongoDB would refuse doc's value(s) for a 2d/2dsphere index (None if fine)."""
+    for field, kind in index['key']:
+        if kind not in ('2d', '2dsphere'):
+            continue
+        try:
+            v = mm_helpers.get_value_by_dot(doc, field)
+        except (KeyError, TypeError, IndexError):
+            continue
+        if v is None:
+            continue
+        if kind == '2d':
+            vals = v if isinstance(v, list) and v and isinstance(v[0], (list, dict)) else [v]
+            for x in vals:
+                p = msearch.legacy_pair(x)
+                if p is None:
+                    return "geo values must be 'legacy coordinate pairs' for 2d indexes"
+                lo, hi = index.get('min', -180.0), index.get('max', 180.0)
+                if not (lo <= p[0] < hi and lo <= p[1] < hi):
+                    return 'point not in interval of [ %s, %s ) :: caused by :: %s' % (lo, hi, _fmt_val(x))
+            continue
+        vals = v if isinstance(v, list) and v and isinstance(v[0], (list, dict)) else [v]
+        for x in vals:
+            why = msearch.geojson_check(x)
+            if why:
+                return "Can't extract geo keys: %s  %s" % (_fmt_val(dict(doc)), why)
+    return None
+
+
 def _mh_ensure_uniques(self, new_data):
-    """Replacement for mongomock's unique check that records which index."""
+    """Replacement for mongomock's unique check that records which index;
+    also refuses values a 2d/2dsphere index cannot take (as MongoDB)."""
     for name, index in list(self._store.indexes.items()):
+        if any(v in ('2d', '2dsphere') for _, v in index.get('key', [])):
+            err = _geo_key_error(index, new_data)
+            if err:
+                raise pm_errors.OperationFailure(err, 16755 if '2dsphere' in [v for _, v in index['key']]
+                                                 else 16804)
         if not index.get('unique'):
             continue
         keys = index.get('key')
@@ -182,6 +324,36 @@ def _doc_key(_id):
     return mm_helpers.hashdict(_id) if isinstance(_id, dict) else _id
 
 
+mcs.CmdError = CmdError
+mcs._doc_key = _doc_key
+msearch.CmdError = CmdError
+msearch._fmt_val = _fmt_val
+
+
+TEXT_SCORE_FIELD = msearch.TEXT_SCORE_FIELD
+
+
+def _bson_type_name(v):
+    if isinstance(v, bool):
+        return 'bool'
+    if isinstance(v, int):
+        return 'int' if -2 ** 31 <= v < 2 ** 31 else 'long'
+    if isinstance(v, float):
+        return 'double'
+    if isinstance(v, str):
+        return 'string'
+    if isinstance(v, dict):
+        return 'object'
+    if isinstance(v, list):
+        return 'array'
+    if v is None:
+        return 'null'
+    return type(v).__name__
+
+
+_set_path = msearch._set_path
+
+
 def bson_size(doc):
     return len(bson.BSON.encode(doc))
 
@@ -207,17 +379,27 @@ class Connection(object):
         self.app_name = None
 
 
-class Engine(object):
+class Engine(msearch.SearchMixin):
     def __init__(self, opts):
         self.opts = opts
+        self.version = tuple(int(x) for x in opts.version.split('.'))
         self.client = mongomock.MongoClient()
         self.lock = threading.RLock()
         self.cursors = {}
         self.coll_uuids = {}
         self.fp_lock = threading.Lock()
-        self.failpoint = None
+        self.failpoints = {}
         self.role = 'secondary' if opts.secondary else 'primary'
         self.election_id = self._new_election_id()
+        self.term = 1
+        self.stepdown_timer = None
+        # Logical clock (replica-set mode): each write gets its own Timestamp.
+        self.ct_lock = threading.Lock()
+        self.ct_secs, self.ct_inc = int(time.time()), 0
+        # Retryable writes: lsid -> (txnNumber, reply) of the last write.
+        self.txn_records = {}
+        # Change streams: an oplog-like list of write events (replica sets only).
+        self.cs = mcs.ChangeStreams(self, opts.oplog_size) if opts.replset else None
         self.start_time = time.time()
         self.conn_lock = threading.Lock()
         self.conn_current = 0
@@ -228,6 +410,7 @@ class Engine(object):
         self.cmd_log = open(opts.command_log, 'a') if opts.command_log else None
         self.journal = None
         self.journal_pending = []
+        self.ts_colls = {}   # (db, coll) -> time-series options (--version 5.0)
         if opts.dbpath:
             os.makedirs(opts.dbpath, exist_ok=True)
             path = os.path.join(opts.dbpath, 'journal.bson')
@@ -276,8 +459,15 @@ class Engine(object):
             cstore._documents.pop(_doc_key(e['id']), None)
         elif op == 'create':
             cstore.create()
+            if e.get('ts_options'):
+                self.ts_colls[(e['db'], e['coll'])] = e['ts_options']
         elif op == 'drop':
+            self.ts_colls.pop((e['db'], e['coll']), None)
             self.client[e['db']].drop_collection(e['coll'])
+        elif op == 'rename':
+            dstore = sstore[e['db']]
+            dstore._collections[e['to']] = dstore._collections.pop(e['coll'])
+            dstore._collections[e['to']].name = e['to']
         elif op == 'indexes':
             cstore.indexes = {}
             cstore._ttl_indexes = {}
@@ -314,6 +504,37 @@ class Engine(object):
             self.journal.flush()
             self.journal_pending = []
 
+    # ---------------- change events -----------------
+    def ev(self, op, db, coll, **fields):
+        """Records one write in the oplog (replica-set mode) or just advances the clock."""
+        if self.cs is not None:
+            self.cs.log(op, db, coll, **fields)
+        else:
+            self.tick()
+
+    def ev_doc(self, op, db, coll, _id, before=None, update=None):
+        """insert / update / replace / delete event for the document _id (now stored state)."""
+        if self.cs is None:
+            self.tick()
+            return
+        cur = self.client._store[db][coll]._documents.get(_doc_key(_id))
+        key = SON([('_id', _id)])
+        if op == 'delete':
+            self.cs.log('delete', db, coll, key=key)
+        elif op == 'insert':
+            self.cs.log('insert', db, coll, key=key, full=copy.deepcopy(cur))
+        elif cur is None or before == cur:
+            return
+        elif op == 'replace':
+            self.cs.log('replace', db, coll, key=key, full=copy.deepcopy(cur))
+        else:
+            self.cs.log('update', db, coll, key=key, desc=mcs.update_description(
+                before, cur, update, self.version >= (5, 0)))
+
+    def _snapshot(self, db, coll, ids):
+        docs = self.client._store[db][coll]._documents
+        return {_dict_key(i): copy.deepcopy(docs.get(_doc_key(i))) for i in ids}
+
     # ---------------- helpers -----------------
     def coll_exists(self, db, coll):
         return bool(self.client._store[db][coll].is_created)
@@ -341,16 +562,16 @@ class Engine(object):
             self.cmd_log.flush()
 
     # ---------------- failpoint -----------------
-    def check_failpoint(self, name, conn):
-        """Returns None or the failpoint data that fires for this command."""
+    FAILPOINTS = ('failCommand', 'failGetMoreAfterCursorCheckout')
+
+    def _fire_failpoint(self, fpname, applies):
+        """Returns None or the data of the fail point `fpname` if it fires now."""
         with self.fp_lock:
-            fp = self.failpoint
+            fp = self.failpoints.get(fpname)
             if not fp:
                 return None
             data = fp['data']
-            if name not in data.get('failCommands', []):
-                return None
-            if data.get('appName') is not None and data['appName'] != conn.app_name:
+            if not applies(data):
                 return None
             mode = fp['mode']
             if isinstance(mode, dict):
@@ -359,35 +580,44 @@ class Engine(object):
                     return None
                 if 'times' in mode:
                     if fp['times'] <= 0:
-                        self.failpoint = None
+                        self.failpoints[fpname] = None
                         return None
                     fp['times'] -= 1
                     if fp['times'] <= 0:
-                        self.failpoint = None
+                        self.failpoints[fpname] = None
             fp['count'] = fp.get('count', 0) + 1
             return data
+
+    def check_failpoint(self, name, conn):
+        """Returns None or the failCommand data that fires for this command."""
+        def applies(data):
+            if name not in data.get('failCommands', []):
+                return False
+            return data.get('appName') is None or data['appName'] == conn.app_name
+        return self._fire_failpoint('failCommand', applies)
 
     def cmd_configureFailPoint(self, db, cmd, conn):
         if db != 'admin':
             raise CmdError(13, 'configureFailPoint may only be run against the admin database.')
         name = cmd['configureFailPoint']
-        if name != 'failCommand':
-            raise CmdError(2, 'Unknown fail point: %s (mock server only supports failCommand)' % name)
+        if name not in self.FAILPOINTS:
+            raise CmdError(2, 'Unknown fail point: %s (mock server supports %s)' % (name, ', '.join(self.FAILPOINTS)))
         mode = cmd.get('mode')
         data = cmd.get('data', {}) or {}
         with self.fp_lock:
-            old = self.failpoint['count'] if self.failpoint else 0
+            cur = self.failpoints.get(name)
+            old = cur['count'] if cur else 0
             if mode == 'off':
-                self.failpoint = None
+                self.failpoints[name] = None
             elif mode == 'alwaysOn':
-                self.failpoint = {'mode': mode, 'data': data}
+                self.failpoints[name] = {'mode': mode, 'data': data}
             elif isinstance(mode, dict) and ('times' in mode or 'skip' in mode):
                 fp = {'mode': mode, 'data': data}
                 if 'times' in mode:
                     fp['times'] = int(mode['times'])
                 if 'skip' in mode:
                     fp['skip'] = int(mode['skip'])
-                self.failpoint = fp
+                self.failpoints[name] = fp
             else:
                 raise CmdError(9, 'unrecognized failpoint mode: %r' % (mode,))
         return OrderedDict(count=old)
@@ -405,6 +635,7 @@ class Engine(object):
         fp = None
         if name != 'configureFailPoint':
             fp = self.check_failpoint(name, conn)
+        self._see_cluster_time(cmd)
         if fp:
             if fp.get('blockConnection'):
                 time.sleep(float(fp.get('blockTimeMS', 0)) / 1000.0)
@@ -414,9 +645,7 @@ class Engine(object):
                 code = int(fp['errorCode'])
                 d = OrderedDict(ok=0.0, errmsg="Failing command via 'failCommand' failpoint",
                                 code=code, codeName=CODE_NAMES.get(code, 'Location%d' % code))
-                if fp.get('errorLabels'):
-                    d['errorLabels'] = list(fp['errorLabels'])
-                return d, False
+                return self._finish_reply(d, lname, cmd, fp), False
         try:
             reply = self.dispatch(db, name, lname, cmd, conn, request)
             if fp and 'writeConcernError' in fp:
@@ -438,9 +667,62 @@ class Engine(object):
                     self.j_flush()
         if 'ok' not in reply:
             reply['ok'] = 1.0
-        return reply, False
+        return self._finish_reply(reply, lname, cmd, fp), False
 
-    READ_CMDS = {'find', 'getmore', 'aggregate', 'count', 'distinct', 'listcollections',
+    def _finish_reply(self, reply, lname, cmd, fp):
+        """Error labels (as MongoDB 4.4+ computes them) and, in replica-set
+        mode, $clusterTime / operationTime."""
+        if fp and 'errorLabels' in fp and (reply.get('ok') == 0 or 'writeConcernError' in reply):
+            # failCommand's errorLabels replace the server's own labels.
+            labels = list(fp['errorLabels'])
+        else:
+            labels = list(reply.get('errorLabels') or [])
+            retryable_write = (lname in RETRYABLE_WRITE_CMDS and 'txnNumber' in cmd
+                               and 'autocommit' not in cmd)
+            codes = []
+            if reply.get('ok') == 0:
+                codes.append(reply.get('code'))
+            wce = reply.get('writeConcernError')
+            if isinstance(wce, dict):
+                codes.append(wce.get('code'))
+            if retryable_write and any(c in RETRYABLE_WRITE_CODES for c in codes) \
+                    and 'RetryableWriteError' not in labels:
+                labels.append('RetryableWriteError')
+        reply.pop('errorLabels', None)
+        if labels:
+            reply['errorLabels'] = labels
+        if self.opts.replset:
+            ct = self.cluster_time()
+            reply['$clusterTime'] = OrderedDict(
+                clusterTime=ct, signature=OrderedDict(hash=Binary(b'\0' * 20, 0), keyId=Int64(0)))
+            reply['operationTime'] = reply.pop('operationTime', None) or ct
+        return reply
+
+    # ---------------- logical clock -----------------
+    def tick(self):
+        """A new cluster time (Timestamp) for one write."""
+        with self.ct_lock:
+            now = int(time.time())
+            if now > self.ct_secs:
+                self.ct_secs, self.ct_inc = now, 1
+            else:
+                self.ct_inc += 1
+            return Timestamp(self.ct_secs, self.ct_inc)
+
+    def cluster_time(self):
+        with self.ct_lock:
+            return Timestamp(self.ct_secs, self.ct_inc)
+
+    def _see_cluster_time(self, cmd):
+        # Like mongod: a higher $clusterTime gossiped by a client advances the clock.
+        ct = cmd.get('$clusterTime') if self.opts.replset else None
+        t = ct.get('clusterTime') if isinstance(ct, dict) else None
+        if isinstance(t, Timestamp):
+            with self.ct_lock:
+                if (t.time, t.inc) > (self.ct_secs, self.ct_inc):
+                    self.ct_secs, self.ct_inc = t.time, t.inc
+
+    READ_CMDS = {'find', 'aggregate', 'count', 'distinct', 'listcollections',
                  'listindexes', 'dbstats', 'collstats'}
     WRITE_CMDS = {'insert', 'update', 'delete', 'findandmodify', 'createindexes',
                   'dropindexes', 'collmod', 'create', 'drop', 'dropdatabase'}
@@ -450,6 +732,8 @@ class Engine(object):
             if not self.opts.replset:
                 raise CmdError(20, 'Transaction numbers are only allowed on a replica set member or mongos')
             raise CmdError(238, 'mock server does not support transactions')
+        if 'txnNumber' in cmd and not self.opts.replset:
+            raise CmdError(20, 'Transaction numbers are only allowed on a replica set member or mongos')
         if lname in ('ismaster', 'hello'):
             return self.cmd_hello(cmd, conn, lname == 'hello')
         if name == 'sleep':
@@ -465,10 +749,10 @@ class Engine(object):
                 raise CmdError(13, 'mockSetRole may only be run against the admin database.')
             if cmd['mockSetRole'] not in ('primary', 'secondary'):
                 raise CmdError(2, 'mockSetRole must be "primary" or "secondary"')
-            if cmd['mockSetRole'] == 'primary' and self.role != 'primary':
-                self.election_id = self._new_election_id()
-            self.role = cmd['mockSetRole']
+            self._set_role(cmd['mockSetRole'])
             return OrderedDict(role=self.role)
+        if name == 'replSetStepDown':
+            return self.cmd_replsetstepdown(db, cmd)
         if self.role == 'secondary':
             if lname in self.WRITE_CMDS or (lname == 'aggregate' and any(
                     '$out' in s or '$merge' in s for s in cmd.get('pipeline', []))):
@@ -485,8 +769,61 @@ class Engine(object):
         handler = self.HANDLERS.get(lname) if name in _REAL_NAMES else None
         if handler is None:
             raise CmdError(59, "no such command: '%s'" % name)
+        if lname == 'getmore':
+            return self.cmd_getmore_outer(db, cmd)   # takes the lock itself
         with self.lock:
+            if 'txnNumber' in cmd and lname in RETRYABLE_WRITE_CMDS:
+                return self._retryable_write(handler, db, cmd)
             return handler(self, db, cmd)
+
+    def _retryable_write(self, handler, db, cmd):
+        """A write with lsid + txnNumber: executed once; a retry of the same
+        txnNumber gets the recorded reply (MongoDB's retryable writes)."""
+        lsid = cmd.get('lsid') or {}
+        key = _dict_key(lsid)
+        txn = int(cmd['txnNumber'])
+        rec = self.txn_records.get(key)
+        if rec is not None:
+            if txn < rec[0]:
+                raise CmdError(225, 'Retryable write with txnNumber %d is prohibited on session %s because a '
+                               'newer retryable write with txnNumber %d has already started on this session.'
+                               % (txn, _fmt_val(lsid.get('id')), rec[0]))
+            if txn == rec[0] and rec[1] is not None:
+                return copy.deepcopy(rec[1])
+        reply = handler(self, db, cmd)
+        self.txn_records[key] = (txn, copy.deepcopy(reply))
+        return reply
+
+    def _set_role(self, role):
+        if role == 'primary' and self.role != 'primary':
+            self.election_id = self._new_election_id()
+            self.term += 1
+        self.role = role
+
+    def cmd_replsetstepdown(self, db, cmd):
+        if db != 'admin':
+            raise CmdError(13, 'replSetStepDown may only be run against the admin database.')
+        if not self.opts.replset:
+            raise CmdError(76, 'not running with --replSet')
+        secs = cmd.get('replSetStepDown')
+        if not isinstance(secs, (int, float)) or isinstance(secs, bool):
+            raise CmdError(14, "BSON field 'replSetStepDown.replSetStepDown' is the wrong type, expected a number")
+        catch_up = cmd.get('secondaryCatchUpPeriodSecs', 10 if not cmd.get('force') else 0)
+        if secs < catch_up:
+            raise CmdError(2, 'stepdown period must be longer than secondaryCatchUpPeriodSecs')
+        if self.role != 'primary':
+            raise CmdError(10107, 'not primary so can\'t step down')
+        self._set_role('secondary')
+        me = self.me()
+        hosts = self.opts.hosts.split(',') if self.opts.hosts else [me]
+        if hosts == [me]:
+            # The only member: it is elected again once the step-down period ends.
+            if self.stepdown_timer is not None:
+                self.stepdown_timer.cancel()
+            self.stepdown_timer = threading.Timer(float(secs), self._set_role, args=('primary',))
+            self.stepdown_timer.daemon = True
+            self.stepdown_timer.start()
+        return OrderedDict()
 
     @staticmethod
     def _new_election_id():
@@ -524,6 +861,11 @@ class Engine(object):
                 elif others:
                     d['primary'] = others[0]
             d['me'] = me
+            ct = self.cluster_time()
+            now = datetime.datetime.utcnow()
+            op = OrderedDict(ts=ct, t=Int64(self.term))
+            d['lastWrite'] = OrderedDict(opTime=op, lastWriteDate=now, majorityOpTime=op,
+                                         majorityWriteDate=now)
         d['maxBsonObjectSize'] = MAX_BSON
         d['maxMessageSizeBytes'] = 48000000
         d['maxWriteBatchSize'] = 100000
@@ -531,7 +873,7 @@ class Engine(object):
         d['logicalSessionTimeoutMinutes'] = 30
         d['connectionId'] = conn.id
         d['minWireVersion'] = 0
-        d['maxWireVersion'] = 9
+        d['maxWireVersion'] = WIRE_VERSIONS[self.version[:2]]
         d['readOnly'] = False
         return d
 
@@ -539,9 +881,9 @@ class Engine(object):
         return OrderedDict()
 
     def cmd_buildinfo(self, db, cmd):
-        return OrderedDict(version='4.4.0', gitVersion='mock', modules=[],
+        return OrderedDict(version=self.opts.version, gitVersion='mock', modules=[],
                            allocator='system', javascriptEngine='none',
-                           versionArray=[4, 4, 0, 0], bits=64, debug=False,
+                           versionArray=list(self.version) + [0], bits=64, debug=False,
                            maxBsonObjectSize=MAX_BSON, storageEngines=['mongomock'])
 
     def cmd_endsessions(self, db, cmd):
@@ -552,7 +894,7 @@ class Engine(object):
         with self.conn_lock:
             cur, tot = self.conn_current, self.conn_total
         return OrderedDict(host=socket.gethostname() + ':%d' % self.port,
-                           version='4.4.0', process='mongod', pid=Int64(os.getpid()),
+                           version=self.opts.version, process='mongod', pid=Int64(os.getpid()),
                            uptime=float(int(up)), uptimeMillis=Int64(int(up * 1000)),
                            uptimeEstimate=Int64(int(up)),
                            localTime=datetime.datetime.utcnow(),
@@ -595,6 +937,7 @@ class Engine(object):
         ordered = cmd.get('ordered', True)
         coll = self.client[db][cname]
         ns = '%s.%s' % (db, cname)
+        ts = self.ts_colls.get((db, cname))
         n = 0
         errors = []
         inserted = []
@@ -604,9 +947,14 @@ class Engine(object):
                     doc = OrderedDict(itertools.chain([('_id', ObjectId())], doc.items()))
                 if isinstance(doc.get('_id'), list):
                     raise pm_errors.OperationFailure("can't use an array for _id", 2)
+                if ts is not None and not isinstance(doc.get(ts['timeseries']['timeField']), datetime.datetime):
+                    raise pm_errors.OperationFailure(
+                        "'%s' must be present and contain a valid BSON UTC datetime value"
+                        % ts['timeseries']['timeField'], 2)
                 coll.insert_one(doc)
                 n += 1
                 inserted.append(doc['_id'])
+                self.ev_doc('insert', db, cname, doc['_id'])
             except Exception as exc:
                 errors.append(self._write_error(i, exc, ns, doc))
                 if ordered:
@@ -619,6 +967,7 @@ class Engine(object):
 
     def cmd_delete(self, db, cmd):
         cname = self._coll(db, cmd, 'delete')
+        self._ts_refuse_write(db, cname)
         ordered = cmd.get('ordered', True)
         coll = self.client[db][cname]
         ns = '%s.%s' % (db, cname)
@@ -626,7 +975,7 @@ class Engine(object):
         errors = []
         for i, st in enumerate(cmd.get('deletes', [])):
             try:
-                q = st.get('q', {})
+                q = self._ids_filter(db, cname, st.get('q', {}), 'delete')
                 limit = st.get('limit', 0)
                 if st.get('collation'):
                     raise NotImplementedError('collation')
@@ -636,6 +985,7 @@ class Engine(object):
                 ids = [d['_id'] for d in cur]
                 for _id in ids:
                     coll.delete_one({'_id': _id})
+                    self.ev_doc('delete', db, cname, _id)
                 n += len(ids)
                 self.j_docs(db, cname, ids)
             except Exception as exc:
@@ -670,16 +1020,23 @@ class Engine(object):
         if not multi:
             cur = cur.limit(1)
         ids = [d['_id'] for d in cur]
+        before = self._snapshot(db, cname, ids)
         try:
             res = coll._update(q, u, upsert=upsert, multi=multi)
         finally:
             self.j_docs(db, cname, ids)
+            replacement = not any(k.startswith('$') for k in u)
+            for _id in ids:
+                self.ev_doc('replace' if replacement else 'update', db, cname, _id,
+                            before[_dict_key(_id)], u)
         if res.get('upserted') is not None:
             self.j_docs(db, cname, [res['upserted']])
+            self.ev_doc('insert', db, cname, res['upserted'])
         return res
 
     def cmd_update(self, db, cmd):
         cname = self._coll(db, cmd, 'update')
+        self._ts_refuse_write(db, cname)
         ordered = cmd.get('ordered', True)
         coll = self.client[db][cname]
         ns = '%s.%s' % (db, cname)
@@ -690,7 +1047,8 @@ class Engine(object):
             try:
                 if st.get('collation'):
                     raise NotImplementedError('collation')
-                res = self._update_one_stmt(db, cname, coll, st.get('q', {}), st.get('u'),
+                res = self._update_one_stmt(db, cname, coll, self._ids_filter(db, cname, st.get('q', {}), 'update'),
+                                            st.get('u'),
                                             bool(st.get('upsert', False)), bool(st.get('multi', False)),
                                             st.get('arrayFilters'))
                 if res.get('upserted') is not None:
@@ -716,9 +1074,10 @@ class Engine(object):
 
     def cmd_findandmodify(self, db, cmd):
         cname = self._coll(db, cmd, next(iter(cmd)))
+        self._ts_refuse_write(db, cname)
         coll = self.client[db][cname]
         ns = '%s.%s' % (db, cname)
-        query = cmd.get('query') or {}
+        query = self._ids_filter(db, cname, cmd.get('query') or {}, 'findAndModify')
         sort = cmd.get('sort')
         fields = cmd.get('fields')
         remove = bool(cmd.get('remove', False))
@@ -744,16 +1103,20 @@ class Engine(object):
                     value = self._project_one(coll, _id, fields)
                     coll.delete_one({'_id': _id})
                     self.j_docs(db, cname, [_id])
+                    self.ev_doc('delete', db, cname, _id)
                 lasterr['n'] = 1 if hit else 0
             else:
                 self._check_update_doc(update, False)
                 if hit:
                     _id = hit[0]['_id']
                     before = self._project_one(coll, _id, fields)
+                    full_before = self._snapshot(db, cname, [_id])[_dict_key(_id)]
                     try:
                         coll._update({'_id': _id}, update, upsert=False, multi=False)
                     finally:
                         self.j_docs(db, cname, [_id])
+                        self.ev_doc('update' if any(k.startswith('$') for k in update) else 'replace',
+                                    db, cname, _id, full_before, update)
                     value = self._project_one(coll, _id, fields) if new else before
                     lasterr['n'] = 1
                     lasterr['updatedExisting'] = True
@@ -761,6 +1124,7 @@ class Engine(object):
                     res = coll._update(query, update, upsert=True, multi=False)
                     _id = res.get('upserted')
                     self.j_docs(db, cname, [_id])
+                    self.ev_doc('insert', db, cname, _id)
                     value = self._project_one(coll, _id, fields) if new else None
                     lasterr['n'] = 1
                     lasterr['updatedExisting'] = False
@@ -806,7 +1170,7 @@ class Engine(object):
         cname = self._coll(db, cmd, 'find')
         coll = self.client[db][cname]
         flt = cmd.get('filter') or {}
-        self._check_filter(flt)
+        flt, textq, near = self._prepare_filter(db, cname, flt)
         if cmd.get('collation'):
             raise NotImplementedError('collation')
         if cmd.get('tailable') or cmd.get('awaitData'):
@@ -820,14 +1184,25 @@ class Engine(object):
         bs = cmd.get('batchSize')
         if bs is not None and int(bs) < 0:
             raise CmdError(2, 'BatchSize value must be non-negative')
-        cur = coll.find(flt, cmd.get('projection') or None)
-        if cmd.get('sort'):
-            cur = cur.sort(list(cmd['sort'].items()))
-        if skip:
-            cur = cur.skip(skip)
-        if limit:
-            cur = cur.limit(limit)
-        docs = list(cur)
+        proj, sort = cmd.get('projection') or None, cmd.get('sort')
+        if textq is not None or near is not None or any(
+                self._is_meta(v) for v in list((proj or {}).values()) + list((sort or {}).values())):
+            items = self._special_docs(db, cname, flt, textq, near)
+            if sort:
+                items = self._sort_items(items, sort, textq)
+            items = items[skip:]
+            if limit:
+                items = items[:limit]
+            docs = self._project_items(coll, items, proj, textq)
+        else:
+            cur = coll.find(flt, proj)
+            if sort:
+                cur = cur.sort(list(sort.items()))
+            if skip:
+                cur = cur.skip(skip)
+            if limit:
+                cur = cur.limit(limit)
+            docs = list(cur)
         bsz = DEFAULT_BATCH if bs is None else int(bs)
         if bs is not None and int(bs) == 0:
             bsz = 0
@@ -842,6 +1217,54 @@ class Engine(object):
         cid = random.randint(1, 2 ** 62)
         self.cursors[cid] = {'ns': ns, 'docs': docs, 'ts': time.time()}
         return OrderedDict(cursor=OrderedDict([('id', Int64(cid)), ('ns', ns), ('firstBatch', [])]))
+
+    def cmd_getmore_outer(self, db, cmd):
+        """getMore: plain cursors under the store lock; change-stream cursors
+        wait for new events (up to maxTimeMS, default 1 s) without it."""
+        cid = cmd['getMore']
+        if not isinstance(cid, int) or isinstance(cid, bool):
+            raise CmdError(14, "BSON field 'getMore.getMore' is the wrong type '%s', expected type 'long'"
+                           % type(cid).__name__)
+        with self.lock:
+            c = self.cursors.get(int(cid))
+            if c is None or not c.get('cs'):
+                return self.cmd_getmore(db, cmd)
+            ns = '%s.%s' % (db, cmd.get('collection'))
+            if c['ns'] != ns:
+                raise CmdError(13, 'Requested getMore on namespace \'%s\', but cursor belongs to a '
+                               'different namespace %s' % (ns, c['ns']))
+            st = c['cs']
+            if st['busy']:
+                raise CmdError(143, 'cursor id %d is already in use' % cid)
+            st['busy'] = True
+        try:
+            fp = self._fire_failpoint('failGetMoreAfterCursorCheckout', lambda data: True)
+            if fp and 'errorCode' in fp:
+                code = int(fp['errorCode'])
+                labels = ['ResumableChangeStreamError'] if code in RESUMABLE_CHANGE_STREAM_CODES else []
+                raise CmdError(code, "Failing command via 'failGetMoreAfterCursorCheckout' failpoint",
+                               **({'errorLabels': labels} if labels else {}))
+            bs = cmd.get('batchSize')
+            wait_ms = cmd.get('maxTimeMS', 1000)
+            deadline = time.time() + float(wait_ms) / 1000.0
+            while True:
+                with self.lock:
+                    if st['killed']:
+                        raise CmdError(237, 'cursor id %d was killed' % cid)
+                    batch, pbrt = self.cs.scan(st, int(bs) if bs else None)
+                    if batch or st['closed'] or time.time() >= deadline:
+                        c['ts'] = time.time()
+                        rid = int(cid)
+                        if st['closed']:
+                            self.cursors.pop(int(cid), None)
+                            rid = 0
+                        return OrderedDict(cursor=OrderedDict([
+                            ('nextBatch', batch), ('postBatchResumeToken', pbrt),
+                            ('id', Int64(rid)), ('ns', c['ns'])]))
+                    pos = st['pos']
+                self.cs.wait(pos, deadline)
+        finally:
+            st['busy'] = False
 
     def cmd_getmore(self, db, cmd):
         cid = cmd['getMore']
@@ -867,7 +1290,11 @@ class Engine(object):
     def cmd_killcursors(self, db, cmd):
         killed, notfound = [], []
         for cid in cmd.get('cursors', []):
-            if self.cursors.pop(int(cid), None) is not None:
+            c = self.cursors.pop(int(cid), None)
+            if c is not None:
+                if c.get('cs'):
+                    c['cs']['killed'] = True
+                    self.cs.wake()
                 killed.append(Int64(cid))
             else:
                 notfound.append(Int64(cid))
@@ -881,8 +1308,7 @@ class Engine(object):
                     if k == '$text':
                         raise CmdError(27, 'text index required for $text query')
                     if k in ('$near', '$nearSphere', '$geoNear'):
-                        raise CmdError(291, 'error processing query: planner returned error :: caused by :: '
-                                       'unable to find index for $geoNear query')
+                        raise CmdError(291, self.NO_GEO_INDEX)
                     walk(v)
             elif isinstance(x, list):
                 for v in x:
@@ -894,8 +1320,11 @@ class Engine(object):
         cname = self._coll(db, cmd, 'count')
         coll = self.client[db][cname]
         q = cmd.get('query') or {}
-        self._check_filter(q)
-        n = len(list(coll.find(q, {'_id': 1})))
+        q, textq, near = self._prepare_filter(db, cname, q, 'count')
+        if textq is not None or near is not None:
+            n = len(self._special_docs(db, cname, q, textq, near))
+        else:
+            n = len(list(coll.find(q, {'_id': 1})))
         skip = int(cmd.get('skip', 0) or 0)
         if skip < 0:
             raise CmdError(2, 'skip value is negative in count query')
@@ -911,8 +1340,18 @@ class Engine(object):
         if not isinstance(key, str):
             raise CmdError(14, "BSON field 'distinct.key' is missing or not a string")
         q = cmd.get('query') or {}
-        self._check_filter(q)
+        q = self._ids_filter(db, cname, q, 'distinct')
         return OrderedDict(values=self.client[db][cname].distinct(key, q))
+
+    def _ids_filter(self, db, cname, q, where):
+        """A filter without $text/$geoWithin (resolved to _ids); $near is refused."""
+        q, textq, near = self._prepare_filter(db, cname, q, where)
+        if near is not None:
+            raise CmdError(238, 'mock server supports $near/$nearSphere only in find and count')
+        if textq is not None:
+            ids = [d['_id'] for d, _, _ in self._special_docs(db, cname, q, textq, None)]
+            q = {'$and': [q, {'_id': {'$in': ids}}]} if q else {'_id': {'$in': ids}}
+        return q
 
     KNOWN_STAGES = {'$addFields', '$bucket', '$bucketAuto', '$collStats', '$count', '$currentOp',
                     '$facet', '$geoNear', '$graphLookup', '$group', '$indexStats', '$limit',
@@ -939,13 +1378,18 @@ class Engine(object):
             elif op == '$changeStream':
                 if not self.opts.replset:
                     raise CmdError(40573, 'The $changeStream stage is only supported on replica sets')
-                raise CmdError(238, 'mock server does not support change streams')
+                raise CmdError(40602, '$changeStream is only valid as the first stage in a pipeline.')
             elif op == '$match':
-                self._check_filter(arg)
+                self._check_later_match(arg)
                 out.append(st)
             elif op == '$geoNear':
-                raise CmdError(291, 'error processing query: planner returned error :: caused by :: '
-                               'unable to find index for $geoNear query')
+                raise CmdError(40603, '$geoNear was not the first stage in the pipeline.')
+            elif op in ('$project', '$addFields', '$set') and isinstance(arg, dict):
+                out.append({op: self._meta_exprs(arg)})
+            elif op == '$sort' and isinstance(arg, dict):
+                out.append({'$sort': OrderedDict(
+                    (TEXT_SCORE_FIELD, -1) if self._is_meta(v) and v.get('$meta') == 'textScore' else (k, v)
+                    for k, v in arg.items())})
             elif op == '$facet':
                 out.append({'$facet': {k: self._rewrite_pipeline(v) for k, v in arg.items()}})
             elif op in mongomock.aggregate._PIPELINE_HANDLERS and \
@@ -985,6 +1429,12 @@ class Engine(object):
             raise CmdError(9, "The 'cursor' option is required, except for aggregate with the explain argument")
         if cmd.get('collation'):
             raise NotImplementedError('collation')
+        if pipeline and isinstance(pipeline[0], dict) and '$changeStream' in pipeline[0]:
+            if not self.opts.replset:
+                raise CmdError(40573, 'The $changeStream stage is only supported on replica sets')
+            if cname != 1 and not isinstance(cname, str):
+                raise CmdError(73, 'Invalid namespace specified')
+            return self.cs.open(db, cname, cmd, pipeline)
         if cname == 1 or not isinstance(cname, str):
             st = next(iter(pipeline[0])) if pipeline and isinstance(pipeline[0], dict) else None
             raise CmdError(40324 if st not in self.KNOWN_STAGES else 238,
@@ -1010,8 +1460,33 @@ class Engine(object):
             if rest:
                 docs = list(mongomock.aggregate.process_pipeline(docs, self.client[db], rest, None))
             return self._make_cursor_reply(ns, docs, DEFAULT_BATCH if bs is None else int(bs))
+        pre_docs = None
+        if pipeline and isinstance(pipeline[0], dict) and len(pipeline[0]) == 1:
+            op0, arg0 = next(iter(pipeline[0].items()))
+            if op0 == '$geoNear':
+                pre_docs = self._geo_near_stage(db, cname, arg0)
+                pipeline = pipeline[1:]
+            elif op0 == '$match' and isinstance(arg0, dict):
+                m, textq, _ = self._prepare_filter(db, cname, arg0, 'aggregate')
+                if textq is not None:
+                    pre_docs = []
+                    for d, sc, _ in self._special_docs(db, cname, m, textq, None):
+                        d = copy.deepcopy(d)
+                        d[TEXT_SCORE_FIELD] = sc
+                        pre_docs.append(d)
+                    pipeline = pipeline[1:]
+                else:
+                    pipeline = [{'$match': m}] + list(pipeline[1:])
         pipe = self._rewrite_pipeline(pipeline)
-        docs = list(self.client[db][cname].aggregate(pipe))
+        if pre_docs is not None:
+            docs = list(mongomock.aggregate.process_pipeline(pre_docs, self.client[db], pipe, None))
+            for d in docs:
+                if isinstance(d, dict):
+                    d.pop(TEXT_SCORE_FIELD, None)
+        else:
+            if any(TEXT_SCORE_FIELD in json_util.dumps(st) for st in pipe):
+                raise CmdError(40218, 'query requires text score metadata, but it is not available')
+            docs = list(self.client[db][cname].aggregate(pipe))
         if not any('$replaceRoot' in st for st in pipe):
             # MongoDB keeps _id as the first field ($group, $project, ...).
             docs = [d if not isinstance(d, dict) or '_id' not in d or next(iter(d)) == '_id'
@@ -1031,14 +1506,59 @@ class Engine(object):
 
     # ---------------- indexes -----------------
     SUPPORTED_INDEX_OPTS = {'key', 'name', 'unique', 'sparse', 'expireAfterSeconds',
-                            'partialFilterExpression', 'background', 'v', 'ns'}
+                            'partialFilterExpression', 'background', 'v', 'ns', 'weights',
+                            'default_language', 'language_override', 'textIndexVersion',
+                            '2dsphereIndexVersion', 'bits', 'min', 'max'}
 
     def _index_public(self, name, spec):
-        d = OrderedDict(v=2, key=SON((k, v) for k, v in spec['key']), name=name)
-        for opt in ('unique', 'sparse', 'expireAfterSeconds', 'partialFilterExpression'):
+        if any(v == 'text' for _, v in spec['key']):
+            key = []
+            for k, v in spec['key']:
+                if v == 'text':
+                    if ('_fts', 'text') not in key:
+                        key += [('_fts', 'text'), ('_ftsx', 1)]
+                else:
+                    key.append((k, v))
+            d = OrderedDict(v=2, key=SON(key), name=name)
+        else:
+            d = OrderedDict(v=2, key=SON((k, v) for k, v in spec['key']), name=name)
+        for opt in ('unique', 'sparse', 'expireAfterSeconds', 'partialFilterExpression', 'weights',
+                    'default_language', 'language_override', 'textIndexVersion', '2dsphereIndexVersion',
+                    'bits', 'min', 'max'):
             if opt in spec:
-                d[opt] = spec[opt]
+                d[opt] = SON(sorted(spec[opt].items())) if opt == 'weights' else spec[opt]
         return d
+
+    def _text_index_spec(self, ix, spec):
+        keys = list(ix['key'].items())
+        kinds = [v == 'text' for _, v in keys]
+        first = kinds.index(True)
+        last = len(kinds) - 1 - kinds[::-1].index(True)
+        if not all(kinds[first:last + 1]):
+            raise CmdError(17389, "'text' fields in index must all be adjacent")
+        weights = OrderedDict((k, 1) for k, v in keys if v == 'text')
+        w = ix.get('weights')
+        if isinstance(w, dict):
+            for k, x in w.items():
+                if not isinstance(x, (int, float)) or isinstance(x, bool):
+                    raise CmdError(17283, 'weight for text index needs numeric type')
+                if not 0 < int(x) < 100000:
+                    raise CmdError(16674, 'score for word too high')
+                weights[k] = int(x)
+        elif w == '$**':
+            weights = OrderedDict([('$**', 1)])
+        elif w is not None:
+            raise CmdError(17284, "text index option 'weights' must be an object")
+        lang = ix.get('default_language', 'english')
+        if not isinstance(lang, str) or lang.lower() not in msearch.LANGUAGES:
+            raise CmdError(17263, 'default_language is not valid')
+        lo = ix.get('language_override', 'language')
+        if not isinstance(lo, str) or not lo or lo.startswith('$') or '.' in lo:
+            raise CmdError(17136, 'language_override is not valid')
+        tv = ix.get('textIndexVersion', 3)
+        if tv not in (1, 2, 3):
+            raise CmdError(17364, 'Currently only textIndexVersion 1, 2 and 3 are supported, not %s' % tv)
+        spec.update(weights=weights, default_language=lang, language_override=lo, textIndexVersion=int(tv))
 
     def cmd_createindexes(self, db, cmd):
         cname = self._coll(db, cmd, 'createIndexes')
@@ -1062,9 +1582,9 @@ class Engine(object):
                 raise CmdError(67, 'mock server does not support index option(s): %s' % ', '.join(sorted(bad)))
             for k, v in ix['key'].items():
                 if isinstance(v, str):
-                    if v in ('text', '2d', '2dsphere', 'geoHaystack'):
-                        raise CmdError(67, "mock server does not support '%s' indexes" % v)
-                    if v != 'hashed':
+                    if v == 'geoHaystack':
+                        raise CmdError(67, "mock server does not support 'geoHaystack' indexes")
+                    if v not in ('hashed', 'text', '2d', '2dsphere'):
                         raise CmdError(67, "Unknown index plugin '%s'" % v)
                 elif not isinstance(v, (int, float)) or v == 0:
                     raise CmdError(67, 'Values in the index key pattern can only be of numeric type '
@@ -1080,6 +1600,23 @@ class Engine(object):
                 spec['expireAfterSeconds'] = eas
             if 'partialFilterExpression' in ix:
                 spec['partialFilterExpression'] = ix['partialFilterExpression']
+            kinds = {v for v in ix['key'].values() if isinstance(v, str)}
+            if 'text' in kinds:
+                self._text_index_spec(ix, spec)
+            if '2dsphere' in kinds:
+                spec['2dsphereIndexVersion'] = 3
+                for d in list(cstore._documents.values()):
+                    err = _geo_key_error(spec, d)
+                    if err:
+                        raise CmdError(16755, err)
+            if '2d' in kinds:
+                for opt in ('bits', 'min', 'max'):
+                    if opt in ix:
+                        spec[opt] = ix[opt]
+                for d in list(cstore._documents.values()):
+                    err = _geo_key_error(spec, d)
+                    if err:
+                        raise CmdError(16804 if 'legacy' in err else 13027, err)
             name = ix['name']
             if name == '_id_' or list(ix['key'].items()) == [('_id', 1)]:
                 if spec['key'] == [('_id', 1)] and name == '_id_' and len(spec) == 1:
@@ -1089,6 +1626,14 @@ class Engine(object):
             existing = dict(cstore.indexes)
             for pname, pspec in planned:
                 existing[pname] = pspec
+            texts = [(n, sp) for n, sp in existing.items() if any(v == 'text' for _, v in sp['key'])]
+            if 'text' in kinds and texts:
+                if texts[0][0] == name and texts[0][1] == spec:
+                    continue
+                raise CmdError(85, 'An equivalent index already exists with a different name and options. '
+                               'Requested index: %s, existing index: %s'
+                               % (_fmt_val(dict(self._index_public(name, spec))),
+                                  _fmt_val(dict(self._index_public(*texts[0])))))
             if name in existing:
                 ex = existing[name]
                 if list(map(tuple, ex['key'])) != spec['key']:
@@ -1243,11 +1788,15 @@ class Engine(object):
         dstore = self.client._store[db]
         out = []
         for name in sorted(dstore.list_created_collection_names()):
-            d = OrderedDict(name=name, type='collection')
+            ts = self.ts_colls.get((db, name))
+            d = OrderedDict(name=name, type='timeseries' if ts else 'collection')
             if not name_only:
-                d['options'] = OrderedDict()
-                d['info'] = OrderedDict(readOnly=False, uuid=self.coll_uuid(db, name))
-                d['idIndex'] = OrderedDict([('v', 2), ('key', SON([('_id', 1)])), ('name', '_id_')])
+                d['options'] = copy.deepcopy(ts) if ts else OrderedDict()
+                if ts:
+                    d['info'] = OrderedDict(readOnly=False)
+                else:
+                    d['info'] = OrderedDict(readOnly=False, uuid=self.coll_uuid(db, name))
+                    d['idIndex'] = OrderedDict([('v', 2), ('key', SON([('_id', 1)])), ('name', '_id_')])
             if flt and not mm_filtering.filter_applies(flt, d):
                 continue
             out.append(d)
@@ -1255,16 +1804,83 @@ class Engine(object):
         return self._make_cursor_reply('%s.$cmd.listCollections' % db, out,
                                        DEFAULT_BATCH if bs is None else int(bs))
 
+    TS_SPANS = {'seconds': 3600, 'minutes': 86400, 'hours': 2592000}
+
+    def _ts_options(self, cmd):
+        """Validated time-series options of a create command (MongoDB 5.0's rules), or None."""
+        if self.version < (5, 0):
+            for f in ('timeseries', 'expireAfterSeconds'):
+                if f in cmd:
+                    raise CmdError(40415, "BSON field 'create.%s' is an unknown field." % f)
+            return None
+        ts = cmd.get('timeseries')
+        if 'expireAfterSeconds' in cmd and ts is None:
+            raise CmdError(72, "'expireAfterSeconds' option is only supported on time-series collections")
+        if ts is None:
+            return None
+        if not isinstance(ts, dict):
+            raise CmdError(14, "BSON field 'create.timeseries' is the wrong type '%s', expected type 'object'"
+                           % _bson_type_name(ts))
+        for k in ts:
+            if k not in ('timeField', 'metaField', 'granularity'):
+                raise CmdError(40415, "BSON field 'create.timeseries.%s' is an unknown field." % k)
+        if 'timeField' not in ts:
+            raise CmdError(40414, "BSON field 'create.timeseries.timeField' is missing but a required field")
+        for f in ('timeField', 'metaField', 'granularity'):
+            if f in ts and not isinstance(ts[f], str):
+                raise CmdError(14, "BSON field 'create.timeseries.%s' is the wrong type '%s', expected type "
+                               "'string'" % (f, _bson_type_name(ts[f])))
+        gran = ts.get('granularity', 'seconds')
+        if gran not in self.TS_SPANS:
+            raise CmdError(2, "Enumeration value '%s' for field 'create.timeseries.granularity' is not a valid "
+                           "value." % gran)
+        tf, mf = ts['timeField'], ts.get('metaField')
+        if '.' in tf:
+            raise CmdError(72, "The 'timeField' option cannot contain a '.'")
+        if mf is not None:
+            if mf == tf:
+                raise CmdError(72, "The 'metaField' option cannot be the same as the 'timeField' option")
+            if mf == '_id':
+                raise CmdError(72, "The 'metaField' option cannot be '_id'")
+            if '.' in mf:
+                raise CmdError(72, "The 'metaField' option cannot contain a '.'")
+        opts = OrderedDict()
+        t = OrderedDict(timeField=tf)
+        if mf is not None:
+            t['metaField'] = mf
+        t['granularity'] = gran
+        t['bucketMaxSpanSeconds'] = self.TS_SPANS[gran]
+        opts['timeseries'] = t
+        if 'expireAfterSeconds' in cmd:
+            eas = cmd['expireAfterSeconds']
+            if not isinstance(eas, (int, float)) or isinstance(eas, bool):
+                raise CmdError(72, "TTL index 'expireAfterSeconds' option must be numeric, but received a type "
+                               "of '%s'" % _bson_type_name(eas))
+            if eas < 0:
+                raise CmdError(72, "TTL index 'expireAfterSeconds' option cannot be less than 0")
+            opts['expireAfterSeconds'] = Int64(int(eas))
+        return opts
+
     def cmd_create(self, db, cmd):
         cname = self._coll(db, cmd, 'create')
-        bad = set(cmd) - GENERIC_FIELDS - {'create'}
+        ts = self._ts_options(cmd)
+        bad = set(cmd) - GENERIC_FIELDS - {'create'} - ({'timeseries', 'expireAfterSeconds'} if ts else set())
         if bad:
             raise CmdError(72, 'mock server cannot honour create option(s): %s' % ', '.join(sorted(bad)))
         if self.coll_exists(db, cname):
             raise CmdError(48, 'Collection already exists. NS: %s.%s' % (db, cname))
         self.client._store[db][cname].create()
-        self.j(op='create', db=db, coll=cname)
+        if ts:
+            self.ts_colls[(db, cname)] = ts
+            self.j(op='create', db=db, coll=cname, ts_options=ts)
+        else:
+            self.j(op='create', db=db, coll=cname)
+        self.tick()
         return OrderedDict()
+
+    def _ts_refuse_write(self, db, cname):
+        if (db, cname) in self.ts_colls:
+            raise CmdError(166, 'Namespace %s.%s is a view, not a collection' % (db, cname))
 
     def cmd_drop(self, db, cmd):
         cname = self._coll(db, cmd, 'drop')
@@ -1273,22 +1889,65 @@ class Engine(object):
         was = 1 + len(self.client._store[db][cname].indexes)
         self.client[db].drop_collection(cname)
         self.coll_uuids.pop((db, cname), None)
+        self.ts_colls.pop((db, cname), None)
         self._kill_ns_cursors('%s.%s' % (db, cname))
         self.j(op='drop', db=db, coll=cname)
+        self.ev('drop', db, cname)
         return OrderedDict(nIndexesWas=was, ns='%s.%s' % (db, cname))
 
+    def cmd_renamecollection(self, db, cmd):
+        if db != 'admin':
+            raise CmdError(13, 'renameCollection may only be run against the admin database.')
+        src, dst = cmd.get('renameCollection'), cmd.get('to')
+        if not isinstance(src, str) or not isinstance(dst, str) or '.' not in src or '.' not in dst:
+            raise CmdError(73, 'Invalid source or target namespace')
+        sdb, scoll = src.split('.', 1)
+        tdb, tcoll = dst.split('.', 1)
+        if sdb != tdb:
+            raise CmdError(238, 'mock server does not support renameCollection across databases')
+        if not self.coll_exists(sdb, scoll):
+            raise CmdError(26, 'Source collection %s does not exist' % src)
+        if src == dst:
+            raise CmdError(20, "Can't rename a collection to itself")
+        if (sdb, scoll) in self.ts_colls:
+            raise CmdError(72, 'Renaming a time-series collection is not allowed')
+        if self.coll_exists(tdb, tcoll):
+            if not cmd.get('dropTarget'):
+                raise CmdError(48, 'target namespace exists')
+            self.client[tdb].drop_collection(tcoll)
+            self.coll_uuids.pop((tdb, tcoll), None)
+            self._kill_ns_cursors(dst)
+            self.j(op='drop', db=tdb, coll=tcoll)
+        dstore = self.client._store[sdb]
+        dstore._collections[tcoll] = dstore._collections.pop(scoll)
+        dstore._collections[tcoll].name = tcoll
+        if (sdb, scoll) in self.coll_uuids:
+            self.coll_uuids[(tdb, tcoll)] = self.coll_uuids.pop((sdb, scoll))
+        self._kill_ns_cursors(src)
+        self.j(op='rename', db=sdb, coll=scoll, to=tcoll)
+        self.ev('rename', sdb, scoll, to=(tdb, tcoll))
+        return OrderedDict()
+
     def _kill_ns_cursors(self, ns):
-        for cid in [c for c, v in self.cursors.items() if v['ns'] == ns]:
+        # Change-stream cursors outlive the collection (they get drop/invalidate).
+        for cid in [c for c, v in self.cursors.items() if v['ns'] == ns and not v.get('cs')]:
             del self.cursors[cid]
 
     def cmd_dropdatabase(self, db, cmd):
         if db in self.client._store._databases:
+            names = sorted(self.client._store[db].list_created_collection_names())
             for cname in list(self.client._store[db]._collections):
                 self._kill_ns_cursors('%s.%s' % (db, cname))
             self.client.drop_database(db)
             self.j(op='dropdb', db=db)
+            for cname in names:
+                self.ev('drop', db, cname)
+            if names:
+                self.ev('dropDatabase', db, None)
         for k in [k for k in self.coll_uuids if k[0] == db]:
             del self.coll_uuids[k]
+        for k in [k for k in self.ts_colls if k[0] == db]:
+            del self.ts_colls[k]
         return OrderedDict(dropped=db)
 
     def _db_size(self, name):
@@ -1350,6 +2009,20 @@ class Engine(object):
     def ttl_pass(self):
         now = datetime.datetime.utcnow()
         with self.lock:
+            for (dbname, cname), ts in list(self.ts_colls.items()):
+                eas = ts.get('expireAfterSeconds')
+                if eas is None:
+                    continue
+                cstore = self.client._store[dbname][cname]
+                tf = ts['timeseries']['timeField']
+                for key, doc in list(cstore._documents.items()):
+                    val = doc.get(tf)
+                    if isinstance(val, datetime.datetime):
+                        if val.tzinfo is not None:
+                            val = val.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+                        if val + datetime.timedelta(seconds=float(eas)) < now:
+                            cstore._documents.pop(key, None)
+                            self.j(op='del', db=dbname, coll=cname, id=doc['_id'])
             for dbname, dstore in list(self.client._store._databases.items()):
                 for cname, cstore in list(dstore._collections.items()):
                     for name, ix in list(cstore.indexes.items()):
@@ -1381,6 +2054,7 @@ class Engine(object):
                         for key, _id in expired:
                             cstore._documents.pop(key, None)
                             self.j(op='del', db=dbname, coll=cname, id=_id)
+                            self.ev_doc('delete', dbname, cname, _id)
             self.j_flush()
             # Reap idle cursors (MongoDB: 10 minutes).
             cutoff = time.time() - 600
@@ -1403,7 +2077,7 @@ Engine.HANDLERS = {
     'listcollections': Engine.cmd_listcollections, 'create': Engine.cmd_create,
     'drop': Engine.cmd_drop, 'dropdatabase': Engine.cmd_dropdatabase,
     'listdatabases': Engine.cmd_listdatabases, 'dbstats': Engine.cmd_dbstats,
-    'collstats': Engine.cmd_collstats,
+    'collstats': Engine.cmd_collstats, 'renamecollection': Engine.cmd_renamecollection,
 }
 # MongoDB command names are case-sensitive except for a few legacy aliases;
 # we look names up lower-cased but only accept the real spellings.
@@ -1411,7 +2085,8 @@ _REAL_NAMES = {'ping', 'buildInfo', 'buildinfo', 'endSessions', 'serverStatus', 
                'update', 'delete', 'findAndModify', 'findandmodify', 'find', 'getMore',
                'killCursors', 'count', 'distinct', 'aggregate', 'createIndexes', 'listIndexes',
                'dropIndexes', 'deleteIndexes', 'collMod', 'listCollections', 'create', 'drop',
-               'dropDatabase', 'listDatabases', 'dbStats', 'dbstats', 'collStats', 'collstats'}
+               'dropDatabase', 'listDatabases', 'dbStats', 'dbstats', 'collStats', 'collstats',
+               'renameCollection'}
 
 
 # ---------------------------------------------------------------------------
@@ -1577,10 +2252,21 @@ def main(argv=None):
     p.add_argument('--hosts', help='comma separated host:port list of the set members')
     p.add_argument('--me', help='this member\'s host:port (default HOST:PORT)')
     p.add_argument('--primary-host', help='host:port reported as primary while this member is secondary')
+    p.add_argument('--version', default='4.4.0',
+                   help='server version to present: 4.4.x (default, wire version 9) or 5.0.x '
+                        '(wire version 13; time-series collections)')
+    p.add_argument('--oplog-size', type=int, default=100000,
+                   help='change events kept for resuming change streams (replica-set mode)')
     g = p.add_mutually_exclusive_group()
     g.add_argument('--primary', action='store_true', help='start as primary (default)')
     g.add_argument('--secondary', action='store_true', help='start as secondary')
     opts = p.parse_args(argv)
+    try:
+        ver = tuple(int(x) for x in opts.version.split('.'))
+        if len(ver) != 3 or ver[:2] not in WIRE_VERSIONS:
+            raise ValueError
+    except ValueError:
+        p.error('--version must be 4.4.x or 5.0.x, not %r' % opts.version)
 
     engine = Engine(opts)
     server = Server(engine, opts)

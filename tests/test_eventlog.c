@@ -1,8 +1,9 @@
 /* src/eventlog.c: the user event log's set-up by server version, and the
  * synchronous log read back with its types and queries.  "core" needs no
  * server (the options of the log and of its writer); "live" runs against
- * the test server; "own_server" reads the commands a private test server
- * received. */
+ * the test server (the 5.0 time-series set-up against a private one
+ * started with --version 5.0.0); "own_server" reads the commands a private
+ * test server received. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,39 +61,89 @@ START_TEST (ensure_before_5_0_makes_ttl_and_user_time_indexes)
 }
 END_TEST
 
+/* On MongoDB 5.0 the log is a time-series collection: the test server
+ * presents 5.0 with --version 5.0.0 (a private one), a real server must be
+ * 5.0+ itself. */
 START_TEST (ensure_on_5_0_creates_a_time_series_collection)
 {
+   static const char *const v5[] = {"--version", "5.0.0", NULL};
+   mh_test_server_t srv = {0};
    char coll[96];
    mongo_helper_eventlog_t *l;
+   mongo_helper_event_query_t q = {0};
    mongo_helper_server_info_t info;
    mongoc_database_t *db;
-   bson_t *opts;
+   bson_t *opts, *meta = BCON_NEW ("ip", BCON_UTF8 ("10.0.0.2"));
    mongoc_cursor_t *cur;
    const bson_t *d;
+   bson_t *info_doc = NULL, out, ev;
    bson_iter_t it;
-   bool ts = false, found = false;
+   bool ts = false;
+   int32_t n = -1;
+   int64_t t0 = mh_test_recent_base_ms ();
 
+   mh_test_own_live_server (&srv, v5, NULL);
    MH_ASSERT_OK (mongo_helper_server_info (0, &info, &err), err);
    if (atoi (info.version) < 5) {
-      MH_SKIP ("server is older than 5.0 (the test server says 4.4.0): "
-               "time-series collections need a real mongod 5.0+");
+      MH_SKIP ("the server at MONGO_TEST_URI is older than 5.0: no time-series collections");
    }
    snprintf (coll, sizeof coll, "%s", mh_test_collection ("ev"));
    l = mh_test_eventlog_on (coll);
    MH_ASSERT_OK (mongo_helper_eventlog_ensure (l, &ts, &err), err);
-   ck_assert (ts);
+   ck_assert_msg (ts, "expected a time-series collection on %s", info.version);
+
+   /* What the server holds: a time-series collection on timestamp, per
+    * user, expiring by itself; the per-user index, no TTL index. */
    db = mongo_helper_database (&err);
+   MH_ASSERT_OK (db != NULL, err);
    opts = BCON_NEW ("filter", "{", "name", BCON_UTF8 (coll), "}");
    cur = mongoc_database_find_collections_with_opts (db, opts);
    while (mongoc_cursor_next (cur, &d)) {
-      found = bson_iter_init_find (&it, d, "type") &&
-              strcmp (bson_iter_utf8 (&it, NULL), "timeseries") == 0;
+      ck_assert_msg (!info_doc, "two collections named %s", coll);
+      info_doc = bson_copy (d);
    }
-   ck_assert (found);
    mongoc_cursor_destroy (cur);
    bson_destroy (opts);
-   MH_ASSERT_OK (mongo_helper_eventlog_log (l, "u1", "login", NULL, 0, &err), err);
+   ck_assert_msg (info_doc, "no collection %s after ensure", coll);
+   ck_assert_str_eq (mh_test_utf8_at (info_doc, "type"), "timeseries");
+   ck_assert_str_eq (mh_test_utf8_at (info_doc, "options.timeseries.timeField"), "timestamp");
+   ck_assert_str_eq (mh_test_utf8_at (info_doc, "options.timeseries.metaField"), "user_id");
+   ck_assert_str_eq (mh_test_utf8_at (info_doc, "options.timeseries.granularity"), "seconds");
+   ck_assert_int_eq (mh_test_int_at (info_doc, "options.expireAfterSeconds"), 90LL * 24 * 3600);
+   bson_destroy (info_doc);
+   ck_assert_int_eq (mh_test_index_ttl (coll, "user_id_1_timestamp_-1"), -1);
+   ck_assert_int_eq (mh_test_index_ttl (coll, "timestamp_ttl"), -2);
+
+   /* A second ensure finds it and keeps it. */
+   ts = false;
+   MH_ASSERT_OK (mongo_helper_eventlog_ensure (l, &ts, &err), err);
+   ck_assert (ts);
+   if (srv.pid > 0) {
+      ck_assert_int_eq (mh_test_server_log_count (&srv, "{\"create\""), 1);
+   }
+
+   /* Events go in as measurements and come back newest first. */
+   MH_ASSERT_OK (mongo_helper_eventlog_log (l, "u1", "login", meta, t0, &err), err);
+   MH_ASSERT_OK (mongo_helper_eventlog_log (l, "u1", "view", NULL, t0 + 2000, &err), err);
+   MH_ASSERT_OK (mongo_helper_eventlog_log (l, "u2", "login", NULL, t0 + 1000, &err), err);
+   q.user_id = "u1";
+   MH_ASSERT_OK (mongo_helper_eventlog_query (l, &q, &out, &n, &err), err);
+   ck_assert_int_eq (n, 2);
+   mh_test_arr_doc (&out, 0, &ev);
+   ck_assert_str_eq (mh_test_utf8_at (&ev, "event_type"), "view");
+   ck_assert (bson_iter_init_find (&it, &ev, "timestamp") && BSON_ITER_HOLDS_DATE_TIME (&it));
+   ck_assert_int_eq (bson_iter_date_time (&it), t0 + 2000);
+   mh_test_arr_doc (&out, 1, &ev);
+   ck_assert_str_eq (mh_test_utf8_at (&ev, "event_type"), "login");
+   ck_assert_str_eq (mh_test_utf8_at (&ev, "metadata.ip"), "10.0.0.2");
+   bson_destroy (&out);
+   ck_assert_int_eq (mh_test_raw_count (coll, NULL), 3);
+
    mongo_helper_eventlog_destroy (l);
+   bson_destroy (meta);
+   if (srv.pid <= 0) {
+      mh_test_drop (NULL, coll);
+   }
 }
 END_TEST
 

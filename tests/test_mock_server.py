@@ -20,6 +20,7 @@ import unittest
 
 import pymongo
 from bson.int64 import Int64
+from bson.timestamp import Timestamp
 from pymongo.errors import (BulkWriteError, DuplicateKeyError, OperationFailure,
                             AutoReconnect, NotMasterError, ServerSelectionTimeoutError)
 
@@ -37,6 +38,14 @@ def _kill_leftovers():
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
 
 
 class MockProc(object):
@@ -299,15 +308,16 @@ class TestIndexesCollections(Base):
         c.insert_many([{'q': 1}, {'q': 1}])
         d = self.err(c.create_index, 'q', unique=True)
         self.assertEqual(d['code'], 11000)
-        d = self.err(c.create_index, [('body', 'text')])
+        d = self.err(c.create_index, [('body', 'geoHaystack')])
         self.assertEqual(d['code'], 67)
 
     def test_collections_databases(self):
         self.db.create_collection('plain')
         d = self.err(self.db.command, 'create', 'plain')
         self.assertEqual(d['code'], 48)
+        # a 4.4 server does not know time-series collections
         d = self.err(self.db.command, 'create', 'ts', timeseries={'timeField': 't'})
-        self.assertEqual((d['code'], d['codeName']), (72, 'InvalidOptions'))
+        self.assertEqual((d['code'], d['errmsg']), (40415, "BSON field 'create.timeseries' is an unknown field."))
         self.db.other.insert_one({'a': 1})
         lc = self.db.command('listCollections', filter={'name': 'plain'})['cursor']['firstBatch']
         self.assertEqual(len(lc), 1)
@@ -508,6 +518,483 @@ class TestPersistenceTlsReplset(unittest.TestCase):
         finally:
             srv.close()
 
+
+
+class TestReplicaSet(unittest.TestCase):
+    """Cluster time, retryable writes and their error labels."""
+
+    def test_cluster_time_and_retryable_write_labels(self):
+        srv = MockProc('--replset', 'rs0', '--command-log', os.path.join(tempfile.gettempdir(), 'x'))
+        try:
+            c = pymongo.MongoClient(srv.uri('?replicaSet=rs0'), serverSelectionTimeoutMS=5000)
+            db = c.mh_test
+            r = db.command('ping')
+            self.assertIsInstance(r['operationTime'], Timestamp)
+            self.assertEqual(r['$clusterTime']['clusterTime'], r['operationTime'])
+            h = c.admin.command('hello')
+            self.assertEqual(h['lastWrite']['opTime']['ts'].__class__, Timestamp)
+            t0 = db.command('insert', 'c', documents=[{'_id': 0}])['operationTime']
+            t1 = db.command('insert', 'c', documents=[{'_id': 1}])['operationTime']
+            self.assertGreater(t1, t0)
+            # the server labels a retryable error of a write that carries txnNumber
+            c.admin.command('configureFailPoint', 'failCommand', mode={'times': 1},
+                            data={'failCommands': ['insert'], 'errorCode': 91})
+            with c.start_session() as s:
+                with self.assertRaises((OperationFailure, NotMasterError)) as cm:
+                    db.command('insert', 'c', documents=[{'_id': 2}], txnNumber=Int64(1), session=s)
+                self.assertEqual(cm.exception.details.get('errorLabels'), ['RetryableWriteError'])
+                # the same txnNumber again: executed once, the recorded reply comes back
+                r1 = db.command('insert', 'c', documents=[{'_id': 3}], txnNumber=Int64(2), session=s)
+                r2 = db.command('insert', 'c', documents=[{'_id': 3}], txnNumber=Int64(2), session=s)
+                self.assertEqual((r1['n'], r2['n']), (1, 1))
+                self.assertNotIn('writeErrors', r2)
+                d = self.assertRaises(OperationFailure, db.command, 'insert', 'c', documents=[{'_id': 9}],
+                                      txnNumber=Int64(1), session=s)
+            self.assertEqual(sorted(x['_id'] for x in db.c.find()), [0, 1, 3])
+            # without txnNumber (retryWrites=false) no label
+            c.admin.command('configureFailPoint', 'failCommand', mode={'times': 1},
+                            data={'failCommands': ['insert'], 'errorCode': 91})
+            nr = pymongo.MongoClient(srv.uri('?replicaSet=rs0'), retryWrites=False)
+            with self.assertRaises((OperationFailure, NotMasterError)) as cm:
+                nr.mh_test.c.insert_one({'_id': 4})
+            self.assertNotIn('errorLabels', cm.exception.details)
+            # with retryWrites the driver retries the labelled error by itself
+            c.admin.command('configureFailPoint', 'failCommand', mode={'times': 1},
+                            data={'failCommands': ['insert'], 'errorCode': 189})
+            db.c.insert_one({'_id': 5})
+            self.assertEqual(db.c.count_documents({'_id': 5}), 1)
+            # failCommand's errorLabels replace the server's own
+            c.admin.command('configureFailPoint', 'failCommand', mode={'times': 1},
+                            data={'failCommands': ['insert'], 'errorCode': 10107, 'errorLabels': []})
+            with self.assertRaises((OperationFailure, NotMasterError)) as cm:
+                db.c.insert_one({'_id': 6})
+            self.assertNotIn('errorLabels', cm.exception.details)
+            nr.close()
+            c.close()
+        finally:
+            srv.close()
+
+    def test_step_down_write_is_retried_on_the_new_primary(self):
+        p1, p2 = free_port(), free_port()
+        hosts = '127.0.0.1:%d,127.0.0.1:%d' % (p1, p2)
+        m1 = MockProc('--replset', 'rs0', '--hosts', hosts, '--primary', port=p1)
+        m2 = MockProc('--replset', 'rs0', '--hosts', hosts, '--secondary', port=p2)
+        try:
+            c = pymongo.MongoClient('mongodb://%s/?replicaSet=rs0' % hosts, serverSelectionTimeoutMS=5000,
+                                    heartbeatFrequencyMS=500)
+            c.mh_test.c.insert_one({'_id': 'before'})
+            d1 = pymongo.MongoClient(m1.uri('?directConnection=true'))
+            d2 = pymongo.MongoClient(m2.uri('?directConnection=true'))
+            # a write on the stepped-down member: NotWritablePrimary + RetryableWriteError
+            d1.admin.command('mockSetRole', 'secondary')
+            with d1.start_session() as s:
+                with self.assertRaises(NotMasterError) as cm:
+                    d1.mh_test.command('insert', 'c', documents=[{'_id': 'x'}], txnNumber=Int64(7), session=s)
+            self.assertEqual(cm.exception.details['code'], 10107)
+            self.assertEqual(cm.exception.details['errorLabels'], ['RetryableWriteError'])
+            d2.admin.command('mockSetRole', 'primary')
+            c.mh_test.c.insert_one({'_id': 'after'})   # retried by the driver on the new primary
+            self.assertEqual([x['_id'] for x in d2.mh_test.c.find()], ['after'])
+            self.assertEqual([x['_id'] for x in d1.mh_test.c.find()], ['before'])
+            # replSetStepDown on a one-member set: primary again after the period
+            d2.admin.command('replSetStepDown', 1, secondaryCatchUpPeriodSecs=0)
+            self.assertIs(d2.admin.command('hello')['isWritablePrimary'], False)
+            for cl in (c, d1, d2):
+                cl.close()
+        finally:
+            m1.close()
+            m2.close()
+        solo = MockProc('--replset', 'rs1')
+        try:
+            d = pymongo.MongoClient(solo.uri('?directConnection=true'))
+            d.admin.command('replSetStepDown', 1, secondaryCatchUpPeriodSecs=0)
+            self.assertIs(d.admin.command('hello')['isWritablePrimary'], False)
+            deadline = time.time() + 5
+            while not d.admin.command('hello')['isWritablePrimary'] and time.time() < deadline:
+                time.sleep(0.1)
+            self.assertIs(d.admin.command('hello')['isWritablePrimary'], True)
+            d.close()
+        finally:
+            solo.close()
+
+
+class TestChangeStreams(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = MockProc('--replset', 'rs0')
+        cls.client = pymongo.MongoClient(cls.srv.uri('?replicaSet=rs0'), serverSelectionTimeoutMS=5000)
+        cls.db = cls.client.mh_test
+        cls.other = pymongo.MongoClient(cls.srv.uri('?replicaSet=rs0'))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.client.close()
+        cls.other.close()
+        cls.srv.close()
+
+    def setUp(self):
+        self.client.drop_database('mh_test')
+        self.client.drop_database('mh_test2')
+
+    def tearDown(self):
+        for fp in ('failCommand', 'failGetMoreAfterCursorCheckout'):
+            self.client.admin.command('configureFailPoint', fp, mode='off')
+
+    def next_events(self, cs, n, timeout=5):
+        out = []
+        deadline = time.time() + timeout
+        while len(out) < n and time.time() < deadline:
+            ev = cs.try_next()
+            if ev is not None:
+                out.append(ev)
+        return out
+
+    def test_events_in_order(self):
+        cs = self.db.c.watch(full_document='updateLookup', max_await_time_ms=200)
+        oc = self.other.mh_test.c
+        oc.insert_one({'_id': 1, 'v': 10, 'gone': True})
+        oc.insert_one({'_id': 2, 'v': 20})
+        oc.update_one({'_id': 1}, {'$set': {'v': 11, 'sub.k': 'x'}, '$unset': {'gone': 1}})
+        oc.update_one({'_id': 1}, {'$set': {'v': 11}})          # no change: no event
+        oc.replace_one({'_id': 2}, {'w': 1})
+        oc.delete_one({'_id': 2})
+        evs = self.next_events(cs, 5)
+        self.assertEqual([e['operationType'] for e in evs], ['insert', 'insert', 'update', 'replace', 'delete'])
+        self.assertEqual(evs[0]['fullDocument'], {'_id': 1, 'v': 10, 'gone': True})
+        self.assertEqual(evs[0]['ns'], {'db': 'mh_test', 'coll': 'c'})
+        self.assertEqual([e['documentKey'] for e in evs], [{'_id': 1}, {'_id': 2}, {'_id': 1}, {'_id': 2}, {'_id': 2}])
+        self.assertEqual(evs[2]['updateDescription'], {'updatedFields': {'v': 11, 'sub': {'k': 'x'}},
+                                                       'removedFields': ['gone']})
+        self.assertEqual(evs[2]['fullDocument'], {'_id': 1, 'v': 11, 'sub': {'k': 'x'}})
+        self.assertEqual(evs[3]['fullDocument'], {'_id': 2, 'w': 1})
+        self.assertNotIn('fullDocument', evs[4])
+        times = [e['clusterTime'] for e in evs]
+        self.assertEqual(times, sorted(times))
+        self.assertEqual(len(set(times)), 5)
+        toks = [e['_id']['_data'] for e in evs]
+        self.assertTrue(all(t.startswith('82') and int(t, 16) for t in toks))
+        self.assertIsNone(cs.try_next())
+        # resumeAfter / startAtOperationTime replay from that point
+        with self.db.c.watch(resume_after=evs[2]['_id']) as cs2:
+            self.assertEqual([e['operationType'] for e in self.next_events(cs2, 2)], ['replace', 'delete'])
+        with self.db.c.watch(start_at_operation_time=evs[3]['clusterTime']) as cs3:
+            self.assertEqual([e['operationType'] for e in self.next_events(cs3, 2)], ['replace', 'delete'])
+        cs.close()
+
+    def test_post_batch_resume_token_and_await(self):
+        db = self.db
+        r = db.command('aggregate', 'c', pipeline=[{'$changeStream': {}}], cursor={})
+        cur = r['cursor']
+        self.assertEqual(cur['firstBatch'], [])
+        self.assertIn('_data', cur['postBatchResumeToken'])
+        self.assertNotEqual(cur['id'], 0)
+        t0 = time.time()
+        g = db.command('getMore', cur['id'], collection='c', maxTimeMS=300)
+        self.assertGreaterEqual(time.time() - t0, 0.28)
+        self.assertEqual(g['cursor']['nextBatch'], [])
+        self.assertIn('postBatchResumeToken', g['cursor'])
+        # a write during the wait ends it early; the waiting getMore holds no lock
+        import threading
+        th = threading.Timer(0.2, lambda: self.other.mh_test.c.insert_one({'_id': 'w'}))
+        th.start()
+        t0 = time.time()
+        g = db.command('getMore', cur['id'], collection='c', maxTimeMS=5000)
+        self.assertLess(time.time() - t0, 2)
+        th.join()
+        self.assertEqual([e['documentKey']['_id'] for e in g['cursor']['nextBatch']], ['w'])
+        self.assertEqual(g['cursor']['postBatchResumeToken'], g['cursor']['nextBatch'][-1]['_id'])
+        # $match after the stage filters; the token still advances past filtered writes
+        self.other.mh_test.c.insert_many([{'_id': i} for i in range(3)])
+        r = db.command('aggregate', 'c', pipeline=[
+            {'$changeStream': {'startAfter': g['cursor']['postBatchResumeToken']}},
+            {'$match': {'documentKey._id': 1}}], cursor={'batchSize': 5})
+        self.assertEqual([e['documentKey'] for e in r['cursor']['firstBatch']], [{'_id': 1}])
+        self.assertGreater(r['cursor']['postBatchResumeToken']['_data'], r['cursor']['firstBatch'][0]['_id']['_data'])
+        self.assertRaises(OperationFailure, db.command, 'aggregate', 'c', pipeline=[
+            {'$changeStream': {}}, {'$group': {'_id': 1}}], cursor={})
+        with self.assertRaises(OperationFailure) as cm:
+            db.command('aggregate', 'c', pipeline=[{'$changeStream': {'bogus': 1}}], cursor={})
+        self.assertEqual(cm.exception.code, 40415)
+        r = db.command('aggregate', 'c', pipeline=[{'$changeStream': {}}, {'$project': {'_id': 0}}], cursor={})
+        self.other.mh_test.c.insert_one({})
+        with self.assertRaises(OperationFailure) as cm:
+            db.command('getMore', r['cursor']['id'], collection='c')
+        self.assertEqual(cm.exception.code, 280)
+
+    def test_resume_after_errors_loses_and_repeats_nothing(self):
+        oc = self.other.mh_test.c
+        cs = self.db.c.watch(max_await_time_ms=100)
+        oc.insert_many([{'_id': i} for i in range(3)])
+        got = [e['documentKey']['_id'] for e in self.next_events(cs, 1)]
+        # error after cursor checkout: labelled ResumableChangeStreamError -> resume
+        self.client.admin.command('configureFailPoint', 'failGetMoreAfterCursorCheckout', mode={'times': 1},
+                                  data={'errorCode': 6})
+        oc.insert_many([{'_id': i} for i in range(3, 6)])
+        got += [e['documentKey']['_id'] for e in self.next_events(cs, 5)]
+        self.assertEqual(got, list(range(6)))
+        # closed connection -> resume
+        self.client.admin.command('configureFailPoint', 'failCommand', mode={'times': 1},
+                                  data={'failCommands': ['getMore'], 'closeConnection': True})
+        oc.insert_many([{'_id': i} for i in range(6, 9)])
+        got += [e['documentKey']['_id'] for e in self.next_events(cs, 3)]
+        self.assertEqual(got, list(range(9)))
+        # failCommand errorCode 6 on getMore carries no label (as MongoDB 4.4+): not resumed
+        self.client.admin.command('configureFailPoint', 'failCommand', mode={'times': 1},
+                                  data={'failCommands': ['getMore'], 'errorCode': 6})
+        with self.assertRaises(OperationFailure) as cm:
+            self.next_events(cs, 1, timeout=1)
+        self.assertEqual(cm.exception.code, 6)
+        self.assertNotIn('errorLabels', cm.exception.details)
+
+    def test_db_cluster_streams_drop_rename_invalidate(self):
+        dbs = self.db.watch(max_await_time_ms=100)
+        cl = self.client.watch(max_await_time_ms=100)
+        coll = self.db.a.watch(max_await_time_ms=100)
+        o = self.other
+        o.mh_test.a.insert_one({'_id': 1})
+        o.mh_test.b.insert_one({'_id': 2})
+        o.mh_test2.z.insert_one({'_id': 3})
+        o.admin.command('renameCollection', 'mh_test.a', to='mh_test.a2')
+        o.mh_test2.drop_collection('z')
+        ev = self.next_events(dbs, 3)
+        self.assertEqual([(e['operationType'], e['ns']['coll']) for e in ev],
+                         [('insert', 'a'), ('insert', 'b'), ('rename', 'a')])
+        self.assertEqual(ev[2]['to'], {'db': 'mh_test', 'coll': 'a2'})
+        ev = self.next_events(cl, 5)
+        self.assertEqual([(e['operationType'], e['ns']['db']) for e in ev],
+                         [('insert', 'mh_test'), ('insert', 'mh_test'), ('insert', 'mh_test2'),
+                          ('rename', 'mh_test'), ('drop', 'mh_test2')])
+        ev = self.next_events(coll, 3)
+        self.assertEqual([e['operationType'] for e in ev], ['insert', 'rename', 'invalidate'])
+        self.assertFalse(coll.alive)
+        with self.assertRaises(OperationFailure) as cm:
+            self.db.a.watch(resume_after=ev[2]['_id'])
+        self.assertEqual(cm.exception.code, 260)
+        with self.db.a.watch(start_after=ev[2]['_id'], max_await_time_ms=100) as again:
+            o.mh_test.a.insert_one({'_id': 'new'})
+            self.assertEqual([e['documentKey'] for e in self.next_events(again, 1)], [{'_id': 'new'}])
+        o.drop_database('mh_test')
+        ev = self.next_events(dbs, 6)
+        self.assertEqual([e['operationType'] for e in ev],
+                         ['insert', 'drop', 'drop', 'drop', 'dropDatabase', 'invalidate'])
+        self.assertEqual(sorted(e['ns']['coll'] for e in ev[1:4]), ['a', 'a2', 'b'])
+        self.assertFalse(dbs.alive)
+        for s in (dbs, cl):
+            s.close()
+        with self.assertRaises(OperationFailure) as cm:
+            self.client.admin.watch()
+        self.assertEqual(cm.exception.code, 73)
+
+    def test_history_lost(self):
+        srv = MockProc('--replset', 'rs0', '--oplog-size', '3')
+        try:
+            c = pymongo.MongoClient(srv.uri('?replicaSet=rs0'))
+            cs = c.mh_test.c.watch()
+            c.mh_test.c.insert_one({'_id': 0})
+            tok = cs.next()['_id']
+            cs.close()
+            with c.mh_test.c.watch(resume_after=tok) as cs2:
+                self.assertIsNone(cs2.try_next())
+            c.mh_test.c.insert_many([{'_id': i} for i in range(1, 6)])
+            with self.assertRaises(OperationFailure) as cm:
+                c.mh_test.c.watch(resume_after=tok)
+            self.assertEqual((cm.exception.code, cm.exception.details['codeName']), (286, 'ChangeStreamHistoryLost'))
+            c.close()
+        finally:
+            srv.close()
+
+
+class TestTextSearch(Base):
+    def setUp(self):
+        Base.setUp(self)
+        c = self.db.art
+        c.create_index([('title', 'text'), ('body', 'text')], weights={'title': 10}, name='t')
+        c.insert_many([
+            {'_id': 1, 'title': 'other', 'body': 'coffee'},
+            {'_id': 2, 'title': 'coffee', 'body': 'tea'},
+            {'_id': 3, 'title': 'tea', 'body': 'tea'},
+            {'_id': 4, 'title': 'cakes', 'body': 'coffee and tea with cakes in the coffee shop'},
+            {'_id': 5, 'title': 'Shop', 'body': 'nothing to see'},
+        ])
+
+    def ids(self, search, **kw):
+        q = {'$text': dict({'$search': search}, **kw)}
+        return [d['_id'] for d in self.db.art.find(q, {'s': {'$meta': 'textScore'}}).sort(
+            [('s', {'$meta': 'textScore'})])]
+
+    def test_index_listing_and_conflicts(self):
+        ix = {i['name']: i for i in self.db.art.list_indexes()}['t']
+        self.assertEqual(ix['key'], {'_fts': 'text', '_ftsx': 1})
+        self.assertEqual(ix['weights'], {'body': 1, 'title': 10})
+        self.assertEqual((ix['default_language'], ix['language_override'], ix['textIndexVersion']),
+                         ('english', 'language', 3))
+        # the same index again is fine, a second text index is not
+        self.db.art.create_index([('title', 'text'), ('body', 'text')], weights={'title': 10}, name='t')
+        d = self.err(self.db.art.create_index, [('body', 'text')])
+        self.assertEqual((d['code'], d['codeName']), (85, 'IndexOptionsConflict'))
+        d = self.err(lambda: list(self.db.other.find({'$text': {'$search': 'x'}})))
+        self.assertEqual((d['code'], d['codeName'], d['errmsg']),
+                         (27, 'IndexNotFound', 'text index required for $text query'))
+        d = self.err(lambda: list(self.db.art.find({}, {'s': {'$meta': 'textScore'}})))
+        self.assertEqual(d['code'], 40218)
+
+    def test_terms_phrases_negations_and_order(self):
+        # weights multiply: the title hit (weight 10) beats body hits
+        self.assertEqual(self.ids('coffee')[0], 2)
+        self.assertEqual(set(self.ids('coffee')), {1, 2, 4})
+        # OR of terms; more matched terms rank higher (4 has coffee and tea twice)
+        res = self.ids('coffee tea')
+        self.assertEqual(set(res), {1, 2, 3, 4})
+        self.assertLess(res.index(4), res.index(1))
+        self.assertEqual(self.ids('"coffee shop"'), [4])
+        self.assertEqual(self.ids('coffee -cakes')[:1], [2])
+        self.assertNotIn(4, self.ids('coffee -cakes'))
+        self.assertEqual(self.ids('-coffee'), [])
+        self.assertEqual(self.ids('the'), [])                 # stop word
+        self.assertEqual(self.ids('SHOP'), [5, 4])            # case-insensitive, title weighs more
+        self.assertEqual(self.ids('SHOP', **{'$caseSensitive': True}), [])
+        self.assertEqual(self.ids('Shop', **{'$caseSensitive': True}), [5])
+        scores = [d['s'] for d in self.db.art.find({'$text': {'$search': 'coffee tea'}},
+                                                   {'s': {'$meta': 'textScore'}}).sort([('s', {'$meta': 'textScore'})])]
+        self.assertEqual(scores, sorted(scores, reverse=True))
+        self.assertGreater(scores[0], scores[-1])
+
+    def test_count_aggregate_and_writes(self):
+        self.assertEqual(self.db.art.count_documents({'$text': {'$search': 'tea'}}), 3)
+        self.assertEqual(self.db.command('count', 'art', query={'$text': {'$search': 'tea'}})['n'], 3)
+        res = list(self.db.art.aggregate([{'$match': {'$text': {'$search': 'coffee'}}},
+                                          {'$project': {'score': {'$meta': 'textScore'}}},
+                                          {'$sort': {'score': -1}}, {'$limit': 2}]))
+        self.assertEqual([d['_id'] for d in res], [2, 4])
+        self.assertGreater(res[0]['score'], res[1]['score'])
+        d = self.err(lambda: list(self.db.art.aggregate([{'$match': {}}, {'$match': {'$text': {'$search': 'x'}}}])))
+        self.assertEqual(d['code'], 17313)
+        self.assertEqual(self.db.art.update_many({'$text': {'$search': 'cakes'}}, {'$set': {'sweet': 1}}).modified_count, 1)
+        self.assertEqual(self.db.art.find_one({'sweet': 1})['_id'], 4)
+        self.assertEqual(self.db.art.delete_many({'$text': {'$search': 'tea'}}).deleted_count, 3)
+        self.assertEqual(sorted(d['_id'] for d in self.db.art.find()), [1, 5])
+
+
+class TestGeo(Base):
+    PLACES = [('centre', 2.3522, 48.8566), ('eiffel', 2.2945, 48.8584), ('lyon', 4.8357, 45.7640),
+              ('nyc', -74.0060, 40.7128)]
+
+    def setUp(self):
+        Base.setUp(self)
+        self.db.pl.create_index([('loc', '2dsphere')])
+        self.db.pl.insert_many([{'_id': n, 'loc': {'type': 'Point', 'coordinates': [x, y]}}
+                                for n, x, y in self.PLACES])
+        self.here = {'type': 'Point', 'coordinates': [2.35, 48.85]}
+
+    def test_near_sorted_by_distance_with_bounds(self):
+        near = lambda **kw: [d['_id'] for d in self.db.pl.find(
+            {'loc': {'$near': dict({'$geometry': self.here}, **kw)}})]
+        self.assertEqual(near(), ['centre', 'eiffel', 'lyon', 'nyc'])
+        self.assertEqual(near(**{'$maxDistance': 10000}), ['centre', 'eiffel'])
+        self.assertEqual(near(**{'$minDistance': 1000, '$maxDistance': 500000}), ['eiffel', 'lyon'])
+        sph = [d['_id'] for d in self.db.pl.find({'loc': {'$nearSphere': [2.35, 48.85], '$maxDistance': 0.01}})]
+        self.assertEqual(sph, ['centre', 'eiffel'])          # legacy pair: radians
+        self.assertEqual(self.db.command('count', 'pl', query={'loc': {'$near': {
+            '$geometry': self.here, '$maxDistance': 10000}}})['n'], 2)
+        d = self.err(lambda: list(self.db.nogeo.find({'loc': {'$near': {'$geometry': self.here}}})))
+        self.assertEqual((d['code'], d['codeName']), (291, 'NoQueryExecutionPlans'))
+        self.assertIn('unable to find index for $geoNear query', d['errmsg'])
+        d = self.err(self.db.pl.count_documents, {'loc': {'$near': {'$geometry': self.here}}})
+        self.assertEqual(d['code'], 2)
+        d = self.err(self.db.pl.insert_one, {'loc': {'type': 'Point', 'coordinates': [200, 1]}})
+        self.assertEqual(d['code'], 16755)
+
+    def test_geo_within(self):
+        w = lambda spec, coll='pl': sorted(d['_id'] for d in self.db[coll].find({'loc': {'$geoWithin': spec}}))
+        self.assertEqual(w({'$centerSphere': [[2.35, 48.85], 1000 / 6378100.0]}), ['centre'])
+        self.assertEqual(w({'$centerSphere': [[2.35, 48.85], 500000 / 6378100.0]}), ['centre', 'eiffel', 'lyon'])
+        self.assertEqual(w({'$geometry': {'type': 'Polygon', 'coordinates': [
+            [[2.2, 48.8], [2.5, 48.8], [2.35, 48.95], [2.2, 48.8]]]}}), ['centre', 'eiffel'])
+        self.assertEqual(w({'$box': [[2.3, 45.0], [5, 49]]}), ['centre', 'lyon'])
+        self.assertEqual(w({'$polygon': [[-80, 30], [-70, 30], [-75, 45]]}), ['nyc'])
+        # no index needed
+        self.db.flat.insert_many([{'_id': 1, 'loc': [1, 1]}, {'_id': 2, 'loc': [5, 5]}])
+        self.assertEqual(w({'$center': [[0, 0], 2]}, 'flat'), [1])
+        self.assertEqual(self.db.pl.count_documents({'loc': {'$geoWithin': {'$centerSphere': [[2.35, 48.85], 0.01]}}}), 2)
+        self.assertEqual(self.db.pl.count_documents({'$or': [{'_id': 'nyc'}, {'loc': {'$geoWithin': {
+            '$centerSphere': [[2.35, 48.85], 0.0002]}}}]}), 2)
+
+    def test_geo_near_stage(self):
+        res = list(self.db.pl.aggregate([{'$geoNear': {
+            'near': self.here, 'distanceField': 'dist.m', 'spherical': True, 'maxDistance': 500000,
+            'distanceMultiplier': 0.001, 'includeLocs': 'where', 'query': {'_id': {'$ne': 'centre'}}}}]))
+        self.assertEqual([d['_id'] for d in res], ['eiffel', 'lyon'])
+        self.assertAlmostEqual(res[0]['dist']['m'], 4.17, delta=0.05)   # km
+        self.assertAlmostEqual(res[1]['dist']['m'], 391.4, delta=1.0)
+        self.assertEqual(res[0]['where']['coordinates'], [2.2945, 48.8584])
+        # legacy pair + spherical: radians
+        r = list(self.db.pl.aggregate([{'$geoNear': {'near': [2.35, 48.85], 'distanceField': 'd',
+                                                     'spherical': True}}, {'$limit': 1}]))
+        self.assertAlmostEqual(r[0]['d'] * 6378100, 752, delta=5)
+        d = self.err(lambda: list(self.db.nogeo.aggregate([{'$geoNear': {'near': self.here, 'distanceField': 'd'}}])))
+        self.assertEqual(d['code'], 27)
+        self.db.pl.create_index([('other', '2dsphere')])
+        d = self.err(lambda: list(self.db.pl.aggregate([{'$geoNear': {'near': self.here, 'distanceField': 'd'}}])))
+        self.assertIn('more than one 2dsphere index', d['errmsg'])
+        r = list(self.db.pl.aggregate([{'$geoNear': {'near': self.here, 'distanceField': 'd', 'key': 'loc'}}]))
+        self.assertEqual(len(r), 4)
+        d = self.err(lambda: list(self.db.pl.aggregate([{'$match': {}}, {'$geoNear': {
+            'near': self.here, 'distanceField': 'd'}}])))
+        self.assertEqual(d['code'], 40603)
+
+    def test_2d_index_flat(self):
+        self.db.f.create_index([('p', '2d')])
+        self.db.f.insert_many([{'_id': i, 'p': [i, 0]} for i in range(5)])
+        self.assertEqual([d['_id'] for d in self.db.f.find({'p': {'$near': [2.2, 0], '$maxDistance': 1.5}})],
+                         [2, 3, 1])
+        d = self.err(self.db.f.insert_one, {'p': 'nowhere'})
+        self.assertEqual(d['code'], 16804)
+
+
+class TestTimeSeries(unittest.TestCase):
+    def test_timeseries_on_5_0(self):
+        srv = MockProc('--version', '5.0.0')
+        try:
+            c = srv.client()
+            db = c.mh_test
+            self.assertEqual(c.admin.command('hello')['maxWireVersion'], 13)
+            self.assertEqual(c.admin.command('buildInfo')['versionArray'], [5, 0, 0, 0])
+            db.command('create', 'ts', timeseries={'timeField': 't', 'metaField': 'm', 'granularity': 'minutes'},
+                       expireAfterSeconds=60)
+            lc = db.command('listCollections', filter={'name': 'ts'})['cursor']['firstBatch']
+            self.assertEqual(lc[0]['type'], 'timeseries')
+            self.assertEqual(lc[0]['options'], {'timeseries': {'timeField': 't', 'metaField': 'm', 'granularity': 'minutes',
+                                                               'bucketMaxSpanSeconds': 86400}, 'expireAfterSeconds': 60})
+            now = datetime.datetime.utcnow().replace(microsecond=0)
+            db.ts.insert_many([{'t': now, 'm': {'s': 1}, 'v': 1},
+                               {'t': now - datetime.timedelta(hours=1), 'm': {'s': 2}, 'v': 2}])
+            self.assertEqual([d['v'] for d in db.ts.find({'m.s': 1})], [1])
+            with self.assertRaises(BulkWriteError) as cm:
+                db.ts.insert_many([{'v': 3}])
+            self.assertEqual(cm.exception.details['writeErrors'][0]['code'], 2)
+            self.assertIn("'t' must be present and contain a valid BSON UTC datetime value",
+                          cm.exception.details['writeErrors'][0]['errmsg'])
+            # the TTL monitor (1 s) removes the measurement older than 60 s
+            deadline = time.time() + 5
+            while db.ts.count_documents({}) > 1 and time.time() < deadline:
+                time.sleep(0.1)
+            self.assertEqual([d['v'] for d in db.ts.find()], [1])
+            for bad, code in (({'metaField': 'm'}, 40414), ({'timeField': 't', 'x': 1}, 40415),
+                              ({'timeField': 't', 'granularity': 'days'}, 2), ({'timeField': 't', 'metaField': 't'}, 72),
+                              ('t', 14)):
+                with self.assertRaises(OperationFailure) as cm:
+                    db.command('create', 'bad', timeseries=bad)
+                self.assertEqual(cm.exception.code, code, bad)
+            with self.assertRaises(OperationFailure) as cm:
+                db.command('create', 'bad', expireAfterSeconds=5)
+            self.assertEqual(cm.exception.code, 72)
+            with self.assertRaises(OperationFailure) as cm:
+                db.command('create', 'ts', timeseries={'timeField': 't'})
+            self.assertEqual(cm.exception.code, 48)
+            self.assertNotIn('bad', db.list_collection_names())
+            c.close()
+        finally:
+            srv.close()
 
 if __name__ == '__main__':
     unittest.main(verbosity=2)

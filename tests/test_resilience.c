@@ -868,6 +868,218 @@ START_TEST (read_is_retried_across_a_step_down)
 }
 END_TEST
 
+/* ---- retryable writes: libmongoc's retry and the library's ------------- */
+
+static const char *const one_member_set[] = {"--replset", "rs0", NULL};
+
+/* A private single-member replica set (libmongoc sends retryable writes,
+ * with lsid + txnNumber, only to replica sets), its command log read by
+ * the tests, and the singleton pointed at it.  Heartbeats are rare, so
+ * libmongoc learns of a step-down from the write that hits it, never from
+ * a heartbeat just before; while a write waits for a primary, libmongoc
+ * checks every 500 ms (minHeartbeatFrequencyMS) anyway. */
+static void
+own_replica_set (mh_test_server_t *m)
+{
+   mh_test_server_start (m, 0, one_member_set);
+   own_server_env (m->port,
+                   "replicaSet=rs0&serverSelectionTimeoutMS=10000&heartbeatFrequencyMS=60000");
+}
+
+/* An admin command on one member, outside the library. */
+static void
+member_command (int port, const char *json)
+{
+   char uri[96];
+   mongoc_client_t *direct;
+   bson_t cmd;
+   bson_error_t e;
+
+   snprintf (uri, sizeof uri, "mongodb://127.0.0.1:%d/?directConnection=true", port);
+   direct = mongoc_client_new (uri);
+   ck_assert_msg (bson_init_from_json (&cmd, json, -1, &e), "%s", e.message);
+   ck_assert_msg (mongoc_client_command_simple (direct, "admin", &cmd, NULL, NULL, &e),
+                  "%s: %s",
+                  json,
+                  e.message);
+   bson_destroy (&cmd);
+   mongoc_client_destroy (direct);
+}
+
+/* The txnNumber of each command in the server's log whose line holds both
+ * needles, in order (-1: sent without one); returns how many. */
+static int
+logged_txn_numbers (const mh_test_server_t *m,
+                    const char *needle1,
+                    const char *needle2,
+                    int64_t *txns,
+                    int max)
+{
+   FILE *f = fopen (m->command_log, "r");
+   char *line = NULL;
+   size_t cap = 0;
+   int n = 0;
+
+   ck_assert_msg (f, "no command log %s", m->command_log);
+   while (getline (&line, &cap, f) > 0) {
+      if (strstr (line, needle1) && strstr (line, needle2)) {
+         bson_error_t e;
+         bson_t *cmd = bson_new_from_json ((const uint8_t *) line, -1, &e);
+         bson_iter_t it;
+
+         ck_assert_msg (cmd, "bad log line: %s", e.message);
+         ck_assert_int_lt (n, max);
+         txns[n++] = bson_iter_init_find (&it, cmd, "txnNumber") ? bson_iter_as_int64 (&it) : -1;
+         bson_destroy (cmd);
+      }
+   }
+   free (line);
+   fclose (f);
+   return n;
+}
+
+/* A primary steps down (replSetStepDown) under a plain insert: the old
+ * primary answers NotWritablePrimary with the RetryableWriteError label,
+ * libmongoc (not the library) sends the same insert again with the same
+ * session and txnNumber once the member is primary again, and the document
+ * is stored once. */
+START_TEST (step_down_insert_is_retried_by_libmongoc_with_its_txn_number_and_lands_once)
+{
+   mh_test_server_t m = {0};
+   bson_t *doc = BCON_NEW ("_id", BCON_INT32 (7), "during", BCON_UTF8 ("step-down"));
+   bson_t *sel = BCON_NEW ("_id", BCON_INT32 (7));
+   int64_t txn[4];
+
+   own_replica_set (&m);
+   MH_ASSERT_OK (insert_id ("stepped", 1), err); /* connected, primary known */
+   mongo_helper_metrics_reset ();
+   /* Secondary for 2 s, then (the only member) primary again. */
+   member_command (m.port, "{\"replSetStepDown\": 2, \"secondaryCatchUpPeriodSecs\": 0}");
+   MH_ASSERT_OK (mongo_helper_insert_one (NULL, "stepped", doc, NULL, &err), err);
+
+   ck_assert_int_eq (logged_txn_numbers (&m, "{\"insert\": \"stepped\"", "\"step-down\"", txn, 4),
+                     2);
+   ck_assert_msg (txn[0] >= 0 && txn[0] == txn[1],
+                  "expected the retry to reuse txnNumber %lld, got %lld",
+                  (long long) txn[0],
+                  (long long) txn[1]);
+   ck_assert_int_eq (metric ("commands.insert.failed"), 1);    /* NotWritablePrimary */
+   ck_assert_int_eq (metric ("commands.insert.succeeded"), 1); /* libmongoc's retry */
+   ck_assert_int_eq (metric ("operations.insert_one.calls"), 1);
+   ck_assert_int_eq (metric ("operations.insert_one.retries"), 0); /* not the library */
+   ck_assert_int_eq (mh_test_raw_count ("stepped", sel), 1);
+   bson_destroy (doc);
+   bson_destroy (sel);
+}
+END_TEST
+
+/* mh_run reads the server's RetryableWriteError label: an idempotent
+ * library write (cache_set, a replacement by _id) is repeated on it even
+ * for a code the library's own list does not have (11601 Interrupted), and
+ * is not without it; a plain insert that still fails after libmongoc's own
+ * retry is not repeated, and its message names the label. */
+START_TEST (retryable_write_label_decides_the_library_retry)
+{
+   mh_test_server_t m = {0};
+   mongo_helper_cache_options_t co;
+   mongo_helper_cache_t *cache;
+   bson_t *v1 = BCON_NEW ("v", BCON_INT32 (1)), *v2 = BCON_NEW ("v", BCON_INT32 (2));
+   bson_t *v3 = BCON_NEW ("v", BCON_INT32 (3));
+   bson_t *doc = BCON_NEW ("_id", BCON_INT32 (9), "plain", BCON_UTF8 ("labelled-insert"));
+   bson_t *sel = BCON_NEW ("_id", BCON_INT32 (9));
+   bson_t got;
+   int64_t txn[8];
+   char fp[512];
+
+   own_replica_set (&m);
+   mongo_helper_cache_options_init (&co);
+   co.collection = "labelled_cache";
+   cache = mongo_helper_cache_new (&co, &err);
+   MH_ASSERT_OK (cache != NULL, err);
+   MH_ASSERT_OK (mongo_helper_cache_set (cache, "label-key", v1, 0, &err), err); /* set-up done */
+   mongo_helper_metrics_reset ();
+
+   /* Labelled twice: libmongoc retries once (same txnNumber), both fail,
+    * then the library runs the write again (a new txnNumber). */
+   snprintf (fp,
+             sizeof fp,
+             "{\"configureFailPoint\": \"failCommand\", \"mode\": {\"times\": 2}, \"data\": "
+             "{\"failCommands\": [\"update\"], \"errorCode\": 11601, \"errorLabels\": "
+             "[\"RetryableWriteError\"], \"appName\": \"%s\"}}",
+             app_name);
+   member_command (m.port, fp);
+   MH_ASSERT_OK (mongo_helper_cache_set (cache, "label-key", v2, 0, &err), err);
+   ck_assert_int_eq (metric ("operations.cache_set.retries"), 1);
+   ck_assert_int_eq (metric ("commands.update.failed"), 2);
+   ck_assert_int_eq (metric ("commands.update.succeeded"), 1);
+   ck_assert_int_eq (
+      logged_txn_numbers (
+         &m, "{\"update\": \"labelled_cache\"", "\"v\": {\"$numberInt\": \"2\"}", txn, 8),
+      3);
+   ck_assert_msg (txn[0] == txn[1] && txn[2] > txn[1],
+                  "expected txnNumbers n, n (libmongoc), then a new one (the library); got %lld "
+                  "%lld %lld",
+                  (long long) txn[0],
+                  (long long) txn[1],
+                  (long long) txn[2]);
+   MH_ASSERT_OK (mongo_helper_cache_get (cache, "label-key", &got, &err), err);
+   ck_assert_int_eq (mh_test_int_at (&got, "v"), 2);
+   bson_destroy (&got);
+
+   /* The same code without the label is permanent: one attempt, the error
+    * as the server gave it, the old value kept. */
+   snprintf (fp,
+             sizeof fp,
+             "{\"configureFailPoint\": \"failCommand\", \"mode\": {\"times\": 1}, \"data\": "
+             "{\"failCommands\": [\"update\"], \"errorCode\": 11601, \"errorLabels\": [], "
+             "\"appName\": \"%s\"}}",
+             app_name);
+   member_command (m.port, fp);
+   MH_ASSERT_FAILS_WITH (mongo_helper_cache_set (cache, "label-key", v3, 0, &err),
+                         MONGO_HELPER_ERROR_SERVER);
+   ck_assert_int_eq (err.code, 11601);
+   ck_assert_ptr_null (strstr (err.message, "RetryableWriteError"));
+   ck_assert_int_eq (metric ("operations.cache_set.retries"), 1); /* unchanged */
+   ck_assert_int_eq (metric ("commands.update.failed"), 3);
+   MH_ASSERT_OK (mongo_helper_cache_get (cache, "label-key", &got, &err), err);
+   ck_assert_int_eq (mh_test_int_at (&got, "v"), 2);
+   bson_destroy (&got);
+
+   /* A plain insert: PrimarySteppedDown twice, labelled by the server
+    * itself.  libmongoc's one retry fails too; the library does not repeat
+    * a plain write and says why. */
+   snprintf (fp,
+             sizeof fp,
+             "{\"configureFailPoint\": \"failCommand\", \"mode\": {\"times\": 2}, \"data\": "
+             "{\"failCommands\": [\"insert\"], \"errorCode\": 189, \"appName\": \"%s\"}}",
+             app_name);
+   member_command (m.port, fp);
+   MH_ASSERT_FAILS_WITH (mongo_helper_insert_one (NULL, "labelled", doc, NULL, &err),
+                         MONGO_HELPER_ERROR_SERVER);
+   ck_assert_int_eq (err.code, 189);
+   ck_assert_msg (strstr (err.message, "RetryableWriteError") &&
+                     strstr (err.message, "not repeated by the library"),
+                  "the message does not name the label: %s",
+                  err.message);
+   ck_assert_int_eq (metric ("operations.insert_one.retries"), 0);
+   ck_assert_int_eq (metric ("commands.insert.failed"), 2);
+   ck_assert_int_eq (
+      logged_txn_numbers (&m, "{\"insert\": \"labelled\"", "\"labelled-insert\"", txn, 8), 2);
+   ck_assert_int_eq (txn[0], txn[1]); /* libmongoc's own retry */
+   ck_assert_int_eq (mh_test_raw_count ("labelled", sel), 0);
+   /* The fail point is spent: the caller's own retry lands once. */
+   MH_ASSERT_OK (mongo_helper_insert_one (NULL, "labelled", doc, NULL, &err), err);
+   ck_assert_int_eq (mh_test_raw_count ("labelled", sel), 1);
+
+   mongo_helper_cache_destroy (cache);
+   bson_destroy (v1);
+   bson_destroy (v2);
+   bson_destroy (v3);
+   bson_destroy (doc);
+   bson_destroy (sel);
+}
+END_TEST
+
 Suite *
 resilience_suite (void)
 {
@@ -902,6 +1114,9 @@ resilience_suite (void)
    tcase_add_test (own, server_killed_mid_writes_and_restarted_loses_no_acknowledged_write);
    tcase_add_test (own, primary_step_down_mid_run_loses_no_accepted_write);
    tcase_add_test (own, read_is_retried_across_a_step_down);
+   tcase_add_test (own,
+                   step_down_insert_is_retried_by_libmongoc_with_its_txn_number_and_lands_once);
+   tcase_add_test (own, retryable_write_label_decides_the_library_retry);
    suite_add_tcase (s, own);
    return s;
 }

@@ -1,8 +1,9 @@
 /* src/watch.c: change streams.  "core" needs no server (bad input is
- * refused first).  Change streams need a replica set: against the test
- * server (a standalone) the exact command is captured at a private test
- * server instead, and the behavioural test runs only against a real
- * replica-set mongod (MONGO_TEST_URI). */
+ * refused first).  "live": the exact command and the standalone's refusal
+ * at a private (standalone) test server; the behaviour (events in order,
+ * update lookup, resume tokens, a stream that survives forced disconnects)
+ * on a private single-member replica set of the test server, or on the
+ * replica set MONGO_TEST_URI names (a real standalone skips these). */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
 #include <stdio.h>
@@ -151,7 +152,40 @@ START_TEST (watch_sends_change_stream_aggregate_and_reports_standalone_error)
 }
 END_TEST
 
-/* The behavioural test needs a replica set: a real mongod. */
+/* ---- live, on a replica set ---------------------------------------------- */
+
+static const char *const replset_args[] = {"--replset", "rs0", NULL};
+
+/* The replica set the behavioural tests run on: on the test server a
+ * private single-member set; on a real server, that server.  Returns the
+ * URI the library uses. */
+static const char *
+replica_set (mh_test_server_t *srv)
+{
+   return mh_test_own_live_server (
+      srv, replset_args, "replicaSet=rs0&serverSelectionTimeoutMS=5000");
+}
+
+/* Counted per command by the library's metrics (APM on its pool). */
+static int64_t
+command_metric (const char *dotted)
+{
+   char *json = mongo_helper_metrics_json_dup (&err);
+   bson_t doc;
+   bson_iter_t it, found;
+   int64_t v = 0;
+
+   ck_assert_ptr_nonnull (json);
+   ck_assert (bson_init_from_json (&doc, json, -1, NULL));
+   if (bson_iter_init (&it, &doc) && bson_iter_find_descendant (&it, dotted, &found) &&
+       BSON_ITER_HOLDS_NUMBER (&found)) {
+      v = bson_iter_as_int64 (&found);
+   }
+   bson_destroy (&doc);
+   bson_free (json);
+   return v;
+}
+
 typedef struct {
    int n;
    int stop_after;
@@ -213,16 +247,14 @@ change_writer (void *arg)
 
 START_TEST (watch_delivers_events_in_order_with_update_lookup_and_resumes)
 {
+   mh_test_server_t srv = {0};
    mongo_helper_watch_opts_t opts = {0};
    events_t ev = {0}, again = {0};
    bson_t start, token, token2;
    pthread_t t;
    void *wrote;
 
-   if (mh_test_on_mock ()) {
-      MH_SKIP ("change streams need a replica set; the mock server is a standalone "
-               "(set MONGO_TEST_URI to a replica-set mongod)");
-   }
+   replica_set (&srv);
    writer_coll = mh_test_collection ("watched");
    {
       mongoc_collection_t *c = mh_test_raw_collection (writer_coll);
@@ -235,7 +267,12 @@ START_TEST (watch_delivers_events_in_order_with_update_lookup_and_resumes)
    /* A short watch gives the starting point, so no write can be missed. */
    opts.timeout_ms = 300;
    ev.stop_after = 100;
-   MH_ASSERT_OK (mongo_helper_watch (writer_coll, &opts, collect_event, &ev, &start, &err), err);
+   if (!mongo_helper_watch (writer_coll, &opts, collect_event, &ev, &start, &err) &&
+       err.code == 40573 && !mh_test_on_mock ()) {
+      bson_destroy (&start);
+      MH_SKIP ("the server at MONGO_TEST_URI is a standalone: change streams need a replica set");
+   }
+   MH_ASSERT_OK (err.category == MONGO_HELPER_ERROR_NONE, err);
    ck_assert_int_eq (ev.n, 0); /* the writes above came before the stream */
    ck_assert (!bson_empty (&start));
 
@@ -292,6 +329,221 @@ START_TEST (watch_delivers_events_in_order_with_update_lookup_and_resumes)
 }
 END_TEST
 
+/* ---- forced disconnects ---------------------------------------------------- */
+
+#define SEQ_MAX 32
+
+/* What the stream delivered, and the faults it injects on its way. */
+typedef struct {
+   int n;
+   int want;
+   char types[SEQ_MAX][12];
+   int32_t ids[SEQ_MAX];
+   mongoc_client_t *side; /* the test's own client: fail points, new writes */
+   const char *db;
+   const char *coll;
+   const char *app;
+   char failed[1024]; /* what went wrong inside the callback */
+} seq_t;
+
+static bool
+side_command (seq_t *q, const char *json)
+{
+   bson_t cmd;
+   bson_error_t e;
+   bool ok = bson_init_from_json (&cmd, json, -1, &e) &&
+             mongoc_client_command_simple (q->side, "admin", &cmd, NULL, NULL, &e);
+
+   if (!ok && !q->failed[0]) {
+      snprintf (q->failed, sizeof q->failed, "%s: %s", json, e.message);
+   }
+   bson_destroy (&cmd);
+   return ok;
+}
+
+static bool
+side_insert (seq_t *q, int32_t id)
+{
+   mongoc_collection_t *c = mongoc_client_get_collection (q->side, q->db, q->coll);
+   bson_t *doc = BCON_NEW ("_id", BCON_INT32 (id));
+   bson_error_t e;
+   bool ok = mongoc_collection_insert_one (c, doc, NULL, NULL, &e);
+
+   if (!ok && !q->failed[0]) {
+      snprintf (q->failed, sizeof q->failed, "insert %d: %s", (int) id, e.message);
+   }
+   bson_destroy (doc);
+   mongoc_collection_destroy (c);
+   return ok;
+}
+
+/* After the 3rd, 6th and 9th event the next getMore fails three ways a
+ * driver must resume from: the connection closed under it, an error after
+ * the cursor was checked out (ResumableChangeStreamError from the server),
+ * and an error the fail point labels resumable.  Each time a new document
+ * is written too, so events also arrive after the resume. */
+static bool
+record_and_disrupt (const bson_t *ev, void *ud)
+{
+   seq_t *q = ud;
+   bson_iter_t it;
+   char json[400];
+
+   if (q->n < SEQ_MAX) {
+      if (bson_iter_init_find (&it, ev, "operationType")) {
+         bson_strncpy (q->types[q->n], bson_iter_utf8 (&it, NULL), sizeof q->types[0]);
+      }
+      if (bson_iter_init (&it, ev) && bson_iter_find_descendant (&it, "documentKey._id", &it)) {
+         q->ids[q->n] = bson_iter_int32 (&it);
+      }
+   }
+   q->n++;
+   switch (q->n) {
+   case 3:
+      snprintf (
+         json,
+         sizeof json,
+         "{\"configureFailPoint\": \"failCommand\", \"mode\": {\"times\": 1}, \"data\": "
+         "{\"failCommands\": [\"getMore\"], \"closeConnection\": true, \"appName\": \"%s\"}}",
+         q->app);
+      if (side_command (q, json)) {
+         side_insert (q, 100);
+      }
+      break;
+   case 6:
+      if (side_command (q,
+                        "{\"configureFailPoint\": \"failGetMoreAfterCursorCheckout\", \"mode\": "
+                        "{\"times\": 1}, \"data\": {\"errorCode\": 10107}}")) {
+         side_insert (q, 101);
+      }
+      break;
+   case 9:
+      snprintf (json,
+                sizeof json,
+                "{\"configureFailPoint\": \"failCommand\", \"mode\": {\"times\": 1}, \"data\": "
+                "{\"failCommands\": [\"getMore\"], \"errorCode\": 91, \"errorLabels\": "
+                "[\"ResumableChangeStreamError\"], \"appName\": \"%s\"}}",
+                q->app);
+      if (side_command (q, json)) {
+         side_insert (q, 102);
+      }
+      break;
+   default:
+      break;
+   }
+   return !q->failed[0] && q->n < q->want;
+}
+
+START_TEST (watch_loses_and_repeats_no_event_across_forced_disconnects)
+{
+   mh_test_server_t srv = {0};
+   mongo_helper_watch_opts_t opts = {0};
+   events_t none = {0};
+   seq_t q = {0};
+   char app[64];
+   const char *uri;
+   bson_t start;
+   mongoc_collection_t *c;
+   bson_error_t e;
+   /* What is written, in order: the test's writes before the stream is
+    * read, then the callback's three inserts. */
+   char want_types[SEQ_MAX][12];
+   int32_t want_ids[SEQ_MAX];
+   int want = 0;
+
+   snprintf (app, sizeof app, "mh_watch_%ld", (long) getpid ());
+   setenv ("MONGO_APP_NAME", app, 1);
+   uri = replica_set (&srv);
+   q.coll = mh_test_collection ("resumed");
+   q.app = app;
+   c = mh_test_raw_collection (q.coll);
+   {
+      bson_t empty = BSON_INITIALIZER;
+      mongoc_collection_insert_one (c, &empty, NULL, NULL, NULL); /* create it */
+      mongoc_collection_delete_many (c, &empty, NULL, NULL, NULL);
+   }
+   none.stop_after = 100;
+   opts.timeout_ms = 300;
+   if (!mongo_helper_watch (q.coll, &opts, collect_event, &none, &start, &err) &&
+       err.code == 40573 && !mh_test_on_mock ()) {
+      bson_destroy (&start);
+      mongoc_collection_destroy (c);
+      MH_SKIP ("the server at MONGO_TEST_URI is a standalone: change streams need a replica set");
+   }
+   MH_ASSERT_OK (err.category == MONGO_HELPER_ERROR_NONE, err);
+   q.side = mongoc_client_new (uri);
+   ck_assert_ptr_nonnull (q.side);
+   if (!side_command (&q, "{\"configureFailPoint\": \"failCommand\", \"mode\": \"off\"}") &&
+       !mh_test_on_mock ()) {
+      mongoc_client_destroy (q.side);
+      mongoc_collection_destroy (c);
+      bson_destroy (&start);
+      MH_SKIP ("the server at MONGO_TEST_URI refuses configureFailPoint (start mongod with "
+               "--setParameter enableTestCommands=1)");
+   }
+   ck_assert_msg (!q.failed[0], "%s", q.failed);
+
+   /* Inserts, updates and deletes, all before the stream is read. */
+   for (int32_t i = 0; i < 8; i++) {
+      bson_t *doc = BCON_NEW ("_id", BCON_INT32 (i), "v", BCON_INT32 (i));
+      ck_assert_msg (mongoc_collection_insert_one (c, doc, NULL, NULL, &e), "%s", e.message);
+      bson_destroy (doc);
+      bson_strncpy (want_types[want], "insert", sizeof want_types[0]);
+      want_ids[want++] = i;
+      if (i % 3 == 2) {
+         bson_t *sel = BCON_NEW ("_id", BCON_INT32 (i - 1));
+         bson_t *upd = BCON_NEW ("$set", "{", "v", BCON_INT32 (-1), "}");
+         ck_assert_msg (
+            mongoc_collection_update_one (c, sel, upd, NULL, NULL, &e), "%s", e.message);
+         bson_strncpy (want_types[want], "update", sizeof want_types[0]);
+         want_ids[want++] = i - 1;
+         ck_assert_msg (mongoc_collection_delete_one (c, sel, NULL, NULL, &e), "%s", e.message);
+         bson_strncpy (want_types[want], "delete", sizeof want_types[0]);
+         want_ids[want++] = i - 1;
+         bson_destroy (sel);
+         bson_destroy (upd);
+      }
+   }
+   for (int32_t i = 100; i < 103; i++) {
+      bson_strncpy (want_types[want], "insert", sizeof want_types[0]);
+      want_ids[want++] = i;
+   }
+   ck_assert_int_le (want, SEQ_MAX);
+
+   q.db = mongoc_database_get_name (mongo_helper_database (&err));
+   q.want = want;
+   mongo_helper_metrics_reset ();
+   memset (&opts, 0, sizeof opts);
+   opts.resume_after = &start;
+   opts.batch_size = 2; /* several getMores, so the faults fall mid-stream */
+   opts.max_await_time_ms = 200;
+   opts.timeout_ms = 30000;
+   MH_ASSERT_OK (mongo_helper_watch (q.coll, &opts, record_and_disrupt, &q, NULL, &err), err);
+   ck_assert_msg (!q.failed[0], "in the callback: %s", q.failed);
+
+   /* Every event once, in the order written. */
+   ck_assert_int_eq (q.n, want);
+   for (int i = 0; i < want; i++) {
+      ck_assert_msg (strcmp (q.types[i], want_types[i]) == 0 && q.ids[i] == want_ids[i],
+                     "event %d: expected %s of _id %d, got %s of _id %d",
+                     i,
+                     want_types[i],
+                     (int) want_ids[i],
+                     q.types[i],
+                     (int) q.ids[i]);
+   }
+   /* The three faults happened and libmongoc resumed after each: three
+    * failed getMores, one aggregate to open and three to resume. */
+   ck_assert_int_eq (command_metric ("commands.getMore.failed"), 3);
+   ck_assert_int_eq (command_metric ("commands.aggregate.succeeded"), 4);
+
+   side_command (&q, "{\"configureFailPoint\": \"failCommand\", \"mode\": \"off\"}");
+   mongoc_client_destroy (q.side);
+   mongoc_collection_destroy (c);
+   bson_destroy (&start);
+}
+END_TEST
+
 Suite *
 watch_suite (void)
 {
@@ -307,6 +559,7 @@ watch_suite (void)
    tcase_set_timeout (live, 60);
    tcase_add_test (live, watch_sends_change_stream_aggregate_and_reports_standalone_error);
    tcase_add_test (live, watch_delivers_events_in_order_with_update_lookup_and_resumes);
+   tcase_add_test (live, watch_loses_and_repeats_no_event_across_forced_disconnects);
    suite_add_tcase (s, live);
    return s;
 }
