@@ -351,7 +351,9 @@ mh_test_server_stop_all (void)
    X (cache_suite)        \
    X (eventlog_suite)     \
    X (resilience_suite)   \
-   X (security_suite)
+   X (security_suite)     \
+   X (depth_suite)        \
+   X (limits_suite)
 #define MH_DECLARE_WEAK(name) Suite *name (void) __attribute__ ((weak));
 MH_AREA_SUITES (MH_DECLARE_WEAK)
 

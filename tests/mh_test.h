@@ -11,6 +11,8 @@
 Suite *config_suite (void);
 Suite *singleton_suite (void);
 Suite *live_suite (void);
+Suite *depth_suite (void);
+Suite *limits_suite (void);
 
 /* Unsets every variable the library reads, so a test sees only what it
  * sets itself (Check runs each test in its own process). */
