@@ -567,6 +567,9 @@ bool mongo_helper_oid_from_string (const char *text, bson_oid_t *oid, mongo_help
  *  and document-valued file id, watch  array or code-with-scope scope
  *  pipeline/token, run_concurrent      adds one (MongoDB's own limit)
  *  descriptor, command, filter_check
+ * nesting of the values the web       .. 99 levels: they are stored one  INVALID_ARGUMENT, as
+ *  helpers store (cache values, session level down in the helper's own     above (checked on
+ *  data, event metadata)               document                          the stored document)
  * size of one such document           .. MONGO_HELPER_MAX_DOCUMENT_SIZE INVALID_ARGUMENT
  * nesting of JSON text (*_json,       .. 98 levels: libbson's parser    INVALID_ARGUMENT
  *  json_to_bson, filter_check_json)    stops there ("LEVELS_EXCEEDED")   "invalid JSON"

@@ -390,7 +390,9 @@ bool mh_direct_command (const char *cmd_name,
 #define MH_EARTH_RADIUS_M MONGO_HELPER_EARTH_RADIUS_M
 
 /* ops.c: the document operations every area above runs.  Each takes a
- * ready call (operation, flags, place) and arguments its caller checked. */
+ * ready call (operation, flags, place) and arguments its caller checked;
+ * the documents it hands to libmongoc (filters, documents, updates,
+ * sorts) it depth-checks itself too, with mh_doc_check(). */
 
 /* `opts` (may be NULL), or `scratch` holding a copy of it with the
  * configured default maxTimeMS, when there is one and `opts` carries none.

@@ -138,6 +138,20 @@ mh_json_array (const char *what,
    return bson_string_free (out, false);
 }
 
+/* The documents an operation hands to libmongoc, whose validation
+ * recurses, are depth-checked here whoever called: the web helpers pass
+ * their callers' values inside their own documents.  (Options are built
+ * by the callers, a caller's projection or sort one level down: they check
+ * those.)  NULL passes. */
+static bool
+mh_ops_check (const mh_call_t *call,
+              const char *label,
+              const bson_t *doc,
+              mongo_helper_error_t *error)
+{
+   return !doc || mh_doc_check (mh_op_name (call->op), label, doc, error);
+}
+
 /* ---- find ---- */
 
 typedef struct {
@@ -186,7 +200,7 @@ mh_crud_find_ex (const mh_call_t *call,
                  mongo_helper_error_t *error)
 {
    mh_find_ctx_t ctx = {filter, opts, first_only, results, 0};
-   bool ok = mh_run (call, mh_find_op, &ctx, error);
+   bool ok = mh_ops_check (call, "filter", filter, error) && mh_run (call, mh_find_op, &ctx, error);
 
    if (max_bytes) {
       *max_bytes = ctx.max_bytes;
@@ -270,7 +284,8 @@ mh_crud_insert_one (const mh_call_t *call, const bson_t *doc, mongo_helper_error
 {
    mh_insert_ctx_t ctx = {doc};
 
-   return mh_run (call, mh_insert_one_op, &ctx, error);
+   return mh_ops_check (call, "document", doc, error) &&
+          mh_run (call, mh_insert_one_op, &ctx, error);
 }
 
 /* The driver would add an _id too, but would not tell us which: making it
@@ -336,7 +351,8 @@ mh_crud_insert_many (const mh_call_t *call,
 {
    /* libmongoc's prototype lacks the inner const. */
    mh_insert_many_ctx_t ctx = {(const bson_t **) docs, n, ordered, 0};
-   bool ok = mh_run (call, mh_insert_many_op, &ctx, error);
+   bool ok = mh_docs_check (mh_op_name (call->op), docs, n, error) &&
+             mh_run (call, mh_insert_many_op, &ctx, error);
 
    if (inserted) {
       *inserted = ctx.inserted;
@@ -413,7 +429,9 @@ mh_crud_update (const mh_call_t *call,
    mh_update_ctx_t ctx = {kind, filter, update, upsert, result};
 
    mh_update_result_reset (result);
-   return mh_run (call, mh_update_op, &ctx, error);
+   return mh_ops_check (call, "filter", filter, error) &&
+          mh_ops_check (call, kind == MH_REPLACE_ONE ? "replacement" : "update", update, error) &&
+          mh_run (call, mh_update_op, &ctx, error);
 }
 
 typedef struct {
@@ -446,7 +464,8 @@ mh_crud_delete (const mh_call_t *call,
                 mongo_helper_error_t *error)
 {
    mh_delete_ctx_t ctx = {filter, many, 0};
-   bool ok = mh_run (call, mh_delete_op, &ctx, error);
+   bool ok =
+      mh_ops_check (call, "filter", filter, error) && mh_run (call, mh_delete_op, &ctx, error);
 
    if (deleted) {
       *deleted = ok ? ctx.deleted : 0;
@@ -483,7 +502,8 @@ mh_crud_count (const mh_call_t *call,
                mongo_helper_error_t *error)
 {
    mh_count_ctx_t ctx = {filter, opts, 0};
-   bool ok = mh_run (call, mh_count_op, &ctx, error);
+   bool ok =
+      mh_ops_check (call, "filter", filter, error) && mh_run (call, mh_count_op, &ctx, error);
 
    *count = ok ? ctx.count : 0;
    return ok;
@@ -559,7 +579,9 @@ mh_crud_find_and_modify (const mh_call_t *call,
                          mongo_helper_error_t *error)
 {
    mh_fam_ctx_t ctx = {filter, update, sort, flags, doc, false};
-   bool ok = mh_run (call, mh_fam_op, &ctx, error);
+   bool ok = mh_ops_check (call, "filter", filter, error) &&
+             mh_ops_check (call, "update", update, error) &&
+             mh_ops_check (call, "sort", sort, error) && mh_run (call, mh_fam_op, &ctx, error);
 
    *found = ok && ctx.found;
    return ok;
@@ -603,6 +625,10 @@ mh_crud_distinct (const mh_call_t *call,
    bson_t cmd = BSON_INITIALIZER;
    bool ok;
 
+   if (!mh_ops_check (call, "filter", filter, error)) {
+      bson_destroy (&cmd);
+      return false;
+   }
    BSON_APPEND_UTF8 (&cmd, "distinct", call->collection);
    BSON_APPEND_UTF8 (&cmd, "key", field);
    if (filter) {

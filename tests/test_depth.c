@@ -1085,6 +1085,47 @@ START_TEST (nested_code_with_scope_scopes_are_refused_on_a_256k_stack)
 }
 END_TEST
 
+/* The web helpers wrap their callers' values in their own documents and
+ * hand those to the document operations, which depth-check whatever they
+ * send to libmongoc: a 10,000-level cache value used to overflow even an
+ * 8 MB stack in libmongoc's insert validation. */
+START_TEST (web_helper_values_are_depth_checked_before_libmongoc_walks_them)
+{
+   mongo_helper_cache_options_t co;
+   mongo_helper_eventlog_options_t eo;
+   mongo_helper_cache_t *cache;
+   mongo_helper_eventlog_t *log;
+   bson_t *deep = nest (HOSTILE, NEST_DOC), *fine = nest (LIMIT - 1, NEST_DOC);
+   bson_t out;
+
+   mongo_helper_cache_options_init (&co);
+   co.collection = coll;
+   co.lazy_ensure = false;
+   cache = mongo_helper_cache_new (&co, &err);
+   MH_ASSERT_OK (cache != NULL, err);
+   ck_assert (!mongo_helper_cache_set (cache, "deep", deep, 0, &err));
+   ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_INVALID_ARGUMENT);
+   ck_assert_msg (strstr (err.message, "more than 100 levels"), "%s", err.message);
+   /* 99 levels stored under `value` make a 100-level document. */
+   MH_ASSERT_OK (mongo_helper_cache_set (cache, "fine", fine, 0, &err), err);
+   MH_ASSERT_OK (mongo_helper_cache_get (cache, "fine", &out, &err), err);
+   ck_assert (bson_equal (&out, fine));
+   bson_destroy (&out);
+   mongo_helper_cache_destroy (cache);
+
+   mongo_helper_eventlog_options_init (&eo);
+   eo.collection = "depth_events"; /* copied: coll names the test's collection */
+   log = mongo_helper_eventlog_new (&eo, &err);
+   MH_ASSERT_OK (log != NULL, err);
+   ck_assert (!mongo_helper_eventlog_log (log, "u", "e", deep, 0, &err));
+   ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_INVALID_ARGUMENT);
+   ck_assert_msg (strstr (err.message, "more than 100 levels"), "%s", err.message);
+   mongo_helper_eventlog_destroy (log);
+   bson_destroy (deep);
+   bson_destroy (fine);
+}
+END_TEST
+
 Suite *
 depth_suite (void)
 {
@@ -1102,6 +1143,7 @@ depth_suite (void)
    tcase_add_checked_fixture (levels, setup, teardown);
    tcase_add_test (levels, arrays_and_code_with_scope_scopes_count_as_levels);
    tcase_add_test (levels, nested_code_with_scope_scopes_are_refused_on_a_256k_stack);
+   tcase_add_test (levels, web_helper_values_are_depth_checked_before_libmongoc_walks_them);
    suite_add_tcase (s, levels);
    return s;
 }
