@@ -710,6 +710,7 @@ mh_run (const mh_call_t *call, mh_op_fn fn, void *ctx, mongo_helper_error_t *err
       pol = s->lease.owner->config->retry;
       attempt++;
       memset (&a, 0, sizeof a);
+      a.config = s->lease.owner->config;
       a.client = s->lease.client;
       a.db = call->database ? mh_database (a.client, s->lease.db, call->database, &owned_db)
                             : s->lease.db;

@@ -414,7 +414,8 @@ void mongo_helper_release (mongo_helper_conn_t *conn);
 /* ---- Health --------------------------------------------------------- */
 
 /* Sends `ping` to the deployment and returns true if it answered within
- * `timeout_ms` (<= 0: 2000 ms).  Uses one small dedicated client, not the
+ * `timeout_ms` (<= 0: 2000 ms; more than MONGO_HELPER_MAX_HEALTH_TIMEOUT_MS
+ * is INVALID_ARGUMENT).  Uses one small dedicated client, not the
  * pool, so a /health endpoint answers quickly even when the pool is busy
  * or the server is down.  Fails with CONNECTION or TIMEOUT. */
 bool mongo_helper_ping (int32_t timeout_ms, mongo_helper_error_t *error);
@@ -428,8 +429,8 @@ typedef struct {
    int64_t round_trip_us; /* time taken by the hello command */
 } mongo_helper_server_info_t;
 
-/* Asks the deployment (hello + buildInfo) within `timeout_ms` (<= 0:
- * 2000 ms), with the same dedicated client as mongo_helper_ping(). */
+/* Asks the deployment (hello + buildInfo) within `timeout_ms` (as for
+ * mongo_helper_ping()), with the same dedicated client. */
 bool mongo_helper_server_info (int32_t timeout_ms,
                                mongo_helper_server_info_t *info,
                                mongo_helper_error_t *error);
@@ -642,7 +643,9 @@ void mongo_helper_metrics_reset (void);
  * ---------------
  * Request data (a form field, a JSON body) must never become a query
  * operator.  mongo_helper_filter_check() walks a filter at every depth,
- * through embedded documents and arrays, and rejects:
+ * through embedded documents and arrays (after checking, without
+ * recursing, that it is nested at most MONGO_HELPER_MAX_DEPTH levels, see
+ * Limits), and rejects:
  *   - server-side JavaScript: $where, $function, $accumulator and values of
  *     BSON type code, unless MONGO_HELPER_FILTER_ALLOW_JAVASCRIPT;
  *   - $expr, unless MONGO_HELPER_FILTER_ALLOW_EXPR;
@@ -681,6 +684,116 @@ bool mongo_helper_filter_check_json (const char *json,
  * which character is not hexadecimal).  `oid` is untouched on failure. */
 bool mongo_helper_oid_from_string (const char *text, bson_oid_t *oid, mongo_helper_error_t *error);
 
+/* ---- Limits --------------------------------------------------------- */
+
+/*
+ * Every size, count and duration a caller hands to a connector operation
+ * has a range.  A value outside it fails with INVALID_ARGUMENT, naming the
+ * argument and the range, before anything is sent; so does a document
+ * nested too deeply, before anything walks it.  Results the library reads
+ * into memory have a byte cap.  The options of sessions, the cache, the
+ * event log and the buffered event writer have their ranges in their own
+ * sections.
+ *
+ * What (argument)                     Range; default                    Beyond it
+ * ----------------------------------- --------------------------------- ---------------------
+ * nesting of every document, filter,  1 .. MONGO_HELPER_MAX_DEPTH (100) INVALID_ARGUMENT "is
+ *  update, pipeline, projection, sort, levels; the top-level document is nested too deeply:
+ *  index key/options, GridFS metadata  level 1, each embedded document, more than 100 levels"
+ *  and document-valued file id, watch  array or code-with-scope scope
+ *  pipeline/token, run_concurrent      adds one (MongoDB's own limit)
+ *  descriptor, command, filter_check
+ * nesting of the values the web       .. 99 levels: they are stored one  INVALID_ARGUMENT, as
+ *  helpers store (cache values, session level down in the helper's own     above (checked on
+ *  data, event metadata)               document                          the stored document)
+ * size of one such document           .. MONGO_HELPER_MAX_DOCUMENT_SIZE INVALID_ARGUMENT
+ * nesting of JSON text (*_json,       .. 98 levels: libbson's parser    INVALID_ARGUMENT
+ *  json_to_bson, filter_check_json)    stops there ("LEVELS_EXCEEDED")   "invalid JSON"
+ * find_stream, aggregate_stream       1 .. MONGO_HELPER_MAX_CHUNK_SIZE  INVALID_ARGUMENT
+ *  chunk_size                          (100,000 documents)
+ * find opts skip, limit               0 .. INT64_MAX; 0: none           INVALID_ARGUMENT (< 0)
+ * find / aggregate opts batch_size    0 .. INT32_MAX; 0: the server's   INVALID_ARGUMENT (< 0)
+ * insert_many n                       1 .. MONGO_HELPER_MAX_WRITE_BATCH INVALID_ARGUMENT
+ *                                      (100,000; more: bulk_insert)
+ * bulk_insert n                       1 .. no maximum (the caller's     INVALID_ARGUMENT (0)
+ *                                      array, checked before sending)
+ * bulk_insert batch_size              1 .. MONGO_HELPER_MAX_WRITE_BATCH INVALID_ARGUMENT
+ * text_search, geo_near limit         0 .. INT64_MAX; 0: all            INVALID_ARGUMENT (< 0)
+ * geo longitude, latitude             [-180, 180], [-90, 90]            INVALID_ARGUMENT
+ * geo_near max_meters,                0 .. MONGO_HELPER_MAX_DISTANCE_M  INVALID_ARGUMENT
+ *  geo_within_circle radius_meters     (half the Earth's circumference;  (NaN, infinity too)
+ *                                      more covers the whole sphere)
+ * geo_within_polygon n_points         3 (4 if closed) ..                INVALID_ARGUMENT
+ *                                      MONGO_HELPER_MAX_POLYGON_POINTS
+ * GridFS opts chunk_size              0: 255 KiB, or 1 ..               INVALID_ARGUMENT
+ *                                      MONGO_HELPER_MAX_GRIDFS_CHUNK_SIZE
+ * watch opts timeout_ms               <= 0: none, or 1 ..               INVALID_ARGUMENT
+ *                                      MONGO_HELPER_MAX_WATCH_TIMEOUT_MS
+ * watch opts max_await_time_ms        0: 1000, or 1 ..                  INVALID_ARGUMENT
+ *                                      MONGO_HELPER_MAX_AWAIT_TIME_MS
+ * watch opts batch_size               0 .. INT32_MAX; 0: the server's   INVALID_ARGUMENT (< 0)
+ * run_concurrent n_ops                1 .. MONGO_HELPER_MAX_CONCURRENT_OPS INVALID_ARGUMENT
+ * run_concurrent max_concurrent       1 .. MONGO_HELPER_MAX_CONCURRENT  INVALID_ARGUMENT
+ *                                      (64); threads: also at most the
+ *                                      pool's maxPoolSize
+ * ping, server_info timeout_ms        <= 0: 2000, or 1 ..               INVALID_ARGUMENT
+ *                                      MONGO_HELPER_MAX_HEALTH_TIMEOUT_MS
+ * opts_set_max_time max_time_ms       1 .. INT32_MAX (the server's)     INVALID_ARGUMENT
+ * read_command max_time_ms            <= 0: none, or 1 .. INT32_MAX     -
+ *
+ * Results in memory.  find, find_json, find_one_json, find_by_id_json,
+ * text_search, the geo searches, aggregate, aggregate_json, gridfs_get,
+ * gridfs_find, and the web helpers' multi-document reads (cache_get_many,
+ * eventlog_query) stop with INVALID_ARGUMENT "the results pass
+ * max_result_bytes (N bytes): ..." once what they hold in memory (the BSON
+ * array, the JSON text, the file's bytes) would pass max_result_bytes; the
+ * message names what to use instead (a stream, a limit, a writer).  The cap
+ * is checked before each copy, so memory never passes it by more than one
+ * JSON-rendered document.  mongo_helper_array_to_json(), which has no
+ * configuration at hand, caps its text at
+ * MONGO_HELPER_DEFAULT_MAX_RESULT_BYTES.  A single document (find_one) is
+ * bounded by MongoDB's 16 MiB.  Streams hold one chunk: a chunk is handed
+ * over early, with fewer documents, when the next document would take its
+ * bytes past max_result_bytes.
+ *
+ * Default maxTimeMS.  With default_max_time_ms > 0, every find, count,
+ * distinct, findAndModify and aggregation the library issues (the
+ * documents operations, streams, and the web helpers' reads) carries
+ * maxTimeMS = default_max_time_ms unless its options already carry one
+ * (e.g. find_json's opts_json); a query that runs longer fails with
+ * TIMEOUT (code 50).  Writes, change streams and commands are not
+ * affected.
+ *
+ * Settings (INI [db] key / environment variable; default; range):
+ *   max_result_bytes / MONGO_MAX_RESULT_BYTES; 67108864 (64 MiB);
+ *      1024 .. 2147483647
+ *   default_max_time_ms / MONGO_DEFAULT_MAX_TIME_MS; 0 (none);
+ *      0 .. 2147483647
+ * The environment wins over the INI file; a value out of range is a
+ * CONFIG error naming its source.
+ */
+#define MONGO_HELPER_MAX_DEPTH 100
+#define MONGO_HELPER_MAX_CHUNK_SIZE 100000
+#define MONGO_HELPER_MAX_WRITE_BATCH 100000
+#define MONGO_HELPER_MAX_POLYGON_POINTS 100000
+/* The sphere the geo searches measure on, and half its circumference. */
+#define MONGO_HELPER_EARTH_RADIUS_M 6378100.0
+#define MONGO_HELPER_MAX_DISTANCE_M (3.141592653589793 * MONGO_HELPER_EARTH_RADIUS_M)
+#define MONGO_HELPER_MAX_GRIDFS_CHUNK_SIZE (15 * 1024 * 1024)
+#define MONGO_HELPER_MAX_WATCH_TIMEOUT_MS (7 * 24 * 3600 * 1000)
+#define MONGO_HELPER_MAX_AWAIT_TIME_MS 60000
+#define MONGO_HELPER_MAX_CONCURRENT_OPS 100000
+#define MONGO_HELPER_MAX_CONCURRENT 64
+#define MONGO_HELPER_MAX_HEALTH_TIMEOUT_MS 60000
+#define MONGO_HELPER_MIN_MAX_RESULT_BYTES 1024
+
+#ifndef MONGO_HELPER_DEFAULT_MAX_RESULT_BYTES
+#define MONGO_HELPER_DEFAULT_MAX_RESULT_BYTES (64 * 1024 * 1024)
+#endif
+#ifndef MONGO_HELPER_DEFAULT_MAX_TIME_MS
+#define MONGO_HELPER_DEFAULT_MAX_TIME_MS 0
+#endif
+
 /* ---- Connector operations: documents ------------------------------- */
 
 /* CRUD, bulk, aggregation, streaming, indexes, text and geo search. */
@@ -701,13 +814,14 @@ bool mongo_helper_oid_from_string (const char *text, bson_oid_t *oid, mongo_help
  * ---------------------------------------------
  * Filters, documents, updates and pipelines are borrowed bson_t's.  NULL
  * as a filter means "every document".  A document larger than 16 MB
- * (MONGO_HELPER_MAX_DOCUMENT_SIZE) is refused with INVALID_ARGUMENT before
- * it is sent.  Web handlers that hold JSON text use the *_json variants,
- * or turn any JSON into a bson_t with mongo_helper_json_to_bson(); malformed
- * JSON is INVALID_ARGUMENT with libbson's message (line and position).
- * Functions that return JSON return relaxed extended JSON (numbers as
- * numbers, dates as {"$date": "..."}) in a string the caller frees with
- * bson_free().  Functions that return many documents fill a caller's
+ * (MONGO_HELPER_MAX_DOCUMENT_SIZE) or nested deeper than 100 levels
+ * (MONGO_HELPER_MAX_DEPTH; projections, sorts and options included) is
+ * refused with INVALID_ARGUMENT before it is sent or walked.  Results held
+ * in memory stop at max_result_bytes; see Limits for every range.  Web handlers that hold JSON text
+ * use the *_json variants, or turn any JSON into a bson_t with mongo_helper_json_to_bson();
+ * malformed JSON is INVALID_ARGUMENT with libbson's message (line and position). Functions that
+ * return JSON return relaxed extended JSON (numbers as numbers, dates as {"$date": "..."}) in a
+ * string the caller frees with bson_free().  Functions that return many documents fill a caller's
  * `bson_t *results` as a BSON array ("0", "1", ...): it is initialised on
  * success AND on failure, so the caller always bson_destroy()s it.
  * A unique index violation is DUPLICATE_KEY with the server's message,
@@ -721,14 +835,16 @@ bool mongo_helper_oid_from_string (const char *text, bson_oid_t *oid, mongo_help
  * becomes an array document "0", "1", ...).  Returns a new bson_t the
  * caller frees with bson_destroy(), or NULL with INVALID_ARGUMENT quoting
  * libbson's parse error (it names the line and position) when `json` is
- * NULL or malformed. */
+ * NULL or malformed, nested deeper than libbson's parser allows (98
+ * levels), or parses to a document over 16 MB. */
 bson_t *mongo_helper_json_to_bson (const char *json, mongo_helper_error_t *error);
 
 /* Renders the documents of an array document (as filled by
  * mongo_helper_find() and friends) as one relaxed extended JSON array,
  * "[{...}, {...}]".  Returns a string the caller frees with bson_free(),
  * or NULL with INVALID_ARGUMENT when `array` is NULL or holds something
- * other than documents. */
+ * other than documents, a document nested deeper than 100 levels, or the
+ * text would pass MONGO_HELPER_DEFAULT_MAX_RESULT_BYTES. */
 char *mongo_helper_array_to_json (const bson_t *array, mongo_helper_error_t *error);
 
 /* Inserts one document.  When `doc` has no _id, one ObjectId is generated
@@ -751,7 +867,8 @@ bool mongo_helper_insert_one_json (const char *database,
                                    bson_value_t *id,
                                    mongo_helper_error_t *error);
 
-/* Inserts `n` (at least 1) documents in one insertMany.  `ordered`: stop at the first
+/* Inserts `n` documents (1 to MONGO_HELPER_MAX_WRITE_BATCH) in one
+ * insertMany.  `ordered`: stop at the first
  * failure (true) or try every document (false).  `inserted` (may be NULL)
  * receives how many landed, also on failure.  For large arrays, per-document
  * failures and batching use mongo_helper_bulk_insert(). */
@@ -806,7 +923,8 @@ char *mongo_helper_find_by_id_json (const char *database,
 
 /* Fills `results` (always initialised, see above) with every document
  * matching `filter`, shaped by `opts` (projection, sort, skip, limit).  The
- * whole result is held in memory: for large results use
+ * whole result is held in memory, so it fails with INVALID_ARGUMENT once it
+ * would pass max_result_bytes (see Limits): for large results use
  * mongo_helper_find_stream(). */
 bool mongo_helper_find (const char *database,
                         const char *collection,
@@ -817,8 +935,10 @@ bool mongo_helper_find (const char *database,
 
 /* mongo_helper_find() for web handlers.  `filter_json` may be NULL (all
  * documents); `opts_json` (may be NULL) uses the find command's own names:
- * {"projection": {...}, "sort": {...}, "skip": n, "limit": n}.  Returns the
- * documents as a relaxed extended JSON array the caller bson_free()s. */
+ * {"projection": {...}, "sort": {...}, "skip": n, "limit": n}, and a
+ * "maxTimeMS" there wins over the configured default.  Returns the
+ * documents as a relaxed extended JSON array the caller bson_free()s; the
+ * array and its text each stop at max_result_bytes. */
 char *mongo_helper_find_json (const char *database,
                               const char *collection,
                               const char *filter_json,
@@ -831,13 +951,15 @@ char *mongo_helper_find_json (const char *database,
 typedef bool (*mongo_helper_chunk_fn) (const bson_t *const *docs, size_t n, void *user_data);
 
 /* Streams the documents matching `filter` (with `opts`' sort, projection,
- * skip and limit) to `fn` in chunks of `chunk_size` (the last may be
- * shorter).  Memory stays bounded by one chunk plus one server batch
- * (batch_size defaults to chunk_size), whatever the collection's size.
- * Returns true when the cursor was exhausted or `fn` stopped it; false
- * with INVALID_ARGUMENT for chunk_size 0 or a NULL `fn`, or the category
- * of a server failure (chunks already delivered stay delivered; the call
- * is never repeated behind the caller's back). */
+ * skip and limit) to `fn` in chunks of `chunk_size` (1 to
+ * MONGO_HELPER_MAX_CHUNK_SIZE; the last chunk may be shorter, and so is a
+ * chunk whose next document would take it past max_result_bytes).  Memory
+ * stays bounded by one chunk plus one server batch (batch_size defaults to
+ * chunk_size), whatever the collection's size.  Returns true when the
+ * cursor was exhausted or `fn` stopped it; false with INVALID_ARGUMENT for
+ * a chunk_size out of range or a NULL `fn`, or the category of a server
+ * failure (chunks already delivered stay delivered; the call is never
+ * repeated behind the caller's back). */
 bool mongo_helper_find_stream (const char *database,
                                const char *collection,
                                const bson_t *filter,
@@ -970,8 +1092,9 @@ void mongo_helper_bulk_result_destroy (mongo_helper_bulk_result_t *result);
  * `result` (may be NULL) receives a new result once the input passed
  * those checks, also when the call then fails (it says how many landed);
  * it stays NULL after an INVALID_ARGUMENT.  Returns true only when every
- * document was inserted; false with INVALID_ARGUMENT (batch_size 0, docs
- * NULL or n 0, a bad document, named by its index), DUPLICATE_KEY when the
+ * document was inserted; false with INVALID_ARGUMENT (batch_size 0 or over
+ * MONGO_HELPER_MAX_WRITE_BATCH, docs NULL or n 0, a bad document, named by
+ * its index), DUPLICATE_KEY when the
  * first failing document was a duplicate (the message names its index and
  * key), SERVER for other per-document failures, or the category of a
  * connection or server error that stopped the run. */
@@ -993,7 +1116,8 @@ typedef struct {
 
 /* Runs `pipeline` (an array document of stages, e.g. $match, $group,
  * $lookup, $facet, $graphLookup) and fills `results` (always initialised)
- * with every output document.  For large outputs use
+ * with every output document, failing with INVALID_ARGUMENT once they
+ * would pass max_result_bytes.  For large outputs use
  * mongo_helper_aggregate_stream(). */
 bool mongo_helper_aggregate (const char *database,
                              const char *collection,
@@ -1003,7 +1127,8 @@ bool mongo_helper_aggregate (const char *database,
                              mongo_helper_error_t *error);
 
 /* mongo_helper_aggregate() with the pipeline as a JSON array of stages;
- * returns a relaxed extended JSON array the caller bson_free()s. */
+ * returns a relaxed extended JSON array the caller bson_free()s (its text
+ * too stops at max_result_bytes). */
 char *mongo_helper_aggregate_json (const char *database,
                                    const char *collection,
                                    const char *pipeline_json,
@@ -1030,7 +1155,8 @@ bool mongo_helper_aggregate_stream (const char *database,
  * {"name": "..."}.  Without a name the server's convention is used
  * (mongoc_collection_keys_to_index_string(), e.g. "a_1_b_-1").  If
  * `name_out` is not NULL it receives the index name (bson_free() it).
- * Creating an index that exists with the same options succeeds. */
+ * Creating an index that exists with the same options succeeds.  Keys and
+ * options are depth-checked like documents. */
 bool mongo_helper_create_index (const char *database,
                                 const char *collection,
                                 const bson_t *keys,
@@ -1070,8 +1196,9 @@ bool mongo_helper_text_search (const char *database,
 /* Documents whose GeoJSON point in `field` lies within `max_meters` of
  * (longitude, latitude), nearest first ($nearSphere with $geometry), at
  * most `limit` (0: all).  Needs a 2dsphere index on `field`.  Coordinates
- * outside [-180, 180] x [-90, 90] or a negative distance are
- * INVALID_ARGUMENT. */
+ * outside [-180, 180] x [-90, 90], a distance outside 0 ..
+ * MONGO_HELPER_MAX_DISTANCE_M (NaN and infinity included) or a negative
+ * limit are INVALID_ARGUMENT. */
 bool mongo_helper_geo_near (const char *database,
                             const char *collection,
                             const char *field,
@@ -1083,8 +1210,9 @@ bool mongo_helper_geo_near (const char *database,
                             mongo_helper_error_t *error);
 
 /* Documents whose `field` lies within a polygon of `n_points` corners given
- * as longitude, latitude pairs in `lng_lat[0 .. 2 * n_points - 1]` (at least
- * 3 distinct corners; the ring is closed here if the caller did not repeat
+ * as longitude, latitude pairs in `lng_lat[0 .. 2 * n_points - 1]` (3 to
+ * MONGO_HELPER_MAX_POLYGON_POINTS corners, at least 3 distinct; the ring
+ * is closed here if the caller did not repeat
  * the first corner), using $geoWithin with a GeoJSON Polygon.  No index is
  * needed.  A `double corners[N][2]` array is passed as &corners[0][0]. */
 bool mongo_helper_geo_within_polygon (const char *database,
@@ -1123,7 +1251,8 @@ bool mongo_helper_geo_within_circle (const char *database,
 typedef struct {
    const char *database; /* NULL: the default database */
    const char *bucket;   /* NULL: "fs" (collections fs.files, fs.chunks) */
-   int32_t chunk_size;   /* bytes per chunk; 0: libmongoc's 255 KiB */
+   int32_t chunk_size;   /* bytes per chunk; 0: libmongoc's 255 KiB; at
+                            most MONGO_HELPER_MAX_GRIDFS_CHUNK_SIZE */
 } mongo_helper_gridfs_opts_t;
 
 /* Supplies the bytes of an upload: copy at most `len` bytes into `buf` and
@@ -1139,7 +1268,8 @@ typedef bool (*mongo_helper_write_fn) (const void *buf, size_t len, void *user_d
  * and `metadata` may be NULL.  On success `file_id` (if not NULL) holds the
  * new file's ObjectId: bson_value_destroy() it.  Fails with
  * INVALID_ARGUMENT (NULL/empty filename, NULL data with len > 0, bad
- * options) or the server's error; a failed upload leaves no chunks. */
+ * options, metadata over 16 MB or nested deeper than 100 levels) or the
+ * server's error; a failed upload leaves no chunks. */
 bool mongo_helper_gridfs_put (const mongo_helper_gridfs_opts_t *opts,
                               const char *filename,
                               const void *data,
@@ -1185,7 +1315,11 @@ bool mongo_helper_gridfs_put_reader (const mongo_helper_gridfs_opts_t *opts,
 /* Reads the whole file with id `file_id` into memory.  On success `*data`
  * is a new buffer of `*len` bytes plus a terminating NUL (so text can be
  * used as a string); the caller frees it with bson_free().  On failure
- * `*data` is NULL and `*len` 0.  A missing file fails with NOT_FOUND. */
+ * `*data` is NULL and `*len` 0.  A missing file fails with NOT_FOUND, a
+ * file larger than max_result_bytes with INVALID_ARGUMENT (read it with
+ * mongo_helper_gridfs_get_writer(), _get_file() or _get_stream(), which
+ * hold one piece at a time).  A `file_id` that is a document is
+ * depth-checked, in every GridFS call that takes one. */
 bool mongo_helper_gridfs_get (const mongo_helper_gridfs_opts_t *opts,
                               const bson_value_t *file_id,
                               uint8_t **data,
@@ -1220,7 +1354,8 @@ bool mongo_helper_gridfs_get_writer (const mongo_helper_gridfs_opts_t *opts,
  * ("0", "1", ...) of the files documents (_id, length, chunkSize,
  * uploadDate, filename, metadata) and `*count` (if not NULL) holds their
  * number; on failure `files` is initialised empty.  The caller always
- * bson_destroy()s `files`.  No match is success with zero files. */
+ * bson_destroy()s `files`.  No match is success with zero files; files
+ * documents past max_result_bytes in all are INVALID_ARGUMENT. */
 bool mongo_helper_gridfs_find (const mongo_helper_gridfs_opts_t *opts,
                                const char *filename,
                                bson_t *files,
@@ -1250,9 +1385,11 @@ typedef struct {
    const bson_t *start_after;        /* like resume_after, also after an
                                         invalidate event (MongoDB 4.2+) */
    int64_t timeout_ms;               /* stop after this long; <= 0: only when the
-                                        callback says stop */
-   int32_t max_await_time_ms;        /* server wait per getMore; 0: 1000 */
-   int32_t batch_size;               /* 0: server default */
+                                        callback says stop; at most
+                                        MONGO_HELPER_MAX_WATCH_TIMEOUT_MS */
+   int32_t max_await_time_ms;        /* server wait per getMore; 0: 1000; at
+                                        most MONGO_HELPER_MAX_AWAIT_TIME_MS */
+   int32_t batch_size;               /* 0: server default; not negative */
 } mongo_helper_watch_opts_t;
 
 /*
@@ -1266,8 +1403,9 @@ typedef struct {
  * known; the caller bson_destroy()s it and passes it as resume_after (or
  * start_after) to continue where it stopped.  Change streams need a
  * replica set or sharded cluster: a standalone server answers with SERVER
- * error code 40573.  Fails with INVALID_ARGUMENT for a NULL callback or an
- * empty collection name.
+ * error code 40573.  Fails with INVALID_ARGUMENT for a NULL callback, an
+ * empty collection name, an option out of its range (see Limits), or a
+ * pipeline or token nested deeper than 100 levels.
  */
 bool mongo_helper_watch (const char *collection,
                          const mongo_helper_watch_opts_t *opts,
@@ -1323,20 +1461,22 @@ typedef struct {
 
 /*
  * Runs `ops[0..n_ops)` on the pool with at most `max_concurrent` (K) at
- * once: K worker threads (fewer when there are fewer operations), each
- * with its own pooled client, take the next operation in turn.  Fills
- * `results[i]` for `ops[i]`, in input order; the caller passes an array of
- * n_ops results and frees them with mongo_helper_op_results_cleanup()
- * whatever the outcome.  Returns true when every operation succeeded;
- * false with INVALID_ARGUMENT (NULL ops or results, n_ops or K of 0; the
- * results are then still initialised when n_ops > 0 and results is not
- * NULL), or with the first failed operation's category and a message
- * naming how many failed (each result holds its own error).  An invalid
- * descriptor (missing collection, field or document, a document over
- * 16 MiB) fails only its own result, with INVALID_ARGUMENT.  Workers need
- * K free clients: K above the pool size, or a pool held by other threads
- * (the calling thread's cached client included), only makes workers wait
- * for a client, at most the pool wait, then that operation fails with
+ * once: K worker threads (fewer when there are fewer operations, and never
+ * more than the pool's maxPoolSize), each with its own pooled client, take
+ * the next operation in turn.  Fills `results[i]` for `ops[i]`, in input
+ * order; the caller passes an array of n_ops results and frees them with
+ * mongo_helper_op_results_cleanup() whatever the outcome.  Returns true
+ * when every operation succeeded; false with INVALID_ARGUMENT (NULL ops or
+ * results, n_ops 0 or over MONGO_HELPER_MAX_CONCURRENT_OPS, K 0 or over
+ * MONGO_HELPER_MAX_CONCURRENT; the results are then still initialised when
+ * n_ops is in range and results is not NULL, and left untouched when n_ops
+ * is over the maximum), or with the first failed operation's category and
+ * a message naming how many failed (each result holds its own error).  An
+ * invalid descriptor (missing collection, field or document, a document
+ * over 16 MiB or nested deeper than 100 levels) fails only its own result,
+ * with INVALID_ARGUMENT.  Workers need free clients: a pool held by other
+ * threads (the calling thread's cached client included) only makes workers
+ * wait for a client, at most the pool wait, then that operation fails with
  * TIMEOUT.
  */
 bool mongo_helper_run_concurrent (const mongo_helper_op_t *ops,

@@ -36,17 +36,25 @@ typedef struct {
    const bson_t *pipeline;
    const bson_t *opts;
    bson_t *results;
+   size_t max_bytes; /* out: the cap in force */
 } mh_aggregate_ctx_t;
 
 static bool
 mh_aggregate_op (mh_attempt_t *a, void *ctx)
 {
    mh_aggregate_ctx_t *c = ctx;
+   bson_t scratch;
+   bool ok;
 
-   return mh_cursor_drain (
-      mongoc_collection_aggregate (a->coll, MONGOC_QUERY_NONE, c->pipeline, c->opts, NULL),
+   c->max_bytes = mh_limit_result_bytes (a->config);
+   ok = mh_cursor_drain (
+      mongoc_collection_aggregate (
+         a->coll, MONGOC_QUERY_NONE, c->pipeline, mh_opts_max_time (a, c->opts, &scratch), NULL),
       c->results,
+      c->max_bytes,
       &a->error);
+   bson_destroy (&scratch);
+   return ok;
 }
 
 /* A pipeline with a $merge or $out stage writes: it must not be repeated. */
@@ -68,16 +76,18 @@ mh_pipeline_flags (const bson_t *pipeline)
    return MH_OP_READ;
 }
 
-bool
-mongo_helper_aggregate (const char *database,
-                        const char *collection,
-                        const bson_t *pipeline,
-                        const mongo_helper_aggregate_opts_t *opts,
-                        bson_t *results,
-                        mongo_helper_error_t *error)
+/* aggregate, telling the max_result_bytes in force (for JSON output). */
+static bool
+mh_aggregate (const char *database,
+              const char *collection,
+              const bson_t *pipeline,
+              const mongo_helper_aggregate_opts_t *opts,
+              bson_t *results,
+              size_t *max_bytes,
+              mongo_helper_error_t *error)
 {
    mh_call_t call = {MH_OPID_AGGREGATE, MH_OP_READ, database, collection, NULL};
-   mh_aggregate_ctx_t ctx = {pipeline, NULL, results};
+   mh_aggregate_ctx_t ctx = {pipeline, NULL, results, 0};
    bson_t o;
    bool ok;
 
@@ -98,7 +108,21 @@ mongo_helper_aggregate (const char *database,
    call.flags = mh_pipeline_flags (pipeline);
    ok = mh_run (&call, mh_aggregate_op, &ctx, error);
    bson_destroy (&o);
+   if (max_bytes) {
+      *max_bytes = ctx.max_bytes;
+   }
    return ok;
+}
+
+bool
+mongo_helper_aggregate (const char *database,
+                        const char *collection,
+                        const bson_t *pipeline,
+                        const mongo_helper_aggregate_opts_t *opts,
+                        bson_t *results,
+                        mongo_helper_error_t *error)
+{
+   return mh_aggregate (database, collection, pipeline, opts, results, NULL, error);
 }
 
 char *
@@ -110,6 +134,7 @@ mongo_helper_aggregate_json (const char *database,
 {
    bson_t *pipeline;
    bson_t results;
+   size_t max_bytes = 0;
    char *json = NULL;
 
    if (!mh_target_check ("aggregate", database, collection, error)) {
@@ -119,8 +144,12 @@ mongo_helper_aggregate_json (const char *database,
    if (!pipeline) {
       return NULL;
    }
-   if (mongo_helper_aggregate (database, collection, pipeline, opts, &results, error)) {
-      json = mongo_helper_array_to_json (&results, error);
+   if (mh_aggregate (database, collection, pipeline, opts, &results, &max_bytes, error)) {
+      json = mh_json_array ("aggregate",
+                            &results,
+                            max_bytes,
+                            "read them with aggregate_stream or ask for fewer ($limit)",
+                            error);
    }
    bson_destroy (&results);
    bson_destroy (pipeline);
@@ -145,7 +174,9 @@ mongo_helper_aggregate_stream (const char *database,
        !mh_doc_check ("aggregate_stream", "pipeline", pipeline, error)) {
       return false;
    }
-   if (!mh_aggregate_opts (opts, chunk_size <= INT32_MAX ? (int32_t) chunk_size : 0, &o, error)) {
+   /* A chunk size out of range is refused by mh_stream_run(). */
+   if (!mh_aggregate_opts (
+          opts, chunk_size <= MONGO_HELPER_MAX_CHUNK_SIZE ? (int32_t) chunk_size : 0, &o, error)) {
       bson_destroy (&o);
       return false;
    }

@@ -128,12 +128,14 @@ mongo_helper_bulk_insert (const char *database,
    if (!mh_target_check ("bulk_insert", database, collection, error)) {
       return false;
    }
-   if (batch_size == 0) {
+   if (batch_size == 0 || batch_size > MONGO_HELPER_MAX_WRITE_BATCH) {
       return mh_fail (error,
                       MONGO_HELPER_ERROR_INVALID_ARGUMENT,
                       0,
-                      "bulk_insert: batch_size is 0: give the number of "
-                      "documents per batch (e.g. 1000)");
+                      "bulk_insert: batch_size is %zu: give the number of documents per "
+                      "batch, 1 to %d (MONGO_HELPER_MAX_WRITE_BATCH), e.g. 1000",
+                      batch_size,
+                      MONGO_HELPER_MAX_WRITE_BATCH);
    }
    /* All or nothing for bad input: checking everything first means a bad
     * document at the end never leaves half the array inserted. */

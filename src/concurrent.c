@@ -215,11 +215,24 @@ mongo_helper_run_concurrent (const mongo_helper_op_t *ops,
                              mongo_helper_error_t *error)
 {
    static const char fn[] = "mongo_helper_run_concurrent";
+   mongo_helper_status_t st;
    mh_conc_t w;
    pthread_t *threads;
    size_t n_threads, started = 0, failed = 0, first = 0;
 
    mh_error_clear (error);
+   /* Before the results are touched: a wrong count must not write past the
+    * caller's array. */
+   if (n_ops > MONGO_HELPER_MAX_CONCURRENT_OPS) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "%s: n_ops is %zu, over %d (MONGO_HELPER_MAX_CONCURRENT_OPS): split "
+                      "the list",
+                      fn,
+                      n_ops,
+                      MONGO_HELPER_MAX_CONCURRENT_OPS);
+   }
    if (results) {
       for (size_t i = 0; i < n_ops; i++) {
          bson_init (&results[i].result);
@@ -233,8 +246,15 @@ mongo_helper_run_concurrent (const mongo_helper_op_t *ops,
    if (n_ops == 0) {
       return mh_bad_arg (error, fn, "the list of operations is empty");
    }
-   if (max_concurrent == 0) {
-      return mh_bad_arg (error, fn, "max_concurrent is 0: allow at least one operation at once");
+   if (max_concurrent == 0 || max_concurrent > MONGO_HELPER_MAX_CONCURRENT) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "%s: max_concurrent is %zu: allow 1 to %d operations at once "
+                      "(MONGO_HELPER_MAX_CONCURRENT)",
+                      fn,
+                      max_concurrent,
+                      MONGO_HELPER_MAX_CONCURRENT);
    }
    w.ops = ops;
    w.results = results;
@@ -242,6 +262,12 @@ mongo_helper_run_concurrent (const mongo_helper_op_t *ops,
    atomic_init (&w.next, 0);
    atomic_init (&w.active, 0);
    n_threads = max_concurrent < n_ops ? max_concurrent : n_ops;
+   /* A worker keeps its pooled client until the list is done, so workers
+    * beyond the pool's size would only wait for one and fail with TIMEOUT. */
+   mongo_helper_status (&st);
+   if (st.initialized && st.max_pool_size > 0 && n_threads > (size_t) st.max_pool_size) {
+      n_threads = (size_t) st.max_pool_size;
+   }
    threads = bson_malloc (n_threads * sizeof *threads);
    for (size_t t = 0; t < n_threads; t++) {
       if (pthread_create (&threads[t], NULL, mh_conc_worker, &w) != 0) {

@@ -215,8 +215,9 @@ typedef enum {
 } mh_default_t;
 
 typedef enum {
-   MH_TO_URI,  /* the URI option, for libmongoc */
-   MH_TO_RETRY /* an int32_t of mongo_helper_retry_policy_t */
+   MH_TO_URI,   /* the URI option, for libmongoc */
+   MH_TO_RETRY, /* an int32_t of mongo_helper_retry_policy_t */
+   MH_TO_CONFIG /* an int32_t of mongo_helper_config_t (the limits) */
 } mh_dest_t;
 
 typedef struct {
@@ -228,7 +229,7 @@ typedef struct {
    int32_t def;      /* MH_INT, MH_BOOL (0/1); none for MH_TEXT */
    mh_default_t def_by;
    mh_dest_t dest;
-   size_t field;    /* MH_TO_RETRY: offsetof in mongo_helper_retry_policy_t */
+   size_t field;    /* MH_TO_RETRY, MH_TO_CONFIG: offsetof in the struct */
    const char *why; /* said when a value is out of range */
 } mh_setting_t;
 
@@ -240,6 +241,9 @@ typedef struct {
 #define MH_RETRY(key, env, min, max, def, f) \
    {key, env, NULL, MH_INT, min, max, def, MH_OURS, MH_TO_RETRY, \
     offsetof (mongo_helper_retry_policy_t, f), NULL}
+#define MH_LIMIT(key, env, min, max, def, f) \
+   {key, env, NULL, MH_INT, min, max, def, MH_OURS, MH_TO_CONFIG, \
+    offsetof (mongo_helper_config_t, f), NULL}
 
 static const mh_setting_t mh_settings[] = {
    /* libmongoc 1.23's defaults are shown for information only */
@@ -268,6 +272,10 @@ static const mh_setting_t mh_settings[] = {
              MONGO_HELPER_DEFAULT_CIRCUIT_THRESHOLD, circuit_threshold),
    MH_RETRY ("circuit_cooldown_ms", "MONGO_CIRCUIT_COOLDOWN_MS", 1, 3600000,
              MONGO_HELPER_DEFAULT_CIRCUIT_COOLDOWN_MS, circuit_cooldown_ms),
+   MH_LIMIT ("max_result_bytes", "MONGO_MAX_RESULT_BYTES", MONGO_HELPER_MIN_MAX_RESULT_BYTES,
+             INT32_MAX, MONGO_HELPER_DEFAULT_MAX_RESULT_BYTES, max_result_bytes),
+   MH_LIMIT ("default_max_time_ms", "MONGO_DEFAULT_MAX_TIME_MS", 0, INT32_MAX,
+             MONGO_HELPER_DEFAULT_MAX_TIME_MS, default_max_time_ms),
 };
 /* clang-format on */
 
@@ -1132,6 +1140,7 @@ mongo_helper_config_new (const char *config_path, const char *uri, mongo_helper_
 
    full = bson_malloc0 (sizeof *full);
    cfg = &full->base;
+   mh_limits_defaults (cfg);
    cfg->uri = bson_strdup (chosen);
    cfg->source = bson_strdup (source);
    cfg->uri_redacted = mh_redact_uri (chosen);
@@ -1218,6 +1227,8 @@ mongo_helper_config_new (const char *config_path, const char *uri, mongo_helper_
       mh_record (full, s->key, s->env, s->option, mh_setting_text (s, n, v, text), from, label);
       if (s->dest == MH_TO_RETRY) {
          *(int32_t *) (void *) ((char *) &cfg->retry + s->field) = n;
+      } else if (s->dest == MH_TO_CONFIG) {
+         *(int32_t *) (void *) ((char *) cfg + s->field) = n;
       } else if (v || s->def_by == MH_OURS) {
          mh_extras_add (&extras, s->option, mh_setting_text (s, n, v, text), label);
       }

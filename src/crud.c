@@ -20,8 +20,17 @@ mongo_helper_json_to_bson (const char *json, mongo_helper_error_t *error)
       mh_fail (error,
                MONGO_HELPER_ERROR_INVALID_ARGUMENT,
                (int32_t) berr.code,
-               "invalid JSON: %s",
-               berr.message);
+               "invalid JSON: %s%s",
+               berr.message,
+               mh_json_levels_hint (berr.message));
+      return NULL;
+   }
+   /* The parser's own nesting limit is below MongoDB's today; the check
+    * keeps that true whatever libbson does, and refuses what the server
+    * would refuse (over 16 MiB). */
+   if (!mh_doc_check ("mongo_helper_json_to_bson", "parsed document", b, error)) {
+      bson_destroy (b);
+      return NULL;
    }
    return b;
 }
@@ -29,46 +38,13 @@ mongo_helper_json_to_bson (const char *json, mongo_helper_error_t *error)
 char *
 mongo_helper_array_to_json (const bson_t *array, mongo_helper_error_t *error)
 {
-   bson_string_t *out;
-   bson_iter_t it;
-   bool first = true;
-
    mh_error_clear (error);
-   if (!array || !bson_iter_init (&it, array)) {
-      mh_fail (error,
-               MONGO_HELPER_ERROR_INVALID_ARGUMENT,
-               0,
-               "mongo_helper_array_to_json: the array is NULL or corrupt");
-      return NULL;
-   }
-   out = bson_string_new ("[");
-   while (bson_iter_next (&it)) {
-      const uint8_t *data;
-      uint32_t len;
-      bson_t doc;
-      char *json;
-
-      if (!BSON_ITER_HOLDS_DOCUMENT (&it)) {
-         bson_string_free (out, true);
-         mh_fail (error,
-                  MONGO_HELPER_ERROR_INVALID_ARGUMENT,
-                  0,
-                  "mongo_helper_array_to_json: element %s is not a document",
-                  bson_iter_key (&it));
-         return NULL;
-      }
-      bson_iter_document (&it, &len, &data);
-      bson_init_static (&doc, data, len);
-      json = bson_as_relaxed_extended_json (&doc, NULL);
-      if (!first) {
-         bson_string_append (out, ", ");
-      }
-      bson_string_append (out, json);
-      bson_free (json);
-      first = false;
-   }
-   bson_string_append (out, "]");
-   return bson_string_free (out, false);
+   /* No configuration at hand: the library's default cap. */
+   return mh_json_array ("mongo_helper_array_to_json",
+                         array,
+                         MONGO_HELPER_DEFAULT_MAX_RESULT_BYTES,
+                         "render fewer documents at once",
+                         error);
 }
 
 /* Parses optional JSON text: NULL stays NULL (meaning "none"). */
@@ -161,6 +137,15 @@ mongo_helper_insert_many (const char *database,
    if (!mh_target_check ("insert_many", database, collection, error)) {
       return false;
    }
+   if (n > MONGO_HELPER_MAX_WRITE_BATCH) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "insert_many: n is %zu, over MONGO_HELPER_MAX_WRITE_BATCH (%d): use "
+                      "mongo_helper_bulk_insert() for more documents",
+                      n,
+                      MONGO_HELPER_MAX_WRITE_BATCH);
+   }
    if (!mh_docs_check ("insert_many", docs, n, error)) {
       return false;
    }
@@ -192,17 +177,19 @@ mongo_helper_find (const char *database,
       bson_destroy (&o);
       return false;
    }
-   ok = mh_find_exec (MH_OPID_FIND, database, collection, filter, &o, results, error);
+   ok = mh_find_exec (MH_OPID_FIND, database, collection, filter, &o, results, NULL, error);
    bson_destroy (&o);
    return ok;
 }
 
-bson_t *
-mongo_helper_find_one (const char *database,
-                       const char *collection,
-                       const bson_t *filter,
-                       const mongo_helper_find_opts_t *opts,
-                       mongo_helper_error_t *error)
+/* find_one, telling the max_result_bytes in force (for JSON output). */
+static bson_t *
+mh_find_one (const char *database,
+             const char *collection,
+             const bson_t *filter,
+             const mongo_helper_find_opts_t *opts,
+             size_t *max_bytes,
+             mongo_helper_error_t *error)
 {
    const mh_call_t call = {MH_OPID_FIND_ONE, MH_OP_READ, database, collection, NULL};
    mongo_helper_find_opts_t one;
@@ -226,7 +213,7 @@ mongo_helper_find_one (const char *database,
        * mongoc_cursor_destroy() would kill one left open).  An extra
        * singleBatch option cost ~7% of a find_one's client CPU in bench/. */
       doc = bson_new ();
-      if (mh_crud_find_one (&call, filter, &o, doc, &found, error) && !found) {
+      if (mh_crud_find_one_ex (&call, filter, &o, doc, &found, max_bytes, error) && !found) {
          mh_fail (error,
                   MONGO_HELPER_ERROR_NOT_FOUND,
                   0,
@@ -242,13 +229,30 @@ mongo_helper_find_one (const char *database,
    return doc;
 }
 
-static char *
-mh_doc_to_json_free (bson_t *doc)
+bson_t *
+mongo_helper_find_one (const char *database,
+                       const char *collection,
+                       const bson_t *filter,
+                       const mongo_helper_find_opts_t *opts,
+                       mongo_helper_error_t *error)
 {
+   return mh_find_one (database, collection, filter, opts, NULL, error);
+}
+
+/* The JSON of find_one's document, within max_result_bytes. */
+static char *
+mh_find_one_json (const char *database,
+                  const char *collection,
+                  const bson_t *filter,
+                  const mongo_helper_find_opts_t *opts,
+                  mongo_helper_error_t *error)
+{
+   size_t max_bytes = 0;
+   bson_t *doc = mh_find_one (database, collection, filter, opts, &max_bytes, error);
    char *json = NULL;
 
    if (doc) {
-      json = bson_as_relaxed_extended_json (doc, NULL);
+      json = mh_json_doc ("find_one", doc, max_bytes, "project fewer fields", error);
       bson_destroy (doc);
    }
    return json;
@@ -272,8 +276,7 @@ mongo_helper_find_one_json (const char *database,
        mh_json_opt (projection_json, &projection, error)) {
       memset (&opts, 0, sizeof opts);
       opts.projection = projection;
-      json =
-         mh_doc_to_json_free (mongo_helper_find_one (database, collection, filter, &opts, error));
+      json = mh_find_one_json (database, collection, filter, &opts, error);
    }
    bson_destroy (filter);
    bson_destroy (projection);
@@ -305,7 +308,7 @@ mongo_helper_find_by_id_json (const char *database,
    }
    bson_oid_init_from_string (&oid, oid_hex);
    BSON_APPEND_OID (&filter, "_id", &oid);
-   json = mh_doc_to_json_free (mongo_helper_find_one (database, collection, &filter, NULL, error));
+   json = mh_find_one_json (database, collection, &filter, NULL, error);
    bson_destroy (&filter);
    return json;
 }
@@ -319,14 +322,22 @@ mongo_helper_find_json (const char *database,
 {
    bson_t *filter = NULL, *opts = NULL;
    bson_t results = BSON_INITIALIZER;
+   size_t max_bytes = 0;
    char *json = NULL;
 
    if (!mh_target_check ("find", database, collection, error)) {
       return NULL;
    }
+   /* mongo_helper_json_to_bson() depth-checks what it parses, the options
+    * included. */
    if (mh_json_opt (filter_json, &filter, error) && mh_json_opt (opts_json, &opts, error) &&
-       mh_find_exec (MH_OPID_FIND, database, collection, filter, opts, &results, error)) {
-      json = mongo_helper_array_to_json (&results, error);
+       mh_find_exec (
+          MH_OPID_FIND, database, collection, filter, opts, &results, &max_bytes, error)) {
+      json = mh_json_array ("find",
+                            &results,
+                            max_bytes,
+                            "read them with find_stream or ask for fewer (a limit)",
+                            error);
    }
    bson_destroy (&results);
    bson_destroy (filter);

@@ -28,6 +28,7 @@ typedef struct {
    bool have_id;
    bson_t *files; /* FIND */
    size_t count;
+   bool capped; /* GET into memory, FIND: at most max_result_bytes */
    bool not_found;
    bool aborted; /* a caller callback asked to stop */
 } mh_gfs_ctx_t;
@@ -50,12 +51,13 @@ mh_gfs_check_opts (mongo_helper_error_t *error,
                          "the bucket name is empty or invalid: pass NULL "
                          "for \"fs\" or a plain name");
    }
-   if (opts->chunk_size < 0 || opts->chunk_size > 15 * 1024 * 1024) {
+   if (opts->chunk_size < 0 || opts->chunk_size > MONGO_HELPER_MAX_GRIDFS_CHUNK_SIZE) {
       return mh_fail (error,
                       MONGO_HELPER_ERROR_INVALID_ARGUMENT,
                       0,
                       "%s: chunk_size %d is out of range (0 for the default, "
-                      "else 1 byte to 15 MiB so a chunk fits a document)",
+                      "else 1 byte to 15 MiB, MONGO_HELPER_MAX_GRIDFS_CHUNK_SIZE, so a "
+                      "chunk fits a document)",
                       fn,
                       (int) opts->chunk_size);
    }
@@ -84,6 +86,8 @@ mh_gfs_op (mh_attempt_t *a, void *ctx)
    mongoc_cursor_t *cur;
    bson_t bopts = BSON_INITIALIZER;
    uint8_t *buf = NULL;
+   const size_t max_bytes = c->capped ? mh_limit_result_bytes (a->config) : 0;
+   size_t got = 0;
    bool ok = false;
 
    /* The path may run us again: start from a clean slate. */
@@ -187,6 +191,14 @@ mh_gfs_op (mh_attempt_t *a, void *ctx)
             ok = false;
             break;
          }
+         got += (size_t) n;
+         if (max_bytes && got > max_bytes) {
+            ok = mh_result_too_big (&a->error,
+                                    max_bytes,
+                                    "read the file with mongo_helper_gridfs_get_writer(), "
+                                    "_get_file() or _get_stream()");
+            break;
+         }
          if (!c->write (buf, (size_t) n, c->user_data)) {
             c->aborted = true;
             bson_set_error (&a->error,
@@ -212,12 +224,23 @@ mh_gfs_op (mh_attempt_t *a, void *ctx)
       }
       cur = mongoc_gridfs_bucket_find (bucket, &filter, fopts);
       while (mongoc_cursor_next (cur, &doc)) {
+         if (max_bytes && (size_t) c->files->len + doc->len > max_bytes) {
+            bson_reinit (c->files);
+            c->count = 0;
+            mongoc_cursor_destroy (cur);
+            cur = NULL;
+            ok = mh_result_too_big (
+               &a->error, max_bytes, "name the file to find instead of listing the bucket");
+            break;
+         }
          bson_uint32_to_string ((uint32_t) c->count, &k, key, sizeof key);
          BSON_APPEND_DOCUMENT (c->files, k, doc);
          c->count++;
       }
-      ok = !mongoc_cursor_error (cur, &a->error);
-      mongoc_cursor_destroy (cur);
+      if (cur) {
+         ok = !mongoc_cursor_error (cur, &a->error);
+         mongoc_cursor_destroy (cur);
+      }
       bson_destroy (fopts);
       bson_destroy (&filter);
       break;
@@ -294,10 +317,9 @@ mh_gfs_check_put (mongo_helper_error_t *error,
    if (!filename || !*filename) {
       return mh_bad_arg (error, fn, "the filename is NULL or empty: pass a name");
    }
-   if (metadata && metadata->len > BSON_MAX_SIZE / 2) {
-      return mh_bad_arg (error, fn, "the metadata document is too large");
-   }
-   return true;
+   /* The files document that carries it is validated by libmongoc, which
+    * recurses. */
+   return !metadata || mh_doc_check (fn, "metadata", metadata, error);
 }
 
 static bool
@@ -481,8 +503,24 @@ mh_gfs_check_id (mongo_helper_error_t *error,
    if (!mh_gfs_check_opts (error, fn, opts)) {
       return false;
    }
+   bson_t doc;
+
    if (!file_id || file_id->value_type == BSON_TYPE_EOD) {
       return mh_bad_arg (error, fn, "file_id is NULL or empty");
+   }
+   /* An id may be any value, a document too: it goes into the queries. */
+   if (file_id->value_type == BSON_TYPE_DOCUMENT || file_id->value_type == BSON_TYPE_ARRAY) {
+      if (!bson_init_static (&doc, file_id->value.v_doc.data, file_id->value.v_doc.data_len)) {
+         return mh_bad_arg (error, fn, "file_id is not valid BSON (corrupt or truncated)");
+      }
+      return mh_doc_check (fn, "file_id", &doc, error);
+   }
+   if (file_id->value_type == BSON_TYPE_CODEWSCOPE) {
+      if (!bson_init_static (
+             &doc, file_id->value.v_codewscope.scope_data, file_id->value.v_codewscope.scope_len)) {
+         return mh_bad_arg (error, fn, "file_id is not valid BSON (corrupt or truncated)");
+      }
+      return mh_doc_check (fn, "file_id's scope", &doc, error);
    }
    return true;
 }
@@ -494,6 +532,7 @@ mh_gfs_get_common (const mongo_helper_gridfs_opts_t *opts,
                    mongo_helper_write_fn write,
                    void (*restart) (void *),
                    void *user_data,
+                   bool capped,
                    mongo_helper_error_t *error)
 {
    mh_gfs_ctx_t c = {0};
@@ -504,6 +543,7 @@ mh_gfs_get_common (const mongo_helper_gridfs_opts_t *opts,
    c.write = write;
    c.restart = restart;
    c.user_data = user_data;
+   c.capped = capped; /* into memory: at most max_result_bytes */
    return mh_gfs_run (MH_OPID_GRIDFS_GET, flags, NULL, &c, error);
 }
 
@@ -523,7 +563,7 @@ mongo_helper_gridfs_get_writer (const mongo_helper_gridfs_opts_t *opts,
    if (!write) {
       return mh_bad_arg (error, fn, "the write callback is NULL");
    }
-   return mh_gfs_get_common (opts, file_id, MH_OP_ONCE, write, NULL, user_data, error);
+   return mh_gfs_get_common (opts, file_id, MH_OP_ONCE, write, NULL, user_data, false, error);
 }
 
 typedef struct {
@@ -581,7 +621,7 @@ mongo_helper_gridfs_get (const mongo_helper_gridfs_opts_t *opts,
    }
    /* The buffer restarts if the path repeats the read: safe as MH_OP_READ. */
    if (!mh_gfs_get_common (
-          opts, file_id, MH_OP_READ, mh_gfs_buf_write, mh_gfs_buf_restart, &b, error)) {
+          opts, file_id, MH_OP_READ, mh_gfs_buf_write, mh_gfs_buf_restart, &b, true, error)) {
       bson_free (b.data);
       return false;
    }
@@ -639,7 +679,7 @@ mongo_helper_gridfs_get_file (const mongo_helper_gridfs_opts_t *opts,
                       strerror (errno));
    }
    ok = mh_gfs_get_common (
-      opts, file_id, MH_OP_READ, mh_gfs_file_write, mh_gfs_file_restart, f, error);
+      opts, file_id, MH_OP_READ, mh_gfs_file_write, mh_gfs_file_restart, f, false, error);
    if (fclose (f) != 0 && ok) {
       ok = mh_fail (error,
                     MONGO_HELPER_ERROR_INVALID_ARGUMENT,
@@ -678,7 +718,7 @@ mongo_helper_gridfs_get_stream (const mongo_helper_gridfs_opts_t *opts,
       return mh_bad_arg (error, fn, "the destination stream is NULL");
    }
    return mh_gfs_get_common (
-      opts, file_id, MH_OP_ONCE, mh_gfs_stream_write, NULL, destination, error);
+      opts, file_id, MH_OP_ONCE, mh_gfs_stream_write, NULL, destination, false, error);
 }
 
 static void
@@ -718,6 +758,7 @@ mongo_helper_gridfs_find (const mongo_helper_gridfs_opts_t *opts,
    c.opts = opts;
    c.filename = filename;
    c.files = files;
+   c.capped = true;
    c.restart = mh_gfs_find_restart;
    c.user_data = &c;
    if (!mh_gfs_run (MH_OPID_GRIDFS_FIND, MH_OP_READ, filename, &c, error)) {

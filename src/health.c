@@ -6,6 +6,24 @@
 
 /* ---- Health --------------------------------------------------------- */
 
+/* <= 0 is the documented default; a health check that may wait longer
+ * than a minute would not tell a load balancer anything in time. */
+static bool
+mh_health_timeout_ok (const char *fn, int32_t timeout_ms, mongo_helper_error_t *error)
+{
+   if (timeout_ms > MONGO_HELPER_MAX_HEALTH_TIMEOUT_MS) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "%s: timeout_ms %d is over %d (MONGO_HELPER_MAX_HEALTH_TIMEOUT_MS); "
+                      "<= 0 means 2000",
+                      fn,
+                      (int) timeout_ms,
+                      MONGO_HELPER_MAX_HEALTH_TIMEOUT_MS);
+   }
+   return true;
+}
+
 bool
 mongo_helper_ping (int32_t timeout_ms, mongo_helper_error_t *error)
 {
@@ -13,6 +31,9 @@ mongo_helper_ping (int32_t timeout_ms, mongo_helper_error_t *error)
    bool ok;
 
    mh_error_clear (error);
+   if (!mh_health_timeout_ok ("mongo_helper_ping", timeout_ms, error)) {
+      return false;
+   }
    ok = mh_direct_command ("ping", timeout_ms, &reply, NULL, error);
    bson_destroy (&reply);
    return ok;
@@ -33,6 +54,9 @@ mongo_helper_server_info (int32_t timeout_ms,
          error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "mongo_helper_server_info: info is NULL");
    }
    memset (info, 0, sizeof *info);
+   if (!mh_health_timeout_ok ("mongo_helper_server_info", timeout_ms, error)) {
+      return false;
+   }
    if (!mh_direct_command ("hello", timeout_ms, &reply, &rtt, error)) {
       bson_destroy (&reply);
       return false;

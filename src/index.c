@@ -46,7 +46,8 @@ mongo_helper_create_index (const char *database,
       *name_out = NULL;
    }
    if (!mh_target_check ("create_index", database, collection, error) ||
-       !mh_doc_check ("create_index", "key pattern", keys, error)) {
+       !mh_doc_check ("create_index", "key pattern", keys, error) ||
+       (options && !mh_doc_check ("create_index", "options", options, error))) {
       return false;
    }
    if (bson_empty (keys)) {
@@ -108,8 +109,10 @@ mh_list_indexes_op (mh_attempt_t *a, void *ctx)
 {
    mh_index_ctx_t *c = ctx;
    mongoc_collection_t *coll = a->coll;
-   bool ok = mh_cursor_drain (
-      mongoc_collection_find_indexes_with_opts (coll, NULL), c->results, &a->error);
+   bool ok = mh_cursor_drain (mongoc_collection_find_indexes_with_opts (coll, NULL),
+                              c->results,
+                              mh_limit_result_bytes (a->config),
+                              &a->error);
 
    return ok;
 }

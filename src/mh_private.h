@@ -156,11 +156,11 @@ bool mh_target_check (const char *what,
                       const char *collection,
                       mongo_helper_error_t *error);
 
-/* MongoDB's nesting limit for documents (100 levels).  Every walk of a
- * caller's document, libbson's own validation included, recurses or keeps
- * a stack this deep, so mh_doc_check() bounds the depth first, without
- * recursing. */
-#define MH_MAX_DEPTH 100
+/* MongoDB's nesting limit for documents (100 levels, the top-level
+ * document being the first).  Every walk of a caller's document, libbson's
+ * own validation and JSON rendering included, recurses or keeps a stack
+ * this deep, so mh_doc_check() bounds the depth first, without recursing. */
+#define MH_MAX_DEPTH MONGO_HELPER_MAX_DEPTH
 
 /* A frame of a non-recursive document walk (libbson over-aligns
  * bson_iter_t, so a bare array of them is not allowed). */
@@ -169,7 +169,8 @@ typedef struct {
 } mh_iter_frame_t;
 
 /* A caller's document: not NULL, within MH_MAX_BSON, well-formed and
- * nested at most MH_MAX_DEPTH levels. */
+ * nested at most MH_MAX_DEPTH levels (embedded documents, arrays and the
+ * scopes of code-with-scope values each add one). */
 bool
 mh_doc_check (const char *what, const char *label, const bson_t *doc, mongo_helper_error_t *error);
 
@@ -189,8 +190,11 @@ void mh_database_done (mongoc_database_t *db, bool owned);
 /* bson helpers. */
 void mh_array_append (bson_t *array, uint32_t i, const bson_t *doc);
 void mh_array_append_iter (bson_t *array, uint32_t i, const bson_iter_t *it);
-/* Drains a cursor into `results` (reinitialised first); owns `cursor`. */
-bool mh_cursor_drain (mongoc_cursor_t *cursor, bson_t *results, bson_error_t *berr);
+/* Drains a cursor into `results` (reinitialised first); owns `cursor`.
+ * With `max_bytes` > 0 it stops with mh_result_too_big() once the array
+ * would pass that many bytes. */
+bool
+mh_cursor_drain (mongoc_cursor_t *cursor, bson_t *results, size_t max_bytes, bson_error_t *berr);
 /* Any numeric field (dotted path allowed) as int64; 0 when absent. */
 int64_t mh_bson_int64 (const bson_t *doc, const char *dotted);
 
@@ -200,6 +204,25 @@ void mh_recategorize (mongo_helper_error_t *error, mongo_helper_category_t cat);
 /* Reports a condition found inside an operation so mh_run() maps it like
  * a server error (domain SERVER, the given code); returns false. */
 bool mh_berr (bson_error_t *berr, uint32_t code, const char *fmt, ...) BSON_GNUC_PRINTF (3, 4);
+
+/* The operations' limits (see "Limits" in the header): the one place of
+ * their defaults, called by config.c on a new configuration before its
+ * settings are read.  A configuration whose fields are 0 (built without
+ * it) reads as the defaults through the accessors below. */
+void mh_limits_defaults (mongo_helper_config_t *config);
+/* max_result_bytes in force (NULL: the default). */
+size_t mh_limit_result_bytes (const mongo_helper_config_t *config);
+/* default_max_time_ms in force, 0 for none (NULL: none). */
+int32_t mh_limit_max_time_ms (const mongo_helper_config_t *config);
+
+/* What to add to libbson's JSON parse error `message`: words naming the
+ * nesting limit when the parser stopped at its own, else "". */
+const char *mh_json_levels_hint (const char *message);
+
+/* The error of a result past max_result_bytes (domain CLIENT, code
+ * TOO_BIG: INVALID_ARGUMENT, never retried); `hint` says what to use
+ * instead.  Returns false. */
+bool mh_result_too_big (bson_error_t *berr, size_t max_bytes, const char *hint);
 
 /* ==== Layer 2: keyring.c (key rings and sealed records) ============== */
 
@@ -340,6 +363,10 @@ struct mongo_helper_config_t {
    char *source;
    mongoc_uri_t *muri;                /* with every setting applied */
    mongo_helper_retry_policy_t retry; /* see "Which operations retry" */
+   /* Limits of the operations, defaults from mh_limits_defaults(). */
+   int32_t max_result_bytes;    /* [db] max_result_bytes / MONGO_MAX_RESULT_BYTES */
+   int32_t default_max_time_ms; /* [db] default_max_time_ms / MONGO_DEFAULT_MAX_TIME_MS;
+                                   0: none */
 };
 
 /* ==== Layer 4: resilience.c, security.c ============================== */
@@ -449,10 +476,11 @@ void mh_pool_returned (void);
  * the operation function the thread's handles for that place. */
 typedef struct {
    mongoc_client_t *client;
-   mongoc_database_t *db;     /* the call's database (default or named) */
-   mongoc_collection_t *coll; /* the call's collection, or NULL; borrowed */
-   bson_error_t error;        /* set by a failing operation */
-   unsigned labels;           /* MH_LABEL_* of the server's error reply */
+   mongoc_database_t *db;               /* the call's database (default or named) */
+   mongoc_collection_t *coll;           /* the call's collection, or NULL; borrowed */
+   bson_error_t error;                  /* set by a failing operation */
+   unsigned labels;                     /* MH_LABEL_* of the server's error reply */
+   const mongo_helper_config_t *config; /* the pool's configuration */
 } mh_attempt_t;
 
 typedef bool (*mh_op_fn) (mh_attempt_t *a, void *ctx);
@@ -516,18 +544,48 @@ bool mh_direct_command (const char *cmd_name,
 
 /* ==== Layer 7: ops.c (shared), stream.c, health.c ===================== */
 
-#define MH_EARTH_RADIUS_M 6378100.0
+#define MH_EARTH_RADIUS_M MONGO_HELPER_EARTH_RADIUS_M
 
 /* ops.c: the document operations every area above runs.  Each takes a
- * ready call (operation, flags, place) and arguments its caller checked. */
+ * ready call (operation, flags, place) and arguments its caller checked;
+ * the documents it hands to libmongoc (filters, documents, updates,
+ * sorts) it depth-checks itself too, with mh_doc_check(). */
 
-/* Finds into `results` (an array, reinitialised); first_only stops at one. */
+/* `opts` (may be NULL), or `scratch` holding a copy of it with the
+ * configured default maxTimeMS, when there is one and `opts` carries none.
+ * `scratch` is always initialised: the caller bson_destroy()s it. */
+const bson_t *mh_opts_max_time (const mh_attempt_t *a, const bson_t *opts, bson_t *scratch);
+
+/* Relaxed extended JSON of one document / of the documents of an array,
+ * each depth-checked first; NULL with INVALID_ARGUMENT naming `hint` when
+ * the text would pass `max_bytes` (0: no cap). */
+char *mh_json_doc (const char *what,
+                   const bson_t *doc,
+                   size_t max_bytes,
+                   const char *hint,
+                   mongo_helper_error_t *error);
+char *mh_json_array (const char *what,
+                     const bson_t *array,
+                     size_t max_bytes,
+                     const char *hint,
+                     mongo_helper_error_t *error);
+
+/* Finds into `results` (an array, reinitialised, at most max_result_bytes
+ * unless first_only); first_only stops at one. */
 bool mh_crud_find (const mh_call_t *call,
                    const bson_t *filter,
                    const bson_t *opts,
                    bool first_only,
                    bson_t *results,
                    mongo_helper_error_t *error);
+/* The same, telling the max_result_bytes in force (for JSON output). */
+bool mh_crud_find_ex (const mh_call_t *call,
+                      const bson_t *filter,
+                      const bson_t *opts,
+                      bool first_only,
+                      bson_t *results,
+                      size_t *max_bytes,
+                      mongo_helper_error_t *error);
 
 /* The first match copied into `doc` (reinitialised; empty when none). */
 bool mh_crud_find_one (const mh_call_t *call,
@@ -536,6 +594,13 @@ bool mh_crud_find_one (const mh_call_t *call,
                        bson_t *doc,
                        bool *found,
                        mongo_helper_error_t *error);
+bool mh_crud_find_one_ex (const mh_call_t *call,
+                          const bson_t *filter,
+                          const bson_t *opts,
+                          bson_t *doc,
+                          bool *found,
+                          size_t *max_bytes,
+                          mongo_helper_error_t *error);
 
 bool mh_crud_insert_one (const mh_call_t *call, const bson_t *doc, mongo_helper_error_t *error);
 
@@ -595,19 +660,22 @@ bool mh_crud_distinct (const mh_call_t *call,
                        bson_t *values,
                        mongo_helper_error_t *error);
 
-/* The find options struct as the find command's options. */
+/* The find options struct as the find command's options (its projection
+ * and sort depth-checked). */
 bool mh_find_opts (const char *what,
                    const mongo_helper_find_opts_t *o,
                    bson_t *out,
                    mongo_helper_error_t *error);
 
-/* A read with ready-made options: checks the filter, then finds. */
+/* A read with ready-made options: checks the filter, then finds;
+ * `max_bytes` (may be NULL) as for mh_crud_find_ex(). */
 bool mh_find_exec (mh_opid_t op,
                    const char *database,
                    const char *collection,
                    const bson_t *filter,
                    const bson_t *opts,
                    bson_t *results,
+                   size_t *max_bytes,
                    mongo_helper_error_t *error);
 
 /* stream.c */

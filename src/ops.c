@@ -5,26 +5,178 @@
  */
 #include "mh_private.h"
 
+/* ---- limits every read shares ---- */
+
+const bson_t *
+mh_opts_max_time (const mh_attempt_t *a, const bson_t *opts, bson_t *scratch)
+{
+   int32_t ms = mh_limit_max_time_ms (a->config);
+
+   bson_init (scratch);
+   if (ms <= 0 || (opts && bson_has_field (opts, "maxTimeMS"))) {
+      return opts;
+   }
+   if (opts) {
+      bson_concat (scratch, opts);
+   }
+   BSON_APPEND_INT32 (scratch, "maxTimeMS", ms);
+   return scratch;
+}
+
+/* Renders one document; NULL with INVALID_ARGUMENT when it is nested too
+ * deeply to render safely or is not valid BSON. */
+static char *
+mh_json_one (const char *what, const char *label, const bson_t *doc, mongo_helper_error_t *error)
+{
+   char *json;
+
+   if (!mh_doc_check (what, label, doc, error)) {
+      return NULL;
+   }
+   json = bson_as_relaxed_extended_json (doc, NULL);
+   if (!json) {
+      mh_fail (error,
+               MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+               0,
+               "%s: the %s cannot be rendered as JSON (invalid UTF-8 or a corrupt value)",
+               what,
+               label);
+   }
+   return json;
+}
+
+static char *
+mh_json_too_big (const char *what, size_t max_bytes, const char *hint, mongo_helper_error_t *error)
+{
+   mh_fail (error,
+            MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+            MONGOC_ERROR_CLIENT_TOO_BIG,
+            "%s: the results pass max_result_bytes (%zu bytes) as JSON text: %s",
+            what,
+            max_bytes,
+            hint);
+   return NULL;
+}
+
+char *
+mh_json_doc (const char *what,
+             const bson_t *doc,
+             size_t max_bytes,
+             const char *hint,
+             mongo_helper_error_t *error)
+{
+   char *json = mh_json_one (what, "document", doc, error);
+
+   if (json && max_bytes && strlen (json) > max_bytes) {
+      bson_free (json);
+      return mh_json_too_big (what, max_bytes, hint, error);
+   }
+   return json;
+}
+
+char *
+mh_json_array (const char *what,
+               const bson_t *array,
+               size_t max_bytes,
+               const char *hint,
+               mongo_helper_error_t *error)
+{
+   bson_string_t *out;
+   bson_iter_t it;
+   bool first = true;
+
+   if (!array || !bson_iter_init (&it, array)) {
+      mh_fail (
+         error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "%s: the array is NULL or corrupt", what);
+      return NULL;
+   }
+   out = bson_string_new ("[");
+   while (bson_iter_next (&it)) {
+      const uint8_t *data;
+      uint32_t len;
+      bson_t doc;
+      char label[48];
+      char *json = NULL;
+
+      bson_snprintf (label, sizeof label, "element %.16s", bson_iter_key (&it));
+      if (!BSON_ITER_HOLDS_DOCUMENT (&it)) {
+         mh_fail (
+            error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "%s: %s is not a document", what, label);
+      } else {
+         bson_iter_document (&it, &len, &data);
+         if (bson_init_static (&doc, data, len)) {
+            json = mh_json_one (what, label, &doc, error);
+         } else {
+            mh_fail (
+               error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "%s: %s is corrupt", what, label);
+         }
+      }
+      if (!json) {
+         bson_string_free (out, true);
+         return NULL;
+      }
+      /* Checked per document: the text never passes the cap by more than
+       * the one document just rendered. */
+      if (max_bytes && (size_t) out->len + strlen (json) + 3 > max_bytes) {
+         bson_free (json);
+         bson_string_free (out, true);
+         return mh_json_too_big (what, max_bytes, hint, error);
+      }
+      if (!first) {
+         bson_string_append (out, ", ");
+      }
+      bson_string_append (out, json);
+      bson_free (json);
+      first = false;
+   }
+   if (it.err_off) {
+      bson_string_free (out, true);
+      mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "%s: the array is corrupt", what);
+      return NULL;
+   }
+   bson_string_append (out, "]");
+   return bson_string_free (out, false);
+}
+
+/* The documents an operation hands to libmongoc, whose validation
+ * recurses, are depth-checked here whoever called: the web helpers pass
+ * their callers' values inside their own documents.  (Options are built
+ * by the callers, a caller's projection or sort one level down: they check
+ * those.)  NULL passes. */
+static bool
+mh_ops_check (const mh_call_t *call,
+              const char *label,
+              const bson_t *doc,
+              mongo_helper_error_t *error)
+{
+   return !doc || mh_doc_check (mh_op_name (call->op), label, doc, error);
+}
+
+/* ---- find ---- */
+
 typedef struct {
    const bson_t *filter;
    const bson_t *opts;
-   bool first_only; /* stop at the first document */
-   bson_t *results; /* array */
+   bool first_only;  /* stop at the first document */
+   bson_t *results;  /* array */
+   size_t max_bytes; /* out: the cap in force */
 } mh_find_ctx_t;
 
 static bool
 mh_find_op (mh_attempt_t *a, void *ctx)
 {
    mh_find_ctx_t *c = ctx;
-   bson_t empty = BSON_INITIALIZER;
-   mongoc_cursor_t *cursor =
-      mongoc_collection_find_with_opts (a->coll, c->filter ? c->filter : &empty, c->opts, NULL);
+   bson_t empty = BSON_INITIALIZER, scratch;
+   mongoc_cursor_t *cursor = mongoc_collection_find_with_opts (
+      a->coll, c->filter ? c->filter : &empty, mh_opts_max_time (a, c->opts, &scratch), NULL);
    const bson_t *doc;
    bool ok;
 
+   c->max_bytes = mh_limit_result_bytes (a->config);
    if (c->first_only) {
       /* With limit 1 the server closed the cursor with the first batch, so
-       * a second mongoc_cursor_next() would only confirm the end. */
+       * a second mongoc_cursor_next() would only confirm the end.  One
+       * document is bounded by MongoDB's own 16 MiB. */
       bson_reinit (c->results);
       if (mongoc_cursor_next (cursor, &doc)) {
          mh_array_append (c->results, 0, doc);
@@ -32,7 +184,26 @@ mh_find_op (mh_attempt_t *a, void *ctx)
       ok = !mongoc_cursor_error (cursor, &a->error);
       mongoc_cursor_destroy (cursor);
    } else {
-      ok = mh_cursor_drain (cursor, c->results, &a->error);
+      ok = mh_cursor_drain (cursor, c->results, c->max_bytes, &a->error);
+   }
+   bson_destroy (&scratch);
+   return ok;
+}
+
+bool
+mh_crud_find_ex (const mh_call_t *call,
+                 const bson_t *filter,
+                 const bson_t *opts,
+                 bool first_only,
+                 bson_t *results,
+                 size_t *max_bytes,
+                 mongo_helper_error_t *error)
+{
+   mh_find_ctx_t ctx = {filter, opts, first_only, results, 0};
+   bool ok = mh_ops_check (call, "filter", filter, error) && mh_run (call, mh_find_op, &ctx, error);
+
+   if (max_bytes) {
+      *max_bytes = ctx.max_bytes;
    }
    return ok;
 }
@@ -45,22 +216,21 @@ mh_crud_find (const mh_call_t *call,
               bson_t *results,
               mongo_helper_error_t *error)
 {
-   mh_find_ctx_t ctx = {filter, opts, first_only, results};
-
-   return mh_run (call, mh_find_op, &ctx, error);
+   return mh_crud_find_ex (call, filter, opts, first_only, results, NULL, error);
 }
 
 bool
-mh_crud_find_one (const mh_call_t *call,
-                  const bson_t *filter,
-                  const bson_t *opts,
-                  bson_t *doc,
-                  bool *found,
-                  mongo_helper_error_t *error)
+mh_crud_find_one_ex (const mh_call_t *call,
+                     const bson_t *filter,
+                     const bson_t *opts,
+                     bson_t *doc,
+                     bool *found,
+                     size_t *max_bytes,
+                     mongo_helper_error_t *error)
 {
    bson_t results = BSON_INITIALIZER;
    bson_iter_t it;
-   bool ok = mh_crud_find (call, filter, opts, true, &results, error);
+   bool ok = mh_crud_find_ex (call, filter, opts, true, &results, max_bytes, error);
 
    *found = false;
    bson_reinit (doc);
@@ -78,6 +248,17 @@ mh_crud_find_one (const mh_call_t *call,
    }
    bson_destroy (&results);
    return ok;
+}
+
+bool
+mh_crud_find_one (const mh_call_t *call,
+                  const bson_t *filter,
+                  const bson_t *opts,
+                  bson_t *doc,
+                  bool *found,
+                  mongo_helper_error_t *error)
+{
+   return mh_crud_find_one_ex (call, filter, opts, doc, found, NULL, error);
 }
 
 typedef struct {
@@ -103,7 +284,8 @@ mh_crud_insert_one (const mh_call_t *call, const bson_t *doc, mongo_helper_error
 {
    mh_insert_ctx_t ctx = {doc};
 
-   return mh_run (call, mh_insert_one_op, &ctx, error);
+   return mh_ops_check (call, "document", doc, error) &&
+          mh_run (call, mh_insert_one_op, &ctx, error);
 }
 
 /* The driver would add an _id too, but would not tell us which: making it
@@ -169,7 +351,8 @@ mh_crud_insert_many (const mh_call_t *call,
 {
    /* libmongoc's prototype lacks the inner const. */
    mh_insert_many_ctx_t ctx = {(const bson_t **) docs, n, ordered, 0};
-   bool ok = mh_run (call, mh_insert_many_op, &ctx, error);
+   bool ok = mh_docs_check (mh_op_name (call->op), docs, n, error) &&
+             mh_run (call, mh_insert_many_op, &ctx, error);
 
    if (inserted) {
       *inserted = ctx.inserted;
@@ -246,7 +429,9 @@ mh_crud_update (const mh_call_t *call,
    mh_update_ctx_t ctx = {kind, filter, update, upsert, result};
 
    mh_update_result_reset (result);
-   return mh_run (call, mh_update_op, &ctx, error);
+   return mh_ops_check (call, "filter", filter, error) &&
+          mh_ops_check (call, kind == MH_REPLACE_ONE ? "replacement" : "update", update, error) &&
+          mh_run (call, mh_update_op, &ctx, error);
 }
 
 typedef struct {
@@ -279,7 +464,8 @@ mh_crud_delete (const mh_call_t *call,
                 mongo_helper_error_t *error)
 {
    mh_delete_ctx_t ctx = {filter, many, 0};
-   bool ok = mh_run (call, mh_delete_op, &ctx, error);
+   bool ok =
+      mh_ops_check (call, "filter", filter, error) && mh_run (call, mh_delete_op, &ctx, error);
 
    if (deleted) {
       *deleted = ok ? ctx.deleted : 0;
@@ -297,11 +483,14 @@ static bool
 mh_count_op (mh_attempt_t *a, void *ctx)
 {
    mh_count_ctx_t *c = ctx;
+   bson_t scratch;
+   const bson_t *opts = mh_opts_max_time (a, c->opts, &scratch);
 
    c->count =
       c->filter
-         ? mongoc_collection_count_documents (a->coll, c->filter, c->opts, NULL, NULL, &a->error)
-         : mongoc_collection_estimated_document_count (a->coll, c->opts, NULL, NULL, &a->error);
+         ? mongoc_collection_count_documents (a->coll, c->filter, opts, NULL, NULL, &a->error)
+         : mongoc_collection_estimated_document_count (a->coll, opts, NULL, NULL, &a->error);
+   bson_destroy (&scratch);
    return c->count >= 0;
 }
 
@@ -313,7 +502,8 @@ mh_crud_count (const mh_call_t *call,
                mongo_helper_error_t *error)
 {
    mh_count_ctx_t ctx = {filter, opts, 0};
-   bool ok = mh_run (call, mh_count_op, &ctx, error);
+   bool ok =
+      mh_ops_check (call, "filter", filter, error) && mh_run (call, mh_count_op, &ctx, error);
 
    *count = ok ? ctx.count : 0;
    return ok;
@@ -353,6 +543,10 @@ mh_fam_op (mh_attempt_t *a, void *ctx)
    if (c->sort) {
       mongoc_find_and_modify_opts_set_sort (fam, c->sort);
    }
+   if (mh_limit_max_time_ms (a->config) > 0) {
+      mongoc_find_and_modify_opts_set_max_time_ms (fam,
+                                                   (uint32_t) mh_limit_max_time_ms (a->config));
+   }
    c->found = false;
    bson_reinit (c->doc);
    ok = mongoc_collection_find_and_modify_with_opts (a->coll, c->filter, fam, &reply, &a->error);
@@ -385,7 +579,9 @@ mh_crud_find_and_modify (const mh_call_t *call,
                          mongo_helper_error_t *error)
 {
    mh_fam_ctx_t ctx = {filter, update, sort, flags, doc, false};
-   bool ok = mh_run (call, mh_fam_op, &ctx, error);
+   bool ok = mh_ops_check (call, "filter", filter, error) &&
+             mh_ops_check (call, "update", update, error) &&
+             mh_ops_check (call, "sort", sort, error) && mh_run (call, mh_fam_op, &ctx, error);
 
    *found = ok && ctx.found;
    return ok;
@@ -400,12 +596,13 @@ static bool
 mh_distinct_op (mh_attempt_t *a, void *ctx)
 {
    mh_distinct_ctx_t *c = ctx;
-   bson_t reply;
+   bson_t reply, scratch;
    bson_iter_t it, child;
    uint32_t i = 0;
-   bool ok =
-      mongoc_collection_read_command_with_opts (a->coll, c->command, NULL, NULL, &reply, &a->error);
+   bool ok = mongoc_collection_read_command_with_opts (
+      a->coll, c->command, NULL, mh_opts_max_time (a, NULL, &scratch), &reply, &a->error);
 
+   bson_destroy (&scratch);
    bson_reinit (c->values);
    if (ok && bson_iter_init_find (&it, &reply, "values") && BSON_ITER_HOLDS_ARRAY (&it) &&
        bson_iter_recurse (&it, &child)) {
@@ -428,6 +625,10 @@ mh_crud_distinct (const mh_call_t *call,
    bson_t cmd = BSON_INITIALIZER;
    bool ok;
 
+   if (!mh_ops_check (call, "filter", filter, error)) {
+      bson_destroy (&cmd);
+      return false;
+   }
    BSON_APPEND_UTF8 (&cmd, "distinct", call->collection);
    BSON_APPEND_UTF8 (&cmd, "key", field);
    if (filter) {
@@ -456,8 +657,15 @@ mh_find_opts (const char *what,
       return mh_fail (error,
                       MONGO_HELPER_ERROR_INVALID_ARGUMENT,
                       0,
-                      "%s: skip, limit and batch_size must not be negative",
+                      "%s: skip, limit and batch_size must not be negative (skip and limit "
+                      "0 .. INT64_MAX, batch_size 0 .. INT32_MAX; 0: none / the server's)",
                       what);
+   }
+   /* Checked as the caller's documents: inside the options they sit one
+    * level deeper, as they do inside the server's command. */
+   if ((o->projection && !mh_doc_check (what, "projection", o->projection, error)) ||
+       (o->sort && !mh_doc_check (what, "sort", o->sort, error))) {
+      return false;
    }
    if (o->projection) {
       BSON_APPEND_DOCUMENT (out, "projection", o->projection);
@@ -486,6 +694,7 @@ mh_find_exec (mh_opid_t op,
               const bson_t *filter,
               const bson_t *opts,
               bson_t *results,
+              size_t *max_bytes,
               mongo_helper_error_t *error)
 {
    const mh_call_t call = {op, MH_OP_READ, database, collection, NULL};
@@ -493,5 +702,5 @@ mh_find_exec (mh_opid_t op,
    if (filter && !mh_doc_check (mh_op_name (op), "filter", filter, error)) {
       return false;
    }
-   return mh_crud_find (&call, filter, opts, false, results, error);
+   return mh_crud_find_ex (&call, filter, opts, false, results, max_bytes, error);
 }

@@ -58,7 +58,7 @@ mongo_helper_text_search (const char *database,
    if (limit > 0) {
       BSON_APPEND_INT64 (&opts, "limit", limit);
    }
-   ok = mh_find_exec (MH_OPID_TEXT_SEARCH, database, collection, &f, &opts, results, error);
+   ok = mh_find_exec (MH_OPID_TEXT_SEARCH, database, collection, &f, &opts, results, NULL, error);
    bson_destroy (&f);
    bson_destroy (&opts);
    return ok;
@@ -72,16 +72,17 @@ mh_geo_check (const char *op,
               double meters,
               mongo_helper_error_t *error)
 {
-   /* The negated forms also reject NaN. */
+   /* The negated forms also reject NaN (and the bound, infinity). */
    if (!field || !*field || !(lng >= -180.0 && lng <= 180.0) || !(lat >= -90.0 && lat <= 90.0) ||
-       !(meters >= 0.0)) {
+       !(meters >= 0.0 && meters <= MONGO_HELPER_MAX_DISTANCE_M)) {
       return mh_fail (error,
                       MONGO_HELPER_ERROR_INVALID_ARGUMENT,
                       0,
                       "%s: need a field name, longitude in [-180, 180], "
-                      "latitude in [-90, 90] and a distance >= 0 (got %g, %g, "
-                      "%g)",
+                      "latitude in [-90, 90] and a distance from 0 to %.0f m, half the "
+                      "Earth's circumference (got %g, %g, %g)",
                       op,
+                      MONGO_HELPER_MAX_DISTANCE_M,
                       lng,
                       lat,
                       meters);
@@ -135,7 +136,7 @@ mongo_helper_geo_near (const char *database,
    if (limit > 0) {
       BSON_APPEND_INT64 (&opts, "limit", limit);
    }
-   ok = mh_find_exec (MH_OPID_GEO_NEAR, database, collection, filter, &opts, results, error);
+   ok = mh_find_exec (MH_OPID_GEO_NEAR, database, collection, filter, &opts, results, NULL, error);
    bson_destroy (filter);
    bson_destroy (&opts);
    return ok;
@@ -161,11 +162,15 @@ mongo_helper_geo_within_polygon (const char *database,
        !mh_target_check ("geo_within_polygon", database, collection, error)) {
       return false;
    }
-   if (!lng_lat || n < 3) {
+   if (!lng_lat || n < 3 || n > MONGO_HELPER_MAX_POLYGON_POINTS) {
       return mh_fail (error,
                       MONGO_HELPER_ERROR_INVALID_ARGUMENT,
                       0,
-                      "geo_within_polygon: a polygon needs at least 3 points");
+                      "geo_within_polygon: a polygon needs 3 to %d points "
+                      "(MONGO_HELPER_MAX_POLYGON_POINTS), got %zu%s",
+                      MONGO_HELPER_MAX_POLYGON_POINTS,
+                      n,
+                      lng_lat ? "" : " and lng_lat is NULL");
    }
    for (size_t i = 0; i < n; i++) {
       if (!mh_geo_check (
@@ -202,7 +207,7 @@ mongo_helper_geo_within_polygon (const char *database,
    bson_append_document_end (&f, &w);
    bson_append_document_end (&filter, &f);
    ok = mh_find_exec (
-      MH_OPID_GEO_WITHIN_POLYGON, database, collection, &filter, NULL, results, error);
+      MH_OPID_GEO_WITHIN_POLYGON, database, collection, &filter, NULL, results, NULL, error);
    bson_destroy (&filter);
    return ok;
 }
@@ -239,8 +244,8 @@ mongo_helper_geo_within_circle (const char *database,
                       "]",
                       "}",
                       "}");
-   ok =
-      mh_find_exec (MH_OPID_GEO_WITHIN_CIRCLE, database, collection, filter, NULL, results, error);
+   ok = mh_find_exec (
+      MH_OPID_GEO_WITHIN_CIRCLE, database, collection, filter, NULL, results, NULL, error);
    bson_destroy (filter);
    return ok;
 }

@@ -5,8 +5,6 @@
 
 /* -- query injection -- */
 
-#define MH_FILTER_MAX_DEPTH 100
-
 typedef struct {
    unsigned flags;
    char path[512];
@@ -65,7 +63,9 @@ mh_filter_doc (mh_filter_walk_t *w, const bson_iter_t *doc, bool filter_context,
 {
    bson_iter_t child;
 
-   if (depth > MH_FILTER_MAX_DEPTH) {
+   /* mh_doc_check() bounded the depth before this walk began; this keeps
+    * the recursion bounded on its own. */
+   if (depth >= MH_MAX_DEPTH) {
       return mh_filter_reject (w, "is nested too deeply (more than 100 levels)");
    }
    {
@@ -163,6 +163,11 @@ mongo_helper_filter_check (const bson_t *filter, unsigned flags, mongo_helper_er
                       0,
                       "mongo_helper_filter_check: the filter is NULL");
    }
+   /* The depth first, without recursing: bson_validate() and the walk
+    * below recurse once per level. */
+   if (!mh_doc_check ("mongo_helper_filter_check", "filter", filter, error)) {
+      return false;
+   }
    if (!bson_validate (filter, BSON_VALIDATE_NONE, NULL)) {
       return mh_fail (error,
                       MONGO_HELPER_ERROR_INVALID_ARGUMENT,
@@ -213,8 +218,9 @@ mongo_helper_filter_check_json (const char *json,
       return mh_fail (error,
                       MONGO_HELPER_ERROR_INVALID_ARGUMENT,
                       0,
-                      "mongo_helper_filter_check_json: malformed JSON (%s)",
-                      berr.message);
+                      "mongo_helper_filter_check_json: malformed JSON (%s)%s",
+                      berr.message,
+                      mh_json_levels_hint (berr.message));
    }
    if (!mongo_helper_filter_check (&parsed, flags, error)) {
       bson_destroy (&parsed);

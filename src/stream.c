@@ -29,7 +29,9 @@ static bool
 mh_stream_op (mh_attempt_t *a, void *ctx)
 {
    mh_stream_ctx_t *c = ctx;
-   bson_t empty = BSON_INITIALIZER;
+   bson_t empty = BSON_INITIALIZER, scratch;
+   const bson_t *opts = mh_opts_max_time (a, c->opts, &scratch);
+   const size_t max_bytes = mh_limit_result_bytes (a->config);
    mongoc_cursor_t *cursor;
    /* A chunk's documents are copied back to back into one buffer (reused
     * for every chunk) and handed out as static bson_t's over it: one
@@ -48,14 +50,24 @@ mh_stream_op (mh_attempt_t *a, void *ctx)
    bool more = true, ok;
 
    if (c->pipeline) {
-      cursor = mongoc_collection_aggregate (a->coll, MONGOC_QUERY_NONE, c->pipeline, c->opts, NULL);
+      cursor = mongoc_collection_aggregate (a->coll, MONGOC_QUERY_NONE, c->pipeline, opts, NULL);
    } else {
       cursor =
-         mongoc_collection_find_with_opts (a->coll, c->filter ? c->filter : &empty, c->opts, NULL);
+         mongoc_collection_find_with_opts (a->coll, c->filter ? c->filter : &empty, opts, NULL);
    }
    /* Copies are needed because a cursor's document is only valid until the
-    * next call; holding at most chunk_size of them bounds the memory. */
+    * next call; holding at most chunk_size of them, and at most
+    * max_result_bytes of them (a chunk goes early, shorter, rather than
+    * pass it), bounds the memory. */
    while (more && mongoc_cursor_next (cursor, &doc)) {
+      if (n > 0 && used + doc->len > max_bytes) {
+         more = mh_stream_deliver (c, chunk, ptrs, offs, n, buf, used);
+         n = 0;
+         used = 0;
+         if (!more) {
+            break;
+         }
+      }
       if (cap - used < doc->len) {
          while (cap - used < doc->len) {
             /* first guess: a chunk of documents like this one, at
@@ -95,6 +107,7 @@ mh_stream_op (mh_attempt_t *a, void *ctx)
    /* Destroying a cursor that was stopped early sends killCursors, so the
     * server frees its side too. */
    mongoc_cursor_destroy (cursor);
+   bson_destroy (&scratch);
    return ok;
 }
 
@@ -105,21 +118,22 @@ mh_stream_run (mh_opid_t op, mh_stream_ctx_t *ctx, mongo_helper_error_t *error)
     * taken back, so the execution path must never repeat the stream. */
    const mh_call_t call = {op, MH_OP_ONCE, ctx->database, ctx->collection, NULL};
 
-   if (ctx->chunk_size == 0 || !ctx->fn) {
+   if (!ctx->fn) {
       return mh_fail (error,
                       MONGO_HELPER_ERROR_INVALID_ARGUMENT,
                       0,
-                      "%s: chunk_size must be at least 1 and the callback "
-                      "must not be NULL",
+                      "%s: the callback is NULL",
                       mh_op_name (op));
    }
-   if (ctx->chunk_size > INT32_MAX) {
+   if (ctx->chunk_size == 0 || ctx->chunk_size > MONGO_HELPER_MAX_CHUNK_SIZE) {
       return mh_fail (error,
                       MONGO_HELPER_ERROR_INVALID_ARGUMENT,
                       0,
-                      "%s: chunk_size %zu is too large",
+                      "%s: chunk_size is %zu: give 1 to %d documents "
+                      "(MONGO_HELPER_MAX_CHUNK_SIZE)",
                       mh_op_name (op),
-                      ctx->chunk_size);
+                      ctx->chunk_size,
+                      MONGO_HELPER_MAX_CHUNK_SIZE);
    }
    return mh_run (&call, mh_stream_op, ctx, error);
 }
@@ -147,7 +161,8 @@ mongo_helper_find_stream (const char *database,
    if (opts) {
       o = *opts;
    }
-   if (o.batch_size == 0 && chunk_size <= INT32_MAX) {
+   /* A chunk size out of range is refused by mh_stream_run(). */
+   if (o.batch_size == 0 && chunk_size <= MONGO_HELPER_MAX_CHUNK_SIZE) {
       o.batch_size = (int32_t) chunk_size;
    }
    if (!mh_find_opts ("find_stream", &o, &b, error)) {

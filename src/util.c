@@ -289,7 +289,9 @@ mh_target_check (const char *what,
 /* The server would refuse an oversized or too deeply nested document only
  * after the whole of it crossed the network; refusing here is cheaper and
  * names the culprit.  The depth walk keeps its own stack, so a hostile
- * 10,000-level document costs a loop, not the thread's stack. */
+ * 10,000-level document costs a loop, not the thread's stack.  The scope
+ * of a code-with-scope value is a document too: libbson's validation and
+ * JSON rendering recurse into it without a depth limit. */
 bool
 mh_doc_check (const char *what, const char *label, const bson_t *doc, mongo_helper_error_t *error)
 {
@@ -316,6 +318,7 @@ mh_doc_check (const char *what, const char *label, const bson_t *doc, mongo_help
    }
    while (depth >= 0) {
       bson_iter_t *it = &stack[depth].it;
+      bool nested;
 
       if (!bson_iter_next (it)) {
          /* The end of the elements, or a corrupt one: tell them apart. */
@@ -325,22 +328,33 @@ mh_doc_check (const char *what, const char *label, const bson_t *doc, mongo_help
          depth--;
          continue;
       }
-      if (BSON_ITER_HOLDS_DOCUMENT (it) || BSON_ITER_HOLDS_ARRAY (it)) {
-         if (depth + 1 >= MH_MAX_DEPTH) {
-            return mh_fail (error,
-                            MONGO_HELPER_ERROR_INVALID_ARGUMENT,
-                            0,
-                            "%s: the %s is nested deeper than %d levels, MongoDB's "
-                            "limit: flatten it",
-                            what,
-                            label,
-                            MH_MAX_DEPTH);
-         }
-         if (!bson_iter_recurse (it, &stack[depth + 1].it)) {
+      nested = BSON_ITER_HOLDS_DOCUMENT (it) || BSON_ITER_HOLDS_ARRAY (it) ||
+               BSON_ITER_HOLDS_CODEWSCOPE (it);
+      if (!nested) {
+         continue;
+      }
+      if (depth + 1 >= MH_MAX_DEPTH) {
+         return mh_fail (error,
+                         MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                         0,
+                         "%s: the %s is nested too deeply: more than %d levels, "
+                         "MongoDB's limit (MONGO_HELPER_MAX_DEPTH): flatten it",
+                         what,
+                         label,
+                         MH_MAX_DEPTH);
+      }
+      if (BSON_ITER_HOLDS_CODEWSCOPE (it)) {
+         const uint8_t *scope = NULL;
+         uint32_t scope_len = 0, code_len;
+
+         bson_iter_codewscope (it, &code_len, &scope_len, &scope);
+         if (!scope || !bson_iter_init_from_data (&stack[depth + 1].it, scope, scope_len)) {
             goto corrupt;
          }
-         depth++;
+      } else if (!bson_iter_recurse (it, &stack[depth + 1].it)) {
+         goto corrupt;
       }
+      depth++;
    }
    return true;
 
@@ -400,19 +414,72 @@ mh_array_append_iter (bson_t *array, uint32_t i, const bson_iter_t *it)
 /* Drains a cursor into `results` (reinitialised first, so a repeated
  * operation never appends twice).  Takes ownership of `cursor`. */
 bool
-mh_cursor_drain (mongoc_cursor_t *cursor, bson_t *results, bson_error_t *berr)
+mh_cursor_drain (mongoc_cursor_t *cursor, bson_t *results, size_t max_bytes, bson_error_t *berr)
 {
    const bson_t *doc;
    uint32_t i = 0;
-   bool ok;
+   bool ok = true;
 
    bson_reinit (results);
    while (mongoc_cursor_next (cursor, &doc)) {
+      /* Checked before the copy: memory never passes the cap by more than
+       * the array's own framing. */
+      if (max_bytes && (size_t) results->len + doc->len > max_bytes) {
+         ok = mh_result_too_big (berr,
+                                 max_bytes,
+                                 "read them with a stream (find_stream, aggregate_stream) "
+                                 "or ask for fewer (a limit, $limit)");
+         bson_reinit (results);
+         break;
+      }
       mh_array_append (results, i++, doc);
    }
-   ok = !mongoc_cursor_error (cursor, berr);
+   ok = ok && !mongoc_cursor_error (cursor, berr);
    mongoc_cursor_destroy (cursor);
    return ok;
+}
+
+/* ---- Limits ---- */
+
+void
+mh_limits_defaults (mongo_helper_config_t *config)
+{
+   config->max_result_bytes = MONGO_HELPER_DEFAULT_MAX_RESULT_BYTES;
+   config->default_max_time_ms = MONGO_HELPER_DEFAULT_MAX_TIME_MS;
+}
+
+size_t
+mh_limit_result_bytes (const mongo_helper_config_t *config)
+{
+   return config && config->max_result_bytes > 0 ? (size_t) config->max_result_bytes
+                                                 : (size_t) MONGO_HELPER_DEFAULT_MAX_RESULT_BYTES;
+}
+
+int32_t
+mh_limit_max_time_ms (const mongo_helper_config_t *config)
+{
+   return config && config->default_max_time_ms > 0 ? config->default_max_time_ms : 0;
+}
+
+const char *
+mh_json_levels_hint (const char *message)
+{
+   return strstr (message, "LEVELS_EXCEEDED")
+             ? " (nested deeper than libbson's JSON parser allows, 98 levels; MongoDB's "
+               "limit is 100): flatten it"
+             : "";
+}
+
+bool
+mh_result_too_big (bson_error_t *berr, size_t max_bytes, const char *hint)
+{
+   bson_set_error (berr,
+                   MONGOC_ERROR_CLIENT,
+                   MONGOC_ERROR_CLIENT_TOO_BIG,
+                   "the results pass max_result_bytes (%zu bytes): %s",
+                   max_bytes,
+                   hint);
+   return false;
 }
 
 bool

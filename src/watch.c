@@ -116,6 +116,36 @@ mongo_helper_watch (const char *collection,
    if (!mh_check_db_name (fn_name, opts->database, error)) {
       return false;
    }
+   if (opts->timeout_ms > MONGO_HELPER_MAX_WATCH_TIMEOUT_MS) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "%s: timeout_ms %" PRId64 " is over %d ms (7 days, "
+                      "MONGO_HELPER_MAX_WATCH_TIMEOUT_MS): pass 0 to watch until the "
+                      "callback says stop",
+                      fn_name,
+                      opts->timeout_ms,
+                      MONGO_HELPER_MAX_WATCH_TIMEOUT_MS);
+   }
+   if (opts->max_await_time_ms < 0 || opts->max_await_time_ms > MONGO_HELPER_MAX_AWAIT_TIME_MS) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "%s: max_await_time_ms %d is out of range: 0 for 1000 ms, else 1 to %d "
+                      "(MONGO_HELPER_MAX_AWAIT_TIME_MS)",
+                      fn_name,
+                      (int) opts->max_await_time_ms,
+                      MONGO_HELPER_MAX_AWAIT_TIME_MS);
+   }
+   if (opts->batch_size < 0) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "%s: batch_size %d is negative: 0 for the server's default, else the "
+                      "events per batch",
+                      fn_name,
+                      (int) opts->batch_size);
+   }
    if (opts->resume_after && opts->start_after) {
       return mh_bad_arg (error,
                          fn_name,

@@ -14,7 +14,7 @@ main (void)
       redact_suite, crypto_suite,                      /* 0 (crypto: keyring is 2) */
       error_suite, log_suite,                          /* 1 */
       config_suite, config_settings_suite,             /* 3 */
-      resilience_suite, security_suite,                /* 4 */
+      resilience_suite, security_suite, depth_suite, limits_suite,                /* 4 */
       metrics_suite,                                   /* 5 */
       singleton_suite,                                 /* 6: mongo_helper.c */
       crud_suite, stream_suite, health_suite,          /* 7 */

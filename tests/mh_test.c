@@ -50,7 +50,9 @@ mh_test_clean_env (void)
                                 "MONGO_RETRY_BASE_MS",
                                 "MONGO_RETRY_MAX_MS",
                                 "MONGO_CIRCUIT_FAILURE_THRESHOLD",
-                                "MONGO_CIRCUIT_COOLDOWN_MS"};
+                                "MONGO_CIRCUIT_COOLDOWN_MS",
+                                "MONGO_MAX_RESULT_BYTES",
+                                "MONGO_DEFAULT_MAX_TIME_MS"};
    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
       unsetenv (vars[i]);
    }

@@ -21,6 +21,8 @@ Suite *config_suite (void);
 Suite *config_settings_suite (void);
 Suite *resilience_suite (void);
 Suite *security_suite (void);
+Suite *depth_suite (void);
+Suite *limits_suite (void);
 Suite *metrics_suite (void);
 Suite *singleton_suite (void); /* mongo_helper.c: singleton, pool, commands */
 Suite *crud_suite (void);

@@ -494,7 +494,9 @@ START_TEST (every_table_setting_is_listed_with_its_default_when_nothing_sets_it)
                                  "retry_base_ms",
                                  "retry_max_ms",
                                  "circuit_failure_threshold",
-                                 "circuit_cooldown_ms"};
+                                 "circuit_cooldown_ms",
+                                 "max_result_bytes",
+                                 "default_max_time_ms"};
    mongo_helper_config_t *c = load_ok ("/dev/null", "mongodb://h/db");
    mongo_helper_setting_t st;
 
@@ -511,6 +513,8 @@ START_TEST (every_table_setting_is_listed_with_its_default_when_nothing_sets_it)
    assert_setting (c, "retry_writes", "true", MONGO_HELPER_SOURCE_DEFAULT, "libmongoc");
    assert_setting (c, "app_name", NULL, MONGO_HELPER_SOURCE_DEFAULT, "libmongoc");
    assert_setting (c, "retry_attempts", "3", MONGO_HELPER_SOURCE_DEFAULT, "mongo_helper");
+   assert_setting (c, "max_result_bytes", "67108864", MONGO_HELPER_SOURCE_DEFAULT, "mongo_helper");
+   assert_setting (c, "default_max_time_ms", "0", MONGO_HELPER_SOURCE_DEFAULT, "mongo_helper");
    st = setting (c, "max_pool_size");
    ck_assert_str_eq (st.env, "MONGO_MAX_POOL_SIZE");
    ck_assert_str_eq (st.uri_option, "maxPoolSize");
