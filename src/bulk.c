@@ -50,13 +50,15 @@ mh_bulk_op (mh_attempt_t *a, void *ctx)
    bson_t *opts = BCON_NEW ("ordered", BCON_BOOL (c->ordered));
    mongoc_bulk_operation_t *bulk =
       mongoc_collection_create_bulk_operation_with_opts (a->coll, opts);
+   bson_t no_validate; /* mh_docs_check() checked every document */
    bson_t reply;
    bson_iter_t it, errs, one;
    size_t before = c->result->n_failures;
    bool ok = true;
 
+   mh_opts_no_validate (&no_validate);
    for (size_t i = 0; ok && i < c->n; i++) {
-      ok = mongoc_bulk_operation_insert_with_opts (bulk, c->docs[i], NULL, berr);
+      ok = mongoc_bulk_operation_insert_with_opts (bulk, c->docs[i], &no_validate, berr);
    }
    if (!ok) {
       /* The documents were checked before: this is a driver-side refusal

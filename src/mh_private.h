@@ -174,7 +174,21 @@ typedef struct {
 bool
 mh_doc_check (const char *what, const char *label, const bson_t *doc, mongo_helper_error_t *error);
 
-/* mh_doc_check() on each of `n` documents (the message names the index);
+/* mh_doc_check() and what the server keeps: no empty field name, valid
+ * UTF-8 (strict, RFC 3629) in every field name and string.  The insert and
+ * replace paths check this once and tell libmongoc not to validate again
+ * ({"validate": false}): libbson 1.23 would walk every string byte by byte
+ * twice and still let invalid UTF-8 through. */
+bool mh_doc_check_stored (const char *what,
+                          const char *label,
+                          const bson_t *doc,
+                          mongo_helper_error_t *error);
+
+/* Strict UTF-8 of `len` bytes (NUL bytes allowed). */
+bool mh_utf8_ok (const char *s, size_t len);
+
+/* mh_doc_check_stored() on each of `n` documents to insert (the message
+ * names the index);
  * also refuses a NULL or empty array. */
 bool
 mh_docs_check (const char *what, const bson_t *const *docs, size_t n, mongo_helper_error_t *error);
@@ -602,7 +616,13 @@ bool mh_crud_find_one_ex (const mh_call_t *call,
                           size_t *max_bytes,
                           mongo_helper_error_t *error);
 
+/* Checks `doc` with mh_doc_check_stored() and inserts it without
+ * libmongoc's second validation. */
 bool mh_crud_insert_one (const mh_call_t *call, const bson_t *doc, mongo_helper_error_t *error);
+
+/* Initialises `opts` (static, nothing to destroy) as {"validate": false},
+ * for insert paths whose documents mh_doc_check_stored() accepted. */
+void mh_opts_no_validate (bson_t *opts);
 
 bool mh_crud_insert_many (const mh_call_t *call,
                           const bson_t *const *docs,

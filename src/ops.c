@@ -158,7 +158,8 @@ typedef struct {
    const bson_t *filter;
    const bson_t *opts;
    bool first_only;  /* stop at the first document */
-   bson_t *results;  /* array */
+   bson_t *results;  /* array; with first_only the document itself */
+   bool found;       /* first_only: a document was copied */
    size_t max_bytes; /* out: the cap in force */
 } mh_find_ctx_t;
 
@@ -176,10 +177,12 @@ mh_find_op (mh_attempt_t *a, void *ctx)
    if (c->first_only) {
       /* With limit 1 the server closed the cursor with the first batch, so
        * a second mongoc_cursor_next() would only confirm the end.  One
-       * document is bounded by MongoDB's own 16 MiB. */
+       * document is bounded by MongoDB's own 16 MiB, and copied once,
+       * straight into the caller's. */
       bson_reinit (c->results);
-      if (mongoc_cursor_next (cursor, &doc)) {
-         mh_array_append (c->results, 0, doc);
+      c->found = mongoc_cursor_next (cursor, &doc);
+      if (c->found) {
+         bson_concat (c->results, doc);
       }
       ok = !mongoc_cursor_error (cursor, &a->error);
       mongoc_cursor_destroy (cursor);
@@ -199,9 +202,11 @@ mh_crud_find_ex (const mh_call_t *call,
                  size_t *max_bytes,
                  mongo_helper_error_t *error)
 {
-   mh_find_ctx_t ctx = {filter, opts, first_only, results, 0};
-   bool ok = mh_ops_check (call, "filter", filter, error) && mh_run (call, mh_find_op, &ctx, error);
+   mh_find_ctx_t ctx = {filter, opts, first_only, results, false, 0};
+   bool ok;
 
+   BSON_ASSERT (!first_only); /* see mh_crud_find_one_ex() */
+   ok = mh_ops_check (call, "filter", filter, error) && mh_run (call, mh_find_op, &ctx, error);
    if (max_bytes) {
       *max_bytes = ctx.max_bytes;
    }
@@ -228,25 +233,16 @@ mh_crud_find_one_ex (const mh_call_t *call,
                      size_t *max_bytes,
                      mongo_helper_error_t *error)
 {
-   bson_t results = BSON_INITIALIZER;
-   bson_iter_t it;
-   bool ok = mh_crud_find_ex (call, filter, opts, true, &results, max_bytes, error);
+   mh_find_ctx_t ctx = {filter, opts, true, doc, false, 0};
+   bool ok = mh_ops_check (call, "filter", filter, error) && mh_run (call, mh_find_op, &ctx, error);
 
-   *found = false;
-   bson_reinit (doc);
-   if (ok && bson_iter_init (&it, &results) && bson_iter_next (&it) &&
-       BSON_ITER_HOLDS_DOCUMENT (&it)) {
-      const uint8_t *data;
-      uint32_t len;
-      bson_t one;
-
-      bson_iter_document (&it, &len, &data);
-      if (bson_init_static (&one, data, len)) {
-         bson_concat (doc, &one);
-         *found = true;
-      }
+   *found = ok && ctx.found;
+   if (!*found) {
+      bson_reinit (doc);
    }
-   bson_destroy (&results);
+   if (max_bytes) {
+      *max_bytes = ctx.max_bytes;
+   }
    return ok;
 }
 
@@ -265,12 +261,26 @@ typedef struct {
    const bson_t *doc;
 } mh_insert_ctx_t;
 
+/* {"validate": false}: the documents were checked by mh_doc_check_stored(),
+ * so libmongoc need not walk every string again. */
+static const uint8_t mh_no_validate_bytes[] =
+   {16, 0, 0, 0, BSON_TYPE_BOOL, 'v', 'a', 'l', 'i', 'd', 'a', 't', 'e', 0, 0, 0};
+
+void
+mh_opts_no_validate (bson_t *opts)
+{
+   BSON_ASSERT (bson_init_static (opts, mh_no_validate_bytes, sizeof mh_no_validate_bytes));
+}
+
 static bool
 mh_insert_one_op (mh_attempt_t *a, void *ctx)
 {
    mh_insert_ctx_t *c = ctx;
-   bson_t reply;
-   bool ok = mongoc_collection_insert_one (a->coll, c->doc, NULL, &reply, &a->error);
+   bson_t reply, opts;
+   bool ok;
+
+   mh_opts_no_validate (&opts);
+   ok = mongoc_collection_insert_one (a->coll, c->doc, &opts, &reply, &a->error);
 
    if (!ok) {
       mh_attempt_labels (a, &reply);
@@ -284,7 +294,7 @@ mh_crud_insert_one (const mh_call_t *call, const bson_t *doc, mongo_helper_error
 {
    mh_insert_ctx_t ctx = {doc};
 
-   return mh_ops_check (call, "document", doc, error) &&
+   return mh_doc_check_stored (mh_op_name (call->op), "document", doc, error) &&
           mh_run (call, mh_insert_one_op, &ctx, error);
 }
 
@@ -331,6 +341,7 @@ mh_insert_many_op (mh_attempt_t *a, void *ctx)
    bool ok;
 
    BSON_APPEND_BOOL (&opts, "ordered", c->ordered);
+   BSON_APPEND_BOOL (&opts, "validate", false); /* mh_docs_check() did */
    ok = mongoc_collection_insert_many (a->coll, c->docs, c->n, &opts, &reply, &a->error);
    c->inserted = mh_bson_int64 (&reply, "insertedCount");
    if (!ok) {

@@ -261,8 +261,11 @@ mh_check_coll_name (const char *what, const char *name, mongo_helper_error_t *er
                       "%s: the collection name is NULL or empty: pass a name",
                       what);
    }
-   if (strchr (name, '$') || strlen (name) > 255 ||
-       !bson_utf8_validate (name, strlen (name), false)) {
+   /* strcspn stops at '$' or the end, in one pass; the UTF-8 check has
+    * an ASCII fast path (this runs on every call). */
+   size_t len = strcspn (name, "$");
+
+   if (name[len] == '$' || len > 255 || !mh_utf8_ok (name, len)) {
       return mh_fail (error,
                       MONGO_HELPER_ERROR_INVALID_ARGUMENT,
                       0,
@@ -286,14 +289,110 @@ mh_target_check (const char *what,
    return mh_check_db_name (what, database, error) && mh_check_coll_name (what, collection, error);
 }
 
-/* The server would refuse an oversized or too deeply nested document only
- * after the whole of it crossed the network; refusing here is cheaper and
- * names the culprit.  The depth walk keeps its own stack, so a hostile
- * 10,000-level document costs a loop, not the thread's stack.  The scope
- * of a code-with-scope value is a document too: libbson's validation and
- * JSON rendering recurse into it without a depth limit. */
+/* Strict UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing past
+ * U+10FFFF); NUL bytes are allowed, as in BSON strings.  Eight bytes at a
+ * time while they are ASCII: libbson 1.23 validates byte by byte (twice
+ * per string on insert), which bench/ measured as most of a large
+ * document's insert. */
 bool
-mh_doc_check (const char *what, const char *label, const bson_t *doc, mongo_helper_error_t *error)
+mh_utf8_ok (const char *s, size_t len)
+{
+   const unsigned char *p = (const unsigned char *) s, *end = p + len;
+
+   while (p < end) {
+      uint64_t w;
+      unsigned c;
+      size_t n;
+      uint32_t cp, min;
+
+      if (end - p >= 8) {
+         memcpy (&w, p, 8);
+         if (!(w & UINT64_C (0x8080808080808080))) {
+            p += 8;
+            continue;
+         }
+      }
+      c = *p;
+      if (c < 0x80) {
+         p++;
+         continue;
+      }
+      if (c >= 0xC2 && c <= 0xDF) {
+         n = 1, cp = c & 0x1F, min = 0x80;
+      } else if (c >= 0xE0 && c <= 0xEF) {
+         n = 2, cp = c & 0x0F, min = 0x800;
+      } else if (c >= 0xF0 && c <= 0xF4) {
+         n = 3, cp = c & 0x07, min = 0x10000;
+      } else {
+         return false; /* a continuation byte first, C0/C1, or F5 and up */
+      }
+      if ((size_t) (end - p) <= n) {
+         return false;
+      }
+      for (size_t k = 1; k <= n; k++) {
+         if ((p[k] & 0xC0) != 0x80) {
+            return false;
+         }
+         cp = (cp << 6) | (p[k] & 0x3F);
+      }
+      if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+         return false;
+      }
+      p += n + 1;
+   }
+   return true;
+}
+
+/* The text of a string-holding element (UTF-8, code, symbol, the code of a
+ * code-with-scope, a regex's pattern and options, a DBPointer's
+ * collection) is valid UTF-8. */
+static bool
+mh_element_text_ok (const bson_iter_t *it)
+{
+   uint32_t len;
+   const char *s, *opts;
+
+   switch (bson_iter_type (it)) {
+   case BSON_TYPE_UTF8:
+      s = bson_iter_utf8 (it, &len);
+      return mh_utf8_ok (s, len);
+   case BSON_TYPE_CODE:
+      s = bson_iter_code (it, &len);
+      return mh_utf8_ok (s, len);
+   case BSON_TYPE_SYMBOL:
+      s = bson_iter_symbol (it, &len);
+      return mh_utf8_ok (s, len);
+   case BSON_TYPE_CODEWSCOPE: {
+      uint32_t scope_len;
+      const uint8_t *scope;
+
+      s = bson_iter_codewscope (it, &len, &scope_len, &scope);
+      return mh_utf8_ok (s, len);
+   }
+   case BSON_TYPE_REGEX:
+      s = bson_iter_regex (it, &opts);
+      return mh_utf8_ok (s, strlen (s)) && mh_utf8_ok (opts, strlen (opts));
+   case BSON_TYPE_DBPOINTER: {
+      const bson_oid_t *oid;
+
+      bson_iter_dbpointer (it, &len, &s, &oid);
+      return mh_utf8_ok (s, len);
+   }
+   default:
+      return true;
+   }
+}
+
+/* One walk of a caller's document, without recursion (its own stack), so
+ * a hostile 10,000-level document costs a loop, not the thread's stack:
+ * size, well-formedness, nesting, and with `stored` what the server would
+ * keep: no empty key and valid UTF-8 in every key and string. */
+static bool
+mh_doc_walk (const char *what,
+             const char *label,
+             const bson_t *doc,
+             bool stored,
+             mongo_helper_error_t *error)
 {
    mh_iter_frame_t stack[MH_MAX_DEPTH];
    int depth = 0;
@@ -327,6 +426,28 @@ mh_doc_check (const char *what, const char *label, const bson_t *doc, mongo_help
          }
          depth--;
          continue;
+      }
+      if (stored) {
+         uint32_t klen = bson_iter_key_len (it);
+
+         if (klen == 0) {
+            return mh_fail (error,
+                            MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                            0,
+                            "%s: the %s has an empty field name: name every field",
+                            what,
+                            label);
+         }
+         if (!mh_utf8_ok (bson_iter_key (it), klen) || !mh_element_text_ok (it)) {
+            return mh_fail (error,
+                            MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                            0,
+                            "%s: the %s holds invalid UTF-8 in field '%.64s' (or its name): "
+                            "store text as UTF-8, bytes as binary",
+                            what,
+                            label,
+                            mh_utf8_ok (bson_iter_key (it), klen) ? bson_iter_key (it) : "?");
+         }
       }
       nested = BSON_ITER_HOLDS_DOCUMENT (it) || BSON_ITER_HOLDS_ARRAY (it) ||
                BSON_ITER_HOLDS_CODEWSCOPE (it);
@@ -368,6 +489,21 @@ corrupt:
 }
 
 bool
+mh_doc_check (const char *what, const char *label, const bson_t *doc, mongo_helper_error_t *error)
+{
+   return mh_doc_walk (what, label, doc, false, error);
+}
+
+bool
+mh_doc_check_stored (const char *what,
+                     const char *label,
+                     const bson_t *doc,
+                     mongo_helper_error_t *error)
+{
+   return mh_doc_walk (what, label, doc, true, error);
+}
+
+bool
 mh_docs_check (const char *what, const bson_t *const *docs, size_t n, mongo_helper_error_t *error)
 {
    char label[48];
@@ -382,9 +518,9 @@ mh_docs_check (const char *what, const bson_t *const *docs, size_t n, mongo_help
    for (size_t i = 0; i < n; i++) {
       /* The label is formatted only for a failing document: a vsnprintf
        * per document was measurable in bench/ (insert_many_small). */
-      if (!mh_doc_check (what, "document", docs[i], NULL)) {
+      if (!mh_doc_check_stored (what, "document", docs[i], NULL)) {
          bson_snprintf (label, sizeof label, "document at index %zu", i);
-         return mh_doc_check (what, label, docs[i], error);
+         return mh_doc_check_stored (what, label, docs[i], error);
       }
    }
    return true;

@@ -17,7 +17,7 @@ main (void)
       resilience_suite, security_suite, depth_suite, limits_suite,                /* 4 */
       metrics_suite,                                   /* 5 */
       singleton_suite,                                 /* 6: mongo_helper.c */
-      crud_suite, stream_suite, health_suite,          /* 7 */
+      crud_suite, stored_suite, stream_suite, health_suite,          /* 7 */
       aggregate_suite, bulk_suite, index_suite, search_suite,
       gridfs_suite, watch_suite, stats_suite,          /* 8 */
       sessions_suite, session_races_suite, session_round_trips_suite,

@@ -26,6 +26,7 @@ Suite *limits_suite (void);
 Suite *metrics_suite (void);
 Suite *singleton_suite (void); /* mongo_helper.c: singleton, pool, commands */
 Suite *crud_suite (void);
+Suite *stored_suite (void);
 Suite *stream_suite (void);
 Suite *health_suite (void);
 Suite *aggregate_suite (void);

@@ -1,0 +1,142 @@
+/* What the library lets the server store (src/util.c mh_doc_check_stored,
+ * used by every insert path): no empty field name and strict UTF-8 in
+ * every name and string, checked once by the library instead of
+ * libmongoc, whose libbson 1.23 lets invalid UTF-8 through.  Every refusal
+ * happens before anything is sent: the collection stays empty. */
+#define _POSIX_C_SOURCE 200809L
+#include <string.h>
+
+#include "mh_test.h"
+
+static mongo_helper_error_t err;
+
+/* Documents the server must never get, each with what the message names. */
+typedef struct {
+   const char *what;
+   bson_t *doc;
+   const char *needle;
+} bad_t;
+
+static bson_t *
+with_string (const char *bytes, size_t len)
+{
+   bson_t *d = BCON_NEW ("_id", BCON_INT32 (1));
+
+   bson_append_utf8 (d, "s", 1, bytes, (int) len);
+   return d;
+}
+
+static size_t
+bad_documents (bad_t *out)
+{
+   size_t n = 0;
+   bson_t *d, sub;
+
+   out[n++] = (bad_t){"invalid byte", with_string ("ok\xff", 3), "UTF-8"};
+   out[n++] = (bad_t){"lone continuation", with_string ("\x80", 1), "UTF-8"};
+   out[n++] = (bad_t){"surrogate", with_string ("\xed\xa0\x80", 3), "UTF-8"};
+   out[n++] = (bad_t){"overlong NUL", with_string ("\xc0\x80", 2), "UTF-8"};
+   out[n++] = (bad_t){"overlong slash", with_string ("\xe0\x80\xaf", 3), "UTF-8"};
+   out[n++] = (bad_t){"past U+10FFFF", with_string ("\xf4\x90\x80\x80", 4), "UTF-8"};
+   out[n++] = (bad_t){"truncated", with_string ("abcdefgh\xe2\x82", 10), "UTF-8"};
+   /* the 8-byte fast path must not skip a bad byte at the end of a block */
+   out[n++] = (bad_t){"bad 9th byte", with_string ("abcdefgh\xff", 9), "UTF-8"};
+   d = BCON_NEW ("_id", BCON_INT32 (1));
+   bson_append_int32 (d, "k\xff", 2, 1);
+   out[n++] = (bad_t){"bad field name", d, "UTF-8"};
+   d = BCON_NEW ("_id", BCON_INT32 (1));
+   BSON_APPEND_DOCUMENT_BEGIN (d, "nested", &sub);
+   bson_append_int32 (&sub, "", 0, 1);
+   bson_append_document_end (d, &sub);
+   out[n++] = (bad_t){"nested empty name", d, "empty field name"};
+   d = BCON_NEW ("_id", BCON_INT32 (1));
+   BSON_APPEND_SYMBOL (d, "sym", "\xfe");
+   out[n++] = (bad_t){"symbol", d, "UTF-8"};
+   d = BCON_NEW ("_id", BCON_INT32 (1));
+   BSON_APPEND_REGEX (d, "re", "a\xff", "i");
+   out[n++] = (bad_t){"regex", d, "UTF-8"};
+   return n;
+}
+
+START_TEST (every_insert_path_refuses_invalid_utf8_and_empty_names_before_sending)
+{
+   const char *coll = mh_test_collection ("stored");
+   bad_t bad[16];
+   size_t n = bad_documents (bad);
+
+   for (size_t i = 0; i < n; i++) {
+      const bson_t *one[1] = {bad[i].doc};
+      mongo_helper_bulk_result_t *r = NULL;
+
+      ck_assert_msg (!mongo_helper_insert_one (NULL, coll, bad[i].doc, NULL, &err),
+                     "insert_one took %s",
+                     bad[i].what);
+      ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_INVALID_ARGUMENT);
+      ck_assert_msg (strstr (err.message, bad[i].needle), "%s: %s", bad[i].what, err.message);
+      ck_assert (!mongo_helper_insert_many (NULL, coll, one, 1, true, NULL, &err));
+      ck_assert_msg (strstr (err.message, "index 0"), "%s: %s", bad[i].what, err.message);
+      ck_assert (!mongo_helper_bulk_insert (NULL, coll, one, 1, 10, true, &r, &err));
+      ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_INVALID_ARGUMENT);
+      mongo_helper_bulk_result_destroy (r);
+   }
+   /* Nothing reached the server. */
+   ck_assert_int_eq (mh_test_count_documents (coll, NULL), 0);
+   for (size_t i = 0; i < n; i++) {
+      bson_destroy (bad[i].doc);
+   }
+}
+END_TEST
+
+START_TEST (valid_utf8_of_every_length_and_nul_bytes_are_stored_and_read_back)
+{
+   const char *coll = mh_test_collection ("stored_ok");
+   /* 1- to 4-byte characters at every offset around the 8-byte blocks,
+    * the largest code point, and a NUL inside the string. */
+   static const char text[] = "aé€𝄞bcdefg\xf4\x8f\xbf\xbf_h\0i";
+   const size_t len = sizeof text - 1;
+
+   for (size_t start = 0; start < 9; start++) {
+      bson_t *d = BCON_NEW ("_id", BCON_INT64 ((int64_t) start));
+      bson_t *f = BCON_NEW ("_id", BCON_INT64 ((int64_t) start));
+      bson_t *got;
+      bson_iter_t it;
+      uint32_t got_len;
+      char pad[16];
+
+      memset (pad, 'x', start);
+      pad[start] = '\0';
+      {
+         char buf[64];
+         memcpy (buf, pad, start);
+         memcpy (buf + start, text, len);
+         bson_append_utf8 (d, "s", 1, buf, (int) (start + len));
+         bson_append_utf8 (d, "nämé", -1, "ok", 2);
+         MH_ASSERT_OK (mongo_helper_insert_one (NULL, coll, d, NULL, &err), err);
+         got = mongo_helper_find_one (NULL, coll, f, NULL, &err);
+         MH_ASSERT_OK (got != NULL, err);
+         ck_assert (bson_iter_init_find (&it, got, "s"));
+         ck_assert_int_eq (memcmp (bson_iter_utf8 (&it, &got_len), buf, start + len), 0);
+         ck_assert_uint_eq (got_len, start + len);
+         ck_assert_str_eq (mh_test_utf8_at (got, "nämé"), "ok");
+      }
+      bson_destroy (got);
+      bson_destroy (d);
+      bson_destroy (f);
+   }
+   ck_assert_int_eq (mh_test_count_documents (coll, NULL), 9);
+   mh_test_drop (NULL, coll);
+}
+END_TEST
+
+Suite *
+stored_suite (void)
+{
+   Suite *s = suite_create ("stored");
+   TCase *live = tcase_create ("live");
+
+   tcase_add_checked_fixture (live, mh_test_live_setup, mh_test_teardown);
+   tcase_add_test (live, every_insert_path_refuses_invalid_utf8_and_empty_names_before_sending);
+   tcase_add_test (live, valid_utf8_of_every_length_and_nul_bytes_are_stored_and_read_back);
+   suite_add_tcase (s, live);
+   return s;
+}
