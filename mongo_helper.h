@@ -106,7 +106,10 @@ typedef enum {
 } mongo_helper_log_level_t;
 
 /* A log sink.  `domain` is "mongo_helper" or libmongoc's log domain;
- * `message` has credentials redacted and is valid only during the call. */
+ * `message` has credentials redacted and is valid only during the call.
+ * The library calls it holding none of its locks, from whichever thread
+ * logs, possibly from several threads at once: make it thread-safe.  A
+ * slow sink slows only the thread that logs. */
 typedef void (*mongo_helper_log_fn) (mongo_helper_log_level_t level,
                                      const char *domain,
                                      const char *message,
@@ -114,8 +117,15 @@ typedef void (*mongo_helper_log_fn) (mongo_helper_log_level_t level,
 
 /* Sets the process-wide log sink (NULL: discard everything, the default).
  * The library also routes libmongoc's own log messages here, which means it
- * replaces any handler installed with mongoc_log_set_handler().  Messages
- * at a level above `max_level` are dropped before formatting. */
+ * replaces any handler installed with mongoc_log_set_handler().  libmongoc
+ * calls its handler under its own global lock, where no application code
+ * should run (a fork() meanwhile would leave that lock held in the child),
+ * so its messages are queued (up to 32; beyond that one warning says how
+ * many were dropped) and handed to the sink by the library's next call on
+ * any thread.  Messages at a level above `max_level` are dropped before
+ * formatting.  When this returns, calls of the previous sink on other
+ * threads have finished (so its user_data may be freed); a sink may call
+ * this itself. */
 void mongo_helper_set_log_handler (mongo_helper_log_fn fn,
                                    mongo_helper_log_level_t max_level,
                                    void *user_data);
