@@ -90,6 +90,7 @@ typedef struct mh_slot {
    mh_lease_t lease;
    struct mh_slot *prev, *next; /* registry, under mh_g.lock */
    bool registered;
+   bool own; /* a library thread's (mh_thread_slot_own) */
 } mh_slot_t;
 
 struct mongo_helper_conn_t {
@@ -431,6 +432,9 @@ mongo_helper_shutdown (void)
    pthread_mutex_lock (&mh_g.lock);
    for (mh_slot_t *s = mh_g.slots, *next; s; s = next) {
       next = s->next;
+      if (s->own) {
+         continue; /* a library thread's: it gives it back itself */
+      }
       if (s->lease.owner) {
          if (n == cap) {
             cap = cap ? 2 * cap : 16;
@@ -442,6 +446,9 @@ mongo_helper_shutdown (void)
       mh_slot_unregister (s);
    }
    mine = pthread_getspecific (mh_g.slot_key);
+   if (mine && mine->own) {
+      mine = NULL;
+   }
    if (mine) {
       pthread_setspecific (mh_g.slot_key, NULL);
    }
@@ -524,10 +531,16 @@ mh_thread_slot (mongo_helper_error_t *error)
    pthread_once (&mh_core_once, mh_core_init);
    mh_log_drain ();
    s = pthread_getspecific (mh_g.slot_key);
-   if (s && s->lease.owner && s->lease.owner == atomic_load (&mh_g.current) &&
-       s->lease.owner->fork_count == mh_fork_count ()) {
-      mh_error_clear (error);
-      return s; /* the fast path: no lock, no pool traffic */
+   if (s && s->lease.owner && s->lease.owner->fork_count == mh_fork_count ()) {
+      mh_pool_t *cur = atomic_load (&mh_g.current);
+
+      /* A library thread keeps its pool through a shutdown (it must not
+       * start a new singleton behind the application's back), but moves
+       * to the next one. */
+      if (s->lease.owner == cur || (s->own && !cur)) {
+         mh_error_clear (error);
+         return s; /* the fast path: no lock, no pool traffic */
+      }
    }
    mh_error_clear (error);
    if (s) {
@@ -545,6 +558,23 @@ mh_thread_slot (mongo_helper_error_t *error)
    mh_slot_register (s);
    pthread_mutex_unlock (&mh_g.lock);
    return s;
+}
+
+void
+mh_thread_slot_own (void)
+{
+   mh_slot_t *s;
+
+   pthread_once (&mh_core_once, mh_core_init);
+   s = pthread_getspecific (mh_g.slot_key);
+   if (!s) {
+      s = bson_malloc0 (sizeof *s);
+      pthread_setspecific (mh_g.slot_key, s);
+   }
+   pthread_mutex_lock (&mh_g.lock);
+   s->own = true;
+   mh_slot_register (s); /* now: a forked child keeps it reachable */
+   pthread_mutex_unlock (&mh_g.lock);
 }
 
 mongoc_database_t *

@@ -1668,10 +1668,20 @@ typedef enum {
    MONGO_HELPER_QUEUE_DROP_OLDEST  /* drop the oldest queued event */
 } mongo_helper_queue_policy_t;
 
+/* The largest queue_size and batch_size mongo_helper_event_writer_new()
+ * accepts (a queue of a million events is 8 MB of pointers before the
+ * events themselves; a batch is one bulk insert). */
+#define MONGO_HELPER_EVENT_WRITER_MAX_QUEUE 1000000
+#define MONGO_HELPER_EVENT_WRITER_MAX_BATCH 100000
+
 /* Buffered writer settings. */
 typedef struct {
-   size_t queue_size;                  /* events held at most; default 10000 */
-   size_t batch_size;                  /* flush at this many; default 500 */
+   size_t queue_size;                  /* events held at most, 1 to
+                                          MONGO_HELPER_EVENT_WRITER_MAX_QUEUE;
+                                          default 10000 */
+   size_t batch_size;                  /* flush at this many, 1 to
+                                          MONGO_HELPER_EVENT_WRITER_MAX_BATCH
+                                          (may exceed queue_size); default 500 */
    int32_t flush_interval_ms;          /* or after this long; default 1000 */
    mongo_helper_queue_policy_t policy; /* default BLOCK */
    int32_t block_timeout_ms;           /* BLOCK's wait; default 100 */
@@ -1683,13 +1693,15 @@ typedef struct {
 /* Fills `options` with the defaults above. */
 void mongo_helper_event_writer_options_init (mongo_helper_event_writer_options_t *options);
 
-/* Counters of a buffered writer.  accepted = stored + dropped + queued
- * (queued includes the batch being written); after destroy, queued is 0. */
+/* Counters of a buffered writer, for the events of the calling process
+ * (see fork() below).  accepted = stored + dropped + queued (queued
+ * includes the batch being written); after destroy, queued is 0. */
 typedef struct {
    uint64_t accepted;       /* valid events handed to the writer */
    uint64_t stored;         /* confirmed written by the server */
-   uint64_t dropped;        /* dropped by the queue policy, at the destroy
-                               deadline, or refused by the server */
+   uint64_t dropped;        /* dropped by the queue policy, refused by the
+                               server, or not confirmed by the destroy
+                               deadline */
    uint64_t failed_batches; /* batch attempts that failed and were retried */
    uint64_t queued;         /* not yet confirmed */
 } mongo_helper_event_writer_stats_t;
@@ -1700,12 +1712,21 @@ typedef struct {
  * it keeps the batch and retries with exponential backoff, and the queue
  * fills up to queue_size (then `policy` applies).  Each event gets its
  * ObjectId when queued, so a batch retried after a lost reply is not
- * stored twice (duplicates are counted as stored). */
+ * stored twice (duplicates are counted as stored).
+ *
+ * fork(): a writer made before a fork works in both processes.  The
+ * events queued in the parent at the fork stay the parent's: its thread
+ * writes them and its counters count them.  In the child the writer
+ * starts empty with counters at zero (so each process's counters add up
+ * for its own events, and summing both processes counts every event once),
+ * starts a thread of its own on its first log, and is destroyed in the
+ * child like any other writer. */
 typedef struct mongo_helper_event_writer_t mongo_helper_event_writer_t;
 
-/* Starts a writer on `log` (which must outlive it).  `options` NULL:
- * defaults.  NULL with INVALID_ARGUMENT on bad options or INTERNAL when
- * the thread cannot start. */
+/* Starts a writer on `log` (which must outlive it; the writer copies the
+ * log's settings).  `options` NULL: defaults.  NULL with INVALID_ARGUMENT
+ * naming the first bad option (sizes out of the ranges above included),
+ * or INTERNAL when the thread cannot start. */
 mongo_helper_event_writer_t *
 mongo_helper_event_writer_new (mongo_helper_eventlog_t *log,
                                const mongo_helper_event_writer_options_t *options,
@@ -1713,8 +1734,9 @@ mongo_helper_event_writer_new (mongo_helper_eventlog_t *log,
 
 /* Queues one event (arguments as mongo_helper_eventlog_log(), copied).
  * Returns true when queued.  Returns false with INVALID_ARGUMENT for bad
- * input (not counted), or with TIMEOUT when the full queue made the
- * policy drop this event (counted as accepted and dropped). */
+ * input (not counted), with TIMEOUT when the full queue made the policy
+ * drop this event (counted as accepted and dropped), or with INTERNAL when
+ * a forked child's thread cannot start (not counted). */
 bool mongo_helper_event_writer_log (mongo_helper_event_writer_t *writer,
                                     const char *user_id,
                                     const char *event_type,
@@ -1732,12 +1754,16 @@ bool mongo_helper_event_writer_flush (mongo_helper_event_writer_t *writer,
 void mongo_helper_event_writer_stats (mongo_helper_event_writer_t *writer,
                                       mongo_helper_event_writer_stats_t *stats);
 
-/* Writes what is queued for at most `deadline_ms` (<= 0: one attempt; a
- * write already under way finishes within the driver's timeouts first),
- * counts whatever is still unwritten as dropped, stops the thread and
- * frees the writer.  `final_stats` (may be NULL) receives the last
- * counters.  NULL writer is allowed.  Destroy every writer before
- * mongo_helper_shutdown(): its thread uses the pool. */
+/* Writes what is queued for at most `deadline_ms` (<= 0: writes nothing
+ * more), counts whatever is still unwritten as dropped, stops the thread
+ * and frees the writer.  It returns by the deadline (at most 100 ms past
+ * it, when the thread is slow to stop) even when a write hangs in the
+ * driver: that write is then left to finish in the background, where it
+ * frees what is left of the writer, and its events count as dropped (not
+ * confirmed: they may still reach the server).  `final_stats` (may be
+ * NULL) receives the last counters.  NULL writer is allowed.  Destroy
+ * every writer before mongo_helper_shutdown(); the log may be destroyed
+ * as soon as this returns. */
 void mongo_helper_event_writer_destroy (mongo_helper_event_writer_t *writer,
                                         int32_t deadline_ms,
                                         mongo_helper_event_writer_stats_t *final_stats);

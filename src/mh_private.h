@@ -367,6 +367,14 @@ bool mh_command_on (const char *database,
                     bson_t *reply,
                     mongo_helper_error_t *error);
 
+/* For the library's own background threads (the event writer's): the
+ * calling thread's pooled client is its own, like an acquired connection.
+ * mongo_helper_shutdown() neither takes it back nor frees its pool under
+ * it, and the thread does not start a new singleton after a shutdown: it
+ * keeps that pool until it gives the client back (thread exit or
+ * mongo_helper_thread_release()), or moves to the pool of a later init. */
+void mh_thread_slot_own (void);
+
 /* "database.collection" for a message, with the default database's real
  * name when `database` is NULL. */
 const char *mh_ns (char *buf, size_t size, const char *database, const char *collection);

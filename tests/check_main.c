@@ -388,7 +388,8 @@ mh_test_server_stop_all (void)
    X (eventlog_suite)     \
    X (resilience_suite)   \
    X (security_suite)     \
-   X (fork_suite)
+   X (fork_suite)         \
+   X (event_writer_fork_suite)
 #define MH_DECLARE_WEAK(name) Suite *name (void) __attribute__ ((weak));
 MH_AREA_SUITES (MH_DECLARE_WEAK)
 

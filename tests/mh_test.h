@@ -13,6 +13,7 @@ Suite *config_suite (void);
 Suite *singleton_suite (void);
 Suite *live_suite (void);
 Suite *fork_suite (void);
+Suite *event_writer_fork_suite (void);
 
 /* Unsets every variable the library reads, so a test sees only what it
  * sets itself (Check runs each test in its own process). */
