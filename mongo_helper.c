@@ -302,7 +302,9 @@ mh_start_locked (const char *config_path,
    if (atomic_load (&mh_g.current)) {
       return true;
    }
-   if (!config_path && !uri && mh_g.inherited) {
+   /* A forked child is initialised with its parent's choice: another init
+    * there is a no-op, as in the parent. */
+   if (mh_g.inherited) {
       cfg = mh_g.inherited;
       borrowed = true;
    } else {
@@ -404,7 +406,8 @@ mongo_helper_status (mongo_helper_status_t *status)
    pthread_mutex_lock (&mh_g.lock);
    p = atomic_load (&mh_g.current);
    status->generation = mh_g.generation;
-   cfg = p ? p->config : NULL;
+   /* A forked child before its first call: what that call will use. */
+   cfg = p ? p->config : mh_g.inherited;
    if (cfg) {
       status->initialized = true;
       bson_strncpy (status->uri, cfg->uri_redacted, sizeof status->uri);

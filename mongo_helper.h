@@ -225,7 +225,9 @@ bool mongo_helper_init (const char *config_path, mongo_helper_error_t *error);
 
 /* Like mongo_helper_init() but with an explicit URI, which wins over every
  * other source.  The INI file's and environment's pool settings still
- * apply. */
+ * apply.  In a forked child the library is already initialised with the
+ * parent's configuration (whatever its source), so init there is a no-op
+ * too. */
 bool mongo_helper_init_uri (const char *uri, mongo_helper_error_t *error);
 
 /* A snapshot of the singleton, for logs and status pages.  Strings are
@@ -242,10 +244,13 @@ typedef struct {
 } mongo_helper_status_t;
 
 /* Fills `status`.  Never fails; when not initialised, `initialized` is
- * false and the strings are empty. */
+ * false and the strings are empty.  A forked child is initialised with its
+ * parent's configuration, which this reports even before the child's
+ * first operation. */
 void mongo_helper_status (mongo_helper_status_t *status);
 
-/* Frees the pool, every thread's cached client and the configuration.
+/* Frees the pool, every thread's cached client and the configuration (in
+ * a forked child, it also forgets the parent's).
  * Idempotent; the library may be initialised again afterwards (lazily or
  * explicitly).  Other threads must not be inside a library call or using a
  * borrowed database at that moment.  Connections still held through
