@@ -28,8 +28,20 @@
  * ----------------------------------
  * Every function is thread-safe unless its text says otherwise.  A process
  * that forks after using the library may keep using it in both the parent
- * and the child: the child builds a fresh pool of its own on first use and
- * never touches the parent's sockets.
+ * and the child, from any thread and while other threads are inside
+ * library calls: fork handlers hold every lock of the library across
+ * fork(), and none of those locks is ever held across a network round
+ * trip or a call to the application's log sink, so fork() waits for
+ * neither.  The child keeps the parent's configuration (explicit URI or
+ * file included), builds a fresh pool of its own on first use, never
+ * touches the parent's sockets, and its event writers start empty (see
+ * mongo_helper_event_writer_t).  One limit is libmongoc's: it guards its
+ * topology descriptions with a process-wide lock no fork handler can
+ * reach, so a fork() at the instant another thread holds it (a few
+ * instructions at a time inside any operation) leaves the child's first
+ * pool creation waiting for ever.  Fork while no other thread is inside a
+ * call that reaches the server (the usual pre-forking pattern) to rule
+ * that out.
  */
 #ifndef MONGO_HELPER_H
 #define MONGO_HELPER_H
