@@ -43,6 +43,7 @@
 #include "src/mh_private.h"
 
 #define MH_HEALTH_DEFAULT_MS 2000
+#define MH_START_NOTE 1024
 
 /* ---- Version -------------------------------------------------------- */
 
@@ -62,7 +63,8 @@ typedef struct {
    mongo_helper_config_t *config;
    bool config_borrowed; /* a forked child's copy of the parent's choice */
    atomic_int refs;
-   unsigned fork_epoch; /* a pool made before a fork is never touched */
+   unsigned fork_count; /* mh_fork_count() when made: a pool made before a
+                           fork is never touched */
    uint32_t generation; /* mh_g.generation when it was made */
 } mh_pool_t;
 
@@ -90,6 +92,7 @@ typedef struct mh_slot {
    mh_lease_t lease;
    struct mh_slot *prev, *next; /* registry, under mh_g.lock */
    bool registered;
+   bool own; /* a library thread's (mh_thread_slot_own) */
 } mh_slot_t;
 
 struct mongo_helper_conn_t {
@@ -117,10 +120,7 @@ static struct {
 
 static pthread_once_t mh_core_once = PTHREAD_ONCE_INIT;
 
-static mh_fork_hook_t mh_direct_fork;
 static void mh_direct_reset (void);
-
-static atomic_uint mh_fork_epoch;
 
 /* Called with mh_g.lock held. */
 static void
@@ -167,7 +167,7 @@ mh_lease_return (mh_lease_t *l)
    }
    memset (l->colls, 0, sizeof l->colls);
    mongoc_database_destroy (l->db);
-   if (l->owner->fork_epoch == atomic_load (&mh_fork_epoch)) {
+   if (l->owner->fork_count == mh_fork_count ()) {
       mongoc_client_pool_push (l->owner->pool, l->client);
       mh_pool_returned ();
       mh_pool_unref (l->owner);
@@ -179,6 +179,21 @@ mh_lease_return (mh_lease_t *l)
    l->owner = NULL;
    l->client = NULL;
    l->db = NULL;
+}
+
+/* Called with mh_g.lock held. */
+static void
+mh_slot_register (mh_slot_t *s)
+{
+   if (s->registered) {
+      return;
+   }
+   s->next = mh_g.slots;
+   if (mh_g.slots) {
+      mh_g.slots->prev = s;
+   }
+   mh_g.slots = s;
+   s->registered = true;
 }
 
 /* Called with mh_g.lock held. */
@@ -239,7 +254,6 @@ mh_atfork_child (void)
 {
    mh_pool_t *p = atomic_load (&mh_g.current);
 
-   atomic_fetch_add (&mh_fork_epoch, 1);
    if (p) {
       mh_orphan_locked (p);
       mh_g.inherited = p->config; /* orphaned with p: never freed here */
@@ -261,30 +275,38 @@ static mh_fork_hook_t mh_core_fork = {.rank = 6,
                                       .prepare = mh_atfork_prepare,
                                       .parent = mh_atfork_parent,
                                       .child = mh_atfork_child};
+MH_FORK_HOOK (mh_core_fork)
 
 static void
 mh_core_init (void)
 {
    mh_process_init ();
    pthread_key_create (&mh_g.slot_key, mh_slot_destructor);
-   mh_fork_hook_add (&mh_core_fork);
-   mh_fork_hook_add (&mh_direct_fork);
 }
 
 /* Creates the singleton's pool; called with mh_g.lock held.  Reads the
- * configuration files but never the network (the pool connects lazily). */
+ * configuration files but never the network (the pool connects lazily).
+ * What to log about a new pool goes to `note` (empty when none was made):
+ * the caller logs it after unlocking, as the log sink is the
+ * application's code. */
 static bool
-mh_start_locked (const char *config_path, const char *uri, mongo_helper_error_t *error)
+mh_start_locked (const char *config_path,
+                 const char *uri,
+                 char note[MH_START_NOTE],
+                 mongo_helper_error_t *error)
 {
    mongo_helper_config_t *cfg;
    bool borrowed = false;
    mh_pool_t *p;
    bson_error_t berr;
 
+   note[0] = '\0';
    if (atomic_load (&mh_g.current)) {
       return true;
    }
-   if (!config_path && !uri && mh_g.inherited) {
+   /* A forked child is initialised with its parent's choice: another init
+    * there is a no-op, as in the parent. */
+   if (mh_g.inherited) {
       cfg = mh_g.inherited;
       borrowed = true;
    } else {
@@ -316,28 +338,41 @@ mh_start_locked (const char *config_path, const char *uri, mongo_helper_error_t 
    mh_breaker_configure (cfg->retry.circuit_threshold, cfg->retry.circuit_cooldown_ms);
    p->config = cfg;
    p->config_borrowed = borrowed;
-   p->fork_epoch = atomic_load (&mh_fork_epoch);
+   p->fork_count = mh_fork_count ();
    atomic_init (&p->refs, 1);
    p->generation = ++mh_g.generation;
    atomic_store (&mh_g.current, p);
-   mh_log (MONGO_HELPER_LOG_INFO,
-           "pool created for %s (database %s, from %s)",
-           cfg->uri_redacted,
-           cfg->database,
-           cfg->source);
+   bson_snprintf (note,
+                  MH_START_NOTE,
+                  "pool created for %s (database %s, from %s)",
+                  cfg->uri_redacted,
+                  cfg->database,
+                  cfg->source);
    return true;
+}
+
+/* After mh_start_locked(), without the lock. */
+static void
+mh_start_note (const char *note)
+{
+   if (note[0]) {
+      mh_log (MONGO_HELPER_LOG_INFO, "%s", note);
+   }
+   mh_log_drain (); /* libmongoc's warnings about the URI, if any */
 }
 
 static bool
 mh_start (const char *config_path, const char *uri, mongo_helper_error_t *error)
 {
+   char note[MH_START_NOTE];
    bool ok;
 
    pthread_once (&mh_core_once, mh_core_init);
    mh_error_clear (error);
    pthread_mutex_lock (&mh_g.lock);
-   ok = mh_start_locked (config_path, uri, error);
+   ok = mh_start_locked (config_path, uri, note, error);
    pthread_mutex_unlock (&mh_g.lock);
+   mh_start_note (note);
    return ok;
 }
 
@@ -362,6 +397,7 @@ mongo_helper_init_uri (const char *uri, mongo_helper_error_t *error)
 void
 mongo_helper_status (mongo_helper_status_t *status)
 {
+   const mongo_helper_config_t *cfg;
    mh_pool_t *p;
 
    if (!status) {
@@ -372,15 +408,17 @@ mongo_helper_status (mongo_helper_status_t *status)
    pthread_mutex_lock (&mh_g.lock);
    p = atomic_load (&mh_g.current);
    status->generation = mh_g.generation;
-   if (p) {
+   /* A forked child before its first call: what that call will use. */
+   cfg = p ? p->config : mh_g.inherited;
+   if (cfg) {
       status->initialized = true;
-      bson_strncpy (status->uri, p->config->uri_redacted, sizeof status->uri);
-      bson_strncpy (status->source, p->config->source, sizeof status->source);
-      bson_strncpy (status->database, p->config->database, sizeof status->database);
+      bson_strncpy (status->uri, cfg->uri_redacted, sizeof status->uri);
+      bson_strncpy (status->source, cfg->source, sizeof status->source);
+      bson_strncpy (status->database, cfg->database, sizeof status->database);
       status->max_pool_size =
-         mongoc_uri_get_option_as_int32 (p->config->muri, MONGOC_URI_MAXPOOLSIZE, 100);
+         mongoc_uri_get_option_as_int32 (cfg->muri, MONGOC_URI_MAXPOOLSIZE, 100);
       status->pool_wait_ms =
-         mongoc_uri_get_option_as_int32 (p->config->muri, MONGOC_URI_WAITQUEUETIMEOUTMS, 0);
+         mongoc_uri_get_option_as_int32 (cfg->muri, MONGOC_URI_WAITQUEUETIMEOUTMS, 0);
    }
    pthread_mutex_unlock (&mh_g.lock);
 }
@@ -397,8 +435,11 @@ mongo_helper_shutdown (void)
    /* Under the lock, only detach; give back and destroy after it, as that
     * may talk to the server. */
    pthread_mutex_lock (&mh_g.lock);
-   while (mh_g.slots) {
-      mh_slot_t *s = mh_g.slots;
+   for (mh_slot_t *s = mh_g.slots, *next; s; s = next) {
+      next = s->next;
+      if (s->own) {
+         continue; /* a library thread's: it gives it back itself */
+      }
       if (s->lease.owner) {
          if (n == cap) {
             cap = cap ? 2 * cap : 16;
@@ -410,6 +451,9 @@ mongo_helper_shutdown (void)
       mh_slot_unregister (s);
    }
    mine = pthread_getspecific (mh_g.slot_key);
+   if (mine && mine->own) {
+      mine = NULL;
+   }
    if (mine) {
       pthread_setspecific (mh_g.slot_key, NULL);
    }
@@ -428,22 +472,23 @@ mongo_helper_shutdown (void)
    }
    mh_pool_unref (p);
    mh_direct_reset ();
+   mh_log_drain ();
 }
 
 /* Takes a reference on the current pool, creating it if needed. */
 static mh_pool_t *
 mh_pool_get (mongo_helper_error_t *error)
 {
-   mh_pool_t *p;
+   char note[MH_START_NOTE];
+   mh_pool_t *p = NULL;
 
    pthread_mutex_lock (&mh_g.lock);
-   if (!mh_start_locked (NULL, NULL, error)) {
-      pthread_mutex_unlock (&mh_g.lock);
-      return NULL;
+   if (mh_start_locked (NULL, NULL, note, error)) {
+      p = atomic_load (&mh_g.current);
+      atomic_fetch_add (&p->refs, 1);
    }
-   p = atomic_load (&mh_g.current);
-   atomic_fetch_add (&p->refs, 1);
    pthread_mutex_unlock (&mh_g.lock);
+   mh_start_note (note);
    return p;
 }
 
@@ -489,11 +534,18 @@ mh_thread_slot (mongo_helper_error_t *error)
    mh_lease_t fresh;
 
    pthread_once (&mh_core_once, mh_core_init);
+   mh_log_drain ();
    s = pthread_getspecific (mh_g.slot_key);
-   if (s && s->lease.owner && s->lease.owner == atomic_load (&mh_g.current) &&
-       s->lease.owner->fork_epoch == atomic_load (&mh_fork_epoch)) {
-      mh_error_clear (error);
-      return s; /* the fast path: no lock, no pool traffic */
+   if (s && s->lease.owner && s->lease.owner->fork_count == mh_fork_count ()) {
+      mh_pool_t *cur = atomic_load (&mh_g.current);
+
+      /* A library thread keeps its pool through a shutdown (it must not
+       * start a new singleton behind the application's back), but moves
+       * to the next one. */
+      if (s->lease.owner == cur || (s->own && !cur)) {
+         mh_error_clear (error);
+         return s; /* the fast path: no lock, no pool traffic */
+      }
    }
    mh_error_clear (error);
    if (s) {
@@ -508,16 +560,26 @@ mh_thread_slot (mongo_helper_error_t *error)
    }
    pthread_mutex_lock (&mh_g.lock);
    s->lease = fresh;
-   if (!s->registered) {
-      s->next = mh_g.slots;
-      if (mh_g.slots) {
-         mh_g.slots->prev = s;
-      }
-      mh_g.slots = s;
-      s->registered = true;
-   }
+   mh_slot_register (s);
    pthread_mutex_unlock (&mh_g.lock);
    return s;
+}
+
+void
+mh_thread_slot_own (void)
+{
+   mh_slot_t *s;
+
+   pthread_once (&mh_core_once, mh_core_init);
+   s = pthread_getspecific (mh_g.slot_key);
+   if (!s) {
+      s = bson_malloc0 (sizeof *s);
+      pthread_setspecific (mh_g.slot_key, s);
+   }
+   pthread_mutex_lock (&mh_g.lock);
+   s->own = true;
+   mh_slot_register (s); /* now: a forked child keeps it reachable */
+   pthread_mutex_unlock (&mh_g.lock);
 }
 
 mongoc_database_t *
@@ -812,6 +874,7 @@ static mh_fork_hook_t mh_direct_fork = {.rank = 6,
                                         .prepare = mh_direct_prepare,
                                         .parent = mh_direct_parent,
                                         .child = mh_direct_child};
+MH_FORK_HOOK (mh_direct_fork)
 
 /* Shutdown: the next check builds a client for the new configuration. */
 static void
@@ -916,6 +979,7 @@ mh_direct_command (const char *cmd_name,
    }
    mongoc_client_destroy (c);
    mh_pool_unref (p);
+   mh_log_drain ();
    return ok;
 }
 

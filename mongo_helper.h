@@ -28,8 +28,20 @@
  * ----------------------------------
  * Every function is thread-safe unless its text says otherwise.  A process
  * that forks after using the library may keep using it in both the parent
- * and the child: the child builds a fresh pool of its own on first use and
- * never touches the parent's sockets.
+ * and the child, from any thread and while other threads are inside
+ * library calls: fork handlers hold every lock of the library across
+ * fork(), and none of those locks is ever held across a network round
+ * trip or a call to the application's log sink, so fork() waits for
+ * neither.  The child keeps the parent's configuration (explicit URI or
+ * file included), builds a fresh pool of its own on first use, never
+ * touches the parent's sockets, and its event writers start empty (see
+ * mongo_helper_event_writer_t).  One limit is libmongoc's: it guards its
+ * topology descriptions with a process-wide lock no fork handler can
+ * reach, so a fork() at the instant another thread holds it (a few
+ * instructions at a time inside any operation) leaves the child's first
+ * pool creation waiting for ever.  Fork while no other thread is inside a
+ * call that reaches the server (the usual pre-forking pattern) to rule
+ * that out.
  */
 #ifndef MONGO_HELPER_H
 #define MONGO_HELPER_H
@@ -111,7 +123,10 @@ typedef enum {
 } mongo_helper_log_level_t;
 
 /* A log sink.  `domain` is "mongo_helper" or libmongoc's log domain;
- * `message` has credentials redacted and is valid only during the call. */
+ * `message` has credentials redacted and is valid only during the call.
+ * The library calls it holding none of its locks, from whichever thread
+ * logs, possibly from several threads at once: make it thread-safe.  A
+ * slow sink slows only the thread that logs. */
 typedef void (*mongo_helper_log_fn) (mongo_helper_log_level_t level,
                                      const char *domain,
                                      const char *message,
@@ -119,8 +134,15 @@ typedef void (*mongo_helper_log_fn) (mongo_helper_log_level_t level,
 
 /* Sets the process-wide log sink (NULL: discard everything, the default).
  * The library also routes libmongoc's own log messages here, which means it
- * replaces any handler installed with mongoc_log_set_handler().  Messages
- * at a level above `max_level` are dropped before formatting. */
+ * replaces any handler installed with mongoc_log_set_handler().  libmongoc
+ * calls its handler under its own global lock, where no application code
+ * should run (a fork() meanwhile would leave that lock held in the child),
+ * so its messages are queued (up to 32; beyond that one warning says how
+ * many were dropped) and handed to the sink by the library's next call on
+ * any thread.  Messages at a level above `max_level` are dropped before
+ * formatting.  When this returns, calls of the previous sink on other
+ * threads have finished (so its user_data may be freed); a sink may call
+ * this itself. */
 void mongo_helper_set_log_handler (mongo_helper_log_fn fn,
                                    mongo_helper_log_level_t max_level,
                                    void *user_data);
@@ -348,7 +370,9 @@ bool mongo_helper_init (const char *config_path, mongo_helper_error_t *error);
 
 /* Like mongo_helper_init() but with an explicit URI, which wins over every
  * other source.  The INI file's and environment's pool settings still
- * apply. */
+ * apply.  In a forked child the library is already initialised with the
+ * parent's configuration (whatever its source), so init there is a no-op
+ * too. */
 bool mongo_helper_init_uri (const char *uri, mongo_helper_error_t *error);
 
 /* A snapshot of the singleton, for logs and status pages.  Strings are
@@ -365,10 +389,13 @@ typedef struct {
 } mongo_helper_status_t;
 
 /* Fills `status`.  Never fails; when not initialised, `initialized` is
- * false and the strings are empty. */
+ * false and the strings are empty.  A forked child is initialised with its
+ * parent's configuration, which this reports even before the child's
+ * first operation. */
 void mongo_helper_status (mongo_helper_status_t *status);
 
-/* Frees the pool, every thread's cached client and the configuration.
+/* Frees the pool, every thread's cached client and the configuration (in
+ * a forked child, it also forgets the parent's).
  * Idempotent; the library may be initialised again afterwards (lazily or
  * explicitly).  Other threads must not be inside a library call or using a
  * borrowed database at that moment.  Connections still held through
@@ -2011,10 +2038,20 @@ typedef enum {
    MONGO_HELPER_QUEUE_DROP_OLDEST  /* drop the oldest queued event */
 } mongo_helper_queue_policy_t;
 
+/* The largest queue_size and batch_size mongo_helper_event_writer_new()
+ * accepts (a queue of a million events is 8 MB of pointers before the
+ * events themselves; a batch is one bulk insert). */
+#define MONGO_HELPER_EVENT_WRITER_MAX_QUEUE 1000000
+#define MONGO_HELPER_EVENT_WRITER_MAX_BATCH 100000
+
 /* Buffered writer settings. */
 typedef struct {
-   size_t queue_size;                  /* events held at most; default 10000 */
-   size_t batch_size;                  /* flush at this many; default 500 */
+   size_t queue_size;                  /* events held at most, 1 to
+                                          MONGO_HELPER_EVENT_WRITER_MAX_QUEUE;
+                                          default 10000 */
+   size_t batch_size;                  /* flush at this many, 1 to
+                                          MONGO_HELPER_EVENT_WRITER_MAX_BATCH
+                                          (may exceed queue_size); default 500 */
    int32_t flush_interval_ms;          /* or after this long; default 1000 */
    mongo_helper_queue_policy_t policy; /* default BLOCK */
    int32_t block_timeout_ms;           /* BLOCK's wait; default 100 */
@@ -2026,13 +2063,15 @@ typedef struct {
 /* Fills `options` with the defaults above. */
 void mongo_helper_event_writer_options_init (mongo_helper_event_writer_options_t *options);
 
-/* Counters of a buffered writer.  accepted = stored + dropped + queued
- * (queued includes the batch being written); after destroy, queued is 0. */
+/* Counters of a buffered writer, for the events of the calling process
+ * (see fork() below).  accepted = stored + dropped + queued (queued
+ * includes the batch being written); after destroy, queued is 0. */
 typedef struct {
    uint64_t accepted;       /* valid events handed to the writer */
    uint64_t stored;         /* confirmed written by the server */
-   uint64_t dropped;        /* dropped by the queue policy, at the destroy
-                               deadline, or refused by the server */
+   uint64_t dropped;        /* dropped by the queue policy, refused by the
+                               server, or not confirmed by the destroy
+                               deadline */
    uint64_t failed_batches; /* batch attempts that failed and were retried */
    uint64_t queued;         /* not yet confirmed */
 } mongo_helper_event_writer_stats_t;
@@ -2043,12 +2082,21 @@ typedef struct {
  * it keeps the batch and retries with exponential backoff, and the queue
  * fills up to queue_size (then `policy` applies).  Each event gets its
  * ObjectId when queued, so a batch retried after a lost reply is not
- * stored twice (duplicates are counted as stored). */
+ * stored twice (duplicates are counted as stored).
+ *
+ * fork(): a writer made before a fork works in both processes.  The
+ * events queued in the parent at the fork stay the parent's: its thread
+ * writes them and its counters count them.  In the child the writer
+ * starts empty with counters at zero (so each process's counters add up
+ * for its own events, and summing both processes counts every event once),
+ * starts a thread of its own on its first log, and is destroyed in the
+ * child like any other writer. */
 typedef struct mongo_helper_event_writer_t mongo_helper_event_writer_t;
 
-/* Starts a writer on `log` (which must outlive it).  `options` NULL:
- * defaults.  NULL with INVALID_ARGUMENT on bad options or INTERNAL when
- * the thread cannot start. */
+/* Starts a writer on `log` (which must outlive it; the writer copies the
+ * log's settings).  `options` NULL: defaults.  NULL with INVALID_ARGUMENT
+ * naming the first bad option (sizes out of the ranges above included),
+ * or INTERNAL when the thread cannot start. */
 mongo_helper_event_writer_t *
 mongo_helper_event_writer_new (mongo_helper_eventlog_t *log,
                                const mongo_helper_event_writer_options_t *options,
@@ -2056,8 +2104,9 @@ mongo_helper_event_writer_new (mongo_helper_eventlog_t *log,
 
 /* Queues one event (arguments as mongo_helper_eventlog_log(), copied).
  * Returns true when queued.  Returns false with INVALID_ARGUMENT for bad
- * input (not counted), or with TIMEOUT when the full queue made the
- * policy drop this event (counted as accepted and dropped). */
+ * input (not counted), with TIMEOUT when the full queue made the policy
+ * drop this event (counted as accepted and dropped), or with INTERNAL when
+ * a forked child's thread cannot start (not counted). */
 bool mongo_helper_event_writer_log (mongo_helper_event_writer_t *writer,
                                     const char *user_id,
                                     const char *event_type,
@@ -2075,12 +2124,16 @@ bool mongo_helper_event_writer_flush (mongo_helper_event_writer_t *writer,
 void mongo_helper_event_writer_stats (mongo_helper_event_writer_t *writer,
                                       mongo_helper_event_writer_stats_t *stats);
 
-/* Writes what is queued for at most `deadline_ms` (<= 0: one attempt; a
- * write already under way finishes within the driver's timeouts first),
- * counts whatever is still unwritten as dropped, stops the thread and
- * frees the writer.  `final_stats` (may be NULL) receives the last
- * counters.  NULL writer is allowed.  Destroy every writer before
- * mongo_helper_shutdown(): its thread uses the pool. */
+/* Writes what is queued for at most `deadline_ms` (<= 0: writes nothing
+ * more), counts whatever is still unwritten as dropped, stops the thread
+ * and frees the writer.  It returns by the deadline (at most 100 ms past
+ * it, when the thread is slow to stop) even when a write hangs in the
+ * driver: that write is then left to finish in the background, where it
+ * frees what is left of the writer, and its events count as dropped (not
+ * confirmed: they may still reach the server).  `final_stats` (may be
+ * NULL) receives the last counters.  NULL writer is allowed.  Destroy
+ * every writer before mongo_helper_shutdown(); the log may be destroyed
+ * as soon as this returns. */
 void mongo_helper_event_writer_destroy (mongo_helper_event_writer_t *writer,
                                         int32_t deadline_ms,
                                         mongo_helper_event_writer_stats_t *final_stats);

@@ -1,25 +1,179 @@
 /*
  * event_writer.c — the buffered event writer (layer 10).
+ *
+ * One thread per writer writes the queue in batches.  Two rules shape it:
+ *
+ * - destroy keeps its deadline even while a write hangs in the driver (a
+ *   server that never answers holds a write for the driver's timeouts):
+ *   it then returns and leaves that write to the thread, which frees the
+ *   writer when the write comes back.  So the thread never touches the
+ *   application's eventlog handle, which may be gone by then: the writer
+ *   has its own copy of the log's settings and index set-up state, and its
+ *   pooled client survives mongo_helper_shutdown() (mh_thread_slot_own).
+ *
+ * - fork(): a writer's thread is not in the child.  The events queued in
+ *   the parent are the parent's, which writes and counts them; the child's
+ *   writer starts empty, with counters of its own (accepted = stored +
+ *   dropped + queued holds in each process for its own events), and gets
+ *   a thread on its first log.
  */
 #include "mh_private.h"
 
-/* -- Buffered writer. */
+/* How long destroy waits past its deadline for a thread that is not
+ * writing to stop (it only drops what is left). */
+#define MH_EW_STOP_GRACE_US 100000
 
 struct mongo_helper_event_writer_t {
-   mongo_helper_eventlog_t *log;
+   mongo_helper_eventlog_t log;            /* own copy: collection, settings, set-up */
+   const mongo_helper_eventlog_t *app_log; /* read under the lock until destroy */
    mongo_helper_event_writer_options_t opt;
    pthread_mutex_t lock;
-   pthread_cond_t wake; /* to the flusher: work, flush request, stop */
-   pthread_cond_t room; /* to producers and flush waiters: progress */
+   pthread_cond_t wake; /* to the thread: work, flush request, stop */
+   pthread_cond_t room; /* to producers, flush and destroy: progress */
    bson_t **ring;
    size_t head, len;
-   size_t inflight; /* events in the batch being written */
+   bson_t **batch;  /* the batch being written */
+   size_t inflight; /* its length */
    bool stop;
    bool flush_now;
+   bool running;          /* this process has the thread, and it has not stopped */
+   bool joinable;         /* this process started the thread and has not joined it */
+   bool writing;          /* the thread is writing, without the lock */
+   bool abandoned;        /* destroy returned without the thread: it frees */
    int64_t stop_deadline; /* monotonic µs */
    mongo_helper_event_writer_stats_t st;
    pthread_t thread;
+   mongo_helper_event_writer_t *next; /* mh_ew_all */
 };
+
+/* Every writer of the process, for fork(). */
+static struct {
+   pthread_mutex_t lock;
+   mongo_helper_event_writer_t *first;
+} mh_ew_all = {PTHREAD_MUTEX_INITIALIZER, NULL};
+
+static void mh_ew_child_reset (mongo_helper_event_writer_t *w);
+
+/* A writer's lock is never held while calling into the library, so it is
+ * taken after the handles' mutexes and before every module's lock. */
+static void
+mh_ew_prepare (void)
+{
+   pthread_mutex_lock (&mh_ew_all.lock);
+   for (mongo_helper_event_writer_t *w = mh_ew_all.first; w; w = w->next) {
+      pthread_mutex_lock (&w->lock);
+   }
+}
+
+static void
+mh_ew_parent (void)
+{
+   for (mongo_helper_event_writer_t *w = mh_ew_all.first; w; w = w->next) {
+      pthread_mutex_unlock (&w->lock);
+   }
+   pthread_mutex_unlock (&mh_ew_all.lock);
+}
+
+static void
+mh_ew_child (void)
+{
+   for (mongo_helper_event_writer_t *w = mh_ew_all.first; w; w = w->next) {
+      mh_ew_child_reset (w);
+      pthread_mutex_unlock (&w->lock);
+   }
+   pthread_mutex_unlock (&mh_ew_all.lock);
+}
+
+static mh_fork_hook_t mh_ew_fork = {.rank = 10,
+                                    .prepare = mh_ew_prepare,
+                                    .parent = mh_ew_parent,
+                                    .child = mh_ew_child};
+MH_FORK_HOOK (mh_ew_fork)
+
+static void
+mh_ew_register (mongo_helper_event_writer_t *w)
+{
+   pthread_mutex_lock (&mh_ew_all.lock);
+   w->next = mh_ew_all.first;
+   mh_ew_all.first = w;
+   pthread_mutex_unlock (&mh_ew_all.lock);
+}
+
+static void
+mh_ew_unregister (mongo_helper_event_writer_t *w)
+{
+   pthread_mutex_lock (&mh_ew_all.lock);
+   for (mongo_helper_event_writer_t **at = &mh_ew_all.first; *at; at = &(*at)->next) {
+      if (*at == w) {
+         *at = w->next;
+         break;
+      }
+   }
+   pthread_mutex_unlock (&mh_ew_all.lock);
+}
+
+/* Both on CLOCK_MONOTONIC, like every deadline here. */
+static void
+mh_ew_conds_init (mongo_helper_event_writer_t *w)
+{
+   pthread_condattr_t ca;
+
+   pthread_condattr_init (&ca);
+   pthread_condattr_setclock (&ca, CLOCK_MONOTONIC);
+   pthread_cond_init (&w->wake, &ca);
+   pthread_cond_init (&w->room, &ca);
+   pthread_condattr_destroy (&ca);
+}
+
+/* Frees the queued events and the batch; counts them as dropped if asked. */
+static void
+mh_ew_discard (mongo_helper_event_writer_t *w, bool count)
+{
+   while (w->len > 0) {
+      bson_destroy (w->ring[w->head]);
+      w->head = (w->head + 1) % w->opt.queue_size;
+      w->len--;
+      w->st.dropped += count;
+   }
+   for (size_t i = 0; i < w->inflight; i++) {
+      bson_destroy (w->batch[i]);
+   }
+   w->st.dropped += count ? w->inflight : 0;
+   w->inflight = 0;
+}
+
+/* In a forked child (every lock held, no other thread): the parent's
+ * events are the parent's; its thread is not here, nor are the waiters of
+ * the condition variables.  A writer destroy gave up on is nobody's here. */
+static void
+mh_ew_child_reset (mongo_helper_event_writer_t *w)
+{
+   if (w->abandoned) {
+      return;
+   }
+   mh_ew_discard (w, false);
+   memset (&w->st, 0, sizeof w->st);
+   w->head = 0;
+   w->stop = w->flush_now = false;
+   w->running = w->joinable = w->writing = false;
+   mh_ew_conds_init (w);
+}
+
+/* Frees a writer whose thread is gone or is the caller. */
+static void
+mh_ew_free (mongo_helper_event_writer_t *w)
+{
+   mh_ew_unregister (w);
+   pthread_cond_destroy (&w->wake);
+   pthread_cond_destroy (&w->room);
+   pthread_mutex_destroy (&w->lock);
+   mh_web_setup_destroy (&w->log.setup);
+   bson_free (w->log.coll);
+   bson_free (w->log.granularity);
+   bson_free (w->ring);
+   bson_free (w->batch);
+   bson_free (w);
+}
 
 void
 mongo_helper_event_writer_options_init (mongo_helper_event_writer_options_t *options)
@@ -49,7 +203,6 @@ mh_ew_abstime (int64_t mono_us)
 }
 
 typedef struct {
-   mongo_helper_eventlog_t *log;
    bson_t **docs;
    size_t n;
    uint64_t stored, refused;
@@ -113,23 +266,100 @@ mh_ew_past_deadline (const mongo_helper_event_writer_t *w)
    return w->stop && mh_mono_us () >= w->stop_deadline;
 }
 
+/* Waits `backoff_ms` before the next attempt, or less: until a stop's
+ * deadline.  Lock held. */
+static void
+mh_ew_backoff (mongo_helper_event_writer_t *w, int64_t backoff_ms)
+{
+   int64_t until = mh_mono_us () + backoff_ms * 1000;
+   struct timespec at;
+
+   if (w->stop && w->stop_deadline < until) {
+      until = w->stop_deadline;
+   }
+   at = mh_ew_abstime (until);
+   while (mh_mono_us () < until) {
+      if (pthread_cond_timedwait (&w->wake, &w->lock, &at) != 0) {
+         break;
+      }
+      if (w->stop && w->stop_deadline < until) {
+         until = w->stop_deadline;
+         at = mh_ew_abstime (until);
+      }
+   }
+}
+
+/* Writes the batch (w->inflight events) until the server answered for
+ * every event or the stop deadline passed (then they count as dropped).
+ * While the server is unreachable the batch is kept and retried with
+ * backoff, and the queue absorbs new events.  Called and returns with the
+ * lock held; false when destroy gave up on the write (w->abandoned). */
+static bool
+mh_ew_write_batch (mongo_helper_event_writer_t *w)
+{
+   mh_ew_batch_t b = {w->batch, w->inflight, 0, 0};
+   int64_t backoff = w->opt.backoff_min_ms;
+
+   for (;;) {
+      const mh_call_t call = {MH_OPID_EVENT_WRITER_WRITE, MH_OP_WRITE, NULL, w->log.coll, NULL};
+      mongo_helper_error_t e;
+      bool app_ready, ok;
+
+      if (w->abandoned) {
+         return false;
+      }
+      if (mh_ew_past_deadline (w)) {
+         w->st.dropped += b.n;
+         return true;
+      }
+      /* The application's log may have run its set-up meanwhile: then the
+       * writer need not.  Read under the lock: the log exists until destroy
+       * returns, and destroy needs the lock. */
+      app_ready = atomic_load (&w->app_log->setup.done);
+      w->writing = true;
+      pthread_mutex_unlock (&w->lock);
+      if (app_ready) {
+         mh_web_setup_done (&w->log.setup);
+      }
+      ok = mh_web_ready (&w->log.setup, mh_eventlog_ensure_cb, &w->log, &e) &&
+           mh_run (&call, mh_ew_write_op, &b, &e);
+      pthread_mutex_lock (&w->lock);
+      w->writing = false;
+      if (w->abandoned) {
+         return false;
+      }
+      if (ok) {
+         w->st.stored += b.stored;
+         w->st.dropped += b.refused;
+         return true;
+      }
+      w->st.failed_batches++;
+      mh_ew_backoff (w, backoff);
+      backoff = backoff * 2 > w->opt.backoff_max_ms ? w->opt.backoff_max_ms : backoff * 2;
+   }
+}
+
 static void *
 mh_ew_thread (void *arg)
 {
    mongo_helper_event_writer_t *w = arg;
-   bson_t **batch = bson_malloc (w->opt.batch_size * sizeof *batch);
    int64_t next = mh_mono_us () + (int64_t) w->opt.flush_interval_ms * 1000;
 
+   mh_thread_slot_own ();
    pthread_mutex_lock (&w->lock);
    for (;;) {
-      mh_ew_batch_t b = {w->log, batch, 0, 0, 0};
-      int64_t backoff = w->opt.backoff_min_ms;
-
       while (!w->stop && !w->flush_now && w->len < w->opt.batch_size && mh_mono_us () < next) {
          struct timespec at = mh_ew_abstime (next);
          pthread_cond_timedwait (&w->wake, &w->lock, &at);
       }
       next = mh_mono_us () + (int64_t) w->opt.flush_interval_ms * 1000;
+      if (w->abandoned) {
+         break;
+      }
+      if (mh_ew_past_deadline (w)) {
+         mh_ew_discard (w, true);
+         break;
+      }
       if (w->len == 0) {
          w->flush_now = false;
          pthread_cond_broadcast (&w->room);
@@ -138,73 +368,84 @@ mh_ew_thread (void *arg)
          }
          continue;
       }
-      while (b.n < w->opt.batch_size && w->len > 0) {
-         batch[b.n++] = w->ring[w->head];
+      while (w->inflight < w->opt.batch_size && w->len > 0) {
+         w->batch[w->inflight++] = w->ring[w->head];
          w->head = (w->head + 1) % w->opt.queue_size;
          w->len--;
       }
-      w->inflight = b.n;
       pthread_cond_broadcast (&w->room);
-      for (;;) {
-         const mh_call_t call = {MH_OPID_EVENT_WRITER_WRITE, MH_OP_WRITE, NULL, w->log->coll, NULL};
-         mongo_helper_error_t e;
-         bool ok;
-
-         pthread_mutex_unlock (&w->lock);
-         ok = mh_web_ready (&w->log->setup, mh_eventlog_ensure_cb, w->log, &e) &&
-              mh_run (&call, mh_ew_write_op, &b, &e);
-         pthread_mutex_lock (&w->lock);
-         if (ok) {
-            w->st.stored += b.stored;
-            w->st.dropped += b.refused;
-            break;
-         }
-         w->st.failed_batches++;
-         if (mh_ew_past_deadline (w)) {
-            w->st.dropped += b.n;
-            break;
-         }
-         /* Server unreachable (or refusing): keep the batch, back off, and
-          * let the queue absorb new events meanwhile. */
-         {
-            int64_t until = mh_mono_us () + backoff * 1000;
-            struct timespec at;
-
-            if (w->stop && w->stop_deadline < until) {
-               until = w->stop_deadline;
-            }
-            at = mh_ew_abstime (until);
-            while (mh_mono_us () < until) {
-               if (pthread_cond_timedwait (&w->wake, &w->lock, &at) != 0) {
-                  break;
-               }
-               if (w->stop && w->stop_deadline < until) {
-                  until = w->stop_deadline;
-                  at = mh_ew_abstime (until);
-               }
-            }
-         }
-         backoff = backoff * 2 > w->opt.backoff_max_ms ? w->opt.backoff_max_ms : backoff * 2;
+      if (!mh_ew_write_batch (w)) {
+         break;
       }
-      for (size_t i = 0; i < b.n; i++) {
-         bson_destroy (batch[i]);
+      for (size_t i = 0; i < w->inflight; i++) {
+         bson_destroy (w->batch[i]);
       }
       w->inflight = 0;
-      if (mh_ew_past_deadline (w)) {
-         while (w->len > 0) {
-            bson_destroy (w->ring[w->head]);
-            w->head = (w->head + 1) % w->opt.queue_size;
-            w->len--;
-            w->st.dropped++;
-         }
-      }
       pthread_cond_broadcast (&w->room);
    }
-   pthread_mutex_unlock (&w->lock);
-   bson_free (batch);
+   if (w->abandoned) {
+      /* destroy has returned, its final counters already count all of
+       * this as dropped: only the memory is left. */
+      mh_ew_discard (w, false);
+      pthread_mutex_unlock (&w->lock);
+      mh_ew_free (w);
+   } else {
+      w->running = false;
+      pthread_cond_broadcast (&w->room);
+      pthread_mutex_unlock (&w->lock);
+   }
    /* Give this thread's pooled client back now rather than at exit. */
    mongo_helper_thread_release ();
    return NULL;
+}
+
+/* Starts the thread (lock held, or the writer not yet shared). */
+static bool
+mh_ew_start (mongo_helper_event_writer_t *w, mongo_helper_error_t *error)
+{
+   int rc = pthread_create (&w->thread, NULL, mh_ew_thread, w);
+
+   if (rc != 0) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INTERNAL,
+                      rc,
+                      "event writer: cannot start its thread (%s)",
+                      strerror (rc));
+   }
+   w->running = w->joinable = true;
+   return true;
+}
+
+/* The first problem with the options, or NULL. */
+static const char *
+mh_ew_options_problem (const mongo_helper_event_writer_options_t *o, char *buf, size_t size)
+{
+   if (o->queue_size < 1 || o->queue_size > MONGO_HELPER_EVENT_WRITER_MAX_QUEUE) {
+      bson_snprintf (buf,
+                     size,
+                     "queue_size %zu is out of range (1 to %d)",
+                     o->queue_size,
+                     MONGO_HELPER_EVENT_WRITER_MAX_QUEUE);
+   } else if (o->batch_size < 1 || o->batch_size > MONGO_HELPER_EVENT_WRITER_MAX_BATCH) {
+      bson_snprintf (buf,
+                     size,
+                     "batch_size %zu is out of range (1 to %d)",
+                     o->batch_size,
+                     MONGO_HELPER_EVENT_WRITER_MAX_BATCH);
+   } else if (o->flush_interval_ms <= 0) {
+      bson_snprintf (buf, size, "flush_interval_ms must be > 0");
+   } else if (o->block_timeout_ms < 0) {
+      bson_snprintf (buf, size, "block_timeout_ms must be >= 0");
+   } else if (o->backoff_min_ms <= 0 || o->backoff_max_ms < o->backoff_min_ms) {
+      bson_snprintf (buf, size, "backoff needs 0 < backoff_min_ms <= backoff_max_ms");
+   } else if (o->policy != MONGO_HELPER_QUEUE_BLOCK &&
+              o->policy != MONGO_HELPER_QUEUE_DROP_NEWEST &&
+              o->policy != MONGO_HELPER_QUEUE_DROP_OLDEST) {
+      bson_snprintf (buf, size, "policy %d is not a mongo_helper_queue_policy_t", (int) o->policy);
+   } else {
+      return NULL;
+   }
+   return buf;
 }
 
 mongo_helper_event_writer_t *
@@ -214,52 +455,42 @@ mongo_helper_event_writer_new (mongo_helper_eventlog_t *log,
 {
    mongo_helper_event_writer_options_t o;
    mongo_helper_event_writer_t *w;
-   pthread_condattr_t ca;
-   int rc;
+   char why[128];
+   const char *problem;
 
    mh_error_clear (error);
    mongo_helper_event_writer_options_init (&o);
    if (options) {
       o = *options;
    }
-   if (!log || o.queue_size == 0 || o.batch_size == 0 || o.batch_size > 100000 ||
-       o.flush_interval_ms <= 0 || o.block_timeout_ms < 0 || o.backoff_min_ms <= 0 ||
-       o.backoff_max_ms < o.backoff_min_ms ||
-       (o.policy != MONGO_HELPER_QUEUE_BLOCK && o.policy != MONGO_HELPER_QUEUE_DROP_NEWEST &&
-        o.policy != MONGO_HELPER_QUEUE_DROP_OLDEST)) {
-      mh_fail (error,
-               MONGO_HELPER_ERROR_INVALID_ARGUMENT,
-               0,
-               "event writer: log is NULL or an option is out of range "
-               "(queue_size and batch_size (<= 100000) > 0, "
-               "flush_interval_ms > 0, 0 < backoff_min_ms <= backoff_max_ms, "
-               "a known policy)");
+   problem = log ? mh_ew_options_problem (&o, why, sizeof why) : "log is NULL";
+   if (problem) {
+      mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "event writer: %s", problem);
       return NULL;
    }
    w = bson_malloc0 (sizeof *w);
-   w->log = log;
+   w->app_log = log;
+   w->log.coll = bson_strdup (log->coll);
+   w->log.granularity = bson_strdup (log->granularity);
+   w->log.retention_s = log->retention_s;
+   mh_web_setup_init (&w->log.setup, log->setup.lazy);
+   if (atomic_load (&log->setup.done)) {
+      mh_web_setup_done (&w->log.setup);
+   }
    w->opt = o;
+   /* Both sizes are bounded above, so neither product can wrap. */
    w->ring = bson_malloc0 (o.queue_size * sizeof *w->ring);
+   w->batch = bson_malloc0 (o.batch_size * sizeof *w->batch);
    pthread_mutex_init (&w->lock, NULL);
-   pthread_condattr_init (&ca);
-   pthread_condattr_setclock (&ca, CLOCK_MONOTONIC);
-   pthread_cond_init (&w->wake, &ca);
-   pthread_cond_init (&w->room, &ca);
-   pthread_condattr_destroy (&ca);
-   rc = pthread_create (&w->thread, NULL, mh_ew_thread, w);
-   if (rc != 0) {
-      pthread_cond_destroy (&w->wake);
-      pthread_cond_destroy (&w->room);
-      pthread_mutex_destroy (&w->lock);
-      bson_free (w->ring);
-      bson_free (w);
-      mh_fail (error,
-               MONGO_HELPER_ERROR_INTERNAL,
-               rc,
-               "event writer: cannot start its thread (%s)",
-               strerror (rc));
+   mh_ew_conds_init (w);
+   mh_ew_register (w);
+   pthread_mutex_lock (&w->lock);
+   if (!mh_ew_start (w, error)) {
+      pthread_mutex_unlock (&w->lock);
+      mh_ew_free (w);
       return NULL;
    }
+   pthread_mutex_unlock (&w->lock);
    return w;
 }
 
@@ -283,6 +514,12 @@ mongo_helper_event_writer_log (mongo_helper_event_writer_t *writer,
       return false;
    }
    pthread_mutex_lock (&writer->lock);
+   /* A forked child's first log starts the child's thread. */
+   if (!writer->running && !writer->stop && !mh_ew_start (writer, error)) {
+      pthread_mutex_unlock (&writer->lock);
+      bson_destroy (doc);
+      return false;
+   }
    writer->st.accepted++;
    if (writer->len == writer->opt.queue_size) {
       switch (writer->opt.policy) {
@@ -388,6 +625,9 @@ mongo_helper_event_writer_destroy (mongo_helper_event_writer_t *writer,
                                    int32_t deadline_ms,
                                    mongo_helper_event_writer_stats_t *final_stats)
 {
+   mongo_helper_event_writer_stats_t st;
+   bool join;
+
    if (!writer) {
       if (final_stats) {
          memset (final_stats, 0, sizeof *final_stats);
@@ -399,12 +639,45 @@ mongo_helper_event_writer_destroy (mongo_helper_event_writer_t *writer,
    writer->stop_deadline = mh_mono_us () + (int64_t) (deadline_ms > 0 ? deadline_ms : 0) * 1000;
    pthread_cond_broadcast (&writer->wake);
    pthread_cond_broadcast (&writer->room);
+   while (writer->running) {
+      int64_t now = mh_mono_us ();
+
+      if (now < writer->stop_deadline) {
+         struct timespec at = mh_ew_abstime (writer->stop_deadline);
+         pthread_cond_timedwait (&writer->room, &writer->lock, &at);
+      } else if (writer->writing || now >= writer->stop_deadline + MH_EW_STOP_GRACE_US) {
+         /* The deadline holds: a write under way (or a thread that cannot
+          * even stop in time) is left to the thread, which frees the
+          * writer when it gets back.  What it carries and what is queued
+          * cannot be confirmed any more: dropped. */
+         writer->abandoned = true;
+         st = writer->st;
+         st.dropped += writer->len + writer->inflight;
+         st.queued = 0;
+         pthread_detach (writer->thread);
+         pthread_mutex_unlock (&writer->lock);
+         if (final_stats) {
+            *final_stats = st;
+         }
+         return;
+      } else {
+         /* Past the deadline and not writing: the thread drops what is
+          * left and stops without touching the network. */
+         struct timespec at = mh_ew_abstime (writer->stop_deadline + MH_EW_STOP_GRACE_US);
+         pthread_cond_timedwait (&writer->room, &writer->lock, &at);
+      }
+   }
+   /* A forked child's writer that never logged has no thread to do this. */
+   mh_ew_discard (writer, true);
+   st = writer->st;
+   join = writer->joinable;
+   writer->joinable = false;
    pthread_mutex_unlock (&writer->lock);
-   pthread_join (writer->thread, NULL);
-   mongo_helper_event_writer_stats (writer, final_stats);
-   pthread_cond_destroy (&writer->wake);
-   pthread_cond_destroy (&writer->room);
-   pthread_mutex_destroy (&writer->lock);
-   bson_free (writer->ring);
-   bson_free (writer);
+   if (join) {
+      pthread_join (writer->thread, NULL);
+   }
+   if (final_stats) {
+      *final_stats = st;
+   }
+   mh_ew_free (writer);
 }

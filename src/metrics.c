@@ -56,7 +56,6 @@ static struct {
 
 static atomic_llong mh_pool_in_use, mh_pool_waiting;
 static atomic_ullong mh_pool_checkouts, mh_pool_timeouts;
-static pthread_once_t mh_m_once = PTHREAD_ONCE_INIT;
 
 static void
 mh_m_prepare (void)
@@ -83,12 +82,7 @@ static mh_fork_hook_t mh_m_fork = {.rank = 5,
                                    .prepare = mh_m_prepare,
                                    .parent = mh_m_parent,
                                    .child = mh_m_child};
-
-static void
-mh_m_init (void)
-{
-   mh_fork_hook_add (&mh_m_fork);
-}
+MH_FORK_HOOK (mh_m_fork)
 
 /* Metric names become Prometheus label values and JSON keys: keep them to
  * [A-Za-z0-9_] so no escaping is ever needed and nothing else leaks. */
@@ -170,7 +164,6 @@ mh_metrics_cmd (const char *command, int kind, int64_t duration_us)
    mh_cmd_metric_t *m;
 
    mh_metric_name (command, name);
-   pthread_once (&mh_m_once, mh_m_init);
    pthread_mutex_lock (&mh_m.lock);
    MH_FIND_SLOT (mh_m.cmds, mh_m.n_cmds, name, m);
    if (kind == 1) {
@@ -210,7 +203,6 @@ mh_metrics_attach (mongoc_client_pool_t *pool)
 {
    mongoc_apm_callbacks_t *cbs = mongoc_apm_callbacks_new ();
 
-   pthread_once (&mh_m_once, mh_m_init);
    mongoc_apm_set_command_succeeded_cb (cbs, mh_apm_succeeded);
    mongoc_apm_set_command_failed_cb (cbs, mh_apm_failed);
    mongoc_client_pool_set_apm_callbacks (pool, cbs, NULL);
@@ -256,7 +248,6 @@ mongo_helper_pool_stats (mongo_helper_pool_stats_t *stats)
 void
 mongo_helper_metrics_reset (void)
 {
-   pthread_once (&mh_m_once, mh_m_init);
    for (size_t i = 0; i < MH_OPID__COUNT; i++) {
       mh_op_live_t *m = &mh_ops_live[i];
       atomic_store (&m->calls, 0);
@@ -294,7 +285,6 @@ mh_snapshot_new (void)
 {
    mh_snapshot_t *s = bson_malloc0 (sizeof *s);
 
-   pthread_once (&mh_m_once, mh_m_init);
    /* Operations that never ran are left out, as before the table. */
    for (size_t i = 0; i < MH_OPID__COUNT; i++) {
       const mh_op_live_t *m = &mh_ops_live[i];

@@ -94,36 +94,59 @@ void mh_log (mongo_helper_log_level_t level, const char *fmt, ...) BSON_GNUC_PRI
 /* Routes libmongoc's own log messages to the sink (idempotent). */
 void mh_log_install (void);
 
+/* Hands libmongoc's queued messages to the sink (see log.c); costs one
+ * atomic load when there are none.  Call it holding no library lock. */
+void mh_log_drain (void);
+
+/* The log's fork handling, run by util.c's handlers: prepare after every
+ * other module's, parent and child before every other module's. */
+void mh_log_fork_prepare (void);
+void mh_log_fork_parent (void);
+void mh_log_fork_child (void);
+
 /* ==== Layer 2: util.c (shared by everything above) =================== */
 
 /* The server's document limit (BSON maximum), the one constant for it. */
 #define MH_MAX_BSON MONGO_HELPER_MAX_DOCUMENT_SIZE
 
-/* Once per process: mongoc_init, the libmongoc log route, the fork hooks. */
+/* Once per process: mongoc_init and the libmongoc log route.  (The fork
+ * handlers are installed when the library is loaded.) */
 void mh_process_init (void);
 
 /* A module's fork handling.  prepare takes the module's locks, parent
  * releases them, child releases or re-initialises them and forgets what
- * belongs to the parent.  Hooks run in descending `rank` for prepare (the
- * higher layers' locks first, as they are taken while lower ones are
- * free) and ascending for parent and child.  `hook` must be static
- * storage; adding it twice is harmless. */
+ * belongs to the parent's other threads.  Hooks run in descending `rank`
+ * (the layer) for prepare, as the library takes a higher layer's lock
+ * before a lower one's, never the other way round, and ascending for
+ * parent and child.  The log (layer 1) is handled by util.c itself, after
+ * every hook's prepare and before every hook's release. */
 typedef struct mh_fork_hook {
    int rank;
    void (*prepare) (void);
    void (*parent) (void);
    void (*child) (void);
-   struct mh_fork_hook *next;
+   struct mh_fork_hook *next, *prev;
    bool added;
 } mh_fork_hook_t;
 
+/* Adds `hook` (static storage; adding it twice is harmless).  Call it
+ * only through MH_FORK_HOOK, when the library is loaded: a hook added
+ * later could miss a fork that a thread holding its lock races with, and
+ * one added while holding another library lock deadlocks with fork(). */
 void mh_fork_hook_add (mh_fork_hook_t *hook);
+
+#define MH_FORK_HOOK(hook)                                          \
+   __attribute__ ((constructor)) static void hook##_register (void) \
+   {                                                                \
+      mh_fork_hook_add (&hook);                                     \
+   }
 
 /* The mutex (and, may be NULL, condition variable) of a handle the
  * application creates: taken in prepare before every module's locks,
  * released in parent and child; in the child the condition variable is
- * initialised again (its waiters were the parent's threads).  Untrack it
- * before destroying the handle. */
+ * initialised again (its waiters were the parent's threads), with default
+ * attributes.  Untrack it before destroying the handle.  Never call these
+ * while holding a library lock. */
 void mh_fork_track (pthread_mutex_t *mutex, pthread_cond_t *cond);
 void mh_fork_untrack (pthread_mutex_t *mutex);
 
@@ -542,6 +565,14 @@ bool mh_command_on (const char *database,
                     const bson_t *command,
                     bson_t *reply,
                     mongo_helper_error_t *error);
+
+/* For the library's own background threads (the event writer's): the
+ * calling thread's pooled client is its own, like an acquired connection.
+ * mongo_helper_shutdown() neither takes it back nor frees its pool under
+ * it, and the thread does not start a new singleton after a shutdown: it
+ * keeps that pool until it gives the client back (thread exit or
+ * mongo_helper_thread_release()), or moves to the pool of a later init. */
+void mh_thread_slot_own (void);
 
 /* "database.collection" for a message, with the default database's real
  * name when `database` is NULL. */

@@ -101,13 +101,7 @@ static mh_fork_hook_t mh_cb_fork = {.rank = 4,
                                     .prepare = mh_cb_prepare,
                                     .parent = mh_cb_release,
                                     .child = mh_cb_child};
-static pthread_once_t mh_cb_once = PTHREAD_ONCE_INIT;
-
-static void
-mh_cb_init (void)
-{
-   mh_fork_hook_add (&mh_cb_fork);
-}
+MH_FORK_HOOK (mh_cb_fork)
 
 /* Decides whether a call may go out.  *probe is set for the one call that
  * tests a half-open circuit.  On refusal, *wait_ms says how long the
@@ -266,7 +260,6 @@ mh_backoff_sleep (const mongo_helper_retry_policy_t *pol, int32_t attempt)
 void
 mh_breaker_configure (int32_t threshold, int32_t cooldown_ms)
 {
-   pthread_once (&mh_cb_once, mh_cb_init);
    pthread_mutex_lock (&mh_cb.lock);
    mh_cb.state = MONGO_HELPER_CIRCUIT_CLOSED;
    mh_cb.consecutive = 0;

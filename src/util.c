@@ -7,10 +7,15 @@
 
 /* ---- Process set-up and fork ---- */
 
-/* Hooks sorted by rank; the list is only ever appended to, under the lock,
- * which the fork handlers hold across fork() like every other lock. */
+/* The hooks, sorted by rank and linked both ways (prepare walks them
+ * backwards).  Modules add theirs from a constructor (MH_FORK_HOOK), when
+ * the library is loaded: every hook is then in place before any thread can
+ * take the lock it guards, and none is ever added by code that holds
+ * another lock.  (Added lazily from a module's once-init, under the core's
+ * lock, a hook waited for mh_hooks_lock while a forking thread held it and
+ * waited for the core's lock: fork() never returned.) */
 static pthread_mutex_t mh_hooks_lock = PTHREAD_MUTEX_INITIALIZER;
-static mh_fork_hook_t *mh_hooks;
+static mh_fork_hook_t *mh_hooks_first, *mh_hooks_last;
 static pthread_once_t mh_process_once = PTHREAD_ONCE_INIT;
 
 /* The mutexes (and condition variables) of handles the application
@@ -25,36 +30,39 @@ static mh_tracked_t *mh_tracked;
 static size_t mh_n_tracked, mh_cap_tracked;
 static atomic_uint mh_forks;
 
-/* prepare runs the higher layers first: their code may call down while
- * holding its own lock, never the other way round, so this order takes
- * every lock in the order the library itself nests them.  Handle mutexes
- * are the highest of all: they are held around calls into the library. */
+/* Every library lock is taken here, in the order the library nests them:
+ * a file may call down the layers while holding its own lock, never up,
+ * so the higher layers' locks come first and the log's (layer 1) last.
+ * Handle mutexes come before all of them: nothing is locked while one is
+ * held.  No lock is ever held across a network round trip, so this waits
+ * for memory operations only. */
 static void
 mh_fork_prepare (void)
 {
-   mh_fork_hook_t *stack[64];
-   size_t n = 0;
-
    pthread_mutex_lock (&mh_hooks_lock);
    pthread_mutex_lock (&mh_tracked_lock);
    for (size_t i = 0; i < mh_n_tracked; i++) {
       pthread_mutex_lock (mh_tracked[i].mutex);
    }
-   for (mh_fork_hook_t *h = mh_hooks; h && n < 64; h = h->next) {
-      stack[n++] = h;
-   }
-   while (n > 0) {
-      mh_fork_hook_t *h = stack[--n];
+   for (mh_fork_hook_t *h = mh_hooks_last; h; h = h->prev) {
       if (h->prepare) {
          h->prepare ();
       }
    }
+   mh_log_fork_prepare ();
 }
 
+/* Lowest layer first: a child hook may call down into a module that is
+ * already usable again. */
 static void
 mh_fork_release (bool child)
 {
-   for (mh_fork_hook_t *h = mh_hooks; h; h = h->next) {
+   if (child) {
+      mh_log_fork_child ();
+   } else {
+      mh_log_fork_parent ();
+   }
+   for (mh_fork_hook_t *h = mh_hooks_first; h; h = h->next) {
       void (*fn) (void) = child ? h->child : h->parent;
       if (fn) {
          fn ();
@@ -84,18 +92,36 @@ mh_fork_child (void)
    mh_fork_release (true);
 }
 
+/* At load, like the hooks: a fork before the first library call must find
+ * the handlers too, since the first call may be one that takes a lock. */
+__attribute__ ((constructor)) static void
+mh_fork_handlers_install (void)
+{
+   pthread_atfork (mh_fork_prepare, mh_fork_parent, mh_fork_child);
+}
+
 void
 mh_fork_hook_add (mh_fork_hook_t *hook)
 {
-   mh_fork_hook_t **at;
+   mh_fork_hook_t *at;
 
-   mh_process_init ();
    pthread_mutex_lock (&mh_hooks_lock);
    if (!hook->added) {
-      for (at = &mh_hooks; *at && (*at)->rank <= hook->rank; at = &(*at)->next) {
+      for (at = mh_hooks_first; at && at->rank <= hook->rank; at = at->next) {
       }
-      hook->next = *at;
-      *at = hook;
+      /* before `at`, or last */
+      hook->next = at;
+      hook->prev = at ? at->prev : mh_hooks_last;
+      if (hook->prev) {
+         hook->prev->next = hook;
+      } else {
+         mh_hooks_first = hook;
+      }
+      if (at) {
+         at->prev = hook;
+      } else {
+         mh_hooks_last = hook;
+      }
       hook->added = true;
    }
    pthread_mutex_unlock (&mh_hooks_lock);
@@ -104,7 +130,6 @@ mh_fork_hook_add (mh_fork_hook_t *hook)
 void
 mh_fork_track (pthread_mutex_t *mutex, pthread_cond_t *cond)
 {
-   mh_process_init ();
    pthread_mutex_lock (&mh_tracked_lock);
    if (mh_n_tracked == mh_cap_tracked) {
       mh_cap_tracked = mh_cap_tracked ? 2 * mh_cap_tracked : 16;
@@ -140,7 +165,6 @@ mh_process_init_once (void)
 {
    mongoc_init ();
    mh_log_install ();
-   pthread_atfork (mh_fork_prepare, mh_fork_parent, mh_fork_child);
 }
 
 void

@@ -23,7 +23,7 @@ main (void)
       sessions_suite, session_races_suite, session_round_trips_suite,
       cache_suite, cache_lease_suite, eventlog_suite, web_limits_suite,
       concurrent_suite,                                /* 9 */
-      event_writer_suite,                              /* 10 */
+      event_writer_suite, event_writer_fork_suite, fork_suite,                              /* 10 */
    };
    /* clang-format on */
    SRunner *sr = srunner_create (NULL);

@@ -359,6 +359,42 @@ mh_test_sleep_ms (long ms)
    }
 }
 
+bool
+mh_test_under_valgrind (void)
+{
+   const char *v = getenv ("MH_VALGRIND");
+   return v && strcmp (v, "1") == 0;
+}
+
+int64_t
+mh_test_now_ms (void)
+{
+   struct timespec ts;
+
+   clock_gettime (CLOCK_MONOTONIC, &ts);
+   return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool
+mh_test_wait_child (pid_t pid, int64_t bound_ms, int *wstatus)
+{
+   int64_t end = mh_test_now_ms () + bound_ms;
+
+   for (;;) {
+      pid_t r = waitpid (pid, wstatus, WNOHANG);
+      if (r == pid) {
+         return true;
+      }
+      ck_assert_msg (r == 0, "waitpid: %s", strerror (errno));
+      if (mh_test_now_ms () >= end) {
+         kill (pid, SIGKILL);
+         waitpid (pid, wstatus, 0);
+         return false;
+      }
+      mh_test_sleep_ms (2);
+   }
+}
+
 int
 mh_test_free_port (void)
 {

@@ -5,6 +5,7 @@
 
 #include <check.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "mongo_helper.h"
@@ -45,6 +46,8 @@ Suite *eventlog_suite (void);
 Suite *web_limits_suite (void);
 Suite *concurrent_suite (void);
 Suite *event_writer_suite (void);
+Suite *event_writer_fork_suite (void);
+Suite *fork_suite (void);
 
 /* ---- fixtures ---------------------------------------------------------
  * Check runs each test in its own forked process, so a file's static
@@ -177,6 +180,30 @@ void mh_test_skip_note (const char *test, const char *reason);
 
 /* Sleeps `ms` milliseconds, resuming after signals. */
 void mh_test_sleep_ms (long ms);
+
+/* True under make memcheck (MH_VALGRIND=1): heavy tests do less. */
+bool mh_test_under_valgrind (void);
+
+/* CLOCK_MONOTONIC in milliseconds. */
+int64_t mh_test_now_ms (void);
+
+/* Waits up to `bound_ms` for child `pid`; one still running then is
+ * SIGKILLed and reaped, and false returned (it hung).  `*wstatus`
+ * receives its wait status. */
+bool mh_test_wait_child (pid_t pid, int64_t bound_ms, int *wstatus);
+
+/* Defined when built with AddressSanitizer.  Its allocator (GCC 12's and
+ * clang 14's) has no fork handlers: a child forked while another thread
+ * is inside malloc waits for ever in its first malloc.  Tests that fork
+ * while other threads run skip there (make check and make memcheck run
+ * them). */
+#if defined(__SANITIZE_ADDRESS__)
+#define MH_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MH_TEST_ASAN 1
+#endif
+#endif
 
 /* A local port nobody listens on: binds an ephemeral port, then closes it. */
 int mh_test_free_port (void);
