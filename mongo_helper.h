@@ -85,6 +85,24 @@ typedef enum {
                                            is not returned */
 } mongo_helper_category_t;
 
+/* The code (mongo_helper_error_t.code) of an INTEGRITY error: why the
+ * encrypted record did not open.  Each is also counted in the metrics
+ * (mongo_helper_integrity_failures_total, see "Metrics"). */
+#define MONGO_HELPER_INTEGRITY_MALFORMED \
+   1 /* not an envelope the library      \
+        reads: truncated, altered or     \
+        of another version */
+#define MONGO_HELPER_INTEGRITY_UNKNOWN_KEY \
+   2 /* sealed with a key id not in        \
+        the handle's key ring (or          \
+        the handle has none) */
+#define MONGO_HELPER_INTEGRITY_FORGED \
+   3 /* authentication failed:        \
+        altered bytes, a payload      \
+        moved from another record,    \
+        or other key bytes under      \
+        the same id */
+
 /* Size of mongo_helper_error_t.message, including the terminating NUL. */
 #ifndef MONGO_HELPER_ERROR_MESSAGE_SIZE
 #define MONGO_HELPER_ERROR_MESSAGE_SIZE 504
@@ -595,9 +613,12 @@ const char *mongo_helper_circuit_state_name (mongo_helper_circuit_state_t state)
  * threads waiting, checkouts, wait timeouts).  The operation is named from
  * one fixed table (snake_case: "insert_one", "find", "sessions_load",
  * "cache_get", ...; README lists them); at most 64 command names are kept,
- * later ones count under "other".  Metrics survive shutdown and
- * re-initialisation; they hold names and numbers only, never a URI, user
- * or password.
+ * later ones count under "other".  Encrypted records that did not open
+ * (see Sessions and Cache) are counted per operation and reason
+ * (malformed, unknown_key, forged): decryption follows the operation,
+ * whose own call then counts as ok.  Metrics survive shutdown and
+ * re-initialisation; they hold names and numbers only, never a URI, user,
+ * password, key or key id.
  */
 
 /* Writes every metric in the Prometheus text exposition format (version
@@ -612,7 +633,8 @@ bool mongo_helper_metrics_prometheus (char *buf,
 
 /* The same metrics as one JSON object (relaxed extended JSON):
  * {"operations": {KIND: {"calls", "ok", "retries", "errors": {CATEGORY:
- * n}, "latency_us_sum", "latency_buckets_ms": {LE: n}}}, "commands":
+ * n}, "latency_us_sum", "latency_buckets_ms": {LE: n}}},
+ * "integrity_failures": {KIND: {REASON: n}}, "commands":
  * {NAME: {"started", "succeeded", "failed", "duration_us_sum"}}, "pool":
  * {"in_use", "waiting", "checkouts", "wait_timeouts"}, "circuit":
  * {"state", "consecutive_failures", "opened_at_ms", "rejected"}}.

@@ -304,14 +304,12 @@ typedef struct {
    bool stale;
 } mh_opened_t;
 
-/* The codes of MONGO_HELPER_ERROR_INTEGRITY errors (error->code). */
+/* The codes of MONGO_HELPER_ERROR_INTEGRITY errors (error->code): the
+ * header's MONGO_HELPER_INTEGRITY_*, which callers read. */
 enum {
-   MH_INTEGRITY_MALFORMED = 1,   /* not an envelope: truncated, altered, or
-                                    another version */
-   MH_INTEGRITY_UNKNOWN_KEY = 2, /* sealed with a key id not in the ring */
-   MH_INTEGRITY_FORGED = 3,      /* authentication failed: altered bytes,
-                                    another record's payload, or other key
-                                    bytes under the same id */
+   MH_INTEGRITY_MALFORMED = MONGO_HELPER_INTEGRITY_MALFORMED,
+   MH_INTEGRITY_UNKNOWN_KEY = MONGO_HELPER_INTEGRITY_UNKNOWN_KEY,
+   MH_INTEGRITY_FORGED = MONGO_HELPER_INTEGRITY_FORGED,
 };
 
 /* Decrypts the sealed record at `sealed` (an iterator on the field) with
@@ -436,6 +434,10 @@ const char *mh_op_name (mh_opid_t op);
 void mh_metrics_attach (mongoc_client_pool_t *pool);
 /* One finished operation of mh_run(). */
 void mh_metrics_op (mh_opid_t op, int64_t t0_us, int32_t retries, mongo_helper_category_t cat);
+/* An encrypted record that did not open in operation `op`: `code` is its
+ * MH_INTEGRITY_* code.  Decryption happens after mh_run, so its failures
+ * are counted here, not among the operation's errors. */
+void mh_metrics_integrity (mh_opid_t op, int32_t code);
 /* Pool gauges. */
 void mh_pool_wait_begin (void);
 void mh_pool_wait_end (bool got);
