@@ -248,6 +248,24 @@ size_t mongo_helper_redact (const char *text, char *out, size_t out_size);
  * Default database: the URI's path (like pymongo's get_default_database()),
  * else MONGO_DB, else [db] database; with none, a CONFIG error.
  *
+ * Encryption keys (INI [db] key / environment variable; the environment
+ * wins; no URI option): session_keys / MONGO_SESSION_KEYS or
+ * session_key_file / MONGO_SESSION_KEY_FILE for the sessions helper,
+ * cache_keys / MONGO_CACHE_KEYS or cache_key_file / MONGO_CACHE_KEY_FILE
+ * for cache values; nothing set: no encryption.  A ring is
+ * "id:base64key,id:base64key" with the CURRENT key first (ids of 1 to 32
+ * characters among A-Z a-z 0-9 _ -, keys of exactly 32 bytes in standard
+ * or URL-safe base64: `openssl rand -base64 32`); a key file holds one
+ * id:base64key per line ('#' comments and blank lines skipped) and must
+ * be a regular file no other user may access (mode 0600 or 0640).  Keys
+ * written in the INI file itself need the same: an INI file other users
+ * may read cannot hold them.  Text and key file of one ring together, bad
+ * base64, a wrong size, a duplicate id or a key file others may read are
+ * CONFIG errors naming the source (variable, or file and key, and entry
+ * or line), never showing key text; mongo_helper_config_setting() shows
+ * a key ring as "****".  The helpers read these when a handle without
+ * keys of its own (options keys / key_file) is first used.
+ *
  * What is in force, and from where: mongo_helper_config_setting() lists
  * every setting with its value and source (see below).
  */
@@ -321,8 +339,8 @@ typedef struct {
                               "majority"); the default when nothing set it
                               (libmongoc's own, e.g. maxPoolSize 100, or the
                               library's); NULL when there is none (app_name
-                              unset); "****" for a credential option.  A
-                              password is never a setting. */
+                              unset); "****" for a credential option and a
+                              key ring.  A password is never a setting. */
    mongo_helper_source_t source;
    const char *source_text; /* e.g. "environment MONGO_MAX_POOL_SIZE",
                                "/etc/app.ini [db] max_pool_size",
@@ -334,8 +352,9 @@ typedef struct {
 
 /* How many settings the configuration lists (0 for NULL): the default
  * database first, then every setting of the tables above (pool, timeouts,
- * retries, circuit breaker) whether set or not, then every other URI
- * option named by the URI, then those added by connection_options. */
+ * retries, circuit breaker, encryption keys) whether set or not, then
+ * every other URI option named by the URI, then those added by
+ * connection_options. */
 size_t mongo_helper_config_setting_count (const mongo_helper_config_t *config);
 
 /* Fills `out` with setting number `index` (0 to count - 1).  Fails with

@@ -238,6 +238,10 @@ mh_keyring_t *
 mh_keyring_load_file (const char *path, const char *source, mongo_helper_error_t *error);
 void mh_keyring_destroy (mh_keyring_t *ring);
 
+/* A copy of `ring` (NULL for NULL), for a handle that outlives the
+ * configuration it came from. */
+mh_keyring_t *mh_keyring_dup (const mh_keyring_t *ring);
+
 /* How many keys; the id of key `i` (0: the current key), NULL past the
  * end.  Ids live as long as the ring. */
 size_t mh_keyring_count (const mh_keyring_t *ring);
@@ -331,13 +335,18 @@ void mh_opened_clear (mh_opened_t *opened);
 
 /* ==== Layer 3: config.c ============================================== */
 
+/* The key rings a configuration may give the web helpers. */
+typedef enum { MH_RING_SESSIONS, MH_RING_CACHE, MH_RING__COUNT } mh_ring_kind_t;
+
 struct mongo_helper_config_t {
    char *uri; /* as resolved from its source */
    char *uri_redacted;
    char *database;
    char *source;
-   mongoc_uri_t *muri;                /* with every setting applied */
-   mongo_helper_retry_policy_t retry; /* see "Which operations retry" */
+   mongoc_uri_t *muri;                  /* with every setting applied */
+   mongo_helper_retry_policy_t retry;   /* see "Which operations retry" */
+   mh_keyring_t *rings[MH_RING__COUNT]; /* session_keys / cache_keys (or
+                                           their key files); NULL: none */
 };
 
 /* ==== Layer 4: resilience.c, security.c ============================== */
@@ -506,6 +515,11 @@ bool mh_command_on (const char *database,
 /* "database.collection" for a message, with the default database's real
  * name when `database` is NULL. */
 const char *mh_ns (char *buf, size_t size, const char *database, const char *collection);
+
+/* A copy of key ring `kind` of the current configuration (*ring NULL when
+ * it has none), starting the singleton as any operation's first call
+ * does. */
+bool mh_current_keyring (mh_ring_kind_t kind, mh_keyring_t **ring, mongo_helper_error_t *error);
 
 /* Runs {cmd_name: 1} on admin through the dedicated client (not the
  * pool) within `timeout_ms` (<= 0: 2000 ms).  `reply` is always

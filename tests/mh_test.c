@@ -50,7 +50,11 @@ mh_test_clean_env (void)
                                 "MONGO_RETRY_BASE_MS",
                                 "MONGO_RETRY_MAX_MS",
                                 "MONGO_CIRCUIT_FAILURE_THRESHOLD",
-                                "MONGO_CIRCUIT_COOLDOWN_MS"};
+                                "MONGO_CIRCUIT_COOLDOWN_MS",
+                                "MONGO_SESSION_KEYS",
+                                "MONGO_SESSION_KEY_FILE",
+                                "MONGO_CACHE_KEYS",
+                                "MONGO_CACHE_KEY_FILE"};
    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
       unsetenv (vars[i]);
    }
