@@ -413,6 +413,7 @@ void mh_backoff_sleep (const mongo_helper_retry_policy_t *pol, int32_t attempt);
    X (SESSIONS_REGENERATE, "sessions_regenerate")         \
    X (SESSIONS_DELETE_USER, "sessions_delete_user")       \
    X (SESSIONS_COUNT, "sessions_count")                   \
+   X (SESSIONS_REKEY, "sessions_rekey")                   \
    X (CACHE_ENSURE_INDEXES, "cache_ensure_indexes")       \
    X (CACHE_SET, "cache_set")                             \
    X (CACHE_ADD, "cache_add")                             \
@@ -424,6 +425,7 @@ void mh_backoff_sleep (const mongo_helper_retry_policy_t *pol, int32_t attempt);
    X (CACHE_CLEAR, "cache_clear")                         \
    X (CACHE_LEASE, "cache_lease")                         \
    X (CACHE_REAP, "cache_reap")                           \
+   X (CACHE_REKEY, "cache_rekey")                         \
    X (EVENTLOG_ENSURE, "eventlog_ensure")                 \
    X (EVENTLOG_LOG, "eventlog_log")                       \
    X (EVENTLOG_QUERY, "eventlog_query")                   \
@@ -710,6 +712,93 @@ bool
 mh_web_ready (mh_web_setup_t *s, mh_web_ensure_fn fn, void *handle, mongo_helper_error_t *error);
 void mh_web_append_date (bson_t *b, const char *key, int64_t ms);
 void mh_web_append_live (bson_t *b, const char *field, int64_t now);
+
+/* -- Encryption at rest (web.c): the payload of a session or cache record
+ * sealed under MH_WEB_SEALED with its record identity (collection and
+ * stored _id) as associated data; the other fields stay clear, so the
+ * helpers' queries on them keep working. */
+#define MH_WEB_SEALED "sealed"
+
+/* A helper handle's key ring: made from the handle's options at once, or
+ * taken from the configuration on the handle's first use (the singleton
+ * may not exist yet when the handle is made).  Lock-free: `state` goes
+ * once from 0 to the ring (or to "none") and never changes again. */
+typedef struct {
+   atomic_uintptr_t state;
+   mh_ring_kind_t kind;
+} mh_web_ring_t;
+
+/* From options `keys` (a ring's text) or `key_file` (at most one; both
+ * NULL: the configuration's, later).  CONFIG errors name `what` ("sessions
+ * option keys"). */
+bool mh_web_ring_init (mh_web_ring_t *r,
+                       mh_ring_kind_t kind,
+                       const char *keys,
+                       const char *key_file,
+                       const char *what,
+                       mongo_helper_error_t *error);
+void mh_web_ring_destroy (mh_web_ring_t *r);
+/* The handle's ring (NULL: it encrypts nothing), resolving it first if
+ * needed. */
+bool mh_web_ring (mh_web_ring_t *r, const mh_keyring_t **ring, mongo_helper_error_t *error);
+
+/* Seals `len` bytes for the record `id` of `coll` into `parent` as
+ * MH_WEB_SEALED. */
+bool mh_web_seal (const mh_keyring_t *ring,
+                  const char *coll,
+                  const bson_value_t *id,
+                  const uint8_t *plain,
+                  size_t len,
+                  bson_t *parent,
+                  mongo_helper_error_t *error);
+
+/* Opens MH_WEB_SEALED of the stored record `doc` (its _id and `coll` the
+ * associated data) into `plain` (always initialised: a copy of a
+ * well-formed document).  Failures are INTEGRITY, counted under `op`; a
+ * NULL ring is one (UNKNOWN_KEY: the handle has no keys). */
+bool mh_web_open (const mh_keyring_t *ring,
+                  mh_opid_t op,
+                  const char *coll,
+                  const bson_t *doc,
+                  bson_t *plain,
+                  mongo_helper_error_t *error);
+
+/* Appends to `filter` "the payload is still what `doc` holds": the same
+ * nonce when `doc` is sealed, else no envelope and the same clear field
+ * `clear` (or none), so a write based on `doc` never overwrites a
+ * concurrent one (compare-and-swap). */
+void mh_web_cas (bson_t *filter, const bson_t *doc, const char *clear);
+
+/* The update {$set: {sealed: <plain sealed>}, $unset: {<clear>: ""}}
+ * into `update` (initialised). */
+bool mh_web_reseal_update (const mh_keyring_t *ring,
+                           const char *coll,
+                           const bson_value_t *id,
+                           const bson_t *plain,
+                           const char *clear,
+                           bson_t *update,
+                           mongo_helper_error_t *error);
+
+/* Rekey: every record of `coll` matching `filter` (stale or clear ones)
+ * is opened (or, clear, taken from field `clear`, wrapped {v: value} when
+ * `wrap`) and sealed again with the ring's current key, `batch` records
+ * at a time (0: the default; over the maximum: INVALID_ARGUMENT),
+ * each write a compare-and-swap (mh_web_cas).  *changed counts the
+ * records written, on failure too.  Records that do not open are left as
+ * they are, counted, and make the call fail with INTEGRITY at the end. */
+typedef struct {
+   mh_opid_t op;
+   const mh_keyring_t *ring;
+   const char *coll;
+   const char *clear;
+   bool wrap;
+} mh_web_sealing_t;
+
+bool mh_web_rekey (const mh_web_sealing_t *w,
+                   const bson_t *filter,
+                   size_t batch,
+                   int64_t *changed,
+                   mongo_helper_error_t *error);
 
 /* -- Event log internals the buffered writer uses (eventlog.c). */
 struct mongo_helper_eventlog_t {
