@@ -461,6 +461,16 @@ mh_cache_value (mongo_helper_cache_t *c,
    return bson_iter_init_find (it, entry, "value");
 }
 
+/* Leads `error` (already set) with the cache key it concerns; false. */
+static bool
+mh_cache_key_failed (const char *key, mongo_helper_error_t *error)
+{
+   char what[MONGO_HELPER_ERROR_MESSAGE_SIZE];
+
+   bson_strncpy (what, error->message, sizeof what);
+   return mh_fail (error, error->category, error->code, "cache key '%.64s': %s", key, what);
+}
+
 /* Reads the live entry of `key` and positions `it` on its value (in
  * `entry`, or in the opened `plain`: both always initialised). */
 static bool
@@ -488,6 +498,8 @@ mh_cache_read (mongo_helper_cache_t *c,
          ok = mh_cache_value (c, MH_OPID_CACHE_GET, entry, plain, it, error);
          if (!ok && error->category == MONGO_HELPER_ERROR_NONE) {
             ok = mh_cache_not_found (key, error);
+         } else if (!ok) {
+            mh_cache_key_failed (key, error);
          }
       } else if (ok) {
          ok = mh_cache_not_found (key, error);
@@ -647,34 +659,21 @@ mongo_helper_cache_get_many (mongo_helper_cache_t *cache,
    if (!ok || !bson_iter_init (&r, &res)) {
       goto cleanup;
    }
-   /* Map each stored _id back to the caller's key. */
+   /* Map each stored _id back to the caller's key, then read its value. */
    while (ok && bson_iter_next (&r)) {
       bson_iter_t d, id, v, k;
       bson_t rec, plain;
       uint32_t rlen;
       const uint8_t *rdata;
       size_t i = 0;
+      bool same = false;
 
-      if (!BSON_ITER_HOLDS_DOCUMENT (&r) || !bson_iter_recurse (&r, &d)) {
-         continue;
-      }
-      if (!bson_iter_find (&d, "_id")) {
+      if (!BSON_ITER_HOLDS_DOCUMENT (&r) || !bson_iter_recurse (&r, &d) ||
+          !bson_iter_find (&d, "_id") || !bson_iter_init (&k, &ids)) {
          continue;
       }
       id = d;
-      bson_iter_document (&r, &rlen, &rdata);
-      if (!bson_init_static (&rec, rdata, rlen)) {
-         continue;
-      }
-      if (!mh_cache_value (cache, MH_OPID_CACHE_GET_MANY, &rec, &plain, &v, error) ||
-          !bson_iter_init (&k, &ids)) {
-         bson_destroy (&plain);
-         ok = error->category == MONGO_HELPER_ERROR_NONE;
-         continue;
-      }
-      while (bson_iter_next (&k)) {
-         bool same = false;
-
+      while (!same && bson_iter_next (&k)) {
          if (bson_iter_type (&k) == bson_iter_type (&id)) {
             if (BSON_ITER_HOLDS_UTF8 (&k)) {
                same = strcmp (bson_iter_utf8 (&k, NULL), bson_iter_utf8 (&id, NULL)) == 0;
@@ -687,11 +686,16 @@ mongo_helper_cache_get_many (mongo_helper_cache_t *cache,
                same = l1 == l2 && memcmp (p1, p2, l1) == 0;
             }
          }
-         if (same) {
-            bson_append_iter (found_out, keys[i], -1, &v);
-            break;
-         }
-         i++;
+         i += !same;
+      }
+      bson_iter_document (&r, &rlen, &rdata);
+      if (!same || !bson_init_static (&rec, rdata, rlen)) {
+         continue;
+      }
+      if (mh_cache_value (cache, MH_OPID_CACHE_GET_MANY, &rec, &plain, &v, error)) {
+         bson_append_iter (found_out, keys[i], -1, &v);
+      } else if (error->category != MONGO_HELPER_ERROR_NONE) {
+         ok = mh_cache_key_failed (keys[i], error);
       }
       bson_destroy (&plain);
    }

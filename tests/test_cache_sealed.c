@@ -285,6 +285,9 @@ START_TEST (value_swapped_between_two_keys_altered_or_under_another_key_does_not
    ck_assert_int_eq (integrity_count ("cache_get", "forged"), 1);
    ASSERT_INTEGRITY (mongo_helper_cache_get_many (c, both, 2, &found, &err),
                      MONGO_HELPER_INTEGRITY_FORGED);
+   ck_assert_msg (strstr (err.message, "cache key 'b': cache_get_many on "),
+                  "expected the key named: %s",
+                  err.message);
    ck_assert_uint_eq (bson_count_keys (&found), 0);
    bson_destroy (&found);
    ck_assert_int_eq (integrity_count ("cache_get_many", "forged"), 1);
