@@ -941,7 +941,7 @@ tool_output (const char *args)
    if (access (exe, X_OK) != 0) {
       return NULL;
    }
-   snprintf (cmd, sizeof cmd, "'%s' %s 2>&1", exe, args);
+   snprintf (cmd, sizeof cmd, "{ '%s' %s; } 2>&1", exe, args);
    p = popen (cmd, "r");
    ck_assert_ptr_nonnull (p);
    while ((n = (ssize_t) fread (buf, 1, sizeof buf, p)) > 0) {
@@ -1111,6 +1111,98 @@ START_TEST (keys_appear_in_no_error_log_line_metric_setting_or_tool_output)
 }
 END_TEST
 
+START_TEST (tool_rekey_seals_clear_sessions_and_cache_values_with_the_configured_key)
+{
+   char sess_coll[96], cache_coll[96], args[256], hex[65], content[256];
+   const char *id = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+   mongo_helper_sessions_t *s;
+   mongo_helper_cache_t *c;
+   mongo_helper_cache_options_t co;
+   mongoc_collection_t *raw;
+   bson_t *data = sample_data ();
+   bson_t *doc, *out_doc, out;
+   char *tool = tool_output ("--version");
+
+   if (!tool) {
+      bson_destroy (data);
+      MH_SKIP ("no mongo-helper next to the test binary");
+   }
+   free (tool);
+   snprintf (sess_coll, sizeof sess_coll, "%s", mh_test_collection ("seal_tool_s"));
+   snprintf (cache_coll, sizeof cache_coll, "%s", mh_test_collection ("seal_tool_c"));
+   setenv ("MONGO_SESSION_KEYS", ring ("t2", 2, "t1", 1, NULL), 1);
+   snprintf (content, sizeof content, "c1:%s\n", key_b64 (5));
+   setenv ("MONGO_CACHE_KEY_FILE", key_file (content, 0600), 1);
+   /* A session and a cache value stored before encryption was turned on. */
+   sha256_hex (id, hex);
+   doc = BCON_NEW ("_id",
+                   BCON_UTF8 (hex),
+                   "data",
+                   BCON_DOCUMENT (data),
+                   "expiresAt",
+                   BCON_DATE_TIME (INT64_C (4102444800000)));
+   raw = mh_test_raw_collection (sess_coll);
+   ck_assert (mongoc_collection_insert_one (raw, doc, NULL, NULL, NULL));
+   mongoc_collection_destroy (raw);
+   bson_destroy (doc);
+   doc = BCON_NEW ("_id", BCON_UTF8 ("old-value"), "value", BCON_DOCUMENT (data));
+   raw = mh_test_raw_collection (cache_coll);
+   ck_assert (mongoc_collection_insert_one (raw, doc, NULL, NULL, NULL));
+   mongoc_collection_destroy (raw);
+   bson_destroy (doc);
+
+   snprintf (
+      args, sizeof args, "sessions rekey --batch 7 --sessions-collection %s --json", sess_coll);
+   tool = tool_output (args);
+   ck_assert_msg (strstr (tool, "{ \"changed\" : 1 }"), "expected 1 changed, got: %s", tool);
+   free (tool);
+   assert_sealed_with (sess_coll, id, "t2");
+   tool = tool_output (args);
+   ck_assert_msg (strstr (tool, "{ \"changed\" : 0 }"), "expected 0 changed, got: %s", tool);
+   free (tool);
+   snprintf (args, sizeof args, "cache rekey --cache-collection %s", cache_coll);
+   tool = tool_output (args);
+   ck_assert_msg (strstr (tool, "1 re-encrypted with the current key"), "got: %s", tool);
+   free (tool);
+
+   s = store (sess_coll, NULL);
+   MH_ASSERT_OK (mongo_helper_sessions_load (s, id, &out, &err), err);
+   ck_assert (bson_equal (&out, data));
+   bson_destroy (&out);
+   mongo_helper_cache_options_init (&co);
+   co.collection = cache_coll;
+   c = mongo_helper_cache_new (&co, &err);
+   MH_ASSERT_OK (c != NULL, err);
+   MH_ASSERT_OK (mongo_helper_cache_get (c, "old-value", &out, &err), err);
+   ck_assert (bson_equal (&out, data));
+   bson_destroy (&out);
+   doc = BCON_NEW ("_id", BCON_UTF8 ("old-value"));
+   out_doc = mh_test_raw_find_one (cache_coll, doc);
+   bson_destroy (doc);
+   doc = out_doc;
+   ck_assert (doc && !mh_test_has_field (doc, "value"));
+   ck_assert_str_eq (mh_test_utf8_at (doc, "sealed.k"), "c1");
+   bson_destroy (doc);
+
+   /* Without a ring the tool says so, with the configuration's exit status. */
+   unsetenv ("MONGO_SESSION_KEYS");
+   snprintf (
+      args, sizeof args, "sessions rekey --sessions-collection %s; echo \"exit=$?\"", sess_coll);
+   tool = tool_output (args);
+   ck_assert_msg (strstr (tool,
+                          "mongo-helper: config: mongo_helper_sessions_rekey: this sessions "
+                          "handle has no key ring") &&
+                     strstr (tool, "exit=3"),
+                  "got: %s",
+                  tool);
+   free (tool);
+
+   mongo_helper_cache_destroy (c);
+   mongo_helper_sessions_destroy (s);
+   bson_destroy (data);
+}
+END_TEST
+
 Suite *
 sessions_sealed_suite (void)
 {
@@ -1131,6 +1223,7 @@ sessions_sealed_suite (void)
    tcase_add_test (live, concurrent_sets_on_one_encrypted_session_lose_no_field);
    tcase_add_test (live, handle_without_keys_of_its_own_takes_the_configured_ring);
    tcase_add_test (live, keys_appear_in_no_error_log_line_metric_setting_or_tool_output);
+   tcase_add_test (live, tool_rekey_seals_clear_sessions_and_cache_values_with_the_configured_key);
    suite_add_tcase (s, live);
    tcase_add_checked_fixture (config, mh_test_offline_setup, mh_test_teardown);
    tcase_add_test (config, bad_key_configuration_names_its_source_and_never_shows_key_text);
