@@ -729,6 +729,23 @@ mh_ns (char *buf, size_t size, const char *database, const char *collection)
    return buf;
 }
 
+/* A copy, so the handle keeps its keys across a shutdown of the
+ * configuration they came from. */
+bool
+mh_current_keyring (mh_ring_kind_t kind, mh_keyring_t **ring, mongo_helper_error_t *error)
+{
+   mh_pool_t *p;
+
+   *ring = NULL;
+   pthread_once (&mh_core_once, mh_core_init);
+   if (!(p = mh_pool_get (error))) {
+      return false;
+   }
+   *ring = mh_keyring_dup (p->config->rings[kind]);
+   mh_pool_unref (p);
+   return true;
+}
+
 /* See mh_private.h; "Which operations retry" in the header. */
 bool
 mh_run (const mh_call_t *call, mh_op_fn fn, void *ctx, mongo_helper_error_t *error)

@@ -97,6 +97,24 @@ typedef enum {
                                            is not returned */
 } mongo_helper_category_t;
 
+/* The code (mongo_helper_error_t.code) of an INTEGRITY error: why the
+ * encrypted record did not open.  Each is also counted in the metrics
+ * (mongo_helper_integrity_failures_total, see "Metrics"). */
+#define MONGO_HELPER_INTEGRITY_MALFORMED \
+   1 /* not an envelope the library      \
+        reads: truncated, altered or     \
+        of another version */
+#define MONGO_HELPER_INTEGRITY_UNKNOWN_KEY \
+   2 /* sealed with a key id not in        \
+        the handle's key ring (or          \
+        the handle has none) */
+#define MONGO_HELPER_INTEGRITY_FORGED \
+   3 /* authentication failed:        \
+        altered bytes, a payload      \
+        moved from another record,    \
+        or other key bytes under      \
+        the same id */
+
 /* Size of mongo_helper_error_t.message, including the terminating NUL. */
 #ifndef MONGO_HELPER_ERROR_MESSAGE_SIZE
 #define MONGO_HELPER_ERROR_MESSAGE_SIZE 504
@@ -252,6 +270,24 @@ size_t mongo_helper_redact (const char *text, char *out, size_t out_size);
  * Default database: the URI's path (like pymongo's get_default_database()),
  * else MONGO_DB, else [db] database; with none, a CONFIG error.
  *
+ * Encryption keys (INI [db] key / environment variable; the environment
+ * wins; no URI option): session_keys / MONGO_SESSION_KEYS or
+ * session_key_file / MONGO_SESSION_KEY_FILE for the sessions helper,
+ * cache_keys / MONGO_CACHE_KEYS or cache_key_file / MONGO_CACHE_KEY_FILE
+ * for cache values; nothing set: no encryption.  A ring is
+ * "id:base64key,id:base64key" with the CURRENT key first (ids of 1 to 32
+ * characters among A-Z a-z 0-9 _ -, keys of exactly 32 bytes in standard
+ * or URL-safe base64: `openssl rand -base64 32`); a key file holds one
+ * id:base64key per line ('#' comments and blank lines skipped) and must
+ * be a regular file no other user may access (mode 0600 or 0640).  Keys
+ * written in the INI file itself need the same: an INI file other users
+ * may read cannot hold them.  Text and key file of one ring together, bad
+ * base64, a wrong size, a duplicate id or a key file others may read are
+ * CONFIG errors naming the source (variable, or file and key, and entry
+ * or line), never showing key text; mongo_helper_config_setting() shows
+ * a key ring as "****".  The helpers read these when a handle without
+ * keys of its own (options keys / key_file) is first used.
+ *
  * What is in force, and from where: mongo_helper_config_setting() lists
  * every setting with its value and source (see below).
  */
@@ -325,8 +361,8 @@ typedef struct {
                               "majority"); the default when nothing set it
                               (libmongoc's own, e.g. maxPoolSize 100, or the
                               library's); NULL when there is none (app_name
-                              unset); "****" for a credential option.  A
-                              password is never a setting. */
+                              unset); "****" for a credential option and a
+                              key ring.  A password is never a setting. */
    mongo_helper_source_t source;
    const char *source_text; /* e.g. "environment MONGO_MAX_POOL_SIZE",
                                "/etc/app.ini [db] max_pool_size",
@@ -338,8 +374,9 @@ typedef struct {
 
 /* How many settings the configuration lists (0 for NULL): the default
  * database first, then every setting of the tables above (pool, timeouts,
- * retries, circuit breaker) whether set or not, then every other URI
- * option named by the URI, then those added by connection_options. */
+ * retries, circuit breaker, encryption keys) whether set or not, then
+ * every other URI option named by the URI, then those added by
+ * connection_options. */
 size_t mongo_helper_config_setting_count (const mongo_helper_config_t *config);
 
 /* Fills `out` with setting number `index` (0 to count - 1).  Fails with
@@ -624,9 +661,12 @@ const char *mongo_helper_circuit_state_name (mongo_helper_circuit_state_t state)
  * threads waiting, checkouts, wait timeouts).  The operation is named from
  * one fixed table (snake_case: "insert_one", "find", "sessions_load",
  * "cache_get", ...; README lists them); at most 64 command names are kept,
- * later ones count under "other".  Metrics survive shutdown and
- * re-initialisation; they hold names and numbers only, never a URI, user
- * or password.
+ * later ones count under "other".  Encrypted records that did not open
+ * (see Sessions and Cache) are counted per operation and reason
+ * (malformed, unknown_key, forged): decryption follows the operation,
+ * whose own call then counts as ok.  Metrics survive shutdown and
+ * re-initialisation; they hold names and numbers only, never a URI, user,
+ * password, key or key id.
  */
 
 /* Writes every metric in the Prometheus text exposition format (version
@@ -641,7 +681,8 @@ bool mongo_helper_metrics_prometheus (char *buf,
 
 /* The same metrics as one JSON object (relaxed extended JSON):
  * {"operations": {KIND: {"calls", "ok", "retries", "errors": {CATEGORY:
- * n}, "latency_us_sum", "latency_buckets_ms": {LE: n}}}, "commands":
+ * n}, "latency_us_sum", "latency_buckets_ms": {LE: n}}},
+ * "integrity_failures": {KIND: {REASON: n}}, "commands":
  * {NAME: {"started", "succeeded", "failed", "duration_us_sum"}}, "pool":
  * {"in_use", "waiting", "checkouts", "wait_timeouts"}, "circuit":
  * {"state", "consecutive_failures", "opened_at_ms", "rejected"}}.
@@ -1649,6 +1690,14 @@ typedef struct {
                                     session stays valid; default 0 (deleted
                                     at once) */
    bool lazy_ensure;             /* run ensure on first use; default true */
+   const char *keys;             /* encryption at rest: a key ring
+                                    "id:base64key,..." (current key first);
+                                    default NULL: the configuration's
+                                    session_keys / session_key_file, read
+                                    on the handle's first use */
+   const char *key_file;         /* or a key file, one id:base64key per
+                                    line; at most one of keys and
+                                    key_file */
 } mongo_helper_sessions_options_t;
 
 /* Fills `options` with the defaults above. */
@@ -1661,6 +1710,21 @@ void mongo_helper_sessions_options_init (mongo_helper_sessions_options_t *option
  * The id itself is never stored, so read access to the database does not
  * leak live session tokens.
  *
+ * Encryption at rest: with a key ring (options keys / key_file, else the
+ * configuration's session_keys / session_key_file), `data` is replaced by
+ * sealed: { v: 1, k: key id, n: 12-byte nonce, c: AES-256-GCM ciphertext
+ * and tag } of the data document's BSON, with the collection name and
+ * _id as associated data: a payload copied to another session does not
+ * open.  Every other field stays clear, so expiry, touch, count and
+ * delete_user work as before.  Writes seal with the current (first) key,
+ * reads accept any key of the ring.  A session stored in clear text (before
+ * encryption was turned on) still loads and is encrypted by its next save,
+ * set, unset or regenerate, or by mongo_helper_sessions_rekey().  A sealed
+ * payload that does not open (altered, truncated, copied from another
+ * session, its key not in the ring, or a handle without keys) fails the
+ * call with INTEGRITY (code MONGO_HELPER_INTEGRITY_*), is counted in the
+ * metrics and is never returned.
+ *
  * Session ids come from cookies, not from code: every call taking an id
  * treats a NULL, missing, malformed, unknown or expired id alike, as
  * NOT_FOUND (the normal outcome of a first visit: create a session). */
@@ -1668,7 +1732,9 @@ typedef struct mongo_helper_sessions_t mongo_helper_sessions_t;
 
 /* Makes a store (no server contact).  `options` NULL: defaults.  Returns
  * NULL with INVALID_ARGUMENT for a bad collection name or a duration out
- * of its range.  Free with mongo_helper_sessions_destroy(). */
+ * of its range, CONFIG for options keys or key_file that do not make a
+ * key ring (the message names the option, never key text).  Free with
+ * mongo_helper_sessions_destroy(). */
 mongo_helper_sessions_t *mongo_helper_sessions_new (const mongo_helper_sessions_options_t *options,
                                                     mongo_helper_error_t *error);
 
@@ -1724,7 +1790,11 @@ bool mongo_helper_sessions_save (mongo_helper_sessions_t *sessions,
  * is written: a '.' would turn the name into a path into a nested document
  * (MongoDB's $set cannot hold a literal dot), so to change a nested value
  * set its whole top-level field.  NOT_FOUND when the session is missing or
- * expired. */
+ * expired.  An encrypted session cannot be changed in place: the call
+ * reads it, opens it, seals the new data and writes it only if nobody
+ * wrote it meanwhile (a compare-and-swap on the nonce), starting again
+ * otherwise, so concurrent sets and unsets lose no field; after 64 such
+ * conflicts it fails with SERVER code 112 (WriteConflict). */
 bool mongo_helper_sessions_set (mongo_helper_sessions_t *sessions,
                                 const char *id,
                                 const bson_t *fields,
@@ -1732,7 +1802,7 @@ bool mongo_helper_sessions_set (mongo_helper_sessions_t *sessions,
 
 /* Removes `n` top-level fields from the session's data with one $unset;
  * names are checked like mongo_helper_sessions_set()'s.  NOT_FOUND when
- * the session is missing or expired. */
+ * the session is missing or expired.  Encrypted: as for set. */
 bool mongo_helper_sessions_unset (mongo_helper_sessions_t *sessions,
                                   const char *id,
                                   const char *const *fields,
@@ -1805,6 +1875,28 @@ bool mongo_helper_sessions_count (mongo_helper_sessions_t *sessions,
                                   int64_t *count,
                                   mongo_helper_error_t *error);
 
+/* The batch size of a rekey when the call gives 0, and the largest. */
+#define MONGO_HELPER_REKEY_DEFAULT_BATCH 500
+#define MONGO_HELPER_REKEY_MAX_BATCH 100000
+
+/* Seals every session again with the ring's current key: those sealed
+ * with another key of the ring and those stored in clear text, expired
+ * ones included.  One pass of a cursor; each batch of `batch_size`
+ * records (0: MONGO_HELPER_REKEY_DEFAULT_BATCH) is written back with one
+ * unordered bulk write, each record only if its payload is still the one
+ * read (a concurrent write, which seals with the current key anyway, is
+ * never overwritten).  `changed` (may be NULL) receives how many records
+ * were written, on failure too.  Running it again resumes: records already
+ * on the current key are not touched.  Fails with CONFIG when the handle
+ * has no key ring, INVALID_ARGUMENT for a batch size over
+ * MONGO_HELPER_REKEY_MAX_BATCH, INTEGRITY after the pass when records did
+ * not open (left as they are, each counted in the metrics; the message
+ * says how many and why the first failed), or the driver's category. */
+bool mongo_helper_sessions_rekey (mongo_helper_sessions_t *sessions,
+                                  size_t batch_size,
+                                  int64_t *changed,
+                                  mongo_helper_error_t *error);
+
 /* ---- Cache ---- */
 
 /* Cache settings.  Strings are copied by mongo_helper_cache_new. */
@@ -1820,6 +1912,11 @@ typedef struct {
                               another's value; default 5000 */
    int64_t poll_ms;        /* how often they look; default 25; >= 1 */
    bool lazy_ensure;       /* run ensure on first use; default true */
+   const char *keys;       /* encryption at rest, as for sessions: a key
+                              ring "id:base64key,..."; default NULL: the
+                              configuration's cache_keys / cache_key_file,
+                              read on the handle's first use */
+   const char *key_file;   /* or a key file; at most one of the two */
 } mongo_helper_cache_options_t;
 
 /* Fills `options` with the defaults above. */
@@ -1829,12 +1926,23 @@ void mongo_helper_cache_options_init (mongo_helper_cache_options_t *options);
  * expiresAt?: date }.  Keys are non-empty UTF-8; a key longer than
  * max_key_length is stored as _id { p: its first 64 bytes at most (all of
  * a shorter key), cut on a character boundary, h: SHA-256 hex of the whole
- * key } so it fits any index and never collides with a short key. */
+ * key } so it fits any index and never collides with a short key.
+ *
+ * Encryption at rest: with a key ring (options keys / key_file, else the
+ * configuration's cache_keys / cache_key_file), a document or binary
+ * value is stored as sealed: { v, k, n, c } (see Sessions) of the BSON
+ * document { v: value }, bound to the collection and the stored _id; the
+ * key itself (the _id) and expiresAt stay clear.  Counters
+ * (mongo_helper_cache_incr()) stay clear: $inc cannot work on ciphertext.
+ * Reads accept any key of the ring and clear values stored before
+ * encryption was turned on; a value that does not open fails get,
+ * get_bytes, get_many and get_or_compute with INTEGRITY (counted in the
+ * metrics, never returned). */
 typedef struct mongo_helper_cache_t mongo_helper_cache_t;
 
 /* Makes a cache handle (no server contact).  `options` NULL: defaults.
- * NULL with INVALID_ARGUMENT on bad options.  Free with
- * mongo_helper_cache_destroy(). */
+ * NULL with INVALID_ARGUMENT on bad options, CONFIG for keys or key_file
+ * that do not make a key ring.  Free with mongo_helper_cache_destroy(). */
 mongo_helper_cache_t *mongo_helper_cache_new (const mongo_helper_cache_options_t *options,
                                               mongo_helper_error_t *error);
 
@@ -1892,7 +2000,9 @@ bool mongo_helper_cache_get_bytes (mongo_helper_cache_t *cache,
 
 /* Looks up `n` keys with one query.  `found_out` (always initialised;
  * caller destroys) maps each key that has a live value to that value;
- * missing keys are simply absent. */
+ * missing keys are simply absent.  An encrypted value that does not open
+ * fails the whole call with INTEGRITY naming its key (`found_out` then
+ * empty): store the key again to replace it. */
 bool mongo_helper_cache_get_many (mongo_helper_cache_t *cache,
                                   const char *const *keys,
                                   size_t n,
@@ -1901,7 +2011,9 @@ bool mongo_helper_cache_get_many (mongo_helper_cache_t *cache,
 
 /* Adds `delta` to the int64 counter at `key` atomically ($inc), creating
  * it with `delta` and `ttl_ms` when missing or expired; the new value goes
- * to `result` (may be NULL).  The expiry of an existing counter is kept. */
+ * to `result` (may be NULL).  The expiry of an existing counter is kept.
+ * Counters are never encrypted; a key holding an encrypted value, a
+ * document or bytes is INVALID_ARGUMENT. */
 bool mongo_helper_cache_incr (mongo_helper_cache_t *cache,
                               const char *key,
                               int64_t delta,
@@ -1923,6 +2035,15 @@ bool mongo_helper_cache_touch (mongo_helper_cache_t *cache,
 
 /* Deletes every entry; the collection and its indexes stay. */
 bool mongo_helper_cache_clear (mongo_helper_cache_t *cache, mongo_helper_error_t *error);
+
+/* mongo_helper_sessions_rekey() for the cache: seals every document or
+ * binary value again with the current key (those of another key of the
+ * ring, and clear ones); counters and leases are left alone.  Fails like
+ * it (CONFIG without a key ring). */
+bool mongo_helper_cache_rekey (mongo_helper_cache_t *cache,
+                               size_t batch_size,
+                               int64_t *changed,
+                               mongo_helper_error_t *error);
 
 /* Computes the value for a cold key: fill `value_out` (already
  * initialised) and return true, or return false and fill `error`. */

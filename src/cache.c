@@ -9,6 +9,7 @@ struct mongo_helper_cache_t {
    char *coll;
    mongo_helper_cache_options_t opt;
    mh_web_setup_t setup;
+   mh_web_ring_t ring;
 };
 
 void
@@ -64,9 +65,16 @@ mongo_helper_cache_new (const mongo_helper_cache_options_t *options, mongo_helpe
       return NULL;
    }
    c = bson_malloc0 (sizeof *c);
+   if (!mh_web_ring_init (&c->ring, MH_RING_CACHE, o.keys, o.key_file, "cache option", error)) {
+      bson_free (c);
+      return NULL;
+   }
    c->coll = bson_strdup (o.collection);
    c->opt = o;
    c->opt.collection = c->coll;
+   /* The key texts are not kept: the ring holds the keys. */
+   c->opt.keys = NULL;
+   c->opt.key_file = NULL;
    mh_web_setup_init (&c->setup, o.lazy_ensure);
    return c;
 }
@@ -78,6 +86,7 @@ mongo_helper_cache_destroy (mongo_helper_cache_t *cache)
       return;
    }
    mh_web_setup_destroy (&cache->setup);
+   mh_web_ring_destroy (&cache->ring);
    bson_free (cache->coll);
    bson_free (cache);
 }
@@ -220,23 +229,61 @@ mh_cache_not_found (const char *key, mongo_helper_error_t *error)
       error, MONGO_HELPER_ERROR_NOT_FOUND, 0, "cache key '%.64s' has no live value", key);
 }
 
-/* Stores { value: <value_iter's value>, expiresAt } under key (upsert). */
+/* Appends the value `wrapped` holds as "v" to `doc`, a record whose _id
+ * `id` points at: sealed (the plaintext is `wrapped`, {v: value}, so a
+ * document and bytes stay apart) when the handle has a ring, else as
+ * `value`; then the expiry. */
+static bool
+mh_cache_append_value (mongo_helper_cache_t *c,
+                       bson_iter_t *id,
+                       const bson_t *wrapped,
+                       int64_t ttl_ms,
+                       bson_t *doc,
+                       mongo_helper_error_t *error)
+{
+   const mh_keyring_t *ring;
+   bson_iter_t v;
+
+   if (!mh_web_ring (&c->ring, &ring, error)) {
+      return false;
+   }
+   if (ring) {
+      if (!mh_web_seal (ring,
+                        c->coll,
+                        bson_iter_value (id),
+                        bson_get_data (wrapped),
+                        wrapped->len,
+                        doc,
+                        error)) {
+         return false;
+      }
+   } else if (bson_iter_init_find (&v, wrapped, "v")) {
+      bson_append_iter (doc, "value", 5, &v);
+   }
+   mh_cache_append_expiry (c, doc, ttl_ms);
+   return true;
+}
+
+/* Stores the value of `wrapped` ({v: value}) under key (upsert). */
 static bool
 mh_cache_store (mongo_helper_cache_t *c,
                 const char *key,
-                bson_t *entry,
+                const bson_t *wrapped,
+                int64_t ttl_ms,
                 mongo_helper_error_t *error)
 {
    /* A replacement by _id lands once however often it is repeated. */
    const mh_call_t call = {MH_OPID_CACHE_SET, MH_OP_WRITE | MH_OP_IDEMPOTENT, NULL, c->coll, NULL};
    bson_t f = BSON_INITIALIZER;
+   bson_t entry = BSON_INITIALIZER;
+   bson_iter_t id;
    bool ok;
 
-   ok = mh_cache_begin (c, key, &f, false, error);
-   if (ok) {
-      ok = mh_web_update (&call, MH_REPLACE_ONE, &f, entry, true, NULL, error);
-   }
+   ok = mh_cache_begin (c, key, &f, false, error) && bson_iter_init_find (&id, &f, "_id") &&
+        mh_cache_append_value (c, &id, wrapped, ttl_ms, &entry, error) &&
+        mh_web_update (&call, MH_REPLACE_ONE, &f, &entry, true, NULL, error);
    bson_destroy (&f);
+   bson_destroy (&entry);
    return ok;
 }
 
@@ -247,7 +294,7 @@ mongo_helper_cache_set (mongo_helper_cache_t *cache,
                         int64_t ttl_ms,
                         mongo_helper_error_t *error)
 {
-   bson_t entry = BSON_INITIALIZER;
+   bson_t wrapped = BSON_INITIALIZER;
    bool ok;
 
    mh_error_clear (error);
@@ -263,10 +310,9 @@ mongo_helper_cache_set (mongo_helper_cache_t *cache,
    if (!mh_cache_ttl_ok (ttl_ms, "mongo_helper_cache_set: ttl_ms", error)) {
       return false;
    }
-   BSON_APPEND_DOCUMENT (&entry, "value", value);
-   mh_cache_append_expiry (cache, &entry, ttl_ms);
-   ok = mh_cache_store (cache, key, &entry, error);
-   bson_destroy (&entry);
+   BSON_APPEND_DOCUMENT (&wrapped, "v", value);
+   ok = mh_cache_store (cache, key, &wrapped, ttl_ms, error);
+   bson_destroy (&wrapped);
    return ok;
 }
 
@@ -278,7 +324,7 @@ mongo_helper_cache_set_bytes (mongo_helper_cache_t *cache,
                               int64_t ttl_ms,
                               mongo_helper_error_t *error)
 {
-   bson_t entry = BSON_INITIALIZER;
+   bson_t wrapped = BSON_INITIALIZER;
    static const uint8_t none = 0;
    bool ok;
 
@@ -293,11 +339,9 @@ mongo_helper_cache_set_bytes (mongo_helper_cache_t *cache,
        !mh_cache_ttl_ok (ttl_ms, "mongo_helper_cache_set_bytes: ttl_ms", error)) {
       return false;
    }
-   bson_append_binary (
-      &entry, "value", 5, BSON_SUBTYPE_BINARY, data ? data : &none, (uint32_t) len);
-   mh_cache_append_expiry (cache, &entry, ttl_ms);
-   ok = mh_cache_store (cache, key, &entry, error);
-   bson_destroy (&entry);
+   bson_append_binary (&wrapped, "v", 1, BSON_SUBTYPE_BINARY, data ? data : &none, (uint32_t) len);
+   ok = mh_cache_store (cache, key, &wrapped, ttl_ms, error);
+   bson_destroy (&wrapped);
    return ok;
 }
 
@@ -352,13 +396,16 @@ mongo_helper_cache_add (mongo_helper_cache_t *cache,
                         mongo_helper_error_t *error)
 {
    bson_t doc = BSON_INITIALIZER;
+   bson_t id = BSON_INITIALIZER;
+   bson_t wrapped = BSON_INITIALIZER;
+   bson_iter_t it;
    mongo_helper_error_t local;
    bool ok;
 
    if (!error) {
       error = &local;
    }
-   ok = mh_cache_begin (cache, key, &doc, false, error);
+   ok = mh_cache_begin (cache, key, &id, false, error);
    if (ok && !value) {
       ok = mh_fail (
          error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "mongo_helper_cache_add: value is NULL");
@@ -366,8 +413,12 @@ mongo_helper_cache_add (mongo_helper_cache_t *cache,
    ok = ok && mh_web_doc_ok ("mongo_helper_cache_add", "cache value", value, error) &&
         mh_cache_ttl_ok (ttl_ms, "mongo_helper_cache_add: ttl_ms", error);
    if (ok) {
-      BSON_APPEND_DOCUMENT (&doc, "value", value);
-      mh_cache_append_expiry (cache, &doc, ttl_ms);
+      BSON_APPEND_DOCUMENT (&wrapped, "v", value);
+      bson_iter_init_find (&it, &id, "_id");
+      bson_append_iter (&doc, "_id", 3, &it);
+      ok = mh_cache_append_value (cache, &it, &wrapped, ttl_ms, &doc, error);
+   }
+   if (ok) {
       ok = mh_cache_insert (cache, MH_OPID_CACHE_ADD, &doc, error);
       if (!ok && error->category == MONGO_HELPER_ERROR_DUPLICATE_KEY) {
          mh_fail (error,
@@ -378,25 +429,79 @@ mongo_helper_cache_add (mongo_helper_cache_t *cache,
       }
    }
    bson_destroy (&doc);
+   bson_destroy (&id);
+   bson_destroy (&wrapped);
    return ok;
 }
 
-/* Reads the live entry of `key` and positions `it` on its value. */
+/* Positions `it` on the value of the stored record `entry`: the clear
+ * `value`, or "v" of the sealed payload opened into `plain` (initialised
+ * here).  False (and `it` unset) when there is none: INTEGRITY for a
+ * payload that does not open, else no error (e.g. a lease). */
+static bool
+mh_cache_value (mongo_helper_cache_t *c,
+                mh_opid_t op,
+                const bson_t *entry,
+                bson_t *plain,
+                bson_iter_t *it,
+                mongo_helper_error_t *error)
+{
+   const mh_keyring_t *ring;
+
+   bson_init (plain);
+   if (bson_has_field (entry, MH_WEB_SEALED)) {
+      bson_destroy (plain);
+      if (!mh_web_ring (&c->ring, &ring, error)) {
+         bson_init (plain);
+         return false;
+      }
+      return mh_web_open (ring, op, c->coll, entry, plain, error) &&
+             bson_iter_init_find (it, plain, "v");
+   }
+   return bson_iter_init_find (it, entry, "value");
+}
+
+/* Leads `error` (already set) with the cache key it concerns; false. */
+static bool
+mh_cache_key_failed (const char *key, mongo_helper_error_t *error)
+{
+   char what[MONGO_HELPER_ERROR_MESSAGE_SIZE];
+
+   bson_strncpy (what, error->message, sizeof what);
+   return mh_fail (error, error->category, error->code, "cache key '%.64s': %s", key, what);
+}
+
+/* Reads the live entry of `key` and positions `it` on its value (in
+ * `entry`, or in the opened `plain`: both always initialised). */
 static bool
 mh_cache_read (mongo_helper_cache_t *c,
                const char *key,
                bson_t *entry,
+               bson_t *plain,
                bson_iter_t *it,
                mongo_helper_error_t *error)
 {
    const mh_call_t call = {MH_OPID_CACHE_GET, MH_OP_READ, NULL, c->coll, NULL};
    bson_t f = BSON_INITIALIZER;
+   mongo_helper_error_t local;
    bool ok, found;
 
+   if (!error) {
+      error = &local;
+   }
+   bson_init (plain);
    ok = mh_cache_begin (c, key, &f, true, error);
    if (ok) {
       ok = mh_crud_find_one (&call, &f, NULL, entry, &found, error);
-      if (ok && (!found || !bson_iter_init_find (it, entry, "value"))) {
+      if (ok && found) {
+         bson_destroy (plain);
+         ok = mh_cache_value (c, MH_OPID_CACHE_GET, entry, plain, it, error);
+         if (!ok && error->category == MONGO_HELPER_ERROR_NONE) {
+            ok = mh_cache_not_found (key, error);
+         } else if (!ok) {
+            mh_cache_key_failed (key, error);
+         }
+      } else if (ok) {
          ok = mh_cache_not_found (key, error);
       }
    }
@@ -435,6 +540,7 @@ mongo_helper_cache_get (mongo_helper_cache_t *cache,
                         mongo_helper_error_t *error)
 {
    bson_t entry = BSON_INITIALIZER;
+   bson_t plain;
    bson_iter_t it;
    bool ok;
 
@@ -446,7 +552,7 @@ mongo_helper_cache_get (mongo_helper_cache_t *cache,
                       "mongo_helper_cache_get: value_out is NULL");
    }
    bson_init (value_out);
-   ok = mh_cache_read (cache, key, &entry, &it, error);
+   ok = mh_cache_read (cache, key, &entry, &plain, &it, error);
    if (ok && !BSON_ITER_HOLDS_DOCUMENT (&it)) {
       ok = mh_cache_wrong_type (key, mh_cache_reader_for (&it), error);
    } else if (ok) {
@@ -461,6 +567,7 @@ mongo_helper_cache_get (mongo_helper_cache_t *cache,
       }
    }
    bson_destroy (&entry);
+   bson_destroy (&plain);
    return ok;
 }
 
@@ -472,6 +579,7 @@ mongo_helper_cache_get_bytes (mongo_helper_cache_t *cache,
                               mongo_helper_error_t *error)
 {
    bson_t entry = BSON_INITIALIZER;
+   bson_t plain;
    bson_iter_t it;
    bool ok;
 
@@ -484,7 +592,7 @@ mongo_helper_cache_get_bytes (mongo_helper_cache_t *cache,
    }
    *data = NULL;
    *len = 0;
-   ok = mh_cache_read (cache, key, &entry, &it, error);
+   ok = mh_cache_read (cache, key, &entry, &plain, &it, error);
    if (ok && !BSON_ITER_HOLDS_BINARY (&it)) {
       ok = mh_cache_wrong_type (key, mh_cache_reader_for (&it), error);
    } else if (ok) {
@@ -498,6 +606,7 @@ mongo_helper_cache_get_bytes (mongo_helper_cache_t *cache,
       *len = n;
    }
    bson_destroy (&entry);
+   bson_destroy (&plain);
    return ok;
 }
 
@@ -514,8 +623,12 @@ mongo_helper_cache_get_many (mongo_helper_cache_t *cache,
    bson_t idf;
    mh_call_t call = {MH_OPID_CACHE_GET_MANY, MH_OP_READ, NULL, NULL, NULL};
    bson_iter_t r;
+   mongo_helper_error_t local;
    bool ok;
 
+   if (!error) {
+      error = &local;
+   }
    if (found_out) {
       bson_init (found_out);
    }
@@ -546,25 +659,21 @@ mongo_helper_cache_get_many (mongo_helper_cache_t *cache,
    if (!ok || !bson_iter_init (&r, &res)) {
       goto cleanup;
    }
-   /* Map each stored _id back to the caller's key. */
-   while (bson_iter_next (&r)) {
+   /* Map each stored _id back to the caller's key, then read its value. */
+   while (ok && bson_iter_next (&r)) {
       bson_iter_t d, id, v, k;
+      bson_t rec, plain;
+      uint32_t rlen;
+      const uint8_t *rdata;
       size_t i = 0;
+      bool same = false;
 
-      if (!BSON_ITER_HOLDS_DOCUMENT (&r) || !bson_iter_recurse (&r, &d)) {
-         continue;
-      }
-      if (!bson_iter_find (&d, "_id")) {
+      if (!BSON_ITER_HOLDS_DOCUMENT (&r) || !bson_iter_recurse (&r, &d) ||
+          !bson_iter_find (&d, "_id") || !bson_iter_init (&k, &ids)) {
          continue;
       }
       id = d;
-      if (!bson_iter_recurse (&r, &v) || !bson_iter_find (&v, "value") ||
-          !bson_iter_init (&k, &ids)) {
-         continue;
-      }
-      while (bson_iter_next (&k)) {
-         bool same = false;
-
+      while (!same && bson_iter_next (&k)) {
          if (bson_iter_type (&k) == bson_iter_type (&id)) {
             if (BSON_ITER_HOLDS_UTF8 (&k)) {
                same = strcmp (bson_iter_utf8 (&k, NULL), bson_iter_utf8 (&id, NULL)) == 0;
@@ -577,12 +686,21 @@ mongo_helper_cache_get_many (mongo_helper_cache_t *cache,
                same = l1 == l2 && memcmp (p1, p2, l1) == 0;
             }
          }
-         if (same) {
-            bson_append_iter (found_out, keys[i], -1, &v);
-            break;
-         }
-         i++;
+         i += !same;
       }
+      bson_iter_document (&r, &rlen, &rdata);
+      if (!same || !bson_init_static (&rec, rdata, rlen)) {
+         continue;
+      }
+      if (mh_cache_value (cache, MH_OPID_CACHE_GET_MANY, &rec, &plain, &v, error)) {
+         bson_append_iter (found_out, keys[i], -1, &v);
+      } else if (error->category != MONGO_HELPER_ERROR_NONE) {
+         ok = mh_cache_key_failed (keys[i], error);
+      }
+      bson_destroy (&plain);
+   }
+   if (!ok) {
+      bson_reinit (found_out); /* nothing of a call that failed */
    }
 cleanup:
    bson_destroy (&f);
@@ -619,6 +737,11 @@ mongo_helper_cache_incr (mongo_helper_cache_t *cache,
    if (!ok) {
       goto cleanup;
    }
+   /* Never on an encrypted value: $inc would add a clear `value` beside
+    * it.  Such a key then fails the upsert with a duplicate _id. */
+   BSON_APPEND_DOCUMENT_BEGIN (&f, MH_WEB_SEALED, &soi);
+   BSON_APPEND_BOOL (&soi, "$exists", false);
+   bson_append_document_end (&f, &soi);
    BSON_APPEND_DOCUMENT_BEGIN (&u, "$inc", &inc);
    BSON_APPEND_INT64 (&inc, "value", delta);
    bson_append_document_end (&u, &inc);
@@ -630,9 +753,17 @@ mongo_helper_cache_incr (mongo_helper_cache_t *cache,
    call.collection = cache->coll;
    ok = mh_crud_find_and_modify (
       &call, &f, &u, NULL, MH_FAM_UPSERT | MH_FAM_RETURN_NEW, &doc, &found, error);
-   if (!ok && error->category == MONGO_HELPER_ERROR_DUPLICATE_KEY && mh_cache_reap (cache, &f)) {
+   /* A duplicate _id: an expired record not reaped yet (reaped here), a
+    * concurrent first incr (matched now), or a value the filter excludes
+    * (an encrypted one: a duplicate again). */
+   if (!ok && error->category == MONGO_HELPER_ERROR_DUPLICATE_KEY) {
+      mh_cache_reap (cache, &f);
       ok = mh_crud_find_and_modify (
          &call, &f, &u, NULL, MH_FAM_UPSERT | MH_FAM_RETURN_NEW, &doc, &found, error);
+      if (!ok && error->category == MONGO_HELPER_ERROR_DUPLICATE_KEY) {
+         mh_cache_wrong_type (key, "mongo_helper_cache_get() or _get_bytes()", error);
+         goto cleanup;
+      }
    }
    if (ok) {
       if (!found || !bson_iter_init_find (&it, &doc, "value") || !BSON_ITER_HOLDS_NUMBER (&it)) {
@@ -731,6 +862,70 @@ mongo_helper_cache_clear (mongo_helper_cache_t *cache, mongo_helper_error_t *err
       ok = mh_crud_delete (&call, &f, true, NULL, error);
    }
    bson_destroy (&f);
+   return ok;
+}
+
+bool
+mongo_helper_cache_rekey (mongo_helper_cache_t *cache,
+                          size_t batch_size,
+                          int64_t *changed,
+                          mongo_helper_error_t *error)
+{
+   const mh_keyring_t *ring = NULL;
+   mh_web_sealing_t w;
+   int64_t n = 0;
+   bson_t *f;
+   bool ok;
+
+   if (changed) {
+      *changed = 0;
+   }
+   if (!mh_cache_begin (cache, NULL, NULL, false, error) ||
+       !mh_web_ring (&cache->ring, &ring, error)) {
+      return false;
+   }
+   if (!ring) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_CONFIG,
+                      0,
+                      "mongo_helper_cache_rekey: this cache handle has no key ring: set "
+                      "cache_keys or cache_key_file (INI [db], MONGO_CACHE_KEYS, "
+                      "MONGO_CACHE_KEY_FILE) or the options' keys");
+   }
+   /* Sealed with another key, or a clear document or binary value
+    * (counters stay clear; leases hold no value). */
+   f = BCON_NEW ("$or",
+                 "[",
+                 "{",
+                 MH_WEB_SEALED ".k",
+                 "{",
+                 "$exists",
+                 BCON_BOOL (true),
+                 "$ne",
+                 BCON_UTF8 (mh_keyring_id (ring, 0)),
+                 "}",
+                 "}",
+                 "{",
+                 "value",
+                 "{",
+                 "$type",
+                 BCON_UTF8 ("object"),
+                 "}",
+                 "}",
+                 "{",
+                 "value",
+                 "{",
+                 "$type",
+                 BCON_UTF8 ("binData"),
+                 "}",
+                 "}",
+                 "]");
+   w = (mh_web_sealing_t){MH_OPID_CACHE_REKEY, ring, cache->coll, "value", true};
+   ok = mh_web_rekey (&w, f, batch_size, &n, error);
+   if (changed) {
+      *changed = n;
+   }
+   bson_destroy (f);
    return ok;
 }
 

@@ -5,6 +5,7 @@
 #include "mh_private.h"
 
 #include <iniparser/iniparser.h>
+#include <sys/stat.h>
 
 #define MH_DEFAULT_CONFIG_PATH "conf/mongo_helper.ini"
 #define MH_DEFAULT_URI "mongodb://localhost:27017/"
@@ -44,6 +45,9 @@ mongo_helper_config_destroy (mongo_helper_config_t *config)
    }
    bson_free (f->records);
    bson_free (f->effective_redacted);
+   for (int k = 0; k < MH_RING__COUNT; k++) {
+      mh_keyring_destroy (config->rings[k]);
+   }
    bson_free (config->uri);
    bson_free (config->uri_redacted);
    bson_free (config->database);
@@ -207,7 +211,12 @@ mh_config_init (void)
  * Precedence: the URI, then the environment, then the INI key, then
  * connection_options, then the default; a library setting (no URI option)
  * reads only the environment, the INI key and the default. */
-typedef enum { MH_INT, MH_BOOL, MH_TEXT } mh_type_t;
+typedef enum {
+   MH_INT,
+   MH_BOOL,
+   MH_TEXT,
+   MH_SECRET /* text never shown: "****" in the listed settings */
+} mh_type_t;
 
 typedef enum {
    MH_DRIVER, /* the default is libmongoc's own: nothing is set */
@@ -215,9 +224,11 @@ typedef enum {
 } mh_default_t;
 
 typedef enum {
-   MH_TO_URI,   /* the URI option, for libmongoc */
-   MH_TO_RETRY, /* an int32_t of mongo_helper_retry_policy_t */
-   MH_TO_CONFIG /* an int32_t of mongo_helper_config_t (the limits) */
+   MH_TO_URI,    /* the URI option, for libmongoc */
+   MH_TO_RETRY,  /* an int32_t of mongo_helper_retry_policy_t */
+   MH_TO_CONFIG, /* an int32_t of mongo_helper_config_t (the limits) */
+   MH_TO_RING    /* key ring `field` / 2 (mh_ring_kind_t): its text (even
+                    field) or key file (odd) */
 } mh_dest_t;
 
 typedef struct {
@@ -229,7 +240,8 @@ typedef struct {
    int32_t def;      /* MH_INT, MH_BOOL (0/1); none for MH_TEXT */
    mh_default_t def_by;
    mh_dest_t dest;
-   size_t field;    /* MH_TO_RETRY, MH_TO_CONFIG: offsetof in the struct */
+   size_t field;    /* MH_TO_RETRY, MH_TO_CONFIG: offsetof in the struct;
+                       MH_TO_RING: see there */
    const char *why; /* said when a value is out of range */
 } mh_setting_t;
 
@@ -244,6 +256,8 @@ typedef struct {
 #define MH_LIMIT(key, env, min, max, def, f) \
    {key, env, NULL, MH_INT, min, max, def, MH_OURS, MH_TO_CONFIG, \
     offsetof (mongo_helper_config_t, f), NULL}
+#define MH_RING(key, env, type, kind, is_file) \
+   {key, env, NULL, type, 0, 0, 0, MH_OURS, MH_TO_RING, 2 * (kind) + (is_file), NULL}
 
 static const mh_setting_t mh_settings[] = {
    /* libmongoc 1.23's defaults are shown for information only */
@@ -276,6 +290,12 @@ static const mh_setting_t mh_settings[] = {
              INT32_MAX, MONGO_HELPER_DEFAULT_MAX_RESULT_BYTES, max_result_bytes),
    MH_LIMIT ("default_max_time_ms", "MONGO_DEFAULT_MAX_TIME_MS", 0, INT32_MAX,
              MONGO_HELPER_DEFAULT_MAX_TIME_MS, default_max_time_ms),
+   /* Encryption at rest: key rings "id:base64key,..." (current key first)
+    * or a key file of one entry per line, for sessions and cache values */
+   MH_RING ("session_keys", "MONGO_SESSION_KEYS", MH_SECRET, MH_RING_SESSIONS, 0),
+   MH_RING ("session_key_file", "MONGO_SESSION_KEY_FILE", MH_TEXT, MH_RING_SESSIONS, 1),
+   MH_RING ("cache_keys", "MONGO_CACHE_KEYS", MH_SECRET, MH_RING_CACHE, 0),
+   MH_RING ("cache_key_file", "MONGO_CACHE_KEY_FILE", MH_TEXT, MH_RING_CACHE, 1),
 };
 /* clang-format on */
 
@@ -755,6 +775,9 @@ mh_compressors_check (const char *value, const char *label, mongo_helper_error_t
 static const char *
 mh_setting_text (const mh_setting_t *s, int32_t n, const char *v, char text[16])
 {
+   if (s->type == MH_SECRET) {
+      return v ? "****" : NULL;
+   }
    if (s->type == MH_TEXT) {
       return v;
    }
@@ -1082,6 +1105,59 @@ mh_ini_value_uncut (const char *path, const char *key, mongo_helper_error_t *err
    return ok;
 }
 
+/* ---- Key rings ------------------------------------------------------------ */
+
+/* The key settings as the table resolved them: per ring, its text (slot
+ * 2k) and key file (2k + 1), NULL when unset. */
+typedef struct {
+   const char *v[2 * MH_RING__COUNT];
+   mongo_helper_source_t from[2 * MH_RING__COUNT];
+   char label[2 * MH_RING__COUNT][300];
+} mh_ring_settings_t;
+
+/* Builds each ring from its text or key file; one of the two only.  Keys
+ * written in the INI file need the protection a key file has: a file
+ * other users may read holds no secret. */
+static bool
+mh_config_rings (mongo_helper_config_t *cfg,
+                 const mh_ring_settings_t *r,
+                 const char *ini_path,
+                 mongo_helper_error_t *error)
+{
+   for (int k = 0; k < MH_RING__COUNT; k++) {
+      const char *text = r->v[2 * k], *file = r->v[2 * k + 1];
+      struct stat st;
+
+      if (text && file) {
+         return mh_fail (error,
+                         MONGO_HELPER_ERROR_CONFIG,
+                         0,
+                         "%s and %s are both set: give the keys one way (a key file is "
+                         "safer: it must be readable by the service only)",
+                         r->label[2 * k],
+                         r->label[2 * k + 1]);
+      }
+      if (text && r->from[2 * k] == MONGO_HELPER_SOURCE_INI && ini_path &&
+          stat (ini_path, &st) == 0 && (st.st_mode & S_IRWXO)) {
+         return mh_fail (error,
+                         MONGO_HELPER_ERROR_CONFIG,
+                         0,
+                         "%s: the INI file holds encryption keys but other users have "
+                         "access to it (mode %04o): restrict it with chmod o-rwx, or move "
+                         "the keys to a key file of their own",
+                         r->label[2 * k],
+                         (unsigned) (st.st_mode & 07777));
+      }
+      if (text && !(cfg->rings[k] = mh_keyring_parse (text, r->label[2 * k], error))) {
+         return false;
+      }
+      if (file && !(cfg->rings[k] = mh_keyring_load_file (file, r->label[2 * k + 1], error))) {
+         return false;
+      }
+   }
+   return true;
+}
+
 mongo_helper_config_t *
 mongo_helper_config_new (const char *config_path, const char *uri, mongo_helper_error_t *error)
 {
@@ -1092,6 +1168,7 @@ mongo_helper_config_new (const char *config_path, const char *uri, mongo_helper_
    char *ini_path = NULL, *built = NULL;
    mh_conn_opts_t conn = {0};
    mh_extras_t extras = {0};
+   mh_ring_settings_t rings;
    const char *chosen = NULL, *v;
    char source[256], label[300], uri_label[300], *merged = NULL;
    mongo_helper_source_t from;
@@ -1100,6 +1177,7 @@ mongo_helper_config_new (const char *config_path, const char *uri, mongo_helper_
 
    pthread_once (&mh_config_once, mh_config_init);
    mh_error_clear (error);
+   memset (&rings, 0, sizeof rings);
    if (!mh_load_ini (config_path, &ini, &ini_path, error)) {
       goto fail;
    }
@@ -1229,9 +1307,16 @@ mongo_helper_config_new (const char *config_path, const char *uri, mongo_helper_
          *(int32_t *) (void *) ((char *) &cfg->retry + s->field) = n;
       } else if (s->dest == MH_TO_CONFIG) {
          *(int32_t *) (void *) ((char *) cfg + s->field) = n;
+      } else if (s->dest == MH_TO_RING) {
+         rings.v[s->field] = v;
+         rings.from[s->field] = from;
+         bson_strncpy (rings.label[s->field], label, sizeof rings.label[s->field]);
       } else if (v || s->def_by == MH_OURS) {
          mh_extras_add (&extras, s->option, mh_setting_text (s, n, v, text), label);
       }
+   }
+   if (!mh_config_rings (cfg, &rings, ini_path, error)) {
+      goto fail;
    }
    /* The other options of the URI, then the rest of connection_options
     * (any other URI option). */

@@ -447,6 +447,19 @@ mh_keyring_destroy (mh_keyring_t *ring)
    }
 }
 
+mh_keyring_t *
+mh_keyring_dup (const mh_keyring_t *ring)
+{
+   mh_keyring_t *copy;
+
+   if (!ring) {
+      return NULL;
+   }
+   copy = bson_malloc (sizeof *copy);
+   memcpy (copy, ring, sizeof *copy);
+   return copy;
+}
+
 size_t
 mh_keyring_count (const mh_keyring_t *ring)
 {

@@ -31,6 +31,26 @@ typedef struct {
 
 static mh_op_live_t mh_ops_live[MH_OPID__COUNT];
 
+/* Encrypted records that did not open, per operation and MH_INTEGRITY_*
+ * code (the reason); index 0 unused. */
+#define MH_INTEGRITY_REASONS 4
+static atomic_uint_least64_t mh_integrity_live[MH_OPID__COUNT][MH_INTEGRITY_REASONS];
+
+static const char *
+mh_integrity_reason (int code)
+{
+   switch (code) {
+   case MH_INTEGRITY_MALFORMED:
+      return "malformed";
+   case MH_INTEGRITY_UNKNOWN_KEY:
+      return "unknown_key";
+   case MH_INTEGRITY_FORGED:
+      return "forged";
+   default:
+      return "other";
+   }
+}
+
 static const char *const mh_op_names[MH_OPID__COUNT] = {
 #define MH_OPID_NAME(id, name) [MH_OPID_##id] = name,
    MH_OPERATIONS (MH_OPID_NAME)
@@ -157,6 +177,17 @@ mh_metrics_op (mh_opid_t op, int64_t t0_us, int32_t retries, mongo_helper_catego
    atomic_fetch_add_explicit (&m->sum_us, (uint64_t) (us > 0 ? us : 0), memory_order_relaxed);
 }
 
+void
+mh_metrics_integrity (mh_opid_t op, int32_t code)
+{
+   if ((unsigned) op < MH_OPID__COUNT) {
+      atomic_fetch_add_explicit (
+         &mh_integrity_live[op][code > 0 && code < MH_INTEGRITY_REASONS ? code : 0],
+         1,
+         memory_order_relaxed);
+   }
+}
+
 static void
 mh_metrics_cmd (const char *command, int kind, int64_t duration_us)
 {
@@ -260,6 +291,9 @@ mongo_helper_metrics_reset (void)
       for (size_t b = 0; b <= MH_HIST_N; b++) {
          atomic_store (&m->buckets[b], 0);
       }
+      for (size_t r = 0; r < MH_INTEGRITY_REASONS; r++) {
+         atomic_store (&mh_integrity_live[i][r], 0);
+      }
    }
    pthread_mutex_lock (&mh_m.lock);
    memset (mh_m.cmds, 0, sizeof mh_m.cmds);
@@ -274,6 +308,7 @@ mongo_helper_metrics_reset (void)
 typedef struct {
    mh_op_metric_t ops[MH_OPID__COUNT];
    size_t n_ops;
+   uint64_t integrity[MH_OPID__COUNT][MH_INTEGRITY_REASONS]; /* by opid */
    mh_cmd_metric_t cmds[MH_METRIC_SLOTS];
    size_t n_cmds;
    mongo_helper_pool_stats_t pool;
@@ -285,6 +320,11 @@ mh_snapshot_new (void)
 {
    mh_snapshot_t *s = bson_malloc0 (sizeof *s);
 
+   for (size_t i = 0; i < MH_OPID__COUNT; i++) {
+      for (size_t r = 0; r < MH_INTEGRITY_REASONS; r++) {
+         s->integrity[i][r] = atomic_load (&mh_integrity_live[i][r]);
+      }
+   }
    /* Operations that never ran are left out, as before the table. */
    for (size_t i = 0; i < MH_OPID__COUNT; i++) {
       const mh_op_live_t *m = &mh_ops_live[i];
@@ -396,6 +436,22 @@ mh_prometheus_text (void)
          s->ops[i].sum_us % 1000000u,
          s->ops[i].name,
          s->ops[i].calls);
+   }
+   mh_prom_family (o,
+                   "mongo_helper_integrity_failures_total",
+                   "counter",
+                   "Encrypted records that did not open, by operation and reason.");
+   for (size_t i = 0; i < MH_OPID__COUNT; i++) {
+      for (int r = 0; r < MH_INTEGRITY_REASONS; r++) {
+         if (s->integrity[i][r]) {
+            bson_string_append_printf (o,
+                                       "mongo_helper_integrity_failures_total{op=\"%s\","
+                                       "reason=\"%s\"} %" PRIu64 "\n",
+                                       mh_op_names[i],
+                                       mh_integrity_reason (r),
+                                       s->integrity[i][r]);
+         }
+      }
    }
    mh_prom_family (
       o,
@@ -541,6 +597,24 @@ mongo_helper_metrics_json_dup (mongo_helper_error_t *error)
       }
       bson_append_document_end (&child, &sub);
       bson_append_document_end (&ops, &child);
+   }
+   bson_append_document_end (&doc, &ops);
+   bson_append_document_begin (&doc, "integrity_failures", -1, &ops);
+   for (size_t i = 0; i < MH_OPID__COUNT; i++) {
+      bool any = false;
+
+      for (int r = 0; r < MH_INTEGRITY_REASONS; r++) {
+         if (s->integrity[i][r]) {
+            if (!any) {
+               bson_append_document_begin (&ops, mh_op_names[i], -1, &child);
+               any = true;
+            }
+            BSON_APPEND_INT64 (&child, mh_integrity_reason (r), (int64_t) s->integrity[i][r]);
+         }
+      }
+      if (any) {
+         bson_append_document_end (&ops, &child);
+      }
    }
    bson_append_document_end (&doc, &ops);
    bson_append_document_begin (&doc, "commands", -1, &cmds);

@@ -298,6 +298,10 @@ mh_keyring_t *
 mh_keyring_load_file (const char *path, const char *source, mongo_helper_error_t *error);
 void mh_keyring_destroy (mh_keyring_t *ring);
 
+/* A copy of `ring` (NULL for NULL), for a handle that outlives the
+ * configuration it came from. */
+mh_keyring_t *mh_keyring_dup (const mh_keyring_t *ring);
+
 /* How many keys; the id of key `i` (0: the current key), NULL past the
  * end.  Ids live as long as the ring. */
 size_t mh_keyring_count (const mh_keyring_t *ring);
@@ -364,14 +368,12 @@ typedef struct {
    bool stale;
 } mh_opened_t;
 
-/* The codes of MONGO_HELPER_ERROR_INTEGRITY errors (error->code). */
+/* The codes of MONGO_HELPER_ERROR_INTEGRITY errors (error->code): the
+ * header's MONGO_HELPER_INTEGRITY_*, which callers read. */
 enum {
-   MH_INTEGRITY_MALFORMED = 1,   /* not an envelope: truncated, altered, or
-                                    another version */
-   MH_INTEGRITY_UNKNOWN_KEY = 2, /* sealed with a key id not in the ring */
-   MH_INTEGRITY_FORGED = 3,      /* authentication failed: altered bytes,
-                                    another record's payload, or other key
-                                    bytes under the same id */
+   MH_INTEGRITY_MALFORMED = MONGO_HELPER_INTEGRITY_MALFORMED,
+   MH_INTEGRITY_UNKNOWN_KEY = MONGO_HELPER_INTEGRITY_UNKNOWN_KEY,
+   MH_INTEGRITY_FORGED = MONGO_HELPER_INTEGRITY_FORGED,
 };
 
 /* Decrypts the sealed record at `sealed` (an iterator on the field) with
@@ -393,6 +395,9 @@ void mh_opened_clear (mh_opened_t *opened);
 
 /* ==== Layer 3: config.c ============================================== */
 
+/* The key rings a configuration may give the web helpers. */
+typedef enum { MH_RING_SESSIONS, MH_RING_CACHE, MH_RING__COUNT } mh_ring_kind_t;
+
 struct mongo_helper_config_t {
    char *uri; /* as resolved from its source */
    char *uri_redacted;
@@ -401,9 +406,11 @@ struct mongo_helper_config_t {
    mongoc_uri_t *muri;                /* with every setting applied */
    mongo_helper_retry_policy_t retry; /* see "Which operations retry" */
    /* Limits of the operations, defaults from mh_limits_defaults(). */
-   int32_t max_result_bytes;    /* [db] max_result_bytes / MONGO_MAX_RESULT_BYTES */
-   int32_t default_max_time_ms; /* [db] default_max_time_ms / MONGO_DEFAULT_MAX_TIME_MS;
-                                   0: none */
+   int32_t max_result_bytes;            /* [db] max_result_bytes / MONGO_MAX_RESULT_BYTES */
+   int32_t default_max_time_ms;         /* [db] default_max_time_ms / MONGO_DEFAULT_MAX_TIME_MS;
+                                           0: none */
+   mh_keyring_t *rings[MH_RING__COUNT]; /* session_keys / cache_keys (or
+                                           their key files); NULL: none */
 };
 
 /* ==== Layer 4: resilience.c, security.c ============================== */
@@ -470,6 +477,7 @@ void mh_backoff_sleep (const mongo_helper_retry_policy_t *pol, int32_t attempt);
    X (SESSIONS_REGENERATE, "sessions_regenerate")         \
    X (SESSIONS_DELETE_USER, "sessions_delete_user")       \
    X (SESSIONS_COUNT, "sessions_count")                   \
+   X (SESSIONS_REKEY, "sessions_rekey")                   \
    X (CACHE_ENSURE_INDEXES, "cache_ensure_indexes")       \
    X (CACHE_SET, "cache_set")                             \
    X (CACHE_ADD, "cache_add")                             \
@@ -481,6 +489,7 @@ void mh_backoff_sleep (const mongo_helper_retry_policy_t *pol, int32_t attempt);
    X (CACHE_CLEAR, "cache_clear")                         \
    X (CACHE_LEASE, "cache_lease")                         \
    X (CACHE_REAP, "cache_reap")                           \
+   X (CACHE_REKEY, "cache_rekey")                         \
    X (EVENTLOG_ENSURE, "eventlog_ensure")                 \
    X (EVENTLOG_LOG, "eventlog_log")                       \
    X (EVENTLOG_QUERY, "eventlog_query")                   \
@@ -500,6 +509,10 @@ const char *mh_op_name (mh_opid_t op);
 void mh_metrics_attach (mongoc_client_pool_t *pool);
 /* One finished operation of mh_run(). */
 void mh_metrics_op (mh_opid_t op, int64_t t0_us, int32_t retries, mongo_helper_category_t cat);
+/* An encrypted record that did not open in operation `op`: `code` is its
+ * MH_INTEGRITY_* code.  Decryption happens after mh_run, so its failures
+ * are counted here, not among the operation's errors. */
+void mh_metrics_integrity (mh_opid_t op, int32_t code);
 /* Pool gauges. */
 void mh_pool_wait_begin (void);
 void mh_pool_wait_end (bool got);
@@ -577,6 +590,11 @@ void mh_thread_slot_own (void);
 /* "database.collection" for a message, with the default database's real
  * name when `database` is NULL. */
 const char *mh_ns (char *buf, size_t size, const char *database, const char *collection);
+
+/* A copy of key ring `kind` of the current configuration (*ring NULL when
+ * it has none), starting the singleton as any operation's first call
+ * does. */
+bool mh_current_keyring (mh_ring_kind_t kind, mh_keyring_t **ring, mongo_helper_error_t *error);
 
 /* Runs {cmd_name: 1} on admin through the dedicated client (not the
  * pool) within `timeout_ms` (<= 0: 2000 ms).  `reply` is always
@@ -813,6 +831,93 @@ bool
 mh_web_ready (mh_web_setup_t *s, mh_web_ensure_fn fn, void *handle, mongo_helper_error_t *error);
 void mh_web_append_date (bson_t *b, const char *key, int64_t ms);
 void mh_web_append_live (bson_t *b, const char *field, int64_t now);
+
+/* -- Encryption at rest (web.c): the payload of a session or cache record
+ * sealed under MH_WEB_SEALED with its record identity (collection and
+ * stored _id) as associated data; the other fields stay clear, so the
+ * helpers' queries on them keep working. */
+#define MH_WEB_SEALED "sealed"
+
+/* A helper handle's key ring: made from the handle's options at once, or
+ * taken from the configuration on the handle's first use (the singleton
+ * may not exist yet when the handle is made).  Lock-free: `state` goes
+ * once from 0 to the ring (or to "none") and never changes again. */
+typedef struct {
+   atomic_uintptr_t state;
+   mh_ring_kind_t kind;
+} mh_web_ring_t;
+
+/* From options `keys` (a ring's text) or `key_file` (at most one; both
+ * NULL: the configuration's, later).  CONFIG errors name `what` ("sessions
+ * option keys"). */
+bool mh_web_ring_init (mh_web_ring_t *r,
+                       mh_ring_kind_t kind,
+                       const char *keys,
+                       const char *key_file,
+                       const char *what,
+                       mongo_helper_error_t *error);
+void mh_web_ring_destroy (mh_web_ring_t *r);
+/* The handle's ring (NULL: it encrypts nothing), resolving it first if
+ * needed. */
+bool mh_web_ring (mh_web_ring_t *r, const mh_keyring_t **ring, mongo_helper_error_t *error);
+
+/* Seals `len` bytes for the record `id` of `coll` into `parent` as
+ * MH_WEB_SEALED. */
+bool mh_web_seal (const mh_keyring_t *ring,
+                  const char *coll,
+                  const bson_value_t *id,
+                  const uint8_t *plain,
+                  size_t len,
+                  bson_t *parent,
+                  mongo_helper_error_t *error);
+
+/* Opens MH_WEB_SEALED of the stored record `doc` (its _id and `coll` the
+ * associated data) into `plain` (always initialised: a copy of a
+ * well-formed document).  Failures are INTEGRITY, counted under `op`; a
+ * NULL ring is one (UNKNOWN_KEY: the handle has no keys). */
+bool mh_web_open (const mh_keyring_t *ring,
+                  mh_opid_t op,
+                  const char *coll,
+                  const bson_t *doc,
+                  bson_t *plain,
+                  mongo_helper_error_t *error);
+
+/* Appends to `filter` "the payload is still what `doc` holds": the same
+ * nonce when `doc` is sealed, else no envelope and the same clear field
+ * `clear` (or none), so a write based on `doc` never overwrites a
+ * concurrent one (compare-and-swap). */
+void mh_web_cas (bson_t *filter, const bson_t *doc, const char *clear);
+
+/* The update {$set: {sealed: <plain sealed>}, $unset: {<clear>: ""}}
+ * into `update` (initialised). */
+bool mh_web_reseal_update (const mh_keyring_t *ring,
+                           const char *coll,
+                           const bson_value_t *id,
+                           const bson_t *plain,
+                           const char *clear,
+                           bson_t *update,
+                           mongo_helper_error_t *error);
+
+/* Rekey: every record of `coll` matching `filter` (stale or clear ones)
+ * is opened (or, clear, taken from field `clear`, wrapped {v: value} when
+ * `wrap`) and sealed again with the ring's current key, `batch` records
+ * at a time (0: the default; over the maximum: INVALID_ARGUMENT),
+ * each write a compare-and-swap (mh_web_cas).  *changed counts the
+ * records written, on failure too.  Records that do not open are left as
+ * they are, counted, and make the call fail with INTEGRITY at the end. */
+typedef struct {
+   mh_opid_t op;
+   const mh_keyring_t *ring;
+   const char *coll;
+   const char *clear;
+   bool wrap;
+} mh_web_sealing_t;
+
+bool mh_web_rekey (const mh_web_sealing_t *w,
+                   const bson_t *filter,
+                   size_t batch,
+                   int64_t *changed,
+                   mongo_helper_error_t *error);
 
 /* -- Event log internals the buffered writer uses (eventlog.c). */
 struct mongo_helper_eventlog_t {

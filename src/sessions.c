@@ -9,7 +9,13 @@ struct mongo_helper_sessions_t {
    char *coll;
    mongo_helper_sessions_options_t opt;
    mh_web_setup_t setup;
+   mh_web_ring_t ring;
 };
+
+/* How often a read-modify-write of an encrypted session (set, unset) is
+ * tried when concurrent writes keep changing it: each round one writer
+ * wins, so only a crowd of writers on one session reaches the bound. */
+#define MH_SESSION_CAS_TRIES 64
 
 void
 mongo_helper_sessions_options_init (mongo_helper_sessions_options_t *options)
@@ -48,9 +54,17 @@ mongo_helper_sessions_new (const mongo_helper_sessions_options_t *options,
       return NULL;
    }
    s = bson_malloc0 (sizeof *s);
+   if (!mh_web_ring_init (
+          &s->ring, MH_RING_SESSIONS, o.keys, o.key_file, "sessions option", error)) {
+      bson_free (s);
+      return NULL;
+   }
    s->coll = bson_strdup (o.collection);
    s->opt = o;
    s->opt.collection = s->coll;
+   /* The key texts are not kept: the ring holds the keys. */
+   s->opt.keys = NULL;
+   s->opt.key_file = NULL;
    mh_web_setup_init (&s->setup, o.lazy_ensure);
    return s;
 }
@@ -62,6 +76,7 @@ mongo_helper_sessions_destroy (mongo_helper_sessions_t *sessions)
       return;
    }
    mh_web_setup_destroy (&sessions->setup);
+   mh_web_ring_destroy (&sessions->ring);
    bson_free (sessions->coll);
    bson_free (sessions);
 }
@@ -190,9 +205,41 @@ mh_session_expiry (const mongo_helper_sessions_t *s, int64_t now, int64_t abs_ex
    return abs_exp > 0 && abs_exp < e ? abs_exp : e;
 }
 
+/* The stored _id `hex` as a value, for the associated data. */
+static bson_value_t
+mh_session_id_value (const char *hex)
+{
+   bson_value_t v;
+
+   v.value_type = BSON_TYPE_UTF8;
+   v.value.v_utf8.str = (char *) hex;
+   v.value.v_utf8.len = (uint32_t) strlen (hex);
+   return v;
+}
+
+/* Appends the data of session `hex`: sealed with the current key when the
+ * handle has a ring, else as `data`. */
+static bool
+mh_session_append_data (mongo_helper_sessions_t *s,
+                        const mh_keyring_t *ring,
+                        const char *hex,
+                        const bson_t *data,
+                        bson_t *doc,
+                        mongo_helper_error_t *error)
+{
+   bson_value_t id = mh_session_id_value (hex);
+
+   if (ring) {
+      return mh_web_seal (ring, s->coll, &id, bson_get_data (data), data->len, doc, error);
+   }
+   BSON_APPEND_DOCUMENT (doc, "data", data);
+   return true;
+}
+
 /* Inserts the session `hex` (the digest of a new id). */
 static bool
 mh_session_insert (mongo_helper_sessions_t *s,
+                   const mh_keyring_t *ring,
                    mh_opid_t op,
                    const char *hex,
                    const bson_t *data,
@@ -212,7 +259,11 @@ mh_session_insert (mongo_helper_sessions_t *s,
       abs_exp = s->opt.absolute_lifetime_ms > 0 ? now + s->opt.absolute_lifetime_ms : 0;
    }
    BSON_APPEND_UTF8 (&doc, "_id", hex);
-   BSON_APPEND_DOCUMENT (&doc, "data", data ? data : &empty);
+   if (!mh_session_append_data (s, ring, hex, data ? data : &empty, &doc, error)) {
+      bson_destroy (&doc);
+      bson_destroy (&empty);
+      return false;
+   }
    if (user_id) {
       BSON_APPEND_UTF8 (&doc, "userId", user_id);
    }
@@ -244,8 +295,10 @@ mongo_helper_sessions_create (mongo_helper_sessions_t *sessions,
 {
    char id[MONGO_HELPER_SESSION_ID_SIZE];
    char hex[65];
+   const mh_keyring_t *ring;
 
-   if (!mh_sessions_begin (sessions, NULL, NULL, error)) {
+   if (!mh_sessions_begin (sessions, NULL, NULL, error) ||
+       !mh_web_ring (&sessions->ring, &ring, error)) {
       return false;
    }
    if (!id_out) {
@@ -261,7 +314,8 @@ mongo_helper_sessions_create (mongo_helper_sessions_t *sessions,
       return false;
    }
    if (!mh_session_new_id (id, hex, error) ||
-       !mh_session_insert (sessions, MH_OPID_SESSIONS_CREATE, hex, data, user_id, 0, 0, error)) {
+       !mh_session_insert (
+          sessions, ring, MH_OPID_SESSIONS_CREATE, hex, data, user_id, 0, 0, error)) {
       return false;
    }
    memcpy (id_out, id, sizeof id);
@@ -302,15 +356,30 @@ mh_doc_date (const bson_t *doc, const char *field)
    return 0;
 }
 
-/* Copies the session document's data into `data_out` (initialised). */
-static void
-mh_session_data (const bson_t *doc, bson_t *data_out)
+/* Copies the session document's data into `data_out` (initialised): the
+ * sealed payload opened with the handle's ring, or the clear `data` of a
+ * session stored before encryption was turned on.  INTEGRITY when the
+ * sealed payload does not open; nothing of it is returned then. */
+static bool
+mh_session_data (mongo_helper_sessions_t *s,
+                 mh_opid_t op,
+                 const bson_t *doc,
+                 bson_t *data_out,
+                 mongo_helper_error_t *error)
 {
+   const mh_keyring_t *ring;
    bson_iter_t it;
    uint32_t len;
    const uint8_t *d;
    bson_t v;
 
+   if (bson_has_field (doc, MH_WEB_SEALED)) {
+      if (!mh_web_ring (&s->ring, &ring, error)) {
+         return false;
+      }
+      bson_destroy (data_out);
+      return mh_web_open (ring, op, s->coll, doc, data_out, error);
+   }
    if (bson_iter_init_find (&it, doc, "data") && BSON_ITER_HOLDS_DOCUMENT (&it)) {
       bson_iter_document (&it, &len, &d);
       if (bson_init_static (&v, d, len)) {
@@ -318,6 +387,7 @@ mh_session_data (const bson_t *doc, bson_t *data_out)
          bson_copy_to (&v, data_out);
       }
    }
+   return true;
 }
 
 bool
@@ -344,10 +414,8 @@ mongo_helper_sessions_load (mongo_helper_sessions_t *sessions,
                       0,
                       "mongo_helper_sessions_load: data_out is NULL");
    }
-   ok = mh_session_read (sessions, MH_OPID_SESSIONS_LOAD, hex, NULL, mh_wall_ms (), &doc, error);
-   if (ok) {
-      mh_session_data (&doc, data_out);
-   }
+   ok = mh_session_read (sessions, MH_OPID_SESSIONS_LOAD, hex, NULL, mh_wall_ms (), &doc, error) &&
+        mh_session_data (sessions, MH_OPID_SESSIONS_LOAD, &doc, data_out, error);
    bson_destroy (&doc);
    return ok;
 }
@@ -421,35 +489,173 @@ mongo_helper_sessions_load_touch (mongo_helper_sessions_t *sessions,
                     0,
                     "mongo_helper_sessions_load_touch: data_out is NULL");
    }
+   /* The data is opened before the touch: a session whose payload does not
+    * open is not kept alive. */
    ok = ok && mh_session_read (sessions, MH_OPID_SESSIONS_LOAD, hex, NULL, now, &doc, error) &&
+        mh_session_data (sessions, MH_OPID_SESSIONS_LOAD, &doc, data_out, error) &&
         mh_session_touch_due (sessions, hex, &doc, now, touched, error);
-   if (ok) {
-      mh_session_data (&doc, data_out);
+   if (!ok && data_out) {
+      bson_reinit (data_out);
    }
    bson_destroy (&doc);
    return ok;
 }
 
-/* One update on a live session; NOT_FOUND when it matched nothing. */
+/* One update on a live session; NOT_FOUND when it matched nothing.  With
+ * `clear_only` (a change of the clear `data` by a handle without keys) it
+ * leaves an encrypted session alone, which then fails with INTEGRITY:
+ * writing `data` beside the sealed payload would be lost on the next
+ * load. */
 static bool
 mh_session_update (mongo_helper_sessions_t *s,
                    mh_opid_t op,
                    const char *hex,
                    const bson_t *update,
+                   bool clear_only,
                    mongo_helper_error_t *error)
 {
    const mh_call_t call = {op, MH_OP_WRITE, NULL, s->coll, NULL};
    bson_t f = BSON_INITIALIZER;
+   bson_t doc = BSON_INITIALIZER;
+   bson_t data = BSON_INITIALIZER;
+   bson_t ex;
+   mongo_helper_error_t local;
    int64_t n;
    bool ok;
 
-   mh_session_filter (&f, hex, mh_wall_ms ());
-   ok = mh_web_update (&call, MH_UPDATE_ONE, &f, update, false, &n, error);
-   bson_destroy (&f);
-   if (ok && n == 0) {
-      return mh_session_not_found (error);
+   if (!error) {
+      error = &local;
    }
+   mh_session_filter (&f, hex, mh_wall_ms ());
+   if (clear_only) {
+      BSON_APPEND_DOCUMENT_BEGIN (&f, MH_WEB_SEALED, &ex);
+      BSON_APPEND_BOOL (&ex, "$exists", false);
+      bson_append_document_end (&f, &ex);
+   }
+   ok = mh_web_update (&call, MH_UPDATE_ONE, &f, update, false, &n, error);
+   if (ok && n == 0) {
+      /* Missing (NOT_FOUND), or encrypted while this handle has no keys
+       * (INTEGRITY); else it went away between the two calls. */
+      ok = clear_only && mh_session_read (s, op, hex, NULL, mh_wall_ms (), &doc, error) &&
+           mh_session_data (s, op, &doc, &data, error);
+      if (ok || error->category == MONGO_HELPER_ERROR_NONE) {
+         ok = mh_session_not_found (error);
+      }
+   }
+   bson_destroy (&f);
+   bson_destroy (&doc);
+   bson_destroy (&data);
    return ok;
+}
+
+/* Read-modify-write of an encrypted session's data: reads it, opens it,
+ * lets `edit` make the new data, seals that with the current key and
+ * writes it only if the payload is still the one read (the nonce
+ * compare-and-swap), else starts again.  A session stored in clear text is
+ * encrypted by its first such write. */
+typedef void (*mh_session_edit_fn) (const bson_t *data, bson_t *out, const void *ctx);
+
+static bool
+mh_session_rewrite (mongo_helper_sessions_t *s,
+                    const mh_keyring_t *ring,
+                    mh_opid_t op,
+                    const char *hex,
+                    mh_session_edit_fn edit,
+                    const void *ctx,
+                    mongo_helper_error_t *error)
+{
+   const mh_call_t call = {op, MH_OP_WRITE, NULL, s->coll, NULL};
+   bson_value_t id = mh_session_id_value (hex);
+
+   for (int attempt = 1;; attempt++) {
+      bson_t doc = BSON_INITIALIZER, data = BSON_INITIALIZER, next = BSON_INITIALIZER;
+      bson_t f = BSON_INITIALIZER, u = BSON_INITIALIZER;
+      int64_t now = mh_wall_ms (), n = 0;
+      bool ok;
+
+      ok = mh_session_read (s, op, hex, NULL, now, &doc, error) &&
+           mh_session_data (s, op, &doc, &data, error);
+      if (ok) {
+         edit (&data, &next, ctx);
+         ok = mh_web_size_ok (next.len, "session data", error);
+      }
+      if (ok) {
+         bson_destroy (&u);
+         mh_session_filter (&f, hex, now);
+         mh_web_cas (&f, &doc, "data");
+         ok = mh_web_reseal_update (ring, s->coll, &id, &next, "data", &u, error) &&
+              mh_web_update (&call, MH_UPDATE_ONE, &f, &u, false, &n, error);
+      }
+      bson_destroy (&doc);
+      bson_destroy (&data);
+      bson_destroy (&next);
+      bson_destroy (&f);
+      bson_destroy (&u);
+      if (!ok || n > 0) {
+         return ok;
+      }
+      if (attempt == MH_SESSION_CAS_TRIES) {
+         return mh_fail (error,
+                         MONGO_HELPER_ERROR_SERVER,
+                         112, /* WriteConflict */
+                         "%s: the encrypted session changed under %d attempts to write it "
+                         "(other requests keep writing it): retry",
+                         mh_op_name (op),
+                         MH_SESSION_CAS_TRIES);
+      }
+   }
+}
+
+/* Edits for mh_session_rewrite: set (`ctx` the fields, replacing those the
+ * data has in place and appending the others, as $set does) and unset
+ * (`ctx` an mh_session_names_t). */
+static void
+mh_session_edit_set (const bson_t *data, bson_t *out, const void *ctx)
+{
+   const bson_t *fields = ctx;
+   bson_iter_t it, f;
+
+   if (bson_iter_init (&it, data)) {
+      while (bson_iter_next (&it)) {
+         if (bson_iter_init_find (&f, fields, bson_iter_key (&it))) {
+            bson_append_iter (out, bson_iter_key (&it), -1, &f);
+         } else {
+            bson_append_iter (out, bson_iter_key (&it), -1, &it);
+         }
+      }
+   }
+   if (bson_iter_init (&f, fields)) {
+      while (bson_iter_next (&f)) {
+         if (!bson_has_field (data, bson_iter_key (&f))) {
+            bson_append_iter (out, bson_iter_key (&f), -1, &f);
+         }
+      }
+   }
+}
+
+typedef struct {
+   const char *const *names;
+   size_t n;
+} mh_session_names_t;
+
+static void
+mh_session_edit_unset (const bson_t *data, bson_t *out, const void *ctx)
+{
+   const mh_session_names_t *u = ctx;
+   bson_iter_t it;
+
+   if (bson_iter_init (&it, data)) {
+      while (bson_iter_next (&it)) {
+         size_t i = 0;
+
+         while (i < u->n && strcmp (u->names[i], bson_iter_key (&it)) != 0) {
+            i++;
+         }
+         if (i == u->n) {
+            bson_append_iter (out, bson_iter_key (&it), -1, &it);
+         }
+      }
+   }
 }
 
 bool
@@ -459,10 +665,13 @@ mongo_helper_sessions_save (mongo_helper_sessions_t *sessions,
                             mongo_helper_error_t *error)
 {
    char hex[65];
-   bson_t *u;
+   const mh_keyring_t *ring;
+   bson_value_t v;
+   bson_t u;
    bool ok;
 
-   if (!mh_sessions_begin (sessions, id, hex, error)) {
+   if (!mh_sessions_begin (sessions, id, hex, error) ||
+       !mh_web_ring (&sessions->ring, &ring, error)) {
       return false;
    }
    if (!data) {
@@ -472,9 +681,18 @@ mongo_helper_sessions_save (mongo_helper_sessions_t *sessions,
    if (!mh_web_doc_ok ("mongo_helper_sessions_save", "session data", data, error)) {
       return false;
    }
-   u = BCON_NEW ("$set", "{", "data", BCON_DOCUMENT (data), "}");
-   ok = mh_session_update (sessions, MH_OPID_SESSIONS_SAVE, hex, u, error);
-   bson_destroy (u);
+   /* A whole new payload: sealed with the current key whatever the stored
+    * one was (so a save also moves a session to the current key). */
+   if (ring) {
+      v = mh_session_id_value (hex);
+      ok = mh_web_reseal_update (ring, sessions->coll, &v, data, "data", &u, error);
+   } else {
+      bson_init (&u);
+      BCON_APPEND (&u, "$set", "{", "data", BCON_DOCUMENT (data), "}");
+      ok = true;
+   }
+   ok = ok && mh_session_update (sessions, MH_OPID_SESSIONS_SAVE, hex, &u, !ring, error);
+   bson_destroy (&u);
    return ok;
 }
 
@@ -508,10 +726,12 @@ mongo_helper_sessions_set (mongo_helper_sessions_t *sessions,
    bson_t u = BSON_INITIALIZER;
    bson_t set;
    bson_iter_t it;
+   const mh_keyring_t *ring = NULL;
    bool ok = true;
    int n = 0;
 
-   if (!mh_sessions_begin (sessions, id, hex, error)) {
+   if (!mh_sessions_begin (sessions, id, hex, error) ||
+       !mh_web_ring (&sessions->ring, &ring, error)) {
       bson_destroy (&u);
       return false;
    }
@@ -544,8 +764,11 @@ mongo_helper_sessions_set (mongo_helper_sessions_t *sessions,
                     0,
                     "mongo_helper_sessions_set: fields is empty");
    }
-   if (ok) {
-      ok = mh_session_update (sessions, MH_OPID_SESSIONS_SET, hex, &u, error);
+   if (ok && ring) {
+      ok = mh_session_rewrite (
+         sessions, ring, MH_OPID_SESSIONS_SET, hex, mh_session_edit_set, fields, error);
+   } else if (ok) {
+      ok = mh_session_update (sessions, MH_OPID_SESSIONS_SET, hex, &u, true, error);
    }
    bson_destroy (&u);
    return ok;
@@ -561,9 +784,12 @@ mongo_helper_sessions_unset (mongo_helper_sessions_t *sessions,
    char hex[65];
    bson_t u = BSON_INITIALIZER;
    bson_t unset;
+   const mh_keyring_t *ring = NULL;
+   mh_session_names_t names = {fields, n};
    bool ok = true;
 
-   if (!mh_sessions_begin (sessions, id, hex, error)) {
+   if (!mh_sessions_begin (sessions, id, hex, error) ||
+       !mh_web_ring (&sessions->ring, &ring, error)) {
       bson_destroy (&u);
       return false;
    }
@@ -586,8 +812,11 @@ mongo_helper_sessions_unset (mongo_helper_sessions_t *sessions,
       }
    }
    bson_append_document_end (&u, &unset);
-   if (ok) {
-      ok = mh_session_update (sessions, MH_OPID_SESSIONS_UNSET, hex, &u, error);
+   if (ok && ring) {
+      ok = mh_session_rewrite (
+         sessions, ring, MH_OPID_SESSIONS_UNSET, hex, mh_session_edit_unset, &names, error);
+   } else if (ok) {
+      ok = mh_session_update (sessions, MH_OPID_SESSIONS_UNSET, hex, &u, true, error);
    }
    bson_destroy (&u);
    return ok;
@@ -611,7 +840,7 @@ mongo_helper_sessions_set_user (mongo_helper_sessions_t *sessions,
    }
    u = user_id ? BCON_NEW ("$set", "{", "userId", BCON_UTF8 (user_id), "}")
                : BCON_NEW ("$unset", "{", "userId", BCON_UTF8 (""), "}");
-   ok = mh_session_update (sessions, MH_OPID_SESSIONS_SET_USER, hex, u, error);
+   ok = mh_session_update (sessions, MH_OPID_SESSIONS_SET_USER, hex, u, false, error);
    bson_destroy (u);
    return ok;
 }
@@ -625,7 +854,8 @@ mongo_helper_sessions_touch (mongo_helper_sessions_t *sessions,
    char hex[65];
    bson_t doc = BSON_INITIALIZER;
    /* The touch needs the dates, not the data. */
-   bson_t *opts = BCON_NEW ("projection", "{", "data", BCON_INT32 (0), "}");
+   bson_t *opts =
+      BCON_NEW ("projection", "{", "data", BCON_INT32 (0), MH_WEB_SEALED, BCON_INT32 (0), "}");
    int64_t now = mh_wall_ms ();
    bool ok;
 
@@ -788,10 +1018,12 @@ mongo_helper_sessions_regenerate (mongo_helper_sessions_t *sessions,
    bson_t data = BSON_INITIALIZER;
    bson_iter_t it;
    const char *user = NULL;
+   const mh_keyring_t *ring = NULL;
    int64_t now = mh_wall_ms ();
    bool ok;
 
-   ok = mh_sessions_begin (sessions, old_id, hex, error);
+   ok = mh_sessions_begin (sessions, old_id, hex, error) &&
+        mh_web_ring (&sessions->ring, &ring, error);
    if (ok && !new_id_out) {
       ok = mh_fail (error,
                     MONGO_HELPER_ERROR_INVALID_ARGUMENT,
@@ -799,16 +1031,18 @@ mongo_helper_sessions_regenerate (mongo_helper_sessions_t *sessions,
                     "mongo_helper_sessions_regenerate: new_id_out is NULL");
    }
    /* Claim, then store the successor with the same data, owner, creation
-    * and absolute expiry (a copy of what the claim returned), then retire
-    * the claimed session, which must still be there. */
+    * and absolute expiry (a copy of what the claim returned; an encrypted
+    * payload is opened and sealed again, as it is bound to its _id), then
+    * retire the claimed session, which must still be there. */
    ok = ok && mh_session_new_id (new_id, new_hex, error) &&
-        mh_session_claim (sessions, hex, new_hex, now, &old, error);
+        mh_session_claim (sessions, hex, new_hex, now, &old, error) &&
+        mh_session_data (sessions, MH_OPID_SESSIONS_REGENERATE, &old, &data, error);
    if (ok) {
-      mh_session_data (&old, &data);
       if (bson_iter_init_find (&it, &old, "userId") && BSON_ITER_HOLDS_UTF8 (&it)) {
          user = bson_iter_utf8 (&it, NULL);
       }
       ok = mh_session_insert (sessions,
+                              ring,
                               MH_OPID_SESSIONS_REGENERATE,
                               new_hex,
                               &data,
@@ -886,5 +1120,62 @@ mongo_helper_sessions_count (mongo_helper_sessions_t *sessions,
    call.collection = sessions->coll;
    ok = mh_crud_count (&call, &f, NULL, count, error);
    bson_destroy (&f);
+   return ok;
+}
+
+bool
+mongo_helper_sessions_rekey (mongo_helper_sessions_t *sessions,
+                             size_t batch_size,
+                             int64_t *changed,
+                             mongo_helper_error_t *error)
+{
+   const mh_keyring_t *ring = NULL;
+   mh_web_sealing_t w;
+   int64_t n = 0;
+   bson_t *f;
+   bool ok;
+
+   if (changed) {
+      *changed = 0;
+   }
+   if (!mh_sessions_begin (sessions, NULL, NULL, error) ||
+       !mh_web_ring (&sessions->ring, &ring, error)) {
+      return false;
+   }
+   if (!ring) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_CONFIG,
+                      0,
+                      "mongo_helper_sessions_rekey: this sessions handle has no key ring: set "
+                      "session_keys or session_key_file (INI [db], MONGO_SESSION_KEYS, "
+                      "MONGO_SESSION_KEY_FILE) or the options' keys");
+   }
+   /* Sealed with another key, or clear text: everything not yet on the
+    * current key. */
+   f = BCON_NEW ("$or",
+                 "[",
+                 "{",
+                 MH_WEB_SEALED ".k",
+                 "{",
+                 "$exists",
+                 BCON_BOOL (true),
+                 "$ne",
+                 BCON_UTF8 (mh_keyring_id (ring, 0)),
+                 "}",
+                 "}",
+                 "{",
+                 "data",
+                 "{",
+                 "$exists",
+                 BCON_BOOL (true),
+                 "}",
+                 "}",
+                 "]");
+   w = (mh_web_sealing_t){MH_OPID_SESSIONS_REKEY, ring, sessions->coll, "data", false};
+   ok = mh_web_rekey (&w, f, batch_size, &n, error);
+   if (changed) {
+      *changed = n;
+   }
+   bson_destroy (f);
    return ok;
 }

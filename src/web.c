@@ -394,3 +394,397 @@ mh_web_append_live (bson_t *b, const char *field, int64_t now)
    mh_web_append_date (&gt, "$gt", now);
    bson_append_document_end (b, &gt);
 }
+
+/* -- Encryption at rest: the sealed payload of sessions and cache values. */
+
+/* The state of a ring that resolved to "no keys": never a valid pointer. */
+static const char mh_web_no_ring;
+#define MH_WEB_NO_RING ((uintptr_t) (const void *) &mh_web_no_ring)
+
+bool
+mh_web_ring_init (mh_web_ring_t *r,
+                  mh_ring_kind_t kind,
+                  const char *keys,
+                  const char *key_file,
+                  const char *what,
+                  mongo_helper_error_t *error)
+{
+   char source[128];
+   mh_keyring_t *ring;
+
+   atomic_init (&r->state, 0);
+   r->kind = kind;
+   if (keys && key_file) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_CONFIG,
+                      0,
+                      "%s keys and key_file are both set: give the keys one way",
+                      what);
+   }
+   if (!keys && !key_file) {
+      return true; /* the configuration's, on first use */
+   }
+   bson_snprintf (source, sizeof source, "%s %s", what, keys ? "keys" : "key_file");
+   ring = keys ? mh_keyring_parse (keys, source, error)
+               : mh_keyring_load_file (key_file, source, error);
+   if (!ring) {
+      return false;
+   }
+   atomic_store (&r->state, (uintptr_t) ring);
+   return true;
+}
+
+void
+mh_web_ring_destroy (mh_web_ring_t *r)
+{
+   uintptr_t v = atomic_load (&r->state);
+
+   if (v != 0 && v != MH_WEB_NO_RING) {
+      mh_keyring_destroy ((mh_keyring_t *) v);
+   }
+   atomic_store (&r->state, 0);
+}
+
+bool
+mh_web_ring (mh_web_ring_t *r, const mh_keyring_t **ring, mongo_helper_error_t *error)
+{
+   uintptr_t v = atomic_load (&r->state), expected = 0;
+   mh_keyring_t *mine;
+
+   if (v == 0) {
+      if (!mh_current_keyring (r->kind, &mine, error)) {
+         *ring = NULL;
+         return false;
+      }
+      v = mine ? (uintptr_t) mine : MH_WEB_NO_RING;
+      /* Of threads resolving at once, the first to store wins. */
+      if (!atomic_compare_exchange_strong (&r->state, &expected, v)) {
+         mh_keyring_destroy (mine);
+         v = expected;
+      }
+   }
+   *ring = v == MH_WEB_NO_RING ? NULL : (const mh_keyring_t *) v;
+   return true;
+}
+
+/* The associated data is the record's identity (mh_record_aad), so a
+ * payload moved to another record does not open. */
+bool
+mh_web_seal (const mh_keyring_t *ring,
+             const char *coll,
+             const bson_value_t *id,
+             const uint8_t *plain,
+             size_t len,
+             bson_t *parent,
+             mongo_helper_error_t *error)
+{
+   bson_t aad;
+   bool ok =
+      mh_record_aad (&aad, coll, id, error) &&
+      mh_seal (ring, bson_get_data (&aad), aad.len, plain, len, parent, MH_WEB_SEALED, error);
+
+   bson_destroy (&aad);
+   return ok;
+}
+
+/* INTEGRITY, counted under `op`, its message led by the operation and
+ * collection so a log line says which store holds the damaged record. */
+static bool
+mh_web_integrity (mh_opid_t op, const char *coll, mongo_helper_error_t *error)
+{
+   char what[MONGO_HELPER_ERROR_MESSAGE_SIZE];
+
+   mh_metrics_integrity (op, error->code);
+   bson_strncpy (what, error->message, sizeof what);
+   return mh_fail (
+      error, error->category, error->code, "%s on %s: %s", mh_op_name (op), coll, what);
+}
+
+bool
+mh_web_open (const mh_keyring_t *ring,
+             mh_opid_t op,
+             const char *coll,
+             const bson_t *doc,
+             bson_t *plain,
+             mongo_helper_error_t *error)
+{
+   mongo_helper_error_t local;
+   mh_opened_t o;
+   bson_iter_t id, env;
+   bson_t aad, v;
+   bool ok;
+
+   if (!error) {
+      error = &local;
+   }
+   bson_init (plain);
+   if (!bson_iter_init_find (&env, doc, MH_WEB_SEALED)) {
+      return mh_bad_arg (error, "mh_web_open", "the record has no sealed payload");
+   }
+   if (!ring) {
+      mh_fail (error,
+               MONGO_HELPER_ERROR_INTEGRITY,
+               MH_INTEGRITY_UNKNOWN_KEY,
+               "the record is encrypted and this handle has no key ring: configure "
+               "the keys (session_keys / cache_keys, their key files, or the options' "
+               "keys)");
+      return mh_web_integrity (op, coll, error);
+   }
+   if (!bson_iter_init_find (&id, doc, "_id")) {
+      mh_fail (error,
+               MONGO_HELPER_ERROR_INTEGRITY,
+               MH_INTEGRITY_MALFORMED,
+               "the encrypted record has no _id");
+      return mh_web_integrity (op, coll, error);
+   }
+   ok = mh_record_aad (&aad, coll, bson_iter_value (&id), error) &&
+        mh_open (ring, bson_get_data (&aad), aad.len, &env, &o, error);
+   bson_destroy (&aad);
+   if (!ok) {
+      return error->category == MONGO_HELPER_ERROR_INTEGRITY ? mh_web_integrity (op, coll, error)
+                                                             : false;
+   }
+   /* Authenticated, so written by a holder of the key: still checked like
+    * any document the helpers hand out. */
+   if (!bson_init_static (&v, o.data, o.len) ||
+       !mh_doc_check ("decrypted payload", "payload", &v, error)) {
+      mh_opened_clear (&o);
+      mh_fail (error,
+               MONGO_HELPER_ERROR_INTEGRITY,
+               MH_INTEGRITY_MALFORMED,
+               "the decrypted payload is not a well-formed document");
+      return mh_web_integrity (op, coll, error);
+   }
+   bson_destroy (plain);
+   bson_copy_to (&v, plain);
+   mh_opened_clear (&o);
+   return true;
+}
+
+void
+mh_web_cas (bson_t *filter, const bson_t *doc, const char *clear)
+{
+   bson_iter_t it;
+   bson_t ex;
+
+   if (bson_iter_init (&it, doc) && bson_iter_find_descendant (&it, MH_WEB_SEALED ".n", &it)) {
+      bson_append_iter (filter, MH_WEB_SEALED ".n", -1, &it);
+      return;
+   }
+   BSON_APPEND_DOCUMENT_BEGIN (filter, MH_WEB_SEALED, &ex);
+   BSON_APPEND_BOOL (&ex, "$exists", false);
+   bson_append_document_end (filter, &ex);
+   if (bson_iter_init_find (&it, doc, clear)) {
+      bson_append_iter (filter, clear, -1, &it);
+   } else {
+      BSON_APPEND_DOCUMENT_BEGIN (filter, clear, &ex);
+      BSON_APPEND_BOOL (&ex, "$exists", false);
+      bson_append_document_end (filter, &ex);
+   }
+}
+
+bool
+mh_web_reseal_update (const mh_keyring_t *ring,
+                      const char *coll,
+                      const bson_value_t *id,
+                      const bson_t *plain,
+                      const char *clear,
+                      bson_t *update,
+                      mongo_helper_error_t *error)
+{
+   bson_t set, unset;
+   bool ok;
+
+   bson_init (update);
+   BSON_APPEND_DOCUMENT_BEGIN (update, "$set", &set);
+   ok = mh_web_seal (ring, coll, id, bson_get_data (plain), plain->len, &set, error);
+   bson_append_document_end (update, &set);
+   BSON_APPEND_DOCUMENT_BEGIN (update, "$unset", &unset);
+   BSON_APPEND_UTF8 (&unset, clear, "");
+   bson_append_document_end (update, &unset);
+   return ok;
+}
+
+/* -- Rekey: one pass of a cursor over the records to seal again, written
+ * back batch by batch with one unordered bulk write each. */
+
+typedef struct {
+   const mh_web_sealing_t *w;
+   const bson_t *filter;
+   size_t batch;
+   int64_t changed, failed;
+   mongo_helper_error_t first; /* the first record that did not open */
+} mh_rekey_ctx_t;
+
+/* The plaintext of record `doc`: opened, or its clear payload. */
+static bool
+mh_rekey_plain (mh_rekey_ctx_t *c, const bson_t *doc, bson_t *plain)
+{
+   mongo_helper_error_t e;
+   bson_iter_t it;
+
+   if (bson_has_field (doc, MH_WEB_SEALED)) {
+      if (mh_web_open (c->w->ring, c->w->op, c->w->coll, doc, plain, &e)) {
+         return true;
+      }
+      if (c->failed++ == 0) {
+         c->first = e;
+      }
+      return false;
+   }
+   bson_init (plain);
+   if (bson_iter_init_find (&it, doc, c->w->clear)) {
+      if (c->w->wrap) {
+         bson_append_iter (plain, "v", 1, &it);
+      } else if (BSON_ITER_HOLDS_DOCUMENT (&it)) {
+         uint32_t len;
+         const uint8_t *d;
+         bson_t v;
+
+         bson_iter_document (&it, &len, &d);
+         if (bson_init_static (&v, d, len)) {
+            bson_destroy (plain);
+            bson_copy_to (&v, plain);
+         }
+      }
+   }
+   return true;
+}
+
+/* Seals each record of the batch again and writes it back if its payload
+ * is still the one read. */
+static bool
+mh_rekey_flush (mh_attempt_t *a, mh_rekey_ctx_t *c, bson_t *const *docs, size_t n)
+{
+   bson_t *bopts = BCON_NEW ("ordered", BCON_BOOL (false));
+   mongoc_bulk_operation_t *bulk =
+      mongoc_collection_create_bulk_operation_with_opts (a->coll, bopts);
+   mongo_helper_error_t e;
+   bson_t reply;
+   size_t ops = 0;
+   bool ok = true;
+
+   for (size_t i = 0; ok && i < n; i++) {
+      bson_t plain, f, u;
+      bson_iter_t id;
+
+      if (!bson_iter_init_find (&id, docs[i], "_id")) {
+         continue;
+      }
+      if (!mh_rekey_plain (c, docs[i], &plain)) {
+         bson_destroy (&plain);
+         continue;
+      }
+      bson_init (&f);
+      bson_append_iter (&f, "_id", 3, &id);
+      mh_web_cas (&f, docs[i], c->w->clear);
+      if (mh_web_reseal_update (
+             c->w->ring, c->w->coll, bson_iter_value (&id), &plain, c->w->clear, &u, &e)) {
+         ok = mongoc_bulk_operation_update_one_with_opts (bulk, &f, &u, NULL, &a->error);
+         ops++;
+      } else {
+         ok = mh_berr (&a->error, 0, "%s", e.message);
+      }
+      mh_cleanse ((void *) bson_get_data (&plain), plain.len);
+      bson_destroy (&plain);
+      bson_destroy (&f);
+      bson_destroy (&u);
+   }
+   if (ok && ops > 0) {
+      ok = mongoc_bulk_operation_execute (bulk, &reply, &a->error) != 0;
+      c->changed += mh_bson_int64 (&reply, "nModified");
+      mh_attempt_labels (a, &reply);
+      bson_destroy (&reply);
+   }
+   mongoc_bulk_operation_destroy (bulk);
+   bson_destroy (bopts);
+   return ok;
+}
+
+static bool
+mh_rekey_op (mh_attempt_t *a, void *ctx)
+{
+   mh_rekey_ctx_t *c = ctx;
+   bson_t *opts = BCON_NEW ("projection",
+                            "{",
+                            "_id",
+                            BCON_INT32 (1),
+                            MH_WEB_SEALED,
+                            BCON_INT32 (1),
+                            c->w->clear,
+                            BCON_INT32 (1),
+                            "}",
+                            "batchSize",
+                            BCON_INT64 ((int64_t) c->batch));
+   mongoc_cursor_t *cur = mongoc_collection_find_with_opts (a->coll, c->filter, opts, NULL);
+   bson_t **docs = bson_malloc0 (c->batch * sizeof *docs);
+   const bson_t *doc;
+   size_t n = 0;
+   bool ok = true;
+
+   /* The cursor's documents are copied: the bulk write of a batch runs on
+    * the same client before the cursor's next round trip. */
+   while (ok && mongoc_cursor_next (cur, &doc)) {
+      docs[n++] = bson_copy (doc);
+      if (n == c->batch) {
+         ok = mh_rekey_flush (a, c, docs, n);
+         for (size_t i = 0; i < n; i++) {
+            bson_destroy (docs[i]);
+         }
+         n = 0;
+      }
+   }
+   if (ok && mongoc_cursor_error (cur, &a->error)) {
+      ok = false;
+   }
+   if (ok && n > 0) {
+      ok = mh_rekey_flush (a, c, docs, n);
+   }
+   for (size_t i = 0; i < n; i++) {
+      bson_destroy (docs[i]);
+   }
+   bson_free (docs);
+   mongoc_cursor_destroy (cur);
+   bson_destroy (opts);
+   return ok;
+}
+
+bool
+mh_web_rekey (const mh_web_sealing_t *w,
+              const bson_t *filter,
+              size_t batch,
+              int64_t *changed,
+              mongo_helper_error_t *error)
+{
+   /* Never repeated by mh_run: a batch written stays written; running
+    * rekey again picks up where it stopped. */
+   const mh_call_t call = {w->op, MH_OP_ONCE, NULL, w->coll, NULL};
+   mh_rekey_ctx_t c = {w, filter, batch, 0, 0, {MONGO_HELPER_ERROR_NONE, 0, ""}};
+   bool ok;
+
+   *changed = 0;
+   if (batch > MONGO_HELPER_REKEY_MAX_BATCH) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                      0,
+                      "%s: batch_size %zu is more than %d (MONGO_HELPER_REKEY_MAX_BATCH)",
+                      mh_op_name (w->op),
+                      batch,
+                      MONGO_HELPER_REKEY_MAX_BATCH);
+   }
+   c.batch = batch ? batch : MONGO_HELPER_REKEY_DEFAULT_BATCH;
+   ok = mh_run (&call, mh_rekey_op, &c, error);
+   *changed = c.changed;
+   if (ok && c.failed > 0) {
+      return mh_fail (error,
+                      MONGO_HELPER_ERROR_INTEGRITY,
+                      c.first.code,
+                      "%" PRId64 " records sealed again with key '%s'; %" PRId64
+                      " did not open and were left as they are (the first: %s)",
+                      c.changed,
+                      mh_keyring_id (w->ring, 0),
+                      c.failed,
+                      c.first.message);
+   }
+   return ok;
+}

@@ -21,7 +21,9 @@ main (void)
       aggregate_suite, bulk_suite, index_suite, search_suite,
       gridfs_suite, watch_suite, stats_suite,          /* 8 */
       sessions_suite, session_races_suite, session_round_trips_suite,
+      sessions_sealed_suite,
       cache_suite, cache_lease_suite, eventlog_suite, web_limits_suite,
+      cache_sealed_suite,
       concurrent_suite,                                /* 9 */
       event_writer_suite, event_writer_fork_suite, fork_suite,                              /* 10 */
    };

@@ -52,7 +52,11 @@ mh_test_clean_env (void)
                                 "MONGO_CIRCUIT_FAILURE_THRESHOLD",
                                 "MONGO_CIRCUIT_COOLDOWN_MS",
                                 "MONGO_MAX_RESULT_BYTES",
-                                "MONGO_DEFAULT_MAX_TIME_MS"};
+                                "MONGO_DEFAULT_MAX_TIME_MS",
+                                "MONGO_SESSION_KEYS",
+                                "MONGO_SESSION_KEY_FILE",
+                                "MONGO_CACHE_KEYS",
+                                "MONGO_CACHE_KEY_FILE"};
    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
       unsetenv (vars[i]);
    }

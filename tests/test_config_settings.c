@@ -496,7 +496,11 @@ START_TEST (every_table_setting_is_listed_with_its_default_when_nothing_sets_it)
                                  "circuit_failure_threshold",
                                  "circuit_cooldown_ms",
                                  "max_result_bytes",
-                                 "default_max_time_ms"};
+                                 "default_max_time_ms",
+                                 "session_keys",
+                                 "session_key_file",
+                                 "cache_keys",
+                                 "cache_key_file"};
    mongo_helper_config_t *c = load_ok ("/dev/null", "mongodb://h/db");
    mongo_helper_setting_t st;
 

@@ -164,7 +164,7 @@ START_TEST (touch_sends_one_find_without_the_data_and_an_update_only_when_due)
    ASSERT_SENT (before, 5, 0, "5 touches of a fresh session");
    ck_assert_int_eq (mh_test_server_log_count (&srv,
                                                "\"projection\": {\"data\": {\"$numberInt\": "
-                                               "\"0\"}}"),
+                                               "\"0\"}, \"sealed\": {\"$numberInt\": \"0\"}}"),
                      5);
    mh_test_sleep_ms (1100);
    before = sent ();

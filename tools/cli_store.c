@@ -214,6 +214,74 @@ run_sessions_destroy_user (mh_cli_t *cli)
    return rc;
 }
 
+/* --batch N of a rekey, into *batch (0 when absent); false after a usage
+ * error. */
+static bool
+rekey_batch (mh_cli_t *cli, size_t *batch, int *rc)
+{
+   int64_t n = 0;
+
+   if (cli->n_args) {
+      *rc = mh_cli_usage (cli, "takes no arguments");
+      return false;
+   }
+   if (mh_cli_opt (cli, "batch") &&
+       !mh_cli_parse_int (mh_cli_opt (cli, "batch"), 1, MONGO_HELPER_REKEY_MAX_BATCH, &n)) {
+      *rc = mh_cli_usage (
+         cli, "--batch is a number of records from 1 to %d", MONGO_HELPER_REKEY_MAX_BATCH);
+      return false;
+   }
+   *batch = (size_t) n;
+   return true;
+}
+
+/* Prints what a rekey changed; on a failure after some records were
+ * written, says that too (running it again resumes). */
+static int
+rekey_report (mh_cli_t *cli, bool ok, int64_t changed, const mongo_helper_error_t *err)
+{
+   bson_t doc = BSON_INITIALIZER;
+   char text[64];
+
+   if (!ok) {
+      if (changed > 0 && !cli->quiet) {
+         fprintf (stderr,
+                  "mongo-helper: %lld records were re-encrypted before the failure\n",
+                  (long long) changed);
+      }
+      return mh_cli_fail (cli, err);
+   }
+   BSON_APPEND_INT64 (&doc, "changed", changed);
+   snprintf (text, sizeof text, "%lld re-encrypted with the current key", (long long) changed);
+   report (cli, &doc, text);
+   bson_destroy (&doc);
+   return MH_EXIT_OK;
+}
+
+static int
+run_sessions_rekey (mh_cli_t *cli)
+{
+   mongo_helper_sessions_t *s;
+   mongo_helper_error_t err;
+   size_t batch;
+   int64_t changed = 0;
+   int rc;
+
+   if (!rekey_batch (cli, &batch, &rc)) {
+      return rc;
+   }
+   if (!(s = sessions_open (cli, &err))) {
+      return mh_cli_fail (cli, &err);
+   }
+   if ((rc = mh_cli_connect (cli)) == MH_EXIT_OK) {
+      bool ok = mongo_helper_sessions_rekey (s, batch, &changed, &err);
+
+      rc = rekey_report (cli, ok, changed, &err);
+   }
+   mongo_helper_sessions_destroy (s);
+   return rc;
+}
+
 #define MH_SESSIONS_COLLECTION_OPT                                                   \
    {                                                                                 \
       "sessions-collection", 0, "NAME", "the sessions collection (default sessions)" \
@@ -228,30 +296,55 @@ static const mh_cli_opt_t destroy_opts[] = {MH_SESSIONS_COLLECTION_OPT,
                                             {"json", 0, NULL, "one JSON object: user, deleted"},
                                             {NULL, 0, NULL, NULL}};
 
-/* One entry per sub-command: a new one (e.g. rekey) is one more line. */
-static const mh_cli_cmd_t sessions_subs[] = {{"count",
-                                              "[--user USER] [--sessions-collection NAME] [--json]",
-                                              "count live sessions, of one user with --user",
-                                              NULL,
-                                              count_opts,
-                                              run_sessions_count,
-                                              NULL},
-                                             {"destroy-user",
-                                              "USER [--sessions-collection NAME] [--json]",
-                                              "delete every session of USER (log out everywhere)",
-                                              NULL,
-                                              destroy_opts,
-                                              run_sessions_destroy_user,
-                                              NULL},
-                                             {NULL, NULL, NULL, NULL, NULL, NULL, NULL}};
+static const mh_cli_opt_t sessions_rekey_opts[] = {
+   {"batch", 0, "N", "records per bulk write (default 500)"},
+   MH_SESSIONS_COLLECTION_OPT,
+   {"json", 0, NULL, "one JSON object: changed"},
+   {NULL, 0, NULL, NULL}};
 
-const mh_cli_cmd_t mh_cli_sessions_cmd = {"sessions",
-                                          "",
-                                          "count or end the sessions of the session store",
-                                          NULL,
-                                          NULL,
-                                          NULL,
-                                          sessions_subs};
+/* What both rekey commands do, after their first lines. */
+#define MH_REKEY_DETAILS                                                              \
+   "Each record is written only if nobody changed it meanwhile; running it again\n"   \
+   "resumes.  Records that do not open are left as they are and counted: exit 1\n"    \
+   "(integrity) after the pass.  Exit 3 when no key ring is configured.  Remove an\n" \
+   "old key from the ring only after a rekey changed everything."
+
+/* One entry per sub-command: a new one is one more line. */
+static const mh_cli_cmd_t sessions_subs[] = {
+   {"count",
+    "[--user USER] [--sessions-collection NAME] [--json]",
+    "count live sessions, of one user with --user",
+    NULL,
+    count_opts,
+    run_sessions_count,
+    NULL},
+   {"destroy-user",
+    "USER [--sessions-collection NAME] [--json]",
+    "delete every session of USER (log out everywhere)",
+    NULL,
+    destroy_opts,
+    run_sessions_destroy_user,
+    NULL},
+   {"rekey",
+    "[--batch N] [--sessions-collection NAME] [--json]",
+    "re-encrypt every session with the current key",
+    "Seals every session again with the current (first) key of the ring\n"
+    "session_keys / MONGO_SESSION_KEYS or session_key_file / MONGO_SESSION_KEY_FILE\n"
+    "gives: those of an older key of the ring and those stored before encryption\n"
+    "was turned on.\n" MH_REKEY_DETAILS,
+    sessions_rekey_opts,
+    run_sessions_rekey,
+    NULL},
+   {NULL, NULL, NULL, NULL, NULL, NULL, NULL}};
+
+const mh_cli_cmd_t mh_cli_sessions_cmd = {
+   "sessions",
+   "",
+   "count, end or re-encrypt the sessions of the session store",
+   NULL,
+   NULL,
+   NULL,
+   sessions_subs};
 
 /* ---- cache -------------------------------------------------------------- */
 
@@ -396,6 +489,30 @@ run_cache_clear (mh_cli_t *cli)
    return rc;
 }
 
+static int
+run_cache_rekey (mh_cli_t *cli)
+{
+   mongo_helper_cache_t *c;
+   mongo_helper_error_t err;
+   size_t batch;
+   int64_t changed = 0;
+   int rc;
+
+   if (!rekey_batch (cli, &batch, &rc)) {
+      return rc;
+   }
+   if (!(c = cache_open (cli, &err))) {
+      return mh_cli_fail (cli, &err);
+   }
+   if ((rc = mh_cli_connect (cli)) == MH_EXIT_OK) {
+      bool ok = mongo_helper_cache_rekey (c, batch, &changed, &err);
+
+      rc = rekey_report (cli, ok, changed, &err);
+   }
+   mongo_helper_cache_destroy (c);
+   return rc;
+}
+
 #define MH_CACHE_COLLECTION_OPT                                             \
    {                                                                        \
       "cache-collection", 0, "NAME", "the cache collection (default cache)" \
@@ -414,6 +531,12 @@ static const mh_cli_opt_t clear_opts[] = {
    {"prefix", 0, "P", "not supported (usage error): the cache API has no prefix clear"},
    MH_CACHE_COLLECTION_OPT,
    {"json", 0, NULL, "one JSON object: cleared"},
+   {NULL, 0, NULL, NULL}};
+
+static const mh_cli_opt_t cache_rekey_opts[] = {
+   {"batch", 0, "N", "records per bulk write (default 500)"},
+   MH_CACHE_COLLECTION_OPT,
+   {"json", 0, NULL, "one JSON object: changed"},
    {NULL, 0, NULL, NULL}};
 
 static const mh_cli_cmd_t cache_subs[] = {
@@ -441,7 +564,17 @@ static const mh_cli_cmd_t cache_subs[] = {
     clear_opts,
     run_cache_clear,
     NULL},
+   {"rekey",
+    "[--batch N] [--cache-collection NAME] [--json]",
+    "re-encrypt every cached value with the current key",
+    "Seals every cached document and bytes value again with the current (first) key\n"
+    "of the ring cache_keys / MONGO_CACHE_KEYS or cache_key_file /\n"
+    "MONGO_CACHE_KEY_FILE gives: those of an older key of the ring and those stored\n"
+    "before encryption was turned on.  Counters stay clear.\n" MH_REKEY_DETAILS,
+    cache_rekey_opts,
+    run_cache_rekey,
+    NULL},
    {NULL, NULL, NULL, NULL, NULL, NULL, NULL}};
 
 const mh_cli_cmd_t mh_cli_cache_cmd =
-   {"cache", "", "read, delete or clear cache entries", NULL, NULL, NULL, cache_subs};
+   {"cache", "", "read, delete, clear or re-encrypt cache entries", NULL, NULL, NULL, cache_subs};
