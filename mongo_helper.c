@@ -10,18 +10,20 @@
  *                         user
  *   1  src/error.c        error categories and messages
  *      src/log.c          the log sink and libmongoc's log route
- *   2  src/util.c         process set-up and fork hooks, the clocks, the
+ *   2  src/util.c*        process set-up and fork hooks, the clocks, the
  *                         sleep, name checks, bson helpers
  *      src/keyring.c      key rings and sealed (encrypted) records
+ *      src/uri.c          URI option text: names, connection_options, merging
  *   3  src/config.c       URI and settings resolution (one settings table)
  *   4  src/resilience.c   retry classification, backoff, circuit breaker
  *      src/security.c     filter check, ObjectId parsing
  *   5  src/metrics.c      APM, counters, Prometheus and JSON snapshots
  *   6  mongo_helper.c     version, singleton, pool, thread slots, mh_run,
- *                         commands, the dedicated health client
+ *                         the dedicated health client
  *   7  src/ops.c*         the document operations every area above runs
  *      src/stream.c       find and aggregate results in chunks
  *      src/health.c       ping and server info
+ *      src/command.c      commands, read commands, maxTimeMS
  *   8  src/crud.c         insert, find, update, replace, delete, count
  *      src/aggregate.c    aggregation
  *      src/bulk.c         batched inserts
@@ -37,6 +39,8 @@
  *      src/eventlog.c     user event log
  *      src/concurrent.c   concurrent operations
  *  10  src/event_writer.c buffered event writer
+ *      src/sessions_rotate.c  session id and key rotation (regenerate, rekey)
+ *      src/cache_compute.c    get-or-compute with a lease, cache rekey
  *
  * Sections below follow mongo_helper.h.
  */
@@ -997,145 +1001,5 @@ mh_direct_command (const char *cmd_name,
    mongoc_client_destroy (c);
    mh_pool_unref (p);
    mh_log_drain ();
-   return ok;
-}
-
-/* ---- Commands ------------------------------------------------------- */
-
-typedef struct {
-   const bson_t *command;
-   const bson_t *opts;
-   bool read;
-   bson_t *reply; /* always initialised */
-} mh_command_ctx_t;
-
-static bool
-mh_command_op (mh_attempt_t *a, void *ctx)
-{
-   mh_command_ctx_t *c = ctx;
-   bool ok;
-
-   bson_destroy (c->reply); /* the driver initialises it again */
-   ok = c->read ? mongoc_database_read_command_with_opts (
-                     a->db, c->command, NULL, c->opts, c->reply, &a->error)
-                : mongoc_database_command_with_opts (
-                     a->db, c->command, NULL, c->opts, c->reply, &a->error);
-   if (!ok) {
-      mh_attempt_labels (a, c->reply);
-   }
-   return ok;
-}
-
-/* The command's name (its first key), or NULL after an INVALID_ARGUMENT. */
-static const char *
-mh_command_name (const char *fn, const bson_t *command, mongo_helper_error_t *error)
-{
-   bson_iter_t it;
-
-   if (!command || bson_empty (command) || !bson_iter_init (&it, command) ||
-       !bson_iter_next (&it)) {
-      mh_fail (
-         error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "%s: the command is NULL or empty", fn);
-      return NULL;
-   }
-   return mh_doc_check (fn, "command", command, error) ? bson_iter_key (&it) : NULL;
-}
-
-static bool
-mh_command_run (mh_opid_t op,
-                unsigned flags,
-                const char *fn,
-                const char *database,
-                const bson_t *command,
-                const bson_t *opts,
-                bson_t *reply,
-                mongo_helper_error_t *error)
-{
-   mh_call_t call = {op, flags, database, NULL, NULL};
-   mh_command_ctx_t ctx = {command, opts, flags == MH_OP_READ, reply};
-   bson_t scratch = BSON_INITIALIZER;
-   bool ok;
-
-   mh_error_clear (error);
-   if (reply) {
-      bson_init (reply);
-   }
-   call.detail = mh_command_name (fn, command, error);
-   if (!call.detail || !mh_check_db_name (fn, database, error)) {
-      return false;
-   }
-   if (!reply) {
-      ctx.reply = &scratch;
-   }
-   ok = mh_run (&call, mh_command_op, &ctx, error);
-   bson_destroy (&scratch);
-   return ok;
-}
-
-bool
-mongo_helper_command (const bson_t *command, bson_t *reply, mongo_helper_error_t *error)
-{
-   return mh_command_run (
-      MH_OPID_COMMAND, MH_OP_WRITE, "mongo_helper_command", NULL, command, NULL, reply, error);
-}
-
-bool
-mh_command_on (const char *database,
-               const bson_t *command,
-               bson_t *reply,
-               mongo_helper_error_t *error)
-{
-   return mh_command_run (
-      MH_OPID_COMMAND, MH_OP_WRITE, "command", database, command, NULL, reply, error);
-}
-
-/* -- per-call time limit and retried reads -- */
-
-bool
-mongo_helper_opts_set_max_time (bson_t *opts, int32_t max_time_ms, mongo_helper_error_t *error)
-{
-   mh_error_clear (error);
-   if (!opts || max_time_ms <= 0) {
-      return mh_fail (error,
-                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
-                      0,
-                      "mongo_helper_opts_set_max_time: %s",
-                      opts ? "the limit must be a positive number of ms" : "opts is NULL");
-   }
-   if (bson_has_field (opts, "maxTimeMS")) {
-      return mh_fail (error,
-                      MONGO_HELPER_ERROR_INVALID_ARGUMENT,
-                      0,
-                      "mongo_helper_opts_set_max_time: opts already has "
-                      "maxTimeMS: set it once");
-   }
-   if (!BSON_APPEND_INT32 (opts, "maxTimeMS", max_time_ms)) {
-      return mh_fail (
-         error, MONGO_HELPER_ERROR_INTERNAL, 0, "mongo_helper_opts_set_max_time: cannot append");
-   }
-   return true;
-}
-
-bool
-mongo_helper_read_command (const bson_t *command,
-                           int32_t max_time_ms,
-                           bson_t *reply,
-                           mongo_helper_error_t *error)
-{
-   bson_t opts = BSON_INITIALIZER;
-   bool ok;
-
-   if (max_time_ms > 0) {
-      BSON_APPEND_INT32 (&opts, "maxTimeMS", max_time_ms);
-   }
-   ok = mh_command_run (MH_OPID_READ_COMMAND,
-                        MH_OP_READ,
-                        "mongo_helper_read_command",
-                        NULL,
-                        command,
-                        &opts,
-                        reply,
-                        error);
-   bson_destroy (&opts);
    return ok;
 }

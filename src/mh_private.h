@@ -393,6 +393,77 @@ bool mh_open (const mh_keyring_t *ring,
 /* Wipes and frees the plaintext; `opened` may be NULL or already clear. */
 void mh_opened_clear (mh_opened_t *opened);
 
+/* ==== Layer 2: uri.c (URI option text) =============================== */
+
+/* The [db] connection_options "k=v&k=v", written like a URI's options
+ * (values percent-decoded), split once; each table setting takes its own
+ * entry, the others go to the URI as they are. */
+typedef struct {
+   char *key;   /* points into the split copy */
+   char *value; /* decoded, owned */
+   bool taken;
+} mh_conn_opt_t;
+
+typedef struct {
+   char *buf;
+   mh_conn_opt_t *v;
+   size_t n;
+   char label[300];
+} mh_conn_opts_t;
+
+/* Options the URI does not name, appended to its text so that libmongoc's
+ * own parser reads them exactly as if the URI held them (write concern,
+ * read preference and its tags, read concern, compressors, TLS and auth
+ * options are only read while parsing). */
+typedef struct {
+   char *option;
+   char *value; /* plain, percent-encoded when appended */
+   char *label; /* its source, for messages */
+} mh_extra_t;
+
+typedef struct {
+   mh_extra_t *v;
+   size_t n, cap;
+} mh_extras_t;
+
+/* Appends `s` percent-encoded (RFC 3986: all but unreserved characters),
+ * so a password with '@', ':', '/' or '%' survives URI parsing. */
+void mh_pct_encode (bson_string_t *out, const char *s);
+/* Percent-decodes a value as a URI would (new string). */
+/* The option a deprecated alias stands for ("ssl" -> "tls"), else itself. */
+const char *mh_canonical (const char *option);
+/* Whether libmongoc 1.23 reads `option` from a URI; whether its whole
+ * value is a credential (never shown). */
+bool mh_option_known (const char *option);
+bool mh_option_secret (const char *option);
+/* The options text of a URI after its '?', NULL when there is none; whether
+ * it names `option` (or an alias); whether the URI itself gives `option`
+ * (so it wins over every other source). */
+const char *mh_uri_query (const char *uri);
+bool mh_query_has (const char *uri, const char *option);
+bool mh_uri_names (const mongoc_uri_t *muri, const char *uri, const char *option);
+char *mh_pct_decode (const char *s);
+/* A URI safe to show (mongo_helper_redact(), with room to grow); free it. */
+char *mh_redact_uri (const char *uri);
+/* A compressors list libmongoc was built with, else a CONFIG error. */
+bool mh_compressors_check (const char *value, const char *label, mongo_helper_error_t *error);
+/* connection_options: split once (CONFIG errors name c->label), each
+ * entry taken by the setting it names, the rest appended to the URI. */
+void mh_conn_opts_free (mh_conn_opts_t *c);
+bool mh_conn_opts_split (mh_conn_opts_t *c, const char *text, mongo_helper_error_t *error);
+const char *mh_conn_opts_take (mh_conn_opts_t *c, const char *option);
+/* Options merged into the URI text: `uri` with the extras before `upto`
+ * but `skip`; parsed with all of them, blaming the extra that breaks it
+ * (by its source) when libmongoc refuses the result. */
+void mh_extras_add (mh_extras_t *x, const char *option, const char *value, const char *label);
+void mh_extras_free (mh_extras_t *x);
+char *mh_uri_merged (const char *uri, const mh_extras_t *x, size_t skip, size_t upto);
+mongoc_uri_t *mh_uri_parse_merged (const char *uri,
+                                   const mh_extras_t *x,
+                                   const char *uri_source,
+                                   char **merged,
+                                   mongo_helper_error_t *error);
+
 /* ==== Layer 3: config.c ============================================== */
 
 /* The key rings a configuration may give the web helpers. */
@@ -573,12 +644,6 @@ void mh_attempt_labels (mh_attempt_t *a, const bson_t *reply);
  * formatted only then. */
 bool mh_run (const mh_call_t *call, mh_op_fn fn, void *ctx, mongo_helper_error_t *error);
 
-/* mongo_helper_command() on `database` (NULL: the default one). */
-bool mh_command_on (const char *database,
-                    const bson_t *command,
-                    bson_t *reply,
-                    mongo_helper_error_t *error);
-
 /* For the library's own background threads (the event writer's): the
  * calling thread's pooled client is its own, like an acquired connection.
  * mongo_helper_shutdown() neither takes it back nor frees its pool under
@@ -605,7 +670,14 @@ bool mh_direct_command (const char *cmd_name,
                         int64_t *elapsed_us,
                         mongo_helper_error_t *error);
 
-/* ==== Layer 7: ops.c (shared), stream.c, health.c ===================== */
+/* ==== Layer 7: ops.c (shared), stream.c, health.c, command.c ========= */
+
+/* command.c */
+/* mongo_helper_command() on `database` (NULL: the default one). */
+bool mh_command_on (const char *database,
+                    const bson_t *command,
+                    bson_t *reply,
+                    mongo_helper_error_t *error);
 
 #define MH_EARTH_RADIUS_M MONGO_HELPER_EARTH_RADIUS_M
 
@@ -918,6 +990,77 @@ bool mh_web_rekey (const mh_web_sealing_t *w,
                    size_t batch,
                    int64_t *changed,
                    mongo_helper_error_t *error);
+
+/* -- Session internals the rotations use (sessions.c). */
+struct mongo_helper_sessions_t {
+   char *coll;
+   mongo_helper_sessions_options_t opt;
+   mh_web_setup_t setup;
+   mh_web_ring_t ring;
+};
+
+/* Clears `error`, checks the handle, turns `id` into its stored digest `hex`
+ * (NOT_FOUND when malformed), and runs the lazy index set-up. */
+bool mh_sessions_begin (mongo_helper_sessions_t *s,
+                        const char *id,
+                        char hex[65],
+                        mongo_helper_error_t *error);
+/* Filter parts: not claimed by a regenerate; {_id: hex, live at `now`}. */
+void mh_session_unclaimed (bson_t *f);
+/* A new random id and its digest. */
+bool mh_session_new_id (char id[MONGO_HELPER_SESSION_ID_SIZE],
+                        char hex[65],
+                        mongo_helper_error_t *error);
+/* Inserts a session document (data sealed with `ring` when not NULL). */
+bool mh_session_insert (mongo_helper_sessions_t *s,
+                        const mh_keyring_t *ring,
+                        mh_opid_t op,
+                        const char *hex,
+                        const bson_t *data,
+                        const char *user_id,
+                        int64_t created,
+                        int64_t abs_exp,
+                        mongo_helper_error_t *error);
+void mh_session_filter (bson_t *f, const char *hex, int64_t now);
+/* The data of a read session document, opened when sealed. */
+bool mh_session_data (mongo_helper_sessions_t *s,
+                      mh_opid_t op,
+                      const bson_t *doc,
+                      bson_t *data_out,
+                      mongo_helper_error_t *error);
+/* A date field of a document in ms, 0 when absent. */
+int64_t mh_doc_date (const bson_t *doc, const char *field);
+
+/* -- Cache internals the lease and the rekey use (cache.c). */
+struct mongo_helper_cache_t {
+   char *coll;
+   mongo_helper_cache_options_t opt;
+   mh_web_setup_t setup;
+   mh_web_ring_t ring;
+};
+
+/* Appends the stored _id of `key` under `field` (the key, or a prefix and
+ * hash for a long one). */
+bool mh_cache_append_id (const mongo_helper_cache_t *c,
+                         bson_t *dst,
+                         const char *field,
+                         const char *key,
+                         mongo_helper_error_t *error);
+/* Clears `error`, checks handle and key, runs the lazy set-up and fills
+ * `filter` with the key's _id (and, with `live`, not expired). */
+bool mh_cache_begin (mongo_helper_cache_t *c,
+                     const char *key,
+                     bson_t *filter,
+                     bool live,
+                     mongo_helper_error_t *error);
+/* Inserts `doc`; one retry after reaping an expired document holding its
+ * _id. */
+bool mh_cache_insert (mongo_helper_cache_t *c,
+                      mh_opid_t op,
+                      const bson_t *doc,
+                      mongo_helper_error_t *error);
+/* A TTL argument within its documented range. */
+bool mh_cache_ttl_ok (int64_t ttl_ms, const char *what, mongo_helper_error_t *error);
 
 /* -- Event log internals the buffered writer uses (eventlog.c). */
 struct mongo_helper_eventlog_t {
