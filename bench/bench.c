@@ -1006,26 +1006,6 @@ setup_nested (char *err, size_t err_size)
    return true;
 }
 
-/* Iterates every document of `coll` matching nothing in particular;
- * `opts` may set batchSize/limit.  Counts documents. */
-static bool
-op_find_all (mongoc_collection_t *coll, const bson_t *opts, long *n, bson_error_t *e)
-{
-   bson_t filter = BSON_INITIALIZER;
-   mongoc_cursor_t *cur = mongoc_collection_find_with_opts (coll, &filter, opts, NULL);
-   const bson_t *doc;
-   bool ok;
-
-   *n = 0;
-   while (mongoc_cursor_next (cur, &doc)) {
-      (*n)++;
-   }
-   ok = !mongoc_cursor_error (cur, e);
-   mongoc_cursor_destroy (cur);
-   bson_destroy (&filter);
-   return ok;
-}
-
 /* Counts the documents of a stream's chunks: every one must be a
  * non-empty document and each chunk's first one must carry the _id of
  * the document that position holds (the collections hold _id 0..n-1 in
@@ -1055,9 +1035,51 @@ count_chunk (const bson_t *const *docs, size_t n, void *user_data)
    return true;
 }
 
-/* mongo_helper_find() would return every document in one bson_t, i.e.
- * measure materialising them, which raw does not do; the like-for-like
- * call is the stream, which hands out each document once. */
+/* Iterates every document of `coll` matching nothing in particular;
+ * `opts` may set batchSize/limit.  Counts documents. */
+static bool
+op_find_all (mongoc_collection_t *coll, const bson_t *opts, long *n, bson_error_t *e)
+{
+   bson_t filter = BSON_INITIALIZER;
+   mongoc_cursor_t *cur = mongoc_collection_find_with_opts (coll, &filter, opts, NULL);
+   const bson_t *doc;
+   bson_t *chunk[STREAM_CHUNK];
+   size_t k = 0;
+   chunk_count_t c = {0, 0};
+   bool ok;
+
+   /* The same result as the helper's stream: chunks of documents that stay
+    * valid together, so each is copied (a cursor's document lives until
+    * the next mongoc_cursor_next()), handed over, then freed. */
+   while (mongoc_cursor_next (cur, &doc)) {
+      chunk[k++] = bson_copy (doc);
+      if (k == STREAM_CHUNK) {
+         count_chunk ((const bson_t *const *) chunk, k, &c);
+         while (k > 0) {
+            bson_destroy (chunk[--k]);
+         }
+      }
+   }
+   if (k > 0) {
+      count_chunk ((const bson_t *const *) chunk, k, &c);
+      while (k > 0) {
+         bson_destroy (chunk[--k]);
+      }
+   }
+   ok = !mongoc_cursor_error (cur, e);
+   if (ok && c.bad) {
+      bson_set_error (e, 0, 0, "%ld empty documents or chunks out of order", c.bad);
+      ok = false;
+   }
+   *n = c.n;
+   mongoc_cursor_destroy (cur);
+   bson_destroy (&filter);
+   return ok;
+}
+
+/* mongo_helper_find() would return every document in one bson_t; the
+ * like-for-like call is the stream, which hands out chunks of documents
+ * as raw's loop does (op_find_all). */
 static status_t
 helper_find_many (run_t *r)
 {
@@ -1351,12 +1373,20 @@ op_aggregate (mongoc_collection_t *coll, const bson_t *pipeline, bson_error_t *e
    mongoc_cursor_t *cur =
       mongoc_collection_aggregate (coll, MONGOC_QUERY_NONE, pipeline, NULL, NULL);
    const bson_t *doc;
+   bson_t results = BSON_INITIALIZER;
    long groups = 0;
    bool ok;
 
+   /* The same result as mongo_helper_aggregate(): every result document
+    * in one array the caller keeps. */
    while (mongoc_cursor_next (cur, &doc)) {
-      groups++;
+      char key[16];
+      const char *k;
+
+      bson_uint32_to_string ((uint32_t) groups++, &k, key, sizeof key);
+      bson_append_document (&results, k, -1, doc);
    }
+   bson_destroy (&results);
    ok = !mongoc_cursor_error (cur, e);
    if (ok && groups != 10) {
       bson_set_error (e, 0, 0, "aggregate: %ld groups, expected 10", groups);
@@ -1366,8 +1396,8 @@ op_aggregate (mongoc_collection_t *coll, const bson_t *pipeline, bson_error_t *e
    return ok;
 }
 
-/* mongo_helper_aggregate() materialises the 10 groups, as raw's loop
- * reads them; it takes the stages as an array document. */
+/* mongo_helper_aggregate() materialises the 10 groups into an array, as
+ * raw's loop does; it takes the stages as an array document. */
 static status_t
 helper_aggregate (run_t *r)
 {

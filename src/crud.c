@@ -77,15 +77,15 @@ mongo_helper_insert_one (const char *database,
       memset (id, 0, sizeof *id);
       id->value_type = BSON_TYPE_EOD;
    }
-   if (!mh_target_check ("insert_one", database, collection, error) ||
-       !mh_doc_check ("insert_one", "document", doc, error)) {
+   if (!mh_target_check ("insert_one", database, collection, error)) {
       return false;
+   }
+   /* NULL and oversized are refused before the copy the _id needs; the
+    * one walk of the document (depth, names, UTF-8) is mh_crud_insert_one's. */
+   if (!doc || doc->len > MH_MAX_BSON) {
+      return mh_doc_check ("insert_one", "document", doc, error);
    }
    with_id = mh_doc_with_id (doc, &it);
-   if (with_id && !mh_doc_check ("insert_one", "document", with_id, error)) {
-      bson_destroy (with_id);
-      return false;
-   }
    ok = mh_crud_insert_one (&call, with_id ? with_id : doc, error);
    if (ok && id) {
       bson_value_copy (bson_iter_value (&it), id);
@@ -146,9 +146,6 @@ mongo_helper_insert_many (const char *database,
                       n,
                       MONGO_HELPER_MAX_WRITE_BATCH);
    }
-   if (!mh_docs_check ("insert_many", docs, n, error)) {
-      return false;
-   }
    return mh_crud_insert_many (&call, docs, n, ordered, inserted, error);
 }
 
@@ -198,8 +195,7 @@ mh_find_one (const char *database,
    bool found = false;
    char ns[200];
 
-   if (!mh_target_check ("find_one", database, collection, error) ||
-       (filter && !mh_doc_check ("find_one", "filter", filter, error))) {
+   if (!mh_target_check ("find_one", database, collection, error)) {
       return NULL;
    }
    memset (&one, 0, sizeof one);
@@ -374,9 +370,11 @@ mh_update (mh_opid_t op,
    const char *name = mh_op_name (op);
 
    mh_update_result_reset (result);
+   /* Required here; their walk is mh_crud_update()'s. */
    if (!mh_target_check (name, database, collection, error) ||
-       !mh_doc_check (name, "filter", filter, error) ||
-       !mh_doc_check (name, kind == MH_REPLACE_ONE ? "replacement" : "update", update, error)) {
+       (!filter && !mh_doc_check (name, "filter", filter, error)) ||
+       (!update &&
+        !mh_doc_check (name, kind == MH_REPLACE_ONE ? "replacement" : "update", update, error))) {
       return false;
    }
    return mh_crud_update (&call, kind, filter, update, upsert, result, error);
@@ -489,7 +487,7 @@ mh_delete (mh_opid_t op,
       *deleted = 0;
    }
    if (!mh_target_check (mh_op_name (op), database, collection, error) ||
-       !mh_doc_check (mh_op_name (op), "filter", filter, error)) {
+       (!filter && !mh_doc_check (mh_op_name (op), "filter", filter, error))) {
       return false;
    }
    return mh_crud_delete (&call, filter, many, deleted, error);
@@ -564,8 +562,7 @@ mh_count (mh_opid_t op,
    if (count) {
       *count = 0;
    }
-   if (!mh_target_check (name, database, collection, error) ||
-       (filter && !mh_doc_check (name, "filter", filter, error))) {
+   if (!mh_target_check (name, database, collection, error)) {
       return false;
    }
    if (!count) {
@@ -618,8 +615,7 @@ mongo_helper_distinct (const char *database,
       return mh_fail (error, MONGO_HELPER_ERROR_INVALID_ARGUMENT, 0, "distinct: values is NULL");
    }
    bson_init (values);
-   if (!mh_target_check ("distinct", database, collection, error) ||
-       (filter && !mh_doc_check ("distinct", "filter", filter, error))) {
+   if (!mh_target_check ("distinct", database, collection, error)) {
       return false;
    }
    if (!field || !*field) {

@@ -6,12 +6,24 @@
 /* ---- GridFS ---- */
 
 typedef enum {
-   MH_GFS_PUT_READER, /* open_upload_stream + the read callback */
+   MH_GFS_PUT_READER, /* open_upload_stream + the read callback or memory */
    MH_GFS_PUT_STREAM, /* libmongoc's upload_from_stream */
    MH_GFS_GET,        /* open_download_stream + the write callback */
    MH_GFS_FIND,
    MH_GFS_DELETE
 } mh_gfs_kind_t;
+
+/* A file held in memory: uploaded from, or
+ * downloaded into (cap: its allocation, one byte kept for a NUL). */
+typedef struct {
+   const uint8_t *data;
+   size_t len;
+} mh_gfs_mem_t;
+
+typedef struct {
+   uint8_t *data;
+   size_t len, cap;
+} mh_gfs_buf_t;
 
 typedef struct {
    mh_gfs_kind_t kind;
@@ -28,7 +40,9 @@ typedef struct {
    bool have_id;
    bson_t *files; /* FIND */
    size_t count;
-   bool capped; /* GET into memory, FIND: at most max_result_bytes */
+   bool capped;           /* GET into memory, FIND: at most max_result_bytes */
+   mh_gfs_mem_t *mem_in;  /* PUT from memory: written straight from it */
+   mh_gfs_buf_t *mem_out; /* GET into memory: read straight into it */
    bool not_found;
    bool aborted; /* a caller callback asked to stop */
 } mh_gfs_ctx_t;
@@ -75,6 +89,53 @@ mh_gfs_note_error (mh_gfs_ctx_t *c, const bson_error_t *berr)
 
 /* Size of the pieces moved through the callbacks: one default chunk. */
 #define MH_GFS_IO_SIZE (255 * 1024)
+
+/* The caller's bytes as they are: libmongoc cuts them into chunks, so no
+ * copy of ours comes in between. */
+static bool
+mh_gfs_write_memory (mongoc_stream_t *st, const mh_gfs_mem_t *m, bson_error_t *berr)
+{
+   if (m->len && mongoc_stream_write (st, (void *) m->data, m->len, 0) != (ssize_t) m->len) {
+      mongoc_gridfs_bucket_stream_error (st, berr);
+      return false;
+   }
+   return true;
+}
+
+/* Pieces of at most MH_GFS_IO_SIZE bytes from the caller's read callback
+ * until it says 0. */
+static bool
+mh_gfs_write_from_reader (mongoc_stream_t *st, mh_gfs_ctx_t *c, bson_error_t *berr)
+{
+   uint8_t *buf = bson_malloc (MH_GFS_IO_SIZE);
+   bool ok = true;
+
+   for (;;) {
+      int64_t n = c->read (buf, MH_GFS_IO_SIZE, c->user_data);
+
+      if (n == 0) {
+         break;
+      }
+      if (n < 0 || n > MH_GFS_IO_SIZE) {
+         c->aborted = true;
+         bson_set_error (berr,
+                         MONGOC_ERROR_GRIDFS,
+                         MONGOC_ERROR_GRIDFS_BUCKET_STREAM,
+                         "the read callback returned %" PRId64 " (expected 0..%d); upload aborted",
+                         n,
+                         MH_GFS_IO_SIZE);
+         ok = false;
+         break;
+      }
+      if (mongoc_stream_write (st, buf, (size_t) n, 0) != (ssize_t) n) {
+         mongoc_gridfs_bucket_stream_error (st, berr);
+         ok = false;
+         break;
+      }
+   }
+   bson_free (buf);
+   return ok;
+}
 
 static bool
 mh_gfs_op (mh_attempt_t *a, void *ctx)
@@ -125,32 +186,8 @@ mh_gfs_op (mh_attempt_t *a, void *ctx)
          break;
       }
       c->have_id = true;
-      buf = bson_malloc (MH_GFS_IO_SIZE);
-      ok = true;
-      for (;;) {
-         int64_t n = c->read (buf, MH_GFS_IO_SIZE, c->user_data);
-
-         if (n == 0) {
-            break;
-         }
-         if (n < 0 || n > MH_GFS_IO_SIZE) {
-            c->aborted = true;
-            bson_set_error (&a->error,
-                            MONGOC_ERROR_GRIDFS,
-                            MONGOC_ERROR_GRIDFS_BUCKET_STREAM,
-                            "the read callback returned %" PRId64
-                            " (expected 0..%d); upload aborted",
-                            n,
-                            MH_GFS_IO_SIZE);
-            ok = false;
-            break;
-         }
-         if (mongoc_stream_write (st, buf, (size_t) n, 0) != (ssize_t) n) {
-            mongoc_gridfs_bucket_stream_error (st, &a->error);
-            ok = false;
-            break;
-         }
-      }
+      ok = c->mem_in ? mh_gfs_write_memory (st, c->mem_in, &a->error)
+                     : mh_gfs_write_from_reader (st, c, &a->error);
       /* Close writes the last chunk and the files document; an upload
        * that failed is aborted instead, which deletes its chunks. */
       if (ok && mongoc_stream_close (st) != 0) {
@@ -173,10 +210,24 @@ mh_gfs_op (mh_attempt_t *a, void *ctx)
          mh_gfs_note_error (c, &a->error);
          break;
       }
-      buf = bson_malloc (MH_GFS_IO_SIZE);
+      if (!c->mem_out) {
+         buf = bson_malloc (MH_GFS_IO_SIZE);
+      }
       ok = true;
       for (;;) {
-         ssize_t n = mongoc_stream_read (st, buf, MH_GFS_IO_SIZE, 1, 0);
+         mh_gfs_buf_t *b = c->mem_out;
+         ssize_t n;
+
+         if (b) {
+            /* Into memory: read straight into the growing buffer. */
+            if (b->cap - b->len < MH_GFS_IO_SIZE + 1) {
+               b->cap = b->cap ? 2 * b->cap : 1024 * 1024;
+               b->data = bson_realloc (b->data, b->cap);
+            }
+            n = mongoc_stream_read (st, b->data + b->len, b->cap - b->len - 1, 1, 0);
+         } else {
+            n = mongoc_stream_read (st, buf, MH_GFS_IO_SIZE, 1, 0);
+         }
 
          if (n == 0) {
             break;
@@ -199,7 +250,9 @@ mh_gfs_op (mh_attempt_t *a, void *ctx)
                                     "_get_file() or _get_stream()");
             break;
          }
-         if (!c->write (buf, (size_t) n, c->user_data)) {
+         if (b) {
+            b->len += (size_t) n;
+         } else if (!c->write (buf, (size_t) n, c->user_data)) {
             c->aborted = true;
             bson_set_error (&a->error,
                             MONGOC_ERROR_GRIDFS,
@@ -344,30 +397,6 @@ mh_gfs_put_common (mh_gfs_ctx_t *c,
    return ok;
 }
 
-typedef struct {
-   const uint8_t *data;
-   size_t len, pos;
-} mh_gfs_mem_t;
-
-static int64_t
-mh_gfs_mem_read (void *buf, size_t len, void *user_data)
-{
-   mh_gfs_mem_t *m = user_data;
-   size_t n = m->len - m->pos < len ? m->len - m->pos : len;
-
-   if (n) {
-      memcpy (buf, m->data + m->pos, n);
-   }
-   m->pos += n;
-   return (int64_t) n;
-}
-
-static void
-mh_gfs_mem_restart (void *user_data)
-{
-   ((mh_gfs_mem_t *) user_data)->pos = 0;
-}
-
 bool
 mongo_helper_gridfs_put (const mongo_helper_gridfs_opts_t *opts,
                          const char *filename,
@@ -380,7 +409,7 @@ mongo_helper_gridfs_put (const mongo_helper_gridfs_opts_t *opts,
 {
    static const char fn[] = "mongo_helper_gridfs_put";
    mh_gfs_ctx_t c = {0};
-   mh_gfs_mem_t m = {data, len, 0};
+   mh_gfs_mem_t m = {data, len};
 
    mh_error_clear (error);
    if (!mh_gfs_check_put (error, fn, opts, filename, metadata)) {
@@ -392,9 +421,7 @@ mongo_helper_gridfs_put (const mongo_helper_gridfs_opts_t *opts,
    c.kind = MH_GFS_PUT_READER;
    c.opts = opts;
    c.filename = filename;
-   c.read = mh_gfs_mem_read;
-   c.restart = mh_gfs_mem_restart;
-   c.user_data = &m;
+   c.mem_in = &m;
    return mh_gfs_put_common (&c, content_type, metadata, file_id, error);
 }
 
@@ -566,30 +593,6 @@ mongo_helper_gridfs_get_writer (const mongo_helper_gridfs_opts_t *opts,
    return mh_gfs_get_common (opts, file_id, MH_OP_ONCE, write, NULL, user_data, false, error);
 }
 
-typedef struct {
-   uint8_t *data;
-   size_t len, cap;
-} mh_gfs_buf_t;
-
-static bool
-mh_gfs_buf_write (const void *buf, size_t len, void *user_data)
-{
-   mh_gfs_buf_t *b = user_data;
-
-   if (b->len + len + 1 > b->cap) {
-      size_t cap = b->cap ? b->cap : 1024 * 1024;
-
-      while (cap < b->len + len + 1) {
-         cap *= 2;
-      }
-      b->data = bson_realloc (b->data, cap);
-      b->cap = cap;
-   }
-   memcpy (b->data + b->len, buf, len);
-   b->len += len;
-   return true;
-}
-
 static void
 mh_gfs_buf_restart (void *user_data)
 {
@@ -605,6 +608,7 @@ mongo_helper_gridfs_get (const mongo_helper_gridfs_opts_t *opts,
 {
    static const char fn[] = "mongo_helper_gridfs_get";
    mh_gfs_buf_t b = {0};
+   mh_gfs_ctx_t c = {0};
 
    mh_error_clear (error);
    if (data) {
@@ -619,9 +623,15 @@ mongo_helper_gridfs_get (const mongo_helper_gridfs_opts_t *opts,
    if (!mh_gfs_check_id (error, fn, opts, file_id)) {
       return false;
    }
+   c.kind = MH_GFS_GET;
+   c.opts = opts;
+   c.file_id_in = file_id;
+   c.mem_out = &b;
    /* The buffer restarts if the path repeats the read: safe as MH_OP_READ. */
-   if (!mh_gfs_get_common (
-          opts, file_id, MH_OP_READ, mh_gfs_buf_write, mh_gfs_buf_restart, &b, true, error)) {
+   c.restart = mh_gfs_buf_restart;
+   c.user_data = &b;
+   c.capped = true; /* into memory: at most max_result_bytes */
+   if (!mh_gfs_run (MH_OPID_GRIDFS_GET, MH_OP_READ, NULL, &c, error)) {
       bson_free (b.data);
       return false;
    }

@@ -808,7 +808,7 @@ bool mh_find_opts (const char *what,
                    bson_t *out,
                    mongo_helper_error_t *error);
 
-/* A read with ready-made options: checks the filter, then finds;
+/* A read with ready-made options (mh_crud_find_ex checks the filter);
  * `max_bytes` (may be NULL) as for mh_crud_find_ex(). */
 bool mh_find_exec (mh_opid_t op,
                    const char *database,

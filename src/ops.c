@@ -1,7 +1,9 @@
 /*
  * ops.c — the document operations every area above runs through mh_run:
- * find, insert, update, delete, count, find-and-modify and distinct, with
- * arguments already checked by their callers (layer 7, shared).
+ * find, insert, update, delete, count, find-and-modify and distinct (layer
+ * 7, shared).  The documents they send are checked here, once, whoever
+ * called (depth, size, well-formedness; names and UTF-8 for what is
+ * stored): the callers check only what is theirs (NULL, names, ranges).
  */
 #include "mh_private.h"
 
@@ -710,8 +712,5 @@ mh_find_exec (mh_opid_t op,
 {
    const mh_call_t call = {op, MH_OP_READ, database, collection, NULL};
 
-   if (filter && !mh_doc_check (mh_op_name (op), "filter", filter, error)) {
-      return false;
-   }
    return mh_crud_find_ex (&call, filter, opts, false, results, max_bytes, error);
 }
