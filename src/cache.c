@@ -89,8 +89,11 @@ mongo_helper_cache_ensure (mongo_helper_cache_t *cache, mongo_helper_error_t *er
 {
    mh_web_index_t ix[] = {{"expiresAt_ttl", "expiresAt", 1, NULL, 0, 0}};
    mh_web_ensure_t e;
-   mh_call_t call = {
-      MH_OPID_CACHE_ENSURE_INDEXES, MH_OP_WRITE | MH_OP_IDEMPOTENT, NULL, NULL, NULL};
+   mh_call_t call = {MH_OPID_CACHE_ENSURE_INDEXES,
+                     MH_OP_WRITE | MH_OP_CHECKED | MH_OP_IDEMPOTENT,
+                     NULL,
+                     NULL,
+                     NULL};
 
    mh_error_clear (error);
    if (!cache) {
@@ -266,7 +269,8 @@ mh_cache_store (mongo_helper_cache_t *c,
                 mongo_helper_error_t *error)
 {
    /* A replacement by _id lands once however often it is repeated. */
-   const mh_call_t call = {MH_OPID_CACHE_SET, MH_OP_WRITE | MH_OP_IDEMPOTENT, NULL, c->coll, NULL};
+   const mh_call_t call = {
+      MH_OPID_CACHE_SET, MH_OP_WRITE | MH_OP_CHECKED | MH_OP_IDEMPOTENT, NULL, c->coll, NULL};
    bson_t f = BSON_INITIALIZER;
    bson_t entry = BSON_INITIALIZER;
    bson_iter_t id;
@@ -346,7 +350,8 @@ mh_cache_reap (mongo_helper_cache_t *c, const bson_t *id_filter)
    bson_t f = BSON_INITIALIZER;
    bson_t lte;
    bson_iter_t it;
-   const mh_call_t call = {MH_OPID_CACHE_REAP, MH_OP_WRITE | MH_OP_IDEMPOTENT, NULL, c->coll, NULL};
+   const mh_call_t call = {
+      MH_OPID_CACHE_REAP, MH_OP_WRITE | MH_OP_CHECKED | MH_OP_IDEMPOTENT, NULL, c->coll, NULL};
    int64_t n = 0;
    bool ok;
 
@@ -369,7 +374,7 @@ mh_cache_insert (mongo_helper_cache_t *c,
                  const bson_t *doc,
                  mongo_helper_error_t *error)
 {
-   const mh_call_t call = {op, MH_OP_WRITE, NULL, c->coll, NULL};
+   const mh_call_t call = {op, MH_OP_WRITE | MH_OP_CHECKED, NULL, c->coll, NULL};
 
    if (mh_crud_insert_one (&call, doc, error)) {
       return true;
@@ -474,7 +479,7 @@ mh_cache_read (mongo_helper_cache_t *c,
                bson_iter_t *it,
                mongo_helper_error_t *error)
 {
-   const mh_call_t call = {MH_OPID_CACHE_GET, MH_OP_READ, NULL, c->coll, NULL};
+   const mh_call_t call = {MH_OPID_CACHE_GET, MH_OP_READ | MH_OP_CHECKED, NULL, c->coll, NULL};
    bson_t f = BSON_INITIALIZER;
    mongo_helper_error_t local;
    bool ok, found;
@@ -614,7 +619,7 @@ mongo_helper_cache_get_many (mongo_helper_cache_t *cache,
    bson_t ids = BSON_INITIALIZER; /* "i": stored id of keys[i] */
    bson_t res = BSON_INITIALIZER;
    bson_t idf;
-   mh_call_t call = {MH_OPID_CACHE_GET_MANY, MH_OP_READ, NULL, NULL, NULL};
+   mh_call_t call = {MH_OPID_CACHE_GET_MANY, MH_OP_READ | MH_OP_CHECKED, NULL, NULL, NULL};
    bson_iter_t r;
    mongo_helper_error_t local;
    bool ok;
@@ -714,7 +719,7 @@ mongo_helper_cache_incr (mongo_helper_cache_t *cache,
    bson_t u = BSON_INITIALIZER;
    bson_t doc = BSON_INITIALIZER;
    bson_t inc, soi;
-   mh_call_t call = {MH_OPID_CACHE_INCR, MH_OP_WRITE, NULL, NULL, NULL};
+   mh_call_t call = {MH_OPID_CACHE_INCR, MH_OP_WRITE | MH_OP_CHECKED, NULL, NULL, NULL};
    bson_iter_t it;
    mongo_helper_error_t local;
    bool ok, found = false;
@@ -787,7 +792,8 @@ mongo_helper_cache_delete (mongo_helper_cache_t *cache,
                            mongo_helper_error_t *error)
 {
    bson_t f = BSON_INITIALIZER;
-   mh_call_t call = {MH_OPID_CACHE_DELETE, MH_OP_WRITE | MH_OP_IDEMPOTENT, NULL, NULL, NULL};
+   mh_call_t call = {
+      MH_OPID_CACHE_DELETE, MH_OP_WRITE | MH_OP_CHECKED | MH_OP_IDEMPOTENT, NULL, NULL, NULL};
    int64_t n = 0;
    bool ok;
 
@@ -815,7 +821,7 @@ mongo_helper_cache_touch (mongo_helper_cache_t *cache,
    bson_t f = BSON_INITIALIZER;
    bson_t u = BSON_INITIALIZER;
    bson_t sub;
-   mh_call_t call = {MH_OPID_CACHE_TOUCH, MH_OP_WRITE, NULL, NULL, NULL};
+   mh_call_t call = {MH_OPID_CACHE_TOUCH, MH_OP_WRITE | MH_OP_CHECKED, NULL, NULL, NULL};
    int64_t n = 0;
    bool ok;
 
@@ -845,7 +851,8 @@ bool
 mongo_helper_cache_clear (mongo_helper_cache_t *cache, mongo_helper_error_t *error)
 {
    bson_t f = BSON_INITIALIZER;
-   mh_call_t call = {MH_OPID_CACHE_CLEAR, MH_OP_WRITE | MH_OP_IDEMPOTENT, NULL, NULL, NULL};
+   mh_call_t call = {
+      MH_OPID_CACHE_CLEAR, MH_OP_WRITE | MH_OP_CHECKED | MH_OP_IDEMPOTENT, NULL, NULL, NULL};
    bool ok;
 
    /* deleteMany rather than drop: the indexes (and their TTL) stay. */

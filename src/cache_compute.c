@@ -99,7 +99,7 @@ static void
 mh_cache_lease_release (mongo_helper_cache_t *c, const char *key, const char *token)
 {
    const mh_call_t call = {
-      MH_OPID_CACHE_LEASE, MH_OP_WRITE | MH_OP_IDEMPOTENT, NULL, c->coll, NULL};
+      MH_OPID_CACHE_LEASE, MH_OP_WRITE | MH_OP_CHECKED | MH_OP_IDEMPOTENT, NULL, c->coll, NULL};
    bson_t f = BSON_INITIALIZER;
 
    if (mh_cache_lease_doc (c, key, &f, token, false, NULL)) {

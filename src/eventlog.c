@@ -179,7 +179,8 @@ mongo_helper_eventlog_ensure (mongo_helper_eventlog_t *log,
                               mongo_helper_error_t *error)
 {
    mh_eventlog_ensure_t e = {0};
-   mh_call_t call = {MH_OPID_EVENTLOG_ENSURE, MH_OP_WRITE | MH_OP_IDEMPOTENT, NULL, NULL, NULL};
+   mh_call_t call = {
+      MH_OPID_EVENTLOG_ENSURE, MH_OP_WRITE | MH_OP_CHECKED | MH_OP_IDEMPOTENT, NULL, NULL, NULL};
 
    mh_error_clear (error);
    if (time_series) {
@@ -251,7 +252,7 @@ mongo_helper_eventlog_log (mongo_helper_eventlog_t *log,
                            mongo_helper_error_t *error)
 {
    bson_t *doc;
-   mh_call_t call = {MH_OPID_EVENTLOG_LOG, MH_OP_WRITE, NULL, NULL, NULL};
+   mh_call_t call = {MH_OPID_EVENTLOG_LOG, MH_OP_WRITE | MH_OP_CHECKED, NULL, NULL, NULL};
    bool ok;
 
    mh_error_clear (error);
@@ -281,7 +282,7 @@ mongo_helper_eventlog_query (mongo_helper_eventlog_t *log,
    bson_t f = BSON_INITIALIZER;
    bson_t ts;
    bson_t *opts;
-   mh_call_t call = {MH_OPID_EVENTLOG_QUERY, MH_OP_READ, NULL, NULL, NULL};
+   mh_call_t call = {MH_OPID_EVENTLOG_QUERY, MH_OP_READ | MH_OP_CHECKED, NULL, NULL, NULL};
    bool ok;
 
    mh_error_clear (error);

@@ -207,6 +207,15 @@ bool mh_doc_check_stored (const char *what,
                           const bson_t *doc,
                           mongo_helper_error_t *error);
 
+/* mh_doc_check_stored() for a value the caller embeds one level down in a
+ * document it builds (a cache value, session data, event metadata): at
+ * most MH_MAX_DEPTH - 1 levels, so the stored document keeps MongoDB's
+ * limit. */
+bool mh_doc_check_embedded (const char *what,
+                            const char *label,
+                            const bson_t *doc,
+                            mongo_helper_error_t *error);
+
 /* Strict UTF-8 of `len` bytes (NUL bytes allowed). */
 bool mh_utf8_ok (const char *s, size_t len);
 
@@ -613,6 +622,10 @@ enum {
                                   retryable-writes protocol makes it safe */
    MH_OP_IDEMPOTENT = 1u << 2, /* a write that may be repeated (e.g. an
                                   upsert by _id, createIndexes) */
+   MH_OP_CHECKED = 1u << 3,    /* the caller built every document it sends
+                                  around values it checked with
+                                  mh_doc_check_embedded(): ops.c does not
+                                  walk them again (the web helpers) */
 };
 
 /* Operations whose effects reach the caller while they run (bytes handed

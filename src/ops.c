@@ -151,7 +151,8 @@ mh_ops_check (const mh_call_t *call,
               const bson_t *doc,
               mongo_helper_error_t *error)
 {
-   return !doc || mh_doc_check (mh_op_name (call->op), label, doc, error);
+   return !doc || (call->flags & MH_OP_CHECKED) ||
+          mh_doc_check (mh_op_name (call->op), label, doc, error);
 }
 
 /* ---- find ---- */
@@ -296,7 +297,8 @@ mh_crud_insert_one (const mh_call_t *call, const bson_t *doc, mongo_helper_error
 {
    mh_insert_ctx_t ctx = {doc};
 
-   return mh_doc_check_stored (mh_op_name (call->op), "document", doc, error) &&
+   return ((call->flags & MH_OP_CHECKED) ||
+           mh_doc_check_stored (mh_op_name (call->op), "document", doc, error)) &&
           mh_run (call, mh_insert_one_op, &ctx, error);
 }
 
@@ -364,8 +366,9 @@ mh_crud_insert_many (const mh_call_t *call,
 {
    /* libmongoc's prototype lacks the inner const. */
    mh_insert_many_ctx_t ctx = {(const bson_t **) docs, n, ordered, 0};
-   bool ok = mh_docs_check (mh_op_name (call->op), docs, n, error) &&
-             mh_run (call, mh_insert_many_op, &ctx, error);
+   bool ok =
+      ((call->flags & MH_OP_CHECKED) || mh_docs_check (mh_op_name (call->op), docs, n, error)) &&
+      mh_run (call, mh_insert_many_op, &ctx, error);
 
    if (inserted) {
       *inserted = ctx.inserted;

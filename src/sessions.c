@@ -82,8 +82,11 @@ mongo_helper_sessions_ensure (mongo_helper_sessions_t *sessions, mongo_helper_er
       {"userId_1", "userId", 1, NULL, 0, -1},
    };
    mh_web_ensure_t e;
-   mh_call_t call = {
-      MH_OPID_SESSIONS_ENSURE_INDEXES, MH_OP_WRITE | MH_OP_IDEMPOTENT, NULL, NULL, NULL};
+   mh_call_t call = {MH_OPID_SESSIONS_ENSURE_INDEXES,
+                     MH_OP_WRITE | MH_OP_CHECKED | MH_OP_IDEMPOTENT,
+                     NULL,
+                     NULL,
+                     NULL};
 
    mh_error_clear (error);
    if (!sessions) {
@@ -244,7 +247,7 @@ mh_session_insert (mongo_helper_sessions_t *s,
    bson_t doc = BSON_INITIALIZER;
    bson_t empty = BSON_INITIALIZER;
    int64_t now = mh_wall_ms ();
-   const mh_call_t call = {op, MH_OP_WRITE, NULL, s->coll, NULL};
+   const mh_call_t call = {op, MH_OP_WRITE | MH_OP_CHECKED, NULL, s->coll, NULL};
    bool ok;
 
    if (created == 0) { /* a new session, not a regenerated one */
@@ -325,7 +328,7 @@ mh_session_read (mongo_helper_sessions_t *s,
                  bson_t *doc,
                  mongo_helper_error_t *error)
 {
-   const mh_call_t call = {op, MH_OP_READ, NULL, s->coll, NULL};
+   const mh_call_t call = {op, MH_OP_READ | MH_OP_CHECKED, NULL, s->coll, NULL};
    bson_t f = BSON_INITIALIZER;
    bool ok, found;
 
@@ -427,7 +430,8 @@ mh_session_touch_due (mongo_helper_sessions_t *s,
                       bool *wrote,
                       mongo_helper_error_t *error)
 {
-   const mh_call_t call = {MH_OPID_SESSIONS_TOUCH, MH_OP_WRITE, NULL, s->coll, NULL};
+   const mh_call_t call = {
+      MH_OPID_SESSIONS_TOUCH, MH_OP_WRITE | MH_OP_CHECKED, NULL, s->coll, NULL};
    int64_t threshold = now - s->opt.touch_interval_ms;
    bson_t f = BSON_INITIALIZER;
    bson_t u = BSON_INITIALIZER;
@@ -507,7 +511,7 @@ mh_session_update (mongo_helper_sessions_t *s,
                    bool clear_only,
                    mongo_helper_error_t *error)
 {
-   const mh_call_t call = {op, MH_OP_WRITE, NULL, s->coll, NULL};
+   const mh_call_t call = {op, MH_OP_WRITE | MH_OP_CHECKED, NULL, s->coll, NULL};
    bson_t f = BSON_INITIALIZER;
    bson_t doc = BSON_INITIALIZER;
    bson_t data = BSON_INITIALIZER;
@@ -557,7 +561,7 @@ mh_session_rewrite (mongo_helper_sessions_t *s,
                     const void *ctx,
                     mongo_helper_error_t *error)
 {
-   const mh_call_t call = {op, MH_OP_WRITE, NULL, s->coll, NULL};
+   const mh_call_t call = {op, MH_OP_WRITE | MH_OP_CHECKED, NULL, s->coll, NULL};
    bson_value_t id = mh_session_id_value (hex);
 
    for (int attempt = 1;; attempt++) {
@@ -870,7 +874,8 @@ mongo_helper_sessions_delete (mongo_helper_sessions_t *sessions,
 {
    char hex[65];
    bson_t f = BSON_INITIALIZER;
-   mh_call_t call = {MH_OPID_SESSIONS_DELETE, MH_OP_WRITE | MH_OP_IDEMPOTENT, NULL, NULL, NULL};
+   mh_call_t call = {
+      MH_OPID_SESSIONS_DELETE, MH_OP_WRITE | MH_OP_CHECKED | MH_OP_IDEMPOTENT, NULL, NULL, NULL};
    mongo_helper_error_t local;
    bool ok;
 
@@ -900,8 +905,11 @@ mongo_helper_sessions_delete_user (mongo_helper_sessions_t *sessions,
                                    mongo_helper_error_t *error)
 {
    bson_t f = BSON_INITIALIZER;
-   mh_call_t call = {
-      MH_OPID_SESSIONS_DELETE_USER, MH_OP_WRITE | MH_OP_IDEMPOTENT, NULL, NULL, NULL};
+   mh_call_t call = {MH_OPID_SESSIONS_DELETE_USER,
+                     MH_OP_WRITE | MH_OP_CHECKED | MH_OP_IDEMPOTENT,
+                     NULL,
+                     NULL,
+                     NULL};
    bool ok;
 
    if (deleted) {
@@ -926,7 +934,7 @@ mongo_helper_sessions_count (mongo_helper_sessions_t *sessions,
                              mongo_helper_error_t *error)
 {
    bson_t f = BSON_INITIALIZER;
-   mh_call_t call = {MH_OPID_SESSIONS_COUNT, MH_OP_READ, NULL, NULL, NULL};
+   mh_call_t call = {MH_OPID_SESSIONS_COUNT, MH_OP_READ | MH_OP_CHECKED, NULL, NULL, NULL};
    bool ok;
 
    if (count) {

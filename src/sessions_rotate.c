@@ -25,7 +25,8 @@ mh_session_claim (mongo_helper_sessions_t *s,
                   bson_t *old,
                   mongo_helper_error_t *error)
 {
-   const mh_call_t call = {MH_OPID_SESSIONS_REGENERATE, MH_OP_WRITE, NULL, s->coll, NULL};
+   const mh_call_t call = {
+      MH_OPID_SESSIONS_REGENERATE, MH_OP_WRITE | MH_OP_CHECKED, NULL, s->coll, NULL};
    int64_t hold = s->opt.regenerate_grace_ms > MH_SESSION_CLAIM_HOLD_MS ? s->opt.regenerate_grace_ms
                                                                         : MH_SESSION_CLAIM_HOLD_MS;
    bson_t f = BSON_INITIALIZER;
@@ -68,7 +69,7 @@ mh_session_retire (mongo_helper_sessions_t *s,
                    int64_t claimed_at,
                    mongo_helper_error_t *error)
 {
-   mh_call_t call = {MH_OPID_SESSIONS_REGENERATE, MH_OP_WRITE, NULL, s->coll, NULL};
+   mh_call_t call = {MH_OPID_SESSIONS_REGENERATE, MH_OP_WRITE | MH_OP_CHECKED, NULL, s->coll, NULL};
    int64_t end = claimed_at + s->opt.regenerate_grace_ms;
    bson_t f = BSON_INITIALIZER;
    bson_t doc = BSON_INITIALIZER;

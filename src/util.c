@@ -416,6 +416,7 @@ mh_doc_walk (const char *what,
              const char *label,
              const bson_t *doc,
              bool stored,
+             int max_depth,
              mongo_helper_error_t *error)
 {
    mh_iter_frame_t stack[MH_MAX_DEPTH];
@@ -441,6 +442,7 @@ mh_doc_walk (const char *what,
    }
    while (depth >= 0) {
       bson_iter_t *it = &stack[depth].it;
+      bson_type_t type;
       bool nested;
 
       if (!bson_iter_next (it)) {
@@ -473,22 +475,24 @@ mh_doc_walk (const char *what,
                             mh_utf8_ok (bson_iter_key (it), klen) ? bson_iter_key (it) : "?");
          }
       }
-      nested = BSON_ITER_HOLDS_DOCUMENT (it) || BSON_ITER_HOLDS_ARRAY (it) ||
-               BSON_ITER_HOLDS_CODEWSCOPE (it);
+      type = bson_iter_type (it);
+      nested =
+         type == BSON_TYPE_DOCUMENT || type == BSON_TYPE_ARRAY || type == BSON_TYPE_CODEWSCOPE;
       if (!nested) {
          continue;
       }
-      if (depth + 1 >= MH_MAX_DEPTH) {
+      if (depth + 1 >= max_depth) {
          return mh_fail (error,
                          MONGO_HELPER_ERROR_INVALID_ARGUMENT,
                          0,
-                         "%s: the %s is nested too deeply: more than %d levels, "
+                         "%s: the %s is nested too deeply: %smore than %d levels, "
                          "MongoDB's limit (MONGO_HELPER_MAX_DEPTH): flatten it",
                          what,
                          label,
+                         max_depth < MH_MAX_DEPTH ? "with the level it is stored under, " : "",
                          MH_MAX_DEPTH);
       }
-      if (BSON_ITER_HOLDS_CODEWSCOPE (it)) {
+      if (type == BSON_TYPE_CODEWSCOPE) {
          const uint8_t *scope = NULL;
          uint32_t scope_len = 0, code_len;
 
@@ -515,7 +519,7 @@ corrupt:
 bool
 mh_doc_check (const char *what, const char *label, const bson_t *doc, mongo_helper_error_t *error)
 {
-   return mh_doc_walk (what, label, doc, false, error);
+   return mh_doc_walk (what, label, doc, false, MH_MAX_DEPTH, error);
 }
 
 bool
@@ -524,7 +528,16 @@ mh_doc_check_stored (const char *what,
                      const bson_t *doc,
                      mongo_helper_error_t *error)
 {
-   return mh_doc_walk (what, label, doc, true, error);
+   return mh_doc_walk (what, label, doc, true, MH_MAX_DEPTH, error);
+}
+
+bool
+mh_doc_check_embedded (const char *what,
+                       const char *label,
+                       const bson_t *doc,
+                       mongo_helper_error_t *error)
+{
+   return mh_doc_walk (what, label, doc, true, MH_MAX_DEPTH - 1, error);
 }
 
 bool

@@ -101,7 +101,7 @@ mh_web_size_ok (size_t len, const char *what, mongo_helper_error_t *error)
 bool
 mh_web_doc_ok (const char *fn, const char *label, const bson_t *doc, mongo_helper_error_t *error)
 {
-   return mh_doc_check (fn, label, doc, error) && mh_web_size_ok (doc->len, label, error);
+   return mh_doc_check_embedded (fn, label, doc, error) && mh_web_size_ok (doc->len, label, error);
 }
 
 bool
@@ -758,7 +758,7 @@ mh_web_rekey (const mh_web_sealing_t *w,
 {
    /* Never repeated by mh_run: a batch written stays written; running
     * rekey again picks up where it stopped. */
-   const mh_call_t call = {w->op, MH_OP_ONCE, NULL, w->coll, NULL};
+   const mh_call_t call = {w->op, MH_OP_ONCE | MH_OP_CHECKED, NULL, w->coll, NULL};
    mh_rekey_ctx_t c = {w, filter, batch, 0, 0, {MONGO_HELPER_ERROR_NONE, 0, ""}};
    bool ok;
 

@@ -128,6 +128,64 @@ START_TEST (valid_utf8_of_every_length_and_nul_bytes_are_stored_and_read_back)
 }
 END_TEST
 
+/* The web helpers check their callers' values with the same rules (the
+ * document operations then trust what the helpers built around them). */
+START_TEST (web_helper_values_with_invalid_utf8_or_empty_names_are_refused_before_sending)
+{
+   const char *cc = mh_test_collection ("stored_cache");
+   const char *sc = mh_test_collection ("stored_sess");
+   const char *ec = mh_test_collection ("stored_events");
+   mongo_helper_cache_options_t co;
+   mongo_helper_sessions_options_t so;
+   mongo_helper_eventlog_options_t eo;
+   mongo_helper_cache_t *cache;
+   mongo_helper_sessions_t *sess;
+   mongo_helper_eventlog_t *log;
+   bad_t bad[16];
+   size_t n = bad_documents (bad);
+   char id[MONGO_HELPER_SESSION_ID_SIZE];
+
+   mongo_helper_cache_options_init (&co);
+   co.collection = cc;
+   mongo_helper_sessions_options_init (&so);
+   so.collection = sc;
+   mongo_helper_eventlog_options_init (&eo);
+   eo.collection = ec;
+   cache = mongo_helper_cache_new (&co, &err);
+   MH_ASSERT_OK (cache != NULL, err);
+   sess = mongo_helper_sessions_new (&so, &err);
+   MH_ASSERT_OK (sess != NULL, err);
+   log = mongo_helper_eventlog_new (&eo, &err);
+   MH_ASSERT_OK (log != NULL, err);
+   for (size_t i = 0; i < n; i++) {
+      ck_assert_msg (!mongo_helper_cache_set (cache, "k", bad[i].doc, 0, &err) &&
+                        err.category == MONGO_HELPER_ERROR_INVALID_ARGUMENT,
+                     "cache_set took %s",
+                     bad[i].what);
+      ck_assert_msg (strstr (err.message, bad[i].needle), "%s: %s", bad[i].what, err.message);
+      ck_assert_msg (!mongo_helper_cache_add (cache, "k", bad[i].doc, 0, &err),
+                     "cache_add took %s",
+                     bad[i].what);
+      ck_assert_msg (!mongo_helper_sessions_create (sess, bad[i].doc, NULL, id, &err),
+                     "sessions_create took %s",
+                     bad[i].what);
+      ck_assert_msg (!mongo_helper_eventlog_log (log, "u", "t", bad[i].doc, 0, &err),
+                     "eventlog_log took %s",
+                     bad[i].what);
+      ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_INVALID_ARGUMENT);
+   }
+   ck_assert_int_eq (mh_test_count_documents (cc, NULL), 0);
+   ck_assert_int_eq (mh_test_count_documents (sc, NULL), 0);
+   ck_assert_int_eq (mh_test_count_documents (ec, NULL), 0);
+   for (size_t i = 0; i < n; i++) {
+      bson_destroy (bad[i].doc);
+   }
+   mongo_helper_eventlog_destroy (log);
+   mongo_helper_sessions_destroy (sess);
+   mongo_helper_cache_destroy (cache);
+}
+END_TEST
+
 Suite *
 stored_suite (void)
 {
@@ -137,6 +195,8 @@ stored_suite (void)
    tcase_add_checked_fixture (live, mh_test_live_setup, mh_test_teardown);
    tcase_add_test (live, every_insert_path_refuses_invalid_utf8_and_empty_names_before_sending);
    tcase_add_test (live, valid_utf8_of_every_length_and_nul_bytes_are_stored_and_read_back);
+   tcase_add_test (live,
+                   web_helper_values_with_invalid_utf8_or_empty_names_are_refused_before_sending);
    suite_add_tcase (s, live);
    return s;
 }
