@@ -29,19 +29,24 @@
  * Every function is thread-safe unless its text says otherwise.  A process
  * that forks after using the library may keep using it in both the parent
  * and the child, from any thread and while other threads are inside
- * library calls: fork handlers hold every lock of the library across
- * fork(), and none of those locks is ever held across a network round
- * trip or a call to the application's log sink, so fork() waits for
- * neither.  The child keeps the parent's configuration (explicit URI or
- * file included), builds a fresh pool of its own on first use, never
- * touches the parent's sockets, and its event writers start empty (see
- * mongo_helper_event_writer_t).  One limit is libmongoc's: it guards its
+ * library calls: fork handlers (installed when the library is loaded)
+ * hold every lock of the library across fork(), and none of those locks
+ * is ever held across a network round trip or a call to the application's
+ * log sink, so fork() waits for neither.  The child keeps the parent's
+ * configuration (explicit URI or file included), builds a fresh pool of
+ * its own on first use, and neither uses nor closes the parent's sockets
+ * (closing them would send endSessions on the parent's connections); its
+ * event writers start empty (see mongo_helper_event_writer_t).  One limit
+ * is libmongoc's (1.23 and its later releases alike): it guards its
  * topology descriptions with a process-wide lock no fork handler can
  * reach, so a fork() at the instant another thread holds it (a few
- * instructions at a time inside any operation) leaves the child's first
- * pool creation waiting for ever.  Fork while no other thread is inside a
- * call that reaches the server (the usual pre-forking pattern) to rule
- * that out.
+ * instructions at a time inside any operation, or a pool's monitor)
+ * leaves the child's first pool creation waiting for ever.  Fork while no
+ * other thread is inside a call that reaches the server (the usual
+ * pre-forking pattern) to rule that out.  Another is AddressSanitizer's:
+ * its allocator (GCC 12's, clang 14's) has no fork handlers, so in an ASan
+ * build a child forked while another thread is inside malloc waits for
+ * ever in its first malloc, whatever library it uses.
  */
 #ifndef MONGO_HELPER_H
 #define MONGO_HELPER_H
@@ -220,16 +225,18 @@ size_t mongo_helper_redact (const char *text, char *out, size_t out_size);
  * singleton builds one internally; tests and tools build one to see what
  * would be used without connecting.
  *
- * URI: the first source that is set wins.
+ * URI: the first source that is set wins.  A variable that is set but
+ * empty is a CONFIG error, not a skip.
  *   1. `uri` argument of mongo_helper_config_new() / mongo_helper_init_uri()
  *   2. environment MONGO_CACHE_URI
  *   3. `mongo_uri` in section [db] of the INI file
  *   4. environment MONGO_URI
  *   5. environment parts MONGO_HOST (comma-separated hosts allowed),
- *      MONGO_PORT, MONGO_USERNAME, MONGO_PASSWORD, MONGO_AUTH_SOURCE,
- *      MONGO_REPLICA_SET, MONGO_USE_SSL, MONGO_SSL_CA_CERTS, MONGO_DB; used
- *      when any of them but MONGO_DB is set; user name and password are
- *      percent-encoded so any character works
+ *      MONGO_PORT (for the hosts without a port), MONGO_USERNAME,
+ *      MONGO_PASSWORD, MONGO_AUTH_SOURCE, MONGO_REPLICA_SET, MONGO_USE_SSL,
+ *      MONGO_SSL_CA_CERTS, MONGO_DB; used when any of them but MONGO_DB is
+ *      set; user name and password are percent-encoded so any character
+ *      works
  *   6. mongodb://localhost:27017/
  *
  * INI file: the `config_path` argument, else $MONGO_HELPER_CONFIG, else
@@ -248,7 +255,9 @@ size_t mongo_helper_redact (const char *text, char *out, size_t out_size);
  * waitQueueTimeoutMS, retry_writes / MONGO_RETRY_WRITES / retryWrites,
  * retry_reads / MONGO_RETRY_READS / retryReads, app_name / MONGO_APP_NAME /
  * appName.  Precedence for one option: the URI itself, then the
- * environment, then the INI key, then connection_options, then the default.
+ * environment, then the INI key, then connection_options, then the
+ * default; the URI wins because it is the one string an operator reads
+ * to know what the process connects to.
  * The pool wait (waitQueueTimeoutMS) defaults to
  * MONGO_HELPER_DEFAULT_POOL_WAIT_MS and must be positive, so no caller ever
  * waits forever for a connection; the numbers above must be >= 0.  A value
@@ -287,6 +296,11 @@ size_t mongo_helper_redact (const char *text, char *out, size_t out_size);
  * or line), never showing key text; mongo_helper_config_setting() shows
  * a key ring as "****".  The helpers read these when a handle without
  * keys of its own (options keys / key_file) is first used.
+ *
+ * Every CONFIG error names its source (the variable, or the file and
+ * key) and never shows a password or key text.  INI values: see
+ * conf/mongo_helper.ini, which lists every key with its default, range
+ * and variable, and says how to quote a value holding ';' or '#'.
  *
  * What is in force, and from where: mongo_helper_config_setting() lists
  * every setting with its value and source (see below).
@@ -554,7 +568,7 @@ bool mongo_helper_command (const bson_t *command, bson_t *reply, mongo_helper_er
  *      (0 disables the circuit breaker)
  *   circuit_cooldown_ms / MONGO_CIRCUIT_COOLDOWN_MS, 5000
  * The environment wins over the INI file; a value that is not a whole
- * number in range is a CONFIG error naming its source.
+ * number in range (the ranges: Limits) is a CONFIG error naming its source.
  */
 
 #ifndef MONGO_HELPER_DEFAULT_RETRY_ATTEMPTS
@@ -617,8 +631,8 @@ bool mongo_helper_read_command (const bson_t *command,
  * Circuit breaker
  * ---------------
  * After circuit_failure_threshold consecutive CONNECTION failures
- * (network errors, server selection failures, socket timeouts; counted
- * per attempt, across all threads) the circuit OPENS: every operation
+ * (network errors, server selection failures, socket timeouts, garbage
+ * replies; counted per attempt, across all threads) the circuit OPENS: every operation
  * fails at once with MONGO_HELPER_ERROR_CIRCUIT_OPEN ("circuit open")
  * without touching the network, for circuit_cooldown_ms.  Then it is
  * HALF_OPEN: exactly one call goes through as a probe while the others
@@ -733,7 +747,9 @@ void mongo_helper_metrics_reset (void);
 #define MONGO_HELPER_FILTER_ALLOW_JAVASCRIPT (1u << 2)
 
 /* Checks `filter` as described above.  Returns true when it is safe to
- * use, false with INVALID_ARGUMENT (NULL filter, or a rejected key). */
+ * use, false with INVALID_ARGUMENT (NULL or corrupt filter, or a rejected
+ * key).  The library's operations do not call it: check every filter
+ * that holds request data before passing it on. */
 bool mongo_helper_filter_check (const bson_t *filter, unsigned flags, mongo_helper_error_t *error);
 
 /* Parses `json` (MongoDB extended JSON, at most 16 MB) and checks it like
@@ -755,16 +771,21 @@ bool mongo_helper_oid_from_string (const char *text, bson_oid_t *oid, mongo_help
 /* ---- Limits --------------------------------------------------------- */
 
 /*
- * Every size, count and duration a caller hands to a connector operation
- * has a range.  A value outside it fails with INVALID_ARGUMENT, naming the
- * argument and the range, before anything is sent; so does a document
- * nested too deeply, before anything walks it.  Results the library reads
- * into memory have a byte cap.  The options of sessions, the cache, the
- * event log and the buffered event writer have their ranges in their own
- * sections.
+ * Every size, count and duration a caller hands to the library has a
+ * range, so request data passed on by a web backend cannot make it
+ * allocate, recurse, wait or loop without bound.  An argument or option
+ * outside its range fails with INVALID_ARGUMENT, naming it and the range,
+ * before anything is sent; so does a document nested too deeply, before
+ * anything walks it (the depth check itself does not recurse).  A setting
+ * out of its range is a CONFIG error naming its source (the variable, or
+ * the file and key).  Nothing is clamped silently.  Results the library
+ * reads into memory have a byte cap (below).  The table lists every limit;
+ * the section named in a group's title explains the values.
  *
  * What (argument)                     Range; default                    Beyond it
  * ----------------------------------- --------------------------------- ---------------------
+ * Connector operations (sections "Connector operations: documents" and
+ * "... files, streams, concurrency, stats"), Health and Commands:
  * nesting of every document, filter,  1 .. MONGO_HELPER_MAX_DEPTH (100) INVALID_ARGUMENT "is
  *  update, pipeline, projection, sort, levels; the top-level document is nested too deeply:
  *  index key/options, GridFS metadata  level 1, each embedded document, more than 100 levels"
@@ -809,6 +830,83 @@ bool mongo_helper_oid_from_string (const char *text, bson_oid_t *oid, mongo_help
  * opts_set_max_time max_time_ms       1 .. INT32_MAX (the server's)     INVALID_ARGUMENT
  * read_command max_time_ms            <= 0: none, or 1 .. INT32_MAX     -
  *
+ * Web-backend helpers (sections "Common to the three helpers below",
+ * Sessions, Cache, Event log); MAX_DURATION is MONGO_HELPER_MAX_DURATION_MS
+ * (100 years):
+ * sessions idle_lifetime_ms           1 .. MAX_DURATION; 14 days        INVALID_ARGUMENT
+ * sessions absolute_lifetime_ms       0: none, or 1 .. MAX_DURATION; 0  INVALID_ARGUMENT
+ * sessions touch_interval_ms          0 .. MAX_DURATION; 60000          INVALID_ARGUMENT
+ * sessions regenerate_grace_ms        0 .. MAX_DURATION; 0              INVALID_ARGUMENT
+ * session id (every call taking one)  43 base64url characters           NOT_FOUND, like an
+ *                                      (MONGO_HELPER_SESSION_ID_LEN)    unknown id (it never
+ *                                                                       reaches a filter)
+ * sessions_set, _unset field names    non-empty, not starting with '$', INVALID_ARGUMENT
+ *                                      no '.'
+ * sessions_unset n                    1 ..                              INVALID_ARGUMENT (0)
+ * sessions_rekey, cache_rekey         0: 500, or 1 .. 100,000           INVALID_ARGUMENT
+ *  batch_size                          (MONGO_HELPER_REKEY_DEFAULT_BATCH,
+ *                                      MONGO_HELPER_REKEY_MAX_BATCH)
+ * cache key                           non-empty UTF-8, any length: past INVALID_ARGUMENT
+ *                                      max_key_length it is hashed      (NULL, empty, not
+ *                                                                       UTF-8)
+ * cache max_key_length                1 .. 1000; 200                    INVALID_ARGUMENT
+ * cache ttl_ms (set, set_bytes, add,  < 0: never expires; 0: the        INVALID_ARGUMENT
+ *  incr, touch, get_or_compute)        handle's default_ttl_ms; or 1 ..
+ *                                      MAX_DURATION
+ * cache default_ttl_ms                <= 0: never expires, or 1 ..      INVALID_ARGUMENT
+ *                                      MAX_DURATION; 300000
+ * cache lease_ms                      1 .. MAX_DURATION; 10000          INVALID_ARGUMENT
+ * cache wait_ms                       0 .. MAX_DURATION; 5000           INVALID_ARGUMENT
+ * cache poll_ms                       1 .. MAX_DURATION; 25             INVALID_ARGUMENT
+ * cache_get_many n                    1 .. as many keys as one 16 MiB   INVALID_ARGUMENT
+ *                                      filter holds
+ * eventlog retention_s                0: kept forever, or 1 ..          INVALID_ARGUMENT
+ *                                      MONGO_HELPER_EVENTLOG_MAX_RETENTION_S
+ *                                      (INT32_MAX s, the server's
+ *                                      expireAfterSeconds); 90 days
+ * eventlog granularity                "seconds", "minutes", "hours";    INVALID_ARGUMENT
+ *                                      "seconds"
+ * eventlog_log, event_writer_log      0: now, or 1 .. INT64_MAX (ms     INVALID_ARGUMENT (< 0)
+ *  timestamp_ms                        since 1970)
+ * user_id, event_type                 non-empty UTF-8 (a session's      INVALID_ARGUMENT
+ *                                      user_id may also be NULL)
+ * eventlog_query limit                <= 0: 100, or 1 .. INT32_MAX      - (the results stop
+ *                                                                       at max_result_bytes)
+ * eventlog_query since_ms, until_ms   <= 0: no bound                    -
+ * event writer queue_size             1 .. 1,000,000; 10000             INVALID_ARGUMENT
+ *                                      (MONGO_HELPER_EVENT_WRITER_MAX_QUEUE)
+ * event writer batch_size             1 .. 100,000; 500                 INVALID_ARGUMENT
+ *                                      (MONGO_HELPER_EVENT_WRITER_MAX_BATCH)
+ * event writer flush_interval_ms      1 .. INT32_MAX; 1000              INVALID_ARGUMENT
+ * event writer block_timeout_ms       0 .. INT32_MAX; 100               INVALID_ARGUMENT
+ * event writer backoff_min_ms,        1 .. backoff_max_ms; 100,         INVALID_ARGUMENT
+ *  backoff_max_ms                      backoff_min_ms .. INT32_MAX; 5000
+ * event_writer_flush timeout_ms       <= 0: no wait, or 1 .. INT32_MAX  -
+ * event_writer_destroy deadline_ms    <= 0: no more writes, or 1 ..     -
+ *                                      INT32_MAX; returns at most 100 ms
+ *                                      past it
+ *
+ * Configuration (sections Configuration and "Resilience and metrics";
+ * INI [db] key, whose environment variable is MONGO_ and the key in
+ * capitals, e.g. MONGO_RETRY_ATTEMPTS; the URI option, where there is
+ * one, has the same range; conf/mongo_helper.ini lists every key):
+ * max_pool_size, min_pool_size,       0 .. INT32_MAX; libmongoc's       CONFIG
+ *  max_idle_time_ms,                   defaults: 100, 0, 0, 10000,
+ *  connect_timeout_ms,                 30000, 300000
+ *  server_selection_timeout_ms,
+ *  socket_timeout_ms
+ * wait_queue_timeout_ms (pool wait)   1 .. INT32_MAX; 10000             CONFIG
+ * retry_attempts (attempts in all)    1 .. 10; 3                        CONFIG
+ * retry_base_ms                       0 .. 60000; 100                   CONFIG
+ * retry_max_ms                        0 .. 600000; 2000                 CONFIG
+ * circuit_failure_threshold           0: no breaker, or 1 .. 1000000; 5 CONFIG
+ * circuit_cooldown_ms                 1 .. 3600000; 5000                CONFIG
+ * max_result_bytes                    1024 .. INT32_MAX; 64 MiB         CONFIG
+ * default_max_time_ms                 0: none, or 1 .. INT32_MAX; 0     CONFIG
+ * key ring entry (session_keys,       id: 1 .. 32 of A-Z a-z 0-9 _ -,   CONFIG (naming the
+ *  cache_keys, a key file's lines,     unique; key: exactly 32 bytes in entry or line, never
+ *  options keys / key_file)            base64; text or file, not both   the key)
+ *
  * Results in memory.  find, find_json, find_one_json, find_by_id_json,
  * text_search, the geo searches, aggregate, aggregate_json, gridfs_get,
  * gridfs_find, and the web helpers' multi-document reads (cache_get_many,
@@ -832,13 +930,7 @@ bool mongo_helper_oid_from_string (const char *text, bson_oid_t *oid, mongo_help
  * TIMEOUT (code 50).  Writes, change streams and commands are not
  * affected.
  *
- * Settings (INI [db] key / environment variable; default; range):
- *   max_result_bytes / MONGO_MAX_RESULT_BYTES; 67108864 (64 MiB);
- *      1024 .. 2147483647
- *   default_max_time_ms / MONGO_DEFAULT_MAX_TIME_MS; 0 (none);
- *      0 .. 2147483647
- * The environment wins over the INI file; a value out of range is a
- * CONFIG error naming its source.
+ * The environment wins over the INI file for every setting above.
  */
 #define MONGO_HELPER_MAX_DEPTH 100
 #define MONGO_HELPER_MAX_CHUNK_SIZE 100000
@@ -1082,9 +1174,9 @@ bool mongo_helper_update_json (const char *database,
                                mongo_helper_update_result_t *result,
                                mongo_helper_error_t *error);
 
-/* Replaces the first document matching `filter` by `replacement` (no
- * operators; its _id, if any, must match).  `upsert` and `result` as for
- * mongo_helper_update_one(). */
+/* Replaces the first document matching `filter` (not NULL: pass {} for
+ * "any") by `replacement` (no operators; its _id, if any, must match).
+ * `upsert` and `result` as for mongo_helper_update_one(). */
 bool mongo_helper_replace_one (const char *database,
                                const char *collection,
                                const bson_t *filter,
@@ -1646,7 +1738,10 @@ bool mongo_helper_server_status (mongo_helper_server_status_t *status,
  * mongo_helper_database()): no connection per request.  Each helper's
  * *_ensure() creates its collection and indexes idempotently; unless the
  * options' `lazy_ensure` is false it also runs once on first use (turn it
- * off where the application user has no index privilege).  Documents expire
+ * off where the application user has no index privilege).  The lazy run
+ * holds a lock, so a burst of first requests sends one createIndexes; a
+ * lazy ensure that fails fails the operation with its error and runs again
+ * on the next call, so a missing TTL index is never silent.  Documents expire
  * through a TTL index on `expiresAt` (expireAfterSeconds 0) AND every read
  * filters on `expiresAt > now`, because the server's TTL monitor only runs
  * every 60 s.  When an existing TTL index has another expireAfterSeconds,
@@ -1741,8 +1836,9 @@ mongo_helper_sessions_t *mongo_helper_sessions_new (const mongo_helper_sessions_
 /* Frees the handle (not the stored sessions).  NULL is allowed. */
 void mongo_helper_sessions_destroy (mongo_helper_sessions_t *sessions);
 
-/* Creates the TTL index on expiresAt and the index on userId (idempotent;
- * changes a different TTL with collMod).  Fails with SERVER on a conflict
+/* Creates the TTL index on expiresAt and the index on userId (named
+ * expiresAt_ttl and userId_1; idempotent; changes a different TTL with
+ * collMod).  Fails with SERVER on a conflict
  * it cannot reconcile, or the driver's category. */
 bool mongo_helper_sessions_ensure (mongo_helper_sessions_t *sessions, mongo_helper_error_t *error);
 
@@ -1949,8 +2045,8 @@ mongo_helper_cache_t *mongo_helper_cache_new (const mongo_helper_cache_options_t
 /* Frees the handle (not the cached data).  NULL is allowed. */
 void mongo_helper_cache_destroy (mongo_helper_cache_t *cache);
 
-/* Creates the TTL index on expiresAt (idempotent, collMod on a different
- * TTL).  Fails like mongo_helper_sessions_ensure(). */
+/* Creates the TTL index on expiresAt, named expiresAt_ttl (idempotent,
+ * collMod on a different TTL).  Fails like mongo_helper_sessions_ensure(). */
 bool mongo_helper_cache_ensure (mongo_helper_cache_t *cache, mongo_helper_error_t *error);
 
 /* Stores a copy of `value` under `key` for `ttl_ms` (0: default_ttl_ms;
@@ -2203,7 +2299,9 @@ typedef struct {
  * it keeps the batch and retries with exponential backoff, and the queue
  * fills up to queue_size (then `policy` applies).  Each event gets its
  * ObjectId when queued, so a batch retried after a lost reply is not
- * stored twice (duplicates are counted as stored).
+ * stored twice (duplicates are counted as stored).  A time-series
+ * collection has no unique _id: there such a retry may store some events
+ * twice, while the counters still count each event once.
  *
  * fork(): a writer made before a fork works in both processes.  The
  * events queued in the parent at the fork stay the parent's: its thread
