@@ -684,9 +684,19 @@ int64_t
 mh_bson_int64 (const bson_t *doc, const char *dotted)
 {
    bson_iter_t it, f;
+   bool found;
 
-   if (doc && bson_iter_init (&it, doc) && bson_iter_find_descendant (&it, dotted, &f) &&
-       (BSON_ITER_HOLDS_NUMBER (&f) || BSON_ITER_HOLDS_BOOL (&f))) {
+   if (!doc || !bson_iter_init (&it, doc)) {
+      return 0;
+   }
+   /* A plain key (every reply count) needs no path walk. */
+   if (strchr (dotted, '.')) {
+      found = bson_iter_find_descendant (&it, dotted, &f);
+   } else {
+      found = bson_iter_find (&it, dotted);
+      f = it;
+   }
+   if (found && (BSON_ITER_HOLDS_NUMBER (&f) || BSON_ITER_HOLDS_BOOL (&f))) {
       return bson_iter_as_int64 (&f);
    }
    return 0;

@@ -134,11 +134,13 @@ mh_web_update (const mh_call_t *call,
                mongo_helper_error_t *error)
 {
    mongo_helper_update_result_t r;
-   bool ok = mh_crud_update (call, kind, filter, update, upsert, &r, error);
+   bool ok;
 
-   if (addressed) {
-      *addressed = ok ? r.matched + r.upserted : 0;
+   if (!addressed) {
+      return mh_crud_update (call, kind, filter, update, upsert, NULL, error);
    }
+   ok = mh_crud_update (call, kind, filter, update, upsert, &r, error);
+   *addressed = ok ? r.matched + r.upserted : 0;
    mongo_helper_update_result_cleanup (&r);
    return ok;
 }
