@@ -199,6 +199,35 @@ START_TEST (insert_one_keeps_the_callers_id_and_duplicate_is_its_own_category)
 }
 END_TEST
 
+/* Issue 10: a failed call's message named the database "(default)". */
+START_TEST (error_messages_name_the_database_the_call_ran_on)
+{
+   const char *coll = mh_test_collection ("crud_ns");
+   bson_t *doc = BCON_NEW ("_id", BCON_INT32 (7));
+   mongo_helper_status_t st;
+   char want[256];
+
+   MH_ASSERT_OK (mongo_helper_insert_one (NULL, coll, doc, NULL, &err), err);
+   mongo_helper_status (&st);
+   ck_assert_str_ne (st.database, "");
+   MH_ASSERT_FAILS_WITH (mongo_helper_insert_one (NULL, coll, doc, NULL, &err),
+                         MONGO_HELPER_ERROR_DUPLICATE_KEY);
+   snprintf (want, sizeof want, " on %s.%s", st.database, coll);
+   ck_assert_msg (strstr (err.message, want), "expected '%s' in: %s", want, err.message);
+   ck_assert_msg (!strstr (err.message, "default"), "expected no placeholder: %s", err.message);
+
+   /* An explicit database is named as given. */
+   MH_ASSERT_OK (mongo_helper_insert_one ("mh_test_other", coll, doc, NULL, &err), err);
+   MH_ASSERT_FAILS_WITH (mongo_helper_insert_one ("mh_test_other", coll, doc, NULL, &err),
+                         MONGO_HELPER_ERROR_DUPLICATE_KEY);
+   snprintf (want, sizeof want, " on mh_test_other.%s", coll);
+   ck_assert_msg (strstr (err.message, want), "expected '%s' in: %s", want, err.message);
+   bson_destroy (doc);
+   mh_test_drop ("mh_test_other", coll);
+   mh_test_drop (NULL, coll);
+}
+END_TEST
+
 START_TEST (json_insert_and_find_round_trip_as_relaxed_json)
 {
    const char *coll = mh_test_collection ("crud");
@@ -506,6 +535,7 @@ crud_suite (void)
    tcase_set_timeout (live, 60);
    tcase_add_test (live, insert_one_generates_an_object_id_and_returns_it);
    tcase_add_test (live, insert_one_keeps_the_callers_id_and_duplicate_is_its_own_category);
+   tcase_add_test (live, error_messages_name_the_database_the_call_ran_on);
    tcase_add_test (live, json_insert_and_find_round_trip_as_relaxed_json);
    tcase_add_test (live, find_by_id_json_reads_the_document_with_that_object_id);
    tcase_add_test (live, find_applies_filter_projection_sort_skip_and_limit);
