@@ -44,6 +44,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <malloc.h>
 #include <math.h>
 #include <openssl/sha.h>
@@ -1703,12 +1704,12 @@ setup_sessions (char *err, size_t err_size)
 }
 
 /* Every run sees fresh sessions, so lazy touch takes its common path (no
- * write) on all three sides alike. */
+ * write) on all sides alike. */
 static bool
-prep_sessions (side_t side, char *err, size_t err_size)
+refresh_sessions (const char *collection, char *err, size_t err_size)
 {
    mongoc_client_t *c = raw_pop ();
-   mongoc_collection_t *coll = mongoc_client_get_collection (c, B.db, "bench_sessions");
+   mongoc_collection_t *coll = mongoc_client_get_collection (c, B.db, collection);
    int64_t now = now_ms ();
    bson_t filter = BSON_INITIALIZER;
    bson_t *update = BCON_NEW ("$set",
@@ -1721,15 +1722,21 @@ prep_sessions (side_t side, char *err, size_t err_size)
    bson_error_t e;
    bool ok = mongoc_collection_update_many (coll, &filter, update, NULL, NULL, &e);
 
-   (void) side;
    if (!ok) {
-      snprintf (err, err_size, "refresh sessions: %s", e.message);
+      snprintf (err, err_size, "refresh %s: %s", collection, e.message);
    }
    bson_destroy (update);
    bson_destroy (&filter);
    mongoc_collection_destroy (coll);
    raw_push (c);
    return ok;
+}
+
+static bool
+prep_sessions (side_t side, char *err, size_t err_size)
+{
+   (void) side;
+   return refresh_sessions ("bench_sessions", err, err_size);
 }
 
 /* Load: find {_id: sha256(token), expiresAt > now}.  Lazy touch: write
@@ -1851,6 +1858,137 @@ raw_session (run_t *r)
    mongoc_collection_destroy (coll);
    raw_push (c);
    return st;
+}
+
+/* ---- Task: sealed session load + lazy touch (issue 13) --------------- */
+
+/* The cost of encryption at rest, measured as a ratio taken in one run:
+ * the same mongo_helper_sessions_load_touch() on two stores that differ
+ * only in their key ring.  The "helper" side loads from a sealed store
+ * (AES-256-GCM, one fixed test key), the "raw" side from a store without
+ * keys; both hold the same sessions with ~1 KB of data.  Seeded in clear
+ * text, then sealed by mongo_helper_sessions_rekey(), so the tokens stay
+ * the deterministic ones of session_key(). */
+#define SEALED_KEYS "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+#define SEALED_BLOB 960
+
+static mongo_helper_sessions_t *H_SEALED[2]; /* [0] sealed, [1] clear */
+
+static bson_t *
+gen_session_1k (long i)
+{
+   char hex[65], blob[SEALED_BLOB + 1];
+   bson_t *d = bson_new (), data;
+   int64_t now = now_ms ();
+
+   session_key (i, hex);
+   for (int k = 0; k < SEALED_BLOB; k++) {
+      blob[k] = (char) ('a' + (i + k) % 26);
+   }
+   blob[SEALED_BLOB] = '\0';
+   BSON_APPEND_UTF8 (d, "_id", hex);
+   BSON_APPEND_DOCUMENT_BEGIN (d, "data", &data);
+   BSON_APPEND_INT32 (&data, "counter", (int32_t) i);
+   BSON_APPEND_UTF8 (&data, "theme", "dark");
+   BSON_APPEND_UTF8 (&data, "cart", blob);
+   bson_append_document_end (d, &data);
+   BSON_APPEND_DATE_TIME (d, "createdAt", now);
+   BSON_APPEND_DATE_TIME (d, "lastSeen", now);
+   BSON_APPEND_DATE_TIME (d, "expiresAt", now + (int64_t) SESSION_IDLE_S * 1000);
+   return d;
+}
+
+static mongo_helper_sessions_t *
+h_sealed (bool sealed, mongo_helper_error_t *me)
+{
+   mongo_helper_sessions_t **h = &H_SEALED[sealed ? 0 : 1];
+
+   if (!*h) {
+      mongo_helper_sessions_options_t o;
+
+      mongo_helper_sessions_options_init (&o);
+      o.collection = sealed ? "bench_sessions_sealed" : "bench_sessions_clear";
+      o.idle_lifetime_ms = (int64_t) SESSION_IDLE_S * 1000;
+      o.touch_interval_ms = (int64_t) SESSION_TOUCH_S * 1000;
+      o.lazy_ensure = false;
+      o.keys = sealed ? SEALED_KEYS : NULL;
+      *h = mongo_helper_sessions_new (&o, me);
+   }
+   return *h;
+}
+
+static bool
+setup_sealed (char *err, size_t err_size)
+{
+   mongo_helper_sessions_t *S;
+   mongo_helper_error_t me;
+   int64_t changed = 0;
+
+   if (!admin_seed ("bench_sessions_clear", B.sessions_n, gen_session_1k, err, err_size) ||
+       !admin_seed ("bench_sessions_sealed", B.sessions_n, gen_session_1k, err, err_size)) {
+      return false;
+   }
+   S = h_sealed (true, &me);
+   if (!S || !mongo_helper_sessions_rekey (S, 0, &changed, &me)) {
+      snprintf (err, err_size, "sealing the seeded sessions: %s", me.message);
+      return false;
+   }
+   if (changed != B.sessions_n) {
+      snprintf (err, err_size, "rekey sealed %" PRId64 " of %ld sessions", changed, B.sessions_n);
+      return false;
+   }
+   return true;
+}
+
+static bool
+prep_sealed (side_t side, char *err, size_t err_size)
+{
+   return refresh_sessions (
+      side == SIDE_RAW ? "bench_sessions_clear" : "bench_sessions_sealed", err, err_size);
+}
+
+static status_t
+sealed_loads (run_t *r, bool sealed)
+{
+   mongo_helper_error_t me;
+   mongo_helper_sessions_t *S = h_sealed (sealed, &me);
+   char token[48];
+
+   if (!S) {
+      return fail_mh (r, "mongo_helper_sessions_new", &me);
+   }
+   for (long j = 0; j < r->ops; j++) {
+      long i = j % B.sessions_n;
+      bson_t data;
+      bson_iter_t it;
+      bool ok;
+
+      snprintf (token, sizeof token, "sess%039ld", i);
+      if (!mongo_helper_sessions_load_touch (S, token, &data, NULL, &me)) {
+         bson_destroy (&data);
+         return fail_mh (r, "mongo_helper_sessions_load_touch", &me);
+      }
+      ok = bson_iter_init_find (&it, &data, "counter") && BSON_ITER_HOLDS_INT32 (&it) &&
+           bson_iter_int32 (&it) == (int32_t) i && bson_iter_init_find (&it, &data, "cart") &&
+           BSON_ITER_HOLDS_UTF8 (&it);
+      bson_destroy (&data);
+      if (!ok) {
+         return fail (r, "session %ld: loaded data is not the seeded one", i);
+      }
+   }
+   return ST_OK;
+}
+
+static status_t
+helper_sealed (run_t *r)
+{
+   return sealed_loads (r, true);
+}
+
+static status_t
+clear_sealed (run_t *r)
+{
+   return sealed_loads (r, false);
 }
 
 /* ---- Tasks: cache get, cache set ------------------------------------- */
@@ -2584,6 +2722,21 @@ static const task_t TASKS[] = {
     raw_session,
     true,
     "helper: mongo_helper_sessions_load_touch"},
+   {"session_sealed",
+    KIND_HELPER,
+    "session load + lazy touch of a sealed ~1 KB session (AES-256-GCM)",
+    5000,
+    600,
+    0,
+    0,
+    setup_sealed,
+    prep_sealed,
+    helper_sealed,
+    clear_sealed,
+    false,
+    "helper: mongo_helper_sessions_load_touch on a store with a key ring; its raw column is the "
+    "same call on a store without keys, so helper/raw is the added cost of encryption at rest "
+    "(issue 13: <= 1.05 CPU)"},
    {"cache_get",
     KIND_HELPER,
     "cache get (hit, TTL filter)",
@@ -3828,6 +3981,10 @@ instr_pass (void)
 /* ---- Targets ---------------------------------------------------------- */
 
 #define TARGET_HR_SINGLE 1.05
+/* session_sealed compares the helper with itself (sealed against clear
+ * store): its target, CPU and instructions, is the encryption issue's
+ * "under 5 % added to a session load". */
+#define TARGET_SEALED 1.05
 #define TARGET_HR_BULK 1.02
 #define TARGET_PH 2.0
 #define TARGET_BUFFERED_X 10.0
@@ -3848,6 +4005,9 @@ res_by_name (const char *name)
 static double
 hr_limit (const task_t *t)
 {
+   if (strcmp (t->name, "session_sealed") == 0) {
+      return TARGET_SEALED;
+   }
    return t->kind == KIND_BULK ? TARGET_HR_BULK : TARGET_HR_SINGLE;
 }
 
@@ -3907,6 +4067,9 @@ why_missed (const task_t *t, bool pymongo_ratio)
 static double
 ir_limit (const task_t *t)
 {
+   if (strcmp (t->name, "session_sealed") == 0) {
+      return TARGET_SEALED;
+   }
    return t->kind == KIND_BULK ? TARGET_IR_BULK : TARGET_IR_SINGLE;
 }
 
@@ -5472,6 +5635,8 @@ done:
    bson_free (B.meta);
    bson_free (B.blob);
    mongo_helper_sessions_destroy (H_SESSIONS);
+   mongo_helper_sessions_destroy (H_SEALED[0]);
+   mongo_helper_sessions_destroy (H_SEALED[1]);
    mongo_helper_cache_destroy (H_CACHE);
    mongo_helper_eventlog_destroy (H_EVENTS);
    mongo_helper_shutdown ();
