@@ -219,14 +219,16 @@ mh_ew_write_op (mh_attempt_t *a, void *ctx)
    bson_t *opts = BCON_NEW ("ordered", BCON_BOOL (false));
    mongoc_bulk_operation_t *bulk =
       mongoc_collection_create_bulk_operation_with_opts (a->coll, opts);
-   bson_t reply;
+   bson_t reply, no_validate;
    bson_iter_t it, we;
    uint64_t inserted, dup = 0, other = 0;
    bool ok = true;
 
    b->stored = b->refused = 0;
+   /* mh_event_build() checked every event when it was logged. */
+   mh_opts_no_validate (&no_validate);
    for (size_t i = 0; ok && i < b->n; i++) {
-      ok = mongoc_bulk_operation_insert_with_opts (bulk, b->docs[i], NULL, &a->error);
+      ok = mongoc_bulk_operation_insert_with_opts (bulk, b->docs[i], &no_validate, &a->error);
    }
    if (!ok) {
       bson_init (&reply);

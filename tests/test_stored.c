@@ -141,6 +141,7 @@ START_TEST (web_helper_values_with_invalid_utf8_or_empty_names_are_refused_befor
    mongo_helper_cache_t *cache;
    mongo_helper_sessions_t *sess;
    mongo_helper_eventlog_t *log;
+   mongo_helper_event_writer_t *writer;
    bad_t bad[16];
    size_t n = bad_documents (bad);
    char id[MONGO_HELPER_SESSION_ID_SIZE];
@@ -157,6 +158,8 @@ START_TEST (web_helper_values_with_invalid_utf8_or_empty_names_are_refused_befor
    MH_ASSERT_OK (sess != NULL, err);
    log = mongo_helper_eventlog_new (&eo, &err);
    MH_ASSERT_OK (log != NULL, err);
+   writer = mongo_helper_event_writer_new (log, NULL, &err);
+   MH_ASSERT_OK (writer != NULL, err);
    for (size_t i = 0; i < n; i++) {
       ck_assert_msg (!mongo_helper_cache_set (cache, "k", bad[i].doc, 0, &err) &&
                         err.category == MONGO_HELPER_ERROR_INVALID_ARGUMENT,
@@ -173,13 +176,27 @@ START_TEST (web_helper_values_with_invalid_utf8_or_empty_names_are_refused_befor
                      "eventlog_log took %s",
                      bad[i].what);
       ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_INVALID_ARGUMENT);
+      /* The writer's bulk inserts skip the driver's validation: its
+       * request-path check is all there is. */
+      ck_assert_msg (!mongo_helper_event_writer_log (writer, "u", "t", bad[i].doc, 0, &err),
+                     "event_writer_log took %s",
+                     bad[i].what);
+      ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_INVALID_ARGUMENT);
    }
+   /* Bad user ids and event types too (invalid UTF-8, empty). */
+   ck_assert (!mongo_helper_event_writer_log (writer, "u\xff", "t", NULL, 0, &err));
+   ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_INVALID_ARGUMENT);
+   ck_assert (!mongo_helper_event_writer_log (writer, "u", "\xc3", NULL, 0, &err));
+   ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_INVALID_ARGUMENT);
+   ck_assert (!mongo_helper_event_writer_log (writer, "", "t", NULL, 0, &err));
+   MH_ASSERT_OK (mongo_helper_event_writer_flush (writer, 10000, &err), err);
    ck_assert_int_eq (mh_test_count_documents (cc, NULL), 0);
    ck_assert_int_eq (mh_test_count_documents (sc, NULL), 0);
    ck_assert_int_eq (mh_test_count_documents (ec, NULL), 0);
    for (size_t i = 0; i < n; i++) {
       bson_destroy (bad[i].doc);
    }
+   mongo_helper_event_writer_destroy (writer, 10000, NULL);
    mongo_helper_eventlog_destroy (log);
    mongo_helper_sessions_destroy (sess);
    mongo_helper_cache_destroy (cache);
