@@ -134,9 +134,11 @@ static struct {
    /* pre-generated data */
    bson_t **flat; /* flat docs without _id, for inserts */
    long flat_n;
-   bson_t *large;     /* one large document without _id */
-   bson_t *large_bad; /* the same with one invalid UTF-8 byte at its end */
-   bson_t **meta;     /* event metadata documents */
+   bson_t *large;          /* one large document without _id */
+   bson_t *large_bad;      /* the same with one invalid UTF-8 byte at its end */
+   bson_t **meta;          /* event metadata documents */
+   char (*meta_uid)[16];   /* and their user ids as text ... */
+   const char **meta_type; /* ... and types, made once, off the clock */
    long meta_n;
    uint8_t *blob; /* GridFS payload */
    size_t blob_len;
@@ -2185,19 +2187,15 @@ prep_events (side_t side, char *err, size_t err_size)
    return admin_drop (name, err, err_size);
 }
 
-/* Event i's user id, type and metadata.  The user id and type are the
- * first two draws of gen_meta()'s stream; the user id is text, as
- * mongo_helper's event log takes it. */
+/* Event i's user id, type and metadata: gen_meta()'s, made before any
+ * clock runs (so the request-path CPU is the logging call's own). */
 static const bson_t *
 event_fields (long i, char uid[16], const char **type)
 {
    long k = i % B.meta_n;
-   rng_t r;
-   static const char *types[] = {"login", "view", "click", "purchase", "logout"};
 
-   rng_init (&r, 5, (uint64_t) k);
-   snprintf (uid, 16, "u%d", (int) (rng_next (&r) % 10000));
-   *type = types[rng_next (&r) % 5];
+   memcpy (uid, B.meta_uid[k], 16);
+   *type = B.meta_type[k];
    return B.meta[k];
 }
 
@@ -5581,10 +5579,12 @@ main (int argc, char **argv)
    B.large = gen_large (0);
    B.large_bad = gen_large_ex (0, true);
    B.meta = bson_malloc ((size_t) B.meta_n * sizeof *B.meta);
+   B.meta_uid = bson_malloc ((size_t) B.meta_n * sizeof *B.meta_uid);
+   B.meta_type = bson_malloc ((size_t) B.meta_n * sizeof *B.meta_type);
    for (long i = 0; i < B.meta_n; i++) {
       int32_t uid;
-      const char *type;
-      B.meta[i] = gen_meta (i, &uid, &type);
+      B.meta[i] = gen_meta (i, &uid, &B.meta_type[i]);
+      snprintf (B.meta_uid[i], sizeof B.meta_uid[i], "u%d", (int) uid);
    }
    B.blob_len = (size_t) blob_len;
    B.blob = gen_blob (B.blob_len);
@@ -5695,6 +5695,8 @@ done:
       bson_destroy (B.meta[i]);
    }
    bson_free (B.meta);
+   bson_free (B.meta_uid);
+   bson_free ((void *) B.meta_type);
    bson_free (B.blob);
    mongo_helper_sessions_destroy (H_SESSIONS);
    mongo_helper_sessions_destroy (H_SEALED[0]);

@@ -73,7 +73,7 @@ mh_web_coll_name_ok (const char *name, mongo_helper_error_t *error)
 bool
 mh_web_str_ok (const char *s, const char *what, mongo_helper_error_t *error)
 {
-   if (!s || !*s || !bson_utf8_validate (s, strlen (s), false)) {
+   if (!s || !*s || !mh_utf8_ok (s, strlen (s))) {
       return mh_fail (error,
                       MONGO_HELPER_ERROR_INVALID_ARGUMENT,
                       0,
