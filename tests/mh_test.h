@@ -15,15 +15,20 @@
  * as in the map at the top of mongo_helper.c. */
 
 Suite *redact_suite (void);
+Suite *redact_random_suite (void);
 Suite *crypto_suite (void);
+Suite *keyring_suite (void);
 Suite *error_suite (void);
 Suite *log_suite (void);
 Suite *config_suite (void);
 Suite *config_settings_suite (void);
 Suite *resilience_suite (void);
+Suite *resilience_outages_suite (void);
 Suite *security_suite (void);
 Suite *depth_suite (void);
+Suite *depth_levels_suite (void);
 Suite *limits_suite (void);
+Suite *limits_caps_suite (void);
 Suite *metrics_suite (void);
 Suite *singleton_suite (void); /* mongo_helper.c: singleton, pool, commands */
 Suite *crud_suite (void);
@@ -39,6 +44,8 @@ Suite *watch_suite (void);
 Suite *stats_suite (void);
 Suite *sessions_suite (void);
 Suite *sessions_sealed_suite (void);
+Suite *sessions_rekey_suite (void);
+Suite *sessions_keys_suite (void);
 Suite *session_races_suite (void);
 Suite *session_round_trips_suite (void);
 Suite *cache_suite (void);
@@ -50,6 +57,8 @@ Suite *concurrent_suite (void);
 Suite *event_writer_suite (void);
 Suite *event_writer_fork_suite (void);
 Suite *fork_suite (void);
+Suite *fork_inherit_suite (void);
+Suite *fork_log_sink_suite (void);
 
 /* ---- fixtures ---------------------------------------------------------
  * Check runs each test in its own forked process, so a file's static

@@ -333,7 +333,7 @@ class ChangeStreams(object):
 
 
 DEFAULT_FIRST_BATCH = 101
-# Set by mock_server.py (which may run as __main__).
+# Set by mockserver_common.py (mock_server.py may run as __main__).
 CmdError = None
 _doc_key = None
 

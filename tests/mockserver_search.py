@@ -67,7 +67,7 @@ LANGUAGES = {
     'swedish': 'swedish', 'sv': 'swedish', 'turkish': 'turkish', 'tr': 'turkish', 'none': 'none',
 }
 
-CmdError = None  # set by mock_server.py (which may run as __main__)
+CmdError = None  # set by mockserver_common.py (mock_server.py may run as __main__)
 _fmt_val = repr   # idem
 TEXT_SCORE_FIELD = '__mh_textScore'
 

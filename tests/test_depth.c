@@ -6,7 +6,9 @@
  * are refused with INVALID_ARGUMENT naming the limit, and a 10,000-level
  * document is refused without a crash on a thread with a 256 KiB stack —
  * the regression test of the stack overflow (libbson's bson_validate()
- * overflowed such a stack at 300 levels, an 8 MB one at 10,000). */
+ * overflowed such a stack at 300 levels, an 8 MB one at 10,000).  What
+ * counts as a level is in test_depth_levels.c; the nesting builders and the
+ * small-stack runner both use are in depth_fixture.h. */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
 #include <stdio.h>
@@ -15,14 +17,7 @@
 
 #include "mh_test.h"
 
-#define LIMIT 100     /* MongoDB's, MONGO_HELPER_MAX_DEPTH */
-#define JSON_LIMIT 98 /* libbson's JSON parser */
-#define HOSTILE 10000 /* ~80 KB of BSON */
-#define SMALL_STACK (256 * 1024)
-
-static mongo_helper_error_t err;
-static const char *coll;
-static bool verifying; /* the accepting test also checks each call's effect */
+#include "depth_fixture.h"
 
 #define VERIFY(cond, ...)                     \
    do {                                       \
@@ -30,65 +25,6 @@ static bool verifying; /* the accepting test also checks each call's effect */
          ck_assert_msg ((cond), __VA_ARGS__); \
       }                                       \
    } while (0)
-
-/* ---- building nested documents without recursion ---- */
-
-typedef enum { NEST_DOC, NEST_ARRAY, NEST_CODE } nest_kind_t;
-
-static void
-put32 (uint8_t **p, uint32_t v)
-{
-   memcpy (*p, &v, 4); /* BSON is little-endian, like the test machines */
-   *p += 4;
-}
-
-/* A document of `levels` levels (the top-level one is level 1): {a: {a:
- * ... {v: 1}}}, {a: [[ ... {v: 1}]]}, or code-with-scope values whose
- * scopes nest ({c: code("x", {c: ... {v: 1}})}).  Written straight into
- * one buffer, so a 10,000-level document costs no stack. */
-static bson_t *
-nest (int levels, nest_kind_t kind)
-{
-   const uint32_t inner = 12; /* {v: 1} */
-   const uint32_t step = kind == NEST_CODE ? 18 : 8;
-   const uint32_t total = inner + step * (uint32_t) (levels - 1);
-   uint8_t *buf = malloc (total), *p = buf;
-   bson_t *b;
-
-   ck_assert_ptr_nonnull (buf);
-   for (int i = 0; i < levels - 1; i++) {
-      uint32_t len = total - step * (uint32_t) i;
-
-      put32 (&p, len);
-      if (kind == NEST_CODE) {
-         *p++ = 0x0F;
-         *p++ = 'c';
-         *p++ = 0;
-         put32 (&p, 4 + 4 + 2 + (len - step));
-         put32 (&p, 2);
-         *p++ = 'x';
-         *p++ = 0;
-      } else {
-         *p++ = kind == NEST_ARRAY && i < levels - 2 ? 0x04 : 0x03;
-         *p++ = kind == NEST_ARRAY && i > 0 ? '0' : 'a';
-         *p++ = 0;
-      }
-   }
-   put32 (&p, inner);
-   *p++ = 0x10;
-   *p++ = 'v';
-   *p++ = 0;
-   put32 (&p, 1);
-   *p++ = 0;
-   for (int i = 0; i < levels - 1; i++) {
-      *p++ = 0;
-   }
-   ck_assert_uint_eq ((size_t) (p - buf), total);
-   b = bson_new_from_data (buf, total);
-   ck_assert_msg (b != NULL, "nest (%d) built invalid BSON", levels);
-   free (buf);
-   return b;
-}
 
 /* {key: child}, consuming child: one level more. */
 static bson_t *
@@ -827,17 +763,6 @@ c_aggregate_json (int L, mongo_helper_error_t *e)
    return ok;
 }
 
-/* ---- the table ---- */
-
-typedef struct {
-   const char *name;
-   bool (*run) (int levels, mongo_helper_error_t *error);
-   int max_ok;          /* deepest accepted: LIMIT, or JSON_LIMIT for text */
-   bool server_decides; /* at max_ok the server (or the call's own rules)
-                           may refuse the input for its meaning, never for
-                           its depth */
-} depth_case_t;
-
 static const depth_case_t cases[] = {
    {"filter_check filter", c_filter_check, LIMIT, false},
    {"insert_one document", c_insert_one, LIMIT, false},
@@ -885,42 +810,6 @@ static const depth_case_t cases[] = {
 };
 
 #define N_CASES ((int) (sizeof cases / sizeof *cases))
-
-/* The refusal each kind of input gets, naming the limit. */
-static void
-assert_refused_for_depth (const depth_case_t *c, int levels, const mongo_helper_error_t *e)
-{
-   const char *names_limit = c->max_ok == JSON_LIMIT ? "MongoDB's limit is 100"
-                                                     : "nested too deeply: more than 100 levels";
-
-   ck_assert_msg (e->category == MONGO_HELPER_ERROR_INVALID_ARGUMENT,
-                  "%s at %d levels: expected invalid_argument, got %s (%s)",
-                  c->name,
-                  levels,
-                  mongo_helper_category_name (e->category),
-                  e->message);
-   ck_assert_msg (strstr (e->message, names_limit),
-                  "%s at %d levels: expected the message to name the limit (\"%s\"), got: %s",
-                  c->name,
-                  levels,
-                  names_limit,
-                  e->message);
-}
-
-static void
-setup (void)
-{
-   memset (&err, 0, sizeof err);
-   verifying = false;
-   mh_test_live_setup ();
-   coll = mh_test_collection ("depth");
-}
-
-static void
-teardown (void)
-{
-   mongo_helper_shutdown ();
-}
 
 /* {_id: 1, a: <99 levels>} (100 in all), {_id: 2, b: 1}, {_id: 3, a: <97
  * levels>} (98 in all, what JSON text can express), {_id: 4, a: <98
@@ -983,37 +872,6 @@ START_TEST (every_entry_point_refuses_101_levels_naming_the_limit)
 }
 END_TEST
 
-typedef struct {
-   const depth_case_t *c;
-   int levels;
-   bool ok;
-   mongo_helper_error_t error;
-} small_stack_run_t;
-
-static void *
-small_stack_main (void *arg)
-{
-   small_stack_run_t *r = arg;
-
-   r->ok = r->c->run (r->levels, &r->error);
-   return NULL;
-}
-
-/* Runs a case on a thread with a 256 KiB stack, as a web server's worker
- * may have. */
-static void
-run_on_small_stack (small_stack_run_t *r)
-{
-   pthread_attr_t attr;
-   pthread_t t;
-
-   ck_assert_int_eq (pthread_attr_init (&attr), 0);
-   ck_assert_int_eq (pthread_attr_setstacksize (&attr, SMALL_STACK), 0);
-   ck_assert_int_eq (pthread_create (&t, &attr, small_stack_main, r), 0);
-   ck_assert_int_eq (pthread_join (t, NULL), 0);
-   pthread_attr_destroy (&attr);
-}
-
 START_TEST (every_entry_point_refuses_10000_levels_on_a_256k_stack)
 {
    small_stack_run_t r = {&cases[_i], HOSTILE, true, {0}};
@@ -1024,114 +882,11 @@ START_TEST (every_entry_point_refuses_10000_levels_on_a_256k_stack)
 }
 END_TEST
 
-/* ---- what counts as a level ---- */
-
-static bool
-check_nest (int levels, nest_kind_t kind, mongo_helper_error_t *e)
-{
-   bson_t *b = nest (levels, kind);
-   bool ok = mongo_helper_filter_check (b, MONGO_HELPER_FILTER_ALLOW_JAVASCRIPT, e);
-
-   bson_destroy (b);
-   return ok;
-}
-
-START_TEST (arrays_and_code_with_scope_scopes_count_as_levels)
-{
-   static const nest_kind_t kinds[] = {NEST_ARRAY, NEST_CODE};
-
-   for (size_t k = 0; k < 2; k++) {
-      MH_ASSERT_OK (check_nest (LIMIT, kinds[k], &err), err);
-      ck_assert (!check_nest (LIMIT + 1, kinds[k], &err));
-      ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_INVALID_ARGUMENT);
-      ck_assert_msg (strstr (err.message, "more than 100 levels"), "%s", err.message);
-   }
-}
-END_TEST
-
-static bool
-c_insert_code_nest (int L, mongo_helper_error_t *e)
-{
-   bson_t *d = nest (L, NEST_CODE);
-   bool ok = mongo_helper_insert_one (NULL, coll, d, NULL, e);
-
-   bson_destroy (d);
-   return ok;
-}
-
-static bool
-c_filter_check_code_nest (int L, mongo_helper_error_t *e)
-{
-   return check_nest (L, NEST_CODE, e);
-}
-
-/* libbson validates and renders a code-with-scope's scope by recursing,
- * with no depth limit of its own: 10,000 nested scopes overflowed even an
- * 8 MB stack in bson_validate(). */
-START_TEST (nested_code_with_scope_scopes_are_refused_on_a_256k_stack)
-{
-   static const depth_case_t code_cases[] = {
-      {"filter_check of nested scopes", c_filter_check_code_nest, LIMIT, false},
-      {"insert_one of nested scopes", c_insert_code_nest, LIMIT, false},
-   };
-
-   for (size_t i = 0; i < 2; i++) {
-      small_stack_run_t r = {&code_cases[i], HOSTILE, true, {0}};
-
-      run_on_small_stack (&r);
-      ck_assert_msg (!r.ok, "%s: expected a refusal", r.c->name);
-      assert_refused_for_depth (r.c, HOSTILE, &r.error);
-   }
-}
-END_TEST
-
-/* The web helpers wrap their callers' values in their own documents and
- * hand those to the document operations, which depth-check whatever they
- * send to libmongoc: a 10,000-level cache value used to overflow even an
- * 8 MB stack in libmongoc's insert validation. */
-START_TEST (web_helper_values_are_depth_checked_before_libmongoc_walks_them)
-{
-   mongo_helper_cache_options_t co;
-   mongo_helper_eventlog_options_t eo;
-   mongo_helper_cache_t *cache;
-   mongo_helper_eventlog_t *log;
-   bson_t *deep = nest (HOSTILE, NEST_DOC), *fine = nest (LIMIT - 1, NEST_DOC);
-   bson_t out;
-
-   mongo_helper_cache_options_init (&co);
-   co.collection = coll;
-   co.lazy_ensure = false;
-   cache = mongo_helper_cache_new (&co, &err);
-   MH_ASSERT_OK (cache != NULL, err);
-   ck_assert (!mongo_helper_cache_set (cache, "deep", deep, 0, &err));
-   ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_INVALID_ARGUMENT);
-   ck_assert_msg (strstr (err.message, "more than 100 levels"), "%s", err.message);
-   /* 99 levels stored under `value` make a 100-level document. */
-   MH_ASSERT_OK (mongo_helper_cache_set (cache, "fine", fine, 0, &err), err);
-   MH_ASSERT_OK (mongo_helper_cache_get (cache, "fine", &out, &err), err);
-   ck_assert (bson_equal (&out, fine));
-   bson_destroy (&out);
-   mongo_helper_cache_destroy (cache);
-
-   mongo_helper_eventlog_options_init (&eo);
-   eo.collection = "depth_events"; /* copied: coll names the test's collection */
-   log = mongo_helper_eventlog_new (&eo, &err);
-   MH_ASSERT_OK (log != NULL, err);
-   ck_assert (!mongo_helper_eventlog_log (log, "u", "e", deep, 0, &err));
-   ck_assert_int_eq (err.category, MONGO_HELPER_ERROR_INVALID_ARGUMENT);
-   ck_assert_msg (strstr (err.message, "more than 100 levels"), "%s", err.message);
-   mongo_helper_eventlog_destroy (log);
-   bson_destroy (deep);
-   bson_destroy (fine);
-}
-END_TEST
-
 Suite *
 depth_suite (void)
 {
    Suite *s = suite_create ("depth");
    TCase *edges = tcase_create ("edges");
-   TCase *levels = tcase_create ("levels");
 
    tcase_add_checked_fixture (edges, setup, teardown);
    tcase_set_timeout (edges, 60);
@@ -1139,11 +894,5 @@ depth_suite (void)
    tcase_add_loop_test (edges, every_entry_point_refuses_101_levels_naming_the_limit, 0, N_CASES);
    tcase_add_loop_test (edges, every_entry_point_refuses_10000_levels_on_a_256k_stack, 0, N_CASES);
    suite_add_tcase (s, edges);
-
-   tcase_add_checked_fixture (levels, setup, teardown);
-   tcase_add_test (levels, arrays_and_code_with_scope_scopes_count_as_levels);
-   tcase_add_test (levels, nested_code_with_scope_scopes_are_refused_on_a_256k_stack);
-   tcase_add_test (levels, web_helper_values_are_depth_checked_before_libmongoc_walks_them);
-   suite_add_tcase (s, levels);
    return s;
 }
