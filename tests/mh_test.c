@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "mh_test.h"
 
 /* ---- fixtures ------------------------------------------------------------ */
@@ -710,4 +712,41 @@ mh_test_captured (const char *name)
       free (found);
       return json;
    }
+}
+
+/* ---- stored-record helpers ---------------------------------------------- */
+
+void
+mh_test_sha256_hex (const char *s, size_t len, char out[65])
+{
+   unsigned char md[EVP_MAX_MD_SIZE];
+   unsigned int n = 0;
+
+   ck_assert (EVP_Digest (s, len, md, &n, EVP_sha256 (), NULL));
+   for (unsigned i = 0; i < n; i++) {
+      snprintf (out + 2 * i, 3, "%02x", md[i]);
+   }
+}
+
+int64_t
+mh_test_integrity_count (const char *op, const char *reason)
+{
+   mongo_helper_error_t me;
+   char *json = mongo_helper_metrics_json_dup (&me);
+   bson_error_t e;
+   bson_t *m;
+   bson_iter_t it;
+   char path[128];
+   int64_t n = 0;
+
+   MH_ASSERT_OK (json != NULL, me);
+   m = bson_new_from_json ((const uint8_t *) json, -1, &e);
+   ck_assert_msg (m != NULL, "metrics JSON does not parse: %s", e.message);
+   snprintf (path, sizeof path, "integrity_failures.%s.%s", op, reason);
+   if (bson_iter_init (&it, m) && bson_iter_find_descendant (&it, path, &it)) {
+      n = bson_iter_as_int64 (&it);
+   }
+   bson_destroy (m);
+   bson_free (json);
+   return n;
 }

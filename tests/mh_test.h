@@ -267,6 +267,17 @@ const char *mh_test_own_live_server (mh_test_server_t *s,
                                      const char *const *extra_args,
                                      const char *uri_options);
 
+/* ---- stored-record helpers ---------------------------------------------- */
+
+/* Lowercase hex SHA-256 of `len` bytes of `s`: how the session store names
+ * a session's document (tests compute it to read the raw record). */
+void mh_test_sha256_hex (const char *s, size_t len, char out[65]);
+
+/* The integrity failures the metrics count for operation `op` and reason
+ * `reason` (integrity_failures.<op>.<reason> of the JSON snapshot; 0 when
+ * absent). */
+int64_t mh_test_integrity_count (const char *op, const char *reason);
+
 /* ---- assertions -------------------------------------------------------- */
 
 /* Asserts that `ok` is true and prints the library error otherwise. */

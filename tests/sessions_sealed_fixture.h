@@ -58,18 +58,6 @@ ring (const char *id, int seed, ...)
 
 /* ---- handles and stored documents ----------------------------------------- */
 
-static inline void
-sha256_hex (const char *s, char out[65])
-{
-   unsigned char md[EVP_MAX_MD_SIZE];
-   unsigned int n = 0;
-
-   ck_assert (EVP_Digest (s, strlen (s), md, &n, EVP_sha256 (), NULL));
-   for (unsigned i = 0; i < n; i++) {
-      snprintf (out + 2 * i, 3, "%02x", md[i]);
-   }
-}
-
 /* A store on `coll` with the key ring `keys` (NULL: the configuration's). */
 static inline mongo_helper_sessions_t *
 store (const char *coll, const char *keys)
@@ -93,7 +81,7 @@ raw_session (const char *coll, const char *id)
    char hex[65];
    bson_t *f, *doc;
 
-   sha256_hex (id, hex);
+   mh_test_sha256_hex (id, strlen (id), hex);
    f = BCON_NEW ("_id", BCON_UTF8 (hex));
    doc = mh_test_raw_find_one (coll, f);
    bson_destroy (f);
@@ -110,7 +98,7 @@ raw_update (const char *coll, const char *id, const bson_t *update)
    bson_t *f;
    bson_error_t e;
 
-   sha256_hex (id, hex);
+   mh_test_sha256_hex (id, strlen (id), hex);
    f = BCON_NEW ("_id", BCON_UTF8 (hex));
    ck_assert_msg (mongoc_collection_update_one (c, f, update, NULL, NULL, &e),
                   "raw update failed: %s",
@@ -176,35 +164,12 @@ assert_same_doc (const bson_t *got, const bson_t *want)
    ck_assert_msg (bson_equal (got, want), "expected %s, got %s", json_of (want), g);
 }
 
-/* The integrity failures counted for `op` and `reason` (0 when none). */
-static inline int64_t
-integrity_count (const char *op, const char *reason)
-{
-   char *json = mongo_helper_metrics_json_dup (&err);
-   bson_error_t e;
-   bson_t *m;
-   bson_iter_t it;
-   char path[128];
-   int64_t n = 0;
-
-   MH_ASSERT_OK (json != NULL, err);
-   m = bson_new_from_json ((const uint8_t *) json, -1, &e);
-   ck_assert_msg (m != NULL, "metrics JSON does not parse: %s", e.message);
-   snprintf (path, sizeof path, "integrity_failures.%s.%s", op, reason);
-   if (bson_iter_init (&it, m) && bson_iter_find_descendant (&it, path, &it)) {
-      n = bson_iter_as_int64 (&it);
-   }
-   bson_destroy (m);
-   bson_free (json);
-   return n;
-}
-
 /* Loading `id` fails with INTEGRITY `code`, returns nothing, and is
  * counted under sessions_load and `reason`. */
 static inline void
 assert_load_fails (mongo_helper_sessions_t *s, const char *id, int code, const char *reason)
 {
-   int64_t before = integrity_count ("sessions_load", reason);
+   int64_t before = mh_test_integrity_count ("sessions_load", reason);
    bson_t out;
 
    memset (&err, 0, sizeof err);
@@ -217,7 +182,7 @@ assert_load_fails (mongo_helper_sessions_t *s, const char *id, int code, const c
                   err.message);
    ck_assert_msg (bson_count_keys (&out) == 0, "expected nothing returned, got %s", json_of (&out));
    bson_destroy (&out);
-   ck_assert_int_eq (integrity_count ("sessions_load", reason), before + 1);
+   ck_assert_int_eq (mh_test_integrity_count ("sessions_load", reason), before + 1);
 }
 
 static inline bson_t *

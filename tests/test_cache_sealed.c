@@ -87,28 +87,6 @@ raw_update (const char *coll, const bson_t *filter, const bson_t *update)
    mongoc_collection_destroy (c);
 }
 
-static int64_t
-integrity_count (const char *op, const char *reason)
-{
-   char *json = mongo_helper_metrics_json_dup (&err);
-   bson_error_t e;
-   bson_t *m;
-   bson_iter_t it;
-   char path[128];
-   int64_t n = 0;
-
-   MH_ASSERT_OK (json != NULL, err);
-   m = bson_new_from_json ((const uint8_t *) json, -1, &e);
-   ck_assert_msg (m != NULL, "metrics JSON does not parse: %s", e.message);
-   snprintf (path, sizeof path, "integrity_failures.%s.%s", op, reason);
-   if (bson_iter_init (&it, m) && bson_iter_find_descendant (&it, path, &it)) {
-      n = bson_iter_as_int64 (&it);
-   }
-   bson_destroy (m);
-   bson_free (json);
-   return n;
-}
-
 #define ASSERT_INTEGRITY(call, want_code)                                                     \
    do {                                                                                       \
       memset (&err, 0, sizeof err);                                                           \
@@ -282,7 +260,7 @@ START_TEST (value_swapped_between_two_keys_altered_or_under_another_key_does_not
    ASSERT_INTEGRITY (mongo_helper_cache_get (c, "b", &out, &err), MONGO_HELPER_INTEGRITY_FORGED);
    ck_assert_uint_eq (bson_count_keys (&out), 0);
    bson_destroy (&out);
-   ck_assert_int_eq (integrity_count ("cache_get", "forged"), 1);
+   ck_assert_int_eq (mh_test_integrity_count ("cache_get", "forged"), 1);
    ASSERT_INTEGRITY (mongo_helper_cache_get_many (c, both, 2, &found, &err),
                      MONGO_HELPER_INTEGRITY_FORGED);
    ck_assert_msg (strstr (err.message, "cache key 'b': cache_get_many on "),
@@ -290,7 +268,7 @@ START_TEST (value_swapped_between_two_keys_altered_or_under_another_key_does_not
                   err.message);
    ck_assert_uint_eq (bson_count_keys (&found), 0);
    bson_destroy (&found);
-   ck_assert_int_eq (integrity_count ("cache_get_many", "forged"), 1);
+   ck_assert_int_eq (mh_test_integrity_count ("cache_get_many", "forged"), 1);
    /* The compute path reports it too instead of hiding it as a miss. */
    ck_assert (
       !mongo_helper_cache_get_or_compute (c, "b", 0, never_compute, NULL, &out, NULL, &err));
@@ -310,7 +288,7 @@ START_TEST (value_swapped_between_two_keys_altered_or_under_another_key_does_not
    ASSERT_INTEGRITY (mongo_helper_cache_get (keyless, "a", &out, &err),
                      MONGO_HELPER_INTEGRITY_UNKNOWN_KEY);
    bson_destroy (&out);
-   ck_assert_int_eq (integrity_count ("cache_get", "unknown_key"), 2);
+   ck_assert_int_eq (mh_test_integrity_count ("cache_get", "unknown_key"), 2);
 
    /* One bit of the ciphertext, then the ciphertext cut short of a tag. */
    doc = raw_entry (coll, "flip");
@@ -333,7 +311,7 @@ START_TEST (value_swapped_between_two_keys_altered_or_under_another_key_does_not
    ASSERT_INTEGRITY (mongo_helper_cache_get (c, "flip", &out, &err),
                      MONGO_HELPER_INTEGRITY_MALFORMED);
    bson_destroy (&out);
-   ck_assert_int_eq (integrity_count ("cache_get", "malformed"), 1);
+   ck_assert_int_eq (mh_test_integrity_count ("cache_get", "malformed"), 1);
    /* Storing the key again replaces the damaged record. */
    MH_ASSERT_OK (mongo_helper_cache_set (c, "flip", vb, 0, &err), err);
    MH_ASSERT_OK (mongo_helper_cache_get (c, "flip", &out, &err), err);

@@ -14,18 +14,6 @@
 
 static mongo_helper_error_t err;
 
-static void
-sha256_hex (const char *s, char out[65])
-{
-   unsigned char md[EVP_MAX_MD_SIZE];
-   unsigned int n = 0;
-
-   ck_assert (EVP_Digest (s, strlen (s), md, &n, EVP_sha256 (), NULL));
-   for (unsigned i = 0; i < n; i++) {
-      snprintf (out + 2 * i, 3, "%02x", md[i]);
-   }
-}
-
 /* The one stored document with _id `hex` (caller destroys), or NULL. */
 static bson_t *
 raw_doc (const char *coll, const char *hex)
@@ -113,7 +101,7 @@ START_TEST (create_stores_hashed_id_dates_and_queryable_data_never_the_id)
       strspn (id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"), 43);
    ck_assert_str_ne (id, id2);
 
-   sha256_hex (id, hex);
+   mh_test_sha256_hex (id, strlen (id), hex);
    doc = raw_doc (coll, hex);
    ck_assert_msg (doc != NULL, "no document with _id = SHA-256(id)");
    json = bson_as_relaxed_extended_json (doc, NULL);
@@ -269,7 +257,7 @@ START_TEST (touch_writes_only_when_last_seen_is_older_than_the_interval)
    snprintf (coll, sizeof coll, "%s", mh_test_collection ("sess"));
    s = store (coll, 0, 1000, true);
    MH_ASSERT_OK (mongo_helper_sessions_create (s, NULL, NULL, id, &err), err);
-   sha256_hex (id, hex);
+   mh_test_sha256_hex (id, strlen (id), hex);
    d0 = raw_doc (coll, hex);
 
    /* Within the interval: many touches, no write. */
@@ -314,7 +302,7 @@ START_TEST (absolute_lifetime_caps_the_sliding_expiry)
    s = mongo_helper_sessions_new (&o, &err);
    warm_up ();
    MH_ASSERT_OK (mongo_helper_sessions_create (s, NULL, NULL, id, &err), err);
-   sha256_hex (id, hex);
+   mh_test_sha256_hex (id, strlen (id), hex);
    d = raw_doc (coll, hex);
    ck_assert_int_eq (date_of (d, "expiresAt"), date_of (d, "createdAt") + 1000);
    ck_assert_int_eq (date_of (d, "absoluteExpiresAt"), date_of (d, "createdAt") + 1000);
@@ -342,7 +330,7 @@ START_TEST (regenerate_moves_data_to_a_new_id_and_deletes_the_old)
    snprintf (coll, sizeof coll, "%s", mh_test_collection ("sess"));
    s = store (coll, 0, 60000, true);
    MH_ASSERT_OK (mongo_helper_sessions_create (s, data, "u9", id, &err), err);
-   sha256_hex (id, hex);
+   mh_test_sha256_hex (id, strlen (id), hex);
    old_doc = raw_doc (coll, hex);
    MH_ASSERT_OK (mongo_helper_sessions_regenerate (s, id, nid, &err), err);
    ck_assert_str_ne (id, nid);
@@ -354,7 +342,7 @@ START_TEST (regenerate_moves_data_to_a_new_id_and_deletes_the_old)
    ck_assert_str_eq (bson_iter_utf8 (&it, NULL), "v");
    bson_destroy (&out);
    ck_assert_int_eq (mh_test_raw_count (coll, NULL), 1);
-   sha256_hex (nid, nhex);
+   mh_test_sha256_hex (nid, strlen (nid), nhex);
    new_doc = raw_doc (coll, nhex);
    ck_assert_ptr_nonnull (new_doc);
    ck_assert_int_eq (date_of (new_doc, "createdAt"), date_of (old_doc, "createdAt"));
@@ -455,7 +443,7 @@ START_TEST (concurrent_touches_of_a_stale_session_write_once)
    bson_strncpy (coll, mh_test_collection ("sess"), sizeof coll);
    s = store (coll, 0, 60000, true);
    MH_ASSERT_OK (mongo_helper_sessions_create (s, NULL, NULL, id, &err), err);
-   sha256_hex (id, hex);
+   mh_test_sha256_hex (id, strlen (id), hex);
    {
       mongoc_collection_t *c = mh_test_raw_collection (coll);
       bson_t *f = BCON_NEW ("_id", BCON_UTF8 (hex));

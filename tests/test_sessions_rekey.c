@@ -132,7 +132,7 @@ START_TEST (rekey_leaves_a_damaged_record_counts_it_and_fails_after_the_pass)
                   err.message);
    ck_assert_msg (strstr (err.message, "1 did not open"), "message: %s", err.message);
    ck_assert_int_eq (changed, 3);
-   ck_assert_int_eq (integrity_count ("sessions_rekey", "forged"), 1);
+   ck_assert_int_eq (mh_test_integrity_count ("sessions_rekey", "forged"), 1);
    assert_sealed_with (coll, id[0], "k2");
    assert_sealed_with (coll, id[2], "k1");
    assert_sealed_with (coll, id[3], "k2");
@@ -203,7 +203,7 @@ START_TEST (tool_rekey_seals_clear_sessions_and_cache_values_with_the_configured
    snprintf (content, sizeof content, "c1:%s\n", key_b64 (5));
    setenv ("MONGO_CACHE_KEY_FILE", key_file (content, 0600), 1);
    /* A session and a cache value stored before encryption was turned on. */
-   sha256_hex (id, hex);
+   mh_test_sha256_hex (id, strlen (id), hex);
    doc = BCON_NEW ("_id",
                    BCON_UTF8 (hex),
                    "data",

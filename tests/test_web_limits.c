@@ -25,18 +25,6 @@ teardown (void)
    mongo_helper_shutdown ();
 }
 
-static void
-sha256_hex (const char *s, size_t len, char out[65])
-{
-   unsigned char md[EVP_MAX_MD_SIZE];
-   unsigned int n = 0;
-
-   ck_assert (EVP_Digest (s, len, md, &n, EVP_sha256 (), NULL));
-   for (unsigned i = 0; i < n; i++) {
-      snprintf (out + 2 * i, 3, "%02x", md[i]);
-   }
-}
-
 /* A heap key of exactly `len` bytes plus its NUL, so that ASan reports any
  * read past it. */
 static char *
@@ -137,7 +125,7 @@ assert_stored_id (const char *coll, const char *key, size_t limit, size_t want_p
                      n,
                      memcmp (p, key, n < len ? n : len) == 0 ? "" : " that differ");
       ck_assert (bson_iter_recurse (&id, &f) && bson_iter_find (&f, "h"));
-      sha256_hex (key, len, hex);
+      mh_test_sha256_hex (key, len, hex);
       ck_assert_str_eq (bson_iter_utf8 (&f, NULL), hex);
    }
    bson_destroy (all);
