@@ -465,6 +465,8 @@ const char *mh_conn_opts_take (mh_conn_opts_t *c, const char *option);
  * but `skip`; parsed with all of them, blaming the extra that breaks it
  * (by its source) when libmongoc refuses the result. */
 void mh_extras_add (mh_extras_t *x, const char *option, const char *value, const char *label);
+/* mh_extras_add() placing the option before the extras added so far. */
+void mh_extras_add_first (mh_extras_t *x, const char *option, const char *value, const char *label);
 void mh_extras_free (mh_extras_t *x);
 char *mh_uri_merged (const char *uri, const mh_extras_t *x, size_t skip, size_t upto);
 mongoc_uri_t *mh_uri_parse_merged (const char *uri,
