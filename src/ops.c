@@ -382,7 +382,39 @@ typedef struct {
    const bson_t *update;
    bool upsert;
    mongo_helper_update_result_t *result;
+   bool checked; /* a replacement built around values the caller checked */
 } mh_update_ctx_t;
+
+/* The update options, static: {upsert: true} and, for a replacement of
+ * MH_OP_CHECKED, {validate: false} (its values passed
+ * mh_doc_check_embedded(), which refuses all that libmongoc's replace
+ * validation would, so libmongoc need not walk them again). */
+/* clang-format off */
+static const uint8_t mh_upsert_bytes[] = {
+   14, 0, 0, 0, BSON_TYPE_BOOL, 'u', 'p', 's', 'e', 'r', 't', 0, 1, 0};
+static const uint8_t mh_upsert_no_validate_bytes[] = {
+   25, 0, 0, 0, BSON_TYPE_BOOL, 'u', 'p', 's', 'e', 'r', 't', 0, 1,
+   BSON_TYPE_BOOL, 'v', 'a', 'l', 'i', 'd', 'a', 't', 'e', 0, 0, 0};
+/* clang-format on */
+
+static const bson_t *
+mh_update_opts (const mh_update_ctx_t *c, bson_t *opts)
+{
+   if (c->checked && c->kind == MH_REPLACE_ONE) {
+      if (c->upsert) {
+         BSON_ASSERT (bson_init_static (
+            opts, mh_upsert_no_validate_bytes, sizeof mh_upsert_no_validate_bytes));
+      } else {
+         mh_opts_no_validate (opts);
+      }
+      return opts;
+   }
+   if (c->upsert) {
+      BSON_ASSERT (bson_init_static (opts, mh_upsert_bytes, sizeof mh_upsert_bytes));
+      return opts;
+   }
+   return NULL;
+}
 
 void
 mh_update_result_reset (mongo_helper_update_result_t *result)
@@ -397,23 +429,21 @@ static bool
 mh_update_op (mh_attempt_t *a, void *ctx)
 {
    mh_update_ctx_t *c = ctx;
-   bson_t opts = BSON_INITIALIZER;
+   bson_t scratch;
+   const bson_t *opts = mh_update_opts (c, &scratch);
    bson_t reply;
    bson_iter_t it;
    bool ok;
 
-   if (c->upsert) {
-      BSON_APPEND_BOOL (&opts, "upsert", true);
-   }
    switch (c->kind) {
    case MH_UPDATE_ONE:
-      ok = mongoc_collection_update_one (a->coll, c->filter, c->update, &opts, &reply, &a->error);
+      ok = mongoc_collection_update_one (a->coll, c->filter, c->update, opts, &reply, &a->error);
       break;
    case MH_UPDATE_MANY:
-      ok = mongoc_collection_update_many (a->coll, c->filter, c->update, &opts, &reply, &a->error);
+      ok = mongoc_collection_update_many (a->coll, c->filter, c->update, opts, &reply, &a->error);
       break;
    default:
-      ok = mongoc_collection_replace_one (a->coll, c->filter, c->update, &opts, &reply, &a->error);
+      ok = mongoc_collection_replace_one (a->coll, c->filter, c->update, opts, &reply, &a->error);
       break;
    }
    if (ok && c->result) {
@@ -429,7 +459,6 @@ mh_update_op (mh_attempt_t *a, void *ctx)
       mh_attempt_labels (a, &reply);
    }
    bson_destroy (&reply);
-   bson_destroy (&opts);
    return ok;
 }
 
@@ -442,7 +471,7 @@ mh_crud_update (const mh_call_t *call,
                 mongo_helper_update_result_t *result,
                 mongo_helper_error_t *error)
 {
-   mh_update_ctx_t ctx = {kind, filter, update, upsert, result};
+   mh_update_ctx_t ctx = {kind, filter, update, upsert, result, (call->flags & MH_OP_CHECKED) != 0};
 
    mh_update_result_reset (result);
    return mh_ops_check (call, "filter", filter, error) &&
