@@ -201,15 +201,20 @@ mh_find_one (const char *database,
    memset (&one, 0, sizeof one);
    if (opts) {
       one = *opts;
+      one.limit = 1;
    }
-   one.limit = 1;
-   if (mh_find_opts ("find_one", &one, &o, error)) {
+   /* Without options, {limit: 1} is written with maxTimeMS by the attempt
+    * (mh_crud_find_one_ex()'s limit_one). */
+   bson_init (&o);
+   if (!opts || mh_find_opts ("find_one", &one, &o, error)) {
       /* One document, no cursor left open on the server: limit 1 already
        * makes the server close the cursor with its first batch (and
        * mongoc_cursor_destroy() would kill one left open).  An extra
        * singleBatch option cost ~7% of a find_one's client CPU in bench/. */
       doc = bson_new ();
-      if (mh_crud_find_one_ex (&call, filter, &o, doc, &found, max_bytes, error) && !found) {
+      if (mh_crud_find_one_ex (
+             &call, filter, opts ? &o : NULL, !opts, doc, &found, max_bytes, error) &&
+          !found) {
          mh_fail (error,
                   MONGO_HELPER_ERROR_NOT_FOUND,
                   0,

@@ -744,9 +744,12 @@ bool mh_crud_find_one (const mh_call_t *call,
                        bson_t *doc,
                        bool *found,
                        mongo_helper_error_t *error);
+/* With `limit_one` (and no `opts`) it asks for one document, {limit: 1},
+ * written with maxTimeMS straight into the command's options. */
 bool mh_crud_find_one_ex (const mh_call_t *call,
                           const bson_t *filter,
                           const bson_t *opts,
+                          bool limit_one,
                           bson_t *doc,
                           bool *found,
                           size_t *max_bytes,

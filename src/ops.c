@@ -161,18 +161,52 @@ typedef struct {
    const bson_t *filter;
    const bson_t *opts;
    bool first_only;  /* stop at the first document */
+   bool limit_one;   /* first_only, no opts: {limit: 1} */
    bson_t *results;  /* array; with first_only the document itself */
    bool found;       /* first_only: a document was copied */
    size_t max_bytes; /* out: the cap in force */
 } mh_find_ctx_t;
+
+/* {limit: 1 (int64), maxTimeMS: the default} written into `buf`, without
+ * maxTimeMS when there is none: what mh_opts_max_time() would make of
+ * {limit: 1}, without building two documents per find_one. */
+static const bson_t *
+mh_opts_limit_one (const mh_attempt_t *a, uint8_t buf[35], bson_t *scratch)
+{
+   /* clang-format off */
+   static const uint8_t tmpl[35] = {
+      35, 0, 0, 0,
+      BSON_TYPE_INT64, 'l', 'i', 'm', 'i', 't', 0, 1, 0, 0, 0, 0, 0, 0, 0,
+      BSON_TYPE_INT32, 'm', 'a', 'x', 'T', 'i', 'm', 'e', 'M', 'S', 0, 0, 0, 0, 0,
+      0};
+   /* clang-format on */
+   int32_t ms = mh_limit_max_time_ms (a->config);
+   uint32_t le;
+
+   memcpy (buf, tmpl, sizeof tmpl);
+   if (ms <= 0) {
+      buf[0] = 20; /* {limit: 1} */
+      buf[19] = 0;
+      BSON_ASSERT (bson_init_static (scratch, buf, 20));
+      return scratch;
+   }
+   le = BSON_UINT32_TO_LE ((uint32_t) ms);
+   memcpy (buf + 30, &le, sizeof le);
+   BSON_ASSERT (bson_init_static (scratch, buf, sizeof tmpl));
+   return scratch;
+}
 
 static bool
 mh_find_op (mh_attempt_t *a, void *ctx)
 {
    mh_find_ctx_t *c = ctx;
    bson_t empty = BSON_INITIALIZER, scratch;
+   uint8_t buf[35];
    mongoc_cursor_t *cursor = mongoc_collection_find_with_opts (
-      a->coll, c->filter ? c->filter : &empty, mh_opts_max_time (a, c->opts, &scratch), NULL);
+      a->coll,
+      c->filter ? c->filter : &empty,
+      c->limit_one ? mh_opts_limit_one (a, buf, &scratch) : mh_opts_max_time (a, c->opts, &scratch),
+      NULL);
    const bson_t *doc;
    bool ok;
 
@@ -205,7 +239,7 @@ mh_crud_find_ex (const mh_call_t *call,
                  size_t *max_bytes,
                  mongo_helper_error_t *error)
 {
-   mh_find_ctx_t ctx = {filter, opts, first_only, results, false, 0};
+   mh_find_ctx_t ctx = {filter, opts, first_only, false, results, false, 0};
    bool ok;
 
    BSON_ASSERT (!first_only); /* see mh_crud_find_one_ex() */
@@ -231,12 +265,13 @@ bool
 mh_crud_find_one_ex (const mh_call_t *call,
                      const bson_t *filter,
                      const bson_t *opts,
+                     bool limit_one,
                      bson_t *doc,
                      bool *found,
                      size_t *max_bytes,
                      mongo_helper_error_t *error)
 {
-   mh_find_ctx_t ctx = {filter, opts, true, doc, false, 0};
+   mh_find_ctx_t ctx = {filter, opts, true, limit_one && !opts, doc, false, 0};
    bool ok = mh_ops_check (call, "filter", filter, error) && mh_run (call, mh_find_op, &ctx, error);
 
    *found = ok && ctx.found;
@@ -257,7 +292,7 @@ mh_crud_find_one (const mh_call_t *call,
                   bool *found,
                   mongo_helper_error_t *error)
 {
-   return mh_crud_find_one_ex (call, filter, opts, doc, found, NULL, error);
+   return mh_crud_find_one_ex (call, filter, opts, false, doc, found, NULL, error);
 }
 
 typedef struct {
