@@ -69,9 +69,9 @@ mongo_helper_insert_one (const char *database,
                          mongo_helper_error_t *error)
 {
    const mh_call_t call = {MH_OPID_INSERT_ONE, MH_OP_WRITE, database, collection, NULL};
-   bson_t *with_id;
+   bson_t with_id;
    bson_iter_t it;
-   bool ok;
+   bool ok, made;
 
    if (id) {
       memset (id, 0, sizeof *id);
@@ -85,12 +85,14 @@ mongo_helper_insert_one (const char *database,
    if (!doc || doc->len > MH_MAX_BSON) {
       return mh_doc_check ("insert_one", "document", doc, error);
    }
-   with_id = mh_doc_with_id (doc, &it);
-   ok = mh_crud_insert_one (&call, with_id ? with_id : doc, error);
+   made = mh_doc_with_id (doc, &with_id, &it);
+   ok = mh_crud_insert_one (&call, made ? &with_id : doc, error);
    if (ok && id) {
       bson_value_copy (bson_iter_value (&it), id);
    }
-   bson_destroy (with_id);
+   if (made) {
+      bson_destroy (&with_id);
+   }
    return ok;
 }
 

@@ -770,9 +770,10 @@ bool mh_crud_insert_many (const mh_call_t *call,
                           int64_t *inserted,
                           mongo_helper_error_t *error);
 
-/* The one place an _id is made: NULL when `doc` has one, else a copy with
- * a new ObjectId first.  `id` (may be NULL) is left on the _id to insert. */
-bson_t *mh_doc_with_id (const bson_t *doc, bson_iter_t *id);
+/* The one place an _id is made: false when `doc` has one, else true with
+ * `with_id` initialised (the caller destroys it) as a copy with a new
+ * ObjectId first.  `id` (may be NULL) is left on the _id to insert. */
+bool mh_doc_with_id (const bson_t *doc, bson_t *with_id, bson_iter_t *id);
 
 typedef enum { MH_UPDATE_ONE, MH_UPDATE_MANY, MH_REPLACE_ONE } mh_update_kind_t;
 

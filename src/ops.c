@@ -338,30 +338,30 @@ mh_crud_insert_one (const mh_call_t *call, const bson_t *doc, mongo_helper_error
 }
 
 /* The driver would add an _id too, but would not tell us which: making it
- * here is what lets the caller learn it.  Returns NULL when `doc` has one
- * (use `doc` itself), else a copy with a new ObjectId first.  `id` (may be
- * NULL) is left on the _id of the document to insert. */
-bson_t *
-mh_doc_with_id (const bson_t *doc, bson_iter_t *id)
+ * here is what lets the caller learn it.  Returns false when `doc` has one
+ * (use `doc` itself), else true with `with_id` a copy with a new ObjectId
+ * first (the caller's bson_t, as libmongoc's own copy is: no heap bson_t).
+ * `id` (may be NULL) is left on the _id of the document to insert. */
+bool
+mh_doc_with_id (const bson_t *doc, bson_t *with_id, bson_iter_t *id)
 {
    bson_iter_t it;
-   bson_t *with_id;
    bson_oid_t oid;
 
    if (bson_iter_init_find (&it, doc, "_id")) {
       if (id) {
          *id = it;
       }
-      return NULL;
+      return false;
    }
    bson_oid_init (&oid, NULL);
-   with_id = bson_sized_new (doc->len + 20);
+   bson_init (with_id);
    BSON_APPEND_OID (with_id, "_id", &oid);
    bson_concat (with_id, doc);
    if (id) {
       bson_iter_init_find (id, with_id, "_id");
    }
-   return with_id;
+   return true;
 }
 
 typedef struct {
