@@ -460,6 +460,39 @@ mh_update_result_reset (mongo_helper_update_result_t *result)
    }
 }
 
+/* The counts and upsertedId of an update's reply, in one pass (numbers
+ * of any type, as mh_bson_int64() reads them; 0 when absent). */
+static void
+mh_update_result_read (const bson_t *reply, mongo_helper_update_result_t *r)
+{
+   bson_iter_t it;
+   bool upserted_id = false;
+
+   mongo_helper_update_result_cleanup (r);
+   if (!bson_iter_init (&it, reply)) {
+      return;
+   }
+   while (bson_iter_next (&it)) {
+      const char *k = bson_iter_key (&it);
+      int64_t *n = strcmp (k, "matchedCount") == 0    ? &r->matched
+                   : strcmp (k, "modifiedCount") == 0 ? &r->modified
+                   : strcmp (k, "upsertedCount") == 0 ? &r->upserted
+                                                      : NULL;
+
+      if (n) {
+         if (BSON_ITER_HOLDS_NUMBER (&it) || BSON_ITER_HOLDS_BOOL (&it)) {
+            *n = bson_iter_as_int64 (&it);
+         }
+      } else if (!upserted_id && strcmp (k, "upsertedId") == 0) {
+         bson_value_copy (bson_iter_value (&it), &r->upserted_id);
+         upserted_id = true;
+      }
+   }
+   if (upserted_id) {
+      r->upserted = 1;
+   }
+}
+
 static bool
 mh_update_op (mh_attempt_t *a, void *ctx)
 {
@@ -467,7 +500,6 @@ mh_update_op (mh_attempt_t *a, void *ctx)
    bson_t scratch;
    const bson_t *opts = mh_update_opts (c, &scratch);
    bson_t reply;
-   bson_iter_t it;
    bool ok;
 
    switch (c->kind) {
@@ -482,14 +514,7 @@ mh_update_op (mh_attempt_t *a, void *ctx)
       break;
    }
    if (ok && c->result) {
-      mongo_helper_update_result_cleanup (c->result);
-      c->result->matched = mh_bson_int64 (&reply, "matchedCount");
-      c->result->modified = mh_bson_int64 (&reply, "modifiedCount");
-      c->result->upserted = mh_bson_int64 (&reply, "upsertedCount");
-      if (bson_iter_init_find (&it, &reply, "upsertedId")) {
-         bson_value_copy (bson_iter_value (&it), &c->result->upserted_id);
-         c->result->upserted = 1;
-      }
+      mh_update_result_read (&reply, c->result);
    } else if (!ok) {
       mh_attempt_labels (a, &reply);
    }
