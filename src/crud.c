@@ -69,9 +69,9 @@ mongo_helper_insert_one (const char *database,
                          mongo_helper_error_t *error)
 {
    const mh_call_t call = {MH_OPID_INSERT_ONE, MH_OP_WRITE, database, collection, NULL};
-   bson_t *with_id;
+   bson_t with_id;
    bson_iter_t it;
-   bool ok;
+   bool ok, made;
 
    if (id) {
       memset (id, 0, sizeof *id);
@@ -85,12 +85,14 @@ mongo_helper_insert_one (const char *database,
    if (!doc || doc->len > MH_MAX_BSON) {
       return mh_doc_check ("insert_one", "document", doc, error);
    }
-   with_id = mh_doc_with_id (doc, &it);
-   ok = mh_crud_insert_one (&call, with_id ? with_id : doc, error);
+   made = mh_doc_with_id (doc, &with_id, &it);
+   ok = mh_crud_insert_one (&call, made ? &with_id : doc, error);
    if (ok && id) {
       bson_value_copy (bson_iter_value (&it), id);
    }
-   bson_destroy (with_id);
+   if (made) {
+      bson_destroy (&with_id);
+   }
    return ok;
 }
 
@@ -201,15 +203,20 @@ mh_find_one (const char *database,
    memset (&one, 0, sizeof one);
    if (opts) {
       one = *opts;
+      one.limit = 1;
    }
-   one.limit = 1;
-   if (mh_find_opts ("find_one", &one, &o, error)) {
+   /* Without options, {limit: 1} is written with maxTimeMS by the attempt
+    * (mh_crud_find_one_ex()'s limit_one). */
+   bson_init (&o);
+   if (!opts || mh_find_opts ("find_one", &one, &o, error)) {
       /* One document, no cursor left open on the server: limit 1 already
        * makes the server close the cursor with its first batch (and
        * mongoc_cursor_destroy() would kill one left open).  An extra
        * singleBatch option cost ~7% of a find_one's client CPU in bench/. */
       doc = bson_new ();
-      if (mh_crud_find_one_ex (&call, filter, &o, doc, &found, max_bytes, error) && !found) {
+      if (mh_crud_find_one_ex (
+             &call, filter, opts ? &o : NULL, !opts, doc, &found, max_bytes, error) &&
+          !found) {
          mh_fail (error,
                   MONGO_HELPER_ERROR_NOT_FOUND,
                   0,

@@ -465,6 +465,8 @@ const char *mh_conn_opts_take (mh_conn_opts_t *c, const char *option);
  * but `skip`; parsed with all of them, blaming the extra that breaks it
  * (by its source) when libmongoc refuses the result. */
 void mh_extras_add (mh_extras_t *x, const char *option, const char *value, const char *label);
+/* mh_extras_add() placing the option before the extras added so far. */
+void mh_extras_add_first (mh_extras_t *x, const char *option, const char *value, const char *label);
 void mh_extras_free (mh_extras_t *x);
 char *mh_uri_merged (const char *uri, const mh_extras_t *x, size_t skip, size_t upto);
 mongoc_uri_t *mh_uri_parse_merged (const char *uri,
@@ -742,9 +744,12 @@ bool mh_crud_find_one (const mh_call_t *call,
                        bson_t *doc,
                        bool *found,
                        mongo_helper_error_t *error);
+/* With `limit_one` (and no `opts`) it asks for one document, {limit: 1},
+ * written with maxTimeMS straight into the command's options. */
 bool mh_crud_find_one_ex (const mh_call_t *call,
                           const bson_t *filter,
                           const bson_t *opts,
+                          bool limit_one,
                           bson_t *doc,
                           bool *found,
                           size_t *max_bytes,
@@ -765,9 +770,10 @@ bool mh_crud_insert_many (const mh_call_t *call,
                           int64_t *inserted,
                           mongo_helper_error_t *error);
 
-/* The one place an _id is made: NULL when `doc` has one, else a copy with
- * a new ObjectId first.  `id` (may be NULL) is left on the _id to insert. */
-bson_t *mh_doc_with_id (const bson_t *doc, bson_iter_t *id);
+/* The one place an _id is made: false when `doc` has one, else true with
+ * `with_id` initialised (the caller destroys it) as a copy with a new
+ * ObjectId first.  `id` (may be NULL) is left on the _id to insert. */
+bool mh_doc_with_id (const bson_t *doc, bson_t *with_id, bson_iter_t *id);
 
 typedef enum { MH_UPDATE_ONE, MH_UPDATE_MANY, MH_REPLACE_ONE } mh_update_kind_t;
 

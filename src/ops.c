@@ -161,18 +161,52 @@ typedef struct {
    const bson_t *filter;
    const bson_t *opts;
    bool first_only;  /* stop at the first document */
+   bool limit_one;   /* first_only, no opts: {limit: 1} */
    bson_t *results;  /* array; with first_only the document itself */
    bool found;       /* first_only: a document was copied */
    size_t max_bytes; /* out: the cap in force */
 } mh_find_ctx_t;
+
+/* {limit: 1 (int64), maxTimeMS: the default} written into `buf`, without
+ * maxTimeMS when there is none: what mh_opts_max_time() would make of
+ * {limit: 1}, without building two documents per find_one. */
+static const bson_t *
+mh_opts_limit_one (const mh_attempt_t *a, uint8_t buf[35], bson_t *scratch)
+{
+   /* clang-format off */
+   static const uint8_t tmpl[35] = {
+      35, 0, 0, 0,
+      BSON_TYPE_INT64, 'l', 'i', 'm', 'i', 't', 0, 1, 0, 0, 0, 0, 0, 0, 0,
+      BSON_TYPE_INT32, 'm', 'a', 'x', 'T', 'i', 'm', 'e', 'M', 'S', 0, 0, 0, 0, 0,
+      0};
+   /* clang-format on */
+   int32_t ms = mh_limit_max_time_ms (a->config);
+   uint32_t le;
+
+   memcpy (buf, tmpl, sizeof tmpl);
+   if (ms <= 0) {
+      buf[0] = 20; /* {limit: 1} */
+      buf[19] = 0;
+      BSON_ASSERT (bson_init_static (scratch, buf, 20));
+      return scratch;
+   }
+   le = BSON_UINT32_TO_LE ((uint32_t) ms);
+   memcpy (buf + 30, &le, sizeof le);
+   BSON_ASSERT (bson_init_static (scratch, buf, sizeof tmpl));
+   return scratch;
+}
 
 static bool
 mh_find_op (mh_attempt_t *a, void *ctx)
 {
    mh_find_ctx_t *c = ctx;
    bson_t empty = BSON_INITIALIZER, scratch;
+   uint8_t buf[35];
    mongoc_cursor_t *cursor = mongoc_collection_find_with_opts (
-      a->coll, c->filter ? c->filter : &empty, mh_opts_max_time (a, c->opts, &scratch), NULL);
+      a->coll,
+      c->filter ? c->filter : &empty,
+      c->limit_one ? mh_opts_limit_one (a, buf, &scratch) : mh_opts_max_time (a, c->opts, &scratch),
+      NULL);
    const bson_t *doc;
    bool ok;
 
@@ -205,7 +239,7 @@ mh_crud_find_ex (const mh_call_t *call,
                  size_t *max_bytes,
                  mongo_helper_error_t *error)
 {
-   mh_find_ctx_t ctx = {filter, opts, first_only, results, false, 0};
+   mh_find_ctx_t ctx = {filter, opts, first_only, false, results, false, 0};
    bool ok;
 
    BSON_ASSERT (!first_only); /* see mh_crud_find_one_ex() */
@@ -231,12 +265,13 @@ bool
 mh_crud_find_one_ex (const mh_call_t *call,
                      const bson_t *filter,
                      const bson_t *opts,
+                     bool limit_one,
                      bson_t *doc,
                      bool *found,
                      size_t *max_bytes,
                      mongo_helper_error_t *error)
 {
-   mh_find_ctx_t ctx = {filter, opts, true, doc, false, 0};
+   mh_find_ctx_t ctx = {filter, opts, true, limit_one && !opts, doc, false, 0};
    bool ok = mh_ops_check (call, "filter", filter, error) && mh_run (call, mh_find_op, &ctx, error);
 
    *found = ok && ctx.found;
@@ -257,7 +292,7 @@ mh_crud_find_one (const mh_call_t *call,
                   bool *found,
                   mongo_helper_error_t *error)
 {
-   return mh_crud_find_one_ex (call, filter, opts, doc, found, NULL, error);
+   return mh_crud_find_one_ex (call, filter, opts, false, doc, found, NULL, error);
 }
 
 typedef struct {
@@ -303,30 +338,30 @@ mh_crud_insert_one (const mh_call_t *call, const bson_t *doc, mongo_helper_error
 }
 
 /* The driver would add an _id too, but would not tell us which: making it
- * here is what lets the caller learn it.  Returns NULL when `doc` has one
- * (use `doc` itself), else a copy with a new ObjectId first.  `id` (may be
- * NULL) is left on the _id of the document to insert. */
-bson_t *
-mh_doc_with_id (const bson_t *doc, bson_iter_t *id)
+ * here is what lets the caller learn it.  Returns false when `doc` has one
+ * (use `doc` itself), else true with `with_id` a copy with a new ObjectId
+ * first (the caller's bson_t, as libmongoc's own copy is: no heap bson_t).
+ * `id` (may be NULL) is left on the _id of the document to insert. */
+bool
+mh_doc_with_id (const bson_t *doc, bson_t *with_id, bson_iter_t *id)
 {
    bson_iter_t it;
-   bson_t *with_id;
    bson_oid_t oid;
 
    if (bson_iter_init_find (&it, doc, "_id")) {
       if (id) {
          *id = it;
       }
-      return NULL;
+      return false;
    }
    bson_oid_init (&oid, NULL);
-   with_id = bson_sized_new (doc->len + 20);
+   bson_init (with_id);
    BSON_APPEND_OID (with_id, "_id", &oid);
    bson_concat (with_id, doc);
    if (id) {
       bson_iter_init_find (id, with_id, "_id");
    }
-   return with_id;
+   return true;
 }
 
 typedef struct {
@@ -382,7 +417,39 @@ typedef struct {
    const bson_t *update;
    bool upsert;
    mongo_helper_update_result_t *result;
+   bool checked; /* a replacement built around values the caller checked */
 } mh_update_ctx_t;
+
+/* The update options, static: {upsert: true} and, for a replacement of
+ * MH_OP_CHECKED, {validate: false} (its values passed
+ * mh_doc_check_embedded(), which refuses all that libmongoc's replace
+ * validation would, so libmongoc need not walk them again). */
+/* clang-format off */
+static const uint8_t mh_upsert_bytes[] = {
+   14, 0, 0, 0, BSON_TYPE_BOOL, 'u', 'p', 's', 'e', 'r', 't', 0, 1, 0};
+static const uint8_t mh_upsert_no_validate_bytes[] = {
+   25, 0, 0, 0, BSON_TYPE_BOOL, 'u', 'p', 's', 'e', 'r', 't', 0, 1,
+   BSON_TYPE_BOOL, 'v', 'a', 'l', 'i', 'd', 'a', 't', 'e', 0, 0, 0};
+/* clang-format on */
+
+static const bson_t *
+mh_update_opts (const mh_update_ctx_t *c, bson_t *opts)
+{
+   if (c->checked && c->kind == MH_REPLACE_ONE) {
+      if (c->upsert) {
+         BSON_ASSERT (bson_init_static (
+            opts, mh_upsert_no_validate_bytes, sizeof mh_upsert_no_validate_bytes));
+      } else {
+         mh_opts_no_validate (opts);
+      }
+      return opts;
+   }
+   if (c->upsert) {
+      BSON_ASSERT (bson_init_static (opts, mh_upsert_bytes, sizeof mh_upsert_bytes));
+      return opts;
+   }
+   return NULL;
+}
 
 void
 mh_update_result_reset (mongo_helper_update_result_t *result)
@@ -393,43 +460,65 @@ mh_update_result_reset (mongo_helper_update_result_t *result)
    }
 }
 
+/* The counts and upsertedId of an update's reply, in one pass (numbers
+ * of any type, as mh_bson_int64() reads them; 0 when absent). */
+static void
+mh_update_result_read (const bson_t *reply, mongo_helper_update_result_t *r)
+{
+   bson_iter_t it;
+   bool upserted_id = false;
+
+   mongo_helper_update_result_cleanup (r);
+   if (!bson_iter_init (&it, reply)) {
+      return;
+   }
+   while (bson_iter_next (&it)) {
+      const char *k = bson_iter_key (&it);
+      int64_t *n = strcmp (k, "matchedCount") == 0    ? &r->matched
+                   : strcmp (k, "modifiedCount") == 0 ? &r->modified
+                   : strcmp (k, "upsertedCount") == 0 ? &r->upserted
+                                                      : NULL;
+
+      if (n) {
+         if (BSON_ITER_HOLDS_NUMBER (&it) || BSON_ITER_HOLDS_BOOL (&it)) {
+            *n = bson_iter_as_int64 (&it);
+         }
+      } else if (!upserted_id && strcmp (k, "upsertedId") == 0) {
+         bson_value_copy (bson_iter_value (&it), &r->upserted_id);
+         upserted_id = true;
+      }
+   }
+   if (upserted_id) {
+      r->upserted = 1;
+   }
+}
+
 static bool
 mh_update_op (mh_attempt_t *a, void *ctx)
 {
    mh_update_ctx_t *c = ctx;
-   bson_t opts = BSON_INITIALIZER;
+   bson_t scratch;
+   const bson_t *opts = mh_update_opts (c, &scratch);
    bson_t reply;
-   bson_iter_t it;
    bool ok;
 
-   if (c->upsert) {
-      BSON_APPEND_BOOL (&opts, "upsert", true);
-   }
    switch (c->kind) {
    case MH_UPDATE_ONE:
-      ok = mongoc_collection_update_one (a->coll, c->filter, c->update, &opts, &reply, &a->error);
+      ok = mongoc_collection_update_one (a->coll, c->filter, c->update, opts, &reply, &a->error);
       break;
    case MH_UPDATE_MANY:
-      ok = mongoc_collection_update_many (a->coll, c->filter, c->update, &opts, &reply, &a->error);
+      ok = mongoc_collection_update_many (a->coll, c->filter, c->update, opts, &reply, &a->error);
       break;
    default:
-      ok = mongoc_collection_replace_one (a->coll, c->filter, c->update, &opts, &reply, &a->error);
+      ok = mongoc_collection_replace_one (a->coll, c->filter, c->update, opts, &reply, &a->error);
       break;
    }
    if (ok && c->result) {
-      mongo_helper_update_result_cleanup (c->result);
-      c->result->matched = mh_bson_int64 (&reply, "matchedCount");
-      c->result->modified = mh_bson_int64 (&reply, "modifiedCount");
-      c->result->upserted = mh_bson_int64 (&reply, "upsertedCount");
-      if (bson_iter_init_find (&it, &reply, "upsertedId")) {
-         bson_value_copy (bson_iter_value (&it), &c->result->upserted_id);
-         c->result->upserted = 1;
-      }
+      mh_update_result_read (&reply, c->result);
    } else if (!ok) {
       mh_attempt_labels (a, &reply);
    }
    bson_destroy (&reply);
-   bson_destroy (&opts);
    return ok;
 }
 
@@ -442,7 +531,7 @@ mh_crud_update (const mh_call_t *call,
                 mongo_helper_update_result_t *result,
                 mongo_helper_error_t *error)
 {
-   mh_update_ctx_t ctx = {kind, filter, update, upsert, result};
+   mh_update_ctx_t ctx = {kind, filter, update, upsert, result, (call->flags & MH_OP_CHECKED) != 0};
 
    mh_update_result_reset (result);
    return mh_ops_check (call, "filter", filter, error) &&

@@ -110,14 +110,15 @@ bool
 mh_breaker_admit (bool *probe, int64_t *wait_ms, int32_t *failures)
 {
    bool ok = true;
-   int64_t now = bson_get_monotonic_time ();
 
    *probe = false;
    *wait_ms = 0;
    pthread_mutex_lock (&mh_cb.lock);
    *failures = mh_cb.consecutive;
    if (mh_cb.state == MONGO_HELPER_CIRCUIT_OPEN) {
-      int64_t left = mh_cb.opened_mono_us + (int64_t) mh_cb.cooldown_ms * 1000 - now;
+      /* The clock only when it matters: not on every call. */
+      int64_t left =
+         mh_cb.opened_mono_us + (int64_t) mh_cb.cooldown_ms * 1000 - bson_get_monotonic_time ();
       if (left > 0) {
          ok = false;
          *wait_ms = (left + 999) / 1000;

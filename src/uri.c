@@ -302,6 +302,17 @@ mh_extras_add (mh_extras_t *x, const char *option, const char *value, const char
 }
 
 void
+mh_extras_add_first (mh_extras_t *x, const char *option, const char *value, const char *label)
+{
+   mh_extra_t e;
+
+   mh_extras_add (x, option, value, label);
+   e = x->v[x->n - 1];
+   memmove (x->v + 1, x->v, (x->n - 1) * sizeof *x->v);
+   x->v[0] = e;
+}
+
+void
 mh_extras_free (mh_extras_t *x)
 {
    for (size_t i = 0; i < x->n; i++) {
