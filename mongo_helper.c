@@ -337,8 +337,12 @@ mh_start_locked (const char *config_path,
    /* Error API 2 puts server errors in their own domain, which is what
     * mh_category_of() relies on. */
    mongoc_client_pool_set_error_api (p->pool, MONGOC_ERROR_API_VERSION_2);
-   /* APM callbacks must be on the pool before its first client is popped. */
-   mh_metrics_attach (p->pool);
+   /* APM callbacks must be on the pool before its first client is popped;
+    * only when asked for (command_metrics), since libmongoc then builds an
+    * event per command. */
+   if (cfg->command_metrics) {
+      mh_metrics_attach (p->pool);
+   }
    mh_breaker_configure (cfg->retry.circuit_threshold, cfg->retry.circuit_cooldown_ms);
    p->config = cfg;
    p->config_borrowed = borrowed;

@@ -668,11 +668,16 @@ const char *mongo_helper_circuit_state_name (mongo_helper_circuit_state_t state)
  * -------
  * Collected from the execution path (per operation: calls, errors by
  * category, retries, latency histogram over the whole call including
- * retries), from libmongoc's command monitoring (per server command name:
- * started, succeeded, failed, total duration; a command counts as started
- * when it finishes, since a "started" callback would make libmongoc copy
- * every command) and from the library's pool paths (clients in use,
- * threads waiting, checkouts, wait timeouts).  The operation is named from
+ * retries; always on, a few atomic additions per call) and from the
+ * library's pool paths (clients in use, threads waiting, checkouts, wait
+ * timeouts).  Per server command name (started, succeeded, failed, total
+ * duration), from libmongoc's command monitoring, only with the setting
+ * command_metrics = true ([db] key or MONGO_COMMAND_METRICS; default
+ * false): libmongoc then builds an event per command, ~2,300 instructions
+ * (bench/RESULTS.md), 2-6 % of a small operation's client CPU.  A command
+ * counts as started when it finishes, since a "started" callback would
+ * make libmongoc copy every command.  Without the setting the "commands"
+ * family is empty.  The operation is named from
  * one fixed table (snake_case: "insert_one", "find", "sessions_load",
  * "cache_get", ...; README lists them); at most 64 command names are kept,
  * later ones count under "other".  Encrypted records that did not open

@@ -290,6 +290,10 @@ static const mh_setting_t mh_settings[] = {
              INT32_MAX, MONGO_HELPER_DEFAULT_MAX_RESULT_BYTES, max_result_bytes),
    MH_LIMIT ("default_max_time_ms", "MONGO_DEFAULT_MAX_TIME_MS", 0, INT32_MAX,
              MONGO_HELPER_DEFAULT_MAX_TIME_MS, default_max_time_ms),
+   /* Per-server-command metrics cost libmongoc ~2,300 instructions per
+    * command (its succeeded event): off unless asked for. */
+   {"command_metrics", "MONGO_COMMAND_METRICS", NULL, MH_BOOL, 0, 1, 0, MH_OURS, MH_TO_CONFIG,
+    offsetof (mongo_helper_config_t, command_metrics), NULL},
    /* Encryption at rest: key rings "id:base64key,..." (current key first)
     * or a key file of one entry per line, for sessions and cache values */
    MH_RING ("session_keys", "MONGO_SESSION_KEYS", MH_SECRET, MH_RING_SESSIONS, 0),

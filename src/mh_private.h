@@ -491,6 +491,8 @@ struct mongo_helper_config_t {
    int32_t max_result_bytes;            /* [db] max_result_bytes / MONGO_MAX_RESULT_BYTES */
    int32_t default_max_time_ms;         /* [db] default_max_time_ms / MONGO_DEFAULT_MAX_TIME_MS;
                                            0: none */
+   int32_t command_metrics;             /* [db] command_metrics / MONGO_COMMAND_METRICS: 1
+                                           installs libmongoc's command monitoring */
    mh_keyring_t *rings[MH_RING__COUNT]; /* session_keys / cache_keys (or
                                            their key files); NULL: none */
 };

@@ -619,6 +619,7 @@ mh_limits_defaults (mongo_helper_config_t *config)
 {
    config->max_result_bytes = MONGO_HELPER_DEFAULT_MAX_RESULT_BYTES;
    config->default_max_time_ms = MONGO_HELPER_DEFAULT_MAX_TIME_MS;
+   config->command_metrics = 0;
 }
 
 size_t

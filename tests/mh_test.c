@@ -55,6 +55,7 @@ mh_test_clean_env (void)
                                 "MONGO_CIRCUIT_COOLDOWN_MS",
                                 "MONGO_MAX_RESULT_BYTES",
                                 "MONGO_DEFAULT_MAX_TIME_MS",
+                                "MONGO_COMMAND_METRICS",
                                 "MONGO_SESSION_KEYS",
                                 "MONGO_SESSION_KEY_FILE",
                                 "MONGO_CACHE_KEYS",

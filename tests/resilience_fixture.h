@@ -61,8 +61,9 @@ run_ping (void)
 /* ---- fixtures ---------------------------------------------------------- */
 
 /* The live server, with this process's own application name (so fail
- * points hit only its clients) and only the library's own retries (so
- * counts are exact). */
+ * points hit only its clients), only the library's own retries (so
+ * counts are exact) and per-command metrics on (the tests count what
+ * libmongoc's command monitoring saw). */
 static inline void
 live_setup (void)
 {
@@ -72,6 +73,7 @@ live_setup (void)
    setenv ("MONGO_APP_NAME", app_name, 1);
    setenv ("MONGO_RETRY_READS", "false", 1);
    setenv ("MONGO_RETRY_BASE_MS", "5", 1);
+   setenv ("MONGO_COMMAND_METRICS", "true", 1);
    mongo_helper_metrics_reset ();
 }
 

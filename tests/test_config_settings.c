@@ -497,6 +497,7 @@ START_TEST (every_table_setting_is_listed_with_its_default_when_nothing_sets_it)
                                  "circuit_cooldown_ms",
                                  "max_result_bytes",
                                  "default_max_time_ms",
+                                 "command_metrics",
                                  "session_keys",
                                  "session_key_file",
                                  "cache_keys",
@@ -518,6 +519,7 @@ START_TEST (every_table_setting_is_listed_with_its_default_when_nothing_sets_it)
    assert_setting (c, "app_name", NULL, MONGO_HELPER_SOURCE_DEFAULT, "libmongoc");
    assert_setting (c, "retry_attempts", "3", MONGO_HELPER_SOURCE_DEFAULT, "mongo_helper");
    assert_setting (c, "max_result_bytes", "67108864", MONGO_HELPER_SOURCE_DEFAULT, "mongo_helper");
+   assert_setting (c, "command_metrics", "false", MONGO_HELPER_SOURCE_DEFAULT, "mongo_helper");
    assert_setting (c, "default_max_time_ms", "0", MONGO_HELPER_SOURCE_DEFAULT, "mongo_helper");
    st = setting (c, "max_pool_size");
    ck_assert_str_eq (st.env, "MONGO_MAX_POOL_SIZE");

@@ -18,7 +18,7 @@ errlog=$(mktemp)
 trap 'cleanup; rm -f "$errlog"' EXIT
 start() { # URI
   port=$(free_port)
-  MONGO_HELPER_CONFIG=/dev/null MONGO_CACHE_URI="$1" MONGO_DB=mh_test "$bin" "$port" >/dev/null 2>"$errlog" &
+  MONGO_HELPER_CONFIG=/dev/null MONGO_COMMAND_METRICS=true MONGO_CACHE_URI="$1" MONGO_DB=mh_test "$bin" "$port" >/dev/null 2>"$errlog" &
   pid=$!
   for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$port/metrics" && return 0; sleep 0.1; done
   fail "server did not start"
