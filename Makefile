@@ -270,8 +270,10 @@ deps-bench: deps
 	  { echo "make deps-bench: apt-get failed; install these Debian packages by hand:$$missing" >&2; exit 1; }; \
 	fi
 
-build/mh_bench: bench/bench.c mongo_helper.h $(STATIC) | build
-	$(CC) $(ALL_CFLAGS) bench/bench.c -o $@ $(STATIC) $(PKG_LIBS) -lm
+BENCH_SRCS := $(wildcard bench/*.c)
+
+build/mh_bench: $(BENCH_SRCS) bench/bench.h mongo_helper.h $(STATIC) | build
+	$(CC) $(ALL_CFLAGS) $(BENCH_SRCS) -o $@ $(STATIC) $(PKG_LIBS) -lm
 
 bench: deps-bench
 	@$(MAKE) --no-print-directory build/mh_bench
@@ -281,7 +283,7 @@ bench: deps-bench
 # ---- formatting -----------------------------------------------------------
 # One style for the whole tree (.clang-format, clang-format 14 as Debian 12
 # ships it).  format-check runs in make check.
-FORMAT_FILES = mongo_helper.h $(SRCS) src/mh_private.h $(wildcard tests/*.c tests/*.h tests/fuzz/*.c examples/*.c bench/*.c tools/*.c tools/*.h)
+FORMAT_FILES = mongo_helper.h $(SRCS) src/mh_private.h $(wildcard tests/*.c tests/*.h tests/fuzz/*.c examples/*.c bench/*.c bench/*.h tools/*.c tools/*.h)
 format:
 	clang-format -i $(FORMAT_FILES)
 
