@@ -272,12 +272,15 @@ main (int argc, char **argv)
    mongo_helper_redact (B.uri, B.uri_redacted, sizeof B.uri_redacted);
    B.mock = getenv ("MH_MOCK_SERVER") && *getenv ("MH_MOCK_SERVER");
    if (!B.script) {
+      /* The binary is build/mh_bench and the script bench/bench_pymongo.py:
+       * look beside the binary's directory, then beside the binary. */
       const char *slash = strrchr (argv[0], '/');
-      snprintf (script_buf,
-                sizeof script_buf,
-                "%.*sbench_pymongo.py",
-                slash ? (int) (slash - argv[0] + 1) : 0,
-                argv[0]);
+      int dir = slash ? (int) (slash - argv[0] + 1) : 0;
+
+      snprintf (script_buf, sizeof script_buf, "%.*s../bench/bench_pymongo.py", dir, argv[0]);
+      if (access (script_buf, R_OK) != 0) {
+         snprintf (script_buf, sizeof script_buf, "%.*sbench_pymongo.py", dir, argv[0]);
+      }
       B.script = script_buf;
    }
    if (B.stream_docs <= 0) {
