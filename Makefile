@@ -226,7 +226,7 @@ check: deps
 	bash tests/with_server.sh bash tests/test_cli.sh $(TOOL) build/cli_fixture
 
 memcheck: deps-valgrind
-	@$(MAKE) --no-print-directory WERROR=-Werror $(TEST_BIN)
+	@$(MAKE) --no-print-directory WERROR=-Werror $(TEST_BIN) $(TOOL)
 	MH_VALGRIND=1 bash tests/with_server.sh bash tests/run_checks.sh $(TEST_BIN)
 
 # A separate build tree so sanitizer objects never mix with the normal ones.
