@@ -25,28 +25,41 @@ session_key (long i, char hex[65])
    }
 }
 
+/* Session i in the store's format; with `cart_len` > 0 its data also
+ * holds a string of that many letters (session_sealed's ~1 KB). */
 static bson_t *
-gen_session (long i)
+gen_session_cart (long i, int cart_len)
 {
-   char hex[65];
+   char hex[65], uid[16], cart[1024];
    bson_t *d = bson_new (), data;
    int64_t now = now_ms ();
 
+   BSON_ASSERT (cart_len >= 0 && cart_len < (int) sizeof cart);
    session_key (i, hex);
+   for (int k = 0; k < cart_len; k++) {
+      cart[k] = (char) ('a' + (i + k) % 26);
+   }
+   cart[cart_len] = '\0';
    BSON_APPEND_UTF8 (d, "_id", hex);
    BSON_APPEND_DOCUMENT_BEGIN (d, "data", &data);
    BSON_APPEND_INT32 (&data, "counter", (int32_t) i);
    BSON_APPEND_UTF8 (&data, "theme", "dark");
-   bson_append_document_end (d, &data);
-   {
-      char uid[16];
-      snprintf (uid, sizeof uid, "user%ld", i % 100);
-      BSON_APPEND_UTF8 (d, "userId", uid);
+   if (cart_len > 0) {
+      BSON_APPEND_UTF8 (&data, "cart", cart);
    }
+   bson_append_document_end (d, &data);
+   snprintf (uid, sizeof uid, "user%ld", i % 100);
+   BSON_APPEND_UTF8 (d, "userId", uid);
    BSON_APPEND_DATE_TIME (d, "createdAt", now);
    BSON_APPEND_DATE_TIME (d, "lastSeen", now);
    BSON_APPEND_DATE_TIME (d, "expiresAt", now + (int64_t) SESSION_IDLE_S * 1000);
    return d;
+}
+
+static bson_t *
+gen_session (long i)
+{
+   return gen_session_cart (i, 0);
 }
 
 bool
@@ -140,58 +153,69 @@ mongo_helper_sessions_t *H_SESSIONS;
 mongo_helper_cache_t *H_CACHE;
 mongo_helper_eventlog_t *H_EVENTS;
 
+/* A session store on `collection` (`keys` NULL: in clear), made once in
+ * `*slot`. */
 static mongo_helper_sessions_t *
-h_sessions (run_t *r)
+h_store (mongo_helper_sessions_t **slot,
+         const char *collection,
+         const char *keys,
+         mongo_helper_error_t *me)
 {
-   if (!H_SESSIONS) {
+   if (!*slot) {
       mongo_helper_sessions_options_t o;
-      mongo_helper_error_t me;
 
       mongo_helper_sessions_options_init (&o);
-      o.collection = "bench_sessions";
+      o.collection = collection;
       o.idle_lifetime_ms = (int64_t) SESSION_IDLE_S * 1000;
       o.touch_interval_ms = (int64_t) SESSION_TOUCH_S * 1000;
       o.lazy_ensure = false;
-      H_SESSIONS = mongo_helper_sessions_new (&o, &me);
-      if (!H_SESSIONS) {
-         fail_mh (r, "mongo_helper_sessions_new", &me);
-      }
+      o.keys = keys;
+      *slot = mongo_helper_sessions_new (&o, me);
    }
-   return H_SESSIONS;
+   return *slot;
 }
 
-/* load returns the data document (checked: the seeded counter), touch
- * slides the expiry lazily: two calls, because that is the API's shape
- * (a handler that only reads the session calls load alone). */
-status_t
-helper_session (run_t *r)
+/* r->ops loads (with the lazy touch) of the seeded sessions through `S`,
+ * each checked: the seeded counter, and the 1 KB "cart" when `cart`. */
+static status_t
+load_touch_loop (run_t *r, mongo_helper_sessions_t *S, const mongo_helper_error_t *made, bool cart)
 {
-   mongo_helper_sessions_t *S = h_sessions (r);
    char token[48];
 
    if (!S) {
-      return ST_FAIL;
+      return fail_mh (r, "mongo_helper_sessions_new", made);
    }
    for (long j = 0; j < r->ops; j++) {
       long i = j % B.sessions_n;
       mongo_helper_error_t me;
       bson_t data;
       bson_iter_t it;
-      bool wrote, ok;
+      bool ok;
 
       snprintf (token, sizeof token, "sess%039ld", i);
-      if (!mongo_helper_sessions_load_touch (S, token, &data, &wrote, &me)) {
+      if (!mongo_helper_sessions_load_touch (S, token, &data, NULL, &me)) {
          bson_destroy (&data);
          return fail_mh (r, "mongo_helper_sessions_load_touch", &me);
       }
       ok = bson_iter_init_find (&it, &data, "counter") && BSON_ITER_HOLDS_INT32 (&it) &&
-           bson_iter_int32 (&it) == (int32_t) i;
+           bson_iter_int32 (&it) == (int32_t) i &&
+           (!cart || (bson_iter_init_find (&it, &data, "cart") && BSON_ITER_HOLDS_UTF8 (&it)));
       bson_destroy (&data);
       if (!ok) {
          return fail (r, "session %ld: loaded data is not the seeded one", i);
       }
    }
    return ST_OK;
+}
+
+/* One call per request: load with the lazy touch (no write while the
+ * session is fresh, as prep_sessions keeps it). */
+status_t
+helper_session (run_t *r)
+{
+   mongo_helper_error_t me;
+
+   return load_touch_loop (r, h_store (&H_SESSIONS, "bench_sessions", NULL, &me), &me, false);
 }
 
 status_t
@@ -229,44 +253,14 @@ mongo_helper_sessions_t *H_SEALED[2]; /* [0] sealed, [1] clear */
 static bson_t *
 gen_session_1k (long i)
 {
-   char hex[65], blob[SEALED_BLOB + 1];
-   bson_t *d = bson_new (), data;
-   int64_t now = now_ms ();
-
-   session_key (i, hex);
-   for (int k = 0; k < SEALED_BLOB; k++) {
-      blob[k] = (char) ('a' + (i + k) % 26);
-   }
-   blob[SEALED_BLOB] = '\0';
-   BSON_APPEND_UTF8 (d, "_id", hex);
-   BSON_APPEND_DOCUMENT_BEGIN (d, "data", &data);
-   BSON_APPEND_INT32 (&data, "counter", (int32_t) i);
-   BSON_APPEND_UTF8 (&data, "theme", "dark");
-   BSON_APPEND_UTF8 (&data, "cart", blob);
-   bson_append_document_end (d, &data);
-   BSON_APPEND_DATE_TIME (d, "createdAt", now);
-   BSON_APPEND_DATE_TIME (d, "lastSeen", now);
-   BSON_APPEND_DATE_TIME (d, "expiresAt", now + (int64_t) SESSION_IDLE_S * 1000);
-   return d;
+   return gen_session_cart (i, SEALED_BLOB);
 }
 
 static mongo_helper_sessions_t *
 h_sealed (bool sealed, mongo_helper_error_t *me)
 {
-   mongo_helper_sessions_t **h = &H_SEALED[sealed ? 0 : 1];
-
-   if (!*h) {
-      mongo_helper_sessions_options_t o;
-
-      mongo_helper_sessions_options_init (&o);
-      o.collection = sealed ? "bench_sessions_sealed" : "bench_sessions_clear";
-      o.idle_lifetime_ms = (int64_t) SESSION_IDLE_S * 1000;
-      o.touch_interval_ms = (int64_t) SESSION_TOUCH_S * 1000;
-      o.lazy_ensure = false;
-      o.keys = sealed ? SEALED_KEYS : NULL;
-      *h = mongo_helper_sessions_new (&o, me);
-   }
-   return *h;
+   return sealed ? h_store (&H_SEALED[0], "bench_sessions_sealed", SEALED_KEYS, me)
+                 : h_store (&H_SEALED[1], "bench_sessions_clear", NULL, me);
 }
 
 bool
@@ -303,32 +297,8 @@ static status_t
 sealed_loads (run_t *r, bool sealed)
 {
    mongo_helper_error_t me;
-   mongo_helper_sessions_t *S = h_sealed (sealed, &me);
-   char token[48];
 
-   if (!S) {
-      return fail_mh (r, "mongo_helper_sessions_new", &me);
-   }
-   for (long j = 0; j < r->ops; j++) {
-      long i = j % B.sessions_n;
-      bson_t data;
-      bson_iter_t it;
-      bool ok;
-
-      snprintf (token, sizeof token, "sess%039ld", i);
-      if (!mongo_helper_sessions_load_touch (S, token, &data, NULL, &me)) {
-         bson_destroy (&data);
-         return fail_mh (r, "mongo_helper_sessions_load_touch", &me);
-      }
-      ok = bson_iter_init_find (&it, &data, "counter") && BSON_ITER_HOLDS_INT32 (&it) &&
-           bson_iter_int32 (&it) == (int32_t) i && bson_iter_init_find (&it, &data, "cart") &&
-           BSON_ITER_HOLDS_UTF8 (&it);
-      bson_destroy (&data);
-      if (!ok) {
-         return fail (r, "session %ld: loaded data is not the seeded one", i);
-      }
-   }
-   return ST_OK;
+   return load_touch_loop (r, h_sealed (sealed, &me), &me, true);
 }
 
 status_t
