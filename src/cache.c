@@ -703,7 +703,7 @@ mongo_helper_cache_get_many (mongo_helper_cache_t *cache,
    bson_append_document_end (&f, &idf);
    mh_cache_append_live (&f, mh_wall_ms ());
    call.collection = cache->coll;
-   ok = mh_crud_find (&call, &f, NULL, false, &res, error);
+   ok = mh_crud_find (&call, &f, NULL, &res, error);
    if (!ok || !bson_iter_init (&r, &res)) {
       goto cleanup;
    }

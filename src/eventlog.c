@@ -331,7 +331,7 @@ mongo_helper_eventlog_query (mongo_helper_eventlog_t *log,
                     "limit",
                     BCON_INT64 (query->limit > 0 ? query->limit : 100));
    call.collection = log->coll;
-   ok = mh_crud_find (&call, &f, opts, false, events_out, error);
+   ok = mh_crud_find (&call, &f, opts, events_out, error);
    if (ok && count) {
       *count = (int32_t) bson_count_keys (events_out);
    }

@@ -722,19 +722,17 @@ char *mh_json_array (const char *what,
                      const char *hint,
                      mongo_helper_error_t *error);
 
-/* Finds into `results` (an array, reinitialised, at most max_result_bytes
- * unless first_only); first_only stops at one. */
+/* Finds into `results` (an array, reinitialised, at most
+ * max_result_bytes); one document: mh_crud_find_one(). */
 bool mh_crud_find (const mh_call_t *call,
                    const bson_t *filter,
                    const bson_t *opts,
-                   bool first_only,
                    bson_t *results,
                    mongo_helper_error_t *error);
 /* The same, telling the max_result_bytes in force (for JSON output). */
 bool mh_crud_find_ex (const mh_call_t *call,
                       const bson_t *filter,
                       const bson_t *opts,
-                      bool first_only,
                       bson_t *results,
                       size_t *max_bytes,
                       mongo_helper_error_t *error);

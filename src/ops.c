@@ -234,15 +234,13 @@ bool
 mh_crud_find_ex (const mh_call_t *call,
                  const bson_t *filter,
                  const bson_t *opts,
-                 bool first_only,
                  bson_t *results,
                  size_t *max_bytes,
                  mongo_helper_error_t *error)
 {
-   mh_find_ctx_t ctx = {filter, opts, first_only, false, results, false, 0};
+   mh_find_ctx_t ctx = {filter, opts, false, false, results, false, 0};
    bool ok;
 
-   BSON_ASSERT (!first_only); /* see mh_crud_find_one_ex() */
    ok = mh_ops_check (call, "filter", filter, error) && mh_run (call, mh_find_op, &ctx, error);
    if (max_bytes) {
       *max_bytes = ctx.max_bytes;
@@ -254,11 +252,10 @@ bool
 mh_crud_find (const mh_call_t *call,
               const bson_t *filter,
               const bson_t *opts,
-              bool first_only,
               bson_t *results,
               mongo_helper_error_t *error)
 {
-   return mh_crud_find_ex (call, filter, opts, first_only, results, NULL, error);
+   return mh_crud_find_ex (call, filter, opts, results, NULL, error);
 }
 
 bool
@@ -804,5 +801,5 @@ mh_find_exec (mh_opid_t op,
 {
    const mh_call_t call = {op, MH_OP_READ, database, collection, NULL};
 
-   return mh_crud_find_ex (&call, filter, opts, false, results, max_bytes, error);
+   return mh_crud_find_ex (&call, filter, opts, results, max_bytes, error);
 }
