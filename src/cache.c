@@ -167,12 +167,16 @@ mh_cache_append_id (const mongo_helper_cache_t *c,
  * instructions per cache get to build with libbson). */
 #define MH_CACHE_LIVE_MARK INT64_C (0x0123456789abcdef)
 
+/* state: 0 not built, 1 being built, 2 ready, 3 unusable.  Not a
+ * pthread_once: a fork() while another thread ran it would leave the
+ * child's first cache get waiting for ever; here a child that inherits
+ * "being built" simply builds the condition on each call. */
 static struct {
-   pthread_once_t once;
+   atomic_int state;
    uint8_t bytes[96];
    uint32_t len;
-   size_t date_at; /* 0: not built (then each call builds it) */
-} mh_cache_live = {.once = PTHREAD_ONCE_INIT};
+   size_t date_at;
+} mh_cache_live;
 
 static void
 mh_cache_live_build (bson_t *arr, int64_t now)
@@ -189,12 +193,22 @@ mh_cache_live_build (bson_t *arr, int64_t now)
    bson_append_document_end (arr, &b);
 }
 
-static void
-mh_cache_live_once (void)
+/* True when the template is ready; the first caller builds it. */
+static bool
+mh_cache_live_ready (void)
 {
    bson_t arr = BSON_INITIALIZER;
    uint64_t mark = BSON_UINT64_TO_LE ((uint64_t) MH_CACHE_LIVE_MARK);
+   int expect = 0;
+   int state = atomic_load_explicit (&mh_cache_live.state, memory_order_acquire);
 
+   if (state != 0) {
+      return state == 2;
+   }
+   if (!atomic_compare_exchange_strong (&mh_cache_live.state, &expect, 1)) {
+      return false; /* another thread builds it: this call builds its own */
+   }
+   state = 3;
    mh_cache_live_build (&arr, MH_CACHE_LIVE_MARK);
    if (arr.len <= sizeof mh_cache_live.bytes) {
       memcpy (mh_cache_live.bytes, bson_get_data (&arr), arr.len);
@@ -202,11 +216,14 @@ mh_cache_live_once (void)
          if (memcmp (mh_cache_live.bytes + i, &mark, sizeof mark) == 0) {
             mh_cache_live.len = arr.len;
             mh_cache_live.date_at = i;
+            state = 2;
             break;
          }
       }
    }
    bson_destroy (&arr);
+   atomic_store_explicit (&mh_cache_live.state, state, memory_order_release);
+   return state == 2;
 }
 
 /* Live: no expiresAt (never expires) or expiresAt in the future. */
@@ -217,8 +234,7 @@ mh_cache_append_live (bson_t *f, int64_t now)
    uint64_t le = BSON_UINT64_TO_LE ((uint64_t) now);
    bson_t arr;
 
-   pthread_once (&mh_cache_live.once, mh_cache_live_once);
-   if (mh_cache_live.date_at == 0) {
+   if (!mh_cache_live_ready ()) {
       BSON_APPEND_ARRAY_BEGIN (f, "$or", &arr);
       mh_cache_live_build (&arr, now);
       bson_append_array_end (f, &arr);

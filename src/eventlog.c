@@ -222,10 +222,17 @@ mh_event_build (const char *user_id,
    bson_t *doc;
    bson_t empty = BSON_INITIALIZER;
    bson_oid_t oid;
+   size_t payload;
 
    if (!mh_web_str_ok (user_id, "user_id", error) ||
        !mh_web_str_ok (event_type, "event_type", error) ||
        (metadata && !mh_web_doc_ok ("event log", "event metadata", metadata, error))) {
+      return NULL;
+   }
+   /* The whole event within one document, checked here: the buffered
+    * writer sends it later, and the server could refuse only its batch. */
+   payload = strlen (user_id) + strlen (event_type) + (metadata ? metadata->len : empty.len);
+   if (!mh_web_size_ok (payload, "the event (user_id, event_type and metadata)", error)) {
       return NULL;
    }
    if (timestamp_ms < 0) {
@@ -236,8 +243,7 @@ mh_event_build (const char *user_id,
    bson_oid_init (&oid, NULL);
    /* Sized once: the fields' names, types and lengths take under 96 bytes
     * beside the strings and the metadata (the request path allocates once). */
-   doc = bson_sized_new (96 + strlen (user_id) + strlen (event_type) +
-                         (metadata ? metadata->len : empty.len));
+   doc = bson_sized_new (96 + payload);
    BSON_APPEND_OID (doc, "_id", &oid);
    BSON_APPEND_UTF8 (doc, "user_id", user_id);
    BSON_APPEND_UTF8 (doc, "event_type", event_type);

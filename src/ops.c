@@ -418,9 +418,11 @@ typedef struct {
 } mh_update_ctx_t;
 
 /* The update options, static: {upsert: true} and, for a replacement of
- * MH_OP_CHECKED, {validate: false} (its values passed
- * mh_doc_check_embedded(), which refuses all that libmongoc's replace
- * validation would, so libmongoc need not walk them again). */
+ * MH_OP_CHECKED, {validate: false}: its values passed
+ * mh_doc_check_embedded() (strict UTF-8, no empty keys, depth),
+ * and mh_replace_top_ok() checks the one rule of libmongoc's replace
+ * validation that check leaves, no '$' key at the top, so libmongoc need
+ * not walk the values again. */
 /* clang-format off */
 static const uint8_t mh_upsert_bytes[] = {
    14, 0, 0, 0, BSON_TYPE_BOOL, 'u', 'p', 's', 'e', 'r', 't', 0, 1, 0};
@@ -429,10 +431,27 @@ static const uint8_t mh_upsert_no_validate_bytes[] = {
    BSON_TYPE_BOOL, 'v', 'a', 'l', 'i', 'd', 'a', 't', 'e', 0, 0, 0};
 /* clang-format on */
 
+static bool
+mh_replace_top_ok (const bson_t *doc)
+{
+   bson_iter_t it;
+
+   if (!bson_iter_init (&it, doc)) {
+      return false;
+   }
+   while (bson_iter_next (&it)) {
+      if (bson_iter_key (&it)[0] == '$') {
+         return false;
+      }
+   }
+   return true;
+}
+
 static const bson_t *
 mh_update_opts (const mh_update_ctx_t *c, bson_t *opts)
 {
-   if (c->checked && c->kind == MH_REPLACE_ONE) {
+   /* Otherwise libmongoc validates it and refuses what it must. */
+   if (c->checked && c->kind == MH_REPLACE_ONE && mh_replace_top_ok (c->update)) {
       if (c->upsert) {
          BSON_ASSERT (bson_init_static (
             opts, mh_upsert_no_validate_bytes, sizeof mh_upsert_no_validate_bytes));

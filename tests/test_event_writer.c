@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "mh_test.h"
+#include "src/mh_private.h"
 
 static mongo_helper_error_t err;
 
@@ -77,6 +78,50 @@ START_TEST (writer_flushes_by_size_and_interval_and_on_destroy)
    ck_assert_int_eq (mh_test_raw_count (coll, NULL), 56);
    mongo_helper_event_writer_destroy (w, 1000, NULL);
    mongo_helper_eventlog_destroy (l);
+}
+END_TEST
+
+/* An event is sent later, in a batch: one that cannot fit one document
+ * must be refused when it is logged, or it would block the batch. */
+START_TEST (event_too_large_for_one_document_is_refused_when_logged)
+{
+   const size_t budget = MH_MAX_BSON - MH_WEB_ENVELOPE; /* user_id + type + metadata */
+   const size_t empty_metadata = 5;
+   char coll[96];
+   char *uid = malloc (budget + 2);
+   mongo_helper_eventlog_t *l;
+   mongo_helper_event_writer_t *w;
+   bson_t *doc;
+
+   ck_assert_ptr_nonnull (uid);
+   /* At the edge: built, and within MongoDB's limit. */
+   memset (uid, 'u', budget - 1 - empty_metadata);
+   uid[budget - 1 - empty_metadata] = '\0';
+   doc = mh_event_build (uid, "t", NULL, 0, &err);
+   MH_ASSERT_OK (doc != NULL, err);
+   ck_assert_uint_le (doc->len, MH_MAX_BSON);
+   bson_destroy (doc);
+   /* One byte more: refused, naming the limit. */
+   memset (uid, 'u', budget - empty_metadata);
+   uid[budget - empty_metadata] = '\0';
+   MH_ASSERT_FAILS_WITH (mh_event_build (uid, "t", NULL, 0, &err) != NULL,
+                         MONGO_HELPER_ERROR_INVALID_ARGUMENT);
+   ck_assert_msg (strstr (err.message, "16 MB"), "%s", err.message);
+
+   /* Through the writer: refused at once; the next event is stored. */
+   snprintf (coll, sizeof coll, "%s", mh_test_collection ("ev_big"));
+   l = mh_test_eventlog_on (coll);
+   w = writer_on (l, 100, 10, 50, MONGO_HELPER_QUEUE_BLOCK);
+   MH_ASSERT_FAILS_WITH (mongo_helper_event_writer_log (w, uid, "t", NULL, 0, &err),
+                         MONGO_HELPER_ERROR_INVALID_ARGUMENT);
+   MH_ASSERT_FAILS_WITH (mongo_helper_eventlog_log (l, uid, "t", NULL, 0, &err),
+                         MONGO_HELPER_ERROR_INVALID_ARGUMENT);
+   MH_ASSERT_OK (mongo_helper_event_writer_log (w, "u1", "click", NULL, 0, &err), err);
+   MH_ASSERT_OK (mongo_helper_event_writer_flush (w, 5000, &err), err);
+   ck_assert_int_eq (mh_test_raw_count (coll, NULL), 1);
+   mongo_helper_event_writer_destroy (w, 1000, NULL);
+   mongo_helper_eventlog_destroy (l);
+   free (uid);
 }
 END_TEST
 
@@ -246,6 +291,7 @@ event_writer_suite (void)
    tcase_set_timeout (live, 60);
    tcase_add_test (live, writer_flushes_by_size_and_interval_and_on_destroy);
    tcase_add_test (live, full_queue_policies_drop_and_count);
+   tcase_add_test (live, event_too_large_for_one_document_is_refused_when_logged);
    suite_add_tcase (s, live);
 
    tcase_add_checked_fixture (outage, NULL, mh_test_teardown);
