@@ -453,6 +453,7 @@ START_TEST (watch_loses_and_repeats_no_event_across_forced_disconnects)
 
    snprintf (app, sizeof app, "mh_watch_%ld", (long) getpid ());
    setenv ("MONGO_APP_NAME", app, 1);
+   setenv ("MONGO_COMMAND_METRICS", "true", 1); /* the commands counted below */
    uri = replica_set (&srv);
    q.coll = mh_test_collection ("resumed");
    q.app = app;
