@@ -13,7 +13,6 @@ mongo_helper_cache_rekey (mongo_helper_cache_t *cache,
 {
    const mh_keyring_t *ring = NULL;
    mh_web_sealing_t w;
-   int64_t n = 0;
    bson_t *f;
    bool ok;
 
@@ -32,19 +31,9 @@ mongo_helper_cache_rekey (mongo_helper_cache_t *cache,
                       "cache_keys or cache_key_file (INI [db], MONGO_CACHE_KEYS, "
                       "MONGO_CACHE_KEY_FILE) or the options' keys");
    }
-   /* Sealed with another key, or a clear document or binary value
-    * (counters stay clear; leases hold no value). */
-   f = BCON_NEW ("$or",
-                 "[",
-                 "{",
-                 MH_WEB_SEALED ".k",
-                 "{",
-                 "$exists",
-                 BCON_BOOL (true),
-                 "$ne",
-                 BCON_UTF8 (mh_keyring_id (ring, 0)),
-                 "}",
-                 "}",
+   /* Besides those sealed with another key: a clear document or binary
+    * value (counters stay clear; leases hold no value). */
+   f = BCON_NEW ("0",
                  "{",
                  "value",
                  "{",
@@ -52,19 +41,16 @@ mongo_helper_cache_rekey (mongo_helper_cache_t *cache,
                  BCON_UTF8 ("object"),
                  "}",
                  "}",
+                 "1",
                  "{",
                  "value",
                  "{",
                  "$type",
                  BCON_UTF8 ("binData"),
                  "}",
-                 "}",
-                 "]");
+                 "}");
    w = (mh_web_sealing_t){MH_OPID_CACHE_REKEY, ring, cache->coll, "value", true};
-   ok = mh_web_rekey (&w, f, batch_size, &n, error);
-   if (changed) {
-      *changed = n;
-   }
+   ok = mh_web_rekey (&w, f, batch_size, changed, error);
    bson_destroy (f);
    return ok;
 }

@@ -882,7 +882,7 @@ typedef struct {
    unsigned fork_count; /* of the process whose thread runs it */
 } mh_web_setup_t;
 
-enum { MH_SETUP_TODO, MH_SETUP_RUNNING, MH_SETUP_DONE };
+enum { MH_SETUP_PENDING, MH_SETUP_RUNNING, MH_SETUP_DONE };
 
 typedef bool (*mh_web_ensure_fn) (void *handle, mongo_helper_error_t *error);
 
@@ -989,12 +989,14 @@ bool mh_web_reseal_update (const mh_keyring_t *ring,
                            bson_t *update,
                            mongo_helper_error_t *error);
 
-/* Rekey: every record of `coll` matching `filter` (stale or clear ones)
- * is opened (or, clear, taken from field `clear`, wrapped {v: value} when
- * `wrap`) and sealed again with the ring's current key, `batch` records
- * at a time (0: the default; over the maximum: INVALID_ARGUMENT),
- * each write a compare-and-swap (mh_web_cas).  *changed counts the
- * records written, on failure too.  Records that do not open are left as
+/* Rekey: every record of `coll` sealed with another key than the ring's
+ * current one, or matching one of the `clear_clauses` (an array of
+ * filters for the records still in clear text), is opened (or, clear,
+ * taken from field `clear`, wrapped {v: value} when `wrap`) and sealed
+ * again with the current key, `batch` records at a time (0: the default;
+ * over the maximum: INVALID_ARGUMENT), each write a compare-and-swap
+ * (mh_web_cas).  *changed (may be NULL) counts the records written, on
+ * failure too.  Records that do not open are left as
  * they are, counted, and make the call fail with INTEGRITY at the end. */
 typedef struct {
    mh_opid_t op;
@@ -1005,7 +1007,7 @@ typedef struct {
 } mh_web_sealing_t;
 
 bool mh_web_rekey (const mh_web_sealing_t *w,
-                   const bson_t *filter,
+                   const bson_t *clear_clauses,
                    size_t batch,
                    int64_t *changed,
                    mongo_helper_error_t *error);

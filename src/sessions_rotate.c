@@ -173,7 +173,6 @@ mongo_helper_sessions_rekey (mongo_helper_sessions_t *sessions,
 {
    const mh_keyring_t *ring = NULL;
    mh_web_sealing_t w;
-   int64_t n = 0;
    bson_t *f;
    bool ok;
 
@@ -192,32 +191,10 @@ mongo_helper_sessions_rekey (mongo_helper_sessions_t *sessions,
                       "session_keys or session_key_file (INI [db], MONGO_SESSION_KEYS, "
                       "MONGO_SESSION_KEY_FILE) or the options' keys");
    }
-   /* Sealed with another key, or clear text: everything not yet on the
-    * current key. */
-   f = BCON_NEW ("$or",
-                 "[",
-                 "{",
-                 MH_WEB_SEALED ".k",
-                 "{",
-                 "$exists",
-                 BCON_BOOL (true),
-                 "$ne",
-                 BCON_UTF8 (mh_keyring_id (ring, 0)),
-                 "}",
-                 "}",
-                 "{",
-                 "data",
-                 "{",
-                 "$exists",
-                 BCON_BOOL (true),
-                 "}",
-                 "}",
-                 "]");
+   /* Besides those sealed with another key: sessions still in clear text. */
+   f = BCON_NEW ("0", "{", "data", "{", "$exists", BCON_BOOL (true), "}", "}");
    w = (mh_web_sealing_t){MH_OPID_SESSIONS_REKEY, ring, sessions->coll, "data", false};
-   ok = mh_web_rekey (&w, f, batch_size, &n, error);
-   if (changed) {
-      *changed = n;
-   }
+   ok = mh_web_rekey (&w, f, batch_size, changed, error);
    bson_destroy (f);
    return ok;
 }

@@ -318,7 +318,7 @@ mh_web_setup_init (mh_web_setup_t *s, bool lazy)
    atomic_init (&s->done, false);
    pthread_mutex_init (&s->lock, NULL);
    pthread_cond_init (&s->cond, NULL);
-   s->state = MH_SETUP_TODO;
+   s->state = MH_SETUP_PENDING;
    mh_fork_track (&s->lock, &s->cond);
 }
 
@@ -370,7 +370,7 @@ mh_web_ready (mh_web_setup_t *s, mh_web_ensure_fn fn, void *handle, mongo_helper
 
    pthread_mutex_lock (&s->lock);
    if (s->state == MH_SETUP_RUNNING) {
-      s->state = ok ? MH_SETUP_DONE : MH_SETUP_TODO;
+      s->state = ok ? MH_SETUP_DONE : MH_SETUP_PENDING;
    }
    if (ok) {
       atomic_store (&s->done, true);
@@ -753,7 +753,7 @@ mh_rekey_op (mh_attempt_t *a, void *ctx)
 
 bool
 mh_web_rekey (const mh_web_sealing_t *w,
-              const bson_t *filter,
+              const bson_t *clear_clauses,
               size_t batch,
               int64_t *changed,
               mongo_helper_error_t *error)
@@ -761,11 +761,17 @@ mh_web_rekey (const mh_web_sealing_t *w,
    /* Never repeated by mh_run: a batch written stays written; running
     * rekey again picks up where it stopped. */
    const mh_call_t call = {w->op, MH_OP_ONCE | MH_OP_CHECKED, NULL, w->coll, NULL};
-   mh_rekey_ctx_t c = {w, filter, batch, 0, 0, {MONGO_HELPER_ERROR_NONE, 0, ""}};
+   bson_t filter = BSON_INITIALIZER, any, stale, k;
+   bson_iter_t it;
+   mh_rekey_ctx_t c = {w, &filter, batch, 0, 0, {MONGO_HELPER_ERROR_NONE, 0, ""}};
+   uint32_t i = 1;
    bool ok;
 
-   *changed = 0;
+   if (changed) {
+      *changed = 0;
+   }
    if (batch > MONGO_HELPER_REKEY_MAX_BATCH) {
+      bson_destroy (&filter);
       return mh_fail (error,
                       MONGO_HELPER_ERROR_INVALID_ARGUMENT,
                       0,
@@ -774,9 +780,30 @@ mh_web_rekey (const mh_web_sealing_t *w,
                       batch,
                       MONGO_HELPER_REKEY_MAX_BATCH);
    }
+   /* {$or: [{sealed.k: {$exists: true, $ne: current}}, ...clear_clauses]} */
+   BSON_APPEND_ARRAY_BEGIN (&filter, "$or", &any);
+   BSON_APPEND_DOCUMENT_BEGIN (&any, "0", &stale);
+   BSON_APPEND_DOCUMENT_BEGIN (&stale, MH_WEB_SEALED ".k", &k);
+   BSON_APPEND_BOOL (&k, "$exists", true);
+   BSON_APPEND_UTF8 (&k, "$ne", mh_keyring_id (w->ring, 0));
+   bson_append_document_end (&stale, &k);
+   bson_append_document_end (&any, &stale);
+   if (bson_iter_init (&it, clear_clauses)) {
+      while (bson_iter_next (&it)) {
+         char key[16];
+         const char *kp;
+         size_t kl = bson_uint32_to_string (i++, &kp, key, sizeof key);
+
+         bson_append_iter (&any, kp, (int) kl, &it);
+      }
+   }
+   bson_append_array_end (&filter, &any);
    c.batch = batch ? batch : MONGO_HELPER_REKEY_DEFAULT_BATCH;
    ok = mh_run (&call, mh_rekey_op, &c, error);
-   *changed = c.changed;
+   bson_destroy (&filter);
+   if (changed) {
+      *changed = c.changed;
+   }
    if (ok && c.failed > 0) {
       return mh_fail (error,
                       MONGO_HELPER_ERROR_INTEGRITY,
