@@ -272,6 +272,47 @@ START_TEST (server_killed_mid_writes_and_restarted_loses_no_acknowledged_write)
 }
 END_TEST
 
+/* An admin command on one member, outside the library. */
+static void
+member_command (int port, const char *json)
+{
+   char uri[96];
+   mongoc_client_t *direct;
+   bson_t cmd;
+   bson_error_t e;
+
+   snprintf (uri, sizeof uri, "mongodb://127.0.0.1:%d/?directConnection=true", port);
+   direct = mongoc_client_new (uri);
+   ck_assert_msg (bson_init_from_json (&cmd, json, -1, &e), "%s", e.message);
+   ck_assert_msg (mongoc_client_command_simple (direct, "admin", &cmd, NULL, NULL, &e),
+                  "%s: %s",
+                  json,
+                  e.message);
+   bson_destroy (&cmd);
+   mongoc_client_destroy (direct);
+}
+
+/* A two-member replica set on loopback, the member at p1 primary and the
+ * one at p2 secondary, with the singleton pointed at it; `hosts` receives
+ * "host:port,host:port". */
+static void
+rs_pair_start (mh_test_server_t *m1, mh_test_server_t *m2, int p1, int p2, char hosts[96])
+{
+   char uri[256];
+   const char *a1[] = {"--replset", "rs0", "--hosts", hosts, "--primary", NULL};
+   const char *a2[] = {"--replset", "rs0", "--hosts", hosts, "--secondary", NULL};
+
+   snprintf (hosts, 96, "127.0.0.1:%d,127.0.0.1:%d", p1, p2);
+   mh_test_server_start (m1, p1, a1);
+   mh_test_server_start (m2, p2, a2);
+   snprintf (uri,
+             sizeof uri,
+             "mongodb://%s/mh_resil?replicaSet=rs0&serverSelectionTimeoutMS=3000"
+             "&heartbeatFrequencyMS=500",
+             hosts);
+   setenv ("MONGO_CACHE_URI", uri, 1);
+}
+
 #define RS_WRITES 300
 static bool rs_ok[RS_WRITES], rs_seen[RS_WRITES];
 
@@ -279,47 +320,18 @@ START_TEST (primary_step_down_mid_run_loses_no_accepted_write)
 {
    int p1 = mh_test_free_port (), p2 = mh_test_free_port ();
    mh_test_server_t m1 = {0}, m2 = {0};
-   char hosts[96], uri[256], me1[32], me2[32];
-   const char *a1[] = {"--replset", "rs0", "--hosts", hosts, "--primary", NULL};
-   const char *a2[] = {"--replset", "rs0", "--hosts", hosts, "--secondary", NULL};
+   char hosts[96];
    int failures = 0, ok_count = 0;
-   bson_error_t e;
 
-   snprintf (me1, sizeof me1, "127.0.0.1:%d", p1);
-   snprintf (me2, sizeof me2, "127.0.0.1:%d", p2);
-   snprintf (hosts, sizeof hosts, "%s,%s", me1, me2);
-   mh_test_server_start (&m1, p1, a1);
-   mh_test_server_start (&m2, p2, a2);
-   snprintf (uri,
-             sizeof uri,
-             "mongodb://%s/mh_resil?replicaSet=rs0&serverSelectionTimeoutMS=3000"
-             "&heartbeatFrequencyMS=500",
-             hosts);
-   setenv ("MONGO_CACHE_URI", uri, 1);
+   rs_pair_start (&m1, &m2, p1, p2, hosts);
    setenv ("MONGO_CIRCUIT_FAILURE_THRESHOLD", "0", 1);
 
    for (int i = 0; i < RS_WRITES; i++) {
       if (i == RS_WRITES / 2) {
          /* Step down: the old primary refuses writes with 10107, the other
           * member becomes primary. */
-         mongoc_client_t *direct;
-         char duri[96];
-         bson_t *cmd;
-
-         snprintf (duri, sizeof duri, "mongodb://%s/?directConnection=true", me1);
-         direct = mongoc_client_new (duri);
-         cmd = BCON_NEW ("mockSetRole", "secondary");
-         ck_assert_msg (
-            mongoc_client_command_simple (direct, "admin", cmd, NULL, NULL, &e), "%s", e.message);
-         bson_destroy (cmd);
-         mongoc_client_destroy (direct);
-         snprintf (duri, sizeof duri, "mongodb://%s/?directConnection=true", me2);
-         direct = mongoc_client_new (duri);
-         cmd = BCON_NEW ("mockSetRole", "primary");
-         ck_assert_msg (
-            mongoc_client_command_simple (direct, "admin", cmd, NULL, NULL, &e), "%s", e.message);
-         bson_destroy (cmd);
-         mongoc_client_destroy (direct);
+         member_command (p1, "{\"mockSetRole\": \"secondary\"}");
+         member_command (p2, "{\"mockSetRole\": \"primary\"}");
       }
       rs_ok[i] = insert_id ("stepdown", i);
       if (rs_ok[i]) {
@@ -333,11 +345,11 @@ START_TEST (primary_step_down_mid_run_loses_no_accepted_write)
    /* The test server does not replicate: each member keeps what it
     * accepted, so the union of both members must hold every accepted id. */
    {
-      const char *members[] = {me1, me2};
+      const int members[] = {p1, p2};
       for (int k = 0; k < 2; k++) {
          char duri[128];
          mongoc_client_t *direct;
-         snprintf (duri, sizeof duri, "mongodb://%s/?directConnection=true", members[k]);
+         snprintf (duri, sizeof duri, "mongodb://127.0.0.1:%d/?directConnection=true", members[k]);
          direct = mongoc_client_new (duri);
          collect_ids (direct, "mh_resil", "stepdown", rs_seen, RS_WRITES);
          mongoc_client_destroy (direct);
@@ -367,34 +379,16 @@ START_TEST (read_is_retried_across_a_step_down)
 {
    int p1 = mh_test_free_port (), p2 = mh_test_free_port ();
    mh_test_server_t m1 = {0}, m2 = {0};
-   char hosts[96], uri[256], duri[96];
-   const char *a1[] = {"--replset", "rs0", "--hosts", hosts, "--primary", NULL};
-   const char *a2[] = {"--replset", "rs0", "--hosts", hosts, "--secondary", NULL};
-   mongoc_client_t *direct;
-   bson_t *cmd, *find;
-   bson_error_t e;
+   char hosts[96];
+   bson_t *find;
 
-   snprintf (hosts, sizeof hosts, "127.0.0.1:%d,127.0.0.1:%d", p1, p2);
-   mh_test_server_start (&m1, p1, a1);
-   mh_test_server_start (&m2, p2, a2);
-   snprintf (uri,
-             sizeof uri,
-             "mongodb://%s/mh_resil?replicaSet=rs0&serverSelectionTimeoutMS=3000"
-             "&heartbeatFrequencyMS=500",
-             hosts);
-   setenv ("MONGO_CACHE_URI", uri, 1);
+   rs_pair_start (&m1, &m2, p1, p2, hosts);
    setenv ("MONGO_RETRY_ATTEMPTS", "5", 1);
    setenv ("MONGO_RETRY_BASE_MS", "100", 1);
    find = BCON_NEW ("find", BCON_UTF8 ("rs_read"));
    MH_ASSERT_OK (mongo_helper_read_command (find, 0, NULL, &err), err);
    mongo_helper_metrics_reset ();
-   snprintf (duri, sizeof duri, "mongodb://127.0.0.1:%d/?directConnection=true", p1);
-   direct = mongoc_client_new (duri);
-   cmd = BCON_NEW ("mockSetRole", "secondary");
-   ck_assert_msg (
-      mongoc_client_command_simple (direct, "admin", cmd, NULL, NULL, &e), "%s", e.message);
-   bson_destroy (cmd);
-   mongoc_client_destroy (direct);
+   member_command (p1, "{\"mockSetRole\": \"secondary\"}");
    /* The read hits the old primary (13435), then waits for a new one,
     * which appears 400 ms later. */
    {
@@ -403,13 +397,7 @@ START_TEST (read_is_retried_across_a_step_down)
       read_find = find;
       ck_assert_int_eq (pthread_create (&t, NULL, read_thread, NULL), 0);
       mh_test_sleep_ms (400);
-      snprintf (duri, sizeof duri, "mongodb://127.0.0.1:%d/?directConnection=true", p2);
-      direct = mongoc_client_new (duri);
-      cmd = BCON_NEW ("mockSetRole", "primary");
-      ck_assert_msg (
-         mongoc_client_command_simple (direct, "admin", cmd, NULL, NULL, &e), "%s", e.message);
-      bson_destroy (cmd);
-      mongoc_client_destroy (direct);
+      member_command (p2, "{\"mockSetRole\": \"primary\"}");
       pthread_join (t, NULL);
    }
    ck_assert_msg (read_ok, "read failed: %s", read_err.message);
@@ -435,26 +423,6 @@ own_replica_set (mh_test_server_t *m)
    mh_test_server_start (m, 0, one_member_set);
    own_server_env (m->port,
                    "replicaSet=rs0&serverSelectionTimeoutMS=10000&heartbeatFrequencyMS=60000");
-}
-
-/* An admin command on one member, outside the library. */
-static void
-member_command (int port, const char *json)
-{
-   char uri[96];
-   mongoc_client_t *direct;
-   bson_t cmd;
-   bson_error_t e;
-
-   snprintf (uri, sizeof uri, "mongodb://127.0.0.1:%d/?directConnection=true", port);
-   direct = mongoc_client_new (uri);
-   ck_assert_msg (bson_init_from_json (&cmd, json, -1, &e), "%s", e.message);
-   ck_assert_msg (mongoc_client_command_simple (direct, "admin", &cmd, NULL, NULL, &e),
-                  "%s: %s",
-                  json,
-                  e.message);
-   bson_destroy (&cmd);
-   mongoc_client_destroy (direct);
 }
 
 /* The txnNumber of each command in the server's log whose line holds both
